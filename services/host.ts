@@ -1,0 +1,152 @@
+import { access, constants, mkdir, stat } from "node:fs/promises";
+import type { DescService } from "@bufbuild/protobuf";
+import { createRouterTransport, type ConnectRouter, type Interceptor, type Transport } from "@connectrpc/connect";
+import { createValidateInterceptor } from "@connectrpc/validate";
+import type { Logger } from "pino";
+import { ConfigError, type Config } from "./lib/config.js";
+import { checkDatabase, type Migration } from "./lib/db.js";
+import { migrateDatabase, openDatabases, type OpenDatabases } from "./lib/databases.js";
+import { getInstallation, installationMigrations } from "./lib/installation.js";
+import { createRequestContextInterceptor } from "./lib/request-context.js";
+import { createServer, type Readiness, type RunningServer } from "./lib/server.js";
+import type { DatabaseName, ListenerName, ServiceModule } from "./lib/service-module.js";
+import { loadTlsIdentity, type TlsIdentity } from "./lib/tls.js";
+import { serviceRegistry } from "./index.js";
+
+/** A process hosting some services: what `up` and `serve` start. */
+export interface Host {
+  /** One entry per listener that has services, e.g. panel → https://127.0.0.1:8443. */
+  readonly listeners: ReadonlyArray<{ name: ListenerName; url: string; services: string[] }>;
+  readonly tls: TlsIdentity;
+  /** Installation id per open database. */
+  readonly installations: Partial<Record<DatabaseName, string>>;
+  /** Whether the embedded PostgreSQL runs in this process, and on which port. */
+  readonly embeddedPostgresPort?: number;
+  /** A transport reaching any hosted service in memory (same interceptors as the network). */
+  transportFor(service: DescService): Transport;
+  /** Ordered, idempotent, bounded stop: drain → close servers → close pools → stop PostgreSQL. */
+  stop(): Promise<void>;
+}
+
+/** Every migration that belongs in `database`, whichever services this process hosts. */
+export function migrationsFor(database: DatabaseName): Migration[] {
+  return [...installationMigrations, ...serviceRegistry.filter((s) => s.database === database).flatMap((s) => s.migrations)];
+}
+
+/** Databases the given services need, in a stable order. */
+export function databasesFor(services: readonly ServiceModule[]): DatabaseName[] {
+  return (["panel", "admin"] as const).filter((d) => services.some((s) => s.database === d));
+}
+
+/** Makes sure the data directory exists and is writable; a ConfigError otherwise. */
+export async function prepareDataDir(dataDir: string): Promise<void> {
+  try {
+    await mkdir(dataDir, { recursive: true, mode: 0o700 });
+    if (!(await stat(dataDir)).isDirectory()) throw Object.assign(new Error(), { code: "ENOTDIR" });
+    await access(dataDir, constants.R_OK | constants.W_OK | constants.X_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why =
+      code === "ENOTDIR" || code === "EEXIST"
+        ? "is not a directory"
+        : code === "EACCES" || code === "EPERM"
+          ? "is not readable and writable by this user"
+          : `cannot be created (${code ?? "unknown error"})`;
+    throw new ConfigError("MYOSICAM_DATA_DIR", `${dataDir} ${why}`);
+  }
+}
+
+/**
+ * Starts the given services: data directory, TLS identity, databases (embedded or configured),
+ * migrations, then one HTTPS server per listener. On any failure everything started is stopped.
+ */
+export async function startHost(config: Config, services: readonly ServiceModule[], log: Logger): Promise<Host> {
+  await prepareDataDir(config.dataDir);
+  const tls = await loadTlsIdentity({
+    dataDir: config.dataDir,
+    certFile: config.tls.certFile,
+    keyFile: config.tls.keyFile,
+    names: [config.panel.host, config.admin.host],
+  });
+  const databases = await openDatabases(config, databasesFor(services), log);
+  const servers: RunningServer[] = [];
+  try {
+    const installations: Partial<Record<DatabaseName, string>> = {};
+    for (const name of databasesFor(services)) {
+      await migrateDatabase(databases.get(name), name, migrationsFor(name), log);
+      installations[name] = (await getInstallation(databases.get(name))).id;
+    }
+
+    const serviceNames = new Map(services.flatMap((s) => s.descriptors.map((d) => [d.typeName, s.name] as const)));
+    const interceptors: Interceptor[] = [createRequestContextInterceptor(log, serviceNames), createValidateInterceptor()];
+    const hosted = new Set(services.flatMap((s) => s.descriptors.map((d) => d.typeName)));
+    let inProcess: Transport | undefined;
+    const transportFor = (service: DescService): Transport => {
+      if (!hosted.has(service.typeName)) {
+        throw new Error(`${service.typeName} is not hosted in this process; run it here or configure its URL`);
+      }
+      return (inProcess ??= createRouterTransport(allRoutes, { router: { interceptors } }));
+    };
+    const routesOf = (subset: readonly ServiceModule[]) => {
+      const mounted = subset.map((s) =>
+        s.routes({ config, db: databases.get(s.database), log: log.child({ svc: s.name }), transportFor }),
+      );
+      return (router: ConnectRouter) => mounted.forEach((mount) => mount(router));
+    };
+    const allRoutes = routesOf(services);
+
+    const listeners: Array<{ name: ListenerName; url: string; services: string[] }> = [];
+    for (const listener of ["panel", "admin"] as const) {
+      const subset = services.filter((s) => s.listener === listener);
+      if (subset.length === 0) continue;
+      const { listen } = createServer({
+        name: listener,
+        tls,
+        routes: routesOf(subset),
+        interceptors,
+        readiness: () => readiness(databases, databasesFor(subset)),
+        log: log.child({ listener }),
+        readMaxBytes: config.rpcReadMaxBytes,
+        maxTimeoutMs: config.rpcMaxTimeoutSeconds * 1000,
+        pingIntervalMs: config.http2PingIntervalSeconds * 1000,
+      });
+      const { host, port } = config[listener];
+      const setting = listener === "panel" ? "PANEL_PORT" : "ADMIN_PORT";
+      const server = await listen(port, host).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === "EADDRINUSE") throw new ConfigError(setting, `port ${port} on ${host} is already in use`);
+        if (err.code === "EADDRNOTAVAIL") throw new ConfigError(listener === "panel" ? "PANEL_HOST" : "ADMIN_HOST", `${host} is not an address of this machine`);
+        if (err.code === "EACCES") throw new ConfigError(setting, `port ${port} needs privileges this user lacks`);
+        throw err;
+      });
+      servers.push(server);
+      listeners.push({ name: listener, url: server.url, services: subset.map((s) => s.name) });
+      log.info({ listener, url: server.url, services: subset.map((s) => s.name) }, "listening");
+    }
+
+    let stopping: Promise<void> | undefined;
+    const stop = () =>
+      (stopping ??= (async () => {
+        const deadlineMs = config.shutdownTimeoutSeconds * 1000;
+        for (const server of servers) server.markDraining();
+        await Promise.all(servers.map((s) => s.close(deadlineMs)));
+        await databases.close();
+        log.info("stopped");
+      })());
+    return { listeners, tls, installations, embeddedPostgresPort: databases.embedded?.port, transportFor, stop };
+  } catch (err) {
+    await Promise.all(servers.map((s) => s.close(1000)));
+    await databases.close();
+    throw err;
+  }
+}
+
+async function readiness(databases: OpenDatabases, names: readonly DatabaseName[]): Promise<Readiness> {
+  const checks: Record<string, unknown> = {};
+  let ready = true;
+  for (const name of names) {
+    const status = await checkDatabase(databases.get(name), migrationsFor(name));
+    checks[`${name}Database`] = status;
+    ready &&= status.reachable && status.pendingMigrations === 0;
+  }
+  return { ready, checks };
+}

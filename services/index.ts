@@ -1,0 +1,17 @@
+import { adminService } from "./admin/index.js";
+import { agentsService } from "./agents/index.js";
+import type { ServiceModule } from "./lib/service-module.js";
+
+/** Every service a MyOsicam process can host, by name; read by `up` and `serve`. */
+export const serviceRegistry: readonly ServiceModule[] = [agentsService, adminService];
+
+/** The services named in `names` (comma-separated list of registry names), in registry order. */
+export function selectServices(names: readonly string[]): ServiceModule[] {
+  const known = new Map(serviceRegistry.map((s) => [s.name, s]));
+  const unknown = names.filter((n) => !known.has(n));
+  if (unknown.length > 0) {
+    throw new Error(`unknown service ${unknown.join(", ")}; known services: ${[...known.keys()].join(", ")}`);
+  }
+  if (names.length === 0) throw new Error(`name at least one service; known services: ${[...known.keys()].join(", ")}`);
+  return serviceRegistry.filter((s) => names.includes(s.name));
+}

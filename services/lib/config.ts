@@ -1,0 +1,200 @@
+import { readFileSync } from "node:fs";
+import { isAbsolute, resolve } from "node:path";
+import { parseEnv } from "node:util";
+
+/** Log levels pino accepts, lowest to highest. */
+export const logLevels = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
+export type LogLevel = (typeof logLevels)[number];
+
+/** A listener: where one group of services is served. */
+export interface ListenerConfig {
+  /** Address to bind. */
+  host: string;
+  /** TCP port; 0 picks a free one (tests). */
+  port: number;
+}
+
+/** Everything a MyOsicam process is configured with, read once at start by `loadConfig`. */
+export interface Config {
+  /** Absolute path of the data directory: embedded PostgreSQL, generated certificate. */
+  dataDir: string;
+  /** Where the panel's services listen. */
+  panel: ListenerConfig;
+  /** Where admin's services listen. */
+  admin: ListenerConfig;
+  /** PEM certificate and key files; both unset means a self-signed certificate in `dataDir`. */
+  tls: { certFile?: string; keyFile?: string };
+  /** The panel's database; unset means the embedded PostgreSQL. */
+  databaseUrl?: string;
+  /** Admin's database; unset means the embedded PostgreSQL. */
+  adminDatabaseUrl?: string;
+  /** Port of the embedded PostgreSQL (loopback only); 0 picks a free one. */
+  embeddedPostgresPort: number;
+  /** 64 hex characters (32 bytes), the key for secrets at rest; validated when set. */
+  encryptionKeyHex?: string;
+  logLevel: LogLevel;
+  /** How long a graceful stop may take before it is forced. */
+  shutdownTimeoutSeconds: number;
+  /** Interval of the HTTP/2 PING each server sends on every session; a missed answer closes it. */
+  http2PingIntervalSeconds: number;
+  /** Largest request message a server reads. */
+  rpcReadMaxBytes: number;
+  /** Largest deadline a client may ask for. */
+  rpcMaxTimeoutSeconds: number;
+}
+
+/** A configuration problem, reported as one line naming the setting. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+  constructor(
+    /** The environment variable at fault. */
+    readonly setting: string,
+    problem: string,
+  ) {
+    super(`${setting}: ${problem}`);
+  }
+}
+
+/** The environment, as plain strings. */
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/** Every default in one place; names are the environment variables. */
+export const configDefaults = {
+  MYOSICAM_DATA_DIR: "./data",
+  PANEL_HOST: "127.0.0.1",
+  PANEL_PORT: "8443",
+  ADMIN_HOST: "127.0.0.1",
+  ADMIN_PORT: "8444",
+  EMBEDDED_POSTGRES_PORT: "15432",
+  LOG_LEVEL: "info",
+  SHUTDOWN_TIMEOUT_SECONDS: "10",
+  HTTP2_PING_INTERVAL_SECONDS: "30",
+  RPC_READ_MAX_BYTES: String(8 * 1024 * 1024),
+  RPC_MAX_TIMEOUT_SECONDS: "300",
+} as const;
+
+/** Default location of the optional configuration file, relative to the working directory. */
+export const defaultConfigFile = "config/.env";
+
+/**
+ * Merges `config/.env` (or `MYOSICAM_CONFIG_FILE`) under the process environment: the
+ * environment wins. A missing file is fine; an unreadable one is a ConfigError.
+ */
+export function readEnv(processEnv: Env, cwd = process.cwd()): Env {
+  const explicit = processEnv.MYOSICAM_CONFIG_FILE;
+  const file = resolve(cwd, explicit ?? defaultConfigFile);
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" && explicit === undefined) return processEnv;
+    throw new ConfigError("MYOSICAM_CONFIG_FILE", `cannot read ${file} (${code ?? String(err)})`);
+  }
+  return { ...parseEnv(text), ...processEnv };
+}
+
+/**
+ * Reads and validates the configuration from `env`. Pure: touches no file. Throws a ConfigError
+ * naming the first bad setting.
+ */
+export function loadConfig(env: Env, cwd = process.cwd()): Config {
+  const get = (name: keyof typeof configDefaults): string => {
+    const value = env[name]?.trim();
+    return value === undefined || value === "" ? configDefaults[name] : value;
+  };
+  const optional = (name: string): string | undefined => {
+    const value = env[name]?.trim();
+    return value === undefined || value === "" ? undefined : value;
+  };
+
+  const certFile = optional("PANEL_TLS_CERT");
+  const keyFile = optional("PANEL_TLS_KEY");
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    const missing = certFile === undefined ? "PANEL_TLS_CERT" : "PANEL_TLS_KEY";
+    throw new ConfigError(missing, "must be set together with " + (certFile === undefined ? "PANEL_TLS_KEY" : "PANEL_TLS_CERT"));
+  }
+
+  const encryptionKeyHex = optional("PANEL_ENCRYPTION_KEY");
+  if (encryptionKeyHex !== undefined && !/^[0-9a-fA-F]{64}$/.test(encryptionKeyHex)) {
+    throw new ConfigError(
+      "PANEL_ENCRYPTION_KEY",
+      `must be 64 hex characters (32 bytes), got ${encryptionKeyHex.length} characters; create one with \`npx myosicam keys generate\` or \`openssl rand -hex 32\``,
+    );
+  }
+
+  const logLevel = get("LOG_LEVEL").toLowerCase();
+  if (!(logLevels as readonly string[]).includes(logLevel)) {
+    throw new ConfigError("LOG_LEVEL", `must be one of ${logLevels.join(", ")}, got "${logLevel}"`);
+  }
+
+  const config: Config = {
+    dataDir: absolute(get("MYOSICAM_DATA_DIR"), cwd),
+    panel: { host: host(get, "PANEL_HOST"), port: port(get, "PANEL_PORT") },
+    admin: { host: host(get, "ADMIN_HOST"), port: port(get, "ADMIN_PORT") },
+    tls: {
+      ...(certFile !== undefined && { certFile: absolute(certFile, cwd) }),
+      ...(keyFile !== undefined && { keyFile: absolute(keyFile, cwd) }),
+    },
+    databaseUrl: databaseUrl(optional, "DATABASE_URL"),
+    adminDatabaseUrl: databaseUrl(optional, "ADMIN_DATABASE_URL"),
+    embeddedPostgresPort: port(get, "EMBEDDED_POSTGRES_PORT"),
+    encryptionKeyHex: encryptionKeyHex?.toLowerCase(),
+    logLevel: logLevel as LogLevel,
+    shutdownTimeoutSeconds: integer(get, "SHUTDOWN_TIMEOUT_SECONDS", 1, 3600),
+    http2PingIntervalSeconds: integer(get, "HTTP2_PING_INTERVAL_SECONDS", 1, 3600),
+    rpcReadMaxBytes: integer(get, "RPC_READ_MAX_BYTES", 1024, 1024 * 1024 * 1024),
+    rpcMaxTimeoutSeconds: integer(get, "RPC_MAX_TIMEOUT_SECONDS", 1, 86400),
+  };
+  const samePort = config.panel.port !== 0 && config.panel.port === config.admin.port;
+  if (samePort && config.panel.host === config.admin.host) {
+    throw new ConfigError("ADMIN_PORT", `must differ from PANEL_PORT (both are ${config.panel.port})`);
+  }
+  return config;
+}
+
+type Getter = (name: keyof typeof configDefaults) => string;
+
+function absolute(path: string, cwd: string): string {
+  return isAbsolute(path) ? path : resolve(cwd, path);
+}
+
+function integer(get: Getter, name: keyof typeof configDefaults, min: number, max: number): number {
+  const raw = get(name);
+  if (!/^\d+$/.test(raw)) throw new ConfigError(name, `must be a whole number, got "${raw}"`);
+  const value = Number(raw);
+  if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`);
+  return value;
+}
+
+function port(get: Getter, name: keyof typeof configDefaults): number {
+  const raw = get(name);
+  if (!/^\d{1,5}$/.test(raw) || Number(raw) > 65535) {
+    throw new ConfigError(name, `must be a TCP port number from 0 to 65535, got "${raw}"`);
+  }
+  return Number(raw);
+}
+
+function host(get: Getter, name: keyof typeof configDefaults): string {
+  const raw = get(name);
+  if (!/^[A-Za-z0-9.:_-]{1,253}$/.test(raw)) {
+    throw new ConfigError(name, `must be an IP address or host name to bind, got "${raw}"`);
+  }
+  return raw;
+}
+
+function databaseUrl(optional: (name: string) => string | undefined, name: string): string | undefined {
+  const raw = optional(name);
+  if (raw === undefined) return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(name, "must be a URL like postgres://user:password@host:5432/database");
+  }
+  if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") {
+    throw new ConfigError(name, `must start with postgres:// (got ${url.protocol}//)`);
+  }
+  if (url.pathname.length <= 1) throw new ConfigError(name, "must name a database after the host, e.g. …:5432/myosicam");
+  return raw;
+}

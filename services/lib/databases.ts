@@ -1,0 +1,83 @@
+import { join } from "node:path";
+import type { Logger } from "pino";
+import { ConfigError, type Config } from "./config.js";
+import { createDatabase, describeDatabaseError, migrateToLatest, type Knex, type Migration } from "./db.js";
+import { prepareClusterParent, startEmbeddedPostgres, type EmbeddedPostgres } from "./embedded-postgres.js";
+import type { DatabaseName } from "./service-module.js";
+
+/** Database names on the embedded server. */
+export const embeddedDatabaseNames: Readonly<Record<DatabaseName, string>> = {
+  panel: "myosicam_panel",
+  admin: "myosicam_admin",
+};
+
+/** Open pools, and the embedded server when one was started. */
+export interface OpenDatabases {
+  get(name: DatabaseName): Knex;
+  readonly embedded?: EmbeddedPostgres;
+  /** Destroys the pools, then stops the embedded server; idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the named databases: the configured URL (`DATABASE_URL`, `ADMIN_DATABASE_URL`) or, when
+ * one is unset, a database on the embedded PostgreSQL under `<dataDir>/postgres`, started here.
+ * Every pool is proven with a query; a failure names the setting.
+ */
+export async function openDatabases(config: Config, names: readonly DatabaseName[], log: Logger): Promise<OpenDatabases> {
+  const configured: Record<DatabaseName, string | undefined> = { panel: config.databaseUrl, admin: config.adminDatabaseUrl };
+  const settings: Record<DatabaseName, string> = { panel: "DATABASE_URL", admin: "ADMIN_DATABASE_URL" };
+  let embedded: EmbeddedPostgres | undefined;
+  const pools = new Map<DatabaseName, Knex>();
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    await Promise.all([...pools.values()].map((db) => db.destroy()));
+    await embedded?.stop();
+  };
+  try {
+    if (names.some((name) => configured[name] === undefined)) {
+      await prepareClusterParent(config.dataDir);
+      embedded = await startEmbeddedPostgres({
+        directory: join(config.dataDir, "postgres"),
+        port: config.embeddedPostgresPort,
+        log: log.child({ component: "embedded-postgres" }),
+      });
+    }
+    for (const name of names) {
+      let url = configured[name];
+      if (url === undefined && embedded) {
+        await embedded.ensureDatabase(embeddedDatabaseNames[name]);
+        url = embedded.url(embeddedDatabaseNames[name]);
+      }
+      const db = createDatabase(url!, log.child({ database: name }));
+      pools.set(name, db);
+      try {
+        await db.raw("select 1");
+      } catch (err) {
+        const setting = configured[name] === undefined ? "EMBEDDED_POSTGRES_PORT" : settings[name];
+        throw new ConfigError(setting, `cannot use the ${name} database: ${describeDatabaseError(err)}`);
+      }
+    }
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return {
+    get(name) {
+      const db = pools.get(name);
+      if (!db) throw new Error(`the ${name} database is not open in this process`);
+      return db;
+    },
+    embedded,
+    close,
+  };
+}
+
+/** Applies `migrations` to the database; logs what it applied. */
+export async function migrateDatabase(db: Knex, name: DatabaseName, migrations: readonly Migration[], log: Logger) {
+  const applied = await migrateToLatest(db, migrations);
+  if (applied.length > 0) log.info({ database: name, applied }, "migrations applied");
+  return applied;
+}

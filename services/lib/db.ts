@@ -1,0 +1,101 @@
+import knex, { type Knex } from "knex";
+import type { Logger } from "pino";
+
+export type { Knex } from "knex";
+
+/**
+ * One forward-only migration. Names are `<service>/<NNNN>_<what>` and sort in the order they run
+ * within a database; each runs in its own transaction. There is no `down`: a mistake is fixed by
+ * a new migration.
+ */
+export interface Migration {
+  readonly name: string;
+  up(db: Knex): Promise<void>;
+}
+
+/** Opens a pool on a PostgreSQL URL. The pool connects lazily; `checkDatabase` proves it works. */
+export function createDatabase(url: string, log: Logger, poolMax = 10): Knex {
+  return knex({
+    client: "pg",
+    connection: url,
+    pool: { min: 0, max: poolMax },
+    acquireConnectionTimeout: 10_000,
+    log: {
+      warn: (message: unknown) => log.warn({ knex: String(message) }, "database warning"),
+      error: (message: unknown) => log.error({ knex: String(message) }, "database error"),
+      deprecate: () => {},
+      debug: () => {},
+    },
+  });
+}
+
+function migrationSource(migrations: readonly Migration[]): Knex.MigrationSource<Migration> {
+  const sorted = [...migrations].sort((a, b) => a.name.localeCompare(b.name));
+  const names = new Set<string>();
+  for (const m of sorted) {
+    if (names.has(m.name)) throw new Error(`two migrations are named ${m.name}`);
+    names.add(m.name);
+  }
+  return {
+    getMigrations: async () => sorted,
+    getMigrationName: (m) => m.name,
+    getMigration: async (m) => ({
+      up: (db: Knex) => m.up(db),
+      down: async () => {
+        throw new Error(`migrations are forward-only: ${m.name} cannot be undone; write a new migration`);
+      },
+    }),
+  };
+}
+
+const migrationConfig = (migrations: readonly Migration[]): Knex.MigratorConfig => ({
+  migrationSource: migrationSource(migrations),
+  tableName: "knex_migrations",
+  // Another process may already have run a migration this one no longer lists (a newer release
+  // on a replica); refusing to start would turn a rolling upgrade into an outage.
+  disableMigrationsListValidation: true,
+});
+
+/** Applies every pending migration, each in a transaction; answers the names it applied. */
+export async function migrateToLatest(db: Knex, migrations: readonly Migration[]): Promise<string[]> {
+  const [, applied] = (await db.migrate.latest(migrationConfig(migrations))) as [number, string[]];
+  return applied;
+}
+
+/** Names of migrations not yet applied to `db`. */
+export async function pendingMigrations(db: Knex, migrations: readonly Migration[]): Promise<string[]> {
+  const [, pending] = (await db.migrate.list(migrationConfig(migrations))) as [unknown, Array<{ file?: string } | Migration>];
+  return pending.map((m) => ("name" in m ? m.name : String(m.file)));
+}
+
+/** Database readiness as `/readyz` reports it. */
+export interface DatabaseStatus {
+  reachable: boolean;
+  pendingMigrations: number;
+  error?: string;
+}
+
+/** Whether `db` answers and has every migration applied; never throws. */
+export async function checkDatabase(db: Knex, migrations: readonly Migration[]): Promise<DatabaseStatus> {
+  try {
+    await db.raw("select 1");
+  } catch (err) {
+    return { reachable: false, pendingMigrations: -1, error: describeDatabaseError(err) };
+  }
+  try {
+    return { reachable: true, pendingMigrations: (await pendingMigrations(db, migrations)).length };
+  } catch (err) {
+    return { reachable: true, pendingMigrations: -1, error: describeDatabaseError(err) };
+  }
+}
+
+/** A database error in words that name no secret (connection URLs are never echoed). */
+export function describeDatabaseError(err: unknown): string {
+  const e = err as { code?: string; message?: string };
+  if (e?.code === "ECONNREFUSED") return "connection refused";
+  if (e?.code === "28P01") return "password authentication failed";
+  if (e?.code === "3D000") return "database does not exist";
+  if (e?.code === "ENOTFOUND") return "host not found";
+  if (typeof e?.message === "string" && e.message.includes("Timeout acquiring")) return "timed out connecting";
+  return e?.code ? `database error ${e.code}` : "database error";
+}

@@ -1,0 +1,66 @@
+import { randomUUID } from "node:crypto";
+import { Code, ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import { peerAddressKey, requestIdKey, requestLoggerKey } from "./context-keys.js";
+import { isCallerError, toConnectError } from "./errors.js";
+
+/** Header carrying the correlation id, in and out. */
+export const requestIdHeader = "x-request-id";
+
+const wellFormedRequestId = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** The caller's request id when it is safe to log, else a fresh UUID. */
+export function requestIdFrom(header: string | null): string {
+  return header !== null && wellFormedRequestId.test(header) ? header : randomUUID();
+}
+
+/**
+ * The outermost interceptor of every server: binds the request id and a child logger
+ * `{svc, rpc, requestId}` into the context, echoes the id in `X-Request-Id`, logs one line per
+ * call with its code and duration, and turns unexpected errors into "internal error" (the cause
+ * goes to the log only). `serviceNames` maps a proto service's type name to the `svc` field.
+ */
+export function createRequestContextInterceptor(root: Logger, serviceNames: ReadonlyMap<string, string>): Interceptor {
+  return (next) => async (req) => {
+    const requestId = requestIdFrom(req.header.get(requestIdHeader));
+    const svc = serviceNames.get(req.service.typeName) ?? req.service.typeName;
+    const log = root.child({ svc, rpc: req.method.name, requestId });
+    req.contextValues.set(requestIdKey, requestId);
+    req.contextValues.set(requestLoggerKey, log);
+    const peer = req.contextValues.get(peerAddressKey);
+    const started = process.hrtime.bigint();
+    const finish = (err?: unknown): ConnectError | undefined => {
+      const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
+      if (err === undefined) {
+        log.info({ code: "ok", durationMs, peer }, "rpc finished");
+        return undefined;
+      }
+      const connectErr = toConnectError(err);
+      const fields = { code: Code[connectErr.code], durationMs, peer, reason: connectErr.rawMessage };
+      if (isCallerError(connectErr.code)) log.warn(fields, "rpc refused");
+      else log.error({ ...fields, err: connectErr.cause ?? connectErr }, "rpc failed");
+      connectErr.metadata.set(requestIdHeader, requestId);
+      return connectErr;
+    };
+    try {
+      const res = await next(req);
+      res.header.set(requestIdHeader, requestId);
+      if (!res.stream) {
+        finish();
+        return res;
+      }
+      return { ...res, message: observeStream(res, finish) } as typeof res;
+    } catch (err) {
+      throw finish(err);
+    }
+  };
+}
+
+async function* observeStream<T>(res: StreamResponse, finish: (err?: unknown) => ConnectError | undefined) {
+  try {
+    for await (const message of res.message as AsyncIterable<T>) yield message;
+    finish();
+  } catch (err) {
+    throw finish(err);
+  }
+}

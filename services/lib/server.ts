@@ -1,0 +1,189 @@
+import { createSecureServer, type Http2SecureServer, type Http2Session, type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
+import type { AddressInfo } from "node:net";
+import type { TLSSocket } from "node:tls";
+import { setMaxListeners } from "node:events";
+import { createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { Logger } from "pino";
+import { peerAddressKey } from "./context-keys.js";
+import { requestIdFrom, requestIdHeader } from "./request-context.js";
+import type { TlsIdentity } from "./tls.js";
+
+/** What `/readyz` reports; `ready` decides between 200 and 503. */
+export interface Readiness {
+  ready: boolean;
+  checks: Record<string, unknown>;
+}
+
+export interface ServerOptions {
+  /** Name in logs and health answers, e.g. "panel". */
+  name: string;
+  tls: TlsIdentity;
+  routes: (router: ConnectRouter) => void;
+  /** Server interceptors, outermost first. */
+  interceptors: Interceptor[];
+  readiness: () => Promise<Readiness>;
+  log: Logger;
+  readMaxBytes: number;
+  maxTimeoutMs: number;
+  /** Interval of HTTP/2 PINGs on every session; a session that misses one is destroyed. */
+  pingIntervalMs: number;
+}
+
+/** A listening HTTPS server, HTTP/2 and HTTP/1.1 on one port, TLS 1.3 minimum. */
+export interface RunningServer {
+  readonly url: string;
+  readonly port: number;
+  /** Stops taking requests and reports not-ready; streams stay open until `close`. */
+  markDraining(): void;
+  /**
+   * Graceful close: aborts handler contexts (streams end with Unavailable), refuses new
+   * connections, closes every session; after `deadlineMs` destroys what is left. Idempotent.
+   */
+  close(deadlineMs: number): Promise<void>;
+}
+
+/** Headers sent on every response, RPC or not. */
+export const securityHeaders: Readonly<Record<string, string>> = {
+  "strict-transport-security": "max-age=31536000",
+  "x-content-type-options": "nosniff",
+  "x-frame-options": "DENY",
+  "referrer-policy": "no-referrer",
+  "cross-origin-resource-policy": "same-origin",
+};
+
+/** Builds the server (no socket yet); `listen` binds it. Building is separate for tests. */
+export function createServer(options: ServerOptions) {
+  const shutdown = new AbortController();
+  // Every open stream adds a listener to the shutdown signal.
+  setMaxListeners(0, shutdown.signal);
+  let draining = false;
+
+  const adapter = connectNodeAdapter({
+    routes: options.routes,
+    interceptors: options.interceptors,
+    shutdownSignal: shutdown.signal,
+    readMaxBytes: options.readMaxBytes,
+    maxTimeoutMs: options.maxTimeoutMs,
+    contextValues: (req) => createContextValues().set(peerAddressKey, req.socket?.remoteAddress ?? ""),
+  });
+
+  const handler = (req: Http2ServerRequest, res: Http2ServerResponse) => {
+    for (const [name, value] of Object.entries(securityHeaders)) res.setHeader(name, value);
+    const path = (req.url ?? "/").split("?")[0];
+    if (req.method === "GET" && path === "/healthz") {
+      return sendJson(res, 200, { status: "ok", service: options.name });
+    }
+    if (req.method === "GET" && path === "/readyz") {
+      if (draining) return sendJson(res, 503, { status: "shutting_down", service: options.name, checks: {} });
+      options.readiness().then(
+        (r) => sendJson(res, r.ready ? 200 : 503, { status: r.ready ? "ready" : "not_ready", service: options.name, checks: r.checks }),
+        (err) => {
+          options.log.error({ err }, "readiness check failed");
+          sendJson(res, 503, { status: "not_ready", service: options.name, checks: {} });
+        },
+      );
+      return;
+    }
+    if (draining) {
+      res.setHeader(requestIdHeader, requestIdFrom(headerValue(req.headers[requestIdHeader])));
+      return sendJson(res, 503, { code: "unavailable", message: "the server is shutting down; try again" });
+    }
+    adapter(req, res);
+  };
+
+  const server: Http2SecureServer = createSecureServer(
+    { cert: options.tls.cert, key: options.tls.key, allowHTTP1: true, minVersion: "TLSv1.3" },
+    handler,
+  );
+  const sessions = new Set<Http2Session>();
+  server.on("session", (session) => {
+    sessions.add(session);
+    const timer = setInterval(() => pingOrDestroy(session, options.pingIntervalMs), options.pingIntervalMs);
+    timer.unref();
+    session.once("close", () => {
+      clearInterval(timer);
+      sessions.delete(session);
+    });
+    session.on("error", (err) => options.log.debug({ err }, "http2 session error"));
+  });
+  // HTTP/1.1 sockets are tracked too, so that close() can end keep-alive connections.
+  const sockets = new Set<TLSSocket>();
+  server.on("secureConnection", (socket: TLSSocket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  });
+  server.on("tlsClientError", (err) => options.log.debug({ err: err.message }, "TLS handshake refused"));
+
+  const listen = (port: number, host: string): Promise<RunningServer> =>
+    new Promise((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, host, () => {
+        server.off("error", reject);
+        const bound = (server.address() as AddressInfo).port;
+        const shownHost = host.includes(":") ? `[${host}]` : host;
+        let closing: Promise<void> | undefined;
+        resolve({
+          url: `https://${shownHost}:${bound}`,
+          port: bound,
+          markDraining: () => {
+            draining = true;
+          },
+          close: (deadlineMs) =>
+            (closing ??= closeGracefully({ server, sessions, sockets, shutdown, deadlineMs, markDraining: () => (draining = true) })),
+        });
+      });
+    });
+  return { listen, server };
+}
+
+function pingOrDestroy(session: Http2Session, timeoutMs: number) {
+  // ping() on a destroyed or closed session throws ERR_HTTP2_INVALID_SESSION.
+  if (session.destroyed || session.closed) return;
+  const timer = setTimeout(() => session.destroy(), timeoutMs);
+  timer.unref();
+  const sent = session.ping((err) => {
+    clearTimeout(timer);
+    if (err && !session.destroyed) session.destroy();
+  });
+  if (!sent) clearTimeout(timer);
+}
+
+interface CloseState {
+  server: Http2SecureServer;
+  sessions: Set<Http2Session>;
+  sockets: Set<TLSSocket>;
+  shutdown: AbortController;
+  deadlineMs: number;
+  markDraining: () => void;
+}
+
+async function closeGracefully(state: CloseState): Promise<void> {
+  state.markDraining();
+  state.shutdown.abort();
+  const closed = new Promise<void>((resolve) => state.server.close(() => resolve()));
+  for (const session of state.sessions) if (!session.closed) session.close();
+  // HTTP/1.1 keep-alive sockets would hold server.close() open; HTTP/2 ones close with their session.
+  for (const socket of state.sockets) if (socket.alpnProtocol !== "h2") socket.end();
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<void>((resolve) => {
+    timer = setTimeout(() => {
+      for (const session of state.sessions) session.destroy();
+      for (const socket of state.sockets) socket.destroy();
+      resolve();
+    }, state.deadlineMs);
+  });
+  await Promise.race([closed, deadline]);
+  clearTimeout(timer);
+  await closed;
+}
+
+function headerValue(value: string | string[] | undefined): string | null {
+  return typeof value === "string" ? value : null;
+}
+
+function sendJson(res: Http2ServerResponse, status: number, body: unknown) {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { "content-type": "application/json", "cache-control": "no-store" });
+  res.end(text);
+}

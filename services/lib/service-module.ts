@@ -1,0 +1,34 @@
+import type { DescService } from "@bufbuild/protobuf";
+import type { ConnectRouter, Transport } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import type { Config } from "./config.js";
+import type { Knex, Migration } from "./db.js";
+
+/** The two databases; a service's tables live in exactly one. */
+export type DatabaseName = "panel" | "admin";
+
+/** The two listeners; a service is served on exactly one. */
+export type ListenerName = "panel" | "admin";
+
+/** What a service's routes are built from. */
+export interface ServiceDeps {
+  config: Config;
+  /** The pool of the service's own database. */
+  db: Knex;
+  /** The service's logger (`svc` bound). */
+  log: Logger;
+  /** A transport reaching another service, in process when it is hosted here. */
+  transportFor(service: DescService): Transport;
+}
+
+/** How a service folder presents itself to the registry (`services/index.ts`). */
+export interface ServiceModule {
+  /** Folder name, and the `svc` field of its log lines. */
+  readonly name: string;
+  readonly listener: ListenerName;
+  readonly database: DatabaseName;
+  /** The proto services it mounts. */
+  readonly descriptors: readonly DescService[];
+  readonly migrations: readonly Migration[];
+  routes(deps: ServiceDeps): (router: ConnectRouter) => void;
+}

@@ -1,0 +1,41 @@
+import type { Logger } from "pino";
+
+export interface ShutdownOptions {
+  /** The ordered stop of everything the process started; bounded by its own deadlines. */
+  stop: () => Promise<void>;
+  log: Logger;
+  /** After this long the process exits 1 whatever is still running. */
+  hardDeadlineMs: number;
+  exit?: (code: number) => void;
+}
+
+/**
+ * First SIGINT/SIGTERM: graceful stop, then exit 0 (1 when stopping failed). A second signal, or
+ * the hard deadline, exits 1 at once.
+ */
+export function exitOnSignals(options: ShutdownOptions): void {
+  const exit = options.exit ?? ((code: number) => process.exit(code));
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      options.log.warn({ signal }, "second signal: exiting without waiting");
+      exit(1);
+      return;
+    }
+    stopping = true;
+    options.log.info({ signal }, "stopping");
+    setTimeout(() => {
+      options.log.error({ deadlineMs: options.hardDeadlineMs }, "stop took too long: exiting");
+      exit(1);
+    }, options.hardDeadlineMs).unref();
+    options.stop().then(
+      () => exit(0),
+      (err) => {
+        options.log.error({ err }, "stop failed");
+        exit(1);
+      },
+    );
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+}
