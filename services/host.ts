@@ -128,7 +128,8 @@ export async function startHost(config: Config, services: readonly ServiceModule
       (stopping ??= (async () => {
         const deadlineMs = config.shutdownTimeoutSeconds * 1000;
         for (const server of servers) server.markDraining();
-        await Promise.all(servers.map((s) => s.close(deadlineMs)));
+        const results = await Promise.all(servers.map((s) => s.close(deadlineMs)));
+        if (results.some((r) => r.forced)) log.warn({ deadlineMs }, "connections still open at the shutdown deadline were cut");
         await databases.close();
         log.info("stopped");
       })());

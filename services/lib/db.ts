@@ -20,8 +20,10 @@ export function createDatabase(url: string, log: Logger, poolMax = 10): Knex {
     connection: url,
     pool: { min: 0, max: poolMax },
     acquireConnectionTimeout: 10_000,
+    // knex warns with stack traces for conditions our callers already report in words
+    // (e.g. "connection refused"); keep its chatter for debugging only.
     log: {
-      warn: (message: unknown) => log.warn({ knex: String(message) }, "database warning"),
+      warn: (message: unknown) => log.debug({ knex: String(message) }, "database warning"),
       error: (message: unknown) => log.error({ knex: String(message) }, "database error"),
       deprecate: () => {},
       debug: () => {},

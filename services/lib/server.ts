@@ -39,8 +39,9 @@ export interface RunningServer {
   /**
    * Graceful close: aborts handler contexts (streams end with Unavailable), refuses new
    * connections, closes every session; after `deadlineMs` destroys what is left. Idempotent.
+   * Answers whether the deadline had to force it.
    */
-  close(deadlineMs: number): Promise<void>;
+  close(deadlineMs: number): Promise<{ forced: boolean }>;
 }
 
 /** Headers sent on every response, RPC or not. */
@@ -122,7 +123,7 @@ export function createServer(options: ServerOptions) {
         server.off("error", reject);
         const bound = (server.address() as AddressInfo).port;
         const shownHost = host.includes(":") ? `[${host}]` : host;
-        let closing: Promise<void> | undefined;
+        let closing: Promise<{ forced: boolean }> | undefined;
         resolve({
           url: `https://${shownHost}:${bound}`,
           port: bound,
@@ -158,7 +159,7 @@ interface CloseState {
   markDraining: () => void;
 }
 
-async function closeGracefully(state: CloseState): Promise<void> {
+async function closeGracefully(state: CloseState): Promise<{ forced: boolean }> {
   state.markDraining();
   state.shutdown.abort();
   const closed = new Promise<void>((resolve) => state.server.close(() => resolve()));
@@ -166,8 +167,10 @@ async function closeGracefully(state: CloseState): Promise<void> {
   // HTTP/1.1 keep-alive sockets would hold server.close() open; HTTP/2 ones close with their session.
   for (const socket of state.sockets) if (socket.alpnProtocol !== "h2") socket.end();
   let timer: NodeJS.Timeout | undefined;
+  let forced = false;
   const deadline = new Promise<void>((resolve) => {
     timer = setTimeout(() => {
+      forced = true;
       for (const session of state.sessions) session.destroy();
       for (const socket of state.sockets) socket.destroy();
       resolve();
@@ -176,6 +179,7 @@ async function closeGracefully(state: CloseState): Promise<void> {
   await Promise.race([closed, deadline]);
   clearTimeout(timer);
   await closed;
+  return { forced };
 }
 
 function headerValue(value: string | string[] | undefined): string | null {

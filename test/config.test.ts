@@ -1,0 +1,93 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { ConfigError, loadConfig, readEnv } from "../services/lib/config.js";
+
+const test = suite("configuration");
+
+function refusal(env: Record<string, string>): ConfigError {
+  try {
+    loadConfig(env, "/srv/myosicam");
+  } catch (err) {
+    assert.instance(err, ConfigError);
+    return err as ConfigError;
+  }
+  throw new Error(`expected ${JSON.stringify(env)} to be refused`);
+}
+
+test("with nothing set, every default applies", () => {
+  const config = loadConfig({}, "/srv/myosicam");
+  assert.is(config.dataDir, "/srv/myosicam/data");
+  assert.equal(config.panel, { host: "127.0.0.1", port: 8443 });
+  assert.equal(config.admin, { host: "127.0.0.1", port: 8444 });
+  assert.equal(config.tls, {});
+  assert.is(config.databaseUrl, undefined);
+  assert.is(config.logLevel, "info");
+});
+
+test("a malformed port is refused naming the setting", () => {
+  const err = refusal({ PANEL_PORT: "84x3" });
+  assert.is(err.setting, "PANEL_PORT");
+  assert.match(err.message, /PANEL_PORT: must be a TCP port number/);
+  assert.is(refusal({ ADMIN_PORT: "70000" }).setting, "ADMIN_PORT");
+});
+
+test("panel and admin on the same port are refused", () => {
+  assert.is(refusal({ PANEL_PORT: "9000", ADMIN_PORT: "9000" }).setting, "ADMIN_PORT");
+});
+
+test("an encryption key that is not 64 hex characters is refused, and says how to make one", () => {
+  const err = refusal({ PANEL_ENCRYPTION_KEY: "abc123" });
+  assert.is(err.setting, "PANEL_ENCRYPTION_KEY");
+  assert.match(err.message, /64 hex characters/);
+  assert.match(err.message, /keys generate/);
+  assert.not.match(err.message, /abc123/, "the key itself is not echoed");
+  assert.is(refusal({ PANEL_ENCRYPTION_KEY: "g".repeat(64) }).setting, "PANEL_ENCRYPTION_KEY");
+  assert.is(loadConfig({ PANEL_ENCRYPTION_KEY: "AB".repeat(32) }).encryptionKeyHex, "ab".repeat(32));
+});
+
+test("a certificate without its key (or the reverse) is refused", () => {
+  assert.is(refusal({ PANEL_TLS_CERT: "/etc/ssl/panel.crt" }).setting, "PANEL_TLS_KEY");
+  assert.is(refusal({ PANEL_TLS_KEY: "/etc/ssl/panel.key" }).setting, "PANEL_TLS_CERT");
+});
+
+test("database URLs must be postgres URLs naming a database", () => {
+  assert.is(refusal({ DATABASE_URL: "mysql://x@y/z" }).setting, "DATABASE_URL");
+  assert.is(refusal({ ADMIN_DATABASE_URL: "postgres://user@host:5432" }).setting, "ADMIN_DATABASE_URL");
+  assert.is(refusal({ DATABASE_URL: "not a url" }).setting, "DATABASE_URL");
+  assert.is(loadConfig({ DATABASE_URL: "postgres://u:p@db:5432/panel" }).databaseUrl, "postgres://u:p@db:5432/panel");
+});
+
+test("an unknown log level and out-of-range numbers are refused", () => {
+  assert.is(refusal({ LOG_LEVEL: "loud" }).setting, "LOG_LEVEL");
+  assert.is(refusal({ SHUTDOWN_TIMEOUT_SECONDS: "0" }).setting, "SHUTDOWN_TIMEOUT_SECONDS");
+  assert.is(refusal({ RPC_READ_MAX_BYTES: "-1" }).setting, "RPC_READ_MAX_BYTES");
+});
+
+test("config/.env is read and the environment wins over it", async () => {
+  const cwd = await mkdtemp(join(tmpdir(), "myosicam-config-"));
+  try {
+    await writeFile(join(cwd, "x.env"), "PANEL_PORT=9443\nADMIN_PORT=9444\n# comment\nLOG_LEVEL=debug\n");
+    const env = readEnv({ MYOSICAM_CONFIG_FILE: "x.env", ADMIN_PORT: "7444" }, cwd);
+    const config = loadConfig(env, cwd);
+    assert.is(config.panel.port, 9443);
+    assert.is(config.admin.port, 7444);
+    assert.is(config.logLevel, "debug");
+    assert.equal(readEnv({ PANEL_PORT: "1" }, cwd), { PANEL_PORT: "1" }, "no config/.env is fine");
+  } finally {
+    await rm(cwd, { recursive: true, force: true });
+  }
+});
+
+test("a named config file that does not exist is refused", () => {
+  try {
+    readEnv({ MYOSICAM_CONFIG_FILE: "/nonexistent/.env" });
+    assert.unreachable("should have thrown");
+  } catch (err) {
+    assert.is((err as ConfigError).setting, "MYOSICAM_CONFIG_FILE");
+  }
+});
+
+test.run();

@@ -1,0 +1,179 @@
+import { readFile, stat } from "node:fs/promises";
+import { connect as tlsConnect } from "node:tls";
+import { join } from "node:path";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { RegistrationService } from "../gen/myosicam/agent/v1/registration_pb.js";
+import { LicenseService } from "../gen/myosicam/license/v1/license_pb.js";
+import { makeTempDir, runCli, type CliProcess } from "./helpers/cli.js";
+import { getHttp1, getHttp2 } from "./helpers/https.js";
+
+/** What `up --json` prints. */
+interface UpReport {
+  status: string;
+  listeners: Record<"panel" | "admin", { url: string; services: string[] }>;
+  tls: { fingerprint: string; source: string; certFile: string };
+  dataDir: string;
+  embeddedPostgresPort: number;
+  installations: Record<"panel" | "admin", string>;
+}
+
+const test = suite("the whole stack started with `myosicam up` on a fresh data directory");
+
+let dir: Awaited<ReturnType<typeof makeTempDir>>;
+let up: CliProcess;
+let report: UpReport;
+let ca: string;
+
+const env = () => ({
+  MYOSICAM_DATA_DIR: join(dir.path, "data"),
+  PANEL_PORT: "0",
+  ADMIN_PORT: "0",
+  EMBEDDED_POSTGRES_PORT: "0",
+  SHUTDOWN_TIMEOUT_SECONDS: "5",
+});
+
+const validRegistration = {
+  installToken: "a".repeat(64),
+  agentId: "0b7d3c55-8f0e-4d53-9a7e-2f4f7a0c9b11",
+  hostname: "oscam-01",
+  ip: "192.0.2.10",
+  os: "linux",
+  osVersion: "Debian 12",
+  arch: "x64",
+  agentVersion: "0.1.0",
+};
+
+test.before(async () => {
+  dir = await makeTempDir("stack");
+  up = runCli(["up", "--json"], env());
+  report = await up.firstJson<UpReport>();
+  ca = await readFile(report.tls.certFile, "utf8");
+});
+
+test.after(async () => {
+  if (up.child.exitCode === null) up.child.kill("SIGKILL");
+  await up.exited;
+  await dir.remove();
+});
+
+test("it prints one JSON object with both URLs, the fingerprint and the data directory", () => {
+  assert.is(report.status, "running");
+  assert.match(report.listeners.panel.url, /^https:\/\/127\.0\.0\.1:\d+$/);
+  assert.match(report.listeners.admin.url, /^https:\/\/127\.0\.0\.1:\d+$/);
+  assert.equal(report.listeners.panel.services, ["agents"]);
+  assert.equal(report.listeners.admin.services, ["admin"]);
+  assert.match(report.tls.fingerprint, /^sha256:[0-9a-f]{64}$/);
+  assert.is(report.tls.source, "self-signed (new)");
+  assert.is(report.dataDir, join(dir.path, "data"));
+  assert.is(up.stdout().trim().split("\n").length, 1, "stdout holds exactly one line");
+});
+
+test("the generated key is readable by its owner only", async () => {
+  const key = await stat(join(dir.path, "data/tls/panel.key"));
+  assert.is(key.mode & 0o777, 0o600);
+});
+
+test("healthz answers over HTTP/2 and readyz reports the database and migrations", async () => {
+  const health = await getHttp2(`${report.listeners.panel.url}/healthz`, ca);
+  assert.is(health.status, 200);
+  assert.equal(JSON.parse(health.body), { status: "ok", service: "panel" });
+  const ready = await getHttp2(`${report.listeners.panel.url}/readyz`, ca);
+  assert.is(ready.status, 200);
+  assert.equal(JSON.parse(ready.body).checks.panelDatabase, { reachable: true, pendingMigrations: 0 });
+  const adminReady = await getHttp2(`${report.listeners.admin.url}/readyz`, ca);
+  assert.equal(JSON.parse(adminReady.body).checks.adminDatabase, { reachable: true, pendingMigrations: 0 });
+});
+
+test("HTTP/1.1 clients are answered on the same port", async () => {
+  const res = await getHttp1(`${report.listeners.panel.url}/readyz`, ca);
+  assert.is(res.httpVersion, "1.1");
+  assert.is(res.status, 200);
+  assert.is(JSON.parse(res.body).status, "ready");
+});
+
+test("every response carries the security headers", async () => {
+  const res = await getHttp1(`${report.listeners.admin.url}/healthz`, ca);
+  assert.is(res.headers["x-content-type-options"], "nosniff");
+  assert.match(String(res.headers["strict-transport-security"]), /max-age=/);
+});
+
+test("a TLS 1.2 client is refused", async () => {
+  const url = new URL(report.listeners.panel.url);
+  const outcome = await new Promise<string>((resolve) => {
+    const socket = tlsConnect({ host: url.hostname, port: Number(url.port), ca, maxVersion: "TLSv1.2" });
+    socket.once("secureConnect", () => {
+      socket.destroy();
+      resolve("connected");
+    });
+    socket.once("error", (err) => resolve(`refused: ${err.message}`));
+  });
+  assert.match(outcome, /^refused/);
+});
+
+test("an RPC later issues implement answers Unimplemented through a generated client", async () => {
+  for (const httpVersion of ["2", "1.1"] as const) {
+    const client = createClient(
+      RegistrationService,
+      createConnectTransport({ baseUrl: report.listeners.panel.url, httpVersion, nodeOptions: { ca } }),
+    );
+    const err = await client.register(validRegistration).then(
+      () => undefined,
+      (e: unknown) => ConnectError.from(e),
+    );
+    assert.ok(err, `HTTP/${httpVersion}: the call must fail`);
+    assert.is(err.code, Code.Unimplemented, `HTTP/${httpVersion}: ${err.message}`);
+  }
+  const license = createClient(LicenseService, createGrpcTransport({ baseUrl: report.listeners.admin.url, nodeOptions: { ca } }));
+  const err = await license.getPlanCatalog({}).catch((e: unknown) => ConnectError.from(e));
+  assert.is((err as ConnectError).code, Code.Unimplemented, "gRPC on the admin listener");
+});
+
+test("a malformed request is refused with InvalidArgument naming the field, before any handler", async () => {
+  const client = createClient(RegistrationService, createConnectTransport({ baseUrl: report.listeners.panel.url, httpVersion: "2", nodeOptions: { ca } }));
+  const err = await client.register({ ...validRegistration, installToken: "not-hex" }).catch((e: unknown) => ConnectError.from(e));
+  assert.is((err as ConnectError).code, Code.InvalidArgument);
+  assert.match((err as ConnectError).rawMessage, /install_token/);
+});
+
+test("the caller's X-Request-Id comes back and is on the log line of that request", async () => {
+  let echoed: string | null = null;
+  const client = createClient(RegistrationService, createConnectTransport({ baseUrl: report.listeners.panel.url, httpVersion: "2", nodeOptions: { ca } }));
+  await client
+    .register(validRegistration, { headers: { "x-request-id": "req-stack-test-1" }, onHeader: (h) => (echoed = h.get("x-request-id")) })
+    .catch((e: ConnectError) => (echoed ??= e.metadata.get("x-request-id")));
+  assert.is(echoed, "req-stack-test-1");
+  const lines = up.stderr().split("\n").filter((l) => l.includes("req-stack-test-1"));
+  assert.ok(lines.length >= 1, "a log line names the request id");
+  const line = JSON.parse(lines[0]!);
+  assert.is(line.svc, "agents");
+  assert.is(line.rpc, "Register");
+});
+
+test("no log line holds the embedded database password or the install token", async () => {
+  const password = (await readFile(join(dir.path, "data/postgres.password"), "utf8")).trim();
+  assert.ok(password.length >= 32);
+  assert.not.ok(up.stderr().includes(password), "database password in logs");
+  assert.not.ok(up.stderr().includes(validRegistration.installToken), "install token in logs");
+});
+
+test("SIGTERM drains, stops PostgreSQL and exits 0; a second start keeps the data and the certificate", async () => {
+  up.child.kill("SIGTERM");
+  assert.is(await up.exited, 0, up.stderr().slice(-1500));
+  const pidFile = await stat(join(dir.path, "data/postgres/postmaster.pid")).catch(() => undefined);
+  assert.is(pidFile, undefined, "PostgreSQL stopped and removed its pid file");
+
+  up = runCli(["up", "--json"], env());
+  const again = await up.firstJson<UpReport>();
+  assert.is(again.tls.fingerprint, report.tls.fingerprint, "same certificate");
+  assert.is(again.tls.source, "self-signed (reused)");
+  assert.equal(again.installations, report.installations, "same databases, same rows");
+  const ready = await getHttp2(`${again.listeners.panel.url}/readyz`, ca);
+  assert.is(ready.status, 200);
+  up.child.kill("SIGINT");
+  assert.is(await up.exited, 0);
+});
+
+test.run();
