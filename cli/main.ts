@@ -1,5 +1,6 @@
-import { Command, CommanderError, Option } from "commander";
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { ConfigError } from "../services/lib/config.js";
+import { keysGenerateCommand, keysRotateCommand, keysStatusCommand } from "./keys.js";
 import { migrateCommand } from "./migrate.js";
 import { allServiceNames, serveCommand } from "./serve.js";
 
@@ -31,6 +32,42 @@ program
   .description("apply pending database migrations and exit")
   .addOption(json())
   .action((opts: { json?: boolean }) => migrateCommand({ json: Boolean(opts.json) }));
+
+const keys = program.command("keys").description("the encryption key for secrets at rest: generate, status, rotate");
+keys
+  .command("generate")
+  .description("print a fresh random key (64 hex characters) for PANEL_ENCRYPTION_KEY")
+  .addOption(json())
+  .action((opts: { json?: boolean }) => keysGenerateCommand({ json: Boolean(opts.json) }));
+keys
+  .command("status")
+  .description("show the active and previous key ids and how many stored values each sealed")
+  .addOption(json())
+  .action((opts: { json?: boolean }) => keysStatusCommand({ json: Boolean(opts.json) }));
+keys
+  .command("rotate")
+  .description("re-encrypt every stored secret from PANEL_ENCRYPTION_KEY_PREVIOUS to PANEL_ENCRYPTION_KEY, then verify")
+  .option("--dry-run", "only count what would be re-encrypted")
+  .addOption(new Option("--batch-size <n>", "values per transaction").default("500").argParser(positiveInteger("--batch-size")))
+  .addOption(new Option("--crash-after-batches <n>").hideHelp().argParser(positiveInteger("--crash-after-batches")))
+  .addOption(json())
+  .action((opts: { json?: boolean; dryRun?: boolean; batchSize: string | number; crashAfterBatches?: number }) =>
+    keysRotateCommand({
+      json: Boolean(opts.json),
+      dryRun: Boolean(opts.dryRun),
+      batchSize: Number(opts.batchSize),
+      crashAfterBatches: opts.crashAfterBatches,
+    }),
+  );
+
+function positiveInteger(flag: string) {
+  return (value: string): number => {
+    if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > 100_000) {
+      throw new InvalidArgumentError(`${flag} takes a whole number from 1 to 100000`);
+    }
+    return Number(value);
+  };
+}
 
 try {
   await program.parseAsync(process.argv);

@@ -8,7 +8,7 @@ import { createCommandContext, printJson } from "./context.js";
  * and exits. `up` and `serve` do the same at start; this is for deploys that migrate first.
  */
 export async function migrateCommand(options: { json: boolean }): Promise<void> {
-  const { config, log } = createCommandContext();
+  const { config, log } = await createCommandContext();
   await prepareDataDir(config.dataDir);
   const names = databasesFor(serviceRegistry);
   const databases = await openDatabases(config, names, log);

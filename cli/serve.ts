@@ -15,13 +15,17 @@ export interface ServeOptions {
  * then stops in order and exits 0.
  */
 export async function serveCommand(options: ServeOptions): Promise<void> {
-  const context = createCommandContext();
-  const host = await startHost(context.config, selectServices(options.services), context.log);
+  const services = selectServices(options.services);
+  const context = await createCommandContext({ generateEncryptionKey: services.some((s) => s.name === "crypto") });
+  const host = await startHost(context.config, services, context.log);
   exitOnSignals({
     stop: host.stop,
     log: context.log,
     hardDeadlineMs: (context.config.shutdownTimeoutSeconds + 15) * 1000,
   });
+  if (context.generatedKeyFile) {
+    context.log.warn({ file: context.generatedKeyFile }, "generated PANEL_ENCRYPTION_KEY on first start and stored it in the configuration file: back that file up");
+  }
   if (options.json) printJson(describeHost(host, context));
   else process.stdout.write(banner(host, context));
 }
@@ -40,7 +44,8 @@ function describeHost(host: Host, { config }: CommandContext) {
   };
 }
 
-function banner(host: Host, { config }: CommandContext): string {
+function banner(host: Host, context: CommandContext): string {
+  const { config } = context;
   const shortPath = relative(process.cwd(), host.tls.certFile);
   const cert = shortPath.startsWith("..") ? host.tls.certFile : shortPath;
   const first = host.listeners[0];
@@ -53,6 +58,7 @@ function banner(host: Host, { config }: CommandContext): string {
     `  Data directory    ${config.dataDir}` +
       (host.embeddedPostgresPort ? ` (embedded PostgreSQL on 127.0.0.1:${host.embeddedPostgresPort})` : ""),
     ...Object.entries(host.installations).map(([db, id]) => `  ${(db + " id").padEnd(17)} ${id}`),
+    ...(context.generatedKeyFile ? ["", `A new PANEL_ENCRYPTION_KEY was generated into ${context.generatedKeyFile}.`, "Back that file up: without it, the secrets the panel stores cannot be decrypted."] : []),
     "",
     "Next:",
     ...(first ? [`  curl --cacert ${cert} ${first.url}/readyz`] : []),

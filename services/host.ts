@@ -87,12 +87,10 @@ export async function startHost(config: Config, services: readonly ServiceModule
       }
       return (inProcess ??= createRouterTransport(allRoutes, { router: { interceptors } }));
     };
-    const routesOf = (subset: readonly ServiceModule[]) => {
-      const mounted = subset.map((s) =>
-        s.routes({ config, db: databases.get(s.database), log: log.child({ svc: s.name }), transportFor }),
-      );
-      return (router: ConnectRouter) => mounted.forEach((mount) => mount(router));
-    };
+    const depsOf = (s: ServiceModule) => ({ config, db: databases.get(s.database), log: log.child({ svc: s.name }), transportFor });
+    for (const s of services) await s.checkStartup?.(depsOf(s));
+    const mounted = new Map(services.map((s) => [s, s.routes(depsOf(s))]));
+    const routesOf = (subset: readonly ServiceModule[]) => (router: ConnectRouter) => subset.forEach((s) => mounted.get(s)!(router));
     const allRoutes = routesOf(services);
 
     const listeners: Array<{ name: ListenerName; url: string; services: string[] }> = [];

@@ -34,6 +34,30 @@ test("a malformed port is refused naming the setting", () => {
   assert.is(refusal({ ADMIN_PORT: "70000" }).setting, "ADMIN_PORT");
 });
 
+test("obviously weak encryption keys are refused, each with the reason", () => {
+  const weak: Array<[string, RegExp]> = [
+    ["0".repeat(64), /all zeros/],
+    ["ff".repeat(32), /every byte is the same/],
+    ["ab12".repeat(16), /repeats a 2-byte pattern/],
+    ["deadbeef".repeat(8), /repeats a 4-byte pattern/],
+    [Array.from({ length: 32 }, (_, i) => i.toString(16).padStart(2, "0")).join(""), /counting sequence/],
+    ["00010203".repeat(4) + "0a0b0c0d".repeat(4), /too few distinct bytes/],
+  ];
+  for (const [key, reason] of weak) {
+    const err = refusal({ PANEL_ENCRYPTION_KEY: key });
+    assert.is(err.setting, "PANEL_ENCRYPTION_KEY");
+    assert.match(err.message, reason, key);
+    assert.not.ok(err.message.includes(key), "the key is not echoed");
+  }
+  assert.is(refusal({ PANEL_ENCRYPTION_KEY: "3632f3da0a8c1487085be1515c2486dd8a52bc340fd743fb0062d2e6794aaf95", PANEL_ENCRYPTION_KEY_PREVIOUS: "0".repeat(64) }).setting, "PANEL_ENCRYPTION_KEY_PREVIOUS");
+});
+
+test("a previous key without a new one, or equal to it, is refused", () => {
+  const key = "3632f3da0a8c1487085be1515c2486dd8a52bc340fd743fb0062d2e6794aaf95";
+  assert.is(refusal({ PANEL_ENCRYPTION_KEY_PREVIOUS: key }).setting, "PANEL_ENCRYPTION_KEY");
+  assert.is(refusal({ PANEL_ENCRYPTION_KEY: key, PANEL_ENCRYPTION_KEY_PREVIOUS: key }).setting, "PANEL_ENCRYPTION_KEY_PREVIOUS");
+});
+
 test("panel and admin on the same port are refused", () => {
   assert.is(refusal({ PANEL_PORT: "9000", ADMIN_PORT: "9000" }).setting, "ADMIN_PORT");
 });
@@ -45,7 +69,8 @@ test("an encryption key that is not 64 hex characters is refused, and says how t
   assert.match(err.message, /keys generate/);
   assert.not.match(err.message, /abc123/, "the key itself is not echoed");
   assert.is(refusal({ PANEL_ENCRYPTION_KEY: "g".repeat(64) }).setting, "PANEL_ENCRYPTION_KEY");
-  assert.is(loadConfig({ PANEL_ENCRYPTION_KEY: "AB".repeat(32) }).encryptionKeyHex, "ab".repeat(32));
+  const key = "3632F3DA0A8C1487085BE1515C2486DD8A52BC340FD743FB0062D2E6794AAF95";
+  assert.is(loadConfig({ PANEL_ENCRYPTION_KEY: key }).encryptionKeyHex, key.toLowerCase());
 });
 
 test("a certificate without its key (or the reverse) is refused", () => {

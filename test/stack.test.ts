@@ -7,7 +7,7 @@ import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { RegistrationService } from "../gen/myosicam/agent/v1/registration_pb.js";
 import { LicenseService } from "../gen/myosicam/license/v1/license_pb.js";
-import { makeTempDir, runCli, type CliProcess } from "./helpers/cli.js";
+import { emptyConfigFile, makeTempDir, runCli, type CliProcess } from "./helpers/cli.js";
 import { getHttp1, getHttp2 } from "./helpers/https.js";
 
 /** What `up --json` prints. */
@@ -26,8 +26,10 @@ let dir: Awaited<ReturnType<typeof makeTempDir>>;
 let up: CliProcess;
 let report: UpReport;
 let ca: string;
+let configFile: string;
 
 const env = () => ({
+  MYOSICAM_CONFIG_FILE: configFile,
   MYOSICAM_DATA_DIR: join(dir.path, "data"),
   PANEL_PORT: "0",
   ADMIN_PORT: "0",
@@ -48,6 +50,7 @@ const validRegistration = {
 
 test.before(async () => {
   dir = await makeTempDir("stack");
+  configFile = emptyConfigFile();
   up = runCli(["up", "--json"], env());
   report = await up.firstJson<UpReport>();
   ca = await readFile(report.tls.certFile, "utf8");
@@ -71,9 +74,11 @@ test("it prints one JSON object with both URLs, the fingerprint and the data dir
   assert.is(up.stdout().trim().split("\n").length, 1, "stdout holds exactly one line");
 });
 
-test("the generated key is readable by its owner only", async () => {
+test("the generated TLS key and the configuration file with the generated encryption key are owner-only", async () => {
   const key = await stat(join(dir.path, "data/tls/panel.key"));
   assert.is(key.mode & 0o777, 0o600);
+  assert.is((await stat(configFile)).mode & 0o777, 0o600);
+  assert.match(await readFile(configFile, "utf8"), /^PANEL_ENCRYPTION_KEY=[0-9a-f]{64}$/m);
 });
 
 test("healthz answers over HTTP/2 and readyz reports the database and migrations", async () => {
@@ -145,9 +150,7 @@ test("the caller's X-Request-Id comes back and is on the log line of that reques
     .register(validRegistration, { headers: { "x-request-id": "req-stack-test-1" }, onHeader: (h) => (echoed = h.get("x-request-id")) })
     .catch((e: ConnectError) => (echoed ??= e.metadata.get("x-request-id")));
   assert.is(echoed, "req-stack-test-1");
-  const lines = up.stderr().split("\n").filter((l) => l.includes("req-stack-test-1"));
-  assert.ok(lines.length >= 1, "a log line names the request id");
-  const line = JSON.parse(lines[0]!);
+  const line = JSON.parse(await up.waitForStderr(/^.*"requestId":"req-stack-test-1".*$/m));
   assert.is(line.svc, "agents");
   assert.is(line.rpc, "Register");
 });
@@ -157,6 +160,8 @@ test("no log line holds the embedded database password or the install token", as
   assert.ok(password.length >= 32);
   assert.not.ok(up.stderr().includes(password), "database password in logs");
   assert.not.ok(up.stderr().includes(validRegistration.installToken), "install token in logs");
+  const key = /^PANEL_ENCRYPTION_KEY=([0-9a-f]{64})$/m.exec(await readFile(configFile, "utf8"))![1]!;
+  assert.not.ok(up.stderr().includes(key), "encryption key in logs");
 });
 
 test("SIGTERM drains, stops PostgreSQL and exits 0; a second start keeps the data and the certificate", async () => {
@@ -170,6 +175,7 @@ test("SIGTERM drains, stops PostgreSQL and exits 0; a second start keeps the dat
   assert.is(again.tls.fingerprint, report.tls.fingerprint, "same certificate");
   assert.is(again.tls.source, "self-signed (reused)");
   assert.equal(again.installations, report.installations, "same databases, same rows");
+  assert.is((await readFile(configFile, "utf8")).match(/PANEL_ENCRYPTION_KEY=/g)?.length, 1, "the key is generated once");
   const ready = await getHttp2(`${again.listeners.panel.url}/readyz`, ca);
   assert.is(ready.status, 200);
   up.child.kill("SIGINT");

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
 import { parseEnv } from "node:util";
+import { weakKeyReason } from "./key-strength.js";
 
 /** Log levels pino accepts, lowest to highest. */
 export const logLevels = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
@@ -30,8 +31,10 @@ export interface Config {
   adminDatabaseUrl?: string;
   /** Port of the embedded PostgreSQL (loopback only); 0 picks a free one. */
   embeddedPostgresPort: number;
-  /** 64 hex characters (32 bytes), the key for secrets at rest; validated when set. */
+  /** 64 lowercase hex characters (32 bytes): the key that seals secrets at rest. */
   encryptionKeyHex?: string;
+  /** The key being rotated away from; values sealed with it still open until rotation ends. */
+  previousEncryptionKeyHex?: string;
   logLevel: LogLevel;
   /** How long a graceful stop may take before it is forced. */
   shutdownTimeoutSeconds: number;
@@ -115,12 +118,13 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
     throw new ConfigError(missing, "must be set together with " + (certFile === undefined ? "PANEL_TLS_KEY" : "PANEL_TLS_CERT"));
   }
 
-  const encryptionKeyHex = optional("PANEL_ENCRYPTION_KEY");
-  if (encryptionKeyHex !== undefined && !/^[0-9a-fA-F]{64}$/.test(encryptionKeyHex)) {
-    throw new ConfigError(
-      "PANEL_ENCRYPTION_KEY",
-      `must be 64 hex characters (32 bytes), got ${encryptionKeyHex.length} characters; create one with \`npx myosicam keys generate\` or \`openssl rand -hex 32\``,
-    );
+  const encryptionKeyHex = encryptionKey(optional, "PANEL_ENCRYPTION_KEY");
+  const previousEncryptionKeyHex = encryptionKey(optional, "PANEL_ENCRYPTION_KEY_PREVIOUS");
+  if (previousEncryptionKeyHex !== undefined && encryptionKeyHex === undefined) {
+    throw new ConfigError("PANEL_ENCRYPTION_KEY", "must be set when PANEL_ENCRYPTION_KEY_PREVIOUS is (the new key to rotate to)");
+  }
+  if (previousEncryptionKeyHex !== undefined && previousEncryptionKeyHex === encryptionKeyHex) {
+    throw new ConfigError("PANEL_ENCRYPTION_KEY_PREVIOUS", "is the same key as PANEL_ENCRYPTION_KEY; set it to the old key, or remove it");
   }
 
   const logLevel = get("LOG_LEVEL").toLowerCase();
@@ -139,7 +143,8 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
     databaseUrl: databaseUrl(optional, "DATABASE_URL"),
     adminDatabaseUrl: databaseUrl(optional, "ADMIN_DATABASE_URL"),
     embeddedPostgresPort: port(get, "EMBEDDED_POSTGRES_PORT"),
-    encryptionKeyHex: encryptionKeyHex?.toLowerCase(),
+    encryptionKeyHex,
+    previousEncryptionKeyHex,
     logLevel: logLevel as LogLevel,
     shutdownTimeoutSeconds: integer(get, "SHUTDOWN_TIMEOUT_SECONDS", 1, 3600),
     http2PingIntervalSeconds: integer(get, "HTTP2_PING_INTERVAL_SECONDS", 1, 3600),
@@ -181,6 +186,20 @@ function host(get: Getter, name: keyof typeof configDefaults): string {
     throw new ConfigError(name, `must be an IP address or host name to bind, got "${raw}"`);
   }
   return raw;
+}
+
+function encryptionKey(optional: (name: string) => string | undefined, name: string): string | undefined {
+  const raw = optional(name);
+  if (raw === undefined) return undefined;
+  if (!/^[0-9a-fA-F]{64}$/.test(raw)) {
+    throw new ConfigError(
+      name,
+      `must be 64 hex characters (32 bytes), got ${raw.length} characters; create one with \`npx myosicam keys generate\` or \`openssl rand -hex 32\``,
+    );
+  }
+  const weak = weakKeyReason(Buffer.from(raw, "hex"));
+  if (weak) throw new ConfigError(name, `is too weak to protect secrets (${weak}); create one with \`npx myosicam keys generate\``);
+  return raw.toLowerCase();
 }
 
 function databaseUrl(optional: (name: string) => string | undefined, name: string): string | undefined {

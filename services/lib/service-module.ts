@@ -7,7 +7,7 @@ import type { Knex, Migration } from "./db.js";
 /** The two databases; a service's tables live in exactly one. */
 export type DatabaseName = "panel" | "admin";
 
-/** The two listeners; a service is served on exactly one. */
+/** The two network listeners. */
 export type ListenerName = "panel" | "admin";
 
 /** What a service's routes are built from. */
@@ -25,10 +25,13 @@ export interface ServiceDeps {
 export interface ServiceModule {
   /** Folder name, and the `svc` field of its log lines. */
   readonly name: string;
-  readonly listener: ListenerName;
+  /** Where it is served; "in-process" services are reachable only through in-memory transports. */
+  readonly listener: ListenerName | "in-process";
   readonly database: DatabaseName;
   /** The proto services it mounts. */
   readonly descriptors: readonly DescService[];
   readonly migrations: readonly Migration[];
   routes(deps: ServiceDeps): (router: ConnectRouter) => void;
+  /** Runs after migrations, before listening; throws (ConfigError for settings) to refuse start. */
+  checkStartup?(deps: ServiceDeps): Promise<void>;
 }

@@ -1,4 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { writeFileSync } from "node:fs";
 import { chmod, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -13,18 +15,29 @@ export interface CliProcess {
   stderr(): string;
   /** Resolves with the first complete stdout line parsed as JSON (what `--json` prints). */
   firstJson<T = Record<string, unknown>>(): Promise<T>;
+  /** Resolves once stderr matches `pattern` (log lines arrive through a pipe, after responses). */
+  waitForStderr(pattern: RegExp): Promise<string>;
   /** Resolves with the exit code (or 128 + signal number when killed). */
   exited: Promise<number>;
 }
 
+/** A fresh, empty configuration file outside the repository. */
+export function emptyConfigFile(): string {
+  const file = join(tmpdir(), `myosicam-config-${randomBytes(6).toString("hex")}.env`);
+  writeFileSync(file, "", { mode: 0o600 });
+  return file;
+}
+
 /**
  * Runs the CLI as `npx myosicam` would, with the pinned Node and a controlled environment: only
- * PATH, HOME and `env` are passed, so the developer's own settings cannot leak in.
+ * PATH, HOME and `env` are passed, so the developer's own settings cannot leak in, and the
+ * configuration file is a fresh temporary one unless `env` names one (a first start writes its
+ * generated key there, never into the repository's config/.env).
  */
 export function runCli(args: string[], env: Record<string, string>, cwd = repo): CliProcess {
   const child = spawn(process.execPath, ["--import", "tsx", join(repo, "cli/main.ts"), ...args], {
     cwd,
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", LOG_LEVEL: "info", ...env },
+    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", LOG_LEVEL: "info", MYOSICAM_CONFIG_FILE: emptyConfigFile(), ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";
@@ -51,7 +64,20 @@ export function runCli(args: string[], env: Record<string, string>, cwd = repo):
       check();
       exited.then((code) => reject(new Error(`exited ${code} before printing JSON; stderr: ${err.slice(-2000)}`)));
     });
-  return { child, stdout: () => out, stderr: () => err, firstJson, exited };
+  const waitForStderr = (pattern: RegExp) =>
+    new Promise<string>((resolveMatch, reject) => {
+      const check = () => {
+        const match = pattern.exec(err);
+        if (match) {
+          child.stderr!.off("data", check);
+          resolveMatch(match[0]);
+        }
+      };
+      child.stderr!.on("data", check);
+      check();
+      exited.then(() => reject(new Error(`exited before stderr matched ${pattern}`)));
+    });
+  return { child, stdout: () => out, stderr: () => err, firstJson, waitForStderr, exited };
 }
 
 /** A temporary directory PostgreSQL's own user may traverse (tests run as root in CI). */

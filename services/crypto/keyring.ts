@@ -1,0 +1,83 @@
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from "node:crypto";
+import {
+  EnvelopeError,
+  associatedData,
+  formatEnvelope,
+  nonceBytes,
+  parseEnvelope,
+  tagBytes,
+  type EncryptionContext,
+} from "./envelope.js";
+
+/** An AES-256-GCM key derived from a master key, and the id it is known by. */
+interface DerivedKey {
+  id: string;
+  key: Buffer;
+}
+
+/** The active key (seals) and, during a rotation, the previous one (opens only). */
+export interface Keyring {
+  readonly activeKeyId: string;
+  readonly previousKeyId?: string;
+  /** Seals `plaintext` for `context` with the active key and a fresh random nonce. */
+  seal(plaintext: Uint8Array, context: EncryptionContext): string;
+  /** Opens an envelope made for `context`; throws EnvelopeError (malformed, unknown_key, tampered). */
+  open(envelope: string, context: EncryptionContext): { plaintext: Buffer; keyId: string; sealedWithPrevious: boolean };
+}
+
+const salt = Buffer.from("myosicam secrets at rest");
+
+/**
+ * Derives the encryption key and its public id from a 32-byte master key with HKDF-SHA256, each
+ * under its own label, so the id reveals nothing about the key.
+ */
+export function deriveKey(masterKeyHex: string): DerivedKey {
+  const master = Buffer.from(masterKeyHex, "hex");
+  if (master.length !== 32) throw new Error("an encryption key is 32 bytes (64 hex characters)");
+  const key = Buffer.from(hkdfSync("sha256", master, salt, "myosicam/aes-256-gcm/v1", 32));
+  const id = Buffer.from(hkdfSync("sha256", master, salt, "myosicam/key-id/v1", 8)).toString("hex");
+  return { id, key };
+}
+
+/** A keyring from `PANEL_ENCRYPTION_KEY` and, optionally, `PANEL_ENCRYPTION_KEY_PREVIOUS`. */
+export function createKeyring(activeKeyHex: string, previousKeyHex?: string): Keyring {
+  const active = deriveKey(activeKeyHex);
+  const previous = previousKeyHex ? deriveKey(previousKeyHex) : undefined;
+  const byId = new Map([[active.id, active]]);
+  if (previous) byId.set(previous.id, previous);
+
+  return {
+    activeKeyId: active.id,
+    previousKeyId: previous?.id,
+    seal(plaintext, context) {
+      const nonce = randomBytes(nonceBytes);
+      const cipher = createCipheriv("aes-256-gcm", active.key, nonce, { authTagLength: tagBytes });
+      cipher.setAAD(associatedData(active.id, context));
+      const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);
+      return formatEnvelope({ keyId: active.id, nonce, ciphertext, tag: cipher.getAuthTag() });
+    },
+    open(text, context) {
+      const envelope = parseEnvelope(text);
+      const derived = byId.get(envelope.keyId);
+      if (!derived) {
+        const known = previous ? `${active.id} (active) or ${previous.id} (previous)` : `${active.id} (active)`;
+        throw new EnvelopeError(
+          "unknown_key",
+          `value was encrypted with key ${envelope.keyId}, but this panel holds ${known}; configure that key as PANEL_ENCRYPTION_KEY_PREVIOUS`,
+        );
+      }
+      try {
+        const decipher = createDecipheriv("aes-256-gcm", derived.key, envelope.nonce, { authTagLength: tagBytes });
+        decipher.setAAD(associatedData(derived.id, context));
+        decipher.setAuthTag(envelope.tag);
+        const plaintext = Buffer.concat([decipher.update(envelope.ciphertext), decipher.final()]);
+        return { plaintext, keyId: derived.id, sealedWithPrevious: derived.id !== active.id };
+      } catch {
+        throw new EnvelopeError(
+          "tampered",
+          `value sealed with key ${derived.id} does not decrypt for ${context.table}.${context.column} row ${context.rowId}: it was altered, or belongs to another row`,
+        );
+      }
+    },
+  };
+}

@@ -1,0 +1,54 @@
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import type { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
+import type { Knex } from "../lib/db.js";
+import { EnvelopeError, type EncryptionContext } from "./envelope.js";
+import { encryptedColumns } from "./encrypted-columns.js";
+import type { Keyring } from "./keyring.js";
+import { countByKeyId } from "./store.js";
+
+export interface CryptoDeps {
+  keyring: Keyring;
+  /** The panel database, for KeyStatus counts. */
+  db: Knex;
+}
+
+const codes: Record<EnvelopeError["kind"], Code> = {
+  malformed: Code.InvalidArgument,
+  unknown_key: Code.FailedPrecondition,
+  tampered: Code.DataLoss,
+};
+
+/** Handlers of `myosicam.crypto.v1.CryptoService`. */
+export function createCryptoService(deps: CryptoDeps): ServiceImpl<typeof CryptoService> {
+  const { keyring, db } = deps;
+  return {
+    encrypt(req) {
+      const envelope = keyring.seal(req.plaintext, contextOf(req.context));
+      return { envelope, keyId: keyring.activeKeyId };
+    },
+    decrypt(req) {
+      try {
+        const opened = keyring.open(req.envelope, contextOf(req.context));
+        return { plaintext: opened.plaintext, keyId: opened.keyId, sealedWithPreviousKey: opened.sealedWithPrevious };
+      } catch (err) {
+        if (err instanceof EnvelopeError) throw new ConnectError(err.message, codes[err.kind]);
+        throw err;
+      }
+    },
+    async keyStatus() {
+      const columns = [];
+      for (const c of encryptedColumns) {
+        for (const { keyId, count } of await countByKeyId(db, c)) {
+          columns.push({ table: c.table, column: c.column, keyId, count: BigInt(count) });
+        }
+      }
+      return { activeKeyId: keyring.activeKeyId, previousKeyId: keyring.previousKeyId ?? "", columns };
+    },
+  };
+}
+
+function contextOf(context: { table: string; column: string; rowId: string } | undefined): EncryptionContext {
+  // protovalidate has already required it; this keeps the types honest.
+  if (!context) throw new ConnectError("context is required", Code.InvalidArgument);
+  return { table: context.table, column: context.column, rowId: context.rowId };
+}
