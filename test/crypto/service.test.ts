@@ -1,0 +1,88 @@
+import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
+import { createValidateInterceptor } from "@connectrpc/validate";
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
+import { cryptoRoutes } from "../../services/crypto/index.js";
+import { createKeyring, deriveKey } from "../../services/crypto/keyring.js";
+import { migrationsFor } from "../../services/host.js";
+import { loadConfig } from "../../services/lib/config.js";
+import { createDatabase, migrateToLatest, type Knex } from "../../services/lib/db.js";
+import { createRequestContextInterceptor } from "../../services/lib/request-context.js";
+import { createTestDatabase, type TestDatabase } from "../helpers/database.js";
+import { newKey, oldKey } from "../helpers/keys.js";
+import { captureLogs } from "../helpers/log-capture.js";
+import { seedSecrets } from "../helpers/secrets.js";
+
+const test = suite("CryptoService through a generated client");
+
+const logs = captureLogs();
+let panel: TestDatabase;
+let db: Knex;
+
+function clientWith(keys: Record<string, string>) {
+  const config = loadConfig({ ...keys, MYOSICAM_DATA_DIR: "/nonexistent" });
+  const interceptors = [createRequestContextInterceptor(logs.log, new Map([[CryptoService.typeName, "crypto"]])), createValidateInterceptor()];
+  const routes = cryptoRoutes({ config, db, log: logs.log, transportFor: () => { throw new Error("unused"); } });
+  return createClient(CryptoService, createRouterTransport(routes, { router: { interceptors } }));
+}
+const context = { table: "oscam_installs", column: "webif_password", rowId: "4b1f7a52-9d3e-4c8a-8f61-0d2e3c4b5a69" };
+const codeOf = (p: Promise<unknown>) => p.then(() => undefined, (e: unknown) => ConnectError.from(e));
+
+test.before(async () => {
+  panel = await createTestDatabase("crypto_service");
+  db = createDatabase(panel.url, logs.log);
+  await migrateToLatest(db, migrationsFor("panel"));
+});
+test.after(async () => {
+  await db.destroy();
+  await panel.drop();
+});
+
+test("Encrypt then Decrypt returns the plaintext and the active key id", async () => {
+  const client = clientWith({ PANEL_ENCRYPTION_KEY: newKey });
+  const sealed = await client.encrypt({ plaintext: Buffer.from("canary-webif-pw-1"), context });
+  assert.is(sealed.keyId, deriveKey(newKey).id);
+  const opened = await client.decrypt({ envelope: sealed.envelope, context });
+  assert.is(Buffer.from(opened.plaintext).toString(), "canary-webif-pw-1");
+  assert.is(opened.sealedWithPreviousKey, false);
+});
+
+test("a malformed envelope is InvalidArgument; a wrong row is DataLoss; an unknown key is FailedPrecondition naming it", async () => {
+  const client = clientWith({ PANEL_ENCRYPTION_KEY: newKey });
+  assert.is((await codeOf(client.decrypt({ envelope: "hunter2", context })))?.code, Code.InvalidArgument);
+  const sealed = await client.encrypt({ plaintext: Buffer.from("canary-webif-pw-2"), context });
+  const moved = await codeOf(client.decrypt({ envelope: sealed.envelope, context: { ...context, rowId: "other-row" } }));
+  assert.is(moved?.code, Code.DataLoss);
+  const foreign = createKeyring(oldKey).seal(Buffer.from("canary-webif-pw-3"), context);
+  const unknown = await codeOf(client.decrypt({ envelope: foreign, context }));
+  assert.is(unknown?.code, Code.FailedPrecondition);
+  assert.ok(unknown?.rawMessage.includes(deriveKey(oldKey).id), unknown?.rawMessage);
+});
+
+test("a request without its context is refused by validation, naming the field", async () => {
+  const client = clientWith({ PANEL_ENCRYPTION_KEY: newKey });
+  const err = await codeOf(client.encrypt({ plaintext: Buffer.from("x") }));
+  assert.is(err?.code, Code.InvalidArgument);
+  assert.match(err!.rawMessage, /context/);
+});
+
+test("KeyStatus counts stored values per column and key id", async () => {
+  await seedSecrets(db, createKeyring(oldKey), 3);
+  const status = await clientWith({ PANEL_ENCRYPTION_KEY: newKey, PANEL_ENCRYPTION_KEY_PREVIOUS: oldKey }).keyStatus({});
+  assert.is(status.activeKeyId, deriveKey(newKey).id);
+  assert.is(status.previousKeyId, deriveKey(oldKey).id);
+  const count = (table: string, column: string) => status.columns.find((c) => c.table === table && c.column === column && c.keyId === deriveKey(oldKey).id)?.count;
+  assert.is(count("saved_servers", "ssh_credential_encrypted"), 3n);
+  assert.is(count("email_settings", "smtp_password"), 1n);
+});
+
+test("no plaintext or key reached any log line", () => {
+  const text = logs.text();
+  assert.ok(text.length > 0, "there were log lines");
+  for (const secret of ["canary-webif-pw-1", "canary-webif-pw-2", "canary-webif-pw-3", newKey, oldKey]) {
+    assert.not.ok(text.includes(secret), `${secret.slice(0, 12)}… leaked`);
+  }
+});
+
+test.run();
