@@ -26,6 +26,10 @@ export function createCryptoService(deps: CryptoDeps): ServiceImpl<typeof Crypto
       const envelope = keyring.seal(req.plaintext, contextOf(req.context));
       return { envelope, keyId: keyring.activeKeyId };
     },
+    encryptBatch(req) {
+      const envelopes = req.items.map((item) => keyring.seal(item.plaintext, contextOf(item.context)));
+      return { envelopes, keyId: keyring.activeKeyId };
+    },
     decrypt(req) {
       try {
         const opened = keyring.open(req.envelope, contextOf(req.context));

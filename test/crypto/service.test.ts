@@ -48,6 +48,19 @@ test("Encrypt then Decrypt returns the plaintext and the active key id", async (
   assert.is(opened.sealedWithPreviousKey, false);
 });
 
+test("EncryptBatch seals many values in order, each bound to its own row", async () => {
+  const client = clientWith({ PANEL_ENCRYPTION_KEY: newKey });
+  const items = Array.from({ length: 50 }, (_, i) => ({ plaintext: Buffer.from(`batch-${i}`), context: { ...context, rowId: `row-${i}` } }));
+  const { envelopes } = await client.encryptBatch({ items });
+  assert.is(envelopes.length, 50);
+  for (const [i, envelope] of envelopes.entries()) {
+    const opened = await client.decrypt({ envelope, context: { ...context, rowId: `row-${i}` } });
+    assert.is(Buffer.from(opened.plaintext).toString(), `batch-${i}`);
+  }
+  const bad = await codeOf(client.encryptBatch({ items: [{ plaintext: Buffer.from("x") }] }));
+  assert.is(bad?.code, Code.InvalidArgument, "each item's context is required");
+});
+
 test("a malformed envelope is InvalidArgument; a wrong row is DataLoss; an unknown key is FailedPrecondition naming it", async () => {
   const client = clientWith({ PANEL_ENCRYPTION_KEY: newKey });
   assert.is((await codeOf(client.decrypt({ envelope: "hunter2", context })))?.code, Code.InvalidArgument);

@@ -11,7 +11,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file myosicam/crypto/v1/crypto.proto.
  */
 export const file_myosicam_crypto_v1_crypto: GenFile = /*@__PURE__*/
-  fileDesc("Ch9teW9zaWNhbS9jcnlwdG8vdjEvY3J5cHRvLnByb3RvEhJteW9zaWNhbS5jcnlwdG8udjEijgEKEUVuY3J5cHRpb25Db250ZXh0Ei0KBXRhYmxlGAEgASgJQh66SBtyGTIXXlthLXpfXVthLXowLTlfXXswLDYyfSQSLgoGY29sdW1uGAIgASgJQh66SBtyGTIXXlthLXpfXVthLXowLTlfXXswLDYyfSQSGgoGcm93X2lkGAMgASgJQgq6SAdyBRABGIABIm4KDkVuY3J5cHRSZXF1ZXN0EhwKCXBsYWludGV4dBgBIAEoDEIJukgGegQYgIAEEj4KB2NvbnRleHQYAiABKAsyJS5teW9zaWNhbS5jcnlwdG8udjEuRW5jcnlwdGlvbkNvbnRleHRCBrpIA8gBASIzCg9FbmNyeXB0UmVzcG9uc2USEAoIZW52ZWxvcGUYASABKAkSDgoGa2V5X2lkGAIgASgJIm8KDkRlY3J5cHRSZXF1ZXN0Eh0KCGVudmVsb3BlGAEgASgJQgu6SAhyBhABGKCNBhI+Cgdjb250ZXh0GAIgASgLMiUubXlvc2ljYW0uY3J5cHRvLnYxLkVuY3J5cHRpb25Db250ZXh0Qga6SAPIAQEiVgoPRGVjcnlwdFJlc3BvbnNlEhEKCXBsYWludGV4dBgBIAEoDBIOCgZrZXlfaWQYAiABKAkSIAoYc2VhbGVkX3dpdGhfcHJldmlvdXNfa2V5GAMgASgIIhIKEEtleVN0YXR1c1JlcXVlc3QieAoRS2V5U3RhdHVzUmVzcG9uc2USFQoNYWN0aXZlX2tleV9pZBgBIAEoCRIXCg9wcmV2aW91c19rZXlfaWQYAiABKAkSMwoHY29sdW1ucxgDIAMoCzIiLm15b3NpY2FtLmNyeXB0by52MS5Db2x1bW5LZXlDb3VudCJOCg5Db2x1bW5LZXlDb3VudBINCgV0YWJsZRgBIAEoCRIOCgZjb2x1bW4YAiABKAkSDgoGa2V5X2lkGAMgASgJEg0KBWNvdW50GAQgASgEMpECCg1DcnlwdG9TZXJ2aWNlElIKB0VuY3J5cHQSIi5teW9zaWNhbS5jcnlwdG8udjEuRW5jcnlwdFJlcXVlc3QaIy5teW9zaWNhbS5jcnlwdG8udjEuRW5jcnlwdFJlc3BvbnNlElIKB0RlY3J5cHQSIi5teW9zaWNhbS5jcnlwdG8udjEuRGVjcnlwdFJlcXVlc3QaIy5teW9zaWNhbS5jcnlwdG8udjEuRGVjcnlwdFJlc3BvbnNlElgKCUtleVN0YXR1cxIkLm15b3NpY2FtLmNyeXB0by52MS5LZXlTdGF0dXNSZXF1ZXN0GiUubXlvc2ljYW0uY3J5cHRvLnYxLktleVN0YXR1c1Jlc3BvbnNlYgZwcm90bzM", [file_buf_validate_validate]);
+  fileDesc("Ch9teW9zaWNhbS9jcnlwdG8vdjEvY3J5cHRvLnByb3RvEhJteW9zaWNhbS5jcnlwdG8udjEijgEKEUVuY3J5cHRpb25Db250ZXh0Ei0KBXRhYmxlGAEgASgJQh66SBtyGTIXXlthLXpfXVthLXowLTlfXXswLDYyfSQSLgoGY29sdW1uGAIgASgJQh66SBtyGTIXXlthLXpfXVthLXowLTlfXXswLDYyfSQSGgoGcm93X2lkGAMgASgJQgq6SAdyBRABGIABIm4KDkVuY3J5cHRSZXF1ZXN0EhwKCXBsYWludGV4dBgBIAEoDEIJukgGegQYgIAEEj4KB2NvbnRleHQYAiABKAsyJS5teW9zaWNhbS5jcnlwdG8udjEuRW5jcnlwdGlvbkNvbnRleHRCBrpIA8gBASIzCg9FbmNyeXB0UmVzcG9uc2USEAoIZW52ZWxvcGUYASABKAkSDgoGa2V5X2lkGAIgASgJIlUKE0VuY3J5cHRCYXRjaFJlcXVlc3QSPgoFaXRlbXMYASADKAsyIi5teW9zaWNhbS5jcnlwdG8udjEuRW5jcnlwdFJlcXVlc3RCC7pICJIBBQgBEJBOIjkKFEVuY3J5cHRCYXRjaFJlc3BvbnNlEhEKCWVudmVsb3BlcxgBIAMoCRIOCgZrZXlfaWQYAiABKAkibwoORGVjcnlwdFJlcXVlc3QSHQoIZW52ZWxvcGUYASABKAlCC7pICHIGEAEYoI0GEj4KB2NvbnRleHQYAiABKAsyJS5teW9zaWNhbS5jcnlwdG8udjEuRW5jcnlwdGlvbkNvbnRleHRCBrpIA8gBASJWCg9EZWNyeXB0UmVzcG9uc2USEQoJcGxhaW50ZXh0GAEgASgMEg4KBmtleV9pZBgCIAEoCRIgChhzZWFsZWRfd2l0aF9wcmV2aW91c19rZXkYAyABKAgiEgoQS2V5U3RhdHVzUmVxdWVzdCJ4ChFLZXlTdGF0dXNSZXNwb25zZRIVCg1hY3RpdmVfa2V5X2lkGAEgASgJEhcKD3ByZXZpb3VzX2tleV9pZBgCIAEoCRIzCgdjb2x1bW5zGAMgAygLMiIubXlvc2ljYW0uY3J5cHRvLnYxLkNvbHVtbktleUNvdW50Ik4KDkNvbHVtbktleUNvdW50Eg0KBXRhYmxlGAEgASgJEg4KBmNvbHVtbhgCIAEoCRIOCgZrZXlfaWQYAyABKAkSDQoFY291bnQYBCABKAQy9AIKDUNyeXB0b1NlcnZpY2USUgoHRW5jcnlwdBIiLm15b3NpY2FtLmNyeXB0by52MS5FbmNyeXB0UmVxdWVzdBojLm15b3NpY2FtLmNyeXB0by52MS5FbmNyeXB0UmVzcG9uc2USYQoMRW5jcnlwdEJhdGNoEicubXlvc2ljYW0uY3J5cHRvLnYxLkVuY3J5cHRCYXRjaFJlcXVlc3QaKC5teW9zaWNhbS5jcnlwdG8udjEuRW5jcnlwdEJhdGNoUmVzcG9uc2USUgoHRGVjcnlwdBIiLm15b3NpY2FtLmNyeXB0by52MS5EZWNyeXB0UmVxdWVzdBojLm15b3NpY2FtLmNyeXB0by52MS5EZWNyeXB0UmVzcG9uc2USWAoJS2V5U3RhdHVzEiQubXlvc2ljYW0uY3J5cHRvLnYxLktleVN0YXR1c1JlcXVlc3QaJS5teW9zaWNhbS5jcnlwdG8udjEuS2V5U3RhdHVzUmVzcG9uc2ViBnByb3RvMw", [file_buf_validate_validate]);
 
 /**
  * EncryptionContext names where a value is stored; it is bound as AES-GCM associated data.
@@ -139,6 +139,74 @@ export const EncryptResponseSchema: GenMessage<EncryptResponse, {jsonType: Encry
   messageDesc(file_myosicam_crypto_v1_crypto, 2);
 
 /**
+ * @generated from message myosicam.crypto.v1.EncryptBatchRequest
+ */
+export type EncryptBatchRequest = Message<"myosicam.crypto.v1.EncryptBatchRequest"> & {
+  /**
+   * @generated from field: repeated myosicam.crypto.v1.EncryptRequest items = 1;
+   */
+  items: EncryptRequest[];
+};
+
+/**
+ * @generated from message myosicam.crypto.v1.EncryptBatchRequest
+ */
+export type EncryptBatchRequestJson = {
+  /**
+   * @generated from field: repeated myosicam.crypto.v1.EncryptRequest items = 1;
+   */
+  items?: EncryptRequestJson[];
+};
+
+/**
+ * Describes the message myosicam.crypto.v1.EncryptBatchRequest.
+ * Use `create(EncryptBatchRequestSchema)` to create a new message.
+ */
+export const EncryptBatchRequestSchema: GenMessage<EncryptBatchRequest, {jsonType: EncryptBatchRequestJson}> = /*@__PURE__*/
+  messageDesc(file_myosicam_crypto_v1_crypto, 3);
+
+/**
+ * @generated from message myosicam.crypto.v1.EncryptBatchResponse
+ */
+export type EncryptBatchResponse = Message<"myosicam.crypto.v1.EncryptBatchResponse"> & {
+  /**
+   * In the order of the request's items.
+   *
+   * @generated from field: repeated string envelopes = 1;
+   */
+  envelopes: string[];
+
+  /**
+   * @generated from field: string key_id = 2;
+   */
+  keyId: string;
+};
+
+/**
+ * @generated from message myosicam.crypto.v1.EncryptBatchResponse
+ */
+export type EncryptBatchResponseJson = {
+  /**
+   * In the order of the request's items.
+   *
+   * @generated from field: repeated string envelopes = 1;
+   */
+  envelopes?: string[];
+
+  /**
+   * @generated from field: string key_id = 2;
+   */
+  keyId?: string;
+};
+
+/**
+ * Describes the message myosicam.crypto.v1.EncryptBatchResponse.
+ * Use `create(EncryptBatchResponseSchema)` to create a new message.
+ */
+export const EncryptBatchResponseSchema: GenMessage<EncryptBatchResponse, {jsonType: EncryptBatchResponseJson}> = /*@__PURE__*/
+  messageDesc(file_myosicam_crypto_v1_crypto, 4);
+
+/**
  * @generated from message myosicam.crypto.v1.DecryptRequest
  */
 export type DecryptRequest = Message<"myosicam.crypto.v1.DecryptRequest"> & {
@@ -173,7 +241,7 @@ export type DecryptRequestJson = {
  * Use `create(DecryptRequestSchema)` to create a new message.
  */
 export const DecryptRequestSchema: GenMessage<DecryptRequest, {jsonType: DecryptRequestJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_crypto_v1_crypto, 3);
+  messageDesc(file_myosicam_crypto_v1_crypto, 5);
 
 /**
  * @generated from message myosicam.crypto.v1.DecryptResponse
@@ -228,7 +296,7 @@ export type DecryptResponseJson = {
  * Use `create(DecryptResponseSchema)` to create a new message.
  */
 export const DecryptResponseSchema: GenMessage<DecryptResponse, {jsonType: DecryptResponseJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_crypto_v1_crypto, 4);
+  messageDesc(file_myosicam_crypto_v1_crypto, 6);
 
 /**
  * @generated from message myosicam.crypto.v1.KeyStatusRequest
@@ -247,7 +315,7 @@ export type KeyStatusRequestJson = {
  * Use `create(KeyStatusRequestSchema)` to create a new message.
  */
 export const KeyStatusRequestSchema: GenMessage<KeyStatusRequest, {jsonType: KeyStatusRequestJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_crypto_v1_crypto, 5);
+  messageDesc(file_myosicam_crypto_v1_crypto, 7);
 
 /**
  * @generated from message myosicam.crypto.v1.KeyStatusResponse
@@ -302,7 +370,7 @@ export type KeyStatusResponseJson = {
  * Use `create(KeyStatusResponseSchema)` to create a new message.
  */
 export const KeyStatusResponseSchema: GenMessage<KeyStatusResponse, {jsonType: KeyStatusResponseJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_crypto_v1_crypto, 6);
+  messageDesc(file_myosicam_crypto_v1_crypto, 8);
 
 /**
  * @generated from message myosicam.crypto.v1.ColumnKeyCount
@@ -359,7 +427,7 @@ export type ColumnKeyCountJson = {
  * Use `create(ColumnKeyCountSchema)` to create a new message.
  */
 export const ColumnKeyCountSchema: GenMessage<ColumnKeyCount, {jsonType: ColumnKeyCountJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_crypto_v1_crypto, 7);
+  messageDesc(file_myosicam_crypto_v1_crypto, 9);
 
 /**
  * CryptoService holds PANEL_ENCRYPTION_KEY and nothing else does: every secret the panel stores
@@ -378,6 +446,17 @@ export const CryptoService: GenService<{
     methodKind: "unary";
     input: typeof EncryptRequestSchema;
     output: typeof EncryptResponseSchema;
+  },
+  /**
+   * EncryptBatch seals many values in one call (a sync stores thousands of account passwords;
+   * one in-process call costs about as much as sealing hundreds of values).
+   *
+   * @generated from rpc myosicam.crypto.v1.CryptoService.EncryptBatch
+   */
+  encryptBatch: {
+    methodKind: "unary";
+    input: typeof EncryptBatchRequestSchema;
+    output: typeof EncryptBatchResponseSchema;
   },
   /**
    * Decrypt opens an envelope made for the same (table, column, row), with the active or the

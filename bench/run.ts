@@ -1,0 +1,18 @@
+/** `npm run bench [-- name]`: runs bench/<name>.bench.ts (all of them without a name), one after another. */
+import { spawnSync } from "node:child_process";
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+
+const filter = process.argv[2];
+const files = readdirSync(import.meta.dirname).filter((f) => f.endsWith(".bench.ts") && (!filter || f.startsWith(filter)));
+if (files.length === 0) {
+  console.error(`no benchmark matches ${filter}`);
+  process.exit(1);
+}
+let failed = false;
+for (const file of files) {
+  console.log(`== ${file}`);
+  const result = spawnSync(process.execPath, ["--import", "tsx", join(import.meta.dirname, file)], { stdio: "inherit" });
+  failed ||= result.status !== 0;
+}
+process.exit(failed ? 1 : 0);
