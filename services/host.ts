@@ -87,7 +87,13 @@ export async function startHost(config: Config, services: readonly ServiceModule
       }
       return (inProcess ??= createRouterTransport(allRoutes, { router: { interceptors } }));
     };
-    const depsOf = (s: ServiceModule) => ({ config, db: databases.get(s.database), log: log.child({ svc: s.name }), transportFor });
+    const { encryptionKeyHex: _key, previousEncryptionKeyHex: _previous, ...configWithoutKeys } = config;
+    const depsOf = (s: ServiceModule) => ({
+      config: s.holdsEncryptionKeys ? config : configWithoutKeys,
+      db: databases.get(s.database),
+      log: log.child({ svc: s.name }),
+      transportFor,
+    });
     for (const s of services) await s.checkStartup?.(depsOf(s));
     const mounted = new Map(services.map((s) => [s, s.routes(depsOf(s))]));
     const routesOf = (subset: readonly ServiceModule[]) => (router: ConnectRouter) => subset.forEach((s) => mounted.get(s)!(router));

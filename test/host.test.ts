@@ -8,6 +8,7 @@ import { startHost, type Host } from "../services/host.js";
 import { loadConfig } from "../services/lib/config.js";
 import { makeTempDir } from "./helpers/cli.js";
 import { createTestDatabase, type TestDatabase } from "./helpers/database.js";
+import { newKey } from "./helpers/keys.js";
 import { captureLogs } from "./helpers/log-capture.js";
 
 const test = suite("one process hosting services that call each other in memory");
@@ -53,6 +54,31 @@ test("a hosted service is reached through an in-memory transport, with the same 
 
 test("asking for a service this process does not host is a clear error", () => {
   assert.throws(() => host.transportFor(AgentService), /myosicam\.agent\.v1\.AgentService is not hosted in this process/);
+});
+
+test("only the crypto service is handed the encryption key", async () => {
+  const seen = new Map<string, unknown>();
+  const { serviceRegistry } = await import("../services/index.js");
+  const probes = serviceRegistry.map((s) => ({
+    ...s,
+    listener: "in-process" as const,
+    routes: (deps: Parameters<typeof s.routes>[0]) => {
+      seen.set(s.name, deps.config.encryptionKeyHex);
+      return () => {};
+    },
+    checkStartup: undefined,
+  }));
+  const config = loadConfig({
+    MYOSICAM_DATA_DIR: dir.path,
+    DATABASE_URL: panelDb.url,
+    ADMIN_DATABASE_URL: adminDb.url,
+    PANEL_ENCRYPTION_KEY: newKey,
+  });
+  const probeHost = await startHost(config, probes, logs.log);
+  await probeHost.stop();
+  assert.is(seen.get("crypto"), newKey);
+  assert.is(seen.get("agents"), undefined);
+  assert.is(seen.get("admin"), undefined);
 });
 
 test("only the admin database was opened and migrated", () => {

@@ -45,6 +45,7 @@ export const cryptoService: ServiceModule = {
   database: "panel",
   descriptors: [CryptoService],
   migrations: [secretTables],
+  holdsEncryptionKeys: true,
   routes: cryptoRoutes,
   checkStartup: checkKeys,
 };

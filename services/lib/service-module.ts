@@ -32,6 +32,11 @@ export interface ServiceModule {
   readonly descriptors: readonly DescService[];
   readonly migrations: readonly Migration[];
   routes(deps: ServiceDeps): (router: ConnectRouter) => void;
+  /**
+   * Whether this service is handed PANEL_ENCRYPTION_KEY(_PREVIOUS) in its config. Only the crypto
+   * service is: every other service gets a config without them and asks CryptoService.
+   */
+  readonly holdsEncryptionKeys?: boolean;
   /** Runs after migrations, before listening; throws (ConfigError for settings) to refuse start. */
   checkStartup?(deps: ServiceDeps): Promise<void>;
 }
