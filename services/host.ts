@@ -6,6 +6,7 @@ import type { Logger } from "pino";
 import { ConfigError, type Config } from "./lib/config.js";
 import { checkDatabase, type Migration } from "./lib/db.js";
 import { migrateDatabase, openDatabases, type OpenDatabases } from "./lib/databases.js";
+import { nonceMigrations } from "./lib/hmac/nonce-store.js";
 import { getInstallation, installationMigrations } from "./lib/installation.js";
 import { createRequestContextInterceptor } from "./lib/request-context.js";
 import { createServer, type Readiness, type RunningServer } from "./lib/server.js";
@@ -30,7 +31,7 @@ export interface Host {
 
 /** Every migration that belongs in `database`, whichever services this process hosts. */
 export function migrationsFor(database: DatabaseName): Migration[] {
-  return [...installationMigrations, ...serviceRegistry.filter((s) => s.database === database).flatMap((s) => s.migrations)];
+  return [...installationMigrations, ...nonceMigrations, ...serviceRegistry.filter((s) => s.database === database).flatMap((s) => s.migrations)];
 }
 
 /** Databases the given services need, in a stable order. */

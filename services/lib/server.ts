@@ -2,8 +2,8 @@ import { createSecureServer, type Http2SecureServer, type Http2Session, type Htt
 import type { AddressInfo } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { setMaxListeners } from "node:events";
-import { createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { createContextValues, type ConnectRouter, type HandlerContext, type Interceptor } from "@connectrpc/connect";
+import { createConnectAdapter } from "./connect-adapter.js";
 import type { Logger } from "pino";
 import { peerAddressKey } from "./context-keys.js";
 import { requestIdFrom, requestIdHeader } from "./request-context.js";
@@ -22,6 +22,8 @@ export interface ServerOptions {
   routes: (router: ConnectRouter) => void;
   /** Server interceptors, outermost first. */
   interceptors: Interceptor[];
+  /** Runs after headers arrive, before the body is read; throw a ConnectError to refuse. */
+  requestGate?: (ctx: HandlerContext) => void | Promise<void>;
   readiness: () => Promise<Readiness>;
   log: Logger;
   readMaxBytes: number;
@@ -60,12 +62,14 @@ export function createServer(options: ServerOptions) {
   setMaxListeners(0, shutdown.signal);
   let draining = false;
 
-  const adapter = connectNodeAdapter({
+  const adapter = createConnectAdapter({
     routes: options.routes,
     interceptors: options.interceptors,
+    requestGate: options.requestGate,
     shutdownSignal: shutdown.signal,
     readMaxBytes: options.readMaxBytes,
     maxTimeoutMs: options.maxTimeoutMs,
+    log: options.log,
     contextValues: (req) => createContextValues().set(peerAddressKey, req.socket?.remoteAddress ?? ""),
   });
 
@@ -90,7 +94,7 @@ export function createServer(options: ServerOptions) {
       res.setHeader(requestIdHeader, requestIdFrom(headerValue(req.headers[requestIdHeader])));
       return sendJson(res, 503, { code: "unavailable", message: "the server is shutting down; try again" });
     }
-    adapter(req, res);
+    if (!adapter(req, res)) sendJson(res, 404, { code: "not_found", message: `no such endpoint: ${path}` });
   };
 
   const server: Http2SecureServer = createSecureServer(

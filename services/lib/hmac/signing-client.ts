@@ -1,0 +1,76 @@
+import type { Transport } from "@connectrpc/connect";
+import type { UniversalClientFn } from "@connectrpc/connect/protocol";
+import { createTransport } from "@connectrpc/connect/protocol-connect";
+import { Http2SessionManager, compressionGzip, createNodeHttpClient } from "@connectrpc/connect-node";
+import { signingHeaders } from "./canonical.js";
+
+/** Who signs: a caller id and its secret (a service caller's secret, or an agent's token). */
+export interface SigningCredentials {
+  callerId: string;
+  secret: string;
+}
+
+/**
+ * Wraps an HTTP client so that every request it sends is signed over its exact body bytes
+ * (DESIGN.md §3.1): the body is collected, hashed, signed, and sent as collected. Works for unary
+ * and server-streaming calls alike (both send one complete body). `credentials` may change between
+ * calls (token rotation); `nowSeconds` is injectable for tests.
+ */
+export function createSigningHttpClient(
+  inner: UniversalClientFn,
+  credentials: () => SigningCredentials,
+  nowSeconds: () => number = () => Date.now() / 1000,
+): UniversalClientFn {
+  return async (req) => {
+    const chunks: Uint8Array[] = [];
+    if (req.body) for await (const chunk of req.body) chunks.push(chunk);
+    const body = Buffer.concat(chunks);
+    const { callerId, secret } = credentials();
+    const header = new Headers(req.header);
+    const signed = signingHeaders({ callerId, secret, procedure: new URL(req.url).pathname, body, nowSeconds: nowSeconds() });
+    for (const [name, value] of Object.entries(signed)) header.set(name, value);
+    return inner({
+      ...req,
+      header,
+      body: (async function* () {
+        yield body;
+      })(),
+    });
+  };
+}
+
+export interface SignedTransportOptions {
+  baseUrl: string;
+  credentials: SigningCredentials | (() => SigningCredentials);
+  /** Default "2". */
+  httpVersion?: "1.1" | "2";
+  /** Trust anchors (a pinned or self-signed certificate). */
+  ca?: string;
+  nowSeconds?: () => number;
+  /** Deadline for unary calls; a stream call passes `timeoutMs: 0` itself. */
+  defaultTimeoutMs?: number;
+}
+
+/** A Connect transport whose every call is HMAC-signed: what services and agents use to call out. */
+export function createSignedTransport(options: SignedTransportOptions): Transport {
+  const credentials = typeof options.credentials === "function" ? options.credentials : () => options.credentials as SigningCredentials;
+  const ca = options.ca ? { ca: options.ca } : {};
+  const inner =
+    options.httpVersion === "1.1"
+      ? createNodeHttpClient({ httpVersion: "1.1", nodeOptions: ca })
+      : createNodeHttpClient({ httpVersion: "2", sessionProvider: (url) => new Http2SessionManager(url, {}, ca) });
+  // connect-node's createConnectTransport takes no custom HTTP client, so build the Connect
+  // transport from the protocol package with connect-node's defaults.
+  return createTransport({
+    baseUrl: options.baseUrl,
+    httpClient: createSigningHttpClient(inner, credentials, options.nowSeconds),
+    useBinaryFormat: true,
+    interceptors: [],
+    acceptCompression: [compressionGzip],
+    sendCompression: null,
+    compressMinBytes: 1024,
+    readMaxBytes: 0xffffffff,
+    writeMaxBytes: 0xffffffff,
+    defaultTimeoutMs: options.defaultTimeoutMs ?? 30_000,
+  });
+}

@@ -1,0 +1,199 @@
+import { execFile } from "node:child_process";
+import { join, resolve } from "node:path";
+import { promisify } from "node:util";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { AgentService } from "../../gen/myosicam/agent/v1/agent_pb.js";
+import { LicenseService } from "../../gen/myosicam/license/v1/license_pb.js";
+import { migrationsFor } from "../../services/host.js";
+import { createDatabase, migrateToLatest, type Knex } from "../../services/lib/db.js";
+import { purgeNonces } from "../../services/lib/hmac/nonce-store.js";
+import { createSignedTransport } from "../../services/lib/hmac/signing-client.js";
+import type { RunningServer } from "../../services/lib/server.js";
+import { loadTlsIdentity, type TlsIdentity } from "../../services/lib/tls.js";
+import { makeTempDir } from "../helpers/cli.js";
+import { createTestDatabase, type TestDatabase } from "../helpers/database.js";
+import { captureLogs } from "../helpers/log-capture.js";
+import { send, signedCall, startSignedServer, type TestTrust } from "../helpers/signed-server.js";
+
+const repo = resolve(import.meta.dirname, "../..");
+const test = suite("HMAC-signed requests against a real HTTPS server and PostgreSQL");
+
+const secret = "c2a7d3f1b4e5968778695a4b3c2d1e0f00112233445566778899aabbccddeeff";
+const catalog = "/myosicam.license.v1.LicenseService/GetPlanCatalog";
+const logs = captureLogs();
+const trust: TestTrust = { callers: new Map(), clock: { offsetSeconds: 0 }, refusals: [] };
+let database: TestDatabase;
+let db: Knex;
+let dir: Awaited<ReturnType<typeof makeTempDir>>;
+let tls: TlsIdentity;
+let server: RunningServer;
+let replica: RunningServer;
+
+const lastReason = () => trust.refusals.at(-1)?.reason;
+
+test.before(async () => {
+  dir = await makeTempDir("hmac");
+  tls = await loadTlsIdentity({ dataDir: dir.path });
+  database = await createTestDatabase("hmac");
+  db = createDatabase(database.url, logs.log);
+  await migrateToLatest(db, migrationsFor("admin"));
+  trust.callers.set("panel", { id: "panel", active: true, secrets: [secret], allowedProcedures: ["/myosicam.license.v1.LicenseService/*", "/myosicam.agent.v1.AgentService/Subscribe"] });
+  trust.callers.set("public_pricing", { id: "public_pricing", active: true, secrets: ["pricing-secret"], allowedProcedures: [catalog] });
+  server = await startSignedServer(db, tls, logs.log, trust);
+  replica = await startSignedServer(db, tls, logs.log, trust);
+});
+test.after(async () => {
+  await server.close(5000);
+  await replica.close(5000);
+  await db.destroy();
+  await database.drop();
+  await dir.remove();
+});
+
+test("a signed unary call through the signing transport is accepted and the handler sees the caller", async () => {
+  const client = createClient(LicenseService, createSignedTransport({ baseUrl: server.url, credentials: { callerId: "panel", secret }, ca: tls.cert }));
+  const res = await client.getPlanCatalog({});
+  assert.is(res.plans[0]?.name, "panel");
+});
+
+test("a signed server-streaming call is accepted over HTTP/2 and HTTP/1.1", async () => {
+  for (const httpVersion of ["2", "1.1"] as const) {
+    const client = createClient(AgentService, createSignedTransport({ baseUrl: server.url, credentials: { callerId: "panel", secret }, ca: tls.cert, httpVersion }));
+    const received = [];
+    for await (const m of client.subscribe({ agentVersion: "0.1.0" }, { timeoutMs: 0 })) received.push(m.message.case);
+    assert.equal(received, ["keepalive"], `HTTP/${httpVersion}`);
+  }
+});
+
+test("a raw signed JSON call is accepted", async () => {
+  const res = await send(server.url, tls.cert, signedCall("panel", secret, catalog, "{}"));
+  assert.is(res.status, 200, JSON.stringify(res.body));
+});
+
+test("a changed body is refused as bad_signature", async () => {
+  const call = signedCall("panel", secret, catalog, "{}");
+  const res = await send(server.url, tls.cert, { ...call, body: "{ }" });
+  assert.is(res.status, 401);
+  assert.is(res.body.code, "unauthenticated");
+  assert.is(res.body.message, "request signature rejected");
+  assert.is(lastReason(), "bad_signature");
+});
+
+test("a signature made for another procedure is refused", async () => {
+  const call = signedCall("panel", secret, "/myosicam.license.v1.LicenseService/ReportUsage", "{}");
+  const res = await send(server.url, tls.cert, { ...call, procedure: catalog });
+  assert.is(res.status, 401);
+  assert.is(lastReason(), "bad_signature");
+});
+
+test("a wrong secret is refused; an unknown caller is refused", async () => {
+  assert.is((await send(server.url, tls.cert, signedCall("panel", "not-the-secret", catalog, "{}"))).status, 401);
+  assert.is(lastReason(), "bad_signature");
+  assert.is((await send(server.url, tls.cert, signedCall("stranger", secret, catalog, "{}"))).status, 401);
+  assert.is(lastReason(), "unknown_caller");
+});
+
+test("missing or ill-formed headers are refused as malformed, and GET is refused", async () => {
+  const call = signedCall("panel", secret, catalog, "{}");
+  assert.is((await send(server.url, tls.cert, { ...call, headers: {} })).status, 401);
+  assert.is(lastReason(), "malformed");
+  assert.is((await send(server.url, tls.cert, { ...call, headers: { ...call.headers, "x-nonce": "XYZ" } })).status, 401);
+  assert.is(lastReason(), "malformed");
+  const get = await send(server.url, tls.cert, { ...call, method: "GET", procedure: `${catalog}?connect=v1&encoding=json&message=%7B%7D` });
+  assert.ok(get.status >= 400, String(get.status));
+});
+
+test("a caller set inactive is refused on its very next call, with no restart", async () => {
+  assert.is((await send(server.url, tls.cert, signedCall("public_pricing", "pricing-secret", catalog, "{}"))).status, 200);
+  trust.callers.get("public_pricing")!.active = false;
+  assert.is((await send(server.url, tls.cert, signedCall("public_pricing", "pricing-secret", catalog, "{}"))).status, 401);
+  assert.is(lastReason(), "inactive_caller");
+  trust.callers.get("public_pricing")!.active = true;
+});
+
+test("a method outside the caller's allow-list is refused as forbidden_method", async () => {
+  const res = await send(server.url, tls.cert, signedCall("public_pricing", "pricing-secret", "/myosicam.license.v1.LicenseService/ReportUsage", "{}"));
+  assert.is(res.status, 401);
+  assert.is(lastReason(), "forbidden_method");
+});
+
+test("timestamps 301 s off are refused even with a valid signature; 299 s off are accepted", async () => {
+  const now = Date.now() / 1000;
+  for (const [offset, status] of [[301, 401], [-301, 401], [299, 200], [-299, 200]] as const) {
+    const res = await send(server.url, tls.cert, signedCall("panel", secret, catalog, "{}", now + offset));
+    assert.is(res.status, status, `offset ${offset}`);
+    if (status === 401) assert.is(lastReason(), "skew");
+  }
+});
+
+test("a replayed request is refused even with every header identical", async () => {
+  const call = signedCall("panel", secret, catalog, "{}");
+  assert.is((await send(server.url, tls.cert, call)).status, 200);
+  assert.is((await send(server.url, tls.cert, call)).status, 401);
+  assert.is(lastReason(), "replay");
+});
+
+test("the same signed request sent 100 times at once is accepted exactly once", async () => {
+  const call = signedCall("panel", secret, catalog, "{}");
+  const results = await Promise.all(Array.from({ length: 100 }, () => send(server.url, tls.cert, call)));
+  assert.is(results.filter((r) => r.status === 200).length, 1);
+  assert.is(results.filter((r) => r.status === 401).length, 99);
+});
+
+test("a request accepted by one server is refused as a replay by another sharing the database", async () => {
+  const call = signedCall("panel", secret, catalog, "{}");
+  assert.is((await send(server.url, tls.cert, call)).status, 200);
+  assert.is((await send(replica.url, tls.cert, call)).status, 401);
+  assert.is(lastReason(), "replay");
+});
+
+test("an unsigned malformed request is refused as unauthenticated before validation", async () => {
+  const res = await send(server.url, tls.cert, { procedure: "/myosicam.license.v1.LicenseService/ValidateLicense", body: '{"licenseKey":"x"}', headers: {} });
+  assert.is(res.body.code, "unauthenticated");
+});
+
+test("the shell reference signer's request is accepted once and refused when sent again", async () => {
+  const sh = (nonce?: string) =>
+    promisify(execFile)("sh", [join(repo, "docs/examples/sign-request.sh"), catalog, "{}"], {
+      env: {
+        PATH: process.env.PATH,
+        MYOSICAM_URL: server.url,
+        MYOSICAM_CALLER_ID: "panel",
+        MYOSICAM_SECRET: secret,
+        MYOSICAM_CACERT: tls.certFile,
+        MYOSICAM_TIMESTAMP: String(Math.floor(Date.now() / 1000)),
+        ...(nonce ? { MYOSICAM_NONCE: nonce } : {}),
+      },
+    });
+  const first = await sh("abcdefabcdefabcdefabcdefabcdef01");
+  assert.match(first.stdout, /"name":"panel"/);
+  const again = await sh("abcdefabcdefabcdefabcdefabcdef01").then(
+    () => "accepted",
+    (err: { stdout?: string }) => err.stdout ?? "refused",
+  );
+  assert.match(again, /unauthenticated/);
+});
+
+test("purging removes nonces older than the cut-off and keeps recent ones", async () => {
+  await db("hmac_nonces").insert({ caller_id: "panel", nonce: "f".repeat(32), seen_at: db.raw("now() - interval '11 minutes'") });
+  const recent = await db("hmac_nonces").where("seen_at", ">", db.raw("now() - interval '1 minute'")).count({ n: "*" });
+  const purged = await purgeNonces(db, 600);
+  assert.is(purged, 1);
+  const after = await db("hmac_nonces").count({ n: "*" });
+  assert.is(Number(after[0]!.n), Number(recent[0]!.n), "recent nonces stay");
+});
+
+test("refusals are logged with reason and request id, never the signature or secret", async () => {
+  const call = signedCall("panel", "wrong-secret-canary", catalog, "{}");
+  await send(server.url, tls.cert, { ...call, headers: { ...call.headers, "x-request-id": "hmac-log-1" } });
+  const line = logs.lines().find((l) => l.requestId === "hmac-log-1" && l.msg === "signed request refused");
+  assert.ok(line, "a refusal line with the request id");
+  assert.is(line.reason, "bad_signature");
+  assert.not.ok(logs.text().includes(call.headers["x-signature"]!), "signature in logs");
+  assert.not.ok(logs.text().includes(secret), "secret in logs");
+  assert.not.ok(logs.text().includes("wrong-secret-canary"), "attempted secret in logs");
+});
+
+test.run();
