@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { createClient, createRouterTransport } from "@connectrpc/connect";
 import { createValidateInterceptor } from "@connectrpc/validate";
 import { CryptoService } from "../gen/myosicam/crypto/v1/crypto_pb.js";
+import { soloServiceDeps } from "../test/helpers/service-deps.js";
 import { cryptoRoutes } from "../services/crypto/index.js";
 import { createKeyring } from "../services/crypto/keyring.js";
 import { rotateSecrets } from "../services/crypto/rotate.js";
@@ -57,7 +58,7 @@ async function rawPairsPerSecond(): Promise<number> {
 async function serviceRates(db: import("knex").Knex): Promise<{ pairs: number; batch: number }> {
   const config = loadConfig({ PANEL_ENCRYPTION_KEY: newKey });
   const interceptors = [createRequestContextInterceptor(log, new Map([[CryptoService.typeName, "crypto"]])), createValidateInterceptor()];
-  const routes = cryptoRoutes({ config, db, log, transportFor: () => { throw new Error("unused"); } });
+  const routes = cryptoRoutes(soloServiceDeps({ config, db, log }));
   const client = createClient(CryptoService, createRouterTransport(routes, { router: { interceptors } }));
   for (let i = 0; i < 200; i++) await client.decrypt({ envelope: (await client.encrypt({ plaintext, context })).envelope, context }); // warm-up
   const start = process.hrtime.bigint();

@@ -7,6 +7,9 @@ import { ConfigError, type Config } from "./lib/config.js";
 import { checkDatabase, type Migration } from "./lib/db.js";
 import { migrateDatabase, openDatabases, type OpenDatabases } from "./lib/databases.js";
 import { nonceMigrations } from "./lib/hmac/nonce-store.js";
+import { coreJobs } from "./lib/jobs/core-jobs.js";
+import { startJobRunner, type JobRunner } from "./lib/jobs/runner.js";
+import { jobMigrations } from "./lib/jobs/store.js";
 import { getInstallation, installationMigrations } from "./lib/installation.js";
 import { createRequestContextInterceptor } from "./lib/request-context.js";
 import { createServer, type Readiness, type RunningServer } from "./lib/server.js";
@@ -25,13 +28,15 @@ export interface Host {
   readonly embeddedPostgresPort?: number;
   /** A transport reaching any hosted service in memory (same interceptors as the network). */
   transportFor(service: DescService): Transport;
+  /** Queues a job on a database's queue; answers its id. */
+  enqueueJob(database: DatabaseName, queue: string, data?: Record<string, unknown>): Promise<string>;
   /** Ordered, idempotent, bounded stop: drain → close servers → close pools → stop PostgreSQL. */
   stop(): Promise<void>;
 }
 
 /** Every migration that belongs in `database`, whichever services this process hosts. */
 export function migrationsFor(database: DatabaseName): Migration[] {
-  return [...installationMigrations, ...nonceMigrations, ...serviceRegistry.filter((s) => s.database === database).flatMap((s) => s.migrations)];
+  return [...installationMigrations, ...nonceMigrations, ...jobMigrations, ...serviceRegistry.filter((s) => s.database === database).flatMap((s) => s.migrations)];
 }
 
 /** Databases the given services need, in a stable order. */
@@ -71,6 +76,8 @@ export async function startHost(config: Config, services: readonly ServiceModule
   });
   const databases = await openDatabases(config, databasesFor(services), log);
   const servers: RunningServer[] = [];
+  const runners = new Map<DatabaseName, JobRunner>();
+  const stopRunners = (timeoutMs: number) => Promise.all([...runners.values()].map((r) => r.stop(timeoutMs)));
   try {
     const installations: Partial<Record<DatabaseName, string>> = {};
     for (const name of databasesFor(services)) {
@@ -89,14 +96,37 @@ export async function startHost(config: Config, services: readonly ServiceModule
       return (inProcess ??= createRouterTransport(allRoutes, { router: { interceptors } }));
     };
     const { encryptionKeyHex: _key, previousEncryptionKeyHex: _previous, ...configWithoutKeys } = config;
+    const enqueueIn = (database: DatabaseName) => (queue: string, data?: Record<string, unknown>) => {
+      const runner = runners.get(database);
+      if (!runner) throw new Error(`jobs are not running on the ${database} database in this process`);
+      return runner.enqueue(queue, data);
+    };
     const depsOf = (s: ServiceModule) => ({
       config: s.holdsEncryptionKeys ? config : configWithoutKeys,
       db: databases.get(s.database),
       log: log.child({ svc: s.name }),
       transportFor,
+      enqueueJob: enqueueIn(s.database),
     });
     for (const s of services) await s.checkStartup?.(depsOf(s));
     const mounted = new Map(services.map((s) => [s, s.routes(depsOf(s))]));
+    for (const name of databasesFor(services)) {
+      const db = databases.get(name);
+      const definitions = [
+        ...coreJobs(db, config.hmacSkewSeconds),
+        ...services.filter((s) => s.database === name).flatMap((s) => s.jobs?.(depsOf(s)) ?? []),
+      ];
+      runners.set(
+        name,
+        await startJobRunner({
+          url: databases.url(name),
+          db,
+          definitions,
+          log: log.child({ component: "jobs", database: name }),
+          pollingIntervalSeconds: config.jobPollIntervalSeconds,
+        }),
+      );
+    }
     const routesOf = (subset: readonly ServiceModule[]) => (router: ConnectRouter) => subset.forEach((s) => mounted.get(s)!(router));
     const allRoutes = routesOf(services);
 
@@ -135,12 +165,15 @@ export async function startHost(config: Config, services: readonly ServiceModule
         for (const server of servers) server.markDraining();
         const results = await Promise.all(servers.map((s) => s.close(deadlineMs)));
         if (results.some((r) => r.forced)) log.warn({ deadlineMs }, "connections still open at the shutdown deadline were cut");
+        await stopRunners(deadlineMs);
         await databases.close();
         log.info("stopped");
       })());
-    return { listeners, tls, installations, embeddedPostgresPort: databases.embedded?.port, transportFor, stop };
+    const enqueueJob = (database: DatabaseName, queue: string, data?: Record<string, unknown>) => enqueueIn(database)(queue, data);
+    return { listeners, tls, installations, embeddedPostgresPort: databases.embedded?.port, transportFor, enqueueJob, stop };
   } catch (err) {
     await Promise.all(servers.map((s) => s.close(1000)));
+    await stopRunners(1000);
     await databases.close();
     throw err;
   }

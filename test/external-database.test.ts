@@ -2,6 +2,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
+import { migrationsFor } from "../services/host.js";
 import { makeTempDir, runCli } from "./helpers/cli.js";
 import { createTestDatabase, type TestDatabase } from "./helpers/database.js";
 import { getHttp2 } from "./helpers/https.js";
@@ -33,12 +34,9 @@ test.after(async () => {
 test("migrate applies every migration once, then reports nothing to do", async () => {
   const first = runCli(["migrate", "--json"], env());
   assert.is(await first.exited, 0, first.stderr());
-  assert.equal(JSON.parse(first.stdout()), {
-    applied: {
-      panel: ["core/0001_installation", "core/0002_hmac_nonces", "crypto/0001_secret_tables"],
-      admin: ["core/0001_installation", "core/0002_hmac_nonces"],
-    },
-  });
+  const names = (db: "panel" | "admin") => migrationsFor(db).map((m) => m.name).sort();
+  assert.equal(JSON.parse(first.stdout()), { applied: { panel: names("panel"), admin: names("admin") } });
+  assert.ok(names("panel").includes("crypto/0001_secret_tables") && names("admin").includes("core/0001_installation"));
   const second = runCli(["migrate", "--json"], env());
   assert.is(await second.exited, 0, second.stderr());
   assert.equal(JSON.parse(second.stdout()), { applied: { panel: [], admin: [] } });

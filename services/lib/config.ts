@@ -44,6 +44,10 @@ export interface Config {
   rpcReadMaxBytes: number;
   /** Largest deadline a client may ask for. */
   rpcMaxTimeoutSeconds: number;
+  /** Largest accepted difference between a signed request's timestamp and this clock. */
+  hmacSkewSeconds: number;
+  /** How often idle job workers look for work (besides being woken by LISTEN/NOTIFY). */
+  jobPollIntervalSeconds: number;
 }
 
 /** A configuration problem, reported as one line naming the setting. */
@@ -74,6 +78,8 @@ export const configDefaults = {
   HTTP2_PING_INTERVAL_SECONDS: "30",
   RPC_READ_MAX_BYTES: String(8 * 1024 * 1024),
   RPC_MAX_TIMEOUT_SECONDS: "300",
+  HMAC_SKEW_SECONDS: "300",
+  JOB_POLL_INTERVAL_SECONDS: "2",
 } as const;
 
 /** Default location of the optional configuration file, relative to the working directory. */
@@ -150,6 +156,8 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
     http2PingIntervalSeconds: integer(get, "HTTP2_PING_INTERVAL_SECONDS", 1, 3600),
     rpcReadMaxBytes: integer(get, "RPC_READ_MAX_BYTES", 1024, 1024 * 1024 * 1024),
     rpcMaxTimeoutSeconds: integer(get, "RPC_MAX_TIMEOUT_SECONDS", 1, 86400),
+    hmacSkewSeconds: integer(get, "HMAC_SKEW_SECONDS", 1, 3600),
+    jobPollIntervalSeconds: decimal(get, "JOB_POLL_INTERVAL_SECONDS", 0.5, 600),
   };
   const samePort = config.panel.port !== 0 && config.panel.port === config.admin.port;
   if (samePort && config.panel.host === config.admin.host) {
@@ -167,6 +175,14 @@ function absolute(path: string, cwd: string): string {
 function integer(get: Getter, name: keyof typeof configDefaults, min: number, max: number): number {
   const raw = get(name);
   if (!/^\d+$/.test(raw)) throw new ConfigError(name, `must be a whole number, got "${raw}"`);
+  const value = Number(raw);
+  if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`);
+  return value;
+}
+
+function decimal(get: Getter, name: keyof typeof configDefaults, min: number, max: number): number {
+  const raw = get(name);
+  if (!/^\d+(\.\d+)?$/.test(raw)) throw new ConfigError(name, `must be a number of seconds, got "${raw}"`);
   const value = Number(raw);
   if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`);
   return value;

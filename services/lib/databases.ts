@@ -14,6 +14,8 @@ export const embeddedDatabaseNames: Readonly<Record<DatabaseName, string>> = {
 /** Open pools, and the embedded server when one was started. */
 export interface OpenDatabases {
   get(name: DatabaseName): Knex;
+  /** The connection URL of an open database (for libraries that keep their own pool). */
+  url(name: DatabaseName): string;
   readonly embedded?: EmbeddedPostgres;
   /** Destroys the pools, then stops the embedded server; idempotent. */
   close(): Promise<void>;
@@ -29,6 +31,7 @@ export async function openDatabases(config: Config, names: readonly DatabaseName
   const settings: Record<DatabaseName, string> = { panel: "DATABASE_URL", admin: "ADMIN_DATABASE_URL" };
   let embedded: EmbeddedPostgres | undefined;
   const pools = new Map<DatabaseName, Knex>();
+  const urls = new Map<DatabaseName, string>();
   let closed = false;
   const close = async () => {
     if (closed) return;
@@ -53,6 +56,7 @@ export async function openDatabases(config: Config, names: readonly DatabaseName
       }
       const db = createDatabase(url!, log.child({ database: name }));
       pools.set(name, db);
+      urls.set(name, url!);
       try {
         await db.raw("select 1");
       } catch (err) {
@@ -69,6 +73,11 @@ export async function openDatabases(config: Config, names: readonly DatabaseName
       const db = pools.get(name);
       if (!db) throw new Error(`the ${name} database is not open in this process`);
       return db;
+    },
+    url(name) {
+      const url = urls.get(name);
+      if (!url) throw new Error(`the ${name} database is not open in this process`);
+      return url;
     },
     embedded,
     close,

@@ -3,6 +3,7 @@ import type { ConnectRouter, Transport } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { Config } from "./config.js";
 import type { Knex, Migration } from "./db.js";
+import type { JobDefinition } from "./jobs/runner.js";
 
 /** The two databases; a service's tables live in exactly one. */
 export type DatabaseName = "panel" | "admin";
@@ -19,6 +20,8 @@ export interface ServiceDeps {
   log: Logger;
   /** A transport reaching another service, in process when it is hosted here. */
   transportFor(service: DescService): Transport;
+  /** Queues a job of a queue defined in this service's database; answers its id. */
+  enqueueJob(queue: string, data?: Record<string, unknown>): Promise<string>;
 }
 
 /** How a service folder presents itself to the registry (`services/index.ts`). */
@@ -31,6 +34,8 @@ export interface ServiceModule {
   /** The proto services it mounts. */
   readonly descriptors: readonly DescService[];
   readonly migrations: readonly Migration[];
+  /** Background jobs it owns; they run on a queue in its database. */
+  jobs?(deps: ServiceDeps): JobDefinition[];
   routes(deps: ServiceDeps): (router: ConnectRouter) => void;
   /**
    * Whether this service is handed PANEL_ENCRYPTION_KEY(_PREVIOUS) in its config. Only the crypto

@@ -3,6 +3,7 @@ import { createValidateInterceptor } from "@connectrpc/validate";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
+import { soloServiceDeps } from "../helpers/service-deps.js";
 import { cryptoRoutes } from "../../services/crypto/index.js";
 import { createKeyring, deriveKey } from "../../services/crypto/keyring.js";
 import { migrationsFor } from "../../services/host.js";
@@ -23,7 +24,7 @@ let db: Knex;
 function clientWith(keys: Record<string, string>) {
   const config = loadConfig({ ...keys, MYOSICAM_DATA_DIR: "/nonexistent" });
   const interceptors = [createRequestContextInterceptor(logs.log, new Map([[CryptoService.typeName, "crypto"]])), createValidateInterceptor()];
-  const routes = cryptoRoutes({ config, db, log: logs.log, transportFor: () => { throw new Error("unused"); } });
+  const routes = cryptoRoutes(soloServiceDeps({ config, db, log: logs.log }));
   return createClient(CryptoService, createRouterTransport(routes, { router: { interceptors } }));
 }
 const context = { table: "oscam_installs", column: "webif_password", rowId: "4b1f7a52-9d3e-4c8a-8f61-0d2e3c4b5a69" };

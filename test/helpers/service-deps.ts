@@ -1,0 +1,14 @@
+import type { ServiceDeps } from "../../services/lib/service-module.js";
+
+/** Deps for mounting one service alone: calls to other services or the queue fail loudly. */
+export function soloServiceDeps(deps: Pick<ServiceDeps, "config" | "db" | "log">): ServiceDeps {
+  return {
+    ...deps,
+    transportFor: (service) => {
+      throw new Error(`${service.typeName} is not available to a service mounted alone`);
+    },
+    enqueueJob: async (queue) => {
+      throw new Error(`no job queue for ${queue} in a service mounted alone`);
+    },
+  };
+}
