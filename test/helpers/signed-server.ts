@@ -21,11 +21,11 @@ export interface TestTrust {
 }
 
 /**
- * A real HTTPS server whose LicenseService and AgentService require signatures, with nonces in
- * PostgreSQL. GetPlanCatalog answers one plan named after the authenticated caller (so tests see
+ * A real HTTPS server whose LicenseService and AgentService require signatures (unless `protect`
+ * is false: the same server without the checks, a benchmark's baseline), with nonces in PostgreSQL. GetPlanCatalog answers one plan named after the authenticated caller (so tests see
  * who the server believed called); Subscribe sends one keepalive.
  */
-export async function startSignedServer(db: Knex, tls: TlsIdentity, log: Logger, trust: TestTrust): Promise<RunningServer> {
+export async function startSignedServer(db: Knex, tls: TlsIdentity, log: Logger, trust: TestTrust, protect = true): Promise<RunningServer> {
   const auth = createHmacAuth({
     verifier: {
       findCaller: async (id) => trust.callers.get(id),
@@ -33,7 +33,7 @@ export async function startSignedServer(db: Knex, tls: TlsIdentity, log: Logger,
       nowSeconds: () => Date.now() / 1000 + trust.clock.offsetSeconds,
       skewSeconds: 300,
     },
-    protectedServices: new Set([LicenseService.typeName, AgentService.typeName]),
+    protectedServices: new Set(protect ? [LicenseService.typeName, AgentService.typeName] : []),
     log,
     onRefusal: (event) => {
       trust.refusals.push(event);

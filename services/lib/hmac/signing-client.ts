@@ -55,10 +55,18 @@ export interface SignedTransportOptions {
 export function createSignedTransport(options: SignedTransportOptions): Transport {
   const credentials = typeof options.credentials === "function" ? options.credentials : () => options.credentials as SigningCredentials;
   const ca = options.ca ? { ca: options.ca } : {};
+  // One HTTP/2 connection per origin for the transport's lifetime (the provider is asked per call).
+  const sessions = new Map<string, Http2SessionManager>();
+  const sessionFor = (url: string) => {
+    const origin = new URL(url).origin;
+    let session = sessions.get(origin);
+    if (!session) sessions.set(origin, (session = new Http2SessionManager(origin, {}, ca)));
+    return session;
+  };
   const inner =
     options.httpVersion === "1.1"
       ? createNodeHttpClient({ httpVersion: "1.1", nodeOptions: ca })
-      : createNodeHttpClient({ httpVersion: "2", sessionProvider: (url) => new Http2SessionManager(url, {}, ca) });
+      : createNodeHttpClient({ httpVersion: "2", sessionProvider: sessionFor });
   // connect-node's createConnectTransport takes no custom HTTP client, so build the Connect
   // transport from the protocol package with connect-node's defaults.
   return createTransport({
