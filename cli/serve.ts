@@ -37,6 +37,7 @@ function describeHost(host: Host, { config }: CommandContext) {
   return {
     status: "running",
     listeners: Object.fromEntries(host.listeners.map((l) => [l.name, { url: l.url, services: l.services }])),
+    inProcessServices: host.inProcessServices,
     tls: { fingerprint: host.tls.fingerprint, source: host.tls.source, certFile: host.tls.certFile },
     dataDir: config.dataDir,
     embeddedPostgresPort: host.embeddedPostgresPort ?? null,
@@ -53,6 +54,7 @@ function banner(host: Host, context: CommandContext): string {
     "",
     "MyOsicam is running.",
     ...host.listeners.map((l) => `  ${l.name.padEnd(6)} ${l.url}   (services: ${l.services.join(", ")})`),
+    ...(host.inProcessServices.length ? [`  in process only   ${host.inProcessServices.join(", ")}`] : []),
     `  TLS certificate   ${host.tls.source}: ${cert}`,
     `  SHA-256           ${host.tls.fingerprint}`,
     `  Data directory    ${config.dataDir}` +

@@ -21,6 +21,8 @@ import { serviceRegistry } from "./index.js";
 export interface Host {
   /** One entry per listener that has services, e.g. panel → https://127.0.0.1:8443. */
   readonly listeners: ReadonlyArray<{ name: ListenerName; url: string; services: string[] }>;
+  /** Services reachable only through in-memory transports in this process. */
+  readonly inProcessServices: readonly string[];
   readonly tls: TlsIdentity;
   /** Installation id per open database. */
   readonly installations: Partial<Record<DatabaseName, string>>;
@@ -170,7 +172,8 @@ export async function startHost(config: Config, services: readonly ServiceModule
         log.info("stopped");
       })());
     const enqueueJob = (database: DatabaseName, queue: string, data?: Record<string, unknown>) => enqueueIn(database)(queue, data);
-    return { listeners, tls, installations, embeddedPostgresPort: databases.embedded?.port, transportFor, enqueueJob, stop };
+    const inProcessServices = services.filter((s) => s.listener === "in-process").map((s) => s.name);
+    return { listeners, inProcessServices, tls, installations, embeddedPostgresPort: databases.embedded?.port, transportFor, enqueueJob, stop };
   } catch (err) {
     await Promise.all(servers.map((s) => s.close(1000)));
     await stopRunners(1000);

@@ -14,6 +14,7 @@ import { getHttp1, getHttp2 } from "./helpers/https.js";
 interface UpReport {
   status: string;
   listeners: Record<"panel" | "admin", { url: string; services: string[] }>;
+  inProcessServices: string[];
   tls: { fingerprint: string; source: string; certFile: string };
   dataDir: string;
   embeddedPostgresPort: number;
@@ -68,6 +69,7 @@ test("it prints one JSON object with both URLs, the fingerprint and the data dir
   assert.match(report.listeners.admin.url, /^https:\/\/127\.0\.0\.1:\d+$/);
   assert.equal(report.listeners.panel.services, ["agents"]);
   assert.equal(report.listeners.admin.services, ["admin"]);
+  assert.equal(report.inProcessServices, ["crypto", "jobs"], "the key holder and the job service are on no port");
   assert.match(report.tls.fingerprint, /^sha256:[0-9a-f]{64}$/);
   assert.is(report.tls.source, "self-signed (new)");
   assert.is(report.dataDir, join(dir.path, "data"));

@@ -12,8 +12,6 @@ export interface EmbeddedPostgres {
   url(database: string): string;
   /** Creates `database` when it does not exist yet. */
   ensureDatabase(database: string): Promise<void>;
-  /** Drops `database` and every connection to it. For tests. */
-  dropDatabase(database: string): Promise<void>;
   /** Stops the server (fast shutdown: open transactions roll back); idempotent. */
   stop(): Promise<void>;
   readonly port: number;
@@ -91,10 +89,6 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
       admin(async (client) => {
         const found = await client.query("select 1 from pg_database where datname = $1", [database]);
         if (found.rowCount === 0) await client.query(`create database ${quoteIdentifier(database)}`);
-      }),
-    dropDatabase: (database) =>
-      admin(async (client) => {
-        await client.query(`drop database if exists ${quoteIdentifier(database)} with (force)`);
       }),
     stop: async () => {
       if (stopped) return;
