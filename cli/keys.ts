@@ -1,7 +1,8 @@
 import { migrationsFor, prepareDataDir } from "../services/host.js";
+import { encryptedColumns } from "../services/crypto/encrypted-columns.js";
 import { keyringFromConfig } from "../services/crypto/index.js";
-import { deriveKey } from "../services/crypto/keyring.js";
-import { pendingRotation, rotateSecrets, type RotationProgress } from "../services/crypto/rotate.js";
+import { deriveKey } from "../services/lib/secrets/keyring.js";
+import { pendingRotation, rotateSecrets, type RotationProgress } from "../services/lib/secrets/rotate.js";
 import { ConfigError } from "../services/lib/config.js";
 import { generateKeyHex } from "../services/lib/config-file.js";
 import { migrateDatabase, openDatabases } from "../services/lib/databases.js";
@@ -30,7 +31,7 @@ async function withPanelDatabase<T>(context: CommandContext, fn: (db: import("kn
 export async function keysStatusCommand(options: { json: boolean }): Promise<void> {
   const context = await createCommandContext();
   const keyring = keyringFromConfig(context.config);
-  const columns = await withPanelDatabase(context, (db) => pendingRotation(db, keyring));
+  const columns = await withPanelDatabase(context, (db) => pendingRotation(db, keyring, encryptedColumns));
   const report = { activeKeyId: keyring.activeKeyId, previousKeyId: keyring.previousKeyId ?? null, columns };
   if (options.json) return printJson(report);
   const out = [`active key   ${keyring.activeKeyId}`, `previous key ${keyring.previousKeyId ?? "(none)"}`];
@@ -63,7 +64,7 @@ export async function keysRotateCommand(options: RotateCommandOptions): Promise<
   const progressOut = options.json ? process.stderr : process.stdout;
   await withPanelDatabase(context, async (db) => {
     if (options.dryRun) {
-      const columns = await pendingRotation(db, keyring);
+      const columns = await pendingRotation(db, keyring, encryptedColumns);
       const total = columns.reduce((n, c) => n + c.toRotate, 0);
       if (options.json) return printJson({ dryRun: true, activeKeyId: keyring.activeKeyId, toRotate: total, columns });
       for (const c of columns) process.stdout.write(`${c.table}.${c.column}: would re-encrypt ${c.toRotate}\n`);
@@ -73,6 +74,7 @@ export async function keysRotateCommand(options: RotateCommandOptions): Promise<
     const report = await rotateSecrets({
       db,
       keyring,
+      columns: encryptedColumns,
       batchSize: options.batchSize,
       onProgress: (p: RotationProgress) => progressOut.write(`${p.table}.${p.column}: ${p.rotated} re-encrypted, ${p.remaining} to go\n`),
       afterBatch: (n) => {

@@ -1,14 +1,6 @@
-/**
- * Every column that holds a crypto envelope, in one place: rotation walks this list, KeyStatus
- * counts it, and a test fails when a migration adds a secret-looking column missing from it.
- * A table's rows are addressed by `idColumn`, which is also the row id bound into each envelope.
- */
-export interface EncryptedColumn {
-  table: string;
-  column: string;
-  idColumn: string;
-}
+import type { EncryptedColumn, HashedColumn } from "../lib/secrets/columns.js";
 
+/** Every column of the panel's database that holds a crypto envelope sealed with PANEL_ENCRYPTION_KEY. */
 export const encryptedColumns: readonly EncryptedColumn[] = [
   { table: "oscam_installs", column: "webif_password", idColumn: "id" },
   { table: "saved_servers", column: "ssh_credential_encrypted", idColumn: "id" },
@@ -19,10 +11,8 @@ export const encryptedColumns: readonly EncryptedColumn[] = [
 ];
 
 /**
- * Secret-looking columns that hold a one-way hash, never the secret (e.g. install tokens are
- * stored as SHA-256). Listed so the registry test can tell them from a forgotten envelope.
+ * Secret-looking columns of the panel's database that hold a one-way hash, never the secret (e.g.
+ * install tokens are stored as SHA-256). Listed so the registry test can tell them from a
+ * forgotten envelope.
  */
-export const hashedColumns: ReadonlyArray<{ table: string; column: string }> = [];
-
-/** Column names that suggest a secret; each must be in one of the two lists above. */
-export const secretColumnPattern = /password|secret|token|api_key|apikey|credential|private_key/i;
+export const hashedColumns: readonly HashedColumn[] = [];

@@ -2,9 +2,10 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
 import { ConfigError } from "../lib/config.js";
 import type { ServiceDeps, ServiceModule } from "../lib/service-module.js";
-import { createKeyring, type Keyring } from "./keyring.js";
+import { createKeyring, type Keyring } from "../lib/secrets/keyring.js";
 import { secretTables } from "./migrations/0001-secret-tables.js";
-import { unknownKeyIds } from "./rotate.js";
+import { unknownKeyIds } from "../lib/secrets/rotate.js";
+import { encryptedColumns } from "./encrypted-columns.js";
 import { createCryptoService } from "./service.js";
 
 /** The keyring from the configuration; a ConfigError when no key is configured. */
@@ -28,7 +29,7 @@ export function cryptoRoutes(deps: ServiceDeps) {
  */
 async function checkKeys(deps: ServiceDeps): Promise<void> {
   const keyring = keyringFromConfig(deps.config);
-  const unknown = await unknownKeyIds(deps.db, keyring);
+  const unknown = await unknownKeyIds(deps.db, keyring, encryptedColumns);
   if (unknown.length > 0) {
     throw new ConfigError(
       "PANEL_ENCRYPTION_KEY",

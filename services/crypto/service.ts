@@ -1,10 +1,10 @@
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
 import type { Knex } from "../lib/db.js";
-import { EnvelopeError, type EncryptionContext } from "./envelope.js";
+import { EnvelopeError, type EncryptionContext } from "../lib/secrets/envelope.js";
 import { encryptedColumns } from "./encrypted-columns.js";
-import type { Keyring } from "./keyring.js";
-import { countByKeyId } from "./store.js";
+import type { Keyring } from "../lib/secrets/keyring.js";
+import { countByKeyId } from "../lib/secrets/store.js";
 
 export interface CryptoDeps {
   keyring: Keyring;

@@ -1,7 +1,7 @@
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { EnvelopeError, parseEnvelope } from "../../services/crypto/envelope.js";
-import { createKeyring, deriveKey } from "../../services/crypto/keyring.js";
+import { EnvelopeError, parseEnvelope } from "../../services/lib/secrets/envelope.js";
+import { createKeyring, deriveKey } from "../../services/lib/secrets/keyring.js";
 import { newKey, oldKey } from "../helpers/keys.js";
 
 const ctx = { table: "saved_servers", column: "ssh_credential_encrypted", rowId: "7d0c1b0e-4a4e-4c4f-9f7c-1a2b3c4d5e6f" };

@@ -2,8 +2,8 @@ import { join } from "node:path";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { encryptedColumns } from "../../services/crypto/encrypted-columns.js";
-import { createKeyring, deriveKey } from "../../services/crypto/keyring.js";
-import { pendingRotation } from "../../services/crypto/rotate.js";
+import { createKeyring, deriveKey } from "../../services/lib/secrets/keyring.js";
+import { pendingRotation } from "../../services/lib/secrets/rotate.js";
 import { migrationsFor } from "../../services/host.js";
 import { createDatabase, migrateToLatest, type Knex } from "../../services/lib/db.js";
 import { makeTempDir, runCli } from "../helpers/cli.js";
@@ -38,7 +38,7 @@ async function rotate(args: string[], extra: Record<string, string> = {}) {
 }
 
 async function onKey(keyId: string): Promise<number> {
-  const columns = await pendingRotation(db, createKeyring(newKey, oldKey));
+  const columns = await pendingRotation(db, createKeyring(newKey, oldKey), encryptedColumns);
   return columns.reduce((n, c) => n + (c.byKeyId[keyId] ?? 0), 0);
 }
 

@@ -1,6 +1,7 @@
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { encryptedColumns, hashedColumns, secretColumnPattern } from "../../services/crypto/encrypted-columns.js";
+import { encryptedColumns, hashedColumns } from "../../services/crypto/encrypted-columns.js";
+import { secretColumnPattern } from "../../services/lib/secrets/columns.js";
 import { migrationsFor } from "../../services/host.js";
 import { createDatabase, migrateToLatest, type Knex } from "../../services/lib/db.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/database.js";

@@ -5,7 +5,7 @@ import * as assert from "uvu/assert";
 import { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
 import { soloServiceDeps } from "../helpers/service-deps.js";
 import { cryptoRoutes } from "../../services/crypto/index.js";
-import { createKeyring, deriveKey } from "../../services/crypto/keyring.js";
+import { createKeyring, deriveKey } from "../../services/lib/secrets/keyring.js";
 import { migrationsFor } from "../../services/host.js";
 import { loadConfig } from "../../services/lib/config.js";
 import { createDatabase, migrateToLatest, type Knex } from "../../services/lib/db.js";

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Knex } from "../../services/lib/db.js";
-import type { Keyring } from "../../services/crypto/keyring.js";
+import type { Keyring } from "../../services/lib/secrets/keyring.js";
 
 /** The plaintext a seeded row holds, keyed by `table.column.rowId`. */
 export type SeededSecrets = Map<string, string>;

@@ -39,8 +39,12 @@ export function deriveKey(masterKeyHex: string): DerivedKey {
   return { id, key };
 }
 
-/** A keyring from `PANEL_ENCRYPTION_KEY` and, optionally, `PANEL_ENCRYPTION_KEY_PREVIOUS`. */
-export function createKeyring(activeKeyHex: string, previousKeyHex?: string): Keyring {
+/**
+ * A keyring from an active master key and, optionally, the previous one (`PANEL_ENCRYPTION_KEY`
+ * and `PANEL_ENCRYPTION_KEY_PREVIOUS`, or admin's `ADMIN_ENCRYPTION_KEY` pair). `setting` names
+ * the active key's variable in error messages.
+ */
+export function createKeyring(activeKeyHex: string, previousKeyHex?: string, setting = "PANEL_ENCRYPTION_KEY"): Keyring {
   const active = deriveKey(activeKeyHex);
   const previous = previousKeyHex ? deriveKey(previousKeyHex) : undefined;
   const byId = new Map([[active.id, active]]);
@@ -63,7 +67,7 @@ export function createKeyring(activeKeyHex: string, previousKeyHex?: string): Ke
         const known = previous ? `${active.id} (active) or ${previous.id} (previous)` : `${active.id} (active)`;
         throw new EnvelopeError(
           "unknown_key",
-          `value was encrypted with key ${envelope.keyId}, but this panel holds ${known}; configure that key as PANEL_ENCRYPTION_KEY_PREVIOUS`,
+          `value was encrypted with key ${envelope.keyId}, but ${setting} holds ${known}; configure that key as ${setting}_PREVIOUS`,
         );
       }
       try {

@@ -1,6 +1,6 @@
-import type { Knex } from "../lib/db.js";
+import type { Knex } from "../db.js";
 import { envelopePrefix } from "./envelope.js";
-import type { EncryptedColumn } from "./encrypted-columns.js";
+import type { EncryptedColumn } from "./columns.js";
 
 /** A stored envelope and the row it belongs to. */
 export interface StoredSecret {

@@ -1,6 +1,6 @@
-import type { Knex } from "../lib/db.js";
+import type { Knex } from "../db.js";
 import { EnvelopeError } from "./envelope.js";
-import { encryptedColumns, type EncryptedColumn } from "./encrypted-columns.js";
+import type { EncryptedColumn } from "./columns.js";
 import type { Keyring } from "./keyring.js";
 import { countByKeyId, replaceSecrets, selectSecrets, selectSecretsToRotate, type SecretReplacement } from "./store.js";
 
@@ -25,7 +25,8 @@ export interface RotationProgress {
 export interface RotateOptions {
   db: Knex;
   keyring: Keyring;
-  columns?: readonly EncryptedColumn[];
+  /** The registry of the database being rotated. */
+  columns: readonly EncryptedColumn[];
   /** Values re-encrypted per transaction; default 500. */
   batchSize?: number;
   onProgress?: (progress: RotationProgress) => void;
@@ -47,7 +48,7 @@ export interface VerificationReport {
 }
 
 /** How many values of each column are not on the active key: what a rotation would change. */
-export async function pendingRotation(db: Knex, keyring: Keyring, columns = encryptedColumns) {
+export async function pendingRotation(db: Knex, keyring: Keyring, columns: readonly EncryptedColumn[]) {
   const result: Array<{ table: string; column: string; toRotate: number; byKeyId: Record<string, number> }> = [];
   for (const c of columns) {
     const counts = await countByKeyId(db, c);
@@ -65,7 +66,7 @@ export async function pendingRotation(db: Knex, keyring: Keyring, columns = encr
  */
 export async function rotateSecrets(options: RotateOptions): Promise<RotationReport> {
   const { db, keyring } = options;
-  const columns = options.columns ?? encryptedColumns;
+  const { columns } = options;
   const batchSize = options.batchSize ?? 500;
   const failures: SecretFailure[] = [];
   const summary: RotationReport["columns"] = [];
@@ -106,7 +107,7 @@ export async function rotateSecrets(options: RotateOptions): Promise<RotationRep
 }
 
 /** Decrypts every stored value of every registered column; lists those that do not open. */
-export async function verifySecrets(db: Knex, keyring: Keyring, columns = encryptedColumns, batchSize = 1000): Promise<VerificationReport> {
+export async function verifySecrets(db: Knex, keyring: Keyring, columns: readonly EncryptedColumn[], batchSize = 1000): Promise<VerificationReport> {
   let checked = 0;
   const failures: SecretFailure[] = [];
   for (const c of columns) {
@@ -129,7 +130,7 @@ export async function verifySecrets(db: Knex, keyring: Keyring, columns = encryp
 }
 
 /** Key ids found in stored values that this keyring cannot open. */
-export async function unknownKeyIds(db: Knex, keyring: Keyring, columns = encryptedColumns): Promise<string[]> {
+export async function unknownKeyIds(db: Knex, keyring: Keyring, columns: readonly EncryptedColumn[]): Promise<string[]> {
   const known = new Set([keyring.activeKeyId, keyring.previousKeyId].filter(Boolean));
   const unknown = new Set<string>();
   for (const c of columns) for (const { keyId } of await countByKeyId(db, c)) if (!known.has(keyId)) unknown.add(keyId);
