@@ -16,7 +16,7 @@ program
   .command("up")
   .description("run the panel and admin with an embedded PostgreSQL (what `npm start` runs)")
   .addOption(json())
-  .action((opts: { json?: boolean }) => serveCommand({ services: allServiceNames(), json: Boolean(opts.json) }));
+  .action((opts: { json?: boolean }) => serveCommand({ services: allServiceNames(), json: Boolean(opts.json), up: true }));
 
 program
   .command("serve")

@@ -2,12 +2,14 @@ import { relative } from "node:path";
 import { selectServices, serviceRegistry } from "../services/index.js";
 import { startHost, type Host } from "../services/host.js";
 import { exitOnSignals } from "../services/lib/shutdown.js";
-import { createCommandContext, printJson, type CommandContext } from "./context.js";
+import { createCommandContext, printJson, type CommandContext, type GeneratedSetting } from "./context.js";
 
 export interface ServeOptions {
   /** Registry names; all of them for `up`. */
   services: string[];
   json: boolean;
+  /** `up`: everything in one process, with development trust between panel and admin. */
+  up?: boolean;
 }
 
 /**
@@ -16,15 +18,21 @@ export interface ServeOptions {
  */
 export async function serveCommand(options: ServeOptions): Promise<void> {
   const services = selectServices(options.services);
-  const context = await createCommandContext({ generateEncryptionKey: services.some((s) => s.name === "crypto") });
+  const hosts = (name: string) => services.some((s) => s.name === name);
+  const generate: GeneratedSetting[] = [];
+  if (hosts("crypto")) generate.push("PANEL_ENCRYPTION_KEY");
+  if (hosts("admin")) generate.push("ADMIN_ENCRYPTION_KEY");
+  // Only `up` runs the panel and admin together, so only it can make them trust each other.
+  if (options.up) generate.push("PANEL_CALLER_SECRET", "PANEL_LICENSE_KEY");
+  const context = await createCommandContext({ generate, developmentTrust: options.up });
   const host = await startHost(context.config, services, context.log);
   exitOnSignals({
     stop: host.stop,
     log: context.log,
     hardDeadlineMs: (context.config.shutdownTimeoutSeconds + 15) * 1000,
   });
-  if (context.generatedKeyFile) {
-    context.log.warn({ file: context.generatedKeyFile }, "generated PANEL_ENCRYPTION_KEY on first start and stored it in the configuration file: back that file up");
+  if (context.generated) {
+    context.log.warn({ file: context.generated.file, settings: context.generated.settings }, "generated settings on first start and stored them in the configuration file: back that file up");
   }
   if (options.json) printJson(describeHost(host, context));
   else process.stdout.write(banner(host, context));
@@ -33,7 +41,8 @@ export async function serveCommand(options: ServeOptions): Promise<void> {
 /** All registry names: what `up` serves. */
 export const allServiceNames = (): string[] => serviceRegistry.map((s) => s.name);
 
-function describeHost(host: Host, { config }: CommandContext) {
+function describeHost(host: Host, context: CommandContext) {
+  const { config } = context;
   return {
     status: "running",
     listeners: Object.fromEntries(host.listeners.map((l) => [l.name, { url: l.url, services: l.services }])),
@@ -42,7 +51,24 @@ function describeHost(host: Host, { config }: CommandContext) {
     dataDir: config.dataDir,
     embeddedPostgresPort: host.embeddedPostgresPort ?? null,
     installations: host.installations,
+    generatedSettings: context.generated?.settings ?? [],
   };
+}
+
+function generatedLines({ generated }: CommandContext): string[] {
+  if (!generated) return [];
+  const lines = ["", `First start: generated ${generated.settings.join(", ")} into ${generated.file}.`, "Back that file up: without its keys, stored secrets cannot be decrypted."];
+  if (generated.settings.includes("PANEL_LICENSE_KEY")) {
+    lines.push(
+      "Admin created the panel's caller, a public_pricing caller and a development license (10 servers,",
+      "50 OScam instances), so the panel and admin trust each other. For real ones, on admin:",
+      "  npx myosicam admin plan set pro --name Pro --max-servers 50 --max-instances 200 --price 4900",
+      '  npx myosicam admin license issue --plan pro --customer "Example Ltd" --expires 2027-12-31',
+      "  npx myosicam caller create <id> --allow /myosicam.license.v1.LicenseService/*",
+      "then put the license key in PANEL_LICENSE_KEY (and the caller in PANEL_CALLER_ID/_SECRET) on the panel.",
+    );
+  }
+  return lines;
 }
 
 function banner(host: Host, context: CommandContext): string {
@@ -60,7 +86,10 @@ function banner(host: Host, context: CommandContext): string {
     `  Data directory    ${config.dataDir}` +
       (host.embeddedPostgresPort ? ` (embedded PostgreSQL on 127.0.0.1:${host.embeddedPostgresPort})` : ""),
     ...Object.entries(host.installations).map(([db, id]) => `  ${(db + " id").padEnd(17)} ${id}`),
-    ...(context.generatedKeyFile ? ["", `A new PANEL_ENCRYPTION_KEY was generated into ${context.generatedKeyFile}.`, "Back that file up: without it, the secrets the panel stores cannot be decrypted."] : []),
+    ...(host.inProcessServices.includes("licensing")
+      ? [`  License           checked with admin at ${config.adminUrl ?? host.listeners.find((l) => l.name === "admin")?.url ?? `ADMIN_HOST:ADMIN_PORT`} now and every 6 h (state in /readyz)`]
+      : []),
+    ...generatedLines(context),
     "",
     "Next:",
     ...(first ? [`  curl --cacert ${cert} ${first.url}/readyz`] : []),

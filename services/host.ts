@@ -1,19 +1,21 @@
 import { access, constants, mkdir, stat } from "node:fs/promises";
 import type { DescService } from "@bufbuild/protobuf";
-import { createRouterTransport, type ConnectRouter, type Interceptor, type Transport } from "@connectrpc/connect";
+import { createRouterTransport, type ConnectRouter, type HandlerContext, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createValidateInterceptor } from "@connectrpc/validate";
 import type { Logger } from "pino";
 import { ConfigError, type Config } from "./lib/config.js";
-import { checkDatabase, type Migration } from "./lib/db.js";
+import { checkDatabase, type Knex, type Migration } from "./lib/db.js";
+import type { Usage } from "./lib/licensing/standing.js";
 import { migrateDatabase, openDatabases, type OpenDatabases } from "./lib/databases.js";
-import { nonceMigrations } from "./lib/hmac/nonce-store.js";
+import { nonceMigrations, recordRefusal } from "./lib/hmac/nonce-store.js";
+import { createHmacAuth } from "./lib/hmac/server-auth.js";
 import { coreJobs } from "./lib/jobs/core-jobs.js";
 import { startJobRunner, type JobRunner } from "./lib/jobs/runner.js";
 import { jobMigrations } from "./lib/jobs/store.js";
 import { getInstallation, installationMigrations } from "./lib/installation.js";
 import { createRequestContextInterceptor } from "./lib/request-context.js";
 import { createServer, type Readiness, type RunningServer } from "./lib/server.js";
-import type { DatabaseName, ListenerName, ServiceModule } from "./lib/service-module.js";
+import type { DatabaseName, ListenerName, ServiceDeps, ServiceModule } from "./lib/service-module.js";
 import { loadTlsIdentity, type TlsIdentity } from "./lib/tls.js";
 import { serviceRegistry } from "./index.js";
 
@@ -78,6 +80,7 @@ export async function startHost(config: Config, services: readonly ServiceModule
   });
   const databases = await openDatabases(config, databasesFor(services), log);
   const servers: RunningServer[] = [];
+  const listeners: Array<{ name: ListenerName; url: string; services: string[] }> = [];
   const runners = new Map<DatabaseName, JobRunner>();
   const stopRunners = (timeoutMs: number) => Promise.all([...runners.values()].map((r) => r.stop(timeoutMs)));
   try {
@@ -97,16 +100,33 @@ export async function startHost(config: Config, services: readonly ServiceModule
       }
       return (inProcess ??= createRouterTransport(allRoutes, { router: { interceptors } }));
     };
-    const { encryptionKeyHex: _key, previousEncryptionKeyHex: _previous, ...configWithoutKeys } = config;
+    const {
+      encryptionKeyHex: panelKey,
+      previousEncryptionKeyHex: previousPanelKey,
+      adminEncryptionKeyHex: adminKey,
+      previousAdminEncryptionKeyHex: previousAdminKey,
+      ...configWithoutKeys
+    } = config;
+    const configFor = (s: ServiceModule): Config =>
+      s.encryptionKeys === "panel"
+        ? { ...configWithoutKeys, encryptionKeyHex: panelKey, previousEncryptionKeyHex: previousPanelKey }
+        : s.encryptionKeys === "admin"
+          ? { ...configWithoutKeys, adminEncryptionKeyHex: adminKey, previousAdminEncryptionKeyHex: previousAdminKey }
+          : configWithoutKeys;
     const enqueueIn = (database: DatabaseName) => (queue: string, data?: Record<string, unknown>) => {
       const runner = runners.get(database);
       if (!runner) throw new Error(`jobs are not running on the ${database} database in this process`);
       return runner.enqueue(queue, data);
     };
-    const depsOf = (s: ServiceModule) => ({
-      config: s.holdsEncryptionKeys ? config : configWithoutKeys,
+    const currentUsage = () => usageOf(databases.get("panel"));
+    const adminUrl = () => config.adminUrl ?? listeners.find((l) => l.name === "admin")?.url ?? localUrl(config.admin);
+    const depsOf = (s: ServiceModule): ServiceDeps => ({
+      currentUsage,
+      adminUrl,
+      config: configFor(s),
       db: databases.get(s.database),
       log: log.child({ svc: s.name }),
+      ownCertificate: tls.cert,
       transportFor,
       enqueueJob: enqueueIn(s.database),
     });
@@ -132,16 +152,21 @@ export async function startHost(config: Config, services: readonly ServiceModule
     const routesOf = (subset: readonly ServiceModule[]) => (router: ConnectRouter) => subset.forEach((s) => mounted.get(s)!(router));
     const allRoutes = routesOf(services);
 
-    const listeners: Array<{ name: ListenerName; url: string; services: string[] }> = [];
     for (const listener of ["panel", "admin"] as const) {
       const subset = services.filter((s) => s.listener === listener);
       if (subset.length === 0) continue;
+      const auth = signedCallAuth(subset, depsOf, config.hmacSkewSeconds, log.child({ listener }));
       const { listen } = createServer({
         name: listener,
         tls,
         routes: routesOf(subset),
-        interceptors,
-        readiness: () => readiness(databases, databasesFor(subset)),
+        requestGate: auth.requestGate,
+        // Request context first (request id, error translation), then the signature checks, then
+        // validation: an unsigned request is refused before its input is even looked at.
+        interceptors: [interceptors[0]!, ...auth.interceptors, ...interceptors.slice(1)],
+        // In-process services of this listener's database report here too (e.g. the license).
+        readiness: () =>
+          readiness(databases, databasesFor(subset), services.filter((s) => s.listener === listener || (s.listener === "in-process" && s.database === listener)), depsOf, log),
         log: log.child({ listener }),
         readMaxBytes: config.rpcReadMaxBytes,
         maxTimeoutMs: config.rpcMaxTimeoutSeconds * 1000,
@@ -159,6 +184,8 @@ export async function startHost(config: Config, services: readonly ServiceModule
       listeners.push({ name: listener, url: server.url, services: subset.map((s) => s.name) });
       log.info({ listener, url: server.url, services: subset.map((s) => s.name) }, "listening");
     }
+
+    for (const s of services) await s.afterStart?.(depsOf(s));
 
     let stopping: Promise<void> | undefined;
     const stop = () =>
@@ -182,7 +209,45 @@ export async function startHost(config: Config, services: readonly ServiceModule
   }
 }
 
-async function readiness(databases: OpenDatabases, names: readonly DatabaseName[]): Promise<Readiness> {
+/**
+ * The checks before handlers for the services of one listener: the HMAC checks of those that
+ * declare `signedCalls` (a gate before the body is read, and interceptors that verify signatures
+ * and nonces), then each service's own `gate`.
+ */
+function signedCallAuth(services: readonly ServiceModule[], depsOf: (s: ServiceModule) => ServiceDeps, skewSeconds: number, log: Logger) {
+  const auths = services.flatMap((s) => {
+    if (!s.signedCalls) return [];
+    const deps = depsOf(s);
+    const signed = s.signedCalls(deps);
+    return [
+      createHmacAuth({
+        verifier: { ...signed.verifier, nowSeconds: () => Date.now() / 1000, skewSeconds },
+        protectedServices: new Set(signed.services.map((d) => d.typeName)),
+        log: deps.log,
+        onRefusal: (event) =>
+          recordRefusal(deps.db, event).catch((err: unknown) => log.error({ err, requestId: event.requestId }, "could not record a refused signed request")),
+      }),
+    ];
+  });
+  const gates = [...auths.map((a) => a.requestGate), ...services.flatMap((s) => (s.gate ? [s.gate(depsOf(s))] : []))];
+  return {
+    requestGate:
+      gates.length === 0
+        ? undefined
+        : async (ctx: HandlerContext) => {
+            for (const gate of gates) await gate(ctx);
+          },
+    interceptors: auths.map((a) => a.interceptor),
+  };
+}
+
+async function readiness(
+  databases: OpenDatabases,
+  names: readonly DatabaseName[],
+  services: readonly ServiceModule[],
+  depsOf: (s: ServiceModule) => ServiceDeps,
+  log: Logger,
+): Promise<Readiness> {
   const checks: Record<string, unknown> = {};
   let ready = true;
   for (const name of names) {
@@ -190,5 +255,30 @@ async function readiness(databases: OpenDatabases, names: readonly DatabaseName[
     checks[`${name}Database`] = status;
     ready &&= status.reachable && status.pendingMigrations === 0;
   }
+  for (const s of services) {
+    if (!s.readinessDetails || !ready) continue;
+    try {
+      Object.assign(checks, await s.readinessDetails(depsOf(s)));
+    } catch (err) {
+      log.warn({ err, svc: s.name }, "readiness details failed");
+    }
+  }
   return { ready, checks };
+}
+
+/** A listener's URL on this host (a wildcard bind is reached over loopback). */
+function localUrl({ host, port }: { host: string; port: number }): string {
+  const name = host === "0.0.0.0" ? "127.0.0.1" : host === "::" ? "[::1]" : host.includes(":") ? `[${host}]` : host;
+  return `https://${name}:${port}`;
+}
+
+/** Servers and OScam instances in use, as counted by every panel service that has such records. */
+async function usageOf(db: Knex): Promise<Usage> {
+  const usage = { servers: 0, instances: 0 };
+  for (const s of serviceRegistry.filter((m) => m.database === "panel" && m.usage)) {
+    const part = await s.usage!(db);
+    usage.servers += part.servers ?? 0;
+    usage.instances += part.instances ?? 0;
+  }
+  return usage;
 }

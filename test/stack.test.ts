@@ -19,6 +19,7 @@ interface UpReport {
   dataDir: string;
   embeddedPostgresPort: number;
   installations: Record<"panel" | "admin", string>;
+  generatedSettings: string[];
 }
 
 const test = suite("the whole stack started with `myosicam up` on a fresh data directory");
@@ -69,18 +70,33 @@ test("it prints one JSON object with both URLs, the fingerprint and the data dir
   assert.match(report.listeners.admin.url, /^https:\/\/127\.0\.0\.1:\d+$/);
   assert.equal(report.listeners.panel.services, ["agents"]);
   assert.equal(report.listeners.admin.services, ["admin"]);
-  assert.equal(report.inProcessServices, ["crypto", "jobs"], "the key holder and the job service are on no port");
+  assert.equal(report.inProcessServices, ["crypto", "jobs", "licensing"], "the key holder, the job service and the license check are on no port");
+  assert.equal(report.generatedSettings, ["PANEL_ENCRYPTION_KEY", "ADMIN_ENCRYPTION_KEY", "PANEL_CALLER_SECRET", "PANEL_LICENSE_KEY"]);
   assert.match(report.tls.fingerprint, /^sha256:[0-9a-f]{64}$/);
   assert.is(report.tls.source, "self-signed (new)");
   assert.is(report.dataDir, join(dir.path, "data"));
   assert.is(up.stdout().trim().split("\n").length, 1, "stdout holds exactly one line");
 });
 
-test("the generated TLS key and the configuration file with the generated encryption key are owner-only", async () => {
+test("the generated TLS key and the configuration file with the generated keys are owner-only", async () => {
   const key = await stat(join(dir.path, "data/tls/panel.key"));
   assert.is(key.mode & 0o777, 0o600);
   assert.is((await stat(configFile)).mode & 0o777, 0o600);
-  assert.match(await readFile(configFile, "utf8"), /^PANEL_ENCRYPTION_KEY=[0-9a-f]{64}$/m);
+  const text = await readFile(configFile, "utf8");
+  assert.match(text, /^PANEL_ENCRYPTION_KEY=[0-9a-f]{64}$/m);
+  assert.match(text, /^ADMIN_ENCRYPTION_KEY=[0-9a-f]{64}$/m);
+  assert.match(text, /^PANEL_CALLER_SECRET=[0-9a-f]{64}$/m);
+  assert.match(text, /^PANEL_LICENSE_KEY=mlk_[A-Za-z0-9_-]{43}$/m);
+});
+
+test("the panel and admin trust each other with no manual step: the development license validates at start", async () => {
+  // The first check runs as a job as soon as both listeners are up; wait for its log line.
+  const line = JSON.parse(await up.waitForStderr(/^.*"msg":"license is valid".*$/m));
+  assert.is(line.license, "active");
+  const ready = JSON.parse((await getHttp2(`${report.listeners.panel.url}/readyz`, ca)).body);
+  assert.is(ready.checks.license.state, "active");
+  assert.equal(ready.checks.license.quotas, { maxServers: 10, maxInstances: 50 });
+  assert.is(ready.checks.license.planName, "Development");
 });
 
 test("healthz answers over HTTP/2 and readyz reports the database and migrations", async () => {
@@ -133,9 +149,13 @@ test("an RPC later issues implement answers Unimplemented through a generated cl
     assert.ok(err, `HTTP/${httpVersion}: the call must fail`);
     assert.is(err.code, Code.Unimplemented, `HTTP/${httpVersion}: ${err.message}`);
   }
+});
+
+test("an unsigned call to admin's LicenseService is refused as Unauthenticated, over gRPC too", async () => {
   const license = createClient(LicenseService, createGrpcTransport({ baseUrl: report.listeners.admin.url, nodeOptions: { ca } }));
   const err = await license.getPlanCatalog({}).catch((e: unknown) => ConnectError.from(e));
-  assert.is((err as ConnectError).code, Code.Unimplemented, "gRPC on the admin listener");
+  assert.is((err as ConnectError).code, Code.Unauthenticated, "gRPC on the admin listener");
+  assert.is((err as ConnectError).rawMessage, "request signature rejected");
 });
 
 test("a malformed request is refused with InvalidArgument naming the field, before any handler", async () => {
@@ -162,8 +182,11 @@ test("no log line holds the embedded database password or the install token", as
   assert.ok(password.length >= 32);
   assert.not.ok(up.stderr().includes(password), "database password in logs");
   assert.not.ok(up.stderr().includes(validRegistration.installToken), "install token in logs");
-  const key = /^PANEL_ENCRYPTION_KEY=([0-9a-f]{64})$/m.exec(await readFile(configFile, "utf8"))![1]!;
-  assert.not.ok(up.stderr().includes(key), "encryption key in logs");
+  const text = await readFile(configFile, "utf8");
+  for (const name of ["PANEL_ENCRYPTION_KEY", "ADMIN_ENCRYPTION_KEY", "PANEL_CALLER_SECRET", "PANEL_LICENSE_KEY"]) {
+    const value = new RegExp(`^${name}=(\\S+)$`, "m").exec(text)![1]!;
+    assert.not.ok(up.stderr().includes(value), `${name} in logs`);
+  }
 });
 
 test("SIGTERM drains, stops PostgreSQL and exits 0; a second start keeps the data and the certificate", async () => {
@@ -177,7 +200,11 @@ test("SIGTERM drains, stops PostgreSQL and exits 0; a second start keeps the dat
   assert.is(again.tls.fingerprint, report.tls.fingerprint, "same certificate");
   assert.is(again.tls.source, "self-signed (reused)");
   assert.equal(again.installations, report.installations, "same databases, same rows");
-  assert.is((await readFile(configFile, "utf8")).match(/PANEL_ENCRYPTION_KEY=/g)?.length, 1, "the key is generated once");
+  const text = await readFile(configFile, "utf8");
+  for (const name of ["PANEL_ENCRYPTION_KEY", "ADMIN_ENCRYPTION_KEY", "PANEL_CALLER_SECRET", "PANEL_LICENSE_KEY"]) {
+    assert.is(text.match(new RegExp(`^${name}=`, "gm"))?.length, 1, `${name} is generated once`);
+  }
+  assert.equal(again.generatedSettings, []);
   const ready = await getHttp2(`${again.listeners.panel.url}/readyz`, ca);
   assert.is(ready.status, 200);
   up.child.kill("SIGINT");

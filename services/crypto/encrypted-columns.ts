@@ -15,4 +15,4 @@ export const encryptedColumns: readonly EncryptedColumn[] = [
  * install tokens are stored as SHA-256). Listed so the registry test can tell them from a
  * forgotten envelope.
  */
-export const hashedColumns: readonly HashedColumn[] = [];
+export const hashedColumns: readonly HashedColumn[] = [{ table: "license_status", column: "key_hash" }];

@@ -46,7 +46,7 @@ export const cryptoService: ServiceModule = {
   database: "panel",
   descriptors: [CryptoService],
   migrations: [secretTables],
-  holdsEncryptionKeys: true,
+  encryptionKeys: "panel",
   routes: cryptoRoutes,
   checkStartup: checkKeys,
 };

@@ -35,6 +35,26 @@ export interface Config {
   encryptionKeyHex?: string;
   /** The key being rotated away from; values sealed with it still open until rotation ends. */
   previousEncryptionKeyHex?: string;
+  /** Admin's own key for its secrets at rest (caller secrets); admin never holds the panel's key. */
+  adminEncryptionKeyHex?: string;
+  /** Admin's previous key during a rotation. */
+  previousAdminEncryptionKeyHex?: string;
+  /** How the panel signs its calls to admin: its caller id and secret (DESIGN.md §3.1). */
+  panelCaller: { id: string; secret?: string };
+  /** The panel's license key, validated with admin at start and every 6 hours. */
+  licenseKey?: string;
+  /**
+   * Where the panel reaches admin's LicenseService (ADMIN_URL, https only); unset means admin's
+   * listener on this host (see ServiceDeps.adminUrl).
+   */
+  adminUrl?: string;
+  /** Extra trust anchors (PEM file) for admin's certificate, besides the system's and our own. */
+  adminTlsCaFile?: string;
+  /**
+   * Set only by `up` (panel and admin in one process): admin makes sure the panel's caller, a
+   * public_pricing caller and a development license for PANEL_LICENSE_KEY exist.
+   */
+  developmentTrust?: boolean;
   logLevel: LogLevel;
   /** How long a graceful stop may take before it is forced. */
   shutdownTimeoutSeconds: number;
@@ -80,6 +100,7 @@ export const configDefaults = {
   RPC_MAX_TIMEOUT_SECONDS: "300",
   HMAC_SKEW_SECONDS: "300",
   JOB_POLL_INTERVAL_SECONDS: "2",
+  PANEL_CALLER_ID: "panel",
 } as const;
 
 /** Default location of the optional configuration file, relative to the working directory. */
@@ -133,6 +154,15 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
     throw new ConfigError("PANEL_ENCRYPTION_KEY_PREVIOUS", "is the same key as PANEL_ENCRYPTION_KEY; set it to the old key, or remove it");
   }
 
+  const adminEncryptionKeyHex = encryptionKey(optional, "ADMIN_ENCRYPTION_KEY");
+  const previousAdminEncryptionKeyHex = encryptionKey(optional, "ADMIN_ENCRYPTION_KEY_PREVIOUS");
+  if (previousAdminEncryptionKeyHex !== undefined && adminEncryptionKeyHex === undefined) {
+    throw new ConfigError("ADMIN_ENCRYPTION_KEY", "must be set when ADMIN_ENCRYPTION_KEY_PREVIOUS is (the new key to rotate to)");
+  }
+  if (previousAdminEncryptionKeyHex !== undefined && previousAdminEncryptionKeyHex === adminEncryptionKeyHex) {
+    throw new ConfigError("ADMIN_ENCRYPTION_KEY_PREVIOUS", "is the same key as ADMIN_ENCRYPTION_KEY; set it to the old key, or remove it");
+  }
+
   const logLevel = get("LOG_LEVEL").toLowerCase();
   if (!(logLevels as readonly string[]).includes(logLevel)) {
     throw new ConfigError("LOG_LEVEL", `must be one of ${logLevels.join(", ")}, got "${logLevel}"`);
@@ -151,6 +181,12 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
     embeddedPostgresPort: port(get, "EMBEDDED_POSTGRES_PORT"),
     encryptionKeyHex,
     previousEncryptionKeyHex,
+    adminEncryptionKeyHex,
+    previousAdminEncryptionKeyHex,
+    panelCaller: { id: callerId(get), secret: callerSecret(optional) },
+    licenseKey: licenseKey(optional),
+    adminUrl: adminUrl(optional),
+    adminTlsCaFile: optional("ADMIN_TLS_CA") === undefined ? undefined : absolute(optional("ADMIN_TLS_CA")!, cwd),
     logLevel: logLevel as LogLevel,
     shutdownTimeoutSeconds: integer(get, "SHUTDOWN_TIMEOUT_SECONDS", 1, 3600),
     http2PingIntervalSeconds: integer(get, "HTTP2_PING_INTERVAL_SECONDS", 1, 3600),
@@ -216,6 +252,47 @@ function encryptionKey(optional: (name: string) => string | undefined, name: str
   const weak = weakKeyReason(Buffer.from(raw, "hex"));
   if (weak) throw new ConfigError(name, `is too weak to protect secrets (${weak}); create one with \`npx myosicam keys generate\``);
   return raw.toLowerCase();
+}
+
+function callerId(get: Getter): string {
+  const raw = get("PANEL_CALLER_ID");
+  if (!/^[A-Za-z0-9_.:-]{1,128}$/.test(raw)) {
+    throw new ConfigError("PANEL_CALLER_ID", `must be 1–128 letters, digits or _.:- (a caller id from \`npx myosicam caller list\`), got "${raw}"`);
+  }
+  return raw;
+}
+
+function callerSecret(optional: (name: string) => string | undefined): string | undefined {
+  const raw = optional("PANEL_CALLER_SECRET");
+  if (raw === undefined) return undefined;
+  if (!/^[0-9a-f]{64}$/.test(raw)) {
+    throw new ConfigError("PANEL_CALLER_SECRET", `must be the 64 lowercase hex characters printed by \`npx myosicam caller create\` or \`caller rotate\`, got ${raw.length} characters`);
+  }
+  return raw;
+}
+
+function licenseKey(optional: (name: string) => string | undefined): string | undefined {
+  const raw = optional("PANEL_LICENSE_KEY");
+  if (raw === undefined) return undefined;
+  if (!/^[A-Za-z0-9_-]{16,128}$/.test(raw)) {
+    throw new ConfigError("PANEL_LICENSE_KEY", "must be the license key as issued (16–128 letters, digits, _ or -), e.g. mlk_…");
+  }
+  return raw;
+}
+
+/** ADMIN_URL when set. */
+function adminUrl(optional: (name: string) => string | undefined): string | undefined {
+  const raw = optional("ADMIN_URL");
+  if (raw === undefined) return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError("ADMIN_URL", "must be a URL like https://admin.example.com:8444");
+  }
+  if (url.protocol !== "https:") throw new ConfigError("ADMIN_URL", `must start with https:// (got ${url.protocol}//): calls to admin carry the license key`);
+  if (url.pathname !== "/" || url.search || url.hash) throw new ConfigError("ADMIN_URL", "must be only scheme, host and port, e.g. https://admin.example.com:8444");
+  return url.origin;
 }
 
 function databaseUrl(optional: (name: string) => string | undefined, name: string): string | undefined {

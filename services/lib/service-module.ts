@@ -1,15 +1,25 @@
 import type { DescService } from "@bufbuild/protobuf";
-import type { ConnectRouter, Transport } from "@connectrpc/connect";
+import type { ConnectRouter, HandlerContext, Transport } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { Config } from "./config.js";
 import type { Knex, Migration } from "./db.js";
+import type { HmacVerifierDeps } from "./hmac/verify.js";
 import type { JobDefinition } from "./jobs/runner.js";
+import type { Usage } from "./licensing/standing.js";
 
 /** The two databases; a service's tables live in exactly one. */
 export type DatabaseName = "panel" | "admin";
 
 /** The two network listeners. */
 export type ListenerName = "panel" | "admin";
+
+/** How a service authenticates signed calls. */
+export interface SignedCalls {
+  /** The proto services that require a signature. */
+  services: readonly DescService[];
+  /** Finds callers and records nonces (refusals go to `hmac_refusals` of the service's database). */
+  verifier: Omit<HmacVerifierDeps, "nowSeconds" | "skewSeconds">;
+}
 
 /** What a service's routes are built from. */
 export interface ServiceDeps {
@@ -18,8 +28,17 @@ export interface ServiceDeps {
   db: Knex;
   /** The service's logger (`svc` bound). */
   log: Logger;
+  /**
+   * Where admin's LicenseService is reached: ADMIN_URL, else admin's listener in this process once
+   * it listens, else ADMIN_HOST:ADMIN_PORT on this host.
+   */
+  adminUrl(): string;
+  /** This process's TLS certificate (PEM): a trust anchor for calls to services on this host. */
+  ownCertificate: string;
   /** A transport reaching another service, in process when it is hosted here. */
   transportFor(service: DescService): Transport;
+  /** Servers and OScam instances in use, summed over every service of the panel's database. */
+  currentUsage(): Promise<Usage>;
   /** Queues a job of a queue defined in this service's database; answers its id. */
   enqueueJob(queue: string, data?: Record<string, unknown>): Promise<string>;
 }
@@ -38,10 +57,27 @@ export interface ServiceModule {
   jobs?(deps: ServiceDeps): JobDefinition[];
   routes(deps: ServiceDeps): (router: ConnectRouter) => void;
   /**
-   * Whether this service is handed PANEL_ENCRYPTION_KEY(_PREVIOUS) in its config. Only the crypto
-   * service is: every other service gets a config without them and asks CryptoService.
+   * Which master keys this service is handed in its config: "panel" (PANEL_ENCRYPTION_KEY pair,
+   * only the crypto service; every other panel service asks CryptoService) or "admin"
+   * (ADMIN_ENCRYPTION_KEY pair, only the admin service). Every other service sees neither.
    */
-  readonly holdsEncryptionKeys?: boolean;
+  readonly encryptionKeys?: DatabaseName;
+  /**
+   * Services of this module whose every call must be HMAC-signed (DESIGN.md §3.1), and how their
+   * callers are found. The host puts the checks before any handler and before validation.
+   */
+  signedCalls?(deps: ServiceDeps): SignedCalls;
+  /**
+   * A check that runs for every call on this service's listener before the body is read (e.g. an
+   * operator session); it ignores calls of other services and throws a ConnectError to refuse.
+   */
+  gate?(deps: ServiceDeps): (ctx: HandlerContext) => Promise<void>;
   /** Runs after migrations, before listening; throws (ConfigError for settings) to refuse start. */
   checkStartup?(deps: ServiceDeps): Promise<void>;
+  /** Runs once every listener is up (e.g. queue a first check that calls another listener). */
+  afterStart?(deps: ServiceDeps): Promise<void>;
+  /** Details this service adds to `/readyz` (never makes the listener unready). */
+  readinessDetails?(deps: ServiceDeps): Promise<Record<string, unknown>>;
+  /** What this service's tables count toward the license quotas (servers, OScam instances). */
+  usage?(db: Knex): Promise<Partial<Usage>>;
 }

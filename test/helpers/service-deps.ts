@@ -4,6 +4,9 @@ import type { ServiceDeps } from "../../services/lib/service-module.js";
 export function soloServiceDeps(deps: Pick<ServiceDeps, "config" | "db" | "log">): ServiceDeps {
   return {
     ...deps,
+    ownCertificate: "",
+    adminUrl: () => deps.config.adminUrl ?? "https://127.0.0.1:8444",
+    currentUsage: async () => ({ servers: 0, instances: 0 }),
     transportFor: (service) => {
       throw new Error(`${service.typeName} is not available to a service mounted alone`);
     },
