@@ -1,12 +1,14 @@
-import { migrationsFor, prepareDataDir } from "../services/host.js";
+import { adminKeyringFromConfig } from "../services/admin/index.js";
+import { adminEncryptedColumns } from "../services/admin/encrypted-columns.js";
 import { encryptedColumns } from "../services/crypto/encrypted-columns.js";
 import { keyringFromConfig } from "../services/crypto/index.js";
 import { deriveKey } from "../services/lib/secrets/keyring.js";
 import { pendingRotation, rotateSecrets, type RotationProgress } from "../services/lib/secrets/rotate.js";
 import { ConfigError } from "../services/lib/config.js";
 import { generateKeyHex } from "../services/lib/config-file.js";
-import { migrateDatabase, openDatabases } from "../services/lib/databases.js";
+import type { DatabaseName } from "../services/lib/service-module.js";
 import { createCommandContext, printJson, type CommandContext } from "./context.js";
+import { withDatabase } from "./database.js";
 
 /** `keys generate`: a fresh key, like `openssl rand -hex 32`, and the id it will be known by. */
 export function keysGenerateCommand(options: { json: boolean }): void {
@@ -15,24 +17,20 @@ export function keysGenerateCommand(options: { json: boolean }): void {
   else process.stdout.write(`${key}\n`);
 }
 
-async function withPanelDatabase<T>(context: CommandContext, fn: (db: import("knex").Knex) => Promise<T>): Promise<T> {
-  await prepareDataDir(context.config.dataDir);
-  const databases = await openDatabases(context.config, ["panel"], context.log);
-  try {
-    const db = databases.get("panel");
-    await migrateDatabase(db, "panel", migrationsFor("panel"), context.log);
-    return await fn(db);
-  } finally {
-    await databases.close();
-  }
+/** The keyring, column registry and setting names of one database's secrets at rest. */
+function secretsOf(context: CommandContext, database: DatabaseName) {
+  return database === "admin"
+    ? { keyring: adminKeyringFromConfig(context.config), columns: adminEncryptedColumns, setting: "ADMIN_ENCRYPTION_KEY" }
+    : { keyring: keyringFromConfig(context.config), columns: encryptedColumns, setting: "PANEL_ENCRYPTION_KEY" };
 }
 
 /** `keys status`: the configured key ids and how many stored values each key sealed, per column. */
-export async function keysStatusCommand(options: { json: boolean }): Promise<void> {
+export async function keysStatusCommand(options: { json: boolean; database: DatabaseName }): Promise<void> {
   const context = await createCommandContext();
-  const keyring = keyringFromConfig(context.config);
-  const columns = await withPanelDatabase(context, (db) => pendingRotation(db, keyring, encryptedColumns));
-  const report = { activeKeyId: keyring.activeKeyId, previousKeyId: keyring.previousKeyId ?? null, columns };
+  const secrets = secretsOf(context, options.database);
+  const { keyring } = secrets;
+  const columns = await withDatabase(context, options.database, (db) => pendingRotation(db, keyring, secrets.columns));
+  const report = { database: options.database, activeKeyId: keyring.activeKeyId, previousKeyId: keyring.previousKeyId ?? null, columns };
   if (options.json) return printJson(report);
   const out = [`active key   ${keyring.activeKeyId}`, `previous key ${keyring.previousKeyId ?? "(none)"}`];
   for (const c of columns) {
@@ -44,6 +42,7 @@ export async function keysStatusCommand(options: { json: boolean }): Promise<voi
 
 export interface RotateCommandOptions {
   json: boolean;
+  database: DatabaseName;
   dryRun: boolean;
   batchSize: number;
   /** Fault injection for tests: SIGKILL this process after that many committed batches. */
@@ -57,14 +56,14 @@ export interface RotateCommandOptions {
  */
 export async function keysRotateCommand(options: RotateCommandOptions): Promise<void> {
   const context = await createCommandContext();
-  const keyring = keyringFromConfig(context.config);
+  const { keyring, columns: registry, setting } = secretsOf(context, options.database);
   if (!keyring.previousKeyId && !options.dryRun) {
-    throw new ConfigError("PANEL_ENCRYPTION_KEY_PREVIOUS", "is not set: set it to the old key and PANEL_ENCRYPTION_KEY to the new one, then run this again");
+    throw new ConfigError(`${setting}_PREVIOUS`, `is not set: set it to the old key and ${setting} to the new one, then run this again`);
   }
   const progressOut = options.json ? process.stderr : process.stdout;
-  await withPanelDatabase(context, async (db) => {
+  await withDatabase(context, options.database, async (db) => {
     if (options.dryRun) {
-      const columns = await pendingRotation(db, keyring, encryptedColumns);
+      const columns = await pendingRotation(db, keyring, registry);
       const total = columns.reduce((n, c) => n + c.toRotate, 0);
       if (options.json) return printJson({ dryRun: true, activeKeyId: keyring.activeKeyId, toRotate: total, columns });
       for (const c of columns) process.stdout.write(`${c.table}.${c.column}: would re-encrypt ${c.toRotate}\n`);
@@ -74,7 +73,7 @@ export async function keysRotateCommand(options: RotateCommandOptions): Promise<
     const report = await rotateSecrets({
       db,
       keyring,
-      columns: encryptedColumns,
+      columns: registry,
       batchSize: options.batchSize,
       onProgress: (p: RotationProgress) => progressOut.write(`${p.table}.${p.column}: ${p.rotated} re-encrypted, ${p.remaining} to go\n`),
       afterBatch: (n) => {
@@ -88,8 +87,8 @@ export async function keysRotateCommand(options: RotateCommandOptions): Promise<
       for (const f of failures) process.stdout.write(`FAILED ${f.table}.${f.column} row ${f.rowId}: ${f.reason}\n`);
       process.stdout.write(
         failures.length === 0
-          ? `done: every value is on key ${report.activeKeyId}; you may now remove PANEL_ENCRYPTION_KEY_PREVIOUS\n`
-          : `${failures.length} values could not be re-encrypted or verified; keep PANEL_ENCRYPTION_KEY_PREVIOUS\n`,
+          ? `done: every value is on key ${report.activeKeyId}; you may now remove ${setting}_PREVIOUS\n`
+          : `${failures.length} values could not be re-encrypted or verified; keep ${setting}_PREVIOUS\n`,
       );
     }
     if (failures.length > 0) process.exitCode = 1;

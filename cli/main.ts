@@ -1,5 +1,21 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import { ConnectError } from "@connectrpc/connect";
 import { ConfigError } from "../services/lib/config.js";
+import type { DatabaseName } from "../services/lib/service-module.js";
+import {
+  callerCreateCommand,
+  callerListCommand,
+  callerRotateCommand,
+  callerStatusCommand,
+  licenseIssueCommand,
+  licenseListCommand,
+  licenseRevokeCommand,
+  operatorCreateCommand,
+  operatorListCommand,
+  operatorPasswordCommand,
+  planListCommand,
+  planSetCommand,
+} from "./admin.js";
 import { keysGenerateCommand, keysRotateCommand, keysStatusCommand } from "./keys.js";
 import { migrateCommand } from "./migrate.js";
 import { allServiceNames, serveCommand } from "./serve.js";
@@ -42,23 +58,155 @@ keys
 keys
   .command("status")
   .description("show the active and previous key ids and how many stored values each sealed")
+  .addOption(databaseOption())
   .addOption(json())
-  .action((opts: { json?: boolean }) => keysStatusCommand({ json: Boolean(opts.json) }));
+  .action((opts: { json?: boolean; database: DatabaseName }) => keysStatusCommand({ json: Boolean(opts.json), database: opts.database }));
 keys
   .command("rotate")
-  .description("re-encrypt every stored secret from PANEL_ENCRYPTION_KEY_PREVIOUS to PANEL_ENCRYPTION_KEY, then verify")
+  .description("re-encrypt every stored secret from the previous key to the new one (PANEL_ or ADMIN_ENCRYPTION_KEY), then verify")
+  .addOption(databaseOption())
   .option("--dry-run", "only count what would be re-encrypted")
   .addOption(new Option("--batch-size <n>", "values per transaction").default("500").argParser(positiveInteger("--batch-size")))
   .addOption(new Option("--crash-after-batches <n>").hideHelp().argParser(positiveInteger("--crash-after-batches")))
   .addOption(json())
-  .action((opts: { json?: boolean; dryRun?: boolean; batchSize: string | number; crashAfterBatches?: number }) =>
+  .action((opts: { json?: boolean; database: DatabaseName; dryRun?: boolean; batchSize: string | number; crashAfterBatches?: number }) =>
     keysRotateCommand({
       json: Boolean(opts.json),
+      database: opts.database,
       dryRun: Boolean(opts.dryRun),
       batchSize: Number(opts.batchSize),
       crashAfterBatches: opts.crashAfterBatches,
     }),
   );
+
+const caller = program.command("caller").description("service callers admin trusts (HMAC-signed calls): create, list, revoke, rotate");
+caller
+  .command("create <id>")
+  .description("create a caller and print its secret once")
+  .requiredOption("--allow <procedures...>", "what it may call: /<package>.<Service>/<Method> or /<package>.<Service>/*")
+  .option("--description <text>", "who or what it is")
+  .addOption(json())
+  .action((id: string, opts: { allow: string[]; description?: string; json?: boolean }) =>
+    callerCreateCommand(id, { allow: opts.allow, description: opts.description, json: Boolean(opts.json) }),
+  );
+caller
+  .command("list")
+  .description("list callers, their status and what they may call (never their secrets)")
+  .addOption(json())
+  .action((opts: { json?: boolean }) => callerListCommand({ json: Boolean(opts.json) }));
+caller
+  .command("revoke <id>")
+  .description("deactivate a caller: its very next request is refused, on every replica")
+  .addOption(json())
+  .action((id: string, opts: { json?: boolean }) => callerStatusCommand(id, "inactive", { json: Boolean(opts.json) }));
+caller
+  .command("activate <id>")
+  .description("re-activate a revoked caller")
+  .addOption(json())
+  .action((id: string, opts: { json?: boolean }) => callerStatusCommand(id, "active", { json: Boolean(opts.json) }));
+caller
+  .command("rotate <id>")
+  .description("give a caller a new secret; the old one stays valid for --overlap so it can switch without downtime")
+  .addOption(new Option("--overlap <duration>", "how long the old secret stays valid: 0, 30m, 24h, 7d").default("24h").argParser(duration("--overlap", 30 * 86400)))
+  .addOption(json())
+  .action((id: string, opts: { overlap: string | number; json?: boolean }) =>
+    callerRotateCommand(id, { overlapSeconds: typeof opts.overlap === "number" ? opts.overlap : duration("--overlap", 30 * 86400)(opts.overlap), json: Boolean(opts.json) }),
+  );
+
+const admin = program.command("admin").description("the vendor's admin service: plans, licenses, admin operators");
+const plan = admin.command("plan").description("plans and their quotas");
+plan
+  .command("set <id>")
+  .description("create or replace a plan (licenses on it get the new quotas at their next check)")
+  .requiredOption("--name <name>", "shown to customers")
+  .addOption(new Option("--max-servers <n>", "0 = unlimited").makeOptionMandatory().argParser(count("--max-servers")))
+  .addOption(new Option("--max-instances <n>", "0 = unlimited").makeOptionMandatory().argParser(count("--max-instances")))
+  .addOption(new Option("--price <minor units>", "per month, in cents").default(0).argParser(count("--price")))
+  .option("--currency <code>", "ISO 4217", "EUR")
+  .option("--feature <text...>", "feature lines for the catalog", [])
+  .option("--hidden", "leave it out of the public catalog")
+  .addOption(json())
+  .action((id: string, opts: { name: string; maxServers: number; maxInstances: number; price: number; currency: string; feature: string[]; hidden?: boolean; json?: boolean }) =>
+    planSetCommand(id, { ...opts, hidden: Boolean(opts.hidden), json: Boolean(opts.json) }),
+  );
+plan
+  .command("list")
+  .description("list every plan")
+  .addOption(json())
+  .action((opts: { json?: boolean }) => planListCommand({ json: Boolean(opts.json) }));
+const license = admin.command("license").description("licenses: issue, list, revoke");
+license
+  .command("issue")
+  .description("issue a license and print its key once (stored only as a hash)")
+  .requiredOption("--plan <id>", "plan id")
+  .requiredOption("--customer <name>", "who it is for")
+  .addOption(new Option("--expires <when>", "YYYY-MM-DD (end of that day, UTC) or a duration such as 365d; default never").argParser(expiry))
+  .option("--panel-id <uuid>", "bind it to one panel installation now (default: the first panel that validates it)")
+  .addOption(json())
+  .action((opts: { plan: string; customer: string; expires?: Date; panelId?: string; json?: boolean }) => licenseIssueCommand({ ...opts, json: Boolean(opts.json) }));
+license
+  .command("list")
+  .description("list licenses (never their keys)")
+  .addOption(json())
+  .action((opts: { json?: boolean }) => licenseListCommand({ json: Boolean(opts.json) }));
+license
+  .command("revoke <id>")
+  .description("revoke a license; its panel is refused at its next check")
+  .option("--reason <text>", "recorded and shown to the panel", "")
+  .addOption(json())
+  .action((id: string, opts: { reason: string; json?: boolean }) => licenseRevokeCommand(id, { reason: opts.reason, json: Boolean(opts.json) }));
+const operator = admin.command("operator").description("admin operators, who sign in to the admin API");
+operator
+  .command("create")
+  .description("create an admin operator; the password is read from stdin (or prompted for)")
+  .requiredOption("--email <address>", "the sign-in name")
+  .addOption(json())
+  .action((opts: { email: string; json?: boolean }) => operatorCreateCommand({ email: opts.email, json: Boolean(opts.json) }));
+operator
+  .command("password")
+  .description("set an admin operator's password (read from stdin, or prompted for)")
+  .requiredOption("--email <address>", "the sign-in name")
+  .addOption(json())
+  .action((opts: { email: string; json?: boolean }) => operatorPasswordCommand({ email: opts.email, json: Boolean(opts.json) }));
+operator
+  .command("list")
+  .description("list admin operators")
+  .addOption(json())
+  .action((opts: { json?: boolean }) => operatorListCommand({ json: Boolean(opts.json) }));
+
+function databaseOption() {
+  return new Option("--database <name>", "whose secrets: panel (PANEL_ENCRYPTION_KEY) or admin (ADMIN_ENCRYPTION_KEY)").choices(["panel", "admin"]).default("panel");
+}
+
+function count(flag: string) {
+  return (value: string): number => {
+    if (!/^\d{1,9}$/.test(value)) throw new InvalidArgumentError(`${flag} takes a whole number (0 or more)`);
+    return Number(value);
+  };
+}
+
+/** `0`, `90s`, `30m`, `24h`, `7d` → seconds, at most `max`. */
+function duration(flag: string, max: number) {
+  return (value: string): number => {
+    const match = /^(\d{1,7})([smhd]?)$/.exec(value.trim());
+    if (!match) throw new InvalidArgumentError(`${flag} takes a duration such as 0, 30m, 24h or 7d`);
+    const seconds = Number(match[1]) * { "": 1, s: 1, m: 60, h: 3600, d: 86400 }[match[2] as "" | "s" | "m" | "h" | "d"];
+    if (seconds > max) throw new InvalidArgumentError(`${flag} is at most ${max / 86400} days`);
+    return seconds;
+  };
+}
+
+/** `YYYY-MM-DD` (valid through the end of that day, UTC) or `<n>d` from now. */
+function expiry(value: string): Date {
+  const days = /^(\d{1,5})d$/.exec(value);
+  if (days) return new Date(Date.now() + Number(days[1]) * 86400_000);
+  const date = /^(\d{4})-(\d{2})-(\d{2})$/.exec(value);
+  const parsed = date ? new Date(`${value}T23:59:59.999Z`) : undefined;
+  if (!parsed || Number.isNaN(parsed.getTime()) || parsed.toISOString().slice(0, 10) !== value) {
+    throw new InvalidArgumentError("--expires takes a date YYYY-MM-DD or a number of days such as 365d");
+  }
+  return parsed;
+}
 
 function positiveInteger(flag: string) {
   return (value: string): number => {
@@ -76,7 +224,14 @@ try {
     // --help and --version end here with code 0; usage errors were already printed.
     process.exit(err.exitCode === 0 ? 0 : 2);
   }
-  const message = err instanceof ConfigError ? `configuration error: ${err.message}` : err instanceof Error ? err.message : String(err);
+  const message =
+    err instanceof ConfigError
+      ? `configuration error: ${err.message}`
+      : err instanceof ConnectError
+        ? err.rawMessage
+        : err instanceof Error
+          ? err.message
+          : String(err);
   process.stderr.write(`myosicam: ${message}\n`);
   if (process.env.LOG_LEVEL === "debug" && err instanceof Error && !(err instanceof ConfigError)) {
     process.stderr.write(`${err.stack}\n`);
