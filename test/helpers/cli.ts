@@ -32,14 +32,15 @@ export function emptyConfigFile(): string {
  * Runs the CLI as `npx myosicam` would, with the pinned Node and a controlled environment: only
  * PATH, HOME and `env` are passed, so the developer's own settings cannot leak in, and the
  * configuration file is a fresh temporary one unless `env` names one (a first start writes its
- * generated key there, never into the repository's config/.env).
+ * generated key there, never into the repository's config/.env). `input`, when given, is its stdin.
  */
-export function runCli(args: string[], env: Record<string, string>, cwd = repo): CliProcess {
+export function runCli(args: string[], env: Record<string, string>, cwd = repo, input?: string): CliProcess {
   const child = spawn(process.execPath, ["--import", "tsx", join(repo, "cli/main.ts"), ...args], {
     cwd,
     env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", LOG_LEVEL: "info", MYOSICAM_CONFIG_FILE: emptyConfigFile(), ...env },
-    stdio: ["ignore", "pipe", "pipe"],
+    stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
   });
+  if (input !== undefined) child.stdin!.end(input);
   let out = "";
   let err = "";
   child.stdout!.on("data", (c: Buffer) => (out += c.toString()));
