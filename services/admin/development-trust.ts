@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { LicenseService } from "../../gen/myosicam/license/v1/license_pb.js";
 import type { Config } from "../lib/config.js";
 import type { Knex } from "../lib/db.js";
@@ -5,7 +6,6 @@ import type { Logger } from "../lib/log.js";
 import type { CallerRegistry } from "./callers.js";
 import { hashLicenseKey } from "./licenses.js";
 import { insertLicense, selectLicenseByKeyHash, selectPlan, upsertPlan } from "./store.js";
-import { randomUUID } from "node:crypto";
 
 /** The plan of the development license `npm start` creates. */
 export const developmentPlan = { id: "development", name: "Development", maxServers: 10, maxInstances: 50 } as const;

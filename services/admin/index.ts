@@ -6,7 +6,7 @@ import type { Knex } from "../lib/db.js";
 import { recordNonce } from "../lib/hmac/nonce-store.js";
 import type { ServiceDeps, ServiceModule } from "../lib/service-module.js";
 import { createKeyring, type Keyring } from "../lib/secrets/keyring.js";
-import { unknownKeyIds } from "../lib/secrets/rotate.js";
+import { refuseUnknownKeys } from "../lib/secrets/rotate.js";
 import { createAdminService, createAdminSessionGate } from "./admin-service.js";
 import { createCallerRegistry } from "./callers.js";
 import { ensureDevelopmentTrust } from "./development-trust.js";
@@ -64,14 +64,7 @@ export const adminService: ServiceModule = {
   },
   gate: (deps) => createAdminSessionGate(createOperatorDesk(deps.db), deps.log),
   async checkStartup(deps) {
-    const keyring = adminKeyringFromConfig(deps.config);
-    const unknown = await unknownKeyIds(deps.db, keyring, adminEncryptedColumns);
-    if (unknown.length > 0) {
-      throw new ConfigError(
-        "ADMIN_ENCRYPTION_KEY",
-        `caller secrets are sealed with key ${unknown.join(", ")}, which is not configured (active key is ${keyring.activeKeyId}); restore config/.env from backup, or set the old key as ADMIN_ENCRYPTION_KEY_PREVIOUS`,
-      );
-    }
+    await refuseUnknownKeys(deps.db, adminKeyringFromConfig(deps.config), adminEncryptedColumns, "ADMIN_ENCRYPTION_KEY", "caller secrets");
     if (deps.config.developmentTrust) await ensureDevelopmentTrust(deps.db, adminCallers(deps.db, deps.config), deps.config, deps.log);
   },
   jobs: (deps) => [

@@ -19,7 +19,7 @@ export function planMessage(plan: Plan) {
     quotas: { maxServers: plan.maxServers, maxInstances: plan.maxInstances },
     monthlyPriceMinor: plan.monthlyPriceMinor,
     currency: plan.currency,
-    features: plan.features,
+    features: [...plan.features],
   });
 }
 

@@ -17,16 +17,7 @@ import {
 } from "./store.js";
 
 /** A plan as the rest of admin sees it. */
-export interface Plan {
-  id: string;
-  name: string;
-  maxServers: number;
-  maxInstances: number;
-  monthlyPriceMinor: bigint;
-  currency: string;
-  features: string[];
-  public: boolean;
-}
+export type Plan = PlanFields;
 
 export interface Usage {
   servers: number;
@@ -93,8 +84,7 @@ export function createLicenseBook(db: Knex) {
       for (const [field, value] of [["max servers", plan.maxServers], ["max instances", plan.maxInstances]] as const) {
         if (!Number.isInteger(value) || value < 0 || value > 1_000_000) throw new ConnectError(`${field} must be a whole number from 0 (unlimited) to 1000000`, Code.InvalidArgument);
       }
-      const fields: PlanFields = { ...plan, name: plan.name.trim() };
-      await upsertPlan(db, fields);
+      await upsertPlan(db, { ...plan, name: plan.name.trim() });
       return planOf((await selectPlan(db, plan.id))!);
     },
 

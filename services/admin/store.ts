@@ -110,28 +110,19 @@ export interface PlanFields {
 
 /** Creates or replaces a plan; licenses on it see the new quotas at their next validation. */
 export async function upsertPlan(db: Knex, plan: PlanFields): Promise<void> {
+  const columns = {
+    name: plan.name,
+    max_servers: plan.maxServers,
+    max_instances: plan.maxInstances,
+    monthly_price_minor: plan.monthlyPriceMinor.toString(),
+    currency: plan.currency,
+    features: plan.features,
+    public: plan.public,
+  };
   await db("plans")
-    .insert({
-      id: plan.id,
-      name: plan.name,
-      max_servers: plan.maxServers,
-      max_instances: plan.maxInstances,
-      monthly_price_minor: plan.monthlyPriceMinor.toString(),
-      currency: plan.currency,
-      features: plan.features,
-      public: plan.public,
-    })
+    .insert({ id: plan.id, ...columns })
     .onConflict("id")
-    .merge({
-      name: plan.name,
-      max_servers: plan.maxServers,
-      max_instances: plan.maxInstances,
-      monthly_price_minor: plan.monthlyPriceMinor.toString(),
-      currency: plan.currency,
-      features: plan.features,
-      public: plan.public,
-      updated_at: db.fn.now(),
-    });
+    .merge({ ...columns, updated_at: db.fn.now() });
 }
 
 export async function selectPlans(db: Knex, onlyPublic: boolean): Promise<PlanRow[]> {

@@ -4,7 +4,7 @@ import { ConfigError } from "../lib/config.js";
 import type { ServiceDeps, ServiceModule } from "../lib/service-module.js";
 import { createKeyring, type Keyring } from "../lib/secrets/keyring.js";
 import { secretTables } from "./migrations/0001-secret-tables.js";
-import { unknownKeyIds } from "../lib/secrets/rotate.js";
+import { refuseUnknownKeys } from "../lib/secrets/rotate.js";
 import { encryptedColumns } from "./encrypted-columns.js";
 import { createCryptoService } from "./service.js";
 
@@ -22,26 +22,14 @@ export function cryptoRoutes(deps: ServiceDeps) {
   return (router: ConnectRouter) => router.service(CryptoService, service);
 }
 
-/**
- * Refuses to start when stored secrets were sealed with a key this panel does not hold: serving
- * on would fail every decryption and, worse, mix keys. Typical cause: a lost or replaced
- * config/.env.
- */
+/** Refuses to start when stored secrets were sealed with a key this panel does not hold. */
 async function checkKeys(deps: ServiceDeps): Promise<void> {
-  const keyring = keyringFromConfig(deps.config);
-  const unknown = await unknownKeyIds(deps.db, keyring, encryptedColumns);
-  if (unknown.length > 0) {
-    throw new ConfigError(
-      "PANEL_ENCRYPTION_KEY",
-      `stored secrets are sealed with key ${unknown.join(", ")}, which is not configured (active key is ${keyring.activeKeyId}); restore config/.env from backup, or set the old key as PANEL_ENCRYPTION_KEY_PREVIOUS`,
-    );
-  }
+  await refuseUnknownKeys(deps.db, keyringFromConfig(deps.config), encryptedColumns, "PANEL_ENCRYPTION_KEY", "stored secrets");
 }
 
 export const cryptoService: ServiceModule = {
   name: "crypto",
-  // Not on any network listener until service-to-service signing exists: reachable only through
-  // in-process transports.
+  // The key holder is on no network listener: only this process's services reach it.
   listener: "in-process",
   database: "panel",
   descriptors: [CryptoService],

@@ -145,23 +145,8 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
     throw new ConfigError(missing, "must be set together with " + (certFile === undefined ? "PANEL_TLS_KEY" : "PANEL_TLS_CERT"));
   }
 
-  const encryptionKeyHex = encryptionKey(optional, "PANEL_ENCRYPTION_KEY");
-  const previousEncryptionKeyHex = encryptionKey(optional, "PANEL_ENCRYPTION_KEY_PREVIOUS");
-  if (previousEncryptionKeyHex !== undefined && encryptionKeyHex === undefined) {
-    throw new ConfigError("PANEL_ENCRYPTION_KEY", "must be set when PANEL_ENCRYPTION_KEY_PREVIOUS is (the new key to rotate to)");
-  }
-  if (previousEncryptionKeyHex !== undefined && previousEncryptionKeyHex === encryptionKeyHex) {
-    throw new ConfigError("PANEL_ENCRYPTION_KEY_PREVIOUS", "is the same key as PANEL_ENCRYPTION_KEY; set it to the old key, or remove it");
-  }
-
-  const adminEncryptionKeyHex = encryptionKey(optional, "ADMIN_ENCRYPTION_KEY");
-  const previousAdminEncryptionKeyHex = encryptionKey(optional, "ADMIN_ENCRYPTION_KEY_PREVIOUS");
-  if (previousAdminEncryptionKeyHex !== undefined && adminEncryptionKeyHex === undefined) {
-    throw new ConfigError("ADMIN_ENCRYPTION_KEY", "must be set when ADMIN_ENCRYPTION_KEY_PREVIOUS is (the new key to rotate to)");
-  }
-  if (previousAdminEncryptionKeyHex !== undefined && previousAdminEncryptionKeyHex === adminEncryptionKeyHex) {
-    throw new ConfigError("ADMIN_ENCRYPTION_KEY_PREVIOUS", "is the same key as ADMIN_ENCRYPTION_KEY; set it to the old key, or remove it");
-  }
+  const [encryptionKeyHex, previousEncryptionKeyHex] = encryptionKeyPair(optional, "PANEL_ENCRYPTION_KEY");
+  const [adminEncryptionKeyHex, previousAdminEncryptionKeyHex] = encryptionKeyPair(optional, "ADMIN_ENCRYPTION_KEY");
 
   const logLevel = get("LOG_LEVEL").toLowerCase();
   if (!(logLevels as readonly string[]).includes(logLevel)) {
@@ -238,6 +223,19 @@ function host(get: Getter, name: keyof typeof configDefaults): string {
     throw new ConfigError(name, `must be an IP address or host name to bind, got "${raw}"`);
   }
   return raw;
+}
+
+/** `<name>` and `<name>_PREVIOUS`: the active key and, during a rotation, the old one. */
+function encryptionKeyPair(optional: (name: string) => string | undefined, name: string): [string | undefined, string | undefined] {
+  const active = encryptionKey(optional, name);
+  const previous = encryptionKey(optional, `${name}_PREVIOUS`);
+  if (previous !== undefined && active === undefined) {
+    throw new ConfigError(name, `must be set when ${name}_PREVIOUS is (the new key to rotate to)`);
+  }
+  if (previous !== undefined && previous === active) {
+    throw new ConfigError(`${name}_PREVIOUS`, `is the same key as ${name}; set it to the old key, or remove it`);
+  }
+  return [active, previous];
 }
 
 function encryptionKey(optional: (name: string) => string | undefined, name: string): string | undefined {

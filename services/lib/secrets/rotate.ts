@@ -1,3 +1,4 @@
+import { ConfigError } from "../config.js";
 import type { Knex } from "../db.js";
 import { EnvelopeError } from "./envelope.js";
 import type { EncryptedColumn } from "./columns.js";
@@ -127,6 +128,21 @@ export async function verifySecrets(db: Knex, keyring: Keyring, columns: readonl
     }
   }
   return { checked, failures };
+}
+
+/**
+ * Refuses to start when stored secrets were sealed with a key this process does not hold: serving
+ * on would fail every decryption and, worse, mix keys. Typical cause: a lost or replaced
+ * config/.env. `setting` names the key's variable; `what` the secrets, for the message.
+ */
+export async function refuseUnknownKeys(db: Knex, keyring: Keyring, columns: readonly EncryptedColumn[], setting: string, what: string): Promise<void> {
+  const unknown = await unknownKeyIds(db, keyring, columns);
+  if (unknown.length > 0) {
+    throw new ConfigError(
+      setting,
+      `${what} are sealed with key ${unknown.join(", ")}, which is not configured (active key is ${keyring.activeKeyId}); restore config/.env from backup, or set the old key as ${setting}_PREVIOUS`,
+    );
+  }
 }
 
 /** Key ids found in stored values that this keyring cannot open. */
