@@ -98,7 +98,10 @@ export async function startHost(config: Config, services: readonly ServiceModule
       if (!hosted.has(service.typeName)) {
         throw new Error(`${service.typeName} is not hosted in this process; run it here or configure its URL`);
       }
-      return (inProcess ??= createRouterTransport(allRoutes, { router: { interceptors } }));
+      // Services may ask for a transport while their routes are being built: the router is made
+      // on the first call, once every service is mounted.
+      const real = () => (inProcess ??= createRouterTransport(allRoutes, { router: { interceptors } }));
+      return { unary: (...args) => real().unary(...args), stream: (...args) => real().stream(...args) };
     };
     const {
       encryptionKeyHex: panelKey,
@@ -119,9 +122,12 @@ export async function startHost(config: Config, services: readonly ServiceModule
       return runner.enqueue(queue, data);
     };
     const currentUsage = () => usageOf(databases.get("panel"));
+    const stopHooks: Array<() => Promise<void>> = [];
+    const onStop = (fn: () => Promise<void>) => void stopHooks.push(fn);
     const adminUrl = () => config.adminUrl ?? listeners.find((l) => l.name === "admin")?.url ?? localUrl(config.admin);
     const depsOf = (s: ServiceModule): ServiceDeps => ({
       currentUsage,
+      onStop,
       adminUrl,
       config: configFor(s),
       db: databases.get(s.database),
@@ -161,6 +167,7 @@ export async function startHost(config: Config, services: readonly ServiceModule
         tls,
         routes: routesOf(subset),
         requestGate: auth.requestGate,
+        httpRoutes: subset.flatMap((s) => s.httpRoutes?.(depsOf(s)) ?? []),
         // Request context first (request id, error translation), then the signature checks, then
         // validation: an unsigned request is refused before its input is even looked at.
         interceptors: [interceptors[0]!, ...auth.interceptors, ...interceptors.slice(1)],
@@ -194,6 +201,7 @@ export async function startHost(config: Config, services: readonly ServiceModule
         for (const server of servers) server.markDraining();
         const results = await Promise.all(servers.map((s) => s.close(deadlineMs)));
         if (results.some((r) => r.forced)) log.warn({ deadlineMs }, "connections still open at the shutdown deadline were cut");
+        for (const hook of stopHooks) await hook().catch((err: unknown) => log.error({ err }, "a service failed to finish at shutdown"));
         await stopRunners(deadlineMs);
         await databases.close();
         log.info("stopped");

@@ -136,7 +136,7 @@ test("a TLS 1.2 client is refused", async () => {
   assert.match(outcome, /^refused/);
 });
 
-test("an RPC later issues implement answers Unimplemented through a generated client", async () => {
+test("a registration with an unknown install token is refused as Unauthenticated through a generated client", async () => {
   for (const httpVersion of ["2", "1.1"] as const) {
     const client = createClient(
       RegistrationService,
@@ -147,7 +147,7 @@ test("an RPC later issues implement answers Unimplemented through a generated cl
       (e: unknown) => ConnectError.from(e),
     );
     assert.ok(err, `HTTP/${httpVersion}: the call must fail`);
-    assert.is(err.code, Code.Unimplemented, `HTTP/${httpVersion}: ${err.message}`);
+    assert.is(err.code, Code.Unauthenticated, `HTTP/${httpVersion}: ${err.message}`);
   }
 });
 
@@ -172,7 +172,7 @@ test("the caller's X-Request-Id comes back and is on the log line of that reques
     .register(validRegistration, { headers: { "x-request-id": "req-stack-test-1" }, onHeader: (h) => (echoed = h.get("x-request-id")) })
     .catch((e: ConnectError) => (echoed ??= e.metadata.get("x-request-id")));
   assert.is(echoed, "req-stack-test-1");
-  const line = JSON.parse(await up.waitForStderr(/^.*"requestId":"req-stack-test-1".*$/m));
+  const line = JSON.parse(await up.waitForStderr(/^.*"rpc":"Register".*"requestId":"req-stack-test-1".*$/m));
   assert.is(line.svc, "agents");
   assert.is(line.rpc, "Register");
 });

@@ -1,17 +1,37 @@
-import type { ConnectRouter } from "@connectrpc/connect";
+import { createClient, type ConnectRouter } from "@connectrpc/connect";
 import { AgentService } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import { RegistrationService } from "../../gen/myosicam/agent/v1/registration_pb.js";
+import { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
+import type { Knex } from "../lib/db.js";
+import { recordNonce } from "../lib/hmac/nonce-store.js";
 import type { ServiceDeps, ServiceModule } from "../lib/service-module.js";
+import { livenessJobs, raiseRecoveries } from "./alerts.js";
+import { createDownloadRoute } from "./downloads.js";
+import { createHeartbeatWriter } from "./heartbeats.js";
+import { alertRecipients, serversAndTokens } from "./migrations/0001-servers-and-tokens.js";
+import { createAgentService, createAgentTrust, createRegistrationService } from "./service.js";
+import { countActiveServers } from "./store.js";
+
+const cryptoOf = (deps: ServiceDeps) => createClient(CryptoService, deps.transportFor(CryptoService));
+
+/** Opens an envelope of `email_settings` through the crypto service. */
+const openEmailSecret = (deps: ServiceDeps) => async (envelope: string, column: string, rowId: string) =>
+  Buffer.from((await cryptoOf(deps).decrypt({ envelope, context: { table: "email_settings", column, rowId } })).plaintext).toString("utf8");
 
 /**
- * `myosicam.agent.v1`: what agents call. Registration, heartbeats, sync and the command stream
- * arrive with the enrollment, sync and command-channel issues; until then every method answers
- * Unimplemented, which Connect does for each method an implementation leaves out.
+ * `myosicam.agent.v1`: what agents call. Registration (install token), heartbeats (signed with
+ * the agent token), liveness with alerts, and the gated agent download. Sync and the command
+ * stream arrive with their issues (those methods answer Unimplemented until then).
  */
-export function agentsRoutes(_deps: ServiceDeps) {
+export function agentsRoutes(deps: ServiceDeps) {
+  const crypto = cryptoOf(deps);
+  const writer = createHeartbeatWriter(deps.db, deps.log, (servers) => raiseRecoveries(deps.db, deps.enqueueJob, servers));
+  deps.onStop(() => writer.stop());
+  const registration = createRegistrationService({ db: deps.db, config: deps.config, crypto, currentUsage: deps.currentUsage, log: deps.log });
+  const agent = createAgentService({ writer, intervalSeconds: deps.config.agentHeartbeatIntervalSeconds });
   return (router: ConnectRouter) => {
-    router.service(RegistrationService, {});
-    router.service(AgentService, {});
+    router.service(RegistrationService, registration);
+    router.service(AgentService, agent);
   };
 }
 
@@ -20,6 +40,23 @@ export const agentsService: ServiceModule = {
   listener: "panel",
   database: "panel",
   descriptors: [RegistrationService, AgentService],
-  migrations: [],
+  migrations: [serversAndTokens, alertRecipients],
   routes: agentsRoutes,
+  signedCalls(deps) {
+    const trust = createAgentTrust(deps.db, cryptoOf(deps));
+    return {
+      services: [AgentService],
+      verifier: { findCaller: (id) => trust.findCaller(id), recordNonce: (id, nonce) => recordNonce(deps.db, id, nonce) },
+    };
+  },
+  httpRoutes: (deps) => [createDownloadRoute({ db: deps.db, artifactDir: deps.config.agentArtifactDir, log: deps.log })],
+  jobs: (deps) =>
+    livenessJobs({
+      db: deps.db,
+      enqueue: deps.enqueueJob,
+      open: openEmailSecret(deps),
+      intervalSeconds: deps.config.agentHeartbeatIntervalSeconds,
+      missed: deps.config.agentMissedHeartbeats,
+    }),
+  usage: async (db: Knex) => ({ servers: await countActiveServers(db) }),
 };

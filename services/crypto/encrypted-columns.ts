@@ -8,6 +8,7 @@ export const encryptedColumns: readonly EncryptedColumn[] = [
   { table: "email_settings", column: "mailgun_api_key", idColumn: "id" },
   { table: "email_configurations", column: "smtp_password", idColumn: "id" },
   { table: "email_configurations", column: "mailgun_api_key", idColumn: "id" },
+  { table: "servers", column: "agent_token", idColumn: "id" },
 ];
 
 /**
@@ -15,4 +16,7 @@ export const encryptedColumns: readonly EncryptedColumn[] = [
  * install tokens are stored as SHA-256). Listed so the registry test can tell them from a
  * forgotten envelope.
  */
-export const hashedColumns: readonly HashedColumn[] = [{ table: "license_status", column: "key_hash" }];
+export const hashedColumns: readonly HashedColumn[] = [
+  { table: "license_status", column: "key_hash" },
+  { table: "install_tokens", column: "token_hash" },
+];

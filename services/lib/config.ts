@@ -68,6 +68,18 @@ export interface Config {
   hmacSkewSeconds: number;
   /** How often idle job workers look for work (besides being woken by LISTEN/NOTIFY). */
   jobPollIntervalSeconds: number;
+  /** Agents: heartbeat interval told to agents; liveness counts missed intervals. */
+  agentHeartbeatIntervalSeconds: number;
+  /** Agents: missed heartbeats after which a server is unreachable. */
+  agentMissedHeartbeats: number;
+  /** Agents: new agents stay pending (heartbeat only) until an operator approves them. */
+  requireAgentApproval: boolean;
+  /** Failed registrations per source address and minute before further attempts are refused. */
+  registrationFailuresPerMinute: number;
+  /** Where agents reach the panel: printed in bootstrap commands. */
+  panelPublicUrl?: string;
+  /** Directory of agent artifacts served by the gated download (`myosicam-agent-<os>-<arch>`). */
+  agentArtifactDir: string;
 }
 
 /** A configuration problem, reported as one line naming the setting. */
@@ -101,6 +113,11 @@ export const configDefaults = {
   HMAC_SKEW_SECONDS: "300",
   JOB_POLL_INTERVAL_SECONDS: "2",
   PANEL_CALLER_ID: "panel",
+  AGENT_HEARTBEAT_INTERVAL_SECONDS: "60",
+  AGENT_MISSED_HEARTBEATS: "3",
+  REQUIRE_AGENT_APPROVAL: "false",
+  REGISTRATION_FAILURES_PER_MINUTE: "10",
+  AGENT_ARTIFACT_DIR: "./dist/agent",
 } as const;
 
 /** Default location of the optional configuration file, relative to the working directory. */
@@ -179,6 +196,12 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
     rpcMaxTimeoutSeconds: integer(get, "RPC_MAX_TIMEOUT_SECONDS", 1, 86400),
     hmacSkewSeconds: integer(get, "HMAC_SKEW_SECONDS", 1, 3600),
     jobPollIntervalSeconds: decimal(get, "JOB_POLL_INTERVAL_SECONDS", 0.5, 600),
+    agentHeartbeatIntervalSeconds: integer(get, "AGENT_HEARTBEAT_INTERVAL_SECONDS", 1, 3600),
+    agentMissedHeartbeats: integer(get, "AGENT_MISSED_HEARTBEATS", 1, 100),
+    requireAgentApproval: boolean(get, "REQUIRE_AGENT_APPROVAL"),
+    registrationFailuresPerMinute: integer(get, "REGISTRATION_FAILURES_PER_MINUTE", 1, 100_000),
+    panelPublicUrl: publicUrl(optional),
+    agentArtifactDir: absolute(get("AGENT_ARTIFACT_DIR"), cwd),
   };
   const samePort = config.panel.port !== 0 && config.panel.port === config.admin.port;
   if (samePort && config.panel.host === config.admin.host) {
@@ -199,6 +222,27 @@ function integer(get: Getter, name: keyof typeof configDefaults, min: number, ma
   const value = Number(raw);
   if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`);
   return value;
+}
+
+function boolean(get: Getter, name: keyof typeof configDefaults): boolean {
+  const raw = get(name).toLowerCase();
+  if (["true", "1", "yes"].includes(raw)) return true;
+  if (["false", "0", "no"].includes(raw)) return false;
+  throw new ConfigError(name, `must be true or false, got "${raw}"`);
+}
+
+/** PANEL_PUBLIC_URL when set: https, scheme + host + port only. */
+function publicUrl(optional: (name: string) => string | undefined): string | undefined {
+  const raw = optional("PANEL_PUBLIC_URL");
+  if (raw === undefined) return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError("PANEL_PUBLIC_URL", "must be a URL like https://panel.example.com:8443");
+  }
+  if (url.protocol !== "https:") throw new ConfigError("PANEL_PUBLIC_URL", `must start with https:// (got ${url.protocol}//)`);
+  return url.origin;
 }
 
 function decimal(get: Getter, name: keyof typeof configDefaults, min: number, max: number): number {

@@ -9,6 +9,14 @@ import { peerAddressKey } from "./context-keys.js";
 import { requestIdFrom, requestIdHeader } from "./request-context.js";
 import type { TlsIdentity } from "./tls.js";
 
+/** A plain HTTP endpoint beside the RPCs (e.g. the gated agent download). */
+export interface HttpRoute {
+  method: "GET";
+  /** Requests whose path starts with this are handled here. */
+  pathPrefix: string;
+  handle(req: Http2ServerRequest, res: Http2ServerResponse, requestId: string): void | Promise<void>;
+}
+
 /** What `/readyz` reports; `ready` decides between 200 and 503. */
 export interface Readiness {
   ready: boolean;
@@ -25,6 +33,8 @@ export interface ServerOptions {
   /** Runs after headers arrive, before the body is read; throw a ConnectError to refuse. */
   requestGate?: (ctx: HandlerContext) => void | Promise<void>;
   readiness: () => Promise<Readiness>;
+  /** Plain HTTP endpoints served before the RPC router. */
+  httpRoutes?: readonly HttpRoute[];
   log: Logger;
   readMaxBytes: number;
   maxTimeoutMs: number;
@@ -75,7 +85,7 @@ export function createServer(options: ServerOptions) {
 
   const handler = (req: Http2ServerRequest, res: Http2ServerResponse) => {
     for (const [name, value] of Object.entries(securityHeaders)) res.setHeader(name, value);
-    const path = (req.url ?? "/").split("?")[0];
+    const path = (req.url ?? "/").split("?")[0] ?? "/";
     if (req.method === "GET" && path === "/healthz") {
       return sendJson(res, 200, { status: "ok", service: options.name });
     }
@@ -93,6 +103,17 @@ export function createServer(options: ServerOptions) {
     if (draining) {
       res.setHeader(requestIdHeader, requestIdFrom(headerValue(req.headers[requestIdHeader])));
       return sendJson(res, 503, { code: "unavailable", message: "the server is shutting down; try again" });
+    }
+    const route = options.httpRoutes?.find((r) => r.method === req.method && path.startsWith(r.pathPrefix));
+    if (route) {
+      const requestId = requestIdFrom(headerValue(req.headers[requestIdHeader]));
+      res.setHeader(requestIdHeader, requestId);
+      Promise.resolve(route.handle(req, res, requestId)).catch((err: unknown) => {
+        options.log.error({ err, requestId, path }, "HTTP endpoint failed");
+        if (!res.headersSent) sendJson(res, 500, { code: "internal", message: "internal error" });
+        else res.destroy();
+      });
+      return;
     }
     if (!adapter(req, res)) sendJson(res, 404, { code: "not_found", message: `no such endpoint: ${path}` });
   };

@@ -6,6 +6,7 @@ import type { Knex, Migration } from "./db.js";
 import type { HmacVerifierDeps } from "./hmac/verify.js";
 import type { JobDefinition } from "./jobs/runner.js";
 import type { Usage } from "./licensing/standing.js";
+import type { HttpRoute } from "./server.js";
 
 /** The two databases; a service's tables live in exactly one. */
 export type DatabaseName = "panel" | "admin";
@@ -37,6 +38,8 @@ export interface ServiceDeps {
   ownCertificate: string;
   /** A transport reaching another service, in process when it is hosted here. */
   transportFor(service: DescService): Transport;
+  /** Registers work to finish at shutdown, after the listeners closed and before the pools do. */
+  onStop(fn: () => Promise<void>): void;
   /** Servers and OScam instances in use, summed over every service of the panel's database. */
   currentUsage(): Promise<Usage>;
   /** Queues a job of a queue defined in this service's database; answers its id. */
@@ -78,6 +81,8 @@ export interface ServiceModule {
   afterStart?(deps: ServiceDeps): Promise<void>;
   /** Details this service adds to `/readyz` (never makes the listener unready). */
   readinessDetails?(deps: ServiceDeps): Promise<Record<string, unknown>>;
+  /** Plain HTTP endpoints on this service's listener (e.g. downloads). */
+  httpRoutes?(deps: ServiceDeps): HttpRoute[];
   /** What this service's tables count toward the license quotas (servers, OScam instances). */
   usage?(db: Knex): Promise<Partial<Usage>>;
 }

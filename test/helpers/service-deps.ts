@@ -7,6 +7,7 @@ export function soloServiceDeps(deps: Pick<ServiceDeps, "config" | "db" | "log">
     ownCertificate: "",
     adminUrl: () => deps.config.adminUrl ?? "https://127.0.0.1:8444",
     currentUsage: async () => ({ servers: 0, instances: 0 }),
+    onStop: () => {},
     transportFor: (service) => {
       throw new Error(`${service.typeName} is not available to a service mounted alone`);
     },

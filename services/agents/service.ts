@@ -1,0 +1,171 @@
+import { randomBytes } from "node:crypto";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type Client, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { AgentHealth, type AgentService } from "../../gen/myosicam/agent/v1/agent_pb.js";
+import type { RegistrationService } from "../../gen/myosicam/agent/v1/registration_pb.js";
+import type { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
+import type { Config } from "../lib/config.js";
+import { peerAddressKey, requestIdKey } from "../lib/context-keys.js";
+import type { Knex } from "../lib/db.js";
+import { callerKey } from "../lib/hmac/server-auth.js";
+import type { KnownCaller } from "../lib/hmac/verify.js";
+import { currentStanding } from "../lib/licensing/check.js";
+import { requireQuota, type Usage } from "../lib/licensing/standing.js";
+import type { Logger } from "../lib/log.js";
+import type { HeartbeatWriter } from "./heartbeats.js";
+import { hashToken } from "./install-tokens.js";
+import {
+  consumeInstallToken,
+  insertRegistrationAttempt,
+  recentRegistrationFailures,
+  recordRegistration,
+  selectInstallToken,
+  selectServer,
+  selectServerTrust,
+} from "./store.js";
+
+/** Every AgentService procedure; an approved agent may call them all, a pending one only Heartbeat. */
+const allAgentProcedures = "/myosicam.agent.v1.AgentService/*";
+const heartbeatProcedure = "/myosicam.agent.v1.AgentService/Heartbeat";
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** The address a request came from, without the IPv4-mapped prefix. */
+export const peerOf = (ctx: Pick<HandlerContext, "values">) => ctx.values.get(peerAddressKey).replace(/^::ffff:/, "") || "unknown";
+
+/**
+ * Agents as HMAC callers: the caller id is the server id, the secret its agent token. Each request
+ * reads the server's row (status, approval, sealed token) by primary key, so a revocation or a
+ * rotation on any replica counts on the very next request; the decrypted token is cached in memory
+ * for as long as the sealed value is unchanged (a rotation seals a new value, which misses the cache).
+ */
+export function createAgentTrust(db: Knex, crypto: Client<typeof CryptoService>) {
+  const opened = new Map<string, { envelope: string; secret: string }>();
+  return {
+    async findCaller(id: string): Promise<KnownCaller | undefined> {
+      if (!uuidPattern.test(id)) return undefined;
+      const row = await selectServerTrust(db, id);
+      if (!row) return undefined;
+      if (!row.agent_token || row.status === "revoked") {
+        opened.delete(id);
+        return row.status === "revoked" ? { id, active: false, secrets: [], allowedProcedures: [] } : undefined;
+      }
+      let cached = opened.get(id);
+      if (cached?.envelope !== row.agent_token) {
+        const res = await crypto.decrypt({ envelope: row.agent_token, context: { table: "servers", column: "agent_token", rowId: id } });
+        cached = { envelope: row.agent_token, secret: Buffer.from(res.plaintext).toString("utf8") };
+        opened.set(id, cached);
+      }
+      return { id, active: true, secrets: [cached.secret], allowedProcedures: row.approved ? [allAgentProcedures] : [heartbeatProcedure] };
+    },
+  };
+}
+
+/** Whether an authenticated agent may do more than heartbeat. */
+export const isApproved = (caller: KnownCaller) => caller.allowedProcedures.includes(allAgentProcedures);
+
+type RefusalReason = "unknown_token" | "expired" | "consumed" | "revoked" | "quota" | "rate_limited";
+
+export interface RegistrationDeps {
+  db: Knex;
+  config: Pick<Config, "licenseKey" | "requireAgentApproval" | "agentHeartbeatIntervalSeconds" | "registrationFailuresPerMinute">;
+  crypto: Client<typeof CryptoService>;
+  currentUsage(): Promise<Usage>;
+  log: Logger;
+}
+
+const tokenRefused = () =>
+  new ConnectError(
+    "install token rejected: it is unknown, expired or already used; ask the operator for a new one (npx myosicam token create --server <name>)",
+    Code.Unauthenticated,
+  );
+
+/** `RegistrationService.Register` (DESIGN.md §3.2–§3.3). */
+export function createRegistrationService(deps: RegistrationDeps): ServiceImpl<typeof RegistrationService> {
+  const { db, log } = deps;
+  return {
+    async register(req, ctx) {
+      const ip = peerOf(ctx);
+      const requestId = ctx.values.get(requestIdKey);
+      const hash = hashToken(req.installToken);
+      const refuse = async (reason: RefusalReason, err: ConnectError, serverId?: string): Promise<never> => {
+        await insertRegistrationAttempt(db, { ip, hashPrefix: hash.slice(0, 8), outcome: "refused", reason, serverId, requestId });
+        log.warn({ ip, reason, tokenHashPrefix: hash.slice(0, 8), requestId }, "registration refused");
+        throw err;
+      };
+      if ((await recentRegistrationFailures(db, ip)) >= deps.config.registrationFailuresPerMinute) {
+        log.warn({ ip, requestId }, "registration refused: too many failures from this address");
+        throw new ConnectError(`too many failed registrations from ${ip}; wait a minute before trying again`, Code.ResourceExhausted);
+      }
+      const token = await selectInstallToken(db, hash);
+      if (!token) return refuse("unknown_token", tokenRefused());
+      if (token.state !== "issued") return refuse(token.state, tokenRefused(), token.server_id);
+
+      const server = (await selectServer(db, token.server_id))!;
+      const addsServer = server.status === "new" || server.status === "revoked";
+      if (addsServer) {
+        try {
+          requireQuota(await currentStanding(db, deps.config.licenseKey), await deps.currentUsage(), { servers: 1 });
+        } catch (err) {
+          // The token stays valid: after an upgrade the same bootstrap can be run again.
+          return refuse("quota", err as ConnectError, server.id);
+        }
+      }
+      const serverId = await consumeInstallToken(db, hash);
+      if (!serverId) {
+        // Another registration consumed it first, or it expired a moment ago.
+        const now = await selectInstallToken(db, hash);
+        return refuse(now?.state === "expired" ? "expired" : "consumed", tokenRefused(), token.server_id);
+      }
+
+      const agentToken = randomBytes(32).toString("hex");
+      const sealed = await deps.crypto.encrypt({ plaintext: Buffer.from(agentToken, "utf8"), context: { table: "servers", column: "agent_token", rowId: serverId } });
+      const row = await recordRegistration(db, serverId, {
+        agentId: req.agentId,
+        hostname: req.hostname,
+        reportedIp: req.ip,
+        seenIp: ip,
+        os: req.os,
+        osVersion: req.osVersion,
+        arch: req.arch,
+        agentVersion: req.agentVersion,
+        agentToken: sealed.envelope,
+        approvalRequired: deps.config.requireAgentApproval,
+      });
+      await insertRegistrationAttempt(db, { ip, hashPrefix: hash.slice(0, 8), outcome: "accepted", reason: addsServer ? "registered" : "token_rotated", serverId, requestId });
+      log.info({ serverId, server: row.name, hostname: req.hostname, ip, status: row.status, requestId }, addsServer ? "agent registered" : "agent re-registered: its previous token is refused from now on");
+      return {
+        serverId,
+        agentToken,
+        heartbeatIntervalSeconds: deps.config.agentHeartbeatIntervalSeconds,
+        serverTime: timestampFromDate(new Date()),
+        pendingApproval: row.status === "pending",
+      };
+    },
+  };
+}
+
+const healthNames: Record<AgentHealth, string> = {
+  [AgentHealth.UNSPECIFIED]: "unknown",
+  [AgentHealth.OK]: "ok",
+  [AgentHealth.DEGRADED]: "degraded",
+};
+
+/** `AgentService.Heartbeat`; Sync, Subscribe and ReportResult arrive with the sync and command issues. */
+export function createAgentService(deps: { writer: HeartbeatWriter; intervalSeconds: number }): Partial<ServiceImpl<typeof AgentService>> {
+  return {
+    async heartbeat(req, ctx) {
+      const caller = ctx.values.get(callerKey);
+      if (!caller) throw new ConnectError("heartbeat must be signed", Code.Unauthenticated);
+      const load = req.load ? [req.load.one, req.load.five, req.load.fifteen] : [];
+      await deps.writer.record({
+        serverId: caller.id,
+        at: new Date(),
+        uptimeSeconds: Number(req.uptimeSeconds),
+        health: healthNames[req.health],
+        agentVersion: req.agentVersion,
+        load,
+      });
+      return { serverTime: timestampFromDate(new Date()), heartbeatIntervalSeconds: deps.intervalSeconds, approved: isApproved(caller) };
+    },
+  };
+}

@@ -1,0 +1,274 @@
+import type { Knex } from "../lib/db.js";
+
+/** A server's status: `new` until an agent registers for it. */
+export type ServerStatus = "new" | "pending" | "online" | "unreachable" | "revoked";
+
+/** A server row as the agents service reads it (the agent token still sealed). */
+export interface ServerRow {
+  id: string;
+  name: string;
+  status: ServerStatus;
+  approved: boolean;
+  agent_id: string | null;
+  hostname: string | null;
+  reported_ip: string | null;
+  seen_ip: string | null;
+  os: string | null;
+  os_version: string | null;
+  arch: string | null;
+  agent_version: string | null;
+  agent_token: string | null;
+  registered_at: Date | null;
+  last_seen_at: Date | null;
+  unreachable_since: Date | null;
+  created_at: Date;
+}
+
+export async function selectServerByName(db: Knex, name: string): Promise<ServerRow | undefined> {
+  return db("servers").where({ name }).first();
+}
+
+export async function selectServer(db: Knex, id: string): Promise<ServerRow | undefined> {
+  return db("servers").where({ id }).first();
+}
+
+/** The fields the signature check needs, in one primary-key read. */
+export async function selectServerTrust(db: Knex, id: string): Promise<Pick<ServerRow, "id" | "status" | "approved" | "agent_token"> | undefined> {
+  return db("servers").select("id", "status", "approved", "agent_token").where({ id }).first();
+}
+
+export async function selectServers(db: Knex): Promise<ServerRow[]> {
+  return db("servers").orderBy("name");
+}
+
+/** Creates a server record named `name` unless one exists; answers its id. */
+export async function ensureServer(db: Knex, server: { id: string; name: string; createdBy: string }): Promise<string> {
+  await db("servers").insert({ id: server.id, name: server.name, created_by: server.createdBy }).onConflict("name").ignore();
+  return (await selectServerByName(db, server.name))!.id;
+}
+
+export async function insertInstallToken(db: Knex, token: { hash: string; serverId: string; createdBy: string; ttlSeconds: number }): Promise<Date> {
+  const [row] = await db("install_tokens")
+    .insert({
+      token_hash: token.hash,
+      server_id: token.serverId,
+      created_by: token.createdBy,
+      expires_at: db.raw("now() + make_interval(secs => ?)", [token.ttlSeconds]),
+    })
+    .returning("expires_at");
+  return row.expires_at as Date;
+}
+
+/** An install token with its state computed by the database clock. */
+export interface InstallTokenRow {
+  token_hash: string;
+  server_id: string;
+  server_name: string;
+  created_by: string;
+  created_at: Date;
+  expires_at: Date;
+  consumed_at: Date | null;
+  revoked_at: Date | null;
+  state: "issued" | "expired" | "consumed" | "revoked";
+}
+
+const tokenState = (db: Knex) =>
+  db.raw(`case when t.consumed_at is not null then 'consumed' when t.revoked_at is not null then 'revoked'
+    when t.expires_at <= now() then 'expired' else 'issued' end as state`);
+
+export async function selectInstallTokens(db: Knex): Promise<InstallTokenRow[]> {
+  return db("install_tokens as t")
+    .join("servers as s", "s.id", "t.server_id")
+    .select("t.*", { server_name: "s.name" }, tokenState(db))
+    .orderBy("t.created_at", "desc");
+}
+
+export async function selectInstallToken(db: Knex, hash: string): Promise<InstallTokenRow | undefined> {
+  return db("install_tokens as t")
+    .join("servers as s", "s.id", "t.server_id")
+    .select("t.*", { server_name: "s.name" }, tokenState(db))
+    .where("t.token_hash", hash)
+    .first();
+}
+
+/** Tokens whose hash starts with `prefix` (what `token revoke` and the audit rows show). */
+export async function selectInstallTokensByPrefix(db: Knex, prefix: string): Promise<InstallTokenRow[]> {
+  return db("install_tokens as t")
+    .join("servers as s", "s.id", "t.server_id")
+    .select("t.*", { server_name: "s.name" }, tokenState(db))
+    .where("t.token_hash", "like", `${prefix}%`);
+}
+
+export async function revokeInstallToken(db: Knex, hash: string): Promise<boolean> {
+  return (await db("install_tokens").where({ token_hash: hash }).whereNull("consumed_at").whereNull("revoked_at").update({ revoked_at: db.fn.now() })) === 1;
+}
+
+/**
+ * Consumes a token in one statement: of any number of concurrent attempts exactly one gets the
+ * server id; the others get undefined.
+ */
+export async function consumeInstallToken(db: Knex, hash: string): Promise<string | undefined> {
+  const [row] = await db("install_tokens")
+    .where({ token_hash: hash })
+    .whereNull("consumed_at")
+    .whereNull("revoked_at")
+    .where("expires_at", ">", db.fn.now())
+    .update({ consumed_at: db.fn.now() })
+    .returning("server_id");
+  return row?.server_id;
+}
+
+/** Records the agent that registered for a server and its new (sealed) token; answers the row. */
+export async function recordRegistration(
+  db: Knex,
+  serverId: string,
+  agent: {
+    agentId: string;
+    hostname: string;
+    reportedIp: string;
+    seenIp: string;
+    os: string;
+    osVersion: string;
+    arch: string;
+    agentVersion: string;
+    agentToken: string;
+    approvalRequired: boolean;
+  },
+): Promise<ServerRow> {
+  const [row] = await db("servers")
+    .where({ id: serverId })
+    .update({
+      agent_id: agent.agentId,
+      hostname: agent.hostname,
+      reported_ip: agent.reportedIp,
+      seen_ip: agent.seenIp,
+      os: agent.os,
+      os_version: agent.osVersion,
+      arch: agent.arch,
+      agent_version: agent.agentVersion,
+      agent_token: agent.agentToken,
+      // A server approved once stays approved when its agent re-registers (token rotation).
+      approved: agent.approvalRequired ? db.raw("approved") : true,
+      status: agent.approvalRequired ? db.raw("case when approved then 'online' else 'pending' end") : "online",
+      registered_at: db.fn.now(),
+      last_seen_at: db.fn.now(),
+      unreachable_since: null,
+      updated_at: db.fn.now(),
+    })
+    .returning("*");
+  return row as ServerRow;
+}
+
+export async function approveServer(db: Knex, id: string): Promise<ServerRow | undefined> {
+  const [row] = await db("servers")
+    .where({ id })
+    .whereNot({ status: "revoked" })
+    .update({ approved: true, status: db.raw("case when status = 'pending' then 'online' else status end"), updated_at: db.fn.now() })
+    .returning("*");
+  return row as ServerRow | undefined;
+}
+
+/** Revokes a server's agent: its token is dropped, every later call refused. */
+export async function revokeServer(db: Knex, id: string): Promise<ServerRow | undefined> {
+  const [row] = await db("servers").where({ id }).update({ status: "revoked", agent_token: null, updated_at: db.fn.now() }).returning("*");
+  return row as ServerRow | undefined;
+}
+
+export async function countActiveServers(db: Knex): Promise<number> {
+  const [row] = await db("servers").whereIn("status", ["pending", "online", "unreachable"]).count({ n: "*" });
+  return Number(row?.n ?? 0);
+}
+
+/** One registration or download attempt for the audit trail. */
+export interface Attempt {
+  ip: string;
+  hashPrefix?: string;
+  outcome: "accepted" | "refused";
+  reason: string;
+}
+
+export async function insertRegistrationAttempt(db: Knex, attempt: Attempt & { serverId?: string; requestId?: string }): Promise<void> {
+  await db("registration_attempts").insert({
+    ip: attempt.ip,
+    hash_prefix: attempt.hashPrefix ?? null,
+    outcome: attempt.outcome,
+    reason: attempt.reason,
+    server_id: attempt.serverId ?? null,
+    request_id: attempt.requestId ?? null,
+  });
+}
+
+export async function insertDownloadAttempt(db: Knex, attempt: Attempt & { artifact: string }): Promise<void> {
+  await db("download_attempts").insert({ ip: attempt.ip, hash_prefix: attempt.hashPrefix ?? null, outcome: attempt.outcome, reason: attempt.reason, artifact: attempt.artifact });
+}
+
+/** Refused registrations from `ip` within the last minute. */
+export async function recentRegistrationFailures(db: Knex, ip: string): Promise<number> {
+  const [row] = await db("registration_attempts")
+    .where({ ip, outcome: "refused" })
+    .where("at", ">", db.raw("now() - interval '1 minute'"))
+    .count({ n: "*" });
+  return Number(row?.n ?? 0);
+}
+
+/** A heartbeat as it is written. */
+export interface HeartbeatWrite {
+  serverId: string;
+  at: Date;
+  uptimeSeconds: number;
+  health: string;
+  agentVersion: string;
+  load: number[];
+}
+
+/**
+ * Writes many heartbeats in one statement (only moving `last_seen_at` forward). A server that was
+ * unreachable comes back online; answers those servers, so exactly one recovery alert is raised.
+ */
+export async function writeHeartbeats(db: Knex, beats: readonly HeartbeatWrite[]): Promise<Array<{ id: string; name: string }>> {
+  if (beats.length === 0) return [];
+  const values = beats.map(() => "(?::uuid, ?::timestamptz, ?::bigint, ?::text, ?::text, ?::real[])").join(", ");
+  const result = await db.raw(
+    `with beat(id, at, uptime, health, version, load) as (values ${values}),
+          before as (select s.id, s.status from servers s join beat b on b.id = s.id for update of s)
+     update servers s set
+        last_seen_at = greatest(s.last_seen_at, b.at), uptime_seconds = b.uptime, health = b.health,
+        agent_version = b.version, load_average = b.load,
+        status = case when s.status = 'unreachable' then case when s.approved then 'online' else 'pending' end else s.status end,
+        unreachable_since = case when s.status = 'unreachable' then null else s.unreachable_since end
+       from beat b, before
+      where s.id = b.id and before.id = s.id and s.status <> 'revoked'
+     returning s.id, s.name, before.status as previous`,
+    beats.flatMap((b) => [b.serverId, b.at.toISOString(), b.uptimeSeconds, b.health, b.agentVersion, b.load]),
+  );
+  return (result.rows as Array<{ id: string; name: string; previous: string }>).filter((r) => r.previous === "unreachable");
+}
+
+/** Marks servers not heard from for `silentSeconds` unreachable; answers exactly those. */
+export async function markUnreachable(db: Knex, silentSeconds: number): Promise<Array<{ id: string; name: string; last_seen_at: Date }>> {
+  return db("servers")
+    .whereIn("status", ["pending", "online"])
+    .where("last_seen_at", "<", db.raw("now() - make_interval(secs => ?)", [silentSeconds]))
+    .update({ status: "unreachable", unreachable_since: db.fn.now(), updated_at: db.fn.now() })
+    .returning(["id", "name", "last_seen_at"]);
+}
+
+export async function insertAlerts(db: Knex, alerts: ReadonlyArray<{ serverId: string; kind: string; message: string }>): Promise<number[]> {
+  if (alerts.length === 0) return [];
+  const rows = await db("alerts")
+    .insert(alerts.map((a) => ({ server_id: a.serverId, kind: a.kind, message: a.message })))
+    .returning("id");
+  return rows.map((r: { id: string | number }) => Number(r.id));
+}
+
+export async function selectAlert(db: Knex, id: number): Promise<{ id: number; kind: string; message: string; raised_at: Date; emailed_at: Date | null } | undefined> {
+  return db("alerts").where({ id }).first();
+}
+
+export async function markAlertEmailed(db: Knex, id: number, error?: string): Promise<void> {
+  await db("alerts").where({ id }).update(error ? { email_error: error } : { emailed_at: db.fn.now(), email_error: null });
+}
+
+export async function selectAlerts(db: Knex, limit: number) {
+  return db("alerts as a").leftJoin("servers as s", "s.id", "a.server_id").select("a.*", { server_name: "s.name" }).orderBy("a.id", "desc").limit(limit);
+}
