@@ -16,6 +16,15 @@ import {
   planListCommand,
   planSetCommand,
 } from "./admin.js";
+import {
+  agentApproveCommand,
+  agentListCommand,
+  agentRevokeCommand,
+  emailSetCommand,
+  tokenCreateCommand,
+  tokenListCommand,
+  tokenRevokeCommand,
+} from "./agents.js";
 import { keysGenerateCommand, keysRotateCommand, keysStatusCommand } from "./keys.js";
 import { migrateCommand } from "./migrate.js";
 import { allServiceNames, serveCommand } from "./serve.js";
@@ -173,6 +182,83 @@ operator
   .description("list admin operators")
   .addOption(json())
   .action((opts: { json?: boolean }) => operatorListCommand({ json: Boolean(opts.json) }));
+
+const token = program.command("token").description("single-use install tokens that enroll an agent for a server");
+token
+  .command("create")
+  .description("issue an install token (shown once) and print the bootstrap command that uses it")
+  .requiredOption("--server <name>", "the server record it enrolls (created when new)")
+  .addOption(new Option("--ttl <duration>", "how long it stays valid: 30m, 2h, 1d").default("30m"))
+  .addOption(json())
+  .action((opts: { server: string; ttl: string; json?: boolean }) =>
+    tokenCreateCommand({ server: opts.server, ttlSeconds: duration("--ttl", 7 * 86400)(opts.ttl), json: Boolean(opts.json) }),
+  );
+token
+  .command("list")
+  .description("install tokens with their state: issued, expired, consumed, revoked")
+  .addOption(json())
+  .action((opts: { json?: boolean }) => tokenListCommand({ json: Boolean(opts.json) }));
+token
+  .command("revoke <hash-prefix>")
+  .description("revoke an unused token (by the hash prefix `token list` shows)")
+  .addOption(json())
+  .action((prefix: string, opts: { json?: boolean }) => tokenRevokeCommand(prefix, { json: Boolean(opts.json) }));
+
+const agent = program.command("agent").description("enrolled agents: list, approve, revoke");
+agent
+  .command("list")
+  .description("every server with its agent's status (pending, online, unreachable, revoked), last seen, hostname and version")
+  .addOption(json())
+  .action((opts: { json?: boolean }) => agentListCommand({ json: Boolean(opts.json) }));
+agent
+  .command("approve <server-id>")
+  .description("approve a pending agent (REQUIRE_AGENT_APPROVAL=true)")
+  .addOption(json())
+  .action((id: string, opts: { json?: boolean }) => agentApproveCommand(id, { json: Boolean(opts.json) }));
+agent
+  .command("revoke <server-id>")
+  .description("revoke an agent: its token is dropped and its next call refused")
+  .addOption(json())
+  .action((id: string, opts: { json?: boolean }) => agentRevokeCommand(id, { json: Boolean(opts.json) }));
+
+const email = program.command("email").description("where alert e-mails go: SMTP or Mailgun");
+email
+  .command("smtp")
+  .description("send alerts through an SMTP server")
+  .requiredOption("--host <host>", "SMTP server")
+  .addOption(new Option("--port <n>", "465 (TLS) or 587 (STARTTLS)").default(587).argParser(count("--port")))
+  .option("--tls", "TLS from the first byte (port 465); otherwise STARTTLS when offered")
+  .option("--user <name>", "SMTP user")
+  .option("--password-stdin", "read the SMTP password from stdin")
+  .requiredOption("--from <address>", "sender address")
+  .requiredOption("--to <addresses...>", "alert recipients")
+  .addOption(json())
+  .action((opts: { host: string; port: number; tls?: boolean; user?: string; passwordStdin?: boolean; from: string; to: string[]; json?: boolean }) =>
+    emailSetCommand(
+      { provider: "smtp", from: opts.from, recipients: opts.to, smtp: { host: opts.host, port: opts.port, secure: Boolean(opts.tls), username: opts.user }, secretFromStdin: Boolean(opts.passwordStdin) },
+      { json: Boolean(opts.json) },
+    ),
+  );
+email
+  .command("mailgun")
+  .description("send alerts through the Mailgun HTTP API")
+  .requiredOption("--domain <domain>", "Mailgun sending domain")
+  .addOption(new Option("--region <region>", "us or eu").choices(["us", "eu"]).default("us"))
+  .requiredOption("--api-key-stdin", "read the API key from stdin")
+  .requiredOption("--from <address>", "sender address")
+  .requiredOption("--to <addresses...>", "alert recipients")
+  .addOption(json())
+  .action((opts: { domain: string; region: "us" | "eu"; from: string; to: string[]; json?: boolean }) =>
+    emailSetCommand(
+      { provider: "mailgun", from: opts.from, recipients: opts.to, mailgun: { domain: opts.domain, region: opts.region, apiKey: "" }, secretFromStdin: true },
+      { json: Boolean(opts.json) },
+    ),
+  );
+email
+  .command("off")
+  .description("stop alert e-mails (alerts stay in the console)")
+  .addOption(json())
+  .action((opts: { json?: boolean }) => emailSetCommand({ provider: "none", recipients: [], secretFromStdin: false }, { json: Boolean(opts.json) }));
 
 function databaseOption() {
   return new Option("--database <name>", "whose secrets: panel (PANEL_ENCRYPTION_KEY) or admin (ADMIN_ENCRYPTION_KEY)").choices(["panel", "admin"]).default("panel");

@@ -6,15 +6,17 @@ import { userInfo } from "node:os";
 import type { Logger } from "pino";
 import { writeFileAtomic } from "./atomic-file.js";
 
-/** A PostgreSQL server this process started and owns. */
+/** A PostgreSQL server this process started and owns, or one it found running (`shared`). */
 export interface EmbeddedPostgres {
   /** Connection URL of `database` on this server (loopback TCP). */
   url(database: string): string;
   /** Creates `database` when it does not exist yet. */
   ensureDatabase(database: string): Promise<void>;
-  /** Stops the server (fast shutdown: open transactions roll back); idempotent. */
+  /** Stops the server (fast shutdown: open transactions roll back); idempotent. A shared server is left running. */
   stop(): Promise<void>;
   readonly port: number;
+  /** True when another process (e.g. `npm start`) runs this server and this one only connects. */
+  readonly shared: boolean;
 }
 
 export interface EmbeddedPostgresOptions {
@@ -39,6 +41,31 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   const passwordFile = `${directory}.password`;
   const initialised = await exists(join(directory, "PG_VERSION"));
   const password = initialised ? await readPassword(passwordFile) : randomBytes(24).toString("hex");
+  const url = (database: string, at: number) =>
+    `postgres://${superuser}:${encodeURIComponent(password)}@127.0.0.1:${at}/${encodeURIComponent(database)}`;
+
+  // A command run while `npm start` serves the same data directory uses that server.
+  const runningPort = initialised ? await runningServerPort(directory) : undefined;
+  if (runningPort !== undefined) {
+    log.debug({ port: runningPort }, "using the embedded PostgreSQL already running on this data directory");
+    const { default: pg } = await import("pg");
+    return {
+      port: runningPort,
+      shared: true,
+      url: (database) => url(database, runningPort),
+      ensureDatabase: async (database) => {
+        const client = new pg.Client({ connectionString: url("postgres", runningPort) });
+        await client.connect();
+        try {
+          const found = await client.query("select 1 from pg_database where datname = $1", [database]);
+          if (found.rowCount === 0) await client.query(`create database ${quoteIdentifier(database)}`);
+        } finally {
+          await client.end();
+        }
+      },
+      stop: async () => {},
+    };
+  }
 
   const EmbeddedPostgresClass = await importWithoutSignalHooks();
   const recent: string[] = [];
@@ -83,8 +110,8 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   };
   return {
     port,
-    url: (database) =>
-      `postgres://${superuser}:${encodeURIComponent(password)}@127.0.0.1:${port}/${encodeURIComponent(database)}`,
+    shared: false,
+    url: (database) => url(database, port),
     ensureDatabase: (database) =>
       admin(async (client) => {
         const found = await client.query("select 1 from pg_database where datname = $1", [database]);
@@ -147,6 +174,25 @@ function explainStartFailure(recent: string[], port: number, directory: string):
   }
   const fatal = recent.filter((l) => /FATAL|PANIC|ERROR/.test(l)).pop();
   return fatal ?? "the server exited during start-up; run with LOG_LEVEL=debug to see its output";
+}
+
+/**
+ * The port of a live PostgreSQL serving `directory` (from its postmaster.pid: line 1 the pid,
+ * line 4 the port), or undefined when none runs (no file, or a stale one).
+ */
+async function runningServerPort(directory: string): Promise<number | undefined> {
+  const text = await readFile(join(directory, "postmaster.pid"), "utf8").catch(() => undefined);
+  const lines = text?.split("\n") ?? [];
+  const pid = Number(lines[0]);
+  const port = Number(lines[3]);
+  if (!Number.isInteger(pid) || pid <= 0 || !Number.isInteger(port) || port <= 0) return undefined;
+  try {
+    process.kill(pid, 0);
+    return port;
+  } catch (err) {
+    // EPERM: alive, but another user's (the postgres user when we run as root).
+    return (err as NodeJS.ErrnoException).code === "EPERM" ? port : undefined;
+  }
 }
 
 async function exists(path: string): Promise<boolean> {

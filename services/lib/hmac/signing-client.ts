@@ -46,6 +46,8 @@ export interface SignedTransportOptions {
   httpVersion?: "1.1" | "2";
   /** Trust anchors (a pinned or self-signed certificate). */
   ca?: string;
+  /** Extra check of the server's certificate after chain verification (certificate pinning). */
+  checkServerIdentity?: (host: string, cert: import("node:tls").PeerCertificate) => Error | undefined;
   nowSeconds?: () => number;
   /** Deadline for unary calls; a stream call passes `timeoutMs: 0` itself. */
   defaultTimeoutMs?: number;
@@ -54,7 +56,10 @@ export interface SignedTransportOptions {
 /** A Connect transport whose every call is HMAC-signed: what services and agents use to call out. */
 export function createSignedTransport(options: SignedTransportOptions): Transport {
   const credentials = typeof options.credentials === "function" ? options.credentials : () => options.credentials as SigningCredentials;
-  const ca = options.ca ? { ca: options.ca } : {};
+  const ca = {
+    ...(options.ca ? { ca: options.ca } : {}),
+    ...(options.checkServerIdentity ? { checkServerIdentity: options.checkServerIdentity } : {}),
+  };
   // One HTTP/2 connection per origin for the transport's lifetime (the provider is asked per call).
   const sessions = new Map<string, Http2SessionManager>();
   const sessionFor = (url: string) => {

@@ -1,0 +1,59 @@
+import { Command, CommanderError, Option } from "commander";
+import { createLogger, type Logger } from "../services/lib/log.js";
+import { PinMismatchError } from "./panel-tls.js";
+import { registerAgent } from "./register.js";
+import { FatalAgentError, runAgent } from "./run.js";
+import { defaultStateDir } from "./state.js";
+import { agentVersion } from "./version.js";
+
+/** `myosicam-agent`: registers this host with a panel, then heartbeats (and later syncs and applies). */
+const program = new Command("myosicam-agent")
+  .description("MyOsicam agent: speaks for one OScam server to the panel, outbound HTTPS only")
+  .version(agentVersion)
+  .showHelpAfterError()
+  .exitOverride();
+
+const stateDir = () => new Option("--state-dir <dir>", "where the agent keeps its identity and sealed token").default(defaultStateDir);
+const logger = (): Logger => createLogger({ level: (process.env.LOG_LEVEL as "info") ?? "info" });
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString("utf8").trim();
+}
+
+program
+  .command("register")
+  .description("enroll this host with the panel using a single-use install token")
+  .requiredOption("--panel <url>", "the panel, e.g. https://panel.example.com:8443")
+  .option("--token <token>", "the install token (prefer --token-stdin: arguments are visible to other users)")
+  .option("--token-stdin", "read the install token from stdin")
+  .option("--pin <fingerprint>", "the panel certificate's sha256:<hex> fingerprint")
+  .addOption(stateDir())
+  .action(async (opts: { panel: string; token?: string; tokenStdin?: boolean; pin?: string; stateDir: string }) => {
+    const installToken = opts.tokenStdin ? await readStdin() : opts.token;
+    if (!installToken) throw new Error("give the install token with --token-stdin (or --token)");
+    const state = await registerAgent({ panelUrl: opts.panel, installToken, pin: opts.pin, stateDir: opts.stateDir, log: logger() });
+    process.stdout.write(
+      `registered as server ${state.serverId}${state.pendingApproval ? " (pending: an operator must approve it with `npx myosicam agent approve`)" : ""}\n`,
+    );
+  });
+
+program
+  .command("run")
+  .description("heartbeat to the panel until stopped (what the systemd unit runs)")
+  .addOption(stateDir())
+  .action(async (opts: { stateDir: string }) => {
+    const controller = new AbortController();
+    for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => controller.abort());
+    await runAgent({ stateDir: opts.stateDir, log: logger(), signal: controller.signal });
+  });
+
+// No top-level await: the artifact is a CommonJS bundle (what a Node single executable needs).
+program.parseAsync(process.argv).catch((err: unknown) => {
+  if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : 2);
+  process.stderr.write(`myosicam-agent: ${err instanceof Error ? err.message : String(err)}\n`);
+  // A wrong pin or a missing registration needs the operator: a distinct code, so systemd's
+  // RestartPreventExitStatus can stop retrying.
+  process.exit(err instanceof PinMismatchError || err instanceof FatalAgentError ? 3 : 1);
+});

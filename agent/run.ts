@@ -1,0 +1,99 @@
+import { readFile, unlink } from "node:fs/promises";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { AgentHealth } from "../gen/myosicam/agent/v1/agent_pb.js";
+import { fullJitterDelayMs, withJitter } from "../services/lib/backoff.js";
+import type { Logger } from "../services/lib/log.js";
+import { agentClient, type PanelEndpoint } from "./panel.js";
+import { PinMismatchError } from "./panel-tls.js";
+import { registerAgent } from "./register.js";
+import { machineKey, openToken, readState, type AgentState } from "./state.js";
+import { hostUptimeSeconds, loadAverage } from "./system.js";
+import { agentVersion } from "./version.js";
+
+/** Backoff while the panel cannot be reached: full jitter from 1 s, capped at 60 s. */
+export const retryBaseMs = 1000;
+export const retryCapMs = 60_000;
+
+/** Where a bootstrap re-run leaves a fresh install token for a running agent whose token was refused. */
+export const pendingTokenFile = (stateDir: string) => join(stateDir, "install-token");
+
+type Link = "starting" | "connected" | "unreachable" | "token_refused";
+
+/** The agent can never succeed without the operator: stop instead of retrying. */
+export class FatalAgentError extends Error {
+  override name = "FatalAgentError";
+}
+
+/**
+ * Heartbeats every interval ±10 % until `signal` aborts. The panel being down is survived with
+ * full-jitter backoff; the log gets one line per change of state, not one per retry. When the
+ * panel refuses the agent token, the agent re-registers only if a fresh install token waits in
+ * the state directory (a re-run bootstrap puts it there).
+ */
+export async function runAgent(options: { stateDir: string; log: Logger; signal: AbortSignal }): Promise<void> {
+  const { stateDir, log, signal } = options;
+  let state = await loadRegisteredState(stateDir);
+  let client = clientFor(state, await machineKey(stateDir), log);
+  let link: Link = "starting";
+  let failures = 0;
+  const started = Date.now();
+  const change = (next: Link, fields: Record<string, unknown>, message: string, level: "info" | "warn" | "error" = "info") => {
+    if (next !== link) log[level]({ panel: state.panelUrl, serverId: state.serverId, ...fields }, message);
+    link = next;
+  };
+
+  while (!signal.aborted) {
+    let waitMs: number;
+    try {
+      const res = await client.heartbeat(
+        { uptimeSeconds: BigInt(Math.floor((Date.now() - started) / 1000)), health: AgentHealth.OK, agentVersion, load: loadAverage() },
+        { signal, timeoutMs: 30_000 },
+      );
+      change("connected", { approved: res.approved, hostUptimeSeconds: hostUptimeSeconds() }, res.approved ? "connected to the panel" : "connected to the panel; waiting for an operator to approve this agent");
+      failures = 0;
+      waitMs = withJitter((res.heartbeatIntervalSeconds || 60) * 1000, 0.1);
+    } catch (err) {
+      if (signal.aborted) break;
+      const e = ConnectError.from(err);
+      if (e.cause instanceof PinMismatchError || /pinned fingerprint/.test(e.rawMessage)) {
+        throw new FatalAgentError(`${e.rawMessage}; the agent stops: register again with the right --pin`);
+      }
+      if (e.code === Code.Unauthenticated) {
+        const fresh = await readFile(pendingTokenFile(stateDir), "utf8").then((t) => t.trim(), () => undefined);
+        if (fresh) {
+          log.warn({ serverId: state.serverId }, "the panel refused the agent token; re-registering with the waiting install token");
+          await unlink(pendingTokenFile(stateDir)).catch(() => {});
+          try {
+            state = await registerAgent({ panelUrl: state.panelUrl, installToken: fresh, pin: state.pin, stateDir, log });
+            client = clientFor(state, await machineKey(stateDir), log);
+            continue;
+          } catch (regErr) {
+            log.error({ err: (regErr as Error).message }, "re-registration failed");
+          }
+        }
+        change("token_refused", { reason: e.rawMessage }, "the panel refused the agent token (revoked, or rotated by another bootstrap); re-run the bootstrap with a fresh install token", "error");
+        waitMs = retryCapMs;
+      } else {
+        change("unreachable", { reason: e.rawMessage }, "the panel is unreachable; retrying with backoff", "warn");
+        waitMs = fullJitterDelayMs(failures++, retryBaseMs, retryCapMs);
+      }
+    }
+    await sleep(waitMs, undefined, { signal }).catch(() => {});
+  }
+  log.info("agent stopped");
+}
+
+async function loadRegisteredState(stateDir: string): Promise<AgentState> {
+  const state = await readState(stateDir);
+  if (!state?.serverId || !state.sealedToken) {
+    throw new FatalAgentError(`this host is not registered (no state in ${stateDir}); run \`myosicam-agent register --panel … --token …\` first`);
+  }
+  return state;
+}
+
+function clientFor(state: AgentState, key: Buffer, log: Logger) {
+  const endpoint: PanelEndpoint = { url: state.panelUrl, certificate: state.certificate, pin: state.pin };
+  return agentClient(endpoint, { serverId: state.serverId!, token: openToken(key, state.sealedToken!) }, log);
+}

@@ -1,0 +1,147 @@
+import { randomUUID } from "node:crypto";
+import { userInfo } from "node:os";
+import type { Knex } from "knex";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { keyringFromConfig } from "../services/crypto/index.js";
+import { createInstallToken, listInstallTokens, revokeInstallTokenByPrefix, type InstallTokenInfo } from "../services/agents/install-tokens.js";
+import { approveServer, revokeServer, selectServers, type ServerRow } from "../services/agents/store.js";
+import { writeMailSettings, type MailSettingsInput } from "../services/lib/email/settings.js";
+import { loadTlsIdentity } from "../services/lib/tls.js";
+import { createCommandContext, printJson, type CommandContext } from "./context.js";
+import { withDatabase } from "./database.js";
+
+const actor = () => `cli:${userInfo().username}`;
+const iso = (d: Date | null | undefined) => (d ? new Date(d).toISOString() : null);
+
+async function onPanel<T>(fn: (db: Knex, context: CommandContext) => Promise<T>): Promise<T> {
+  const context = await createCommandContext();
+  return withDatabase(context, "panel", (db) => fn(db, context));
+}
+
+function tokenJson(t: InstallTokenInfo) {
+  return { ...t, createdAt: iso(t.createdAt), expiresAt: iso(t.expiresAt), consumedAt: iso(t.consumedAt) };
+}
+
+/** `token create`: prints the token once and the bootstrap command that uses it. */
+export async function tokenCreateCommand(options: { server: string; ttlSeconds: number; json: boolean }): Promise<void> {
+  await onPanel(async (db, context) => {
+    const { token, info } = await createInstallToken(db, { server: options.server, ttlSeconds: options.ttlSeconds, createdBy: actor() });
+    const { config } = context;
+    const tls = await loadTlsIdentity({ dataDir: config.dataDir, certFile: config.tls.certFile, keyFile: config.tls.keyFile, names: [config.panel.host] });
+    const panelUrl = config.panelPublicUrl ?? `https://${config.panel.host === "0.0.0.0" ? "<panel address>" : config.panel.host}:${config.panel.port}`;
+    // Through stdin, so the token never shows in the target's process list.
+    const command = `printf '%s' '${token}' | npx myosicam-agent register --panel ${panelUrl} --pin ${tls.fingerprint} --token-stdin`;
+    if (options.json) return printJson({ token, server: info.server, serverId: info.serverId, hashPrefix: info.hashPrefix, expiresAt: iso(info.expiresAt), panelUrl, fingerprint: tls.fingerprint, command });
+    process.stdout.write(
+      `install token for server ${info.server} (valid until ${iso(info.expiresAt)}, single use; shown once):\n${token}\n\n` +
+        `on the OScam server, as root:\n  ${command}\n`,
+    );
+  });
+}
+
+export async function tokenListCommand(options: { json: boolean }): Promise<void> {
+  await onPanel(async (db) => {
+    const tokens = await listInstallTokens(db);
+    if (options.json) return printJson({ tokens: tokens.map(tokenJson) });
+    const lines = tokens.map((t) => `${t.hashPrefix}  ${t.state.padEnd(8)} ${t.server.padEnd(20)} created ${iso(t.createdAt)} by ${t.createdBy}, expires ${iso(t.expiresAt)}${t.consumedAt ? `, used ${iso(t.consumedAt)}` : ""}`);
+    process.stdout.write(lines.length ? lines.join("\n") + "\n" : "no install tokens\n");
+  });
+}
+
+export async function tokenRevokeCommand(prefix: string, options: { json: boolean }): Promise<void> {
+  await onPanel(async (db) => {
+    const info = await revokeInstallTokenByPrefix(db, prefix);
+    if (options.json) return printJson({ token: tokenJson(info) });
+    process.stdout.write(`install token ${info.hashPrefix} for ${info.server} revoked\n`);
+  });
+}
+
+function agentJson(s: ServerRow) {
+  return {
+    id: s.id,
+    name: s.name,
+    status: s.status,
+    approved: s.approved,
+    hostname: s.hostname,
+    ip: s.seen_ip,
+    reportedIp: s.reported_ip,
+    os: s.os,
+    osVersion: s.os_version,
+    arch: s.arch,
+    agentVersion: s.agent_version,
+    registeredAt: iso(s.registered_at),
+    lastSeenAt: iso(s.last_seen_at),
+    unreachableSince: iso(s.unreachable_since),
+  };
+}
+
+export async function agentListCommand(options: { json: boolean }): Promise<void> {
+  await onPanel(async (db) => {
+    const servers = await selectServers(db);
+    if (options.json) return printJson({ agents: servers.map(agentJson) });
+    const lines = servers.map(
+      (s) =>
+        `${s.id}  ${s.name.padEnd(20)} ${s.status.padEnd(11)} ${(s.hostname ?? "-").padEnd(20)} ${(s.agent_version ?? "-").padEnd(8)} last seen ${iso(s.last_seen_at) ?? "never"}`,
+    );
+    process.stdout.write(lines.length ? lines.join("\n") + "\n" : "no servers yet: npx myosicam token create --server <name>\n");
+  });
+}
+
+export async function agentApproveCommand(id: string, options: { json: boolean }): Promise<void> {
+  await onPanel(async (db) => {
+    const row = await approveServer(db, checkId(id));
+    if (!row) throw new ConnectError(`no server ${id} that can be approved (unknown or revoked); see \`npx myosicam agent list\``, Code.NotFound);
+    if (options.json) return printJson({ agent: agentJson(row) });
+    process.stdout.write(`agent of ${row.name} approved: it may sync and receive commands\n`);
+  });
+}
+
+export async function agentRevokeCommand(id: string, options: { json: boolean }): Promise<void> {
+  await onPanel(async (db) => {
+    const row = await revokeServer(db, checkId(id));
+    if (!row) throw new ConnectError(`no server ${id}; see \`npx myosicam agent list\``, Code.NotFound);
+    if (options.json) return printJson({ agent: agentJson(row) });
+    process.stdout.write(`agent of ${row.name} revoked: its next call is refused; a new install token re-enrolls it\n`);
+  });
+}
+
+function checkId(id: string): string {
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id)) {
+    throw new ConnectError(`"${id}" is not a server id; see \`npx myosicam agent list\``, Code.InvalidArgument);
+  }
+  return id;
+}
+
+/** Reads a secret from stdin (all of it, without the trailing newline). */
+async function readStdin(): Promise<string> {
+  if (process.stdin.isTTY) throw new ConnectError("pipe the secret on stdin, e.g. `… < password-file`", Code.InvalidArgument);
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString("utf8").replace(/\r?\n$/, "");
+}
+
+const emailPattern = /^[^\s@]{1,64}@[^\s@]{1,255}$/;
+
+function checkAddresses(from: string, to: string[]): void {
+  for (const address of [from, ...to]) {
+    if (!emailPattern.test(address)) throw new ConnectError(`"${address}" is not an e-mail address`, Code.InvalidArgument);
+  }
+}
+
+/** `email smtp|mailgun|off`: the route of alert e-mails; secrets are read from stdin and sealed. */
+export async function emailSetCommand(input: MailSettingsInput & { secretFromStdin: boolean }, options: { json: boolean }): Promise<void> {
+  if (input.provider !== "none") checkAddresses(input.from ?? "", input.recipients);
+  const secret = input.secretFromStdin ? await readStdin() : undefined;
+  const settings: MailSettingsInput = {
+    ...input,
+    smtp: input.smtp && { ...input.smtp, password: secret ?? input.smtp.password },
+    mailgun: input.mailgun && { ...input.mailgun, apiKey: secret ?? input.mailgun.apiKey },
+  };
+  if (settings.mailgun && !settings.mailgun.apiKey) throw new ConnectError("pass the Mailgun API key on stdin with --api-key-stdin", Code.InvalidArgument);
+  await onPanel(async (db, context) => {
+    const keyring = keyringFromConfig(context.config);
+    await writeMailSettings(db, settings, async (plaintext, column, rowId) => keyring.seal(Buffer.from(plaintext, "utf8"), { table: "email_settings", column, rowId }), randomUUID());
+    if (options.json) return printJson({ provider: settings.provider, recipients: settings.recipients });
+    process.stdout.write(settings.provider === "none" ? "alert e-mail is off; alerts stay in the console\n" : `alert e-mail goes through ${settings.provider} to ${settings.recipients.join(", ")}\n`);
+  });
+}
