@@ -16,5 +16,9 @@ export function selectServices(names: readonly string[]): ServiceModule[] {
     throw new Error(`unknown service ${unknown.join(", ")}; known services: ${[...known.keys()].join(", ")}`);
   }
   if (names.length === 0) throw new Error(`name at least one service; known services: ${[...known.keys()].join(", ")}`);
+  for (const name of names) {
+    const missing = (known.get(name)!.requires ?? []).filter((r) => !names.includes(r));
+    if (missing.length > 0) throw new Error(`${name} needs ${missing.join(", ")} in the same process: run --services=${[...missing, ...names].join(",")}`);
+  }
   return serviceRegistry.filter((s) => names.includes(s.name));
 }

@@ -73,6 +73,11 @@ test("serve refuses an unknown service name and lists the known ones", async () 
   assertOneLine({ code: await cli.exited, stderr: cli.stderr() }, /unknown service billing; known services: crypto, jobs, licensing, agents, admin/);
 });
 
+test("serve refuses a service without the services it needs in the same process, and says what to run", async () => {
+  const cli = runCli(["serve", "--services=agents"], { MYOSICAM_DATA_DIR: join(dir.path, "data") });
+  assertOneLine({ code: await cli.exited, stderr: cli.stderr() }, /agents needs crypto in the same process: run --services=crypto,agents/);
+});
+
 test("an unknown command is a usage error (exit 2)", async () => {
   const cli = runCli(["frobnicate"], {});
   assert.is(await cli.exited, 2);

@@ -41,6 +41,8 @@ export const agentsService: ServiceModule = {
   database: "panel",
   descriptors: [RegistrationService, AgentService],
   migrations: [serversAndTokens, alertRecipients],
+  // The agent tokens are sealed and opened by the key holder, in this process.
+  requires: ["crypto"],
   routes: agentsRoutes,
   signedCalls(deps) {
     const trust = createAgentTrust(deps.db, cryptoOf(deps));

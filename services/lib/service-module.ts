@@ -56,6 +56,8 @@ export interface ServiceModule {
   /** The proto services it mounts. */
   readonly descriptors: readonly DescService[];
   readonly migrations: readonly Migration[];
+  /** Services that must run in the same process (reached through in-memory transports). */
+  readonly requires?: readonly string[];
   /** Background jobs it owns; they run on a queue in its database. */
   jobs?(deps: ServiceDeps): JobDefinition[];
   routes(deps: ServiceDeps): (router: ConnectRouter) => void;

@@ -35,7 +35,16 @@ export function emptyConfigFile(): string {
  * generated key there, never into the repository's config/.env). `input`, when given, is its stdin.
  */
 export function runCli(args: string[], env: Record<string, string>, cwd = repo, input?: string): CliProcess {
-  const child = spawn(process.execPath, ["--import", "tsx", join(repo, "cli/main.ts"), ...args], {
+  return runEntry("cli/main.ts", args, env, cwd, input);
+}
+
+/** Runs the agent (`myosicam-agent`) the same way. */
+export function runAgentCli(args: string[], env: Record<string, string>, input?: string): CliProcess {
+  return runEntry("agent/main.ts", args, env, repo, input);
+}
+
+function runEntry(entry: string, args: string[], env: Record<string, string>, cwd: string, input?: string): CliProcess {
+  const child = spawn(process.execPath, ["--import", "tsx", join(repo, entry), ...args], {
     cwd,
     env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", LOG_LEVEL: "info", MYOSICAM_CONFIG_FILE: emptyConfigFile(), ...env },
     stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"],

@@ -1,0 +1,92 @@
+import { readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { createInstallToken } from "../../services/agents/install-tokens.js";
+import { createKeyring } from "../../services/lib/secrets/keyring.js";
+import { makeTempDir, runAgentCli, type CliProcess } from "../helpers/cli.js";
+import { newKey } from "../helpers/keys.js";
+import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
+
+const test = suite("the agent process: register, heartbeat, survive the panel going away");
+
+let panel: PanelHost;
+let dir: Awaited<ReturnType<typeof makeTempDir>>;
+let agent: CliProcess | undefined;
+const stateDir = () => join(dir.path, "state");
+const issue = async (server: string) => (await createInstallToken(panel.db, { server, createdBy: "test" })).token;
+const register = (token: string, extra: string[] = [], env: Record<string, string> = {}) =>
+  runAgentCli(["register", "--panel", panel.url, "--pin", panel.host.tls.fingerprint, "--token-stdin", "--state-dir", stateDir(), ...extra], env, token);
+
+/** Polls the database until `check` holds (a condition, not a timing assumption); fails after 20 s. */
+async function eventually<T>(read: () => Promise<T>, check: (v: T) => boolean, what: string): Promise<T> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const value = await read();
+    if (check(value)) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+test.before(async () => {
+  dir = await makeTempDir("agent_process");
+  panel = await startPanelHost("agent_process", { AGENT_HEARTBEAT_INTERVAL_SECONDS: "1" });
+  await panel.setLicense(10);
+});
+test.after(async () => {
+  if (agent && agent.child.exitCode === null) agent.child.kill("SIGKILL");
+  await panel.stop();
+  await dir.remove();
+});
+
+test("register writes a 0600 state file whose agent token is not readable in plaintext", async () => {
+  const reg = register(await issue("proc-1"));
+  assert.is(await reg.exited, 0, reg.stderr());
+  assert.match(reg.stdout(), /^registered as server [0-9a-f-]{36}\n$/);
+  const file = join(stateDir(), "agent.json");
+  assert.is((await stat(file)).mode & 0o777, 0o600);
+  assert.is((await stat(stateDir())).mode & 0o777, 0o700);
+  const state = JSON.parse(await readFile(file, "utf8"));
+  const row = await panel.db("servers").where({ id: state.serverId }).first();
+  const token = createKeyring(newKey).open(row.agent_token, { table: "servers", column: "agent_token", rowId: row.id }).plaintext.toString();
+  const text = await readFile(file, "utf8");
+  assert.not.ok(text.includes(token), "the agent token is sealed");
+  assert.is(state.pin, panel.host.tls.fingerprint);
+});
+
+test("run heartbeats: last_seen_at moves; the panel going away and coming back is survived without a restart", async () => {
+  const state = JSON.parse(await readFile(join(stateDir(), "agent.json"), "utf8"));
+  const seen = async () => (await panel.db("servers").where({ id: state.serverId }).first()).last_seen_at as Date;
+  const first = await seen();
+  agent = runAgentCli(["run", "--state-dir", stateDir()], {});
+  await agent.waitForStderr(/"msg":"connected to the panel"/);
+  const moved = await eventually(seen, (t) => t > first, "a heartbeat");
+  await eventually(seen, (t) => t > moved, "a second heartbeat");
+
+  await panel.pause();
+  await agent.waitForStderr(/"msg":"the panel is unreachable; retrying with backoff"/);
+  await panel.resume();
+  const lines = () => agent!.stderr().split("\n").filter((l) => l.includes('"msg":"connected to the panel"')).length;
+  await eventually(async () => lines(), (n) => n >= 2, "the agent to reconnect");
+  assert.is(agent.stderr().split("\n").filter((l) => l.includes("unreachable; retrying")).length, 1, "one line per state change, not per retry");
+  const before = await seen();
+  await eventually(seen, (t) => t > before, "heartbeats after the panel came back");
+  agent.child.kill("SIGTERM");
+  assert.is(await agent.exited, 0);
+});
+
+test("a wrong pin is a clear error that is not retried", async () => {
+  const wrong = `sha256:${"0".repeat(64)}`;
+  const reg = runAgentCli(["register", "--panel", panel.url, "--pin", wrong, "--token-stdin", "--state-dir", join(dir.path, "other")], {}, await issue("proc-2"));
+  assert.is(await reg.exited, 3);
+  assert.match(reg.stderr(), /presented certificate sha256:[0-9a-f]{64}, but the pinned fingerprint is sha256:0{64}/);
+});
+
+test("http:// is refused unless MYOSICAM_ALLOW_INSECURE=1", async () => {
+  const reg = runAgentCli(["register", "--panel", "http://127.0.0.1:1", "--token-stdin", "--state-dir", join(dir.path, "insecure")], {}, "a".repeat(64));
+  assert.is(await reg.exited, 1);
+  assert.match(reg.stderr(), /refusing http:\/\//);
+});
+
+test.run();

@@ -1,0 +1,131 @@
+import { randomUUID } from "node:crypto";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { SMTPServer } from "smtp-server";
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { AgentHealth } from "../../gen/myosicam/agent/v1/agent_pb.js";
+import { livenessQueue, scanLiveness } from "../../services/agents/alerts.js";
+import { createInstallToken } from "../../services/agents/install-tokens.js";
+import { approveServer } from "../../services/agents/store.js";
+import { writeMailSettings } from "../../services/lib/email/settings.js";
+import { createKeyring } from "../../services/lib/secrets/keyring.js";
+import { newKey } from "../helpers/keys.js";
+import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
+
+const test = suite("liveness: unreachable and recovery alerts, e-mail through a real SMTP server, approval mode");
+
+let panel: PanelHost;
+let smtp: SMTPServer;
+const mails: Array<{ from: string; to: string[]; body: string; user?: string }> = [];
+const arrived: Array<() => void> = [];
+const heartbeat = { uptimeSeconds: 5n, health: AgentHealth.OK, agentVersion: "0.1.0" };
+const codeOf = (p: Promise<unknown>) => p.then(() => "ok", (e: unknown) => Code[ConnectError.from(e).code]);
+const waitForMail = (count: number) =>
+  new Promise<void>((resolve) => {
+    const check = () => (mails.length >= count ? resolve() : arrived.push(check));
+    check();
+  });
+
+async function enroll(server: string) {
+  const { token } = await createInstallToken(panel.db, { server, createdBy: "test" });
+  return panel.registration().register({ installToken: token, agentId: randomUUID(), hostname: server, ip: "192.0.2.1", os: "linux", osVersion: "", arch: "x64", agentVersion: "0.1.0" });
+}
+
+test.before(async () => {
+  smtp = new SMTPServer({
+    disabledCommands: ["STARTTLS"],
+    authOptional: false,
+    allowInsecureAuth: true,
+    onAuth(auth, _session, callback) {
+      if (auth.username === "alerts" && auth.password === "smtp-secret-1") callback(null, { user: auth.username });
+      else callback(new Error("invalid credentials"));
+    },
+    onData(stream, session, callback) {
+      let body = "";
+      stream.on("data", (c: Buffer) => (body += c.toString()));
+      stream.on("end", () => {
+        mails.push({ from: session.envelope.mailFrom ? session.envelope.mailFrom.address : "", to: session.envelope.rcptTo.map((r) => r.address), body, user: session.user });
+        for (const waiter of arrived.splice(0)) waiter();
+        callback();
+      });
+    },
+  });
+  await new Promise<void>((resolve) => smtp.listen(0, "127.0.0.1", resolve));
+  const smtpPort = (smtp.server.address() as { port: number }).port;
+  panel = await startPanelHost("agents_liveness", { AGENT_HEARTBEAT_INTERVAL_SECONDS: "1", AGENT_MISSED_HEARTBEATS: "2", REQUIRE_AGENT_APPROVAL: "true" });
+  await panel.setLicense(10);
+  const keyring = createKeyring(newKey);
+  await writeMailSettings(
+    panel.db,
+    { provider: "smtp", from: "panel@example.com", recipients: ["ops@example.com"], smtp: { host: "127.0.0.1", port: smtpPort, secure: false, username: "alerts", password: "smtp-secret-1" } },
+    async (plaintext, column, rowId) => keyring.seal(Buffer.from(plaintext), { table: "email_settings", column, rowId }),
+    randomUUID(),
+  );
+});
+test.after(async () => {
+  await panel.stop();
+  await new Promise<void>((resolve) => smtp.close(() => resolve()));
+});
+
+test("a pending agent may heartbeat but nothing else until it is approved", async () => {
+  const res = await enroll("pending-1");
+  assert.ok(res.pendingApproval);
+  const agent = panel.agent(res.serverId, res.agentToken);
+  const beat = await agent.heartbeat(heartbeat);
+  assert.not.ok(beat.approved);
+  assert.is(await codeOf(agent.sync({})), "Unauthenticated", "pending: sync refused");
+  assert.is((await panel.db("hmac_refusals").where({ caller_id: res.serverId }).first()).reason, "forbidden_method");
+  await approveServer(panel.db, res.serverId);
+  assert.ok((await agent.heartbeat(heartbeat)).approved);
+  // Past authentication the call reaches the service, which does not implement Sync yet.
+  assert.is(await codeOf(agent.sync({})), "Unimplemented", "approved: sync passes the signature check");
+});
+
+test("a silent server becomes unreachable with exactly one alert and one e-mail; its next heartbeat raises one recovery", async () => {
+  const res = await enroll("quiet-1");
+  await approveServer(panel.db, res.serverId);
+  const agent = panel.agent(res.serverId, res.agentToken);
+  await agent.heartbeat(heartbeat);
+  await panel.db("servers").where({ id: res.serverId }).update({ last_seen_at: panel.db.raw("now() - interval '10 seconds'") });
+
+  await panel.host.enqueueJob("panel", livenessQueue);
+  await waitForMail(1);
+  // Scanning again (any replica, any number of times) raises nothing new.
+  assert.is(await scanLiveness(panel.db, panel.host.enqueueJob.bind(null, "panel"), 1, 2), 0);
+  const server = await panel.db("servers").where({ id: res.serverId }).first();
+  assert.is(server.status, "unreachable");
+  const alerts = await panel.db("alerts").where({ server_id: res.serverId }).orderBy("id");
+  assert.equal(alerts.map((a) => a.kind), ["server_unreachable"]);
+  assert.is(mails.length, 1);
+  assert.equal(mails[0]!.to, ["ops@example.com"]);
+  assert.is(mails[0]!.user, "alerts", "authenticated with the stored (sealed) SMTP password");
+  assert.match(mails[0]!.body, /server quiet-1 is unreachable/);
+
+  await agent.heartbeat(heartbeat);
+  await agent.heartbeat(heartbeat);
+  await waitForMail(2);
+  assert.is((await panel.db("servers").where({ id: res.serverId }).first()).status, "online");
+  assert.equal((await panel.db("alerts").where({ server_id: res.serverId }).orderBy("id")).map((a) => a.kind), ["server_unreachable", "server_recovered"]);
+  assert.match(mails[1]!.body, /server quiet-1 is reachable again/);
+  const emailed = await panel.db("alerts").where({ server_id: res.serverId }).whereNotNull("emailed_at").count({ n: "*" });
+  assert.is(Number(emailed[0]!.n), 2);
+});
+
+test("the SMTP password is stored sealed and never logged", async () => {
+  const row = await panel.db("email_settings").first();
+  assert.match(row.smtp_password, /^enc:v1:/);
+  assert.not.ok(panel.logs.text().includes("smtp-secret-1"));
+});
+
+// Last in this file: it leaves 127.0.0.1 rate-limited for a minute.
+test("after 10 failed registrations in a minute from one address, further attempts are refused without a look at the token", async () => {
+  const attempt = (token: string) =>
+    codeOf(panel.registration().register({ installToken: token, agentId: randomUUID(), hostname: "x", ip: "192.0.2.1", os: "linux", osVersion: "", arch: "x64", agentVersion: "0.1.0" }));
+  for (let i = 0; i < 10; i++) assert.is(await attempt(i.toString(16).padStart(64, "0")), "Unauthenticated");
+  const { token } = await createInstallToken(panel.db, { server: "late", createdBy: "test" });
+  assert.is(await attempt(token), "ResourceExhausted", "even a valid token waits");
+  const state = await panel.db("install_tokens").whereNull("consumed_at").count({ n: "*" });
+  assert.ok(Number(state[0]!.n) >= 1, "the valid token was not consumed");
+});
+
+test.run();

@@ -1,0 +1,117 @@
+import { randomUUID } from "node:crypto";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { AgentHealth } from "../../gen/myosicam/agent/v1/agent_pb.js";
+import { createInstallToken, listInstallTokens } from "../../services/agents/install-tokens.js";
+import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
+
+const test = suite("install tokens and registration against a real panel");
+
+let panel: PanelHost;
+const codeOf = (p: Promise<unknown>) => p.then(() => "ok", (e: unknown) => Code[ConnectError.from(e).code]);
+const request = (installToken: string) => ({
+  installToken,
+  agentId: randomUUID(),
+  hostname: "oscam-01",
+  ip: "192.0.2.10",
+  os: "linux",
+  osVersion: "Debian GNU/Linux 12 (bookworm)",
+  arch: "x64",
+  agentVersion: "0.1.0",
+});
+const heartbeat = { uptimeSeconds: 5n, health: AgentHealth.OK, agentVersion: "0.1.0" };
+const issue = async (server: string) => (await createInstallToken(panel.db, { server, createdBy: "test" })).token;
+
+test.before(async () => {
+  panel = await startPanelHost("agents_registration", { REGISTRATION_FAILURES_PER_MINUTE: "1000" });
+  await panel.setLicense(50);
+});
+test.after(async () => {
+  await panel.stop();
+});
+
+test("a token registers once: server id, agent token, interval; only the token's hash is stored", async () => {
+  const token = await issue("alpha");
+  const res = await panel.registration().register(request(token));
+  assert.match(res.agentToken, /^[0-9a-f]{64}$/);
+  assert.is(res.heartbeatIntervalSeconds, 60);
+  assert.not.ok(res.pendingApproval);
+  const row = await panel.db("servers").where({ id: res.serverId }).first();
+  assert.is(row.name, "alpha");
+  assert.is(row.status, "online");
+  assert.is(row.hostname, "oscam-01");
+  assert.is(row.reported_ip, "192.0.2.10");
+  assert.is(row.seen_ip, "127.0.0.1");
+  assert.match(row.agent_token, /^enc:v1:/, "the agent token is a crypto envelope");
+  const stored = JSON.stringify(await panel.db("install_tokens").select("*"));
+  assert.not.ok(stored.includes(token), "the install token itself is not stored");
+  assert.not.ok(panel.logs.text().includes(token) || panel.logs.text().includes(res.agentToken), "neither token is logged");
+
+  const second = await panel.registration().register(request(token)).catch((e: unknown) => ConnectError.from(e));
+  assert.is((second as ConnectError).code, Code.Unauthenticated, "second use of a token is refused");
+  const [attempt] = await panel.db("registration_attempts").where({ outcome: "refused" }).orderBy("id", "desc").limit(1);
+  assert.is(attempt.reason, "consumed");
+  assert.is(attempt.ip, "127.0.0.1");
+});
+
+test("an expired token, an unknown token and a revoked token are refused, each audited with its reason", async () => {
+  const expired = await issue("beta");
+  await panel.db("install_tokens").update({ expires_at: panel.db.raw("now() - interval '1 second'") }).whereRaw("expires_at > now()");
+  assert.is(await codeOf(panel.registration().register(request(expired))), "Unauthenticated");
+  assert.is(await codeOf(panel.registration().register(request("f".repeat(64)))), "Unauthenticated");
+  const reasons = (await panel.db("registration_attempts").orderBy("id", "desc").limit(2)).map((a) => a.reason);
+  assert.equal(reasons, ["unknown_token", "expired"]);
+  assert.equal((await listInstallTokens(panel.db)).find((t) => t.server === "beta")?.state, "expired");
+});
+
+test("100 concurrent registrations with one token: exactly one succeeds", async () => {
+  const token = await issue("gamma");
+  const outcomes = await Promise.all(Array.from({ length: 100 }, () => codeOf(panel.registration().register(request(token)))));
+  assert.is(outcomes.filter((o) => o === "ok").length, 1);
+  assert.is(outcomes.filter((o) => o === "Unauthenticated").length, 99);
+});
+
+test("re-running the bootstrap rotates the agent token: the old one is refused from then on", async () => {
+  const first = await panel.registration().register(request(await issue("delta")));
+  assert.is(await codeOf(panel.agent(first.serverId, first.agentToken).heartbeat(heartbeat)), "ok");
+  const second = await panel.registration().register(request(await issue("delta")));
+  assert.is(second.serverId, first.serverId, "the same server record");
+  assert.is(await codeOf(panel.agent(first.serverId, first.agentToken).heartbeat(heartbeat)), "Unauthenticated", "old token");
+  assert.is(await codeOf(panel.agent(second.serverId, second.agentToken).heartbeat(heartbeat)), "ok", "new token");
+  const refusal = await panel.db("hmac_refusals").where({ caller_id: first.serverId }).first();
+  assert.is(refusal.reason, "bad_signature");
+});
+
+test("the license quota refuses a new server with ResourceExhausted naming it, and keeps the token usable", async () => {
+  await panel.registration().register(request(await issue("epsilon-first")));
+  const active = Number((await panel.db("servers").whereIn("status", ["online", "pending", "unreachable"]).count({ n: "*" }))[0]!.n);
+  await panel.setLicense(active);
+  const token = await issue("epsilon");
+  const err = await panel.registration().register(request(token)).catch((e: unknown) => ConnectError.from(e));
+  assert.is((err as ConnectError).code, Code.ResourceExhausted);
+  assert.match((err as ConnectError).rawMessage, new RegExp(`license quota reached: ${active} of ${active} servers in use`));
+  assert.equal((await listInstallTokens(panel.db)).find((t) => t.server === "epsilon")?.state, "issued");
+  await panel.setLicense(active + 1);
+  assert.is(await codeOf(panel.registration().register(request(token))), "ok", "after an upgrade the same token works");
+  await panel.setLicense(50);
+});
+
+test("a revoked agent is refused on its next heartbeat", async () => {
+  const res = await panel.registration().register(request(await issue("zeta")));
+  await panel.db("servers").where({ id: res.serverId }).update({ status: "revoked", agent_token: null });
+  assert.is(await codeOf(panel.agent(res.serverId, res.agentToken).heartbeat(heartbeat)), "Unauthenticated");
+});
+
+test("heartbeats move last_seen_at, and a heartbeat returns only once it is stored", async () => {
+  const res = await panel.registration().register(request(await issue("eta")));
+  await panel.db("servers").where({ id: res.serverId }).update({ last_seen_at: new Date("2026-01-01T00:00:00Z") });
+  const before = Date.now();
+  await panel.agent(res.serverId, res.agentToken).heartbeat({ ...heartbeat, load: { one: 0.5, five: 0.25, fifteen: 0.125 } });
+  const row = await panel.db("servers").where({ id: res.serverId }).first();
+  assert.ok(new Date(row.last_seen_at).getTime() >= before - 1000, "written before the answer");
+  assert.equal(row.load_average, [0.5, 0.25, 0.125]);
+  assert.is(row.health, "ok");
+});
+
+test.run();
