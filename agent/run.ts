@@ -1,4 +1,4 @@
-import { readFile, unlink } from "node:fs/promises";
+import { readFile, unlink, watch } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -74,7 +74,9 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
           }
         }
         change("token_refused", { reason: e.rawMessage }, "the panel refused the agent token (revoked, or rotated by another bootstrap); re-run the bootstrap with a fresh install token", "error");
-        waitMs = retryCapMs;
+        // Woken at once when a bootstrap leaves a fresh install token, else retried at the cap.
+        await tokenArrival(stateDir, retryCapMs, signal);
+        continue;
       } else {
         change("unreachable", { reason: e.rawMessage }, "the panel is unreachable; retrying with backoff", "warn");
         waitMs = fullJitterDelayMs(failures++, retryBaseMs, retryCapMs);
@@ -83,6 +85,24 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
     await sleep(waitMs, undefined, { signal }).catch(() => {});
   }
   log.info("agent stopped");
+}
+
+/** Resolves when `install-token` appears in the state directory, after `ms`, or on abort. */
+async function tokenArrival(stateDir: string, ms: number, signal: AbortSignal): Promise<void> {
+  const done = new AbortController();
+  const stop = () => done.abort();
+  signal.addEventListener("abort", stop, { once: true });
+  const timer = setTimeout(stop, ms);
+  try {
+    for await (const event of watch(stateDir, { signal: done.signal })) {
+      if (event.filename === "install-token") return;
+    }
+  } catch {
+    // Aborted (deadline or shutdown), or the directory cannot be watched: retry either way.
+  } finally {
+    clearTimeout(timer);
+    signal.removeEventListener("abort", stop);
+  }
 }
 
 async function loadRegisteredState(stateDir: string): Promise<AgentState> {

@@ -1,4 +1,4 @@
-import { readFile, stat } from "node:fs/promises";
+import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
@@ -72,6 +72,26 @@ test("run heartbeats: last_seen_at moves; the panel going away and coming back i
   assert.is(agent.stderr().split("\n").filter((l) => l.includes("unreachable; retrying")).length, 1, "one line per state change, not per retry");
   const before = await seen();
   await eventually(seen, (t) => t > before, "heartbeats after the panel came back");
+  agent.child.kill("SIGTERM");
+  assert.is(await agent.exited, 0);
+});
+
+test("when its token is rotated elsewhere, the agent stops being accepted, and re-registers from a waiting install token", async () => {
+  const state = JSON.parse(await readFile(join(stateDir(), "agent.json"), "utf8"));
+  agent = runAgentCli(["run", "--state-dir", stateDir()], {});
+  await agent.waitForStderr(/"msg":"connected to the panel"/);
+  // Another bootstrap for the same server name rotates the token: this agent's is refused.
+  const other = runAgentCli(["register", "--panel", panel.url, "--pin", panel.host.tls.fingerprint, "--token-stdin", "--state-dir", join(dir.path, "elsewhere")], {}, await issue("proc-1"));
+  assert.is(await other.exited, 0, other.stderr());
+  await agent.waitForStderr(/"msg":"the panel refused the agent token/);
+  // A bootstrap re-run on this host leaves a fresh token where the running agent looks for it.
+  await writeFile(join(stateDir(), "install-token"), await issue("proc-1"), { mode: 0o600 });
+  await agent.waitForStderr(/"msg":"registered with the panel"/);
+  const connected = () => agent!.stderr().split("\n").filter((l) => l.includes('"msg":"connected to the panel"')).length;
+  await eventually(async () => connected(), (n) => n >= 2, "the agent to reconnect with its new token");
+  const after = JSON.parse(await readFile(join(stateDir(), "agent.json"), "utf8"));
+  assert.is(after.serverId, state.serverId, "the same server");
+  assert.is.not(after.sealedToken, state.sealedToken, "a new token");
   agent.child.kill("SIGTERM");
   assert.is(await agent.exited, 0);
 });
