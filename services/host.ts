@@ -170,7 +170,7 @@ export async function startHost(config: Config, services: readonly ServiceModule
         httpRoutes: subset.flatMap((s) => s.httpRoutes?.(depsOf(s)) ?? []),
         // Request context first (request id, error translation), then the signature checks, then
         // validation: an unsigned request is refused before its input is even looked at.
-        interceptors: [interceptors[0]!, ...auth.interceptors, ...interceptors.slice(1)],
+        interceptors: [interceptors[0]!, ...auth.interceptors, ...subset.flatMap((s) => s.interceptors?.(depsOf(s)) ?? []), ...interceptors.slice(1)],
         // In-process services of this listener's database report here too (e.g. the license).
         readiness: () =>
           readiness(databases, databasesFor(subset), services.filter((s) => s.listener === listener || (s.listener === "in-process" && s.database === listener)), depsOf, log),

@@ -9,7 +9,7 @@ import { livenessJobs, raiseRecoveries } from "./alerts.js";
 import { createDownloadRoute } from "./downloads.js";
 import { createHeartbeatWriter } from "./heartbeats.js";
 import { alertRecipients, serversAndTokens } from "./migrations/0001-servers-and-tokens.js";
-import { createAgentService, createAgentTrust, createRegistrationService } from "./service.js";
+import { auditMalformedRegistrations, createAgentService, createAgentTrust, createRegistrationService } from "./service.js";
 import { countActiveServers } from "./store.js";
 
 const cryptoOf = (deps: ServiceDeps) => createClient(CryptoService, deps.transportFor(CryptoService));
@@ -51,6 +51,7 @@ export const agentsService: ServiceModule = {
       verifier: { findCaller: (id) => trust.findCaller(id), recordNonce: (id, nonce) => recordNonce(deps.db, id, nonce) },
     };
   },
+  interceptors: (deps) => [auditMalformedRegistrations(deps.db, deps.log)],
   httpRoutes: (deps) => [createDownloadRoute({ db: deps.db, artifactDir: deps.config.agentArtifactDir, log: deps.log })],
   jobs: (deps) =>
     livenessJobs({

@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type Client, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type Client, type HandlerContext, type Interceptor, type ServiceImpl } from "@connectrpc/connect";
 import { AgentHealth, type AgentService } from "../../gen/myosicam/agent/v1/agent_pb.js";
-import type { RegistrationService } from "../../gen/myosicam/agent/v1/registration_pb.js";
+import { RegistrationService } from "../../gen/myosicam/agent/v1/registration_pb.js";
 import type { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
 import type { Config } from "../lib/config.js";
 import { peerAddressKey, requestIdKey } from "../lib/context-keys.js";
@@ -141,6 +141,27 @@ export function createRegistrationService(deps: RegistrationDeps): ServiceImpl<t
         pendingApproval: row.status === "pending",
       };
     },
+  };
+}
+
+/**
+ * Registrations that fail validation (a malformed token or field) count as failed attempts too:
+ * audited with reason `malformed` and counted by the per-address rate limit.
+ */
+export function auditMalformedRegistrations(db: Knex, log: Logger): Interceptor {
+  return (next) => async (req) => {
+    if (req.service.typeName !== RegistrationService.typeName) return next(req);
+    try {
+      return await next(req);
+    } catch (err) {
+      if (err instanceof ConnectError && err.code === Code.InvalidArgument) {
+        const ip = (req.contextValues.get(peerAddressKey) || "unknown").replace(/^::ffff:/, "");
+        const requestId = req.contextValues.get(requestIdKey);
+        await insertRegistrationAttempt(db, { ip, outcome: "refused", reason: "malformed", requestId });
+        log.warn({ ip, reason: "malformed", requestId }, "registration refused");
+      }
+      throw err;
+    }
   };
 }
 

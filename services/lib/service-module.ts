@@ -1,5 +1,5 @@
 import type { DescService } from "@bufbuild/protobuf";
-import type { ConnectRouter, HandlerContext, Transport } from "@connectrpc/connect";
+import type { ConnectRouter, HandlerContext, Interceptor, Transport } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { Config } from "./config.js";
 import type { Knex, Migration } from "./db.js";
@@ -83,6 +83,12 @@ export interface ServiceModule {
   afterStart?(deps: ServiceDeps): Promise<void>;
   /** Details this service adds to `/readyz` (never makes the listener unready). */
   readinessDetails?(deps: ServiceDeps): Promise<Record<string, unknown>>;
+  /**
+   * Interceptors of this service's listener, run after authentication and before request
+   * validation (so they see, e.g., a malformed request being refused); they must pass through
+   * calls of other services.
+   */
+  interceptors?(deps: ServiceDeps): Interceptor[];
   /** Plain HTTP endpoints on this service's listener (e.g. downloads). */
   httpRoutes?(deps: ServiceDeps): HttpRoute[];
   /** What this service's tables count toward the license quotas (servers, OScam instances). */

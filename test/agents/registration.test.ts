@@ -65,6 +65,13 @@ test("an expired token, an unknown token and a revoked token are refused, each a
   assert.equal((await listInstallTokens(panel.db)).find((t) => t.server === "beta")?.state, "expired");
 });
 
+test("a malformed registration is refused as InvalidArgument and audited as malformed", async () => {
+  const err = await panel.registration().register({ ...request("not-hex"), hostname: "" }).catch((e: unknown) => ConnectError.from(e));
+  assert.is((err as ConnectError).code, Code.InvalidArgument);
+  const [attempt] = await panel.db("registration_attempts").orderBy("id", "desc").limit(1);
+  assert.equal([attempt.outcome, attempt.reason, attempt.ip], ["refused", "malformed", "127.0.0.1"]);
+});
+
 test("100 concurrent registrations with one token: exactly one succeeds", async () => {
   const token = await issue("gamma");
   const outcomes = await Promise.all(Array.from({ length: 100 }, () => codeOf(panel.registration().register(request(token)))));
