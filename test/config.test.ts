@@ -91,6 +91,30 @@ test("an unknown log level and out-of-range numbers are refused", () => {
   assert.is(refusal({ RPC_READ_MAX_BYTES: "-1" }).setting, "RPC_READ_MAX_BYTES");
 });
 
+test("trust and licensing settings are checked: admin key pair, caller secret, license key, admin URL", () => {
+  const key = "412c74b6171a77b8adb4d17078b32bed130e6dd80c6dca99bf4daa39ea1d8c72";
+  assert.is(refusal({ ADMIN_ENCRYPTION_KEY_PREVIOUS: key }).setting, "ADMIN_ENCRYPTION_KEY");
+  assert.is(refusal({ ADMIN_ENCRYPTION_KEY: key, ADMIN_ENCRYPTION_KEY_PREVIOUS: key }).setting, "ADMIN_ENCRYPTION_KEY_PREVIOUS");
+  assert.match(refusal({ PANEL_CALLER_SECRET: "short" }).message, /^PANEL_CALLER_SECRET: must be the 64 lowercase hex characters printed by `npx myosicam caller create`/);
+  assert.is(refusal({ PANEL_CALLER_ID: "has space" }).setting, "PANEL_CALLER_ID");
+  assert.is(refusal({ PANEL_LICENSE_KEY: "x" }).setting, "PANEL_LICENSE_KEY");
+  assert.match(refusal({ ADMIN_URL: "http://admin.example.com" }).message, /^ADMIN_URL: must start with https:\/\//);
+  assert.match(refusal({ ADMIN_URL: "https://admin.example.com/v1" }).message, /only scheme, host and port/);
+  const config = loadConfig({ ADMIN_URL: "https://admin.example.com:8444/", PANEL_CALLER_SECRET: "a".repeat(64) }, "/srv/myosicam");
+  assert.is(config.adminUrl, "https://admin.example.com:8444");
+  assert.equal(config.panelCaller, { id: "panel", secret: "a".repeat(64) });
+});
+
+test("agent settings: interval, missed heartbeats, approval mode, public URL", () => {
+  const config = loadConfig({}, "/srv/myosicam");
+  assert.equal([config.agentHeartbeatIntervalSeconds, config.agentMissedHeartbeats, config.requireAgentApproval], [60, 3, false]);
+  assert.is(config.agentArtifactDir, "/srv/myosicam/dist/agent");
+  assert.ok(loadConfig({ REQUIRE_AGENT_APPROVAL: "yes" }, "/srv/myosicam").requireAgentApproval);
+  assert.match(refusal({ REQUIRE_AGENT_APPROVAL: "maybe" }).message, /^REQUIRE_AGENT_APPROVAL: must be true or false/);
+  assert.is(refusal({ AGENT_HEARTBEAT_INTERVAL_SECONDS: "0" }).setting, "AGENT_HEARTBEAT_INTERVAL_SECONDS");
+  assert.is(refusal({ PANEL_PUBLIC_URL: "panel:8443" }).setting, "PANEL_PUBLIC_URL");
+});
+
 test("config/.env is read and the environment wins over it", async () => {
   const cwd = await mkdtemp(join(tmpdir(), "myosicam-config-"));
   try {

@@ -187,7 +187,7 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
     previousAdminEncryptionKeyHex,
     panelCaller: { id: callerId(get), secret: callerSecret(optional) },
     licenseKey: licenseKey(optional),
-    adminUrl: adminUrl(optional),
+    adminUrl: httpsOrigin(optional, "ADMIN_URL", "https://admin.example.com:8444"),
     adminTlsCaFile: optional("ADMIN_TLS_CA") === undefined ? undefined : absolute(optional("ADMIN_TLS_CA")!, cwd),
     logLevel: logLevel as LogLevel,
     shutdownTimeoutSeconds: integer(get, "SHUTDOWN_TIMEOUT_SECONDS", 1, 3600),
@@ -200,7 +200,7 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
     agentMissedHeartbeats: integer(get, "AGENT_MISSED_HEARTBEATS", 1, 100),
     requireAgentApproval: boolean(get, "REQUIRE_AGENT_APPROVAL"),
     registrationFailuresPerMinute: integer(get, "REGISTRATION_FAILURES_PER_MINUTE", 1, 100_000),
-    panelPublicUrl: publicUrl(optional),
+    panelPublicUrl: httpsOrigin(optional, "PANEL_PUBLIC_URL", "https://panel.example.com:8443"),
     agentArtifactDir: absolute(get("AGENT_ARTIFACT_DIR"), cwd),
   };
   const samePort = config.panel.port !== 0 && config.panel.port === config.admin.port;
@@ -229,20 +229,6 @@ function boolean(get: Getter, name: keyof typeof configDefaults): boolean {
   if (["true", "1", "yes"].includes(raw)) return true;
   if (["false", "0", "no"].includes(raw)) return false;
   throw new ConfigError(name, `must be true or false, got "${raw}"`);
-}
-
-/** PANEL_PUBLIC_URL when set: https, scheme + host + port only. */
-function publicUrl(optional: (name: string) => string | undefined): string | undefined {
-  const raw = optional("PANEL_PUBLIC_URL");
-  if (raw === undefined) return undefined;
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    throw new ConfigError("PANEL_PUBLIC_URL", "must be a URL like https://panel.example.com:8443");
-  }
-  if (url.protocol !== "https:") throw new ConfigError("PANEL_PUBLIC_URL", `must start with https:// (got ${url.protocol}//)`);
-  return url.origin;
 }
 
 function decimal(get: Getter, name: keyof typeof configDefaults, min: number, max: number): number {
@@ -322,18 +308,18 @@ function licenseKey(optional: (name: string) => string | undefined): string | un
   return raw;
 }
 
-/** ADMIN_URL when set. */
-function adminUrl(optional: (name: string) => string | undefined): string | undefined {
-  const raw = optional("ADMIN_URL");
+/** An https origin setting (scheme, host and port only) when set. */
+function httpsOrigin(optional: (name: string) => string | undefined, name: string, example: string): string | undefined {
+  const raw = optional(name);
   if (raw === undefined) return undefined;
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
-    throw new ConfigError("ADMIN_URL", "must be a URL like https://admin.example.com:8444");
+    throw new ConfigError(name, `must be a URL like ${example}`);
   }
-  if (url.protocol !== "https:") throw new ConfigError("ADMIN_URL", `must start with https:// (got ${url.protocol}//): calls to admin carry the license key`);
-  if (url.pathname !== "/" || url.search || url.hash) throw new ConfigError("ADMIN_URL", "must be only scheme, host and port, e.g. https://admin.example.com:8444");
+  if (url.protocol !== "https:") throw new ConfigError(name, `must start with https:// (got ${url.protocol}//)`);
+  if (url.pathname !== "/" || url.search || url.hash) throw new ConfigError(name, `must be only scheme, host and port, e.g. ${example}`);
   return url.origin;
 }
 
