@@ -1,0 +1,167 @@
+/**
+ * A lossless model of OScam's INI-like files (oscam.conf, oscam.user): every byte of the file is
+ * kept — comments, blank lines, spacing, key order and spelling, CRLF or LF per line, a UTF-8 BOM,
+ * duplicate keys, unknown sections — so parse → print is byte-identical, and each line says how
+ * OScam itself reads it (OSCAM.md §1). Text is held as latin1 strings: one char per byte, so any
+ * byte sequence survives; `utf8Of` turns a value into the text a person reads.
+ */
+
+/** OScam reads lines with fgets(16384): a longer line is read in pieces (views warn about it). */
+export const oscamLineBytes = 16383;
+/** Longer than this, a line is not configuration (e.g. 10 MB of one line): a parse error. */
+export const maxLineBytes = 1 << 20;
+
+/** How OScam treats one line. */
+export type LineKind =
+  /** Shorter than 3 characters after trimming: skipped. */
+  | "blank"
+  /** First character `#` (after OScam's trim): skipped. */
+  | "comment"
+  /** `[name]`: starts a section. */
+  | "section"
+  /** `key = value`. */
+  | "entry"
+  /** Not a comment, yet OScam ignores it; `ignored` says why. */
+  | "ignored";
+
+export type IgnoredReason = "tab_indented" | "no_equals_sign";
+
+export interface OscamLine {
+  /** The line's bytes (latin1), without its end of line. */
+  raw: string;
+  /** The line ending as found: LF, CRLF, or none on a last line without one. */
+  eol: "\n" | "\r\n" | "";
+  kind: LineKind;
+  /** For `section`: the name between the brackets, as written. */
+  section?: string;
+  /** For `entry`: the key as OScam compares it (lower-cased, trimmed). */
+  key?: string;
+  /** For `entry`: the value as OScam stores it (trimmed by OScam's rules), latin1. */
+  value?: string;
+  ignored?: IgnoredReason;
+}
+
+export interface OscamDocument {
+  /** The file started with a UTF-8 byte order mark (kept on print; OScam does not skip it). */
+  bom: boolean;
+  lines: OscamLine[];
+}
+
+/** A file that is not an OScam file: says where and why. */
+export class OscamParseError extends Error {
+  override name = "OscamParseError";
+  constructor(
+    readonly file: string,
+    readonly line: number,
+    readonly reason: string,
+  ) {
+    super(`${file}, line ${line}: ${reason}`);
+  }
+}
+
+const bomLatin1 = "\u00ef\u00bb\u00bf";
+
+/**
+ * OScam's trim(): trailing spaces, TABs, CR and LF go; leading whitespace goes only when the
+ * first character is a space (a leading TAB stays — the quirk that makes TAB-indented lines
+ * unknown keys).
+ */
+export function oscamTrim(text: string): string {
+  let end = text.length;
+  while (end > 0 && " \t\r\n".includes(text[end - 1]!)) end--;
+  let start = 0;
+  if (text[0] === " ") while (start < end && " \t\r\n".includes(text[start]!)) start++;
+  return text.slice(start, end);
+}
+
+/** Classifies one line (without its end of line) the way OScam's readers do. */
+export function classifyLine(raw: string): Omit<OscamLine, "raw" | "eol"> {
+  const trimmed = oscamTrim(raw);
+  if (trimmed.length < 3) return { kind: "blank" };
+  if (trimmed[0] === "#") return { kind: "comment" };
+  if (trimmed[0] === "[" && trimmed[trimmed.length - 1] === "]") return { kind: "section", section: trimmed.slice(1, -1) };
+  const eq = trimmed.indexOf("=");
+  if (eq < 0) return { kind: "ignored", ignored: trimmed[0] === "\t" ? "tab_indented" : "no_equals_sign" };
+  const key = oscamTrim(trimmed.slice(0, eq)).toLowerCase();
+  // "\tkey" is what OScam compares for a TAB-indented line: no key matches it.
+  if (key[0] === "\t") return { kind: "ignored", ignored: "tab_indented" };
+  return { kind: "entry", key, value: oscamTrim(trimmed.slice(eq + 1)) };
+}
+
+/**
+ * Parses a file's bytes. Refuses what is not an OScam file — NUL bytes (binary), a line longer
+ * than OScam reads, an unclosed `[section` — with the line number; never hangs (one linear pass).
+ */
+export function parseOscamFile(bytes: Uint8Array, file: string): OscamDocument {
+  let text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1");
+  const bom = text.startsWith(bomLatin1);
+  if (bom) text = text.slice(bomLatin1.length);
+  const lines: OscamLine[] = [];
+  let start = 0;
+  let number = 0;
+  while (start < text.length) {
+    number++;
+    const newline = text.indexOf("\n", start);
+    const end = newline < 0 ? text.length : newline;
+    if (end - start > maxLineBytes) throw new OscamParseError(file, number, `the line is ${end - start} bytes long: this is not an OScam configuration file`);
+    let raw = text.slice(start, end);
+    let eol: OscamLine["eol"] = newline < 0 ? "" : "\n";
+    if (eol && raw.endsWith("\r")) {
+      raw = raw.slice(0, -1);
+      eol = "\r\n";
+    }
+    if (raw.includes("\0")) throw new OscamParseError(file, number, "the line contains a NUL byte: this is a binary file, not an OScam configuration");
+    const classified = classifyLine(raw);
+    if (classified.kind === "ignored" && oscamTrim(raw).startsWith("[")) {
+      throw new OscamParseError(file, number, `the section header ${JSON.stringify(utf8Of(oscamTrim(raw)).slice(0, 40))} is not closed with ]`);
+    }
+    lines.push({ raw, eol, ...classified });
+    start = end + 1;
+  }
+  return { bom, lines };
+}
+
+/** The document's bytes: identical to the parsed file unless it was edited. */
+export function printOscamFile(doc: OscamDocument): Buffer {
+  let text = doc.bom ? bomLatin1 : "";
+  for (const line of doc.lines) text += line.raw + line.eol;
+  return Buffer.from(text, "latin1");
+}
+
+/** A latin1 value as the UTF-8 text it encodes (invalid sequences become U+FFFD). */
+export const utf8Of = (latin1: string) => Buffer.from(latin1, "latin1").toString("utf8");
+/** UTF-8 text as the latin1 string that holds its bytes. */
+export const latin1Of = (text: string) => Buffer.from(text, "utf8").toString("latin1");
+
+/** The line ending most lines of the document use (LF for a document without any). */
+export function dominantEol(doc: OscamDocument): "\n" | "\r\n" {
+  let crlf = 0;
+  let lf = 0;
+  for (const line of doc.lines) {
+    if (line.eol === "\r\n") crlf++;
+    else if (line.eol === "\n") lf++;
+  }
+  return crlf > lf ? "\r\n" : "\n";
+}
+
+/** One section of a document: its header line (-1 for the lines before the first header) and its lines. */
+export interface SectionSpan {
+  /** Index of the header line, or -1 for the part before any header. */
+  header: number;
+  name: string | undefined;
+  /** Index of the first line after the header. */
+  start: number;
+  /** Index one past the section's last line. */
+  end: number;
+}
+
+/** The sections in file order; the part before the first header comes first (it may be empty). */
+export function sectionsOf(doc: OscamDocument): SectionSpan[] {
+  const spans: SectionSpan[] = [{ header: -1, name: undefined, start: 0, end: doc.lines.length }];
+  doc.lines.forEach((line, i) => {
+    if (line.kind !== "section") return;
+    spans[spans.length - 1]!.end = i;
+    spans.push({ header: i, name: line.section, start: i + 1, end: doc.lines.length });
+  });
+  return spans;
+}
