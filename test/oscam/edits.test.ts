@@ -1,0 +1,113 @@
+import { readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { applyAccountChanges, setKey, unsetKey } from "../../agent/oscam/edit.js";
+import { parseOscamFile, printOscamFile, type OscamDocument } from "../../agent/oscam/document.js";
+import { readUserFile } from "../../agent/oscam/user-file.js";
+
+const fixtures = resolve(import.meta.dirname, "../fixtures/oscam");
+const doc = (instance: string, file = "oscam.user") => parseOscamFile(readFileSync(join(fixtures, instance, file)), file);
+const text = (d: OscamDocument) => printOscamFile(d).toString("latin1");
+const lines = (d: OscamDocument) => text(d).split("\n");
+
+/** The lines of `after` that are not in `before` and vice versa (a line diff by multiset). */
+function changedLines(before: OscamDocument, after: OscamDocument) {
+  const count = (list: string[]) => list.reduce((m, l) => m.set(l, (m.get(l) ?? 0) + 1), new Map<string, number>());
+  const a = count(lines(before));
+  const b = count(lines(after));
+  const removed = [...a].flatMap(([l, n]) => Array(Math.max(0, n - (b.get(l) ?? 0))).fill(l));
+  const added = [...b].flatMap(([l, n]) => Array(Math.max(0, n - (a.get(l) ?? 0))).fill(l));
+  return { removed, added };
+}
+
+const test = suite("minimal edits of oscam.user and oscam.conf");
+
+test("updating a password changes that one line, keeping the 30-column style", () => {
+  const before = doc("main");
+  const after = applyAccountChanges(before, [{ op: "update", user: "bedroom", set: { pwd: "new-Secret-1" } }]);
+  assert.equal(changedLines(before, after), { removed: ["pwd                           = br-Kd81mQzp"], added: ["pwd                           = new-Secret-1"] });
+  assert.is(readUserFile(after).accounts.find((a) => a.user === "bedroom")!.pwd, "new-Secret-1");
+});
+
+test("a key the account lacks is added after its last key, in the file's style", () => {
+  const before = doc("main");
+  const after = applyAccountChanges(before, [{ op: "update", user: "bedroom", set: { expdate: "2027-01-31" } }]);
+  assert.equal(changedLines(before, after), { removed: [], added: ["expdate                       = 2027-01-31"] });
+  const l = lines(after);
+  assert.is(l[l.indexOf("expdate                       = 2027-01-31") - 1], "sleep                         = 240", "right after the account's last key");
+});
+
+test("in a CRLF file with odd spacing, an edit keeps CRLF and the line's own spacing", () => {
+  const before = doc("messy");
+  const after = applyAccountChanges(before, [{ op: "update", user: "carol", set: { pwd: "x-1" } }]);
+  assert.equal(changedLines(before, after), { removed: ["   pwd   =   c4r0l-dev-Pw   \r"], added: ["   pwd   =   x-1\r"] });
+});
+
+test("a duplicated key is set where OScam reads it (the last), and unset removes every copy", () => {
+  const before = doc("messy");
+  const set = applyAccountChanges(before, [{ op: "update", user: "carol", set: { group: "5" } }]);
+  assert.equal(changedLines(before, set), { removed: ["group = 2\r"], added: ["group = 5\r"] });
+  assert.equal(readUserFile(set).accounts[0]!.group, [5]);
+  const unset = applyAccountChanges(before, [{ op: "update", user: "carol", unset: ["group"] }]);
+  assert.equal(changedLines(before, unset), { removed: ["group = 1\r", "group = 2\r"], added: [] });
+  assert.equal(readUserFile(unset).accounts[0]!.group, []);
+});
+
+test("disable, enable, add and delete an account touch only their lines", () => {
+  const before = doc("main");
+  const disabled = applyAccountChanges(before, [{ op: "disable", user: "bedroom" }]);
+  assert.equal(changedLines(before, disabled).added, ["disabled                      = 1"]);
+  const enabled = applyAccountChanges(disabled, [{ op: "enable", user: "bedroom" }]);
+  assert.is(text(enabled), text(before));
+
+  const added = applyAccountChanges(before, [{ op: "add", user: "newbox", set: { pwd: "nb-1", group: "1" } }]);
+  assert.ok(text(added).startsWith(text(before)), "appended at the end");
+  assert.is(text(added).slice(text(before).length), "\n[account]\nuser                          = newbox\npwd                           = nb-1\ngroup                         = 1\n");
+  const removed = applyAccountChanges(added, [{ op: "delete", user: "newbox" }]);
+  assert.is(text(removed), text(before), "deleting what was added gives the original back");
+
+  const middle = applyAccountChanges(before, [{ op: "delete", user: "bedroom" }]);
+  const names = readUserFile(middle).accounts.map((a) => a.user);
+  assert.not.ok(names.includes("bedroom"));
+  assert.is(names.length, readUserFile(before).accounts.length - 1);
+  assert.not.match(text(middle), /\n\n\n/, "no double blank line left behind");
+});
+
+test("values that would break the file are refused, and an unknown account is named", () => {
+  const before = doc("main");
+  assert.throws(() => applyAccountChanges(before, [{ op: "update", user: "bedroom", set: { pwd: "a\nb" } }]), /may not contain a line break/);
+  assert.throws(() => applyAccountChanges(before, [{ op: "update", user: "bedroom", set: { "bad key": "1" } }]), /is not a key OScam can read/);
+  assert.throws(() => applyAccountChanges(before, [{ op: "disable", user: "ghost" }]), /there is no account "ghost"/);
+  assert.throws(() => applyAccountChanges(before, [{ op: "add", user: "bedroom", set: {} }]), /exists already/);
+});
+
+test("oscam.conf: set and unset keys of a section; keys before any header belong to [global]", () => {
+  const before = doc("main", "oscam.conf");
+  const webif = before.lines.findIndex((l) => l.kind === "section" && l.section === "webif");
+  const after = setKey(before, webif, "httprefresh", "30");
+  assert.is(changedLines(before, after).added.length, 1);
+  assert.match(changedLines(before, after).added[0]!, /^httprefresh\s*= 30$/);
+  const without = unsetKey(after, webif, "httprefresh");
+  assert.not.match(text(without), /httprefresh/);
+});
+
+test("a UTF-8 description round-trips byte for byte and reads as text", () => {
+  const before = doc("main");
+  const after = applyAccountChanges(before, [{ op: "update", user: "bedroom", set: { description: "Küche 東京 🎉" } }]);
+  assert.is(readUserFile(after).accounts.find((a) => a.user === "bedroom")!.description, "Küche 東京 🎉");
+  const again = parseOscamFile(printOscamFile(after), "oscam.user");
+  assert.ok(printOscamFile(again).equals(printOscamFile(after)));
+});
+
+test("5,000 accounts: parsed, edited and printed, with only the edited line changed", () => {
+  let source = "# generated\n";
+  for (let i = 0; i < 5000; i++) source += `\n[account]\nuser = u${i}\npwd = p${i}\ngroup = ${(i % 64) + 1}\ncaid = 0963\n`;
+  const before = parseOscamFile(Buffer.from(source), "oscam.user");
+  assert.ok(printOscamFile(before).equals(Buffer.from(source)));
+  assert.is(readUserFile(before).accounts.length, 5000);
+  const after = applyAccountChanges(before, [{ op: "update", user: "u4999", set: { pwd: "changed" } }]);
+  assert.equal(changedLines(before, after), { removed: ["pwd = p4999"], added: ["pwd = changed"] });
+});
+
+test.run();
