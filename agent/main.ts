@@ -1,5 +1,10 @@
 import { Command, CommanderError, Option } from "commander";
+import { toJson } from "@bufbuild/protobuf";
+import { InstanceSnapshotSchema } from "../gen/myosicam/agent/v1/snapshot_pb.js";
 import { createLogger, type Logger } from "../services/lib/log.js";
+import { discoverInstances } from "./discovery/discover.js";
+import { createResourceSampler } from "./discovery/resources.js";
+import { buildSnapshot } from "./snapshot.js";
 import { PinMismatchError } from "./panel-tls.js";
 import { registerAgent } from "./register.js";
 import { FatalAgentError, runAgent } from "./run.js";
@@ -36,6 +41,31 @@ program
     const state = await registerAgent({ panelUrl: opts.panel, installToken, pin: opts.pin, stateDir: opts.stateDir, log: logger() });
     process.stdout.write(
       `registered as server ${state.serverId}${state.pendingApproval ? " (pending: an operator must approve it with `npx myosicam agent approve`)" : ""}\n`,
+    );
+  });
+
+program
+  .command("discover")
+  .description("find the OScam instances on this host; with --print, show exactly the snapshots the agent would send")
+  .option("--print", "print the snapshots as JSON (the same code path as Sync)")
+  .option("--oscam-dir <dir...>", "config dirs to include besides what systemd units and running processes show", [])
+  .option("--no-probe", "do not ask each WebIF whether it answers")
+  .addOption(new Option("--unit-dir <dir...>", "systemd unit directories").hideHelp())
+  .action(async (opts: { print?: boolean; oscamDir: string[]; probe: boolean; unitDir?: string[] }) => {
+    const instances = await discoverInstances({ configDirs: opts.oscamDir, unitDirs: opts.unitDir, probeWebif: opts.probe });
+    if (!opts.print) {
+      for (const i of instances) {
+        process.stdout.write(`${i.name.padEnd(16)} ${i.running ? `running (pid ${i.pid})` : "stopped"}  ${i.configDir}  webif ${i.webif.enabled ? `${i.webif.ssl ? "https" : "http"}://${i.webif.host}:${i.webif.port}` : "off"}  [${i.sources.join(", ")}]\n`);
+        for (const problem of i.problems) process.stdout.write(`  problem: ${problem}\n`);
+      }
+      if (instances.length === 0) process.stdout.write("no OScam instance found; name its config dir with --oscam-dir\n");
+      return;
+    }
+    const sampler = createResourceSampler();
+    const built = [];
+    for (const instance of instances) built.push(await buildSnapshot(instance, sampler));
+    process.stdout.write(
+      JSON.stringify({ instances: built.map((b) => ({ snapshot: toJson(InstanceSnapshotSchema, b.snapshot), problems: b.problems })) }, null, 2) + "\n",
     );
   });
 
