@@ -34,11 +34,12 @@ program
   .option("--token <token>", "the install token (prefer --token-stdin: arguments are visible to other users)")
   .option("--token-stdin", "read the install token from stdin")
   .option("--pin <fingerprint>", "the panel certificate's sha256:<hex> fingerprint")
+  .option("--oscam-dir <dir...>", "OScam config dirs to include, remembered in the state file")
   .addOption(stateDir())
-  .action(async (opts: { panel: string; token?: string; tokenStdin?: boolean; pin?: string; stateDir: string }) => {
+  .action(async (opts: { panel: string; token?: string; tokenStdin?: boolean; pin?: string; oscamDir?: string[]; stateDir: string }) => {
     const installToken = opts.tokenStdin ? await readStdin() : opts.token;
     if (!installToken) throw new Error("give the install token with --token-stdin (or --token)");
-    const state = await registerAgent({ panelUrl: opts.panel, installToken, pin: opts.pin, stateDir: opts.stateDir, log: logger() });
+    const state = await registerAgent({ panelUrl: opts.panel, installToken, pin: opts.pin, stateDir: opts.stateDir, log: logger(), oscamDirs: opts.oscamDir });
     process.stdout.write(
       `registered as server ${state.serverId}${state.pendingApproval ? " (pending: an operator must approve it with `npx myosicam agent approve`)" : ""}\n`,
     );
@@ -71,12 +72,14 @@ program
 
 program
   .command("run")
-  .description("heartbeat to the panel until stopped (what the systemd unit runs)")
+  .description("heartbeat and sync with the panel until stopped (what the systemd unit runs)")
+  .option("--oscam-dir <dir...>", "OScam config dirs to include besides the remembered ones", [])
+  .addOption(new Option("--unit-dir <dir...>", "systemd unit directories").hideHelp())
   .addOption(stateDir())
-  .action(async (opts: { stateDir: string }) => {
+  .action(async (opts: { stateDir: string; oscamDir: string[]; unitDir?: string[] }) => {
     const controller = new AbortController();
     for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => controller.abort());
-    await runAgent({ stateDir: opts.stateDir, log: logger(), signal: controller.signal });
+    await runAgent({ stateDir: opts.stateDir, log: logger(), signal: controller.signal, discovery: { configDirs: opts.oscamDir, unitDirs: opts.unitDir } });
   });
 
 // No top-level await: the artifact is a CommonJS bundle (what a Node single executable needs).

@@ -14,6 +14,8 @@ export interface RegisterOptions {
   pin?: string;
   stateDir: string;
   log: Logger;
+  /** Config dirs to remember for discovery (kept from the previous state when not given). */
+  oscamDirs?: string[];
 }
 
 /**
@@ -48,6 +50,7 @@ export async function registerAgent(options: RegisterOptions): Promise<AgentStat
     serverId: res.serverId,
     sealedToken: sealToken(await machineKey(options.stateDir), res.agentToken),
     heartbeatIntervalSeconds: res.heartbeatIntervalSeconds,
+    oscamDirs: options.oscamDirs?.length ? options.oscamDirs : previous?.oscamDirs,
   };
   await writeState(options.stateDir, state);
   options.log.info({ serverId: res.serverId, panel: url.origin, pendingApproval: res.pendingApproval }, "registered with the panel");

@@ -10,6 +10,8 @@ import { PinMismatchError } from "./panel-tls.js";
 import { registerAgent } from "./register.js";
 import { machineKey, openToken, readState, type AgentState } from "./state.js";
 import { hostUptimeSeconds, loadAverage } from "./system.js";
+import type { DiscoveryOptions } from "./discovery/discover.js";
+import { createSyncer } from "./sync.js";
 import { agentVersion } from "./version.js";
 
 /** Backoff while the panel cannot be reached: full jitter from 1 s, capped at 60 s. */
@@ -32,10 +34,16 @@ export class FatalAgentError extends Error {
  * panel refuses the agent token, the agent re-registers only if a fresh install token waits in
  * the state directory (a re-run bootstrap puts it there).
  */
-export async function runAgent(options: { stateDir: string; log: Logger; signal: AbortSignal }): Promise<void> {
+export async function runAgent(options: { stateDir: string; log: Logger; signal: AbortSignal; discovery?: DiscoveryOptions }): Promise<void> {
   const { stateDir, log, signal } = options;
   let state = await loadRegisteredState(stateDir);
   let client = clientFor(state, await machineKey(stateDir), log);
+  const syncer = createSyncer({
+    client: () => client,
+    discovery: { ...options.discovery, configDirs: [...(state.oscamDirs ?? []), ...(options.discovery?.configDirs ?? [])] },
+    log,
+  });
+  let synced = false;
   let link: Link = "starting";
   let failures = 0;
   const started = Date.now();
@@ -53,6 +61,11 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
       );
       change("connected", { approved: res.approved, hostUptimeSeconds: hostUptimeSeconds() }, res.approved ? "connected to the panel" : "connected to the panel; waiting for an operator to approve this agent");
       failures = 0;
+      // Only an approved agent may sync: the first time on start, then on changes (and retries after a failure).
+      if (res.approved && !synced) {
+        synced = true;
+        void syncer.syncNow();
+      } else if (res.approved) syncer.retryIfFailed();
       waitMs = withJitter((res.heartbeatIntervalSeconds || 60) * 1000, 0.1);
     } catch (err) {
       if (signal.aborted) break;
@@ -84,6 +97,7 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
     }
     await sleep(waitMs, undefined, { signal }).catch(() => {});
   }
+  syncer.stop();
   log.info("agent stopped");
 }
 

@@ -15,6 +15,8 @@ export interface AgentState {
   /** The agent token, sealed with the machine key (never stored in plaintext). */
   sealedToken?: string;
   heartbeatIntervalSeconds?: number;
+  /** OScam config dirs to include besides what systemd units and processes show (`--oscam-dir`). */
+  oscamDirs?: string[];
 }
 
 export const defaultStateDir = "/etc/myosicam-agent";

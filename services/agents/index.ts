@@ -9,6 +9,8 @@ import { livenessJobs, raiseRecoveries } from "./alerts.js";
 import { createDownloadRoute } from "./downloads.js";
 import { createHeartbeatWriter } from "./heartbeats.js";
 import { alertRecipients, serversAndTokens } from "./migrations/0001-servers-and-tokens.js";
+import { instancesAndAccounts } from "./migrations/0002-instances.js";
+import { countLiveInstances, purgeResourceSamples, resourceRetentionDays } from "./sync.js";
 import { auditMalformedRegistrations, createAgentService, createAgentTrust, createRegistrationService } from "./service.js";
 import { countActiveServers } from "./store.js";
 
@@ -28,7 +30,7 @@ export function agentsRoutes(deps: ServiceDeps) {
   const writer = createHeartbeatWriter(deps.db, deps.log, (servers) => raiseRecoveries(deps.db, deps.enqueueJob, servers));
   deps.onStop(() => writer.stop());
   const registration = createRegistrationService({ db: deps.db, config: deps.config, crypto, currentUsage: deps.currentUsage, log: deps.log });
-  const agent = createAgentService({ writer, intervalSeconds: deps.config.agentHeartbeatIntervalSeconds });
+  const agent = createAgentService({ writer, intervalSeconds: deps.config.agentHeartbeatIntervalSeconds, db: deps.db, crypto });
   return (router: ConnectRouter) => {
     router.service(RegistrationService, registration);
     router.service(AgentService, agent);
@@ -40,7 +42,7 @@ export const agentsService: ServiceModule = {
   listener: "panel",
   database: "panel",
   descriptors: [RegistrationService, AgentService],
-  migrations: [serversAndTokens, alertRecipients],
+  migrations: [serversAndTokens, alertRecipients, instancesAndAccounts],
   // The agent tokens are sealed and opened by the key holder, in this process.
   requires: ["crypto"],
   routes: agentsRoutes,
@@ -53,13 +55,21 @@ export const agentsService: ServiceModule = {
   },
   interceptors: (deps) => [auditMalformedRegistrations(deps.db, deps.log)],
   httpRoutes: (deps) => [createDownloadRoute({ db: deps.db, artifactDir: deps.config.agentArtifactDir, log: deps.log })],
-  jobs: (deps) =>
-    livenessJobs({
+  jobs: (deps) => [
+    ...livenessJobs({
       db: deps.db,
       enqueue: deps.enqueueJob,
       open: openEmailSecret(deps),
       intervalSeconds: deps.config.agentHeartbeatIntervalSeconds,
       missed: deps.config.agentMissedHeartbeats,
     }),
-  usage: async (db: Knex) => ({ servers: await countActiveServers(db) }),
+    {
+      queue: "agents.resource-retention",
+      cron: "23 3 * * *",
+      async run(ctx) {
+        await ctx.output(`deleted ${await purgeResourceSamples(deps.db)} resource readings older than ${resourceRetentionDays} days`);
+      },
+    },
+  ],
+  usage: async (db: Knex) => ({ servers: await countActiveServers(db), instances: await countLiveInstances(db) }),
 };

@@ -14,6 +14,7 @@ import { requireQuota, type Usage } from "../lib/licensing/standing.js";
 import type { Logger } from "../lib/log.js";
 import type { HeartbeatWriter } from "./heartbeats.js";
 import { hashToken } from "./install-tokens.js";
+import { storeSync } from "./sync.js";
 import {
   consumeInstallToken,
   insertRegistrationAttempt,
@@ -171,9 +172,14 @@ const healthNames: Record<AgentHealth, string> = {
   [AgentHealth.DEGRADED]: "degraded",
 };
 
-/** `AgentService.Heartbeat`; Sync, Subscribe and ReportResult arrive with the sync and command issues. */
-export function createAgentService(deps: { writer: HeartbeatWriter; intervalSeconds: number }): Partial<ServiceImpl<typeof AgentService>> {
+/** `AgentService.Heartbeat` and `Sync`; Subscribe and ReportResult arrive with the command channel. */
+export function createAgentService(deps: { writer: HeartbeatWriter; intervalSeconds: number; db: Knex; crypto: Client<typeof CryptoService> }): Partial<ServiceImpl<typeof AgentService>> {
   return {
+    async sync(req, ctx) {
+      const caller = ctx.values.get(callerKey);
+      if (!caller) throw new ConnectError("sync must be signed", Code.Unauthenticated);
+      return storeSync(deps.db, deps.crypto, caller.id, req);
+    },
     async heartbeat(req, ctx) {
       const caller = ctx.values.get(callerKey);
       if (!caller) throw new ConnectError("heartbeat must be signed", Code.Unauthenticated);

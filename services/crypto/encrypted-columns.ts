@@ -9,6 +9,7 @@ export const encryptedColumns: readonly EncryptedColumn[] = [
   { table: "email_configurations", column: "smtp_password", idColumn: "id" },
   { table: "email_configurations", column: "mailgun_api_key", idColumn: "id" },
   { table: "servers", column: "agent_token", idColumn: "id" },
+  { table: "accounts", column: "password", idColumn: "id" },
 ];
 
 /**

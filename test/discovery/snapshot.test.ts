@@ -7,18 +7,14 @@ import { InstanceSnapshotSchema } from "../../gen/myosicam/agent/v1/snapshot_pb.
 import { discoverInstances } from "../../agent/discovery/discover.js";
 import { createResourceSampler } from "../../agent/discovery/resources.js";
 import { buildSnapshot } from "../../agent/snapshot.js";
+import { leakedCanaries, plantCanaries } from "../helpers/canaries.js";
 import { makeTempDir } from "../helpers/cli.js";
 
 const fixtures = resolve(import.meta.dirname, "../fixtures/oscam");
 const test = suite("snapshots: what leaves the server, and what never does");
 
 let dir: Awaited<ReturnType<typeof makeTempDir>>;
-const canaries = new Map<string, string>();
-const canary = (where: string) => {
-  const value = `CANARY${canaries.size.toString().padStart(3, "0")}x${where.replace(/[^A-Za-z0-9]/g, "")}`;
-  canaries.set(value, where);
-  return value;
-};
+let canaries: Map<string, string>;
 
 async function snapshotOf(configDir: string) {
   const [instance] = await discoverInstances({ configDirs: [configDir], unitDirs: [], procRoot: join(dir.path, "no-proc") });
@@ -27,28 +23,7 @@ async function snapshotOf(configDir: string) {
 
 test.before(async () => {
   dir = await makeTempDir("snapshot");
-  const conf = join(dir.path, "main");
-  await cp(join(fixtures, "main"), conf, { recursive: true });
-  // Every secret-bearing key of oscam.server (OSCAM.md §4.1), plus an unknown secret-looking one.
-  const readerSecrets = ["user", "password", "key", "pincode", "boxid", "boxkey", "rsakey", "deskey", "aeskeys", "ins7e", "k1_unique", "mod1", "nuid", "cwekey0", "stmkeys", "device", "aeskey"];
-  await writeFile(
-    join(conf, "oscam.server"),
-    (await readFile(join(conf, "oscam.server"), "utf8")) +
-      `\n[reader]\nlabel = canary_reader\nprotocol = newcamd\n${readerSecrets.map((k) => `${k} = ${canary(`server ${k}`)}`).join("\n")}\n`,
-  );
-  // The secrets of oscam.conf (OSCAM.md §2.5), an unknown section, and a commented-out block.
-  await writeFile(
-    join(conf, "oscam.conf"),
-    (await readFile(join(conf, "oscam.conf"), "utf8"))
-      .replace(/^(key\s*=\s*).*$/m, `$1${canary("newcamd key")}`)
-      .replace(/\{[0-9A-Fa-f]+\}/, `{${canary("newcamd port des key")}}`) +
-      `\n[camd33]\nport = 10033\nkey = ${canary("camd33 key")}\n[gbox]\nmy_password = ${canary("gbox my_password")}\n` +
-      `[pandora]\npand_pass = ${canary("pandora pand_pass")}\n[streamrelay]\nstream_source_auth_password = ${canary("streamrelay password")}\n` +
-      `[webif_old]\nhttppwd = ${canary("unknown section")}\n#[webif]\n#httppwd = ${canary("commented-out block")}\n`,
-  );
-  await writeFile(join(conf, "oscam.user"), (await readFile(join(conf, "oscam.user"), "utf8")) + `\n#[account]\n#user = ghost\n#pwd = ${canary("commented-out account")}\n`);
-  // Files of the CA subsystem next to them: never opened.
-  for (const file of ["oscam.keys", "SoftCam.Key", "oscam.srvid2", "oscam.dvbapi", "oscam.guess"]) await writeFile(join(conf, file), `${canary(file)}\n`);
+  canaries = await plantCanaries(join(dir.path, "main"));
 });
 test.after(async () => {
   await dir.remove();
@@ -57,8 +32,7 @@ test.after(async () => {
 test("no canary of oscam.server, oscam.conf secrets, unknown sections, commented-out blocks or CA files is in the snapshot", async () => {
   const { snapshot } = await snapshotOf(join(dir.path, "main"));
   const bytes = Buffer.from(toBinary(InstanceSnapshotSchema, snapshot)).toString("latin1") + toJsonString(InstanceSnapshotSchema, snapshot);
-  const leaked = [...canaries].filter(([value]) => bytes.includes(value)).map(([, where]) => where);
-  assert.equal(leaked, []);
+  assert.equal(leakedCanaries(canaries, bytes), []);
   assert.is(snapshot.config?.readerCount, 5, "the planted reader counts; none of its values travels");
 });
 

@@ -1,0 +1,118 @@
+import { watch, type FSWatcher } from "node:fs";
+import type { Client } from "@connectrpc/connect";
+import type { AgentService } from "../gen/myosicam/agent/v1/agent_pb.js";
+import type { Logger } from "../services/lib/log.js";
+import { discoverInstances, type DiscoveryOptions } from "./discovery/discover.js";
+import { createResourceSampler } from "./discovery/resources.js";
+import { buildSnapshot } from "./snapshot.js";
+
+/** Quiet time after a config file changes before the agent syncs (editors write in bursts). */
+export const syncDebounceMs = 2000;
+
+const watchedFiles = new Set(["oscam.conf", "oscam.user", "oscam.server"]);
+
+/**
+ * Keeps the panel's picture of this host's OScam instances current: a sync on start, after any
+ * change of an instance's config files (debounced), and on request. A snapshot is sent only when
+ * its content hash differs from what was last sent, or when the panel asks for it (`resend`).
+ * Syncs never overlap; a trigger during a sync runs one more afterwards.
+ */
+export function createSyncer(options: { client: () => Client<typeof AgentService>; discovery: DiscoveryOptions; log: Logger }) {
+  const sampler = createResourceSampler(options.discovery.procRoot);
+  const lastSent = new Map<string, string>();
+  const watchers = new Map<string, FSWatcher>();
+  let running: Promise<void> | undefined;
+  let again = false;
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+
+  const syncOnce = async () => {
+    const instances = await discoverInstances({ ...options.discovery, probeWebif: options.discovery.probeWebif ?? true });
+    const built = [];
+    for (const instance of instances) built.push(await buildSnapshot(instance, sampler));
+    for (const b of built) for (const problem of b.problems) options.log.warn({ instance: b.snapshot.ref!.name, problem }, "part of an instance could not be read");
+    const present = built.map((b) => ({ name: b.snapshot.ref!.name, contentHash: b.snapshot.ref!.contentHash }));
+    const changed = built.filter((b) => lastSent.get(b.snapshot.ref!.name) !== b.snapshot.ref!.contentHash).map((b) => b.snapshot);
+    const host = await sampler.host();
+    const res = await options.client().sync({ present, snapshots: changed, host }, { timeoutMs: 120_000 });
+    for (const s of changed) lastSent.set(s.ref!.name, s.ref!.contentHash);
+    if (res.resend.length > 0) {
+      const resend = built.filter((b) => res.resend.includes(b.snapshot.ref!.name)).map((b) => b.snapshot);
+      await options.client().sync({ present, snapshots: resend }, { timeoutMs: 120_000 });
+      for (const s of resend) lastSent.set(s.ref!.name, s.ref!.contentHash);
+    }
+    options.log.info({ instances: present.length, sent: changed.length + res.resend.length }, "synced with the panel");
+    watchConfigDirs(instances.map((i) => i.configDir));
+  };
+
+  const watchConfigDirs = (dirs: string[]) => {
+    for (const dir of dirs) {
+      if (watchers.has(dir)) continue;
+      try {
+        const watcher = watch(dir, (_event, file) => {
+          if (file && watchedFiles.has(String(file))) trigger(syncDebounceMs);
+        });
+        watcher.on("error", () => watchers.delete(dir));
+        watchers.set(dir, watcher);
+      } catch (err) {
+        options.log.warn({ dir, err: (err as Error).message }, "cannot watch this config dir; changes are picked up at the next sync");
+      }
+    }
+  };
+
+  const run = () => {
+    if (running) {
+      again = true;
+      return running;
+    }
+    running = (async () => {
+      try {
+        do {
+          again = false;
+          await syncOnce();
+        } while (again && !stopped);
+      } catch (err) {
+        options.log.warn({ err: (err as Error).message }, "sync failed; it is retried with the next heartbeat");
+        failed = true;
+      } finally {
+        running = undefined;
+      }
+    })();
+    return running;
+  };
+  let failed = false;
+
+  /** Asks for a sync after `delayMs` (later triggers within the delay are folded into it). */
+  const trigger = (delayMs = 0) => {
+    if (stopped) return;
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(() => {
+      timer = undefined;
+      void run();
+    }, delayMs);
+    timer.unref();
+  };
+
+  return {
+    /** Syncs now (the first sync after start, or a `resync`); resolves when it finished. */
+    syncNow: () => run(),
+    trigger,
+    /** Whether the last sync failed (the caller retries with its next heartbeat). */
+    get failed() {
+      return failed;
+    },
+    /** A retry after a failed sync. */
+    retryIfFailed() {
+      if (failed) {
+        failed = false;
+        trigger();
+      }
+    },
+    stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      for (const w of watchers.values()) w.close();
+      watchers.clear();
+    },
+  };
+}

@@ -1,0 +1,127 @@
+import { randomUUID } from "node:crypto";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import type { SyncRequest } from "../../gen/myosicam/agent/v1/agent_pb.js";
+import type { InstanceSnapshot } from "../../gen/myosicam/agent/v1/snapshot_pb.js";
+import type { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
+import type { Knex } from "../lib/db.js";
+
+/** How long resource readings are kept (the retention job deletes older ones). */
+export const resourceRetentionDays = 7;
+
+/**
+ * Stores what an agent reports (DESIGN.md §3.4). Each snapshot replaces its instance's previous
+ * state in one transaction: the instance row, its accounts (upserted by user name, the ones gone
+ * from the file deleted; passwords sealed through CryptoService in one batch), the WebIF password
+ * (sealed, in oscam_installs) and one resource reading. Instances the agent no longer lists are
+ * marked gone, not deleted. Answers which listed instances the panel needs in full.
+ */
+export async function storeSync(db: Knex, crypto: Client<typeof CryptoService>, serverId: string, req: SyncRequest): Promise<{ resend: string[] }> {
+  const names = new Set<string>();
+  for (const ref of req.present) {
+    if (names.has(ref.name)) throw new ConnectError(`present lists instance "${ref.name}" twice`, Code.InvalidArgument);
+    names.add(ref.name);
+  }
+  for (const snapshot of req.snapshots) {
+    if (!names.has(snapshot.ref!.name)) throw new ConnectError(`snapshot of "${snapshot.ref!.name}" is not in present`, Code.InvalidArgument);
+    await storeSnapshot(db, crypto, serverId, snapshot);
+  }
+  // Instances the agent no longer reports are kept, marked gone.
+  await db("instances").where({ server_id: serverId }).whereNull("gone_at").whereNotIn("name", [...names]).update({ gone_at: db.fn.now() });
+  const stored = new Map<string, string>(
+    (await db("instances").where({ server_id: serverId }).whereIn("name", [...names]).select("name", "content_hash")).map((r: { name: string; content_hash: string }) => [r.name, r.content_hash]),
+  );
+  const sent = new Set(req.snapshots.map((s) => s.ref!.name));
+  const resend = req.present.filter((ref) => !sent.has(ref.name) && stored.get(ref.name) !== ref.contentHash).map((ref) => ref.name);
+  // A listed instance that came back is no longer gone.
+  await db("instances").where({ server_id: serverId }).whereIn("name", [...names]).whereNotNull("gone_at").update({ gone_at: null });
+  return { resend };
+}
+
+async function storeSnapshot(db: Knex, crypto: Client<typeof CryptoService>, serverId: string, s: InstanceSnapshot): Promise<void> {
+  const seen = new Set<string>();
+  for (const a of s.accounts) {
+    if (seen.has(a.user)) throw new ConnectError(`snapshot of "${s.ref!.name}" lists account "${a.user}" twice`, Code.InvalidArgument);
+    seen.add(a.user);
+  }
+  await db.transaction(async (trx) => {
+    const row = {
+      server_id: serverId,
+      name: s.ref!.name,
+      config_dir: s.configDir,
+      working_dir: s.workingDir,
+      pid_file: s.pidFile,
+      version: s.version,
+      content_hash: s.ref!.contentHash,
+      running: s.runtime?.running ?? false,
+      pid: s.runtime?.pid || null,
+      uptime_seconds: s.runtime ? s.runtime.uptimeSeconds.toString() : null,
+      reader_count: s.config?.readerCount ?? 0,
+      ports: JSON.stringify((s.config?.ports ?? []).map((p) => ({ protocol: p.protocol, port: p.port, ssl: p.ssl, caid: p.caid }))),
+      settings: JSON.stringify((s.config?.settings ?? []).map((x) => ({ section: x.section, key: x.key, value: x.value }))),
+      webif: JSON.stringify({ host: s.webif?.host ?? "", port: s.webif?.port ?? 0, ssl: s.webif?.ssl ?? false, reachable: s.webif?.reachable ?? false, username: s.webif?.username ?? "", readOnly: s.webif?.readOnly ?? false }),
+      synced_at: trx.fn.now(),
+      gone_at: null,
+    };
+    const [instance] = await trx("instances")
+      .insert({ id: randomUUID(), ...row })
+      .onConflict(["server_id", "name"])
+      .merge(row)
+      .returning("id");
+    const instanceId: string = instance.id;
+
+    const existing = new Map<string, string>(
+      (await trx("accounts").where({ instance_id: instanceId }).select("id", "username")).map((r: { id: string; username: string }) => [r.username, r.id]),
+    );
+    const rows = s.accounts.map((a) => ({ id: existing.get(a.user) ?? randomUUID(), account: a }));
+    const sealed = rows.length
+      ? (await crypto.encryptBatch({ items: rows.map((r) => ({ plaintext: Buffer.from(r.account.password, "utf8"), context: { table: "accounts", column: "password", rowId: r.id } })) })).envelopes
+      : [];
+    for (let i = 0; i < rows.length; i += 1000) {
+      const chunk = rows.slice(i, i + 1000).map(({ id, account: a }, k) => ({
+        id,
+        instance_id: instanceId,
+        username: a.user,
+        password: a.password ? sealed[i + k] : null,
+        enabled: a.enabled,
+        groups: a.groups,
+        caid: a.caid,
+        ident: a.ident,
+        expiry_date: a.expiryDate || null,
+        description: a.description,
+        extra: JSON.stringify(a.extra.map((x) => ({ key: x.key, value: x.value }))),
+        updated_at: trx.fn.now(),
+      }));
+      await trx("accounts").insert(chunk).onConflict(["instance_id", "username"]).merge();
+    }
+    await trx("accounts").where({ instance_id: instanceId }).whereNotIn("username", [...seen]).delete();
+
+    const [install] = await trx("oscam_installs")
+      .insert({ id: randomUUID(), server_id: serverId, instance_name: s.ref!.name, webif_username: s.webif?.username ?? null })
+      .onConflict(["server_id", "instance_name"])
+      .merge({ webif_username: s.webif?.username ?? null, updated_at: trx.fn.now() })
+      .returning("id");
+    const password = s.webif?.password
+      ? (await crypto.encrypt({ plaintext: Buffer.from(s.webif.password, "utf8"), context: { table: "oscam_installs", column: "webif_password", rowId: install.id } })).envelope
+      : null;
+    await trx("oscam_installs").where({ id: install.id }).update({ webif_password: password });
+
+    if (s.resources) {
+      await trx("resource_samples").insert({ instance_id: instanceId, cpu_percent: s.resources.cpuPercent, rss_mb: s.resources.rssMb, disk_mb: s.resources.diskMb });
+    }
+  });
+}
+
+/** Deletes resource readings older than the retention; answers how many. */
+export async function purgeResourceSamples(db: Knex, days = resourceRetentionDays): Promise<number> {
+  return db("resource_samples").where("at", "<", db.raw("now() - make_interval(days => ?)", [days])).delete();
+}
+
+/** Live (not gone) OScam instances, counted toward the license quota. */
+export async function countLiveInstances(db: Knex): Promise<number> {
+  const [row] = await db("instances as i")
+    .join("servers as s", "s.id", "i.server_id")
+    .whereNull("i.gone_at")
+    .whereIn("s.status", ["pending", "online", "unreachable"])
+    .count({ n: "*" });
+  return Number(row?.n ?? 0);
+}

@@ -1,0 +1,120 @@
+import { createServer, type Server } from "node:http";
+import { request as httpsRequest } from "node:https";
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { createInstallToken } from "../../services/agents/install-tokens.js";
+import { createKeyring } from "../../services/lib/secrets/keyring.js";
+import { leakedCanaries, plantCanaries } from "../helpers/canaries.js";
+import { makeTempDir, runAgentCli, type CliProcess } from "../helpers/cli.js";
+import { newKey } from "../helpers/keys.js";
+import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
+
+const test = suite("sync: the agent's snapshots reach the panel, and no secret leaves the server");
+
+let panel: PanelHost;
+let dir: Awaited<ReturnType<typeof makeTempDir>>;
+let proxy: Server;
+let proxyUrl: string;
+let agent: CliProcess;
+let canaries: Map<string, string>;
+/** Every byte the agent sent, as the HTTP layer saw it (a plain-HTTP hop in front of the panel). */
+const captured: Buffer[] = [];
+const syncRequests: number[] = [];
+const keyring = createKeyring(newKey);
+const open = (envelope: string, table: string, column: string, rowId: string) => keyring.open(envelope, { table, column, rowId }).plaintext.toString("utf8");
+const configDir = () => join(dir.path, "oscam/main");
+const env = { MYOSICAM_ALLOW_INSECURE: "1" };
+
+async function eventually<T>(read: () => Promise<T>, check: (v: T) => boolean, what: string): Promise<T> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const value = await read();
+    if (check(value)) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+const syncLines = () => agent.stderr().split("\n").filter((l) => l.includes('"msg":"synced with the panel"'));
+
+test.before(async () => {
+  dir = await makeTempDir("sync");
+  canaries = await plantCanaries(configDir());
+  panel = await startPanelHost("agents_sync", { AGENT_HEARTBEAT_INTERVAL_SECONDS: "1" });
+  await panel.setLicense(10, 10);
+  const target = new URL(panel.url);
+  proxy = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const body = Buffer.concat(chunks);
+      captured.push(Buffer.from(`${req.method} ${req.url}\n${JSON.stringify(req.headers)}\n`), body);
+      if (req.url?.endsWith("/Sync")) syncRequests.push(body.length);
+      const out = httpsRequest({ host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers, ca: panel.ca }, (upstream) => {
+        res.writeHead(upstream.statusCode ?? 502, upstream.headers);
+        upstream.pipe(res);
+      });
+      out.on("error", () => res.destroy());
+      out.end(body);
+    });
+  });
+  await new Promise<void>((r) => proxy.listen(0, "127.0.0.1", r));
+  proxyUrl = `http://127.0.0.1:${(proxy.address() as { port: number }).port}`;
+  const { token } = await createInstallToken(panel.db, { server: "sync-1", createdBy: "test" });
+  const reg = runAgentCli(["register", "--panel", proxyUrl, "--token-stdin", "--oscam-dir", configDir(), "--state-dir", join(dir.path, "state")], env, token);
+  assert.is(await reg.exited, 0, reg.stderr());
+  agent = runAgentCli(["run", "--state-dir", join(dir.path, "state"), "--unit-dir", join(dir.path, "no-units")], env);
+  await eventually(async () => syncLines().length, (n) => n >= 1, "the first sync");
+});
+test.after(async () => {
+  if (agent.child.exitCode === null) agent.child.kill("SIGKILL");
+  await panel.stop();
+  await new Promise<void>((r) => proxy.close(() => r()));
+  await dir.remove();
+});
+
+test("the first sync stores the instance, its accounts (passwords sealed) and the WebIF password (sealed)", async () => {
+  const instance = await panel.db("instances").first();
+  assert.is(instance.name, "main");
+  assert.is(instance.config_dir, configDir());
+  assert.is(instance.reader_count, 5);
+  assert.ok(instance.ports.some((p: { protocol: string; port: number }) => p.protocol === "newcamd" && p.port === 15001));
+  const accounts = await panel.db("accounts").where({ instance_id: instance.id }).orderBy("username");
+  assert.is(accounts.length, 20);
+  const bedroom = accounts.find((a) => a.username === "bedroom")!;
+  assert.match(bedroom.password, /^enc:v1:/);
+  assert.is(open(bedroom.password, "accounts", "password", bedroom.id), "br-Kd81mQzp");
+  const install = await panel.db("oscam_installs").where({ instance_name: "main" }).first();
+  assert.is(install.webif_username, "admin");
+  assert.is(open(install.webif_password, "oscam_installs", "webif_password", install.id), "dev-webif-Pw!main-7f3c");
+  assert.is(Number((await panel.db("resource_samples").where({ instance_id: instance.id }).count({ n: "*" }))[0]!.n) >= 1, true);
+});
+
+test("no canary is in any byte the agent sent, in the panel's database, or in any log line", async () => {
+  assert.equal(leakedCanaries(canaries, Buffer.concat(captured).toString("latin1")), [], "sent over HTTP");
+  const dump = [];
+  for (const { table } of await panel.db("information_schema.tables").select({ table: "table_name" }).where("table_schema", "public")) {
+    dump.push(JSON.stringify(await panel.db(table).select("*")));
+  }
+  assert.equal(leakedCanaries(canaries, dump.join("\n")), [], "stored in the panel's database");
+  assert.equal(leakedCanaries(canaries, agent.stderr() + panel.logs.text()), [], "in the logs");
+  assert.not.ok((agent.stderr() + panel.logs.text()).includes("dev-webif-Pw!main-7f3c"), "the WebIF password is never logged");
+});
+
+test("changing one account in the file leads to exactly one re-sync with that change", async () => {
+  const before = syncRequests.length;
+  const file = join(configDir(), "oscam.user");
+  await writeFile(file, (await readFile(file, "utf8")).replace("description                   = Bedroom Zgemma H7", "description                   = Bedroom, moved"));
+  await eventually(async () => syncLines().length, (n) => n >= 2, "the re-sync");
+  const bedroom = await eventually(
+    () => panel.db("accounts").where({ username: "bedroom" }).first(),
+    (row) => row.description === "Bedroom, moved",
+    "the change stored",
+  );
+  assert.is(bedroom.description, "Bedroom, moved");
+  assert.is(syncRequests.length - before, 1, "one Sync request for one change");
+  assert.is(syncLines().length, 2);
+});
+
+test.run();
