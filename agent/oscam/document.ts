@@ -128,8 +128,9 @@ export function printOscamFile(doc: OscamDocument): Buffer {
   return Buffer.from(text, "latin1");
 }
 
-/** A latin1 value as the UTF-8 text it encodes (invalid sequences become U+FFFD). */
-export const utf8Of = (latin1: string) => Buffer.from(latin1, "latin1").toString("utf8");
+const nonAscii = /[\x80-\xff]/;
+/** A latin1 value as the UTF-8 text it encodes (invalid sequences become U+FFFD); ASCII as is. */
+export const utf8Of = (latin1: string) => (nonAscii.test(latin1) ? Buffer.from(latin1, "latin1").toString("utf8") : latin1);
 /** UTF-8 text as the latin1 string that holds its bytes. */
 export const latin1Of = (text: string) => Buffer.from(text, "utf8").toString("latin1");
 

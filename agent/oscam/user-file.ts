@@ -1,4 +1,4 @@
-import { oscamLineBytes, sectionsOf, utf8Of, type OscamDocument } from "./document.js";
+import { oscamLineBytes, utf8Of, type OscamDocument } from "./document.js";
 import { atoi, expdateOf, listOf, type LineWarning } from "./values.js";
 
 /** Keys OScam knows in an `[account]` section (OSCAM.md §3, `account_opts`). */
@@ -71,44 +71,59 @@ export function readUserFile(doc: OscamDocument): UserFileView {
   const accounts: Account[] = [];
   const taken = new Set<string>();
   if (doc.bom) warnings.push({ line: 1, message: "the file starts with a UTF-8 byte order mark: OScam ignores the keys of the first section" });
-  doc.lines.forEach((line, i) => {
+  // One pass over the lines; `current` is the account being read (undefined outside [account]).
+  let current: { header: number; raw: Record<string, string>; user: string; userAsWritten: string } | undefined;
+  let inSection = false;
+  const finish = () => {
+    if (!current) return;
+    if (current.user) taken.add(current.user);
+    accounts.push(accountOf(current.user, current.userAsWritten, current.raw, current.header, warnings));
+    current = undefined;
+  };
+  const lines = doc.lines;
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
     if (line.raw.length > oscamLineBytes) warnings.push({ line: i + 1, message: `the line is longer than ${oscamLineBytes} bytes: OScam reads it in pieces` });
-    if (line.kind === "ignored") {
-      warnings.push({ line: i + 1, message: line.ignored === "tab_indented" ? "the line starts with a TAB: OScam ignores it" : "the line has no '=': OScam ignores it" });
-    }
-  });
-  for (const span of sectionsOf(doc)) {
-    const entries = doc.lines.slice(span.start, span.end).map((line, k) => ({ line, index: span.start + k })).filter((e) => e.line.kind === "entry");
-    if (span.header < 0) {
-      for (const e of entries) warnings.push({ line: e.index + 1, message: "a key before the first [account] header: OScam ignores it" });
-      continue;
-    }
-    if (span.name!.toLowerCase() !== "account") {
-      warnings.push({ line: span.header + 1, message: `[${utf8Of(span.name!)}] is not an [account] section: OScam ignores its keys` });
-      continue;
-    }
-    if (span.header === 0 && doc.bom) continue;
-    const raw: Record<string, string> = {};
-    let user = "";
-    let userAsWritten = "";
-    for (const { line, index } of entries) {
-      const key = line.key!;
-      const value = utf8Of(line.value!);
-      raw[key] = value;
-      if (key === "user") {
-        // The account being read takes part in the duplicate check, so `user` twice in one section renames too.
-        userAsWritten = value;
-        let name = value;
-        while (taken.has(name) || (name === user && user !== "")) name += "_x";
-        if (name !== value) warnings.push({ line: index + 1, message: `duplicate account name "${value}": OScam loads it as "${name}"` });
-        user = name;
-      } else if (!isAccountKey(key)) {
-        warnings.push({ line: index + 1, message: `unknown key "${utf8Of(key)}": OScam ignores it` });
+    switch (line.kind) {
+      case "ignored":
+        warnings.push({ line: i + 1, message: line.ignored === "tab_indented" ? "the line starts with a TAB: OScam ignores it" : "the line has no '=': OScam ignores it" });
+        break;
+      case "section":
+        finish();
+        inSection = true;
+        if (line.section!.toLowerCase() !== "account") warnings.push({ line: i + 1, message: `[${utf8Of(line.section!)}] is not an [account] section: OScam ignores its keys` });
+        // With a BOM, OScam does not recognise the first header: that account's keys are lost.
+        else if (!(i === 0 && doc.bom)) current = { header: i, raw: {}, user: "", userAsWritten: "" };
+        break;
+      case "entry": {
+        if (!inSection) {
+          warnings.push({ line: i + 1, message: "a key before the first [account] header: OScam ignores it" });
+          break;
+        }
+        if (!current) break;
+        const key = line.key!;
+        const value = utf8Of(line.value!);
+        // A key named like an object internal is unknown to OScam anyway; never let it touch the prototype.
+        if (key === "__proto__" || key === "constructor" || key === "prototype") {
+          warnings.push({ line: i + 1, message: `unknown key "${utf8Of(key)}": OScam ignores it` });
+          break;
+        }
+        current.raw[key] = value;
+        if (key === "user") {
+          // The account being read takes part in the duplicate check, so `user` twice in one section renames too.
+          current.userAsWritten = value;
+          let name = value;
+          while (taken.has(name) || (name === current.user && current.user !== "")) name += "_x";
+          if (name !== value) warnings.push({ line: i + 1, message: `duplicate account name "${value}": OScam loads it as "${name}"` });
+          current.user = name;
+        } else if (!isAccountKey(key)) {
+          warnings.push({ line: i + 1, message: `unknown key "${utf8Of(key)}": OScam ignores it` });
+        }
+        break;
       }
     }
-    if (user) taken.add(user);
-    accounts.push(accountOf(user, userAsWritten, raw, span.header, warnings));
   }
+  finish();
   return { accounts, warnings };
 }
 

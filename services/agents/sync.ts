@@ -76,24 +76,33 @@ async function storeSnapshot(db: Knex, crypto: Client<typeof CryptoService>, ser
     const sealed = rows.length
       ? (await crypto.encryptBatch({ items: rows.map((r) => ({ plaintext: Buffer.from(r.account.password, "utf8"), context: { table: "accounts", column: "password", rowId: r.id } })) })).envelopes
       : [];
-    for (let i = 0; i < rows.length; i += 1000) {
-      const chunk = rows.slice(i, i + 1000).map(({ id, account: a }, k) => ({
-        id,
-        instance_id: instanceId,
-        username: a.user,
-        password: a.password ? sealed[i + k] : null,
-        enabled: a.enabled,
-        groups: a.groups,
-        caid: a.caid,
-        ident: a.ident,
-        expiry_date: a.expiryDate || null,
-        description: a.description,
-        extra: JSON.stringify(a.extra.map((x) => ({ key: x.key, value: x.value }))),
-        updated_at: trx.fn.now(),
-      }));
-      await trx("accounts").insert(chunk).onConflict(["instance_id", "username"]).merge();
+    // One statement for every account, columns passed as arrays (unnest): far cheaper than
+    // thousands of bound row values.
+    if (rows.length > 0) {
+      await trx.raw(
+        `insert into accounts (id, instance_id, username, password, enabled, groups, caid, ident, expiry_date, description, extra, updated_at)
+         select a.id, ?::uuid, a.username, a.password, a.enabled, coalesce(string_to_array(a.groups, ',')::integer[], '{}'), a.caid, a.ident, a.expiry_date, a.description, a.extra, now()
+           from unnest(?::uuid[], ?::text[], ?::text[], ?::boolean[], ?::text[], ?::text[], ?::text[], ?::date[], ?::text[], ?::jsonb[])
+             as a(id, username, password, enabled, groups, caid, ident, expiry_date, description, extra)
+         on conflict (instance_id, username) do update set password = excluded.password, enabled = excluded.enabled, groups = excluded.groups,
+           caid = excluded.caid, ident = excluded.ident, expiry_date = excluded.expiry_date, description = excluded.description,
+           extra = excluded.extra, updated_at = excluded.updated_at`,
+        [
+          instanceId,
+          rows.map((r) => r.id),
+          rows.map((r) => r.account.user),
+          rows.map((r, k) => (r.account.password ? sealed[k]! : null)),
+          rows.map((r) => r.account.enabled),
+          rows.map((r) => r.account.groups.join(",")),
+          rows.map((r) => r.account.caid),
+          rows.map((r) => r.account.ident),
+          rows.map((r) => r.account.expiryDate || null),
+          rows.map((r) => r.account.description),
+          rows.map((r) => JSON.stringify(r.account.extra.map((x) => ({ key: x.key, value: x.value })))),
+        ] as unknown as readonly Knex.RawBinding[],
+      );
     }
-    await trx("accounts").where({ instance_id: instanceId }).whereNotIn("username", [...seen]).delete();
+    await trx.raw("delete from accounts where instance_id = ? and not (username = any(?::text[]))", [instanceId, [...seen]]);
 
     const [install] = await trx("oscam_installs")
       .insert({ id: randomUUID(), server_id: serverId, instance_name: s.ref!.name, webif_username: s.webif?.username ?? null })
