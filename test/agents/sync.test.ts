@@ -4,7 +4,12 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
+import { create } from "@bufbuild/protobuf";
+import { createClient } from "@connectrpc/connect";
+import { SyncRequestSchema } from "../../gen/myosicam/agent/v1/agent_pb.js";
+import { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
 import { createInstallToken } from "../../services/agents/install-tokens.js";
+import { storeSync } from "../../services/agents/sync.js";
 import { createKeyring } from "../../services/lib/secrets/keyring.js";
 import { leakedCanaries, plantCanaries } from "../helpers/canaries.js";
 import { makeTempDir, runAgentCli, type CliProcess } from "../helpers/cli.js";
@@ -115,6 +120,22 @@ test("changing one account in the file leads to exactly one re-sync with that ch
   assert.is(bedroom.description, "Bedroom, moved");
   assert.is(syncRequests.length - before, 1, "one Sync request for one change");
   assert.is(syncLines().length, 2);
+});
+
+test("an instance the agent stops reporting is marked gone, not deleted; it comes back when reported again", async () => {
+  agent.child.kill("SIGTERM");
+  await agent.exited;
+  const instance = await panel.db("instances").first();
+  const crypto = createClient(CryptoService, panel.host.transportFor(CryptoService));
+  await storeSync(panel.db, crypto, instance.server_id, create(SyncRequestSchema, { present: [] }));
+  const gone = await panel.db("instances").where({ id: instance.id }).first();
+  assert.ok(gone.gone_at, "marked gone");
+  assert.is(Number((await panel.db("accounts").where({ instance_id: instance.id }).count({ n: "*" }))[0]!.n), 20, "its accounts are kept");
+  const back = await storeSync(panel.db, crypto, instance.server_id, create(SyncRequestSchema, { present: [{ name: "main", contentHash: instance.content_hash }] }));
+  assert.equal(back.resend, [], "same content: nothing to resend");
+  assert.is((await panel.db("instances").where({ id: instance.id }).first()).gone_at, null);
+  const changed = await storeSync(panel.db, crypto, instance.server_id, create(SyncRequestSchema, { present: [{ name: "main", contentHash: "0".repeat(64) }, { name: "new", contentHash: "1".repeat(64) }] }));
+  assert.equal(changed.resend, ["main", "new"], "the panel asks for what it does not have");
 });
 
 test.run();
