@@ -4,6 +4,7 @@ import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { createInstallToken } from "../../services/agents/install-tokens.js";
 import { createKeyring } from "../../services/lib/secrets/keyring.js";
+import { eventually } from "../helpers/eventually.js";
 import { makeTempDir, runAgentCli, type CliProcess } from "../helpers/cli.js";
 import { newKey } from "../helpers/keys.js";
 import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
@@ -18,16 +19,6 @@ const issue = async (server: string) => (await createInstallToken(panel.db, { se
 const register = (token: string, extra: string[] = [], env: Record<string, string> = {}) =>
   runAgentCli(["register", "--panel", panel.url, "--pin", panel.host.tls.fingerprint, "--token-stdin", "--state-dir", stateDir(), ...extra], env, token);
 
-/** Polls the database until `check` holds (a condition, not a timing assumption); fails after 20 s. */
-async function eventually<T>(read: () => Promise<T>, check: (v: T) => boolean, what: string): Promise<T> {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const value = await read();
-    if (check(value)) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 test.before(async () => {
   dir = await makeTempDir("agent_process");

@@ -12,6 +12,7 @@ import { createInstallToken } from "../../services/agents/install-tokens.js";
 import { storeSync } from "../../services/agents/sync.js";
 import { createKeyring } from "../../services/lib/secrets/keyring.js";
 import { leakedCanaries, plantCanaries } from "../helpers/canaries.js";
+import { eventually } from "../helpers/eventually.js";
 import { makeTempDir, runAgentCli, type CliProcess } from "../helpers/cli.js";
 import { newKey } from "../helpers/keys.js";
 import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
@@ -32,15 +33,6 @@ const open = (envelope: string, table: string, column: string, rowId: string) =>
 const configDir = () => join(dir.path, "oscam/main");
 const env = { MYOSICAM_ALLOW_INSECURE: "1" };
 
-async function eventually<T>(read: () => Promise<T>, check: (v: T) => boolean, what: string): Promise<T> {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const value = await read();
-    if (check(value)) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 const syncLines = () => agent.stderr().split("\n").filter((l) => l.includes('"msg":"synced with the panel"'));
 
 test.before(async () => {
