@@ -11,12 +11,11 @@ import { registerAgent } from "./register.js";
 import { machineKey, openToken, readState, type AgentState } from "./state.js";
 import { hostUptimeSeconds, loadAverage } from "./system.js";
 import type { DiscoveryOptions } from "./discovery/discover.js";
+import { createExecutor, runCommandStream } from "./commands.js";
+import { retryBaseMs, retryCapMs } from "./timing.js";
 import { createSyncer } from "./sync.js";
 import { agentVersion } from "./version.js";
 
-/** Backoff while the panel cannot be reached: full jitter from 1 s, capped at 60 s. */
-export const retryBaseMs = 1000;
-export const retryCapMs = 60_000;
 
 /** Where a bootstrap re-run leaves a fresh install token for a running agent whose token was refused. */
 export const pendingTokenFile = (stateDir: string) => join(stateDir, "install-token");
@@ -44,6 +43,7 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
     log,
   });
   let synced = false;
+  let streaming: Promise<void> | undefined;
   let link: Link = "starting";
   let failures = 0;
   const started = Date.now();
@@ -66,6 +66,10 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
         synced = true;
         void syncer.syncNow();
       } else if (res.approved) syncer.retryIfFailed();
+      // A pending agent gets no commands: the stream opens once it is approved.
+      if (res.approved && !streaming) {
+        streaming = runCommandStream({ client: () => client, execute: createExecutor({ resync: () => syncer.syncNow() }), stateDir, log, signal });
+      }
       waitMs = withJitter((res.heartbeatIntervalSeconds || 60) * 1000, 0.1);
     } catch (err) {
       if (signal.aborted) break;
@@ -98,6 +102,7 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
     await sleep(waitMs, undefined, { signal }).catch(() => {});
   }
   syncer.stop();
+  await streaming;
   log.info("agent stopped");
 }
 

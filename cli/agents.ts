@@ -1,7 +1,11 @@
 import { randomUUID } from "node:crypto";
 import { userInfo } from "node:os";
 import type { Knex } from "knex";
-import { Code, ConnectError } from "@connectrpc/connect";
+import type { JsonValue } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
+import { CryptoService } from "../gen/myosicam/crypto/v1/crypto_pb.js";
+import { createCommands, listCommands, waitForCommands, type CommandInfo } from "../services/agents/commands.js";
+import { createCryptoService } from "../services/crypto/service.js";
 import { keyringFromConfig } from "../services/crypto/index.js";
 import { createInstallToken, listInstallTokens, revokeInstallTokenByPrefix, type InstallTokenInfo } from "../services/agents/install-tokens.js";
 import { approveServer, revokeServer, selectServers, type ServerRow } from "../services/agents/store.js";
@@ -143,5 +147,40 @@ export async function emailSetCommand(input: MailSettingsInput & { secretFromStd
     await writeMailSettings(db, settings, async (plaintext, column, rowId) => keyring.seal(Buffer.from(plaintext, "utf8"), { table: "email_settings", column, rowId }), randomUUID());
     if (options.json) return printJson({ provider: settings.provider, recipients: settings.recipients });
     process.stdout.write(settings.provider === "none" ? "alert e-mail is off; alerts stay in the console\n" : `alert e-mail goes through ${settings.provider} to ${settings.recipients.join(", ")}\n`);
+  });
+}
+
+function commandJson(c: CommandInfo) {
+  return { ...c, createdAt: iso(c.createdAt), deliveredAt: iso(c.deliveredAt), finishedAt: iso(c.finishedAt), deadline: iso(c.deadline) };
+}
+
+/** `command send`: one command for a server (by id or name); `--wait` until it finished. */
+export async function commandSendCommand(options: { server: string; instance?: string; kind: string; payload?: string; wait: boolean; json: boolean }): Promise<void> {
+  let payload: JsonValue | undefined;
+  if (options.payload !== undefined) {
+    try {
+      payload = JSON.parse(options.payload) as JsonValue;
+    } catch (err) {
+      throw new ConnectError(`--payload is not JSON: ${(err as Error).message}`, Code.InvalidArgument);
+    }
+  }
+  await onPanel(async (db, context) => {
+    const server = (await selectServers(db)).find((s) => s.id === options.server || s.name === options.server);
+    if (!server) throw new ConnectError(`no server "${options.server}"; see \`npx myosicam agent list\``, Code.NotFound);
+    const crypto = createClient(CryptoService, createRouterTransport((router) => router.service(CryptoService, createCryptoService({ keyring: keyringFromConfig(context.config), db }))));
+    let [command] = await createCommands(db, crypto, { serverIds: [server.id], instance: options.instance, kind: options.kind, payload, createdBy: actor() });
+    if (options.wait) [command] = await waitForCommands(db, [command!.id], 15 * 60_000);
+    if (options.json) return printJson({ command: commandJson(command!) });
+    process.stdout.write(`command ${command!.id} (${command!.kind}) for ${server.name}: ${command!.status}${command!.result ? ` — ${command!.result}` : ""}\n`);
+    if (options.wait && command!.status !== "succeeded") process.exitCode = 1;
+  });
+}
+
+export async function commandListCommand(options: { json: boolean }): Promise<void> {
+  await onPanel(async (db) => {
+    const commands = await listCommands(db);
+    if (options.json) return printJson({ commands: commands.map(commandJson) });
+    const lines = commands.map((c) => `${c.id}  ${c.kind.padEnd(14)} ${c.status.padEnd(9)} server ${c.serverId}${c.instance ? `/${c.instance}` : ""}  ${iso(c.createdAt)}${c.result ? `  ${c.result}` : ""}`);
+    process.stdout.write(lines.length ? lines.join("\n") + "\n" : "no commands\n");
   });
 }

@@ -20,6 +20,8 @@ import {
   agentApproveCommand,
   agentListCommand,
   agentRevokeCommand,
+  commandListCommand,
+  commandSendCommand,
   emailSetCommand,
   tokenCreateCommand,
   tokenListCommand,
@@ -220,6 +222,25 @@ agent
   .description("revoke an agent: its token is dropped and its next call refused")
   .addOption(json())
   .action((id: string, opts: { json?: boolean }) => agentRevokeCommand(id, { json: Boolean(opts.json) }));
+
+const command = program.command("command").description("commands for agents: send, list");
+command
+  .command("send")
+  .description("send a command to a server's agent (delivered at once, or when it comes back)")
+  .requiredOption("--server <id or name>", "the server")
+  .option("--instance <name>", "the OScam instance it targets")
+  .requiredOption("--kind <kind>", "resync (apply_accounts, apply_config, start, stop, restart and reload come with the command channel)")
+  .option("--payload <json>", "the kind's payload as JSON")
+  .option("--wait", "wait until the agent reported the result (exit 1 unless it succeeded)")
+  .addOption(json())
+  .action((opts: { server: string; instance?: string; kind: string; payload?: string; wait?: boolean; json?: boolean }) =>
+    commandSendCommand({ ...opts, wait: Boolean(opts.wait), json: Boolean(opts.json) }),
+  );
+command
+  .command("list")
+  .description("the latest commands with their status: pending, delivered, succeeded, failed, expired")
+  .addOption(json())
+  .action((opts: { json?: boolean }) => commandListCommand({ json: Boolean(opts.json) }));
 
 const email = program.command("email").description("where alert e-mails go: SMTP or Mailgun");
 email

@@ -131,6 +131,7 @@ export async function startHost(config: Config, services: readonly ServiceModule
       adminUrl,
       config: configFor(s),
       db: databases.get(s.database),
+      dbUrl: databases.url(s.database),
       log: log.child({ svc: s.name }),
       ownCertificate: tls.cert,
       transportFor,

@@ -10,6 +10,8 @@ import { createDownloadRoute } from "./downloads.js";
 import { createHeartbeatWriter } from "./heartbeats.js";
 import { alertRecipients, serversAndTokens } from "./migrations/0001-servers-and-tokens.js";
 import { instancesAndAccounts } from "./migrations/0002-instances.js";
+import { commands } from "./migrations/0003-commands.js";
+import { createCommandHub, expireCommands } from "./commands.js";
 import { countLiveInstances, purgeResourceSamples, resourceRetentionDays } from "./sync.js";
 import { auditMalformedRegistrations, createAgentService, createAgentTrust, createRegistrationService } from "./service.js";
 import { countActiveServers } from "./store.js";
@@ -30,7 +32,9 @@ export function agentsRoutes(deps: ServiceDeps) {
   const writer = createHeartbeatWriter(deps.db, deps.log, (servers) => raiseRecoveries(deps.db, deps.enqueueJob, servers));
   deps.onStop(() => writer.stop());
   const registration = createRegistrationService({ db: deps.db, config: deps.config, crypto, currentUsage: deps.currentUsage, log: deps.log });
-  const agent = createAgentService({ writer, intervalSeconds: deps.config.agentHeartbeatIntervalSeconds, db: deps.db, crypto });
+  const hub = createCommandHub(deps.dbUrl, deps.log);
+  deps.onStop(() => hub.stop());
+  const agent = createAgentService({ writer, intervalSeconds: deps.config.agentHeartbeatIntervalSeconds, db: deps.db, crypto, hub });
   return (router: ConnectRouter) => {
     router.service(RegistrationService, registration);
     router.service(AgentService, agent);
@@ -42,7 +46,7 @@ export const agentsService: ServiceModule = {
   listener: "panel",
   database: "panel",
   descriptors: [RegistrationService, AgentService],
-  migrations: [serversAndTokens, alertRecipients, instancesAndAccounts],
+  migrations: [serversAndTokens, alertRecipients, instancesAndAccounts, commands],
   // The agent tokens are sealed and opened by the key holder, in this process.
   requires: ["crypto"],
   routes: agentsRoutes,
@@ -63,6 +67,13 @@ export const agentsService: ServiceModule = {
       intervalSeconds: deps.config.agentHeartbeatIntervalSeconds,
       missed: deps.config.agentMissedHeartbeats,
     }),
+    {
+      queue: "agents.command-expiry",
+      cron: "* * * * *",
+      async run(ctx) {
+        await ctx.output(`${await expireCommands(deps.db)} commands expired`);
+      },
+    },
     {
       queue: "agents.resource-retention",
       cron: "23 3 * * *",

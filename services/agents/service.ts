@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client, type HandlerContext, type Interceptor, type ServiceImpl } from "@connectrpc/connect";
-import { AgentHealth, type AgentService } from "../../gen/myosicam/agent/v1/agent_pb.js";
+import { AgentHealth, CommandOutcome, type AgentService } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import { RegistrationService } from "../../gen/myosicam/agent/v1/registration_pb.js";
 import type { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
 import type { Config } from "../lib/config.js";
@@ -14,7 +14,10 @@ import { requireQuota, type Usage } from "../lib/licensing/standing.js";
 import type { Logger } from "../lib/log.js";
 import type { HeartbeatWriter } from "./heartbeats.js";
 import { hashToken } from "./install-tokens.js";
+import { claimCommands, recordResult, type createCommandHub } from "./commands.js";
 import { storeSync } from "./sync.js";
+
+type CommandHub = ReturnType<typeof createCommandHub>;
 import {
   consumeInstallToken,
   insertRegistrationAttempt,
@@ -172,9 +175,70 @@ const healthNames: Record<AgentHealth, string> = {
   [AgentHealth.DEGRADED]: "degraded",
 };
 
-/** `AgentService.Heartbeat` and `Sync`; Subscribe and ReportResult arrive with the command channel. */
-export function createAgentService(deps: { writer: HeartbeatWriter; intervalSeconds: number; db: Knex; crypto: Client<typeof CryptoService> }): Partial<ServiceImpl<typeof AgentService>> {
+/** `AgentService`: Heartbeat, Sync, the command stream (Subscribe) and ReportResult. */
+/** Keepalive interval of the command stream: proxies close streams idle for 60 s or more. */
+export const keepaliveMs = 25_000;
+
+export function createAgentService(deps: {
+  writer: HeartbeatWriter;
+  intervalSeconds: number;
+  db: Knex;
+  crypto: Client<typeof CryptoService>;
+  hub: CommandHub;
+  keepaliveMs?: number;
+}): Partial<ServiceImpl<typeof AgentService>> {
   return {
+    async *subscribe(_req, ctx) {
+      const caller = ctx.values.get(callerKey);
+      if (!caller) throw new ConnectError("subscribe must be signed", Code.Unauthenticated);
+      const sent = new Set<string>();
+      let wake: (() => void) | undefined;
+      let woken = false;
+      const unsubscribe = deps.hub.subscribe(caller.id, () => {
+        woken = true;
+        wake?.();
+      });
+      const onAbort = () => wake?.();
+      ctx.signal.addEventListener("abort", onAbort, { once: true });
+      try {
+        // A first keepalive at once: the agent knows its stream is open, proxies see traffic.
+        yield { message: { case: "keepalive", value: { serverTime: timestampFromDate(new Date()) } } };
+        for (;;) {
+          woken = false;
+          for (const command of await claimCommands(deps.db, deps.crypto, caller.id, sent)) {
+            sent.add(command.id);
+            yield { message: { case: "command", value: command } };
+          }
+          if (woken) continue;
+          const timedOut = await new Promise<boolean>((resolve) => {
+            const timer = setTimeout(() => resolve(true), deps.keepaliveMs ?? keepaliveMs);
+            wake = () => {
+              clearTimeout(timer);
+              resolve(false);
+            };
+            if (ctx.signal.aborted) wake();
+          });
+          wake = undefined;
+          ctx.signal.throwIfAborted();
+          if (timedOut) yield { message: { case: "keepalive", value: { serverTime: timestampFromDate(new Date()) } } };
+        }
+      } finally {
+        ctx.signal.removeEventListener("abort", onAbort);
+        unsubscribe();
+      }
+    },
+    async reportResult(req, ctx) {
+      const caller = ctx.values.get(callerKey);
+      if (!caller) throw new ConnectError("results must be signed", Code.Unauthenticated);
+      await recordResult(deps.db, caller.id, {
+        commandId: req.commandId,
+        succeeded: req.outcome === CommandOutcome.SUCCEEDED,
+        failureCode: req.failureCode,
+        detail: req.detail,
+        restartRequiredKeys: req.restartRequiredKeys,
+      });
+      return {};
+    },
     async sync(req, ctx) {
       const caller = ctx.values.get(callerKey);
       if (!caller) throw new ConnectError("sync must be signed", Code.Unauthenticated);

@@ -27,6 +27,8 @@ export interface ServiceDeps {
   config: Config;
   /** The pool of the service's own database. */
   db: Knex;
+  /** That database's URL, for a dedicated connection (e.g. LISTEN). */
+  dbUrl: string;
   /** The service's logger (`svc` bound). */
   log: Logger;
   /**

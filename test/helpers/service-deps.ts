@@ -4,6 +4,7 @@ import type { ServiceDeps } from "../../services/lib/service-module.js";
 export function soloServiceDeps(deps: Pick<ServiceDeps, "config" | "db" | "log">): ServiceDeps {
   return {
     ...deps,
+    dbUrl: "",
     ownCertificate: "",
     adminUrl: () => deps.config.adminUrl ?? "https://127.0.0.1:8444",
     currentUsage: async () => ({ servers: 0, instances: 0 }),

@@ -1,0 +1,94 @@
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { ConnectError, type Client } from "@connectrpc/connect";
+import { CommandKind, CommandOutcome, type AgentService, type Command } from "../gen/myosicam/agent/v1/agent_pb.js";
+import { writeFileAtomic } from "../services/lib/atomic-file.js";
+import { fullJitterDelayMs } from "../services/lib/backoff.js";
+import type { Logger } from "../services/lib/log.js";
+import { retryBaseMs, retryCapMs } from "./timing.js";
+import { agentVersion } from "./version.js";
+
+/** How many executed command ids (with their outcome) the agent remembers, across restarts too. */
+export const rememberedCommands = 500;
+
+interface Outcome {
+  succeeded: boolean;
+  failureCode: string;
+  detail: string;
+}
+
+/** What the agent can run; a kind it cannot is reported as failed, never as done. */
+export type CommandExecutor = (command: Command) => Promise<Outcome>;
+
+/** The executor of this agent version: resync. The file and service appliers arrive with the command-channel work. */
+export function createExecutor(deps: { resync: () => Promise<void> }): CommandExecutor {
+  return async (command) => {
+    switch (command.kind) {
+      case CommandKind.RESYNC:
+        await deps.resync();
+        return { succeeded: true, failureCode: "", detail: "resynced: every instance's snapshot was sent again" };
+      default:
+        return { succeeded: false, failureCode: "not_supported", detail: `this agent version (${agentVersion}) cannot run ${CommandKind[command.kind]} commands yet` };
+    }
+  };
+}
+
+/**
+ * The agent's command stream: one outbound server stream (Subscribe), reopened with full-jitter
+ * backoff after an error and after a clean end. Commands run one at a time, in order. A command
+ * id seen before (a redelivery) is acknowledged with its remembered outcome, not run again; the
+ * ids survive restarts (`<state dir>/commands.json`). Logs one line per change of state.
+ */
+export async function runCommandStream(options: {
+  client: () => Client<typeof AgentService>;
+  execute: CommandExecutor;
+  stateDir: string;
+  log: Logger;
+  signal: AbortSignal;
+}): Promise<void> {
+  const { log, signal } = options;
+  const file = join(options.stateDir, "commands.json");
+  const remembered = new Map<string, Outcome>(
+    Object.entries(JSON.parse(await readFile(file, "utf8").catch(() => "{}")) as Record<string, Outcome>),
+  );
+  const remember = async (id: string, outcome: Outcome) => {
+    remembered.set(id, outcome);
+    while (remembered.size > rememberedCommands) remembered.delete(remembered.keys().next().value!);
+    await writeFileAtomic(file, JSON.stringify(Object.fromEntries(remembered)), 0o600);
+  };
+  let state: "connecting" | "open" | "broken" = "connecting";
+  let failures = 0;
+  while (!signal.aborted) {
+    try {
+      for await (const res of options.client().subscribe({ agentVersion }, { signal, timeoutMs: 0 })) {
+        if (state !== "open") log.info("command stream open");
+        state = "open";
+        failures = 0;
+        if (res.message.case !== "command") continue;
+        const command = res.message.value;
+        let outcome = remembered.get(command.id);
+        if (outcome) log.info({ commandId: command.id }, "command delivered again: acknowledged without running it twice");
+        else {
+          log.info({ commandId: command.id, kind: CommandKind[command.kind], instance: command.instance }, "running command");
+          outcome = await options.execute(command).catch((err: unknown) => ({ succeeded: false, failureCode: "agent_error", detail: (err as Error).message.slice(0, 4000) }));
+          await remember(command.id, outcome);
+        }
+        await options.client().reportResult({
+          commandId: command.id,
+          outcome: outcome.succeeded ? CommandOutcome.SUCCEEDED : CommandOutcome.FAILED,
+          failureCode: outcome.failureCode,
+          detail: outcome.detail,
+        });
+      }
+      // A clean end (a panel restart, a proxy): reconnect like after an error.
+      if (state !== "broken") log.warn("command stream ended; reconnecting");
+      state = "broken";
+    } catch (err) {
+      if (signal.aborted) break;
+      if (state !== "broken") log.warn({ reason: ConnectError.from(err).rawMessage }, "command stream broken; reconnecting with backoff");
+      state = "broken";
+    }
+    await sleep(fullJitterDelayMs(failures++, retryBaseMs, retryCapMs), undefined, { signal }).catch(() => {});
+  }
+}

@@ -1,0 +1,280 @@
+import { randomUUID } from "node:crypto";
+import { create, fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { createValidator } from "@bufbuild/protovalidate";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import pg from "pg";
+import { ApplyAccountsSchema, ApplyConfigSchema, CommandKind, CommandSchema, type Command } from "../../gen/myosicam/agent/v1/agent_pb.js";
+import type { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
+import type { Knex } from "../lib/db.js";
+import type { Logger } from "../lib/log.js";
+
+/** The channel a new command is announced on, with the server id as payload (DESIGN.md §3.4). */
+export const commandChannel = "myosicam_commands";
+/** Default time a command may wait for its agent before it expires. */
+export const defaultCommandTtlSeconds = 15 * 60;
+
+export const commandKinds = {
+  apply_accounts: CommandKind.APPLY_ACCOUNTS,
+  apply_config: CommandKind.APPLY_CONFIG,
+  start: CommandKind.START,
+  stop: CommandKind.STOP,
+  restart: CommandKind.RESTART,
+  reload: CommandKind.RELOAD,
+  resync: CommandKind.RESYNC,
+} as const;
+export type CommandKindName = keyof typeof commandKinds;
+
+/**
+ * Kinds this panel delivers. The others (apply_accounts, apply_config, start, stop, restart,
+ * reload) need the agent's file and service appliers of the command-channel work; until they are
+ * built they are refused here rather than sent to fail.
+ */
+export const deliverableKinds: ReadonlySet<CommandKindName> = new Set(["resync"]);
+
+/** A command as stored and listed. */
+export interface CommandInfo {
+  id: string;
+  serverId: string;
+  instance: string;
+  kind: CommandKindName;
+  status: "pending" | "delivered" | "succeeded" | "failed" | "expired";
+  createdBy: string;
+  createdAt: Date;
+  deliveredAt: Date | null;
+  finishedAt: Date | null;
+  deadline: Date;
+  result: string;
+  failureCode: string;
+  attempts: number;
+}
+
+const validator = createValidator();
+
+/** Checks a kind and its JSON payload; InvalidArgument naming the field when wrong. */
+export function checkPayload(kind: string, payload: JsonValue | undefined): { kind: CommandKindName; payload?: JsonValue } {
+  if (!(kind in commandKinds)) throw new ConnectError(`kind must be one of ${Object.keys(commandKinds).join(", ")}, got "${kind}"`, Code.InvalidArgument);
+  const name = kind as CommandKindName;
+  if (!deliverableKinds.has(name)) throw new ConnectError(`${name} commands are not supported by this panel version yet`, Code.FailedPrecondition);
+  const schema = name === "apply_accounts" ? ApplyAccountsSchema : name === "apply_config" ? ApplyConfigSchema : undefined;
+  if (!schema) {
+    if (payload !== undefined && payload !== null && !(typeof payload === "object" && Object.keys(payload).length === 0)) {
+      throw new ConnectError(`${name} takes no payload`, Code.InvalidArgument);
+    }
+    return { kind: name };
+  }
+  let message;
+  try {
+    message = fromJson(schema, payload ?? {});
+  } catch (err) {
+    throw new ConnectError(`payload: ${(err as Error).message}`, Code.InvalidArgument);
+  }
+  const result = validator.validate(schema, message);
+  if (result.kind !== "valid") {
+    const detail = result.kind === "invalid" ? result.violations.map((v) => v.toString()).join("; ") : result.error.message;
+    throw new ConnectError(`payload: ${detail}`, Code.InvalidArgument);
+  }
+  return { kind: name, payload: toJson(schema, message) };
+}
+
+const infoOf = (r: Record<string, unknown>): CommandInfo => ({
+  id: r.id as string,
+  serverId: r.server_id as string,
+  instance: r.instance as string,
+  kind: r.kind as CommandKindName,
+  status: r.status as CommandInfo["status"],
+  createdBy: r.created_by as string,
+  createdAt: r.created_at as Date,
+  deliveredAt: r.delivered_at as Date | null,
+  finishedAt: r.finished_at as Date | null,
+  deadline: r.deadline as Date,
+  result: r.result as string,
+  failureCode: r.failure_code as string,
+  attempts: r.attempts as number,
+});
+
+/**
+ * Creates one command per server (same kind and payload), sealed, and announces them with
+ * NOTIFY in the same transaction, so any replica holding the agent's stream delivers at once.
+ */
+export async function createCommands(
+  db: Knex,
+  crypto: Client<typeof CryptoService>,
+  input: { serverIds: readonly string[]; instance?: string; kind: string; payload?: JsonValue; createdBy: string; ttlSeconds?: number },
+): Promise<CommandInfo[]> {
+  const { kind, payload } = checkPayload(input.kind, input.payload);
+  if (input.serverIds.length === 0) throw new ConnectError("name at least one server", Code.InvalidArgument);
+  const known = await db("servers").whereIn("id", [...input.serverIds]).whereNot({ status: "revoked" }).select("id");
+  const missing = input.serverIds.filter((id) => !known.some((k: { id: string }) => k.id === id));
+  if (missing.length > 0) throw new ConnectError(`no enrolled server ${missing.join(", ")}; see \`npx myosicam agent list\``, Code.NotFound);
+  const ttl = input.ttlSeconds ?? defaultCommandTtlSeconds;
+  const rows = input.serverIds.map((serverId) => ({ id: randomUUID(), serverId }));
+  const sealed = payload === undefined
+    ? []
+    : (await crypto.encryptBatch({ items: rows.map((r) => ({ plaintext: Buffer.from(JSON.stringify(payload)), context: { table: "commands", column: "payload", rowId: r.id } })) })).envelopes;
+  const created = await db.transaction(async (trx) => {
+    const inserted = await trx("commands")
+      .insert(
+        rows.map((r, i) => ({
+          id: r.id,
+          server_id: r.serverId,
+          instance: input.instance ?? "",
+          kind,
+          payload: sealed[i] ?? null,
+          created_by: input.createdBy,
+          deadline: trx.raw("now() + make_interval(secs => ?)", [ttl]),
+        })),
+      )
+      .returning("*");
+    for (const serverId of new Set(input.serverIds)) await trx.raw("select pg_notify(?, ?)", [commandChannel, serverId]);
+    return inserted;
+  });
+  return created.map(infoOf);
+}
+
+export async function listCommands(db: Knex, options: { serverId?: string; limit?: number } = {}): Promise<CommandInfo[]> {
+  const query = db("commands").orderBy("created_at", "desc").limit(options.limit ?? 100);
+  if (options.serverId) query.where({ server_id: options.serverId });
+  return (await query).map(infoOf);
+}
+
+/** Waits until every command has finished (succeeded, failed or expired) or `timeoutMs` passed. */
+export async function waitForCommands(db: Knex, ids: readonly string[], timeoutMs: number): Promise<CommandInfo[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const rows = (await db("commands").whereIn("id", [...ids])).map(infoOf);
+    if (rows.every((r) => ["succeeded", "failed", "expired"].includes(r.status)) || Date.now() > deadline) return rows;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** Marks commands past their deadline `expired`; answers how many. */
+export async function expireCommands(db: Knex): Promise<number> {
+  return db("commands").whereIn("status", ["pending", "delivered"]).where("deadline", "<=", db.fn.now()).update({ status: "expired", finished_at: db.fn.now(), result: "the agent did not finish it before its deadline" });
+}
+
+/**
+ * Claims what a server's agent should get now: pending commands and delivered ones it has not
+ * acknowledged (a reconnect redelivers them), minus those already sent on this stream. Answers
+ * them as Command messages, payloads opened.
+ */
+export async function claimCommands(db: Knex, crypto: Client<typeof CryptoService>, serverId: string, sentOnThisStream: ReadonlySet<string>): Promise<Command[]> {
+  const rows = await db.transaction(async (trx) => {
+    const due = await trx("commands")
+      .where({ server_id: serverId })
+      .whereIn("status", ["pending", "delivered"])
+      .where("deadline", ">", trx.fn.now())
+      .whereNotIn("id", [...sentOnThisStream])
+      .orderBy("created_at")
+      .limit(100)
+      .forUpdate()
+      .select("id");
+    if (due.length === 0) return [];
+    return trx("commands")
+      .whereIn("id", due.map((d: { id: string }) => d.id))
+      .update({ status: "delivered", delivered_at: trx.fn.now(), attempts: trx.raw("attempts + 1") })
+      .returning("*");
+  });
+  rows.sort((a: { created_at: Date }, b: { created_at: Date }) => a.created_at.getTime() - b.created_at.getTime());
+  const commands: Command[] = [];
+  for (const r of rows) {
+    const payload = r.payload
+      ? (JSON.parse(Buffer.from((await crypto.decrypt({ envelope: r.payload, context: { table: "commands", column: "payload", rowId: r.id } })).plaintext).toString("utf8")) as JsonValue)
+      : undefined;
+    const kind = r.kind as CommandKindName;
+    commands.push(
+      create(CommandSchema, {
+        id: r.id,
+        instance: r.instance,
+        kind: commandKinds[kind],
+        payload:
+          kind === "apply_accounts" && payload
+            ? { case: "applyAccounts", value: fromJson(ApplyAccountsSchema, payload) }
+            : kind === "apply_config" && payload
+              ? { case: "applyConfig", value: fromJson(ApplyConfigSchema, payload) }
+              : { case: undefined },
+        deadline: timestampFromDate(r.deadline),
+        attempt: r.attempts,
+      }),
+    );
+  }
+  return commands;
+}
+
+/**
+ * Records a result. Idempotent: a repeated report of a finished command is accepted and changes
+ * nothing; a command of another server is NotFound.
+ */
+export async function recordResult(
+  db: Knex,
+  serverId: string,
+  result: { commandId: string; succeeded: boolean; failureCode: string; detail: string; restartRequiredKeys: readonly string[] },
+): Promise<void> {
+  const updated = await db("commands")
+    .where({ id: result.commandId, server_id: serverId })
+    .whereIn("status", ["pending", "delivered"])
+    .update({
+      status: result.succeeded ? "succeeded" : "failed",
+      finished_at: db.fn.now(),
+      result: result.detail,
+      failure_code: result.failureCode,
+      restart_required_keys: result.restartRequiredKeys,
+    });
+  if (updated === 1) return;
+  const existing = await db("commands").where({ id: result.commandId, server_id: serverId }).first();
+  if (!existing) throw new ConnectError(`no command ${result.commandId} for this server`, Code.NotFound);
+}
+
+/**
+ * One LISTEN connection per process: wakes the streams of the servers a NOTIFY names. If the
+ * connection drops it reconnects; streams also look for work at every keepalive, so nothing
+ * waits longer than that for a lost notification.
+ */
+export function createCommandHub(url: string, log: Logger) {
+  const waiting = new Map<string, Set<() => void>>();
+  let client: pg.Client | undefined;
+  let stopped = false;
+  let retry: NodeJS.Timeout | undefined;
+  const connect = async () => {
+    if (stopped) return;
+    const next = new pg.Client({ connectionString: url });
+    next.on("notification", (n) => {
+      for (const wake of waiting.get(n.payload ?? "") ?? []) wake();
+    });
+    next.on("error", (err) => {
+      log.warn({ err: err.message }, "command notifications lost their connection; reconnecting");
+      next.end().catch(() => {});
+      if (client === next) client = undefined;
+      if (!stopped) retry = setTimeout(() => void connect(), 1000);
+    });
+    try {
+      await next.connect();
+      await next.query(`listen ${commandChannel}`);
+      client = next;
+      // Whatever was announced while not listening: wake everyone to look.
+      for (const set of waiting.values()) for (const wake of set) wake();
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, "cannot listen for commands yet; retrying");
+      await next.end().catch(() => {});
+      if (!stopped) retry = setTimeout(() => void connect(), 1000);
+    }
+  };
+  let started: Promise<void> | undefined;
+  return {
+    /** Registers a stream's wake-up; answers the function that unregisters it. */
+    subscribe(serverId: string, wake: () => void): () => void {
+      started ??= connect();
+      const set = waiting.get(serverId) ?? waiting.set(serverId, new Set()).get(serverId)!;
+      set.add(wake);
+      return () => {
+        set.delete(wake);
+        if (set.size === 0) waiting.delete(serverId);
+      };
+    },
+    async stop() {
+      stopped = true;
+      if (retry) clearTimeout(retry);
+      await client?.end().catch(() => {});
+    },
+  };
+}

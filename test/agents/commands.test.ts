@@ -1,0 +1,108 @@
+import { cp } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
+import { createCommands, expireCommands, listCommands, waitForCommands } from "../../services/agents/commands.js";
+import { createInstallToken } from "../../services/agents/install-tokens.js";
+import { makeTempDir, runAgentCli, runCli, type CliProcess } from "../helpers/cli.js";
+import { eventually } from "../helpers/eventually.js";
+import { newKey } from "../helpers/keys.js";
+import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
+
+const fixtures = resolve(import.meta.dirname, "../fixtures/oscam");
+const test = suite("commands as data: delivery over the agent's stream, redelivery, results, expiry");
+
+let panel: PanelHost;
+let dir: Awaited<ReturnType<typeof makeTempDir>>;
+let agent: CliProcess | undefined;
+let serverId: string;
+const stateDir = () => join(dir.path, "state");
+const crypto = () => createClient(CryptoService, panel.host.transportFor(CryptoService));
+const startAgent = async () => {
+  agent = runAgentCli(["run", "--state-dir", stateDir(), "--unit-dir", join(dir.path, "no-units")], {});
+  await agent.waitForStderr(/"msg":"command stream open"/);
+};
+const stopAgent = async () => {
+  agent!.child.kill("SIGTERM");
+  await agent!.exited;
+};
+const lines = (pattern: string) => agent!.stderr().split("\n").filter((l) => l.includes(pattern)).length;
+
+test.before(async () => {
+  dir = await makeTempDir("commands");
+  await cp(join(fixtures, "main"), join(dir.path, "oscam/main"), { recursive: true });
+  panel = await startPanelHost("agents_commands", { AGENT_HEARTBEAT_INTERVAL_SECONDS: "1" });
+  await panel.setLicense(10, 10);
+  const { token } = await createInstallToken(panel.db, { server: "cmd-1", createdBy: "test" });
+  const reg = runAgentCli(["register", "--panel", panel.url, "--pin", panel.host.tls.fingerprint, "--token-stdin", "--oscam-dir", join(dir.path, "oscam/main"), "--state-dir", stateDir()], {}, token);
+  assert.is(await reg.exited, 0, reg.stderr());
+  serverId = (await panel.db("servers").where({ name: "cmd-1" }).first()).id;
+  await startAgent();
+});
+test.after(async () => {
+  if (agent && agent.child.exitCode === null) agent.child.kill("SIGKILL");
+  await panel.stop();
+  await dir.remove();
+});
+
+test("a resync command reaches the running agent at once, runs, and its result is recorded", async () => {
+  const syncsBefore = lines('"msg":"synced with the panel"');
+  const [command] = await createCommands(panel.db, crypto(), { serverIds: [serverId], kind: "resync", createdBy: "test" });
+  const [done] = await waitForCommands(panel.db, [command!.id], 20_000);
+  assert.is(done!.status, "succeeded", done!.result);
+  assert.match(done!.result, /resynced/);
+  assert.is(done!.attempts, 1);
+  await eventually(async () => lines('"msg":"synced with the panel"'), (n) => n > syncsBefore, "the resync");
+});
+
+test("a command from another process (the CLI) is delivered through NOTIFY; --wait reports the result", async () => {
+  const cli = runCli(["command", "send", "--server", "cmd-1", "--kind", "resync", "--wait", "--json"], { MYOSICAM_DATA_DIR: panel.dataDir, DATABASE_URL: panel.config.databaseUrl!, PANEL_ENCRYPTION_KEY: newKey, LOG_LEVEL: "warn" });
+  assert.is(await cli.exited, 0, cli.stderr());
+  assert.is(JSON.parse(cli.stdout()).command.status, "succeeded");
+});
+
+test("a command created while the agent is offline is delivered when it comes back", async () => {
+  await stopAgent();
+  const [command] = await createCommands(panel.db, crypto(), { serverIds: [serverId], kind: "resync", createdBy: "test" });
+  assert.is((await listCommands(panel.db, { serverId }))[0]!.status, "pending");
+  await startAgent();
+  const [done] = await waitForCommands(panel.db, [command!.id], 20_000);
+  assert.is(done!.status, "succeeded");
+});
+
+test("a redelivered command is acknowledged without running twice, also after an agent restart", async () => {
+  const [command] = await createCommands(panel.db, crypto(), { serverIds: [serverId], kind: "resync", createdBy: "test" });
+  await waitForCommands(panel.db, [command!.id], 20_000);
+  // As if the result had been lost: the panel still thinks it is delivered-but-unacknowledged.
+  await stopAgent();
+  await panel.db("commands").where({ id: command!.id }).update({ status: "delivered", finished_at: null });
+  await startAgent();
+  const [again] = await waitForCommands(panel.db, [command!.id], 20_000);
+  assert.is(again!.status, "succeeded");
+  assert.is(again!.attempts, 2, "delivered twice");
+  assert.is(lines("delivered again: acknowledged without running it twice"), 1);
+  assert.is(lines('"msg":"running command"'), 0, "not run by this (restarted) agent process");
+});
+
+test("a command past its deadline expires", async () => {
+  await stopAgent();
+  const [command] = await createCommands(panel.db, crypto(), { serverIds: [serverId], kind: "resync", createdBy: "test", ttlSeconds: 60 });
+  await panel.db("commands").where({ id: command!.id }).update({ deadline: panel.db.raw("now() - interval '1 second'") });
+  assert.ok((await expireCommands(panel.db)) >= 1);
+  assert.is((await panel.db("commands").where({ id: command!.id }).first()).status, "expired");
+  await startAgent();
+});
+
+test("a bad kind or payload is refused on the panel before anything is stored", async () => {
+  const before = (await listCommands(panel.db)).length;
+  const codeOf = (p: Promise<unknown>) => p.then(() => "ok", (e: unknown) => Code[ConnectError.from(e).code]);
+  assert.is(await codeOf(createCommands(panel.db, crypto(), { serverIds: [serverId], kind: "format_disk", createdBy: "test" })), "InvalidArgument");
+  assert.is(await codeOf(createCommands(panel.db, crypto(), { serverIds: [serverId], kind: "resync", payload: { x: 1 }, createdBy: "test" })), "InvalidArgument");
+  assert.is(await codeOf(createCommands(panel.db, crypto(), { serverIds: [serverId], kind: "apply_accounts", payload: { changes: [] }, createdBy: "test" })), "FailedPrecondition");
+  assert.is(await codeOf(createCommands(panel.db, crypto(), { serverIds: ["00000000-0000-4000-8000-000000000000"], kind: "resync", createdBy: "test" })), "NotFound");
+  assert.is((await listCommands(panel.db)).length, before);
+});
+
+test.run();
