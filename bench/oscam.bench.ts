@@ -3,7 +3,7 @@
  * ingest of a 2,000-account snapshot (target ≤ 100 ms), and the agent's RSS while idle after its
  * first sync (target ≤ 60 MB; the bundled artifact, `npm run build:agent` first).
  *
- *   npm run bench -- oscam
+ *   npm run bench -- oscam      (BENCH_AGENT_NODE_FLAGS="--max-semi-space-size=1" to try V8 flags on the agent)
  */
 import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
@@ -93,7 +93,7 @@ try {
     const { token } = await createInstallToken(db, { server: "bench-agent", createdBy: "bench" });
     const stateDir = join(root, "agent-state");
     await registerAgent({ panelUrl: host.listeners[0]!.url, installToken: token, pin: host.tls.fingerprint, stateDir, log, oscamDirs: [join(repo, "test/fixtures/oscam/main")] });
-    const child = spawn(process.execPath, [artifact, "run", "--state-dir", stateDir, "--unit-dir", join(root, "no-units")], { stdio: ["ignore", "ignore", "pipe"], env: { LOG_LEVEL: "info" } });
+    const child = spawn(process.execPath, [...(process.env.BENCH_AGENT_NODE_FLAGS ?? "").split(" ").filter(Boolean), artifact, "run", "--state-dir", stateDir, "--unit-dir", join(root, "no-units")], { stdio: ["ignore", "ignore", "pipe"], env: { LOG_LEVEL: "info" } });
     let err = "";
     child.stderr!.on("data", (c: Buffer) => (err += c.toString()));
     const deadline = Date.now() + 30_000;

@@ -1,6 +1,7 @@
 import { loadConfig, readEnv, type Config } from "../services/lib/config.js";
 import { appendSetting, configFilePath, generateKeyHex } from "../services/lib/config-file.js";
 import { createLogger, type Logger } from "../services/lib/log.js";
+import { terminalDestination } from "../services/lib/log-terminal.js";
 import { generateCallerSecret } from "../services/admin/callers.js";
 import { generateLicenseKey } from "../services/admin/licenses.js";
 
@@ -50,7 +51,7 @@ export async function createCommandContext(options: ContextOptions = {}, process
     generated = { file, settings: missing };
   }
   const config = { ...loadConfig(env), developmentTrust: Boolean(options.developmentTrust) };
-  return { config, log: createLogger({ level: config.logLevel }), generated };
+  return { config, log: createLogger({ level: config.logLevel, destination: terminalDestination() }), generated };
 }
 
 /** Prints exactly one JSON object on stdout (what `--json` promises scripts). */

@@ -1,5 +1,4 @@
 import pino, { type DestinationStream, type Logger } from "pino";
-import pretty from "pino-pretty";
 import type { LogLevel } from "./config.js";
 
 export type { Logger } from "pino";
@@ -43,9 +42,9 @@ export interface LoggerOptions {
  * prints (one JSON object with `--json`). Every path in `redactPaths` is written as "[redacted]".
  */
 export function createLogger(options: LoggerOptions): Logger {
-  const destination =
-    options.destination ??
-    (process.stderr.isTTY ? pretty({ destination: 2, sync: true }) : pino.destination({ fd: 2, sync: true }));
+  // JSON lines by default; commands pass `terminalDestination()` (log-terminal.ts) for a person at
+  // a terminal. Kept apart so the agent does not load pino-pretty (≈10 MB of memory).
+  const destination = options.destination ?? pino.destination({ fd: 2, sync: true });
   return pino(
     {
       level: options.level,
