@@ -6,6 +6,8 @@ import { CommandKind, CommandOutcome, type AgentService, type Command } from "..
 import { writeFileAtomic } from "../services/lib/atomic-file.js";
 import { fullJitterDelayMs } from "../services/lib/backoff.js";
 import type { Logger } from "../services/lib/log.js";
+import { applyAccounts } from "./apply/apply-accounts.js";
+import type { DiscoveredInstance } from "./discovery/discover.js";
 import { retryBaseMs, retryCapMs } from "./timing.js";
 import { agentVersion } from "./version.js";
 
@@ -21,13 +23,24 @@ interface Outcome {
 /** What the agent can run; a kind it cannot is reported as failed, never as done. */
 export type CommandExecutor = (command: Command) => Promise<Outcome>;
 
-/** The executor of this agent version: resync. The file and service appliers arrive with the command-channel work. */
-export function createExecutor(deps: { resync: () => Promise<void> }): CommandExecutor {
+/**
+ * The executor of this agent version: resync and apply_accounts (a resync follows every apply, so
+ * the panel sees the file as it is now). apply_config, start, stop, restart and reload come next.
+ */
+export function createExecutor(deps: { resync: () => Promise<void>; discover: () => Promise<DiscoveredInstance[]> }): CommandExecutor {
   return async (command) => {
     switch (command.kind) {
       case CommandKind.RESYNC:
         await deps.resync();
         return { succeeded: true, failureCode: "", detail: "resynced: every instance's snapshot was sent again" };
+      case CommandKind.APPLY_ACCOUNTS: {
+        if (command.payload.case !== "applyAccounts") return { succeeded: false, failureCode: "validation_failed", detail: "apply_accounts without its changes" };
+        const instance = (await deps.discover()).find((i) => i.name === command.instance);
+        if (!instance) return { succeeded: false, failureCode: "instance_not_found", detail: `no OScam instance "${command.instance}" on this host` };
+        const outcome = await applyAccounts(instance, command.payload.value);
+        await deps.resync().catch(() => {});
+        return outcome;
+      }
       default:
         return { succeeded: false, failureCode: "not_supported", detail: `this agent version (${agentVersion}) cannot run ${CommandKind[command.kind]} commands yet` };
     }

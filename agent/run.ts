@@ -10,7 +10,7 @@ import { PinMismatchError } from "./panel-tls.js";
 import { registerAgent } from "./register.js";
 import { machineKey, openToken, readState, type AgentState } from "./state.js";
 import { hostUptimeSeconds, loadAverage } from "./system.js";
-import type { DiscoveryOptions } from "./discovery/discover.js";
+import { discoverInstances, type DiscoveryOptions } from "./discovery/discover.js";
 import { createExecutor, runCommandStream } from "./commands.js";
 import { retryBaseMs, retryCapMs } from "./timing.js";
 import { createSyncer } from "./sync.js";
@@ -37,11 +37,8 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
   const { stateDir, log, signal } = options;
   let state = await loadRegisteredState(stateDir);
   let client = clientFor(state, await machineKey(stateDir), log);
-  const syncer = createSyncer({
-    client: () => client,
-    discovery: { ...options.discovery, configDirs: [...(state.oscamDirs ?? []), ...(options.discovery?.configDirs ?? [])] },
-    log,
-  });
+  const discovery: DiscoveryOptions = { ...options.discovery, configDirs: [...(state.oscamDirs ?? []), ...(options.discovery?.configDirs ?? [])] };
+  const syncer = createSyncer({ client: () => client, discovery, log });
   let synced = false;
   let streaming: Promise<void> | undefined;
   let link: Link = "starting";
@@ -68,7 +65,8 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
       } else if (res.approved) syncer.retryIfFailed();
       // A pending agent gets no commands: the stream opens once it is approved.
       if (res.approved && !streaming) {
-        streaming = runCommandStream({ client: () => client, execute: createExecutor({ resync: () => syncer.syncNow() }), stateDir, log, signal });
+        const execute = createExecutor({ resync: () => syncer.syncNow(), discover: () => discoverInstances({ ...discovery, probeWebif: false }) });
+        streaming = runCommandStream({ client: () => client, execute, stateDir, log, signal });
       }
       waitMs = withJitter((res.heartbeatIntervalSeconds || 60) * 1000, 0.1);
     } catch (err) {

@@ -1,0 +1,100 @@
+import { cp, readdir, readFile, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { createClient } from "@connectrpc/connect";
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
+import { createCommands, waitForCommands } from "../../services/agents/commands.js";
+import { createInstallToken } from "../../services/agents/install-tokens.js";
+import { makeTempDir, runAgentCli, type CliProcess } from "../helpers/cli.js";
+import { eventually } from "../helpers/eventually.js";
+import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
+import { startOscamEmulator, type OscamEmulator } from "../oscam-emulator/emulator.js";
+
+const fixtures = resolve(import.meta.dirname, "../fixtures/oscam");
+const test = suite("apply_accounts end to end: panel → agent → oscam.user → OScam reloaded → result → resync");
+
+let panel: PanelHost;
+let dir: Awaited<ReturnType<typeof makeTempDir>>;
+let agent: CliProcess;
+let emulator: OscamEmulator;
+let serverId: string;
+const configDir = () => join(dir.path, "oscam/main");
+const userFile = () => join(configDir(), "oscam.user");
+const send = async (payload: unknown) => {
+  const crypto = createClient(CryptoService, panel.host.transportFor(CryptoService));
+  const [command] = await createCommands(panel.db, crypto, { serverIds: [serverId], instance: "main", kind: "apply_accounts", payload: payload as never, createdBy: "test" });
+  return (await waitForCommands(panel.db, [command!.id], 20_000))[0]!;
+};
+
+test.before(async () => {
+  dir = await makeTempDir("apply_accounts");
+  await cp(join(fixtures, "main"), configDir(), { recursive: true });
+  emulator = await startOscamEmulator({ configDir: configDir(), user: "admin", password: "dev-webif-Pw!main-7f3c" });
+  const conf = join(configDir(), "oscam.conf");
+  await writeFile(conf, (await readFile(conf, "utf8")).replace(/^(httpport\s*=\s*)\d+/m, `$1${emulator.port}`));
+  panel = await startPanelHost("agents_apply", { AGENT_HEARTBEAT_INTERVAL_SECONDS: "1" });
+  await panel.setLicense(10, 10);
+  const { token } = await createInstallToken(panel.db, { server: "apply-1", createdBy: "test" });
+  const reg = runAgentCli(["register", "--panel", panel.url, "--pin", panel.host.tls.fingerprint, "--token-stdin", "--oscam-dir", configDir(), "--state-dir", join(dir.path, "state")], {}, token);
+  assert.is(await reg.exited, 0, reg.stderr());
+  serverId = (await panel.db("servers").where({ name: "apply-1" }).first()).id;
+  agent = runAgentCli(["run", "--state-dir", join(dir.path, "state"), "--unit-dir", join(dir.path, "no-units")], {});
+  await agent.waitForStderr(/"msg":"command stream open"/);
+  await agent.waitForStderr(/"msg":"synced with the panel"/);
+});
+test.after(async () => {
+  if (agent.child.exitCode === null) agent.child.kill("SIGKILL");
+  await panel.stop();
+  await emulator.stop();
+  await dir.remove();
+});
+
+test("add, disable and delete: only those lines change, OScam reloads, the panel sees it after the resync", async () => {
+  const before = await readFile(userFile(), "utf8");
+  const done = await send({
+    changes: [
+      { operation: "ACCOUNT_OPERATION_ADD", user: "newbox", set: [{ key: "pwd", value: "nb-Secret-1" }, { key: "group", value: "1" }] },
+      { operation: "ACCOUNT_OPERATION_DISABLE", user: "bedroom" },
+      { operation: "ACCOUNT_OPERATION_DELETE", user: "kitchen_vu" },
+    ],
+  });
+  assert.is(done.status, "succeeded", `${done.failureCode}: ${done.result}`);
+  assert.match(done.result, /reloaded by OScam/);
+  const after = await readFile(userFile(), "utf8");
+  assert.not.ok(after.includes("kitchen_vu"));
+  assert.ok(after.includes("user                          = newbox"));
+  assert.ok(after.startsWith(before.slice(0, before.indexOf("[account]\nuser                          = bedroom"))), "everything before the first touched account is untouched");
+  // What "OScam" loaded on the reload.
+  const loaded = new Map(emulator.loaded().map((a) => [a.user, a]));
+  assert.ok(loaded.has("newbox"));
+  assert.not.ok(loaded.has("kitchen_vu"));
+  assert.ok(loaded.get("bedroom")!.disabled);
+  assert.ok(emulator.paths().every((p) => !/part=userconfig|files\.html/.test(p)), "no WebIF call that returns secrets");
+  // The resync that follows shows it on the panel.
+  await eventually(() => panel.db("accounts").whereIn("username", ["newbox", "kitchen_vu", "bedroom"]).select("username", "enabled"), (rows) => rows.length === 2, "the resync");
+  const rows = await panel.db("accounts").whereIn("username", ["newbox", "bedroom"]).orderBy("username");
+  assert.equal(rows.map((r) => [r.username, r.enabled]), [["bedroom", false], ["newbox", true]]);
+  assert.ok((await readdir(join(configDir(), ".myosicam-backups"))).some((f) => f.startsWith("oscam.user.")), "the previous version is kept");
+});
+
+test("a change OScam cannot be told about is reported precisely, and the file keeps the change", async () => {
+  emulator.setCredentials("admin", "another-password");
+  const auth = await send({ changes: [{ operation: "ACCOUNT_OPERATION_ENABLE", user: "bedroom" }] });
+  assert.equal([auth.status, auth.failureCode], ["failed", "webif_auth_failed"]);
+  assert.match(auth.result, /oscam\.user written/);
+  await emulator.stop();
+  const down = await send({ changes: [{ operation: "ACCOUNT_OPERATION_DISABLE", user: "bedroom" }] });
+  assert.equal([down.status, down.failureCode], ["failed", "file_written_reload_failed"]);
+  assert.match(down.result, /cannot be reached/);
+});
+
+test("an edit the file model refuses is validation_failed, and the file is untouched", async () => {
+  const before = await readFile(userFile());
+  const bad = await send({ changes: [{ operation: "ACCOUNT_OPERATION_DELETE", user: "ghost" }] });
+  assert.equal([bad.status, bad.failureCode], ["failed", "validation_failed"]);
+  assert.match(bad.result, /no account "ghost"/);
+  assert.ok((await readFile(userFile())).equals(before));
+});
+
+test.run();
