@@ -17,6 +17,9 @@ export async function replaceConfigFile(path: string, bytes: Uint8Array, now = n
   const dir = dirname(path);
   const name = basename(path);
   const before = await stat(path);
+  // A write cut short (the agent killed mid-way) leaves its temp file: never the live file. Edits
+  // of one file are serialised, so any such file here is stale.
+  for (const stale of (await readdir(dir)).filter((f) => f.startsWith(`.${name}.`) && f.endsWith(".tmp"))) await unlink(join(dir, stale)).catch(() => {});
   const backups = join(dir, backupDirName);
   await mkdir(backups, { recursive: true, mode: 0o700 });
   const backup = join(backups, `${name}.${now.toISOString().replace(/[:.]/g, "-")}`);
