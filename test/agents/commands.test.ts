@@ -6,6 +6,8 @@ import * as assert from "uvu/assert";
 import { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
 import { createCommands, expireCommands, listCommands, waitForCommands } from "../../services/agents/commands.js";
 import { createInstallToken } from "../../services/agents/install-tokens.js";
+import { selectServices } from "../../services/index.js";
+import { startHost } from "../../services/host.js";
 import { makeTempDir, runAgentCli, runCli, type CliProcess } from "../helpers/cli.js";
 import { eventually } from "../helpers/eventually.js";
 import { newKey } from "../helpers/keys.js";
@@ -93,6 +95,22 @@ test("a command past its deadline expires", async () => {
   assert.ok((await expireCommands(panel.db)) >= 1);
   assert.is((await panel.db("commands").where({ id: command!.id }).first()).status, "expired");
   await startAgent();
+});
+
+test("two panel replicas on one database: a command created through replica B reaches the agent on replica A, also after A restarts", async () => {
+  const replicaB = await startHost({ ...panel.config, panel: { ...panel.config.panel, port: 0 } }, selectServices(["crypto", "jobs", "agents"]), panel.logs.log);
+  try {
+    const viaB = () => createClient(CryptoService, replicaB.transportFor(CryptoService));
+    const [first] = await createCommands(panel.db, viaB(), { serverIds: [serverId], kind: "resync", createdBy: "replica-b" });
+    assert.is((await waitForCommands(panel.db, [first!.id], 20_000))[0]!.status, "succeeded");
+    // A goes away; the command waits; A comes back and the agent, reconnected, gets it.
+    await panel.pause();
+    const [second] = await createCommands(panel.db, viaB(), { serverIds: [serverId], kind: "resync", createdBy: "replica-b" });
+    await panel.resume();
+    assert.is((await waitForCommands(panel.db, [second!.id], 60_000))[0]!.status, "succeeded");
+  } finally {
+    await replicaB.stop();
+  }
 });
 
 test("a bad kind or payload is refused on the panel before anything is stored", async () => {
