@@ -7,6 +7,7 @@ import { writeFileAtomic } from "../services/lib/atomic-file.js";
 import { fullJitterDelayMs } from "../services/lib/backoff.js";
 import type { Logger } from "../services/lib/log.js";
 import { applyAccounts } from "./apply/apply-accounts.js";
+import { applyConfig } from "./apply/apply-config.js";
 import type { DiscoveredInstance } from "./discovery/discover.js";
 import { retryBaseMs, retryCapMs } from "./timing.js";
 import { agentVersion } from "./version.js";
@@ -18,14 +19,16 @@ interface Outcome {
   succeeded: boolean;
   failureCode: string;
   detail: string;
+  /** apply_config: changed keys that take effect only after a restart. */
+  restartRequiredKeys?: string[];
 }
 
 /** What the agent can run; a kind it cannot is reported as failed, never as done. */
 export type CommandExecutor = (command: Command) => Promise<Outcome>;
 
 /**
- * The executor of this agent version: resync and apply_accounts (a resync follows every apply, so
- * the panel sees the file as it is now). apply_config, start, stop, restart and reload come next.
+ * The executor of this agent version: resync, apply_accounts and apply_config (a resync follows
+ * every apply, so the panel sees the file as it is now). start, stop, restart and reload come next.
  */
 export function createExecutor(deps: { resync: () => Promise<void>; discover: () => Promise<DiscoveredInstance[]> }): CommandExecutor {
   return async (command) => {
@@ -38,6 +41,14 @@ export function createExecutor(deps: { resync: () => Promise<void>; discover: ()
         const instance = (await deps.discover()).find((i) => i.name === command.instance);
         if (!instance) return { succeeded: false, failureCode: "instance_not_found", detail: `no OScam instance "${command.instance}" on this host` };
         const outcome = await applyAccounts(instance, command.payload.value);
+        await deps.resync().catch(() => {});
+        return outcome;
+      }
+      case CommandKind.APPLY_CONFIG: {
+        if (command.payload.case !== "applyConfig") return { succeeded: false, failureCode: "validation_failed", detail: "apply_config without its changes" };
+        const instance = (await deps.discover()).find((i) => i.name === command.instance);
+        if (!instance) return { succeeded: false, failureCode: "instance_not_found", detail: `no OScam instance "${command.instance}" on this host` };
+        const outcome = await applyConfig(instance, command.payload.value);
         await deps.resync().catch(() => {});
         return outcome;
       }
@@ -92,6 +103,7 @@ export async function runCommandStream(options: {
           outcome: outcome.succeeded ? CommandOutcome.SUCCEEDED : CommandOutcome.FAILED,
           failureCode: outcome.failureCode,
           detail: outcome.detail,
+          restartRequiredKeys: outcome.restartRequiredKeys ?? [],
         });
       }
       // A clean end (a panel restart, a proxy): reconnect like after an error.

@@ -97,4 +97,23 @@ test("an edit the file model refuses is validation_failed, and the file is untou
   assert.ok((await readFile(userFile())).equals(before));
 });
 
+test("apply_config sets and unsets keys in their sections and reports that they need a restart", async () => {
+  const conf = join(configDir(), "oscam.conf");
+  const crypto = createClient(CryptoService, panel.host.transportFor(CryptoService));
+  const [command] = await createCommands(panel.db, crypto, {
+    serverIds: [serverId],
+    instance: "main",
+    kind: "apply_config",
+    payload: { changes: [{ section: "webif", key: "httprefresh", set: "30" }, { section: "global", key: "nice", unset: true }] },
+    createdBy: "test",
+  });
+  const [done] = await waitForCommands(panel.db, [command!.id], 20_000);
+  assert.is(done!.status, "succeeded", `${done!.failureCode}: ${done!.result}`);
+  const row = await panel.db("commands").where({ id: command!.id }).first();
+  assert.equal(row.restart_required_keys, ["webif.httprefresh", "global.nice"]);
+  const text = await readFile(conf, "utf8");
+  assert.match(text, /^httprefresh\s+= 30$/m);
+  assert.not.match(text, /^nice\s*=/m);
+});
+
 test.run();
