@@ -8,6 +8,7 @@ import { fullJitterDelayMs } from "../services/lib/backoff.js";
 import type { Logger } from "../services/lib/log.js";
 import { applyAccounts } from "./apply/apply-accounts.js";
 import { applyConfig } from "./apply/apply-config.js";
+import { controlUnit, runCommand, type CommandRunner, type ServiceVerb } from "./apply/service-control.js";
 import type { DiscoveredInstance } from "./discovery/discover.js";
 import { retryBaseMs, retryCapMs } from "./timing.js";
 import { agentVersion } from "./version.js";
@@ -30,7 +31,7 @@ export type CommandExecutor = (command: Command) => Promise<Outcome>;
  * The executor of this agent version: resync, apply_accounts and apply_config (a resync follows
  * every apply, so the panel sees the file as it is now). start, stop, restart and reload come next.
  */
-export function createExecutor(deps: { resync: () => Promise<void>; discover: () => Promise<DiscoveredInstance[]> }): CommandExecutor {
+export function createExecutor(deps: { resync: () => Promise<void>; discover: () => Promise<DiscoveredInstance[]>; run?: CommandRunner }): CommandExecutor {
   return async (command) => {
     switch (command.kind) {
       case CommandKind.RESYNC:
@@ -41,6 +42,13 @@ export function createExecutor(deps: { resync: () => Promise<void>; discover: ()
         const instance = (await deps.discover()).find((i) => i.name === command.instance);
         if (!instance) return { succeeded: false, failureCode: "instance_not_found", detail: `no OScam instance "${command.instance}" on this host` };
         const outcome = await applyAccounts(instance, command.payload.value);
+        await deps.resync().catch(() => {});
+        return outcome;
+      }
+      case CommandKind.START:
+      case CommandKind.STOP:
+      case CommandKind.RESTART: {
+        const outcome = await controlInstance(command, deps.discover, deps.run ?? runCommand);
         await deps.resync().catch(() => {});
         return outcome;
       }
@@ -56,6 +64,34 @@ export function createExecutor(deps: { resync: () => Promise<void>; discover: ()
         return { succeeded: false, failureCode: "not_supported", detail: `this agent version (${agentVersion}) cannot run ${CommandKind[command.kind]} commands yet` };
     }
   };
+}
+
+const verbs: Partial<Record<CommandKind, ServiceVerb>> = { [CommandKind.START]: "start", [CommandKind.STOP]: "stop", [CommandKind.RESTART]: "restart" };
+
+/**
+ * start/stop/restart through systemd, then the state checked (not just the exit code): running
+ * with a pid after start and restart (a new pid after restart), stopped after stop.
+ */
+async function controlInstance(command: Command, discover: () => Promise<DiscoveredInstance[]>, run: CommandRunner): Promise<Outcome> {
+  const verb = verbs[command.kind]!;
+  const before = (await discover()).find((i) => i.name === command.instance);
+  if (!before) return { succeeded: false, failureCode: "instance_not_found", detail: `no OScam instance "${command.instance}" on this host` };
+  if (!before.unit) return { succeeded: false, failureCode: "no_systemd_unit", detail: `OScam "${command.instance}" is not run by a systemd unit; start, stop and restart go through systemd` };
+  const result = await controlUnit(verb, before.unit, run);
+  if (result.code !== 0) return { succeeded: false, failureCode: "systemctl_failed", detail: `systemctl ${verb} ${before.unit} failed (exit ${result.code}): ${result.output}` };
+  const wantRunning = verb !== "stop";
+  const deadline = Date.now() + 15_000;
+  let after = before;
+  for (;;) {
+    after = (await discover()).find((i) => i.name === command.instance) ?? after;
+    const settled = after.running === wantRunning && (verb !== "restart" || after.pid !== before.pid);
+    if (settled) break;
+    if (Date.now() > deadline) {
+      return { succeeded: false, failureCode: "state_mismatch", detail: `systemctl ${verb} ${before.unit} succeeded, but OScam is ${after.running ? `running (pid ${after.pid})` : "not running"}` };
+    }
+    await sleep(250);
+  }
+  return { succeeded: true, failureCode: "", detail: after.running ? `OScam "${command.instance}" is running (pid ${after.pid})` : `OScam "${command.instance}" is stopped` };
 }
 
 /**

@@ -26,10 +26,10 @@ export const commandKinds = {
 export type CommandKindName = keyof typeof commandKinds;
 
 /**
- * Kinds this panel delivers. The others (start, stop, restart, reload) need agent appliers that
- * are not built yet; they are refused here rather than sent to fail.
+ * Kinds this panel delivers. `reload` (re-read users without an edit) is not built yet; it is
+ * refused here rather than sent to fail.
  */
-export const deliverableKinds: ReadonlySet<CommandKindName> = new Set(["resync", "apply_accounts", "apply_config"]);
+export const deliverableKinds: ReadonlySet<CommandKindName> = new Set(["resync", "apply_accounts", "apply_config", "start", "stop", "restart"]);
 
 /** A command as stored and listed. */
 export interface CommandInfo {
