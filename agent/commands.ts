@@ -6,7 +6,7 @@ import { CommandKind, CommandOutcome, type AgentService, type Command } from "..
 import { writeFileAtomic } from "../services/lib/atomic-file.js";
 import { fullJitterDelayMs } from "../services/lib/backoff.js";
 import type { Logger } from "../services/lib/log.js";
-import { applyAccounts } from "./apply/apply-accounts.js";
+import { applyAccounts, reloadInstanceUsers } from "./apply/apply-accounts.js";
 import { applyConfig } from "./apply/apply-config.js";
 import { controlUnit, runCommand, type CommandRunner, type ServiceVerb } from "./apply/service-control.js";
 import type { DiscoveredInstance } from "./discovery/discover.js";
@@ -28,8 +28,8 @@ interface Outcome {
 export type CommandExecutor = (command: Command) => Promise<Outcome>;
 
 /**
- * The executor of this agent version: resync, apply_accounts and apply_config (a resync follows
- * every apply, so the panel sees the file as it is now). start, stop, restart and reload come next.
+ * The executor: every command kind. A resync follows every change, so the panel sees the
+ * instance as it is now.
  */
 export function createExecutor(deps: { resync: () => Promise<void>; discover: () => Promise<DiscoveredInstance[]>; run?: CommandRunner }): CommandExecutor {
   return async (command) => {
@@ -51,6 +51,11 @@ export function createExecutor(deps: { resync: () => Promise<void>; discover: ()
         const outcome = await controlInstance(command, deps.discover, deps.run ?? runCommand);
         await deps.resync().catch(() => {});
         return outcome;
+      }
+      case CommandKind.RELOAD: {
+        const instance = (await deps.discover()).find((i) => i.name === command.instance);
+        if (!instance) return { succeeded: false, failureCode: "instance_not_found", detail: `no OScam instance "${command.instance}" on this host` };
+        return reloadInstanceUsers(instance);
       }
       case CommandKind.APPLY_CONFIG: {
         if (command.payload.case !== "applyConfig") return { succeeded: false, failureCode: "validation_failed", detail: "apply_config without its changes" };

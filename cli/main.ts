@@ -229,7 +229,7 @@ command
   .description("send a command to a server's agent (delivered at once, or when it comes back)")
   .requiredOption("--server <id or name>", "the server")
   .option("--instance <name>", "the OScam instance it targets")
-  .requiredOption("--kind <kind>", "resync, apply_accounts, apply_config, start, stop or restart (reload is not delivered yet)")
+  .requiredOption("--kind <kind>", "resync, apply_accounts, apply_config, reload, start, stop or restart")
   .option("--payload <json>", "the kind's payload as JSON")
   .option("--wait", "wait until the agent reported the result (exit 1 unless it succeeded)")
   .addOption(json())

@@ -62,16 +62,26 @@ export async function applyAccounts(instance: DiscoveredInstance, payload: Apply
   } catch (err) {
     return { succeeded: false, failureCode: "file_write_failed", detail: `${path} could not be written (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); it is unchanged` };
   }
-  const written = `oscam.user written (${payload.changes.length} change${payload.changes.length === 1 ? "" : "s"})`;
+  return reloadInstanceUsers(instance, `oscam.user written (${payload.changes.length} change${payload.changes.length === 1 ? "" : "s"})`);
+}
+
+/**
+ * Asks OScam to re-read oscam.user through its WebIF, with the credentials of oscam.conf. `done`
+ * says what happened before (a write), and prefixes every outcome; without it (the `reload`
+ * command) a failure is `reload_failed` rather than `file_written_reload_failed`.
+ */
+export async function reloadInstanceUsers(instance: DiscoveredInstance, done?: string): Promise<ApplyOutcome> {
+  const prefix = done ? `${done}; ` : "";
+  const failed = done ? "file_written_reload_failed" : "reload_failed";
   const confDoc = parseOscamFile(await readFile(join(instance.configDir, "oscam.conf")).catch(() => Buffer.alloc(0)), "oscam.conf");
   const conf = readConfFile(confDoc);
-  if (!conf.webif.enabled) return { succeeded: false, failureCode: "file_written_reload_failed", detail: `${written}; the WebIF is off, so OScam loads it at its next restart` };
-  if (conf.webif.readonly) return { succeeded: false, failureCode: "webif_readonly", detail: `${written}; the WebIF is read-only (httpreadonly = 1) and refuses to reload users, so OScam loads it at its next restart` };
+  if (!conf.webif.enabled) return { succeeded: false, failureCode: failed, detail: `${prefix}the WebIF is off, so OScam reads oscam.user only at its next restart` };
+  if (conf.webif.readonly) return { succeeded: false, failureCode: "webif_readonly", detail: `${prefix}the WebIF is read-only (httpreadonly = 1) and refuses to reload users; OScam reads oscam.user at its next restart` };
   try {
     await reloadUsers({ host: instance.webif.host, port: conf.webif.port, ssl: conf.webif.ssl, user: conf.webif.user, password: webifPassword(confDoc) });
   } catch (err) {
     if (!(err instanceof WebifError)) throw err;
-    return { succeeded: false, failureCode: err.code === "webif_auth_failed" ? "webif_auth_failed" : "file_written_reload_failed", detail: `${written}; OScam was not told to reload it: ${err.message}` };
+    return { succeeded: false, failureCode: err.code === "webif_auth_failed" ? "webif_auth_failed" : failed, detail: `${prefix}OScam was not told to reload oscam.user: ${err.message}` };
   }
-  return { succeeded: true, failureCode: "", detail: `${written} and reloaded by OScam` };
+  return { succeeded: true, failureCode: "", detail: done ? `${done} and reloaded by OScam` : "OScam re-read oscam.user" };
 }

@@ -25,12 +25,6 @@ export const commandKinds = {
 } as const;
 export type CommandKindName = keyof typeof commandKinds;
 
-/**
- * Kinds this panel delivers. `reload` (re-read users without an edit) is not built yet; it is
- * refused here rather than sent to fail.
- */
-export const deliverableKinds: ReadonlySet<CommandKindName> = new Set(["resync", "apply_accounts", "apply_config", "start", "stop", "restart"]);
-
 /** A command as stored and listed. */
 export interface CommandInfo {
   id: string;
@@ -54,7 +48,6 @@ const validator = createValidator();
 export function checkPayload(kind: string, payload: JsonValue | undefined): { kind: CommandKindName; payload?: JsonValue } {
   if (!(kind in commandKinds)) throw new ConnectError(`kind must be one of ${Object.keys(commandKinds).join(", ")}, got "${kind}"`, Code.InvalidArgument);
   const name = kind as CommandKindName;
-  if (!deliverableKinds.has(name)) throw new ConnectError(`${name} commands are not supported by this panel version yet`, Code.FailedPrecondition);
   const schema = name === "apply_accounts" ? ApplyAccountsSchema : name === "apply_config" ? ApplyConfigSchema : undefined;
   if (!schema) {
     if (payload !== undefined && payload !== null && !(typeof payload === "object" && Object.keys(payload).length === 0)) {

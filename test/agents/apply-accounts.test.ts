@@ -21,9 +21,9 @@ let emulator: OscamEmulator;
 let serverId: string;
 const configDir = () => join(dir.path, "oscam/main");
 const userFile = () => join(configDir(), "oscam.user");
-const send = async (payload: unknown) => {
+const send = async (payload: unknown, kind = "apply_accounts") => {
   const crypto = createClient(CryptoService, panel.host.transportFor(CryptoService));
-  const [command] = await createCommands(panel.db, crypto, { serverIds: [serverId], instance: "main", kind: "apply_accounts", payload: payload as never, createdBy: "test" });
+  const [command] = await createCommands(panel.db, crypto, { serverIds: [serverId], instance: "main", kind, payload: payload as never, createdBy: "test" });
   return (await waitForCommands(panel.db, [command!.id], 20_000))[0]!;
 };
 
@@ -48,6 +48,16 @@ test.after(async () => {
   await panel.stop();
   await emulator.stop();
   await dir.remove();
+});
+
+test("reload asks OScam to re-read oscam.user, with nothing written", async () => {
+  const before = emulator.reloads();
+  const bytes = await readFile(userFile());
+  const done = await send(undefined, "reload");
+  assert.is(done.status, "succeeded", `${done.failureCode}: ${done.result}`);
+  assert.is(done.result, "OScam re-read oscam.user");
+  assert.is(emulator.reloads(), before + 1);
+  assert.ok((await readFile(userFile())).equals(bytes));
 });
 
 test("add, disable and delete: only those lines change, OScam reloads, the panel sees it after the resync", async () => {
