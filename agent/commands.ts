@@ -32,19 +32,27 @@ export type CommandExecutor = (command: Command) => Promise<Outcome>;
  * instance as it is now.
  */
 export function createExecutor(deps: { resync: () => Promise<void>; discover: () => Promise<DiscoveredInstance[]>; run?: CommandRunner }): CommandExecutor {
+  /** Runs `apply` on the command's instance, or says it is not on this host; `resync` afterwards when it changed something. */
+  const onInstance = async (command: Command, apply: (instance: DiscoveredInstance) => Promise<Outcome>, resync = true): Promise<Outcome> => {
+    const instance = (await deps.discover()).find((i) => i.name === command.instance);
+    if (!instance) return { succeeded: false, failureCode: "instance_not_found", detail: `no OScam instance "${command.instance}" on this host` };
+    const outcome = await apply(instance);
+    if (resync) await deps.resync().catch(() => {});
+    return outcome;
+  };
+  const missingPayload = (kind: string): Outcome => ({ succeeded: false, failureCode: "validation_failed", detail: `${kind} without its changes` });
   return async (command) => {
+    const payload = command.payload;
     switch (command.kind) {
       case CommandKind.RESYNC:
         await deps.resync();
         return { succeeded: true, failureCode: "", detail: "resynced: every instance's snapshot was sent again" };
-      case CommandKind.APPLY_ACCOUNTS: {
-        if (command.payload.case !== "applyAccounts") return { succeeded: false, failureCode: "validation_failed", detail: "apply_accounts without its changes" };
-        const instance = (await deps.discover()).find((i) => i.name === command.instance);
-        if (!instance) return { succeeded: false, failureCode: "instance_not_found", detail: `no OScam instance "${command.instance}" on this host` };
-        const outcome = await applyAccounts(instance, command.payload.value);
-        await deps.resync().catch(() => {});
-        return outcome;
-      }
+      case CommandKind.APPLY_ACCOUNTS:
+        return payload.case === "applyAccounts" ? onInstance(command, (i) => applyAccounts(i, payload.value)) : missingPayload("apply_accounts");
+      case CommandKind.APPLY_CONFIG:
+        return payload.case === "applyConfig" ? onInstance(command, (i) => applyConfig(i, payload.value)) : missingPayload("apply_config");
+      case CommandKind.RELOAD:
+        return onInstance(command, (i) => reloadInstanceUsers(i), false);
       case CommandKind.START:
       case CommandKind.STOP:
       case CommandKind.RESTART: {
@@ -52,21 +60,8 @@ export function createExecutor(deps: { resync: () => Promise<void>; discover: ()
         await deps.resync().catch(() => {});
         return outcome;
       }
-      case CommandKind.RELOAD: {
-        const instance = (await deps.discover()).find((i) => i.name === command.instance);
-        if (!instance) return { succeeded: false, failureCode: "instance_not_found", detail: `no OScam instance "${command.instance}" on this host` };
-        return reloadInstanceUsers(instance);
-      }
-      case CommandKind.APPLY_CONFIG: {
-        if (command.payload.case !== "applyConfig") return { succeeded: false, failureCode: "validation_failed", detail: "apply_config without its changes" };
-        const instance = (await deps.discover()).find((i) => i.name === command.instance);
-        if (!instance) return { succeeded: false, failureCode: "instance_not_found", detail: `no OScam instance "${command.instance}" on this host` };
-        const outcome = await applyConfig(instance, command.payload.value);
-        await deps.resync().catch(() => {});
-        return outcome;
-      }
       default:
-        return { succeeded: false, failureCode: "not_supported", detail: `this agent version (${agentVersion}) cannot run ${CommandKind[command.kind]} commands yet` };
+        return { succeeded: false, failureCode: "not_supported", detail: `this agent version (${agentVersion}) cannot run ${CommandKind[command.kind]} commands` };
     }
   };
 }
