@@ -87,5 +87,3 @@ export async function writeState(stateDir: string, state: AgentState): Promise<v
   await chmod(stateDir, 0o700);
   await writeFileAtomic(stateFile(stateDir), JSON.stringify(state, null, 2) + "\n", 0o600);
 }
-
-export const statePath = stateFile;

@@ -5,12 +5,10 @@ import type { Knex } from "../lib/db.js";
 import type { KnownCaller } from "../lib/hmac/verify.js";
 import type { Keyring } from "../lib/secrets/keyring.js";
 import {
-  deleteCaller,
   insertCaller,
   rotateCallerSecret,
   selectCaller,
   selectCallers,
-  updateCallerProcedures,
   updateCallerStatus,
   type CallerRow,
 } from "./store.js";
@@ -114,11 +112,6 @@ export function createCallerRegistry(db: Knex, keyring: Keyring, knownServices: 
       return (await this.get(id))!;
     },
 
-    async setAllowedProcedures(id: string, entries: readonly string[]): Promise<CallerInfo> {
-      if (!(await updateCallerProcedures(db, id, checkAllowedProcedures(entries, knownServices)))) throw notFound(id);
-      return (await this.get(id))!;
-    },
-
     /**
      * Gives a caller a new secret. The old one stays valid for `overlapSeconds` (0: refused at
      * once), so the caller can switch without downtime. Answers the new secret (shown once).
@@ -133,9 +126,6 @@ export function createCallerRegistry(db: Knex, keyring: Keyring, knownServices: 
       return { caller: (await this.get(id))!, secret };
     },
 
-    async remove(id: string): Promise<void> {
-      if (!(await deleteCaller(db, id))) throw notFound(id);
-    },
   };
 }
 

@@ -56,11 +56,6 @@ export async function updateCallerStatus(db: Knex, id: string, status: "active" 
   return (await db("callers").where({ id }).update({ status, updated_at: db.fn.now() })) === 1;
 }
 
-/** Replaces the allow-list; answers false when there is no such caller. */
-export async function updateCallerProcedures(db: Knex, id: string, allowedProcedures: readonly string[]): Promise<boolean> {
-  return (await db("callers").where({ id }).update({ allowed_procedures: allowedProcedures, updated_at: db.fn.now() })) === 1;
-}
-
 /**
  * Installs a new secret, keeping the old one (re-sealed for its column) for `overlapSeconds`, only
  * if the secret is still the one that was read (a concurrent rotation wins, this one reports false).
@@ -79,10 +74,6 @@ export async function rotateCallerSecret(
       updated_at: db.fn.now(),
     });
   return updated === 1;
-}
-
-export async function deleteCaller(db: Knex, id: string): Promise<boolean> {
-  return (await db("callers").where({ id }).delete()) === 1;
 }
 
 /** A plan row. */
@@ -314,6 +305,3 @@ export async function insertAudit(db: Knex, entry: { actor: string; action: stri
   await db("admin_audit").insert({ actor: entry.actor, action: entry.action, target: entry.target, ip: entry.ip ?? null, request_id: entry.requestId ?? null });
 }
 
-export async function selectAudit(db: Knex, limit: number): Promise<Array<{ at: Date; actor: string; action: string; target: string; ip: string | null; request_id: string | null }>> {
-  return db("admin_audit").select("at", "actor", "action", "target", "ip", "request_id").orderBy("id", "desc").limit(limit);
-}

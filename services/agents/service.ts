@@ -159,7 +159,7 @@ export function auditMalformedRegistrations(db: Knex, log: Logger): Interceptor 
       return await next(req);
     } catch (err) {
       if (err instanceof ConnectError && err.code === Code.InvalidArgument) {
-        const ip = (req.contextValues.get(peerAddressKey) || "unknown").replace(/^::ffff:/, "");
+        const ip = peerOf({ values: req.contextValues });
         const requestId = req.contextValues.get(requestIdKey);
         await insertRegistrationAttempt(db, { ip, outcome: "refused", reason: "malformed", requestId });
         log.warn({ ip, reason: "malformed", requestId }, "registration refused");

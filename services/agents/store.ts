@@ -269,6 +269,3 @@ export async function markAlertEmailed(db: Knex, id: number, error?: string): Pr
   await db("alerts").where({ id }).update(error ? { email_error: error } : { emailed_at: db.fn.now(), email_error: null });
 }
 
-export async function selectAlerts(db: Knex, limit: number) {
-  return db("alerts as a").leftJoin("servers as s", "s.id", "a.server_id").select("a.*", { server_name: "s.name" }).orderBy("a.id", "desc").limit(limit);
-}
