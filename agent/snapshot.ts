@@ -6,7 +6,7 @@ import { InstanceSnapshotSchema, type InstanceSnapshot } from "../gen/myosicam/a
 import type { DiscoveredInstance } from "./discovery/discover.js";
 import type { createResourceSampler } from "./discovery/resources.js";
 import { readConfFile, webifPassword, type ConfView } from "./oscam/conf-file.js";
-import { OscamParseError, parseOscamFile } from "./oscam/document.js";
+import { OscamParseError, parseOscamFile, scanOscamFile } from "./oscam/document.js";
 import { summariseServerFile } from "./oscam/server-file.js";
 import { readUserFile, type Account } from "./oscam/user-file.js";
 
@@ -55,7 +55,7 @@ export async function buildSnapshot(instance: DiscoveredInstance, sampler: Sampl
   const userBytes = await readIfPresent(dir, "oscam.user").catch((e: Error) => (problems.push(e.message), undefined));
   if (userBytes) {
     try {
-      accounts = readUserFile(parseOscamFile(userBytes, "oscam.user")).accounts;
+      accounts = readUserFile(scanOscamFile(userBytes, "oscam.user")).accounts;
     } catch (err) {
       if (!(err instanceof OscamParseError)) throw err;
       problems.push(err.message);

@@ -68,24 +68,28 @@ const bomLatin1 = "\u00ef\u00bb\u00bf";
  */
 export function oscamTrim(text: string): string {
   let end = text.length;
-  while (end > 0 && " \t\r\n".includes(text[end - 1]!)) end--;
+  while (end > 0 && isTrimmed(text.charCodeAt(end - 1))) end--;
   let start = 0;
-  if (text[0] === " ") while (start < end && " \t\r\n".includes(text[start]!)) start++;
-  return text.slice(start, end);
+  if (text.charCodeAt(0) === 0x20) while (start < end && isTrimmed(text.charCodeAt(start))) start++;
+  return start === 0 && end === text.length ? text : text.slice(start, end);
 }
 
-/** Classifies one line (without its end of line) the way OScam's readers do. */
-export function classifyLine(raw: string): Omit<OscamLine, "raw" | "eol"> {
+/** Space, TAB, CR or LF. */
+const isTrimmed = (code: number) => code === 0x20 || code === 0x09 || code === 0x0d || code === 0x0a;
+
+/** A line with its classification, built as one object (the parser makes one per line of the file). */
+export function classifiedLine(raw: string, eol: OscamLine["eol"]): OscamLine {
   const trimmed = oscamTrim(raw);
-  if (trimmed.length < 3) return { kind: "blank" };
-  if (trimmed[0] === "#") return { kind: "comment" };
-  if (trimmed[0] === "[" && trimmed[trimmed.length - 1] === "]") return { kind: "section", section: trimmed.slice(1, -1) };
+  if (trimmed.length < 3) return { raw, eol, kind: "blank" };
+  const first = trimmed.charCodeAt(0);
+  if (first === 0x23 /* # */) return { raw, eol, kind: "comment" };
+  if (first === 0x5b /* [ */ && trimmed.charCodeAt(trimmed.length - 1) === 0x5d /* ] */) return { raw, eol, kind: "section", section: trimmed.slice(1, -1) };
   const eq = trimmed.indexOf("=");
-  if (eq < 0) return { kind: "ignored", ignored: trimmed[0] === "\t" ? "tab_indented" : "no_equals_sign" };
+  if (eq < 0) return { raw, eol, kind: "ignored", ignored: first === 0x09 ? "tab_indented" : "no_equals_sign" };
   const key = oscamTrim(trimmed.slice(0, eq)).toLowerCase();
   // "\tkey" is what OScam compares for a TAB-indented line: no key matches it.
-  if (key[0] === "\t") return { kind: "ignored", ignored: "tab_indented" };
-  return { kind: "entry", key, value: oscamTrim(trimmed.slice(eq + 1)) };
+  if (key.charCodeAt(0) === 0x09) return { raw, eol, kind: "ignored", ignored: "tab_indented" };
+  return { raw, eol, kind: "entry", key, value: oscamTrim(trimmed.slice(eq + 1)) };
 }
 
 /**
@@ -93,10 +97,29 @@ export function classifyLine(raw: string): Omit<OscamLine, "raw" | "eol"> {
  * than OScam reads, an unclosed `[section` — with the line number; never hangs (one linear pass).
  */
 export function parseOscamFile(bytes: Uint8Array, file: string): OscamDocument {
-  let text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1");
+  const { bom, lines } = scanOscamFile(bytes, file);
+  return { bom, lines: Array.from(lines) };
+}
+
+/** A file read line by line, for readers that need no document (a line is kept only while it is read). */
+export interface OscamLineSource {
+  bom: boolean;
+  lines: Iterable<OscamLine>;
+}
+
+/**
+ * The lines of a file as `parseOscamFile` reads them, one at a time: what a view of a large file
+ * (10,000 accounts) reads without keeping every line alive. The errors come while iterating.
+ */
+export function scanOscamFile(bytes: Uint8Array, file: string): OscamLineSource {
+  const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1");
   const bom = text.startsWith(bomLatin1);
-  if (bom) text = text.slice(bomLatin1.length);
-  const lines: OscamLine[] = [];
+  return { bom, lines: linesOf(bom ? text.slice(bomLatin1.length) : text, file) };
+}
+
+function* linesOf(text: string, file: string): Generator<OscamLine> {
+  // One scan for a NUL byte over the whole text; the loop only asks whether it lies on the current line.
+  const nul = text.indexOf("\0");
   let start = 0;
   let number = 0;
   while (start < text.length) {
@@ -104,21 +127,15 @@ export function parseOscamFile(bytes: Uint8Array, file: string): OscamDocument {
     const newline = text.indexOf("\n", start);
     const end = newline < 0 ? text.length : newline;
     if (end - start > maxLineBytes) throw new OscamParseError(file, number, `the line is ${end - start} bytes long: this is not an OScam configuration file`);
-    let raw = text.slice(start, end);
-    let eol: OscamLine["eol"] = newline < 0 ? "" : "\n";
-    if (eol && raw.endsWith("\r")) {
-      raw = raw.slice(0, -1);
-      eol = "\r\n";
+    if (nul >= start && nul < end) throw new OscamParseError(file, number, "the line contains a NUL byte: this is a binary file, not an OScam configuration");
+    const crlf = newline > start && text.charCodeAt(newline - 1) === 0x0d;
+    const line = classifiedLine(text.slice(start, crlf ? end - 1 : end), newline < 0 ? "" : crlf ? "\r\n" : "\n");
+    if (line.kind === "ignored" && oscamTrim(line.raw).startsWith("[")) {
+      throw new OscamParseError(file, number, `the section header ${JSON.stringify(utf8Of(oscamTrim(line.raw)).slice(0, 40))} is not closed with ]`);
     }
-    if (raw.includes("\0")) throw new OscamParseError(file, number, "the line contains a NUL byte: this is a binary file, not an OScam configuration");
-    const classified = classifyLine(raw);
-    if (classified.kind === "ignored" && oscamTrim(raw).startsWith("[")) {
-      throw new OscamParseError(file, number, `the section header ${JSON.stringify(utf8Of(oscamTrim(raw)).slice(0, 40))} is not closed with ]`);
-    }
-    lines.push({ raw, eol, ...classified });
+    yield line;
     start = end + 1;
   }
-  return { bom, lines };
 }
 
 /** The document's bytes: identical to the parsed file unless it was edited. */

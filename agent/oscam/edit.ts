@@ -1,4 +1,4 @@
-import { classifyLine, dominantEol, latin1Of, sectionsOf, type OscamDocument, type OscamLine, type SectionSpan } from "./document.js";
+import { classifiedLine, dominantEol, latin1Of, sectionsOf, type OscamDocument, type OscamLine, type SectionSpan } from "./document.js";
 import { readUserFile } from "./user-file.js";
 
 /**
@@ -19,7 +19,7 @@ function checkKeyValue(key: string, value?: string): void {
   if (value !== undefined && value !== value.trim()) throw new OscamEditError(`the value of ${key} may not start or end with whitespace (OScam would trim it)`);
 }
 
-const line = (raw: string, eol: OscamLine["eol"]): OscamLine => ({ raw, eol, ...classifyLine(raw) });
+const line = (raw: string, eol: OscamLine["eol"]): OscamLine => classifiedLine(raw, eol);
 
 /** How the document writes `key = value`: padding of the key and the spacing around `=`. */
 function styleOf(doc: OscamDocument, span?: SectionSpan) {

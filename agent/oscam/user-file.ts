@@ -1,4 +1,4 @@
-import { oscamLineBytes, utf8Of, type OscamDocument } from "./document.js";
+import { oscamLineBytes, utf8Of, type OscamLineSource } from "./document.js";
 import { atoi, expdateOf, listOf, type LineWarning } from "./values.js";
 
 /** Keys OScam knows in an `[account]` section (OSCAM.md §3, `account_opts`). */
@@ -66,23 +66,23 @@ export function isExpired(account: Pick<Account, "expdate" | "expdateValid">, to
  * case-insensitive), keys case-insensitive with the last value winning, duplicate names renamed
  * `name_x`, any non-zero `disabled` disabling. Says where a line is ignored.
  */
-export function readUserFile(doc: OscamDocument): UserFileView {
+export function readUserFile(doc: OscamLineSource): UserFileView {
   const warnings: LineWarning[] = [];
   const accounts: Account[] = [];
   const taken = new Set<string>();
   if (doc.bom) warnings.push({ line: 1, message: "the file starts with a UTF-8 byte order mark: OScam ignores the keys of the first section" });
   // One pass over the lines; `current` is the account being read (undefined outside [account]).
-  let current: { header: number; raw: Record<string, string>; user: string; userAsWritten: string } | undefined;
+  let current: { header: number; raw: Record<string, string>; unknown: Record<string, string>; user: string; userAsWritten: string } | undefined;
   let inSection = false;
   const finish = () => {
     if (!current) return;
     if (current.user) taken.add(current.user);
-    accounts.push(accountOf(current.user, current.userAsWritten, current.raw, current.header, warnings));
+    accounts.push(accountOf(current, warnings));
     current = undefined;
   };
-  const lines = doc.lines;
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]!;
+  let i = -1;
+  for (const line of doc.lines) {
+    i++;
     if (line.raw.length > oscamLineBytes) warnings.push({ line: i + 1, message: `the line is longer than ${oscamLineBytes} bytes: OScam reads it in pieces` });
     switch (line.kind) {
       case "ignored":
@@ -93,7 +93,7 @@ export function readUserFile(doc: OscamDocument): UserFileView {
         inSection = true;
         if (line.section!.toLowerCase() !== "account") warnings.push({ line: i + 1, message: `[${utf8Of(line.section!)}] is not an [account] section: OScam ignores its keys` });
         // With a BOM, OScam does not recognise the first header: that account's keys are lost.
-        else if (!(i === 0 && doc.bom)) current = { header: i, raw: {}, user: "", userAsWritten: "" };
+        else if (!(i === 0 && doc.bom)) current = { header: i, raw: {}, unknown: {}, user: "", userAsWritten: "" };
         break;
       case "entry": {
         if (!inSection) {
@@ -117,6 +117,7 @@ export function readUserFile(doc: OscamDocument): UserFileView {
           if (name !== value) warnings.push({ line: i + 1, message: `duplicate account name "${value}": OScam loads it as "${name}"` });
           current.user = name;
         } else if (!isAccountKey(key)) {
+          current.unknown[key] = value;
           warnings.push({ line: i + 1, message: `unknown key "${utf8Of(key)}": OScam ignores it` });
         }
         break;
@@ -127,12 +128,13 @@ export function readUserFile(doc: OscamDocument): UserFileView {
   return { accounts, warnings };
 }
 
-function accountOf(user: string, userAsWritten: string, raw: Record<string, string>, headerLine: number, warnings: LineWarning[]): Account {
-  const unknown: Record<string, string> = {};
-  for (const [key, value] of Object.entries(raw)) if (!isAccountKey(key)) unknown[key] = value;
+function accountOf(
+  { user, userAsWritten, raw, unknown, header: headerLine }: { user: string; userAsWritten: string; raw: Record<string, string>; unknown: Record<string, string>; header: number },
+  warnings: LineWarning[],
+): Account {
   const group: number[] = [];
   for (const entry of listOf(raw.group ?? "", ",")) {
-    const n = /^\d+$/.test(entry) ? Number(entry) : NaN;
+    const n = digitsOnly.test(entry) ? Number(entry) : NaN;
     if (n >= 1 && n <= maxGroup) group.push(n);
     else warnings.push({ line: headerLine + 1, message: `account "${user}": group entry "${entry}" is not a number from 1 to ${maxGroup}: OScam drops it` });
   }
@@ -148,7 +150,7 @@ function accountOf(user: string, userAsWritten: string, raw: Record<string, stri
     ident: providerTable(raw.ident ?? "", user, "ident", headerLine, warnings),
     chid: providerTable(raw.chid ?? "", user, "chid", headerLine, warnings),
     betatunnel: listOf(raw.betatunnel ?? "", ",").flatMap((entry) => {
-      const m = /^([0-9A-Fa-f]{1,4})\.([0-9A-Fa-f]{1,4}):([0-9A-Fa-f]{1,4})$/.exec(entry);
+      const m = betatunnelEntry.exec(entry);
       return m ? [{ fromCaid: m[1]!, srvid: m[2]!, toCaid: m[3]! }] : [];
     }),
     uniq: atoi(raw.uniq ?? "0"),
@@ -163,6 +165,9 @@ function accountOf(user: string, userAsWritten: string, raw: Record<string, stri
     headerLine,
   };
 }
+
+const digitsOnly = /^\d+$/;
+const betatunnelEntry = /^([0-9A-Fa-f]{1,4})\.([0-9A-Fa-f]{1,4}):([0-9A-Fa-f]{1,4})$/;
 
 /** `CAID:id,id;CAID:id` → { CAID: [id, …] }, at most 32 ids per CAID as OScam keeps. */
 function providerTable(text: string, user: string, key: string, headerLine: number, warnings: LineWarning[]): Record<string, string[]> {

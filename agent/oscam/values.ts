@@ -9,16 +9,29 @@ export interface LineWarning {
 
 /** C's atoi: optional spaces, an optional sign, digits; anything else reads as 0 (`disabled = yes` → 0). */
 export function atoi(text: string): number {
-  const m = /^[ \t]*([+-]?\d+)/.exec(text);
-  return m ? Number.parseInt(m[1]!, 10) : 0;
+  let i = 0;
+  while (text.charCodeAt(i) === 0x20 || text.charCodeAt(i) === 0x09) i++;
+  let sign = 1;
+  const signCode = text.charCodeAt(i);
+  if (signCode === 0x2b /* + */ || signCode === 0x2d /* - */) {
+    if (signCode === 0x2d) sign = -1;
+    i++;
+  }
+  let n = 0;
+  let digits = 0;
+  for (let code = text.charCodeAt(i); code >= 0x30 && code <= 0x39; code = text.charCodeAt(++i), digits++) n = n * 10 + (code - 0x30);
+  return digits === 0 ? 0 : sign * n;
 }
 
 /** Splits a list and trims its items; empty items are dropped. */
 export function listOf(text: string, separator: string): string[] {
-  return text
-    .split(separator)
-    .map((s) => s.trim())
-    .filter((s) => s !== "");
+  const items: string[] = [];
+  if (text === "") return items;
+  for (const part of text.split(separator)) {
+    const item = part.trim();
+    if (item !== "") items.push(item);
+  }
+  return items;
 }
 
 /**
@@ -28,9 +41,12 @@ export function listOf(text: string, separator: string): string[] {
  */
 export function expdateOf(text: string): { date: string | null; valid: boolean } {
   if (text.trim() === "") return { date: null, valid: true };
-  const parts = text.split(/[-/]/);
-  const [year, month, day] = [atoi(parts[0] ?? ""), atoi(parts[1] ?? ""), atoi(parts[2] ?? "")];
-  if (parts.length !== 3 || year < 1970 || month < 1 || month > 12 || day < 1 || day > 31) return { date: null, valid: false };
-  const pad = (n: number, w: number) => String(n).padStart(w, "0");
+  const parts = text.split(dateSeparator);
+  if (parts.length !== 3) return { date: null, valid: false };
+  const [year, month, day] = [atoi(parts[0]!), atoi(parts[1]!), atoi(parts[2]!)];
+  if (year < 1970 || month < 1 || month > 12 || day < 1 || day > 31) return { date: null, valid: false };
   return { date: `${pad(year, 4)}-${pad(month, 2)}-${pad(day, 2)}`, valid: true };
 }
+
+const dateSeparator = /[-/]/;
+const pad = (n: number, width: number) => String(n).padStart(width, "0");
