@@ -1,3 +1,4 @@
+import { timingSafeEqual } from "node:crypto";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
 import type { Knex } from "../lib/db.js";
@@ -23,11 +24,10 @@ export function createCryptoService(deps: CryptoDeps): ServiceImpl<typeof Crypto
   const { keyring, db } = deps;
   return {
     encrypt(req) {
-      const envelope = keyring.seal(req.plaintext, contextOf(req.context));
-      return { envelope, keyId: keyring.activeKeyId };
+      return { envelope: sealUnlessCurrent(keyring, req), keyId: keyring.activeKeyId };
     },
     encryptBatch(req) {
-      const envelopes = req.items.map((item) => keyring.seal(item.plaintext, contextOf(item.context)));
+      const envelopes = req.items.map((item) => sealUnlessCurrent(keyring, item));
       return { envelopes, keyId: keyring.activeKeyId };
     },
     decrypt(req) {
@@ -49,6 +49,29 @@ export function createCryptoService(deps: CryptoDeps): ServiceImpl<typeof Crypto
       return { activeKeyId: keyring.activeKeyId, previousKeyId: keyring.previousKeyId ?? "", columns };
     },
   };
+}
+
+const registered = new Set(encryptedColumns.map((c) => `${c.table}.${c.column}`));
+
+/** A fresh envelope, or `current` when it already holds this plaintext under the active key. */
+function sealUnlessCurrent(keyring: Keyring, item: { plaintext: Uint8Array; context?: { table: string; column: string; rowId: string }; current: string }): string {
+  const context = contextOf(item.context);
+  if (!registered.has(`${context.table}.${context.column}`)) {
+    throw new ConnectError(
+      `${context.table}.${context.column} is not a registered encrypted column: add it to services/crypto/encrypted-columns.ts so key rotation re-seals it`,
+      Code.InvalidArgument,
+    );
+  }
+  if (item.current) {
+    try {
+      const opened = keyring.open(item.current, context);
+      if (!opened.sealedWithPrevious && opened.plaintext.length === item.plaintext.length && timingSafeEqual(opened.plaintext, item.plaintext)) return item.current;
+    } catch (err) {
+      // An envelope that does not open here is simply replaced.
+      if (!(err instanceof EnvelopeError)) throw err;
+    }
+  }
+  return keyring.seal(item.plaintext, context);
 }
 
 function contextOf(context: { table: string; column: string; rowId: string } | undefined): EncryptionContext {

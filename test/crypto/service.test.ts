@@ -62,6 +62,23 @@ test("EncryptBatch seals many values in order, each bound to its own row", async
   assert.is(bad?.code, Code.InvalidArgument, "each item's context is required");
 });
 
+test("given the stored envelope, an unchanged value keeps it; a changed value, another row or the previous key gets a fresh one", async () => {
+  const client = clientWith({ PANEL_ENCRYPTION_KEY: newKey });
+  const stored = (await client.encrypt({ plaintext: Buffer.from("same-value"), context })).envelope;
+  const again = await client.encryptBatch({ items: [{ plaintext: Buffer.from("same-value"), context, current: stored }] });
+  assert.is(again.envelopes[0], stored, "unchanged: the stored envelope comes back");
+  const changed = (await client.encrypt({ plaintext: Buffer.from("same-valuE"), context, current: stored })).envelope;
+  assert.is.not(changed, stored);
+  const otherRow = { ...context, rowId: "row-2" };
+  const moved = (await client.encrypt({ plaintext: Buffer.from("same-value"), context: otherRow, current: stored })).envelope;
+  assert.is.not(moved, stored, "an envelope of another row is not reused");
+  assert.is(Buffer.from((await client.decrypt({ envelope: moved, context: otherRow })).plaintext).toString(), "same-value");
+  assert.is.not((await client.encrypt({ plaintext: Buffer.from("x"), context, current: "not an envelope" })).envelope, "not an envelope");
+  const rotated = clientWith({ PANEL_ENCRYPTION_KEY: oldKey, PANEL_ENCRYPTION_KEY_PREVIOUS: newKey });
+  const resealed = (await rotated.encrypt({ plaintext: Buffer.from("same-value"), context, current: stored })).envelope;
+  assert.is.not(resealed, stored, "sealed with the previous key: replaced, so a rotation moves it forward");
+});
+
 test("a malformed envelope is InvalidArgument; a wrong row is DataLoss; an unknown key is FailedPrecondition naming it", async () => {
   const client = clientWith({ PANEL_ENCRYPTION_KEY: newKey });
   assert.is((await codeOf(client.decrypt({ envelope: "hunter2", context })))?.code, Code.InvalidArgument);
@@ -72,6 +89,13 @@ test("a malformed envelope is InvalidArgument; a wrong row is DataLoss; an unkno
   const unknown = await codeOf(client.decrypt({ envelope: foreign, context }));
   assert.is(unknown?.code, Code.FailedPrecondition);
   assert.ok(unknown?.rawMessage.includes(deriveKey(oldKey).id), unknown?.rawMessage);
+});
+
+test("sealing for a column that is not in the registry of encrypted columns is refused, naming it", async () => {
+  const client = clientWith({ PANEL_ENCRYPTION_KEY: newKey });
+  const err = await codeOf(client.encrypt({ plaintext: Buffer.from("x"), context: { ...context, column: "webif_pass" } }));
+  assert.is(err?.code, Code.InvalidArgument);
+  assert.match(err!.rawMessage, /oscam_installs\.webif_pass is not a registered encrypted column/);
 });
 
 test("a request without its context is refused by validation, naming the field", async () => {

@@ -11,10 +11,12 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file myosicam/crypto/v1/crypto.proto.
  */
 export const file_myosicam_crypto_v1_crypto: GenFile = /*@__PURE__*/
-  fileDesc("Ch9teW9zaWNhbS9jcnlwdG8vdjEvY3J5cHRvLnByb3RvEhJteW9zaWNhbS5jcnlwdG8udjEijgEKEUVuY3J5cHRpb25Db250ZXh0Ei0KBXRhYmxlGAEgASgJQh66SBtyGTIXXlthLXpfXVthLXowLTlfXXswLDYyfSQSLgoGY29sdW1uGAIgASgJQh66SBtyGTIXXlthLXpfXVthLXowLTlfXXswLDYyfSQSGgoGcm93X2lkGAMgASgJQgq6SAdyBRABGIABIm4KDkVuY3J5cHRSZXF1ZXN0EhwKCXBsYWludGV4dBgBIAEoDEIJukgGegQYgIAEEj4KB2NvbnRleHQYAiABKAsyJS5teW9zaWNhbS5jcnlwdG8udjEuRW5jcnlwdGlvbkNvbnRleHRCBrpIA8gBASIzCg9FbmNyeXB0UmVzcG9uc2USEAoIZW52ZWxvcGUYASABKAkSDgoGa2V5X2lkGAIgASgJIlUKE0VuY3J5cHRCYXRjaFJlcXVlc3QSPgoFaXRlbXMYASADKAsyIi5teW9zaWNhbS5jcnlwdG8udjEuRW5jcnlwdFJlcXVlc3RCC7pICJIBBQgBEJBOIjkKFEVuY3J5cHRCYXRjaFJlc3BvbnNlEhEKCWVudmVsb3BlcxgBIAMoCRIOCgZrZXlfaWQYAiABKAkibwoORGVjcnlwdFJlcXVlc3QSHQoIZW52ZWxvcGUYASABKAlCC7pICHIGEAEYoI0GEj4KB2NvbnRleHQYAiABKAsyJS5teW9zaWNhbS5jcnlwdG8udjEuRW5jcnlwdGlvbkNvbnRleHRCBrpIA8gBASJWCg9EZWNyeXB0UmVzcG9uc2USEQoJcGxhaW50ZXh0GAEgASgMEg4KBmtleV9pZBgCIAEoCRIgChhzZWFsZWRfd2l0aF9wcmV2aW91c19rZXkYAyABKAgiEgoQS2V5U3RhdHVzUmVxdWVzdCJ4ChFLZXlTdGF0dXNSZXNwb25zZRIVCg1hY3RpdmVfa2V5X2lkGAEgASgJEhcKD3ByZXZpb3VzX2tleV9pZBgCIAEoCRIzCgdjb2x1bW5zGAMgAygLMiIubXlvc2ljYW0uY3J5cHRvLnYxLkNvbHVtbktleUNvdW50Ik4KDkNvbHVtbktleUNvdW50Eg0KBXRhYmxlGAEgASgJEg4KBmNvbHVtbhgCIAEoCRIOCgZrZXlfaWQYAyABKAkSDQoFY291bnQYBCABKAQy9AIKDUNyeXB0b1NlcnZpY2USUgoHRW5jcnlwdBIiLm15b3NpY2FtLmNyeXB0by52MS5FbmNyeXB0UmVxdWVzdBojLm15b3NpY2FtLmNyeXB0by52MS5FbmNyeXB0UmVzcG9uc2USYQoMRW5jcnlwdEJhdGNoEicubXlvc2ljYW0uY3J5cHRvLnYxLkVuY3J5cHRCYXRjaFJlcXVlc3QaKC5teW9zaWNhbS5jcnlwdG8udjEuRW5jcnlwdEJhdGNoUmVzcG9uc2USUgoHRGVjcnlwdBIiLm15b3NpY2FtLmNyeXB0by52MS5EZWNyeXB0UmVxdWVzdBojLm15b3NpY2FtLmNyeXB0by52MS5EZWNyeXB0UmVzcG9uc2USWAoJS2V5U3RhdHVzEiQubXlvc2ljYW0uY3J5cHRvLnYxLktleVN0YXR1c1JlcXVlc3QaJS5teW9zaWNhbS5jcnlwdG8udjEuS2V5U3RhdHVzUmVzcG9uc2ViBnByb3RvMw", [file_buf_validate_validate]);
+  fileDesc("Ch9teW9zaWNhbS9jcnlwdG8vdjEvY3J5cHRvLnByb3RvEhJteW9zaWNhbS5jcnlwdG8udjEiZAoRRW5jcnlwdGlvbkNvbnRleHQSGAoFdGFibGUYASABKAlCCbpIBnIEEAEYPxIZCgZjb2x1bW4YAiABKAlCCbpIBnIEEAEYPxIaCgZyb3dfaWQYAyABKAlCCrpIB3IFEAEYgAEiigEKDkVuY3J5cHRSZXF1ZXN0EhwKCXBsYWludGV4dBgBIAEoDEIJukgGegQYgIAEEj4KB2NvbnRleHQYAiABKAsyJS5teW9zaWNhbS5jcnlwdG8udjEuRW5jcnlwdGlvbkNvbnRleHRCBrpIA8gBARIaCgdjdXJyZW50GAMgASgJQgm6SAZyBBigjQYiMwoPRW5jcnlwdFJlc3BvbnNlEhAKCGVudmVsb3BlGAEgASgJEg4KBmtleV9pZBgCIAEoCSJVChNFbmNyeXB0QmF0Y2hSZXF1ZXN0Ej4KBWl0ZW1zGAEgAygLMiIubXlvc2ljYW0uY3J5cHRvLnYxLkVuY3J5cHRSZXF1ZXN0Qgu6SAiSAQUIARCQTiI5ChRFbmNyeXB0QmF0Y2hSZXNwb25zZRIRCgllbnZlbG9wZXMYASADKAkSDgoGa2V5X2lkGAIgASgJIm8KDkRlY3J5cHRSZXF1ZXN0Eh0KCGVudmVsb3BlGAEgASgJQgu6SAhyBhABGKCNBhI+Cgdjb250ZXh0GAIgASgLMiUubXlvc2ljYW0uY3J5cHRvLnYxLkVuY3J5cHRpb25Db250ZXh0Qga6SAPIAQEiVgoPRGVjcnlwdFJlc3BvbnNlEhEKCXBsYWludGV4dBgBIAEoDBIOCgZrZXlfaWQYAiABKAkSIAoYc2VhbGVkX3dpdGhfcHJldmlvdXNfa2V5GAMgASgIIhIKEEtleVN0YXR1c1JlcXVlc3QieAoRS2V5U3RhdHVzUmVzcG9uc2USFQoNYWN0aXZlX2tleV9pZBgBIAEoCRIXCg9wcmV2aW91c19rZXlfaWQYAiABKAkSMwoHY29sdW1ucxgDIAMoCzIiLm15b3NpY2FtLmNyeXB0by52MS5Db2x1bW5LZXlDb3VudCJOCg5Db2x1bW5LZXlDb3VudBINCgV0YWJsZRgBIAEoCRIOCgZjb2x1bW4YAiABKAkSDgoGa2V5X2lkGAMgASgJEg0KBWNvdW50GAQgASgEMvQCCg1DcnlwdG9TZXJ2aWNlElIKB0VuY3J5cHQSIi5teW9zaWNhbS5jcnlwdG8udjEuRW5jcnlwdFJlcXVlc3QaIy5teW9zaWNhbS5jcnlwdG8udjEuRW5jcnlwdFJlc3BvbnNlEmEKDEVuY3J5cHRCYXRjaBInLm15b3NpY2FtLmNyeXB0by52MS5FbmNyeXB0QmF0Y2hSZXF1ZXN0GigubXlvc2ljYW0uY3J5cHRvLnYxLkVuY3J5cHRCYXRjaFJlc3BvbnNlElIKB0RlY3J5cHQSIi5teW9zaWNhbS5jcnlwdG8udjEuRGVjcnlwdFJlcXVlc3QaIy5teW9zaWNhbS5jcnlwdG8udjEuRGVjcnlwdFJlc3BvbnNlElgKCUtleVN0YXR1cxIkLm15b3NpY2FtLmNyeXB0by52MS5LZXlTdGF0dXNSZXF1ZXN0GiUubXlvc2ljYW0uY3J5cHRvLnYxLktleVN0YXR1c1Jlc3BvbnNlYgZwcm90bzM", [file_buf_validate_validate]);
 
 /**
  * EncryptionContext names where a value is stored; it is bound as AES-GCM associated data.
+ * Encrypt refuses a (table, column) that is not in the panel's registry of encrypted columns
+ * (InvalidArgument), so every sealed value is one that key rotation re-seals.
  *
  * @generated from message myosicam.crypto.v1.EncryptionContext
  */
@@ -37,6 +39,8 @@ export type EncryptionContext = Message<"myosicam.crypto.v1.EncryptionContext"> 
 
 /**
  * EncryptionContext names where a value is stored; it is bound as AES-GCM associated data.
+ * Encrypt refuses a (table, column) that is not in the panel's registry of encrypted columns
+ * (InvalidArgument), so every sealed value is one that key rotation re-seals.
  *
  * @generated from message myosicam.crypto.v1.EncryptionContext
  */
@@ -77,6 +81,17 @@ export type EncryptRequest = Message<"myosicam.crypto.v1.EncryptRequest"> & {
    * @generated from field: myosicam.crypto.v1.EncryptionContext context = 2;
    */
   context?: EncryptionContext | undefined;
+
+  /**
+   * The envelope stored now for the same context, if any. When it opens with the active key to
+   * exactly this plaintext, it is returned unchanged instead of a new one, so a caller can skip
+   * writing a value that did not change (a re-sync of 2,000 accounts rewrites only the changed
+   * ones) without ever seeing the plaintext of what is stored. One that does not open, or was
+   * sealed with the previous key, is replaced by a fresh envelope.
+   *
+   * @generated from field: string current = 3;
+   */
+  current: string;
 };
 
 /**
@@ -92,6 +107,17 @@ export type EncryptRequestJson = {
    * @generated from field: myosicam.crypto.v1.EncryptionContext context = 2;
    */
   context?: EncryptionContextJson;
+
+  /**
+   * The envelope stored now for the same context, if any. When it opens with the active key to
+   * exactly this plaintext, it is returned unchanged instead of a new one, so a caller can skip
+   * writing a value that did not change (a re-sync of 2,000 accounts rewrites only the changed
+   * ones) without ever seeing the plaintext of what is stored. One that does not open, or was
+   * sealed with the previous key, is replaced by a fresh envelope.
+   *
+   * @generated from field: string current = 3;
+   */
+  current?: string;
 };
 
 /**
