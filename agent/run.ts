@@ -52,8 +52,9 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
   while (!signal.aborted) {
     let waitMs: number;
     try {
+      const readings = await syncer.readings().catch((err: Error) => (log.warn({ err: err.message }, "could not take resource readings"), undefined));
       const res = await client.heartbeat(
-        { uptimeSeconds: BigInt(Math.floor((Date.now() - started) / 1000)), health: AgentHealth.OK, agentVersion, load: loadAverage() },
+        { uptimeSeconds: BigInt(Math.floor((Date.now() - started) / 1000)), health: AgentHealth.OK, agentVersion, load: loadAverage(), ...readings },
         { signal, timeoutMs: 30_000 },
       );
       change("connected", { approved: res.approved, hostUptimeSeconds: hostUptimeSeconds() }, res.approved ? "connected to the panel" : "connected to the panel; waiting for an operator to approve this agent");

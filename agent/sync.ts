@@ -25,6 +25,8 @@ export function createSyncer(options: { client: () => Client<typeof AgentService
   let again = false;
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
+  /** The instances of the last successful sync: what heartbeats take readings of. */
+  let synced: Array<{ name: string; pid?: number; dirs: string[] }> = [];
 
   const syncOnce = async () => {
     const instances = await discoverInstances({ ...options.discovery, probeWebif: options.discovery.probeWebif ?? true });
@@ -41,6 +43,7 @@ export function createSyncer(options: { client: () => Client<typeof AgentService
       await options.client().sync({ present, snapshots: resend }, { timeoutMs: 120_000 });
       for (const s of resend) lastSent.set(s.ref!.name, s.ref!.contentHash);
     }
+    synced = instances.map((i) => ({ name: i.name, pid: i.running ? i.pid : undefined, dirs: [i.configDir, i.tempDir] }));
     options.log.info({ instances: present.length, sent: changed.length + res.resend.length }, "synced with the panel");
     watchConfigDirs(instances.map((i) => i.configDir));
   };
@@ -97,6 +100,15 @@ export function createSyncer(options: { client: () => Client<typeof AgentService
     /** Syncs now (the first sync after start, or a `resync`); resolves when it finished. */
     syncNow: () => run(),
     trigger,
+    /**
+     * Resource readings for a heartbeat: the host's, and each instance of the last sync (CPU %
+     * since the previous reading). A process that ended reads as zero until the next sync.
+     */
+    async readings() {
+      const instances = [];
+      for (const i of synced) instances.push({ name: i.name, resources: await sampler.instance(i.pid, i.dirs) });
+      return { host: await sampler.host(), instances };
+    },
     /** Whether the last sync failed (the caller retries with its next heartbeat). */
     get failed() {
       return failed;

@@ -11,6 +11,7 @@ import { createHeartbeatWriter } from "./heartbeats.js";
 import { alertRecipients, serversAndTokens } from "./migrations/0001-servers-and-tokens.js";
 import { instancesAndAccounts } from "./migrations/0002-instances.js";
 import { commands } from "./migrations/0003-commands.js";
+import { hostResources } from "./migrations/0004-host-resources.js";
 import { createCommandHub, expireCommands } from "./commands.js";
 import { countLiveInstances, purgeResourceSamples, resourceRetentionDays } from "./sync.js";
 import { auditMalformedRegistrations, createAgentService, createAgentTrust, createRegistrationService } from "./service.js";
@@ -46,7 +47,7 @@ export const agentsService: ServiceModule = {
   listener: "panel",
   database: "panel",
   descriptors: [RegistrationService, AgentService],
-  migrations: [serversAndTokens, alertRecipients, instancesAndAccounts, commands],
+  migrations: [serversAndTokens, alertRecipients, instancesAndAccounts, commands, hostResources],
   // The agent tokens are sealed and opened by the key holder, in this process.
   requires: ["crypto"],
   routes: agentsRoutes,

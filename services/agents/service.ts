@@ -255,6 +255,8 @@ export function createAgentService(deps: {
         health: healthNames[req.health],
         agentVersion: req.agentVersion,
         load,
+        host: req.host && { cpuPercent: req.host.cpuPercent, memoryUsedMb: req.host.memoryUsedMb, memoryTotalMb: req.host.memoryTotalMb, diskUsedMb: req.host.diskUsedMb },
+        instances: req.instances.map((i) => ({ name: i.name, cpuPercent: i.resources!.cpuPercent, rssMb: i.resources!.rssMb, diskMb: i.resources!.diskMb })),
       });
       return { serverTime: timestampFromDate(new Date()), heartbeatIntervalSeconds: deps.intervalSeconds, approved: isApproved(caller) };
     },

@@ -219,6 +219,10 @@ export interface HeartbeatWrite {
   health: string;
   agentVersion: string;
   load: number[];
+  /** The host's resources at this heartbeat, when the agent sent them. */
+  host?: { cpuPercent: number; memoryUsedMb: number; memoryTotalMb: number; diskUsedMb: number };
+  /** Each synced instance's resources at this heartbeat, by instance name. */
+  instances: Array<{ name: string; cpuPercent: number; rssMb: number; diskMb: number }>;
 }
 
 /**
@@ -228,20 +232,59 @@ export interface HeartbeatWrite {
 export async function writeHeartbeats(db: Knex, beats: readonly HeartbeatWrite[]): Promise<Array<{ id: string; name: string }>> {
   if (beats.length === 0) return [];
   const values = beats.map(() => "(?::uuid, ?::timestamptz, ?::bigint, ?::text, ?::text, ?::real[])").join(", ");
-  const result = await db.raw(
-    `with beat(id, at, uptime, health, version, load) as (values ${values}),
-          before as (select s.id, s.status from servers s join beat b on b.id = s.id for update of s)
-     update servers s set
-        last_seen_at = greatest(s.last_seen_at, b.at), uptime_seconds = b.uptime, health = b.health,
-        agent_version = b.version, load_average = b.load,
-        status = case when s.status = 'unreachable' then case when s.approved then 'online' else 'pending' end else s.status end,
-        unreachable_since = case when s.status = 'unreachable' then null else s.unreachable_since end
-       from beat b, before
-      where s.id = b.id and before.id = s.id and s.status <> 'revoked'
-     returning s.id, s.name, before.status as previous`,
-    beats.flatMap((b) => [b.serverId, b.at.toISOString(), b.uptimeSeconds, b.health, b.agentVersion, b.load]),
+  return db.transaction(async (trx) => {
+    const result = await trx.raw(
+      `with beat(id, at, uptime, health, version, load) as (values ${values}),
+            before as (select s.id, s.status from servers s join beat b on b.id = s.id for update of s)
+       update servers s set
+          last_seen_at = greatest(s.last_seen_at, b.at), uptime_seconds = b.uptime, health = b.health,
+          agent_version = b.version, load_average = b.load,
+          status = case when s.status = 'unreachable' then case when s.approved then 'online' else 'pending' end else s.status end,
+          unreachable_since = case when s.status = 'unreachable' then null else s.unreachable_since end
+         from beat b, before
+        where s.id = b.id and before.id = s.id and s.status <> 'revoked'
+       returning s.id, s.name, before.status as previous`,
+      beats.flatMap((b) => [b.serverId, b.at.toISOString(), b.uptimeSeconds, b.health, b.agentVersion, b.load]),
+    );
+    const rows = result.rows as Array<{ id: string; name: string; previous: string }>;
+    const written = new Set(rows.map((r) => r.id));
+    await writeResourceReadings(trx, beats.filter((b) => written.has(b.serverId)));
+    return rows.filter((r) => r.previous === "unreachable");
+  });
+}
+
+/** The resource readings of heartbeats: the host's, and each named instance's (an unknown or gone instance is skipped). */
+async function writeResourceReadings(trx: Knex.Transaction, beats: readonly HeartbeatWrite[]): Promise<void> {
+  const hosts = beats.filter((b) => b.host);
+  if (hosts.length > 0) {
+    await trx("host_resource_samples").insert(
+      hosts.map((b) => ({
+        server_id: b.serverId,
+        at: b.at,
+        cpu_percent: b.host!.cpuPercent,
+        memory_used_mb: b.host!.memoryUsedMb,
+        memory_total_mb: b.host!.memoryTotalMb,
+        disk_used_mb: b.host!.diskUsedMb,
+        load_average: b.load,
+      })),
+    );
+  }
+  const readings = beats.flatMap((b) => b.instances.map((i) => ({ serverId: b.serverId, at: b.at.toISOString(), ...i })));
+  if (readings.length === 0) return;
+  await trx.raw(
+    `insert into resource_samples (instance_id, at, cpu_percent, rss_mb, disk_mb)
+     select i.id, r.at, r.cpu, r.rss, r.disk
+       from unnest(?::uuid[], ?::text[], ?::timestamptz[], ?::float8[], ?::float8[], ?::float8[]) as r(server_id, name, at, cpu, rss, disk)
+       join instances i on i.server_id = r.server_id and i.name = r.name and i.gone_at is null`,
+    [
+      readings.map((r) => r.serverId),
+      readings.map((r) => r.name),
+      readings.map((r) => r.at),
+      readings.map((r) => r.cpuPercent),
+      readings.map((r) => r.rssMb),
+      readings.map((r) => r.diskMb),
+    ] as unknown as readonly Knex.RawBinding[],
   );
-  return (result.rows as Array<{ id: string; name: string; previous: string }>).filter((r) => r.previous === "unreachable");
 }
 
 /** Marks servers not heard from for `silentSeconds` unreachable; answers exactly those. */

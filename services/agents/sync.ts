@@ -12,7 +12,7 @@ export const resourceRetentionDays = 7;
  * Stores what an agent reports (DESIGN.md §3.4). Each snapshot replaces its instance's previous
  * state in one transaction: the instance row, its accounts (upserted by user name, the ones gone
  * from the file deleted; passwords sealed through CryptoService in one batch), the WebIF password
- * (sealed, in oscam_installs) and one resource reading. Instances the agent no longer lists are
+ * (sealed, in oscam_installs) and one resource reading (and one of the host). Instances the agent no longer lists are
  * marked gone, not deleted. Answers which listed instances the panel needs in full.
  */
 export async function storeSync(db: Knex, crypto: Client<typeof CryptoService>, serverId: string, req: SyncRequest): Promise<{ resend: string[] }> {
@@ -24,6 +24,11 @@ export async function storeSync(db: Knex, crypto: Client<typeof CryptoService>, 
   for (const snapshot of req.snapshots) {
     if (!names.has(snapshot.ref!.name)) throw new ConnectError(`snapshot of "${snapshot.ref!.name}" is not in present`, Code.InvalidArgument);
     await storeSnapshot(db, crypto, serverId, snapshot);
+  }
+  if (req.host) {
+    const h = req.host;
+    const load = h.load ? [h.load.one, h.load.five, h.load.fifteen] : [];
+    await db("host_resource_samples").insert({ server_id: serverId, cpu_percent: h.cpuPercent, memory_used_mb: h.memoryUsedMb, memory_total_mb: h.memoryTotalMb, disk_used_mb: h.diskUsedMb, load_average: load });
   }
   // Instances the agent no longer reports are kept, marked gone.
   await db("instances").where({ server_id: serverId }).whereNull("gone_at").whereNotIn("name", [...names]).update({ gone_at: db.fn.now() });
@@ -69,15 +74,28 @@ async function storeSnapshot(db: Knex, crypto: Client<typeof CryptoService>, ser
       .returning("id");
     const instanceId: string = instance.id;
 
-    const existing = new Map<string, string>(
-      (await trx("accounts").where({ instance_id: instanceId }).select("id", "username")).map((r: { id: string; username: string }) => [r.username, r.id]),
+    const existing = new Map<string, { id: string; password: string | null }>(
+      (await trx("accounts").where({ instance_id: instanceId }).select("id", "username", "password")).map((r: { id: string; username: string; password: string | null }) => [r.username, r]),
     );
-    const rows = s.accounts.map((a) => ({ id: existing.get(a.user) ?? randomUUID(), account: a }));
-    const sealed = rows.length
-      ? (await crypto.encryptBatch({ items: rows.map((r) => ({ plaintext: Buffer.from(r.account.password, "utf8"), context: { table: "accounts", column: "password", rowId: r.id } })) })).envelopes
+    const rows = s.accounts.map((a) => {
+      const stored = existing.get(a.user);
+      return { id: stored?.id ?? randomUUID(), current: stored?.password ?? "", account: a };
+    });
+    // An unchanged password comes back as the stored envelope, so its row is not rewritten below.
+    const sealed = rows.some((r) => r.account.password)
+      ? (
+          await crypto.encryptBatch({
+            items: rows
+              .filter((r) => r.account.password)
+              .map((r) => ({ plaintext: Buffer.from(r.account.password, "utf8"), context: { table: "accounts", column: "password", rowId: r.id }, current: r.current })),
+          })
+        ).envelopes
       : [];
+    let next = 0;
+    const passwords = rows.map((r) => (r.account.password ? sealed[next++]! : null));
     // One statement for every account, columns passed as arrays (unnest): far cheaper than
-    // thousands of bound row values.
+    // thousands of bound row values. Rows whose values did not change are left alone (and keep
+    // their updated_at).
     if (rows.length > 0) {
       await trx.raw(
         `insert into accounts (id, instance_id, username, password, enabled, groups, caid, ident, expiry_date, description, extra, updated_at)
@@ -86,12 +104,14 @@ async function storeSnapshot(db: Knex, crypto: Client<typeof CryptoService>, ser
              as a(id, username, password, enabled, groups, caid, ident, expiry_date, description, extra)
          on conflict (instance_id, username) do update set password = excluded.password, enabled = excluded.enabled, groups = excluded.groups,
            caid = excluded.caid, ident = excluded.ident, expiry_date = excluded.expiry_date, description = excluded.description,
-           extra = excluded.extra, updated_at = excluded.updated_at`,
+           extra = excluded.extra, updated_at = excluded.updated_at
+         where (accounts.password, accounts.enabled, accounts.groups, accounts.caid, accounts.ident, accounts.expiry_date, accounts.description, accounts.extra)
+           is distinct from (excluded.password, excluded.enabled, excluded.groups, excluded.caid, excluded.ident, excluded.expiry_date, excluded.description, excluded.extra)`,
         [
           instanceId,
           rows.map((r) => r.id),
           rows.map((r) => r.account.user),
-          rows.map((r, k) => (r.account.password ? sealed[k]! : null)),
+          passwords,
           rows.map((r) => r.account.enabled),
           rows.map((r) => r.account.groups.join(",")),
           rows.map((r) => r.account.caid),
@@ -122,7 +142,9 @@ async function storeSnapshot(db: Knex, crypto: Client<typeof CryptoService>, ser
 
 /** Deletes resource readings older than the retention; answers how many. */
 export async function purgeResourceSamples(db: Knex, days = resourceRetentionDays): Promise<number> {
-  return db("resource_samples").where("at", "<", db.raw("now() - make_interval(days => ?)", [days])).delete();
+  const cutoff = db.raw("now() - make_interval(days => ?)", [days]);
+  const instances = await db("resource_samples").where("at", "<", cutoff).delete();
+  return instances + (await db("host_resource_samples").where("at", "<", cutoff).delete());
 }
 
 /** Live (not gone) OScam instances, counted toward the license quota. */

@@ -9,7 +9,7 @@ import { createClient } from "@connectrpc/connect";
 import { SyncRequestSchema } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
 import { createInstallToken } from "../../services/agents/install-tokens.js";
-import { storeSync } from "../../services/agents/sync.js";
+import { purgeResourceSamples, storeSync } from "../../services/agents/sync.js";
 import { createKeyring } from "../../services/lib/secrets/keyring.js";
 import { leakedCanaries, plantCanaries } from "../helpers/canaries.js";
 import { eventually } from "../helpers/eventually.js";
@@ -88,6 +88,24 @@ test("the first sync stores the instance, its accounts (passwords sealed) and th
   assert.is(Number((await panel.db("resource_samples").where({ instance_id: instance.id }).count({ n: "*" }))[0]!.n) >= 1, true);
 });
 
+test("every heartbeat after the sync carries resource readings: the host's and the instance's, kept as history", async () => {
+  const instance = await panel.db("instances").first();
+  const count = async (table: string, where: Record<string, string>) => Number((await panel.db(table).where(where).count({ n: "*" }))[0]!.n);
+  const instanceBefore = await count("resource_samples", { instance_id: instance.id });
+  const hostBefore = await count("host_resource_samples", { server_id: instance.server_id });
+  await eventually(
+    async () => [await count("resource_samples", { instance_id: instance.id }), await count("host_resource_samples", { server_id: instance.server_id })],
+    ([i, h]) => i! >= instanceBefore + 2 && h! >= hostBefore + 2,
+    "readings from two more heartbeats",
+  );
+  const host = await panel.db("host_resource_samples").where({ server_id: instance.server_id }).orderBy("at", "desc").first();
+  assert.ok(host.memory_total_mb > 0 && host.memory_used_mb > 0 && host.memory_used_mb <= host.memory_total_mb, JSON.stringify(host));
+  assert.ok(host.disk_used_mb > 0);
+  assert.is(host.load_average.length, 3);
+  const reading = await panel.db("resource_samples").where({ instance_id: instance.id }).orderBy("at", "desc").first();
+  assert.ok(reading.disk_mb > 0, "the config dir's size");
+});
+
 test("no canary is in any byte the agent sent, in the panel's database, or in any log line", async () => {
   assert.equal(leakedCanaries(canaries, Buffer.concat(captured).toString("latin1")), [], "sent over HTTP");
   const dump = [];
@@ -99,8 +117,11 @@ test("no canary is in any byte the agent sent, in the panel's database, or in an
   assert.not.ok((agent.stderr() + panel.logs.text()).includes("dev-webif-Pw!main-7f3c"), "the WebIF password is never logged");
 });
 
-test("changing one account in the file leads to exactly one re-sync with that change", async () => {
+test("changing one account in the file leads to exactly one re-sync with that change, and only its row is rewritten", async () => {
   const before = syncRequests.length;
+  const rowsBefore = new Map<string, { password: string; updated_at: Date }>(
+    (await panel.db("accounts").select("username", "password", "updated_at")).map((r: { username: string; password: string; updated_at: Date }) => [r.username, r]),
+  );
   const file = join(configDir(), "oscam.user");
   await writeFile(file, (await readFile(file, "utf8")).replace("description                   = Bedroom Zgemma H7", "description                   = Bedroom, moved"));
   await eventually(async () => syncLines().length, (n) => n >= 2, "the re-sync");
@@ -112,6 +133,22 @@ test("changing one account in the file leads to exactly one re-sync with that ch
   assert.is(bedroom.description, "Bedroom, moved");
   assert.is(syncRequests.length - before, 1, "one Sync request for one change");
   assert.is(syncLines().length, 2);
+  for (const row of await panel.db("accounts").select("username", "password", "updated_at")) {
+    const earlier = rowsBefore.get(row.username)!;
+    assert.is(row.password, earlier.password, `${row.username}: an unchanged password keeps its envelope`);
+    if (row.username === "bedroom") assert.ok(row.updated_at > earlier.updated_at, "the changed account is rewritten");
+    else assert.equal(row.updated_at, earlier.updated_at, `${row.username}: an unchanged account is not rewritten`);
+  }
+});
+
+test("the retention job's purge deletes instance and host readings older than the retention, and keeps the rest", async () => {
+  const instance = await panel.db("instances").first();
+  await panel.db("resource_samples").insert({ instance_id: instance.id, at: panel.db.raw("now() - interval '8 days'"), cpu_percent: 1, rss_mb: 1, disk_mb: 1 });
+  await panel.db("host_resource_samples").insert({ server_id: instance.server_id, at: panel.db.raw("now() - interval '8 days'"), cpu_percent: 1, memory_used_mb: 1, memory_total_mb: 2, disk_used_mb: 1 });
+  const recent = Number((await panel.db("host_resource_samples").count({ n: "*" }))[0]!.n) - 1;
+  assert.is(await purgeResourceSamples(panel.db), 2);
+  assert.is(Number((await panel.db("resource_samples").where("at", "<", panel.db.raw("now() - interval '7 days'")).count({ n: "*" }))[0]!.n), 0);
+  assert.ok(Number((await panel.db("host_resource_samples").count({ n: "*" }))[0]!.n) >= recent, "recent readings are kept");
 });
 
 test("an instance the agent stops reporting is marked gone, not deleted; it comes back when reported again", async () => {

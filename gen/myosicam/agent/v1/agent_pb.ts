@@ -7,7 +7,7 @@ import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf
 import { file_buf_validate_validate } from "../../../buf/validate/validate_pb.js";
 import type { Timestamp, TimestampJson } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { HostResources, HostResourcesJson, InstanceRef, InstanceRefJson, InstanceRuntime, InstanceRuntimeJson, InstanceSnapshot, InstanceSnapshotJson, LoadAverage, LoadAverageJson } from "./snapshot_pb.js";
+import type { HostResources, HostResourcesJson, InstanceRef, InstanceRefJson, InstanceResources, InstanceResourcesJson, InstanceRuntime, InstanceRuntimeJson, InstanceSnapshot, InstanceSnapshotJson, LoadAverage, LoadAverageJson } from "./snapshot_pb.js";
 import { file_myosicam_agent_v1_snapshot } from "./snapshot_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file myosicam/agent/v1/agent.proto.
  */
 export const file_myosicam_agent_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("Ch1teW9zaWNhbS9hZ2VudC92MS9hZ2VudC5wcm90bxIRbXlvc2ljYW0uYWdlbnQudjEiygEKEEhlYXJ0YmVhdFJlcXVlc3QSFgoOdXB0aW1lX3NlY29uZHMYASABKAQSOgoGaGVhbHRoGAIgASgOMh4ubXlvc2ljYW0uYWdlbnQudjEuQWdlbnRIZWFsdGhCCrpIB4IBBBABIAASNAoNYWdlbnRfdmVyc2lvbhgDIAEoCUIdukgachgyFl5bMC05QS1aYS16ListXXsxLDY0fSQSLAoEbG9hZBgEIAEoCzIeLm15b3NpY2FtLmFnZW50LnYxLkxvYWRBdmVyYWdlInoKEUhlYXJ0YmVhdFJlc3BvbnNlEi8KC3NlcnZlcl90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIiChpoZWFydGJlYXRfaW50ZXJ2YWxfc2Vjb25kcxgCIAEoDRIQCghhcHByb3ZlZBgDIAEoCCK8AQoLU3luY1JlcXVlc3QSOgoHcHJlc2VudBgBIAMoCzIeLm15b3NpY2FtLmFnZW50LnYxLkluc3RhbmNlUmVmQgm6SAaSAQMQgAISQQoJc25hcHNob3RzGAIgAygLMiMubXlvc2ljYW0uYWdlbnQudjEuSW5zdGFuY2VTbmFwc2hvdEIJukgGkgEDEIACEi4KBGhvc3QYAyABKAsyIC5teW9zaWNhbS5hZ2VudC52MS5Ib3N0UmVzb3VyY2VzIh4KDFN5bmNSZXNwb25zZRIOCgZyZXNlbmQYASADKAkiSAoQU3Vic2NyaWJlUmVxdWVzdBI0Cg1hZ2VudF92ZXJzaW9uGAEgASgJQh26SBpyGDIWXlswLTlBLVphLXouKy1dezEsNjR9JCKAAQoRU3Vic2NyaWJlUmVzcG9uc2USMQoJa2VlcGFsaXZlGAEgASgLMhwubXlvc2ljYW0uYWdlbnQudjEuS2VlcGFsaXZlSAASLQoHY29tbWFuZBgCIAEoCzIaLm15b3NpY2FtLmFnZW50LnYxLkNvbW1hbmRIAEIJCgdtZXNzYWdlIjwKCUtlZXBhbGl2ZRIvCgtzZXJ2ZXJfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiswIKB0NvbW1hbmQSFAoCaWQYASABKAlCCLpIBXIDsAEBEhoKCGluc3RhbmNlGAIgASgJQgi6SAVyAxiAARI4CgRraW5kGAMgASgOMh4ubXlvc2ljYW0uYWdlbnQudjEuQ29tbWFuZEtpbmRCCrpIB4IBBBABIAASOgoOYXBwbHlfYWNjb3VudHMYBCABKAsyIC5teW9zaWNhbS5hZ2VudC52MS5BcHBseUFjY291bnRzSAASNgoMYXBwbHlfY29uZmlnGAUgASgLMh4ubXlvc2ljYW0uYWdlbnQudjEuQXBwbHlDb25maWdIABIsCghkZWFkbGluZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHYXR0ZW1wdBgHIAEoDUIJCgdwYXlsb2FkIk8KDUFwcGx5QWNjb3VudHMSPgoHY2hhbmdlcxgBIAMoCzIgLm15b3NpY2FtLmFnZW50LnYxLkFjY291bnRDaGFuZ2VCC7pICJIBBQgBEJBOIuUBCg1BY2NvdW50Q2hhbmdlEkIKCW9wZXJhdGlvbhgBIAEoDjIjLm15b3NpY2FtLmFnZW50LnYxLkFjY291bnRPcGVyYXRpb25CCrpIB4IBBBABIAASKQoEdXNlchgCIAEoCUIbukgYchYQARiAATIPXlteXHNcW1xdPTsjXSskEjIKA3NldBgDIAMoCzIbLm15b3NpY2FtLmFnZW50LnYxLktleVZhbHVlQgi6SAWSAQIQQBIxCgV1bnNldBgEIAMoCUIiukgfkgEcEEAiGHIWMhReW0EtWmEtejAtOV9dezEsNjR9JCJMCgtBcHBseUNvbmZpZxI9CgdjaGFuZ2VzGAEgAygLMh8ubXlvc2ljYW0uYWdlbnQudjEuQ29uZmlnQ2hhbmdlQgu6SAiSAQUIARCAAiKuAQoMQ29uZmlnQ2hhbmdlEi0KB3NlY3Rpb24YASABKAlCHLpIGXIXMhVeW0EtWmEtejAtOV8tXXsxLDY0fSQSKAoDa2V5GAIgASgJQhu6SBhyFjIUXltBLVphLXowLTlfXXsxLDY0fSQSIwoDc2V0GAMgASgJQhS6SBFyDxiAIDIKXlteXHJcbl0qJEgAEg8KBXVuc2V0GAQgASgISABCDwoGY2hhbmdlEgW6SAIIASJZCghLZXlWYWx1ZRIoCgNrZXkYASABKAlCG7pIGHIWMhReW0EtWmEtejAtOV9dezEsNjR9JBIjCgV2YWx1ZRgCIAEoCUIUukgRcg8YgCAyCl5bXlxyXG5dKiQinAIKE1JlcG9ydFJlc3VsdFJlcXVlc3QSHAoKY29tbWFuZF9pZBgBIAEoCUIIukgFcgOwAQESPgoHb3V0Y29tZRgCIAEoDjIhLm15b3NpY2FtLmFnZW50LnYxLkNvbW1hbmRPdXRjb21lQgq6SAeCAQQQASAAEi4KDGZhaWx1cmVfY29kZRgDIAEoCUIYukgVchMyEV5bYS16MC05X117MCw2NH0kEhgKBmRldGFpbBgEIAEoCUIIukgFcgMYgCASKAoVcmVzdGFydF9yZXF1aXJlZF9rZXlzGAUgAygJQgm6SAaSAQMQgAISMwoHcnVudGltZRgGIAEoCzIiLm15b3NpY2FtLmFnZW50LnYxLkluc3RhbmNlUnVudGltZSIWChRSZXBvcnRSZXN1bHRSZXNwb25zZSpbCgtBZ2VudEhlYWx0aBIcChhBR0VOVF9IRUFMVEhfVU5TUEVDSUZJRUQQABITCg9BR0VOVF9IRUFMVEhfT0sQARIZChVBR0VOVF9IRUFMVEhfREVHUkFERUQQAirmAQoLQ29tbWFuZEtpbmQSHAoYQ09NTUFORF9LSU5EX1VOU1BFQ0lGSUVEEAASHwobQ09NTUFORF9LSU5EX0FQUExZX0FDQ09VTlRTEAESHQoZQ09NTUFORF9LSU5EX0FQUExZX0NPTkZJRxACEhYKEkNPTU1BTkRfS0lORF9TVEFSVBADEhUKEUNPTU1BTkRfS0lORF9TVE9QEAQSGAoUQ09NTUFORF9LSU5EX1JFU1RBUlQQBRIXChNDT01NQU5EX0tJTkRfUkVMT0FEEAYSFwoTQ09NTUFORF9LSU5EX1JFU1lOQxAHKskBChBBY2NvdW50T3BlcmF0aW9uEiEKHUFDQ09VTlRfT1BFUkFUSU9OX1VOU1BFQ0lGSUVEEAASGQoVQUNDT1VOVF9PUEVSQVRJT05fQUREEAESHAoYQUNDT1VOVF9PUEVSQVRJT05fVVBEQVRFEAISHQoZQUNDT1VOVF9PUEVSQVRJT05fRElTQUJMRRADEhwKGEFDQ09VTlRfT1BFUkFUSU9OX0VOQUJMRRAEEhwKGEFDQ09VTlRfT1BFUkFUSU9OX0RFTEVURRAFKmwKDkNvbW1hbmRPdXRjb21lEh8KG0NPTU1BTkRfT1VUQ09NRV9VTlNQRUNJRklFRBAAEh0KGUNPTU1BTkRfT1VUQ09NRV9TVUNDRUVERUQQARIaChZDT01NQU5EX09VVENPTUVfRkFJTEVEEAIy6gIKDEFnZW50U2VydmljZRJWCglIZWFydGJlYXQSIy5teW9zaWNhbS5hZ2VudC52MS5IZWFydGJlYXRSZXF1ZXN0GiQubXlvc2ljYW0uYWdlbnQudjEuSGVhcnRiZWF0UmVzcG9uc2USRwoEU3luYxIeLm15b3NpY2FtLmFnZW50LnYxLlN5bmNSZXF1ZXN0Gh8ubXlvc2ljYW0uYWdlbnQudjEuU3luY1Jlc3BvbnNlElgKCVN1YnNjcmliZRIjLm15b3NpY2FtLmFnZW50LnYxLlN1YnNjcmliZVJlcXVlc3QaJC5teW9zaWNhbS5hZ2VudC52MS5TdWJzY3JpYmVSZXNwb25zZTABEl8KDFJlcG9ydFJlc3VsdBImLm15b3NpY2FtLmFnZW50LnYxLlJlcG9ydFJlc3VsdFJlcXVlc3QaJy5teW9zaWNhbS5hZ2VudC52MS5SZXBvcnRSZXN1bHRSZXNwb25zZWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp, file_myosicam_agent_v1_snapshot]);
+  fileDesc("Ch1teW9zaWNhbS9hZ2VudC92MS9hZ2VudC5wcm90bxIRbXlvc2ljYW0uYWdlbnQudjEivAIKEEhlYXJ0YmVhdFJlcXVlc3QSFgoOdXB0aW1lX3NlY29uZHMYASABKAQSOgoGaGVhbHRoGAIgASgOMh4ubXlvc2ljYW0uYWdlbnQudjEuQWdlbnRIZWFsdGhCCrpIB4IBBBABIAASNAoNYWdlbnRfdmVyc2lvbhgDIAEoCUIdukgachgyFl5bMC05QS1aYS16ListXXsxLDY0fSQSLAoEbG9hZBgEIAEoCzIeLm15b3NpY2FtLmFnZW50LnYxLkxvYWRBdmVyYWdlEi4KBGhvc3QYBSABKAsyIC5teW9zaWNhbS5hZ2VudC52MS5Ib3N0UmVzb3VyY2VzEkAKCWluc3RhbmNlcxgGIAMoCzIiLm15b3NpY2FtLmFnZW50LnYxLkluc3RhbmNlUmVhZGluZ0IJukgGkgEDEIACImwKD0luc3RhbmNlUmVhZGluZxIYCgRuYW1lGAEgASgJQgq6SAdyBRABGIABEj8KCXJlc291cmNlcxgCIAEoCzIkLm15b3NpY2FtLmFnZW50LnYxLkluc3RhbmNlUmVzb3VyY2VzQga6SAPIAQEiegoRSGVhcnRiZWF0UmVzcG9uc2USLwoLc2VydmVyX3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiIKGmhlYXJ0YmVhdF9pbnRlcnZhbF9zZWNvbmRzGAIgASgNEhAKCGFwcHJvdmVkGAMgASgIIrwBCgtTeW5jUmVxdWVzdBI6CgdwcmVzZW50GAEgAygLMh4ubXlvc2ljYW0uYWdlbnQudjEuSW5zdGFuY2VSZWZCCbpIBpIBAxCAAhJBCglzbmFwc2hvdHMYAiADKAsyIy5teW9zaWNhbS5hZ2VudC52MS5JbnN0YW5jZVNuYXBzaG90Qgm6SAaSAQMQgAISLgoEaG9zdBgDIAEoCzIgLm15b3NpY2FtLmFnZW50LnYxLkhvc3RSZXNvdXJjZXMiHgoMU3luY1Jlc3BvbnNlEg4KBnJlc2VuZBgBIAMoCSJIChBTdWJzY3JpYmVSZXF1ZXN0EjQKDWFnZW50X3ZlcnNpb24YASABKAlCHbpIGnIYMhZeWzAtOUEtWmEtei4rLV17MSw2NH0kIoABChFTdWJzY3JpYmVSZXNwb25zZRIxCglrZWVwYWxpdmUYASABKAsyHC5teW9zaWNhbS5hZ2VudC52MS5LZWVwYWxpdmVIABItCgdjb21tYW5kGAIgASgLMhoubXlvc2ljYW0uYWdlbnQudjEuQ29tbWFuZEgAQgkKB21lc3NhZ2UiPAoJS2VlcGFsaXZlEi8KC3NlcnZlcl90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKzAgoHQ29tbWFuZBIUCgJpZBgBIAEoCUIIukgFcgOwAQESGgoIaW5zdGFuY2UYAiABKAlCCLpIBXIDGIABEjgKBGtpbmQYAyABKA4yHi5teW9zaWNhbS5hZ2VudC52MS5Db21tYW5kS2luZEIKukgHggEEEAEgABI6Cg5hcHBseV9hY2NvdW50cxgEIAEoCzIgLm15b3NpY2FtLmFnZW50LnYxLkFwcGx5QWNjb3VudHNIABI2CgxhcHBseV9jb25maWcYBSABKAsyHi5teW9zaWNhbS5hZ2VudC52MS5BcHBseUNvbmZpZ0gAEiwKCGRlYWRsaW5lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdhdHRlbXB0GAcgASgNQgkKB3BheWxvYWQiTwoNQXBwbHlBY2NvdW50cxI+CgdjaGFuZ2VzGAEgAygLMiAubXlvc2ljYW0uYWdlbnQudjEuQWNjb3VudENoYW5nZUILukgIkgEFCAEQkE4i5QEKDUFjY291bnRDaGFuZ2USQgoJb3BlcmF0aW9uGAEgASgOMiMubXlvc2ljYW0uYWdlbnQudjEuQWNjb3VudE9wZXJhdGlvbkIKukgHggEEEAEgABIpCgR1c2VyGAIgASgJQhu6SBhyFhABGIABMg9eW15cc1xbXF09OyNdKyQSMgoDc2V0GAMgAygLMhsubXlvc2ljYW0uYWdlbnQudjEuS2V5VmFsdWVCCLpIBZIBAhBAEjEKBXVuc2V0GAQgAygJQiK6SB+SARwQQCIYchYyFF5bQS1aYS16MC05X117MSw2NH0kIkwKC0FwcGx5Q29uZmlnEj0KB2NoYW5nZXMYASADKAsyHy5teW9zaWNhbS5hZ2VudC52MS5Db25maWdDaGFuZ2VCC7pICJIBBQgBEIACIq4BCgxDb25maWdDaGFuZ2USLQoHc2VjdGlvbhgBIAEoCUIcukgZchcyFV5bQS1aYS16MC05Xy1dezEsNjR9JBIoCgNrZXkYAiABKAlCG7pIGHIWMhReW0EtWmEtejAtOV9dezEsNjR9JBIjCgNzZXQYAyABKAlCFLpIEXIPGIAgMgpeW15cclxuXSokSAASDwoFdW5zZXQYBCABKAhIAEIPCgZjaGFuZ2USBbpIAggBIlkKCEtleVZhbHVlEigKA2tleRgBIAEoCUIbukgYchYyFF5bQS1aYS16MC05X117MSw2NH0kEiMKBXZhbHVlGAIgASgJQhS6SBFyDxiAIDIKXlteXHJcbl0qJCKcAgoTUmVwb3J0UmVzdWx0UmVxdWVzdBIcCgpjb21tYW5kX2lkGAEgASgJQgi6SAVyA7ABARI+CgdvdXRjb21lGAIgASgOMiEubXlvc2ljYW0uYWdlbnQudjEuQ29tbWFuZE91dGNvbWVCCrpIB4IBBBABIAASLgoMZmFpbHVyZV9jb2RlGAMgASgJQhi6SBVyEzIRXlthLXowLTlfXXswLDY0fSQSGAoGZGV0YWlsGAQgASgJQgi6SAVyAxiAIBIoChVyZXN0YXJ0X3JlcXVpcmVkX2tleXMYBSADKAlCCbpIBpIBAxCAAhIzCgdydW50aW1lGAYgASgLMiIubXlvc2ljYW0uYWdlbnQudjEuSW5zdGFuY2VSdW50aW1lIhYKFFJlcG9ydFJlc3VsdFJlc3BvbnNlKlsKC0FnZW50SGVhbHRoEhwKGEFHRU5UX0hFQUxUSF9VTlNQRUNJRklFRBAAEhMKD0FHRU5UX0hFQUxUSF9PSxABEhkKFUFHRU5UX0hFQUxUSF9ERUdSQURFRBACKuYBCgtDb21tYW5kS2luZBIcChhDT01NQU5EX0tJTkRfVU5TUEVDSUZJRUQQABIfChtDT01NQU5EX0tJTkRfQVBQTFlfQUNDT1VOVFMQARIdChlDT01NQU5EX0tJTkRfQVBQTFlfQ09ORklHEAISFgoSQ09NTUFORF9LSU5EX1NUQVJUEAMSFQoRQ09NTUFORF9LSU5EX1NUT1AQBBIYChRDT01NQU5EX0tJTkRfUkVTVEFSVBAFEhcKE0NPTU1BTkRfS0lORF9SRUxPQUQQBhIXChNDT01NQU5EX0tJTkRfUkVTWU5DEAcqyQEKEEFjY291bnRPcGVyYXRpb24SIQodQUNDT1VOVF9PUEVSQVRJT05fVU5TUEVDSUZJRUQQABIZChVBQ0NPVU5UX09QRVJBVElPTl9BREQQARIcChhBQ0NPVU5UX09QRVJBVElPTl9VUERBVEUQAhIdChlBQ0NPVU5UX09QRVJBVElPTl9ESVNBQkxFEAMSHAoYQUNDT1VOVF9PUEVSQVRJT05fRU5BQkxFEAQSHAoYQUNDT1VOVF9PUEVSQVRJT05fREVMRVRFEAUqbAoOQ29tbWFuZE91dGNvbWUSHwobQ09NTUFORF9PVVRDT01FX1VOU1BFQ0lGSUVEEAASHQoZQ09NTUFORF9PVVRDT01FX1NVQ0NFRURFRBABEhoKFkNPTU1BTkRfT1VUQ09NRV9GQUlMRUQQAjLqAgoMQWdlbnRTZXJ2aWNlElYKCUhlYXJ0YmVhdBIjLm15b3NpY2FtLmFnZW50LnYxLkhlYXJ0YmVhdFJlcXVlc3QaJC5teW9zaWNhbS5hZ2VudC52MS5IZWFydGJlYXRSZXNwb25zZRJHCgRTeW5jEh4ubXlvc2ljYW0uYWdlbnQudjEuU3luY1JlcXVlc3QaHy5teW9zaWNhbS5hZ2VudC52MS5TeW5jUmVzcG9uc2USWAoJU3Vic2NyaWJlEiMubXlvc2ljYW0uYWdlbnQudjEuU3Vic2NyaWJlUmVxdWVzdBokLm15b3NpY2FtLmFnZW50LnYxLlN1YnNjcmliZVJlc3BvbnNlMAESXwoMUmVwb3J0UmVzdWx0EiYubXlvc2ljYW0uYWdlbnQudjEuUmVwb3J0UmVzdWx0UmVxdWVzdBonLm15b3NpY2FtLmFnZW50LnYxLlJlcG9ydFJlc3VsdFJlc3BvbnNlYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_myosicam_agent_v1_snapshot]);
 
 /**
  * @generated from message myosicam.agent.v1.HeartbeatRequest
@@ -40,6 +40,19 @@ export type HeartbeatRequest = Message<"myosicam.agent.v1.HeartbeatRequest"> & {
    * @generated from field: myosicam.agent.v1.LoadAverage load = 4;
    */
   load?: LoadAverage | undefined;
+
+  /**
+   * Resource readings taken for this heartbeat (CPU % since the previous one): the host's, and
+   * each instance's the agent last synced. The panel keeps them as a history (7 days by default).
+   *
+   * @generated from field: myosicam.agent.v1.HostResources host = 5;
+   */
+  host?: HostResources | undefined;
+
+  /**
+   * @generated from field: repeated myosicam.agent.v1.InstanceReading instances = 6;
+   */
+  instances: InstanceReading[];
 };
 
 /**
@@ -65,6 +78,19 @@ export type HeartbeatRequestJson = {
    * @generated from field: myosicam.agent.v1.LoadAverage load = 4;
    */
   load?: LoadAverageJson;
+
+  /**
+   * Resource readings taken for this heartbeat (CPU % since the previous one): the host's, and
+   * each instance's the agent last synced. The panel keeps them as a history (7 days by default).
+   *
+   * @generated from field: myosicam.agent.v1.HostResources host = 5;
+   */
+  host?: HostResourcesJson;
+
+  /**
+   * @generated from field: repeated myosicam.agent.v1.InstanceReading instances = 6;
+   */
+  instances?: InstanceReadingJson[];
 };
 
 /**
@@ -73,6 +99,43 @@ export type HeartbeatRequestJson = {
  */
 export const HeartbeatRequestSchema: GenMessage<HeartbeatRequest, {jsonType: HeartbeatRequestJson}> = /*@__PURE__*/
   messageDesc(file_myosicam_agent_v1_agent, 0);
+
+/**
+ * @generated from message myosicam.agent.v1.InstanceReading
+ */
+export type InstanceReading = Message<"myosicam.agent.v1.InstanceReading"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: myosicam.agent.v1.InstanceResources resources = 2;
+   */
+  resources?: InstanceResources | undefined;
+};
+
+/**
+ * @generated from message myosicam.agent.v1.InstanceReading
+ */
+export type InstanceReadingJson = {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name?: string;
+
+  /**
+   * @generated from field: myosicam.agent.v1.InstanceResources resources = 2;
+   */
+  resources?: InstanceResourcesJson;
+};
+
+/**
+ * Describes the message myosicam.agent.v1.InstanceReading.
+ * Use `create(InstanceReadingSchema)` to create a new message.
+ */
+export const InstanceReadingSchema: GenMessage<InstanceReading, {jsonType: InstanceReadingJson}> = /*@__PURE__*/
+  messageDesc(file_myosicam_agent_v1_agent, 1);
 
 /**
  * @generated from message myosicam.agent.v1.HeartbeatResponse
@@ -123,7 +186,7 @@ export type HeartbeatResponseJson = {
  * Use `create(HeartbeatResponseSchema)` to create a new message.
  */
 export const HeartbeatResponseSchema: GenMessage<HeartbeatResponse, {jsonType: HeartbeatResponseJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_agent_v1_agent, 1);
+  messageDesc(file_myosicam_agent_v1_agent, 2);
 
 /**
  * @generated from message myosicam.agent.v1.SyncRequest
@@ -180,7 +243,7 @@ export type SyncRequestJson = {
  * Use `create(SyncRequestSchema)` to create a new message.
  */
 export const SyncRequestSchema: GenMessage<SyncRequest, {jsonType: SyncRequestJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_agent_v1_agent, 2);
+  messageDesc(file_myosicam_agent_v1_agent, 3);
 
 /**
  * @generated from message myosicam.agent.v1.SyncResponse
@@ -211,7 +274,7 @@ export type SyncResponseJson = {
  * Use `create(SyncResponseSchema)` to create a new message.
  */
 export const SyncResponseSchema: GenMessage<SyncResponse, {jsonType: SyncResponseJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_agent_v1_agent, 3);
+  messageDesc(file_myosicam_agent_v1_agent, 4);
 
 /**
  * @generated from message myosicam.agent.v1.SubscribeRequest
@@ -238,7 +301,7 @@ export type SubscribeRequestJson = {
  * Use `create(SubscribeRequestSchema)` to create a new message.
  */
 export const SubscribeRequestSchema: GenMessage<SubscribeRequest, {jsonType: SubscribeRequestJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_agent_v1_agent, 4);
+  messageDesc(file_myosicam_agent_v1_agent, 5);
 
 /**
  * @generated from message myosicam.agent.v1.SubscribeResponse
@@ -286,7 +349,7 @@ export type SubscribeResponseJson = {
  * Use `create(SubscribeResponseSchema)` to create a new message.
  */
 export const SubscribeResponseSchema: GenMessage<SubscribeResponse, {jsonType: SubscribeResponseJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_agent_v1_agent, 5);
+  messageDesc(file_myosicam_agent_v1_agent, 6);
 
 /**
  * @generated from message myosicam.agent.v1.Keepalive
@@ -313,7 +376,7 @@ export type KeepaliveJson = {
  * Use `create(KeepaliveSchema)` to create a new message.
  */
 export const KeepaliveSchema: GenMessage<Keepalive, {jsonType: KeepaliveJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_agent_v1_agent, 6);
+  messageDesc(file_myosicam_agent_v1_agent, 7);
 
 /**
  * @generated from message myosicam.agent.v1.Command
@@ -411,7 +474,7 @@ export type CommandJson = {
  * Use `create(CommandSchema)` to create a new message.
  */
 export const CommandSchema: GenMessage<Command, {jsonType: CommandJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_agent_v1_agent, 7);
+  messageDesc(file_myosicam_agent_v1_agent, 8);
 
 /**
  * @generated from message myosicam.agent.v1.ApplyAccounts
@@ -438,7 +501,7 @@ export type ApplyAccountsJson = {
  * Use `create(ApplyAccountsSchema)` to create a new message.
  */
 export const ApplyAccountsSchema: GenMessage<ApplyAccounts, {jsonType: ApplyAccountsJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_agent_v1_agent, 8);
+  messageDesc(file_myosicam_agent_v1_agent, 9);
 
 /**
  * @generated from message myosicam.agent.v1.AccountChange
@@ -503,7 +566,7 @@ export type AccountChangeJson = {
  * Use `create(AccountChangeSchema)` to create a new message.
  */
 export const AccountChangeSchema: GenMessage<AccountChange, {jsonType: AccountChangeJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_agent_v1_agent, 9);
+  messageDesc(file_myosicam_agent_v1_agent, 10);
 
 /**
  * @generated from message myosicam.agent.v1.ApplyConfig
@@ -530,7 +593,7 @@ export type ApplyConfigJson = {
  * Use `create(ApplyConfigSchema)` to create a new message.
  */
 export const ApplyConfigSchema: GenMessage<ApplyConfig, {jsonType: ApplyConfigJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_agent_v1_agent, 10);
+  messageDesc(file_myosicam_agent_v1_agent, 11);
 
 /**
  * @generated from message myosicam.agent.v1.ConfigChange
@@ -598,7 +661,7 @@ export type ConfigChangeJson = {
  * Use `create(ConfigChangeSchema)` to create a new message.
  */
 export const ConfigChangeSchema: GenMessage<ConfigChange, {jsonType: ConfigChangeJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_agent_v1_agent, 11);
+  messageDesc(file_myosicam_agent_v1_agent, 12);
 
 /**
  * @generated from message myosicam.agent.v1.KeyValue
@@ -635,7 +698,7 @@ export type KeyValueJson = {
  * Use `create(KeyValueSchema)` to create a new message.
  */
 export const KeyValueSchema: GenMessage<KeyValue, {jsonType: KeyValueJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_agent_v1_agent, 12);
+  messageDesc(file_myosicam_agent_v1_agent, 13);
 
 /**
  * @generated from message myosicam.agent.v1.ReportResultRequest
@@ -728,7 +791,7 @@ export type ReportResultRequestJson = {
  * Use `create(ReportResultRequestSchema)` to create a new message.
  */
 export const ReportResultRequestSchema: GenMessage<ReportResultRequest, {jsonType: ReportResultRequestJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_agent_v1_agent, 13);
+  messageDesc(file_myosicam_agent_v1_agent, 14);
 
 /**
  * @generated from message myosicam.agent.v1.ReportResultResponse
@@ -747,7 +810,7 @@ export type ReportResultResponseJson = {
  * Use `create(ReportResultResponseSchema)` to create a new message.
  */
 export const ReportResultResponseSchema: GenMessage<ReportResultResponse, {jsonType: ReportResultResponseJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_agent_v1_agent, 14);
+  messageDesc(file_myosicam_agent_v1_agent, 15);
 
 /**
  * AgentHealth is the agent's own view of itself.
