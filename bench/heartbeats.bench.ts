@@ -11,31 +11,15 @@
  * interval of 60 s each, that is ~170 heartbeats/s; this runs them back to back, so it measures
  * capacity, not the steady state).
  */
-import { randomUUID } from "node:crypto";
-import { chmod, mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { createClient, type Client } from "@connectrpc/connect";
+import { createClient } from "@connectrpc/connect";
 import { Http2SessionManager, createConnectTransport } from "@connectrpc/connect-node";
-import { AgentHealth, AgentService } from "../gen/myosicam/agent/v1/agent_pb.js";
-import { RegistrationService } from "../gen/myosicam/agent/v1/registration_pb.js";
+import { AgentHealth } from "../gen/myosicam/agent/v1/agent_pb.js";
 import { LicenseService } from "../gen/myosicam/license/v1/license_pb.js";
-import { createInstallToken } from "../services/agents/install-tokens.js";
-import { selectServices } from "../services/index.js";
-import { startHost } from "../services/host.js";
-import { loadConfig } from "../services/lib/config.js";
-import { createDatabase } from "../services/lib/db.js";
-import { startEmbeddedPostgres } from "../services/lib/embedded-postgres.js";
-import { createSignedTransport } from "../services/lib/hmac/signing-client.js";
-import { licenseKeyHash, writeLicenseAnswer } from "../services/lib/licensing/store.js";
-import { createLogger } from "../services/lib/log.js";
 import type { ServiceModule } from "../services/lib/service-module.js";
-import { generateKeyHex } from "../services/lib/config-file.js";
+import { agentClient, enrollAgents, startBenchPanel } from "./lib/panel.js";
 
 const agents = Number(process.env.BENCH_AGENTS ?? 1000);
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
-const log = createLogger({ level: "silent" });
-const licenseKey = "mlk_bench_license_key_00000000";
 
 /** An unauthenticated RPC that does nothing: the baseline on the same listener. */
 const noop: ServiceModule = {
@@ -72,46 +56,15 @@ async function drive<C>(clients: C[], call: (c: C) => Promise<unknown>) {
   return { rate: latencies.length / elapsed, p50: at(0.5), p99: at(0.99), errors };
 }
 
-const root = await mkdtemp(join(tmpdir(), "myosicam-bench-"));
-await chmod(root, 0o711);
-const postgres = await startEmbeddedPostgres({ directory: join(root, "pg"), port: 0, log });
+const panel = await startBenchPanel([noop]);
 try {
-  await postgres.ensureDatabase("panel");
-  const config = loadConfig({
-    MYOSICAM_DATA_DIR: root,
-    DATABASE_URL: postgres.url("panel"),
-    PANEL_PORT: "0",
-    ADMIN_PORT: "0",
-    PANEL_ENCRYPTION_KEY: generateKeyHex(),
-    PANEL_LICENSE_KEY: licenseKey,
-    REGISTRATION_FAILURES_PER_MINUTE: "100000",
-    LOG_LEVEL: "silent",
-  });
-  const host = await startHost(config, [...selectServices(["crypto", "jobs", "agents"]), noop], log);
-  const db = createDatabase(postgres.url("panel"), log);
-  await writeLicenseAnswer(db, licenseKeyHash(licenseKey), { valid: true, state: "active", quotas: { maxServers: 0, maxInstances: 0 }, message: "", usage: { servers: 0, instances: 0 } }, new Date());
-  const url = host.listeners[0]!.url;
-  const ca = host.tls.cert;
-
+  const url = panel.url;
+  const ca = panel.ca;
   const rssBefore = process.memoryUsage().rss;
-  const registration = createClient(RegistrationService, createConnectTransport({ baseUrl: url, httpVersion: "2", nodeOptions: { ca } }));
-  const enrolled: Array<{ serverId: string; agentToken: string }> = [];
   const enrollStart = Date.now();
-  for (let i = 0; i < agents; i += 50) {
-    const batch = await Promise.all(
-      Array.from({ length: Math.min(50, agents - i) }, async (_, j) => {
-        const { token } = await createInstallToken(db, { server: `bench-${i + j}`, createdBy: "bench" });
-        return registration.register({ installToken: token, agentId: randomUUID(), hostname: `bench-${i + j}`, ip: "192.0.2.1", os: "linux", osVersion: "bench", arch: "x64", agentVersion: "0.1.0" });
-      }),
-    );
-    enrolled.push(...batch);
-  }
+  const enrolled = await enrollAgents(panel, agents);
   console.log(`enrolled ${agents} agents in ${((Date.now() - enrollStart) / 1000).toFixed(1)} s`);
-
-  // Each agent: its own transport, so its own HTTP/2 TLS connection.
-  const clients: Array<Client<typeof AgentService>> = enrolled.map((a) =>
-    createClient(AgentService, createSignedTransport({ baseUrl: url, credentials: { callerId: a.serverId, secret: a.agentToken }, ca })),
-  );
+  const clients = enrolled.map((a) => agentClient(url, ca, a));
   const beat = { uptimeSeconds: 1n, health: AgentHealth.OK, agentVersion: "0.1.0", load: { one: 0.1, five: 0.1, fifteen: 0.1 } };
   await Promise.all(clients.map((c) => c.heartbeat(beat))); // connect everyone first
   const signed = await drive(clients, (c) => c.heartbeat(beat));
@@ -128,9 +81,6 @@ try {
   console.log(`baseline no-op RPC, unauthenticated, same server: ${baseline.rate.toFixed(0)}/s  p50 ${baseline.p50.toFixed(1)} ms  p99 ${baseline.p99.toFixed(1)} ms`);
   console.log(`ratio heartbeats/no-op  ${(signed.rate / baseline.rate).toFixed(3)}`);
 
-  await db.destroy();
-  await host.stop();
 } finally {
-  await postgres.stop();
-  await rm(root, { recursive: true, force: true });
+  await panel.stop();
 }

@@ -97,7 +97,8 @@ export async function createCommands(
   const { kind, payload } = checkPayload(input.kind, input.payload);
   if (input.serverIds.length === 0) throw new ConnectError("name at least one server", Code.InvalidArgument);
   const known = await db("servers").whereIn("id", [...input.serverIds]).whereNot({ status: "revoked" }).select("id");
-  const missing = input.serverIds.filter((id) => !known.some((k: { id: string }) => k.id === id));
+  const knownIds = new Set(known.map((k: { id: string }) => k.id));
+  const missing = input.serverIds.filter((id) => !knownIds.has(id));
   if (missing.length > 0) throw new ConnectError(`no enrolled server ${missing.join(", ")}; see \`npx myosicam agent list\``, Code.NotFound);
   const ttl = input.ttlSeconds ?? defaultCommandTtlSeconds;
   const rows = input.serverIds.map((serverId) => ({ id: randomUUID(), serverId }));
@@ -118,7 +119,7 @@ export async function createCommands(
         })),
       )
       .returning("*");
-    for (const serverId of new Set(input.serverIds)) await trx.raw("select pg_notify(?, ?)", [commandChannel, serverId]);
+    await trx.raw("select pg_notify(?, server_id) from unnest(?::text[]) as server_id", [commandChannel, [...new Set(input.serverIds)]]);
     return inserted;
   });
   return created.map(infoOf);
@@ -151,22 +152,17 @@ export async function expireCommands(db: Knex): Promise<number> {
  * them as Command messages, payloads opened.
  */
 export async function claimCommands(db: Knex, crypto: Client<typeof CryptoService>, serverId: string, sentOnThisStream: ReadonlySet<string>): Promise<Command[]> {
-  const rows = await db.transaction(async (trx) => {
-    const due = await trx("commands")
-      .where({ server_id: serverId })
-      .whereIn("status", ["pending", "delivered"])
-      .where("deadline", ">", trx.fn.now())
-      .whereNotIn("id", [...sentOnThisStream])
-      .orderBy("created_at")
-      .limit(100)
-      .forUpdate()
-      .select("id");
-    if (due.length === 0) return [];
-    return trx("commands")
-      .whereIn("id", due.map((d: { id: string }) => d.id))
-      .update({ status: "delivered", delivered_at: trx.fn.now(), attempts: trx.raw("attempts + 1") })
-      .returning("*");
-  });
+  // One statement: lock what is due (skipping rows another stream of this server holds right now),
+  // mark it delivered, return it.
+  const { rows } = await db.raw(
+    `update commands c set status = 'delivered', delivered_at = now(), attempts = c.attempts + 1
+      where c.id in (select id from commands
+                      where server_id = ? and status in ('pending', 'delivered') and deadline > now() and not (id = any(?::uuid[]))
+                      order by created_at limit 100
+                      for update skip locked)
+      returning c.*`,
+    [serverId, [...sentOnThisStream]],
+  );
   rows.sort((a: { created_at: Date }, b: { created_at: Date }) => a.created_at.getTime() - b.created_at.getTime());
   const commands: Command[] = [];
   for (const r of rows) {

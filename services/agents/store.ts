@@ -232,51 +232,43 @@ export interface HeartbeatWrite {
 export async function writeHeartbeats(db: Knex, beats: readonly HeartbeatWrite[]): Promise<Array<{ id: string; name: string }>> {
   if (beats.length === 0) return [];
   const values = beats.map(() => "(?::uuid, ?::timestamptz, ?::bigint, ?::text, ?::text, ?::real[])").join(", ");
-  return db.transaction(async (trx) => {
-    const result = await trx.raw(
-      `with beat(id, at, uptime, health, version, load) as (values ${values}),
-            before as (select s.id, s.status from servers s join beat b on b.id = s.id for update of s)
-       update servers s set
-          last_seen_at = greatest(s.last_seen_at, b.at), uptime_seconds = b.uptime, health = b.health,
-          agent_version = b.version, load_average = b.load,
-          status = case when s.status = 'unreachable' then case when s.approved then 'online' else 'pending' end else s.status end,
-          unreachable_since = case when s.status = 'unreachable' then null else s.unreachable_since end
-         from beat b, before
-        where s.id = b.id and before.id = s.id and s.status <> 'revoked'
-       returning s.id, s.name, before.status as previous`,
-      beats.flatMap((b) => [b.serverId, b.at.toISOString(), b.uptimeSeconds, b.health, b.agentVersion, b.load]),
-    );
-    const rows = result.rows as Array<{ id: string; name: string; previous: string }>;
-    const written = new Set(rows.map((r) => r.id));
-    await writeResourceReadings(trx, beats.filter((b) => written.has(b.serverId)));
-    return rows.filter((r) => r.previous === "unreachable");
-  });
-}
-
-/** The resource readings of heartbeats: the host's, and each named instance's (an unknown or gone instance is skipped). */
-async function writeResourceReadings(trx: Knex.Transaction, beats: readonly HeartbeatWrite[]): Promise<void> {
   const hosts = beats.filter((b) => b.host);
-  if (hosts.length > 0) {
-    await trx("host_resource_samples").insert(
-      hosts.map((b) => ({
-        server_id: b.serverId,
-        at: b.at,
-        cpu_percent: b.host!.cpuPercent,
-        memory_used_mb: b.host!.memoryUsedMb,
-        memory_total_mb: b.host!.memoryTotalMb,
-        disk_used_mb: b.host!.diskUsedMb,
-        load_average: b.load,
-      })),
-    );
-  }
   const readings = beats.flatMap((b) => b.instances.map((i) => ({ serverId: b.serverId, at: b.at.toISOString(), ...i })));
-  if (readings.length === 0) return;
-  await trx.raw(
-    `insert into resource_samples (instance_id, at, cpu_percent, rss_mb, disk_mb)
-     select i.id, r.at, r.cpu, r.rss, r.disk
-       from unnest(?::uuid[], ?::text[], ?::timestamptz[], ?::float8[], ?::float8[], ?::float8[]) as r(server_id, name, at, cpu, rss, disk)
-       join instances i on i.server_id = r.server_id and i.name = r.name and i.gone_at is null`,
+  // One statement (one round trip): the servers' update, then the resource readings of the servers
+  // it updated (a revoked one is not), an unknown or gone instance's reading skipped.
+  const result = await db.raw(
+    `with beat(id, at, uptime, health, version, load) as (values ${values}),
+          before as (select s.id, s.status from servers s join beat b on b.id = s.id for update of s),
+          updated as (
+            update servers s set
+               last_seen_at = greatest(s.last_seen_at, b.at), uptime_seconds = b.uptime, health = b.health,
+               agent_version = b.version, load_average = b.load,
+               status = case when s.status = 'unreachable' then case when s.approved then 'online' else 'pending' end else s.status end,
+               unreachable_since = case when s.status = 'unreachable' then null else s.unreachable_since end
+              from beat b, before
+             where s.id = b.id and before.id = s.id and s.status <> 'revoked'
+            returning s.id, s.name, before.status as previous),
+          hosts as (
+            insert into host_resource_samples (server_id, at, cpu_percent, memory_used_mb, memory_total_mb, disk_used_mb, load_average)
+            select h.server_id, h.at, h.cpu, h.used, h.total, h.disk, b.load
+              from unnest(?::uuid[], ?::timestamptz[], ?::float8[], ?::float8[], ?::float8[], ?::float8[]) as h(server_id, at, cpu, used, total, disk)
+              join updated u on u.id = h.server_id
+              join beat b on b.id = h.server_id),
+          instance_readings as (
+            insert into resource_samples (instance_id, at, cpu_percent, rss_mb, disk_mb)
+            select i.id, r.at, r.cpu, r.rss, r.disk
+              from unnest(?::uuid[], ?::text[], ?::timestamptz[], ?::float8[], ?::float8[], ?::float8[]) as r(server_id, name, at, cpu, rss, disk)
+              join updated u on u.id = r.server_id
+              join instances i on i.server_id = r.server_id and i.name = r.name and i.gone_at is null)
+     select id, name, previous from updated`,
     [
+      ...beats.flatMap((b) => [b.serverId, b.at.toISOString(), b.uptimeSeconds, b.health, b.agentVersion, b.load]),
+      hosts.map((b) => b.serverId),
+      hosts.map((b) => b.at.toISOString()),
+      hosts.map((b) => b.host!.cpuPercent),
+      hosts.map((b) => b.host!.memoryUsedMb),
+      hosts.map((b) => b.host!.memoryTotalMb),
+      hosts.map((b) => b.host!.diskUsedMb),
       readings.map((r) => r.serverId),
       readings.map((r) => r.name),
       readings.map((r) => r.at),
@@ -285,6 +277,7 @@ async function writeResourceReadings(trx: Knex.Transaction, beats: readonly Hear
       readings.map((r) => r.diskMb),
     ] as unknown as readonly Knex.RawBinding[],
   );
+  return (result.rows as Array<{ id: string; name: string; previous: string }>).filter((r) => r.previous === "unreachable");
 }
 
 /** Marks servers not heard from for `silentSeconds` unreachable; answers exactly those. */

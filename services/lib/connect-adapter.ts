@@ -37,13 +37,25 @@ export function createConnectAdapter(options: AdapterOptions) {
   const router = createConnectRouter({ acceptCompression: [compressionGzip, compressionBrotli], ...options });
   options.routes(router);
   const handlers = new Map(router.handlers.map((h) => [h.requestPath, h]));
-  return (req: Http2ServerRequest, res: Http2ServerResponse): boolean => {
+  // Each call's signal, so a shutdown can abort every open call. Not one shared shutdown signal:
+  // every call would add a listener to it, and with a thousand open streams each new call pays
+  // for walking a thousand listeners (EventTarget checks for duplicates) when it adds and removes its own.
+  const open = new Set<AbortController>();
+  let shutdownReason: unknown;
+  const handle = (req: Http2ServerRequest, res: Http2ServerResponse): boolean => {
     const handler = handlers.get((req.url ?? "").split("?", 2)[0] ?? "");
     if (!handler) return false;
     const values = options.contextValues(req);
     const digest: BodyDigest = { bytes: 0 };
     values.set(bodyDigestKey, digest);
     const uReq = universalRequestFromNodeRequest(req, res, undefined, values);
+    const call = new AbortController();
+    const requestSignal = uReq.signal;
+    if (shutdownReason !== undefined) call.abort(shutdownReason);
+    else if (requestSignal.aborted) call.abort(requestSignal.reason);
+    else requestSignal.addEventListener("abort", () => call.abort(requestSignal.reason), { once: true });
+    uReq.signal = call.signal;
+    open.add(call);
     const body = uReq.body as AsyncIterable<Uint8Array>;
     uReq.body = (async function* () {
       const hash = createHash("sha256");
@@ -63,8 +75,18 @@ export function createConnectAdapter(options: AdapterOptions) {
         if (ConnectError.from(reason).code !== Code.Aborted) {
           options.log.error({ err: reason, rpc: handler.method.name }, "writing the response failed");
         }
-      });
+      })
+      .finally(() => open.delete(call));
     return true;
+  };
+  return {
+    /** Serves a request if it is an RPC of these routes; answers whether it was. */
+    handle,
+    /** Aborts every open call and every call that starts from now on (a draining server). */
+    shutdown(reason: unknown = new ConnectError("the server is shutting down", Code.Unavailable)) {
+      shutdownReason = reason;
+      for (const call of open) call.abort(reason);
+    },
   };
 }
 

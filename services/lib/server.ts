@@ -1,7 +1,6 @@
 import { createSecureServer, type Http2SecureServer, type Http2Session, type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
 import type { AddressInfo } from "node:net";
 import type { TLSSocket } from "node:tls";
-import { setMaxListeners } from "node:events";
 import { createContextValues, type ConnectRouter, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import { createConnectAdapter } from "./connect-adapter.js";
 import type { Logger } from "pino";
@@ -67,16 +66,12 @@ export const securityHeaders: Readonly<Record<string, string>> = {
 
 /** Builds the server (no socket yet); `listen` binds it. Building is separate for tests. */
 export function createServer(options: ServerOptions) {
-  const shutdown = new AbortController();
-  // Every open stream adds a listener to the shutdown signal.
-  setMaxListeners(0, shutdown.signal);
   let draining = false;
 
   const adapter = createConnectAdapter({
     routes: options.routes,
     interceptors: options.interceptors,
     requestGate: options.requestGate,
-    shutdownSignal: shutdown.signal,
     readMaxBytes: options.readMaxBytes,
     maxTimeoutMs: options.maxTimeoutMs,
     log: options.log,
@@ -115,7 +110,7 @@ export function createServer(options: ServerOptions) {
       });
       return;
     }
-    if (!adapter(req, res)) sendJson(res, 404, { code: "not_found", message: `no such endpoint: ${path}` });
+    if (!adapter.handle(req, res)) sendJson(res, 404, { code: "not_found", message: `no such endpoint: ${path}` });
   };
 
   const server: Http2SecureServer = createSecureServer(
@@ -156,7 +151,7 @@ export function createServer(options: ServerOptions) {
             draining = true;
           },
           close: (deadlineMs) =>
-            (closing ??= closeGracefully({ server, sessions, sockets, shutdown, deadlineMs, markDraining: () => (draining = true) })),
+            (closing ??= closeGracefully({ server, sessions, sockets, shutdown: () => adapter.shutdown(), deadlineMs, markDraining: () => (draining = true) })),
         });
       });
     });
@@ -179,14 +174,15 @@ interface CloseState {
   server: Http2SecureServer;
   sessions: Set<Http2Session>;
   sockets: Set<TLSSocket>;
-  shutdown: AbortController;
+  /** Aborts every open call. */
+  shutdown: () => void;
   deadlineMs: number;
   markDraining: () => void;
 }
 
 async function closeGracefully(state: CloseState): Promise<{ forced: boolean }> {
   state.markDraining();
-  state.shutdown.abort();
+  state.shutdown();
   const closed = new Promise<void>((resolve) => state.server.close(() => resolve()));
   for (const session of state.sessions) if (!session.closed) session.close();
   // HTTP/1.1 keep-alive sockets would hold server.close() open; HTTP/2 ones close with their session.

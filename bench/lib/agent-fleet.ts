@@ -1,0 +1,46 @@
+/**
+ * Simulated agents for the command fan-out benchmark, in a worker thread of their own (agents are
+ * other machines: here they at least get their own event loop, so the panel's is its own). Each
+ * agent subscribes on its own connection and reports every command it receives as succeeded at
+ * once. Posts `{ subscribed }` once every stream is open, then `{ reported: n }` per batch of
+ * reports, and `{ failed: message }` when a stream breaks.
+ */
+import { parentPort, workerData } from "node:worker_threads";
+import { CommandOutcome } from "../../gen/myosicam/agent/v1/agent_pb.js";
+import { agentClient, type BenchAgent } from "./panel.js";
+
+const { url, ca, agents } = workerData as { url: string; ca: string; agents: BenchAgent[] };
+const streams = new AbortController();
+parentPort!.on("message", (m: string) => m === "stop" && streams.abort());
+
+let subscribed = 0;
+let reported = 0;
+let flush: NodeJS.Immediate | undefined;
+const report = () => {
+  reported++;
+  // One message per turn of the event loop, not one per report.
+  flush ??= setImmediate(() => {
+    flush = undefined;
+    parentPort!.postMessage({ reported });
+    reported = 0;
+  });
+};
+
+await Promise.all(
+  agents.map(async (agent) => {
+    const client = agentClient(url, ca, agent);
+    let first = true;
+    try {
+      for await (const message of client.subscribe({ agentVersion: "0.1.0" }, { signal: streams.signal })) {
+        // The panel sends a keepalive as soon as the stream is open.
+        if (first && ++subscribed === agents.length) parentPort!.postMessage({ subscribed });
+        first = false;
+        if (message.message.case !== "command") continue;
+        await client.reportResult({ commandId: message.message.value.id, outcome: CommandOutcome.SUCCEEDED, detail: "bench" });
+        report();
+      }
+    } catch (err) {
+      if (!streams.signal.aborted) parentPort!.postMessage({ failed: (err as Error).message });
+    }
+  }),
+);
