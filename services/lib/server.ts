@@ -78,7 +78,21 @@ export function createServer(options: ServerOptions) {
     contextValues: (req) => createContextValues().set(peerAddressKey, req.socket?.remoteAddress ?? ""),
   });
 
+  // Responses not yet completely written. Once a draining server has none, what still holds a
+  // connection open is a client that has not read to the end of a finished response (an agent busy
+  // running a command does not read its stream): that need not wait for the deadline.
+  let unfinished = 0;
+  let onAllFinished: (() => void) | undefined;
   const handler = (req: Http2ServerRequest, res: Http2ServerResponse) => {
+    unfinished++;
+    let counted = true;
+    const finished = () => {
+      if (!counted) return;
+      counted = false;
+      if (--unfinished === 0) onAllFinished?.();
+    };
+    res.once("finish", finished);
+    res.once("close", finished);
     for (const [name, value] of Object.entries(securityHeaders)) res.setHeader(name, value);
     const path = (req.url ?? "/").split("?")[0] ?? "/";
     if (req.method === "GET" && path === "/healthz") {
@@ -151,7 +165,15 @@ export function createServer(options: ServerOptions) {
             draining = true;
           },
           close: (deadlineMs) =>
-            (closing ??= closeGracefully({ server, sessions, sockets, shutdown: () => adapter.shutdown(), deadlineMs, markDraining: () => (draining = true) })),
+            (closing ??= closeGracefully({
+              server,
+              sessions,
+              sockets,
+              shutdown: () => adapter.shutdown(),
+              allFinished: new Promise<void>((resolve) => (unfinished === 0 ? resolve() : (onAllFinished = resolve))),
+              deadlineMs,
+              markDraining: () => (draining = true),
+            })),
         });
       });
     });
@@ -176,9 +198,14 @@ interface CloseState {
   sockets: Set<TLSSocket>;
   /** Aborts every open call. */
   shutdown: () => void;
+  /** Resolves when every response has been completely written. */
+  allFinished: Promise<void>;
   deadlineMs: number;
   markDraining: () => void;
 }
+
+/** After every response was written, how long clients get to read to their ends before their connections are closed. */
+export const lingerAfterLastResponseMs = 1000;
 
 async function closeGracefully(state: CloseState): Promise<{ forced: boolean }> {
   state.markDraining();
@@ -187,18 +214,33 @@ async function closeGracefully(state: CloseState): Promise<{ forced: boolean }> 
   for (const session of state.sessions) if (!session.closed) session.close();
   // HTTP/1.1 keep-alive sockets would hold server.close() open; HTTP/2 ones close with their session.
   for (const socket of state.sockets) if (socket.alpnProtocol !== "h2") socket.end();
-  let timer: NodeJS.Timeout | undefined;
+  let deadlineTimer: NodeJS.Timeout | undefined;
+  let lingerTimer: NodeJS.Timeout | undefined;
   let forced = false;
+  const cut = () => {
+    for (const session of state.sessions) session.destroy();
+    for (const socket of state.sockets) socket.destroy();
+  };
   const deadline = new Promise<void>((resolve) => {
-    timer = setTimeout(() => {
+    deadlineTimer = setTimeout(() => {
       forced = true;
-      for (const session of state.sessions) session.destroy();
-      for (const socket of state.sockets) socket.destroy();
+      cut();
       resolve();
     }, state.deadlineMs);
   });
-  await Promise.race([closed, deadline]);
-  clearTimeout(timer);
+  // Nothing is left to send: connections still open are only waiting for clients that stopped reading.
+  const lingered = state.allFinished.then(
+    () =>
+      new Promise<void>((resolve) => {
+        lingerTimer = setTimeout(() => {
+          cut();
+          resolve();
+        }, lingerAfterLastResponseMs);
+      }),
+  );
+  await Promise.race([closed, deadline, lingered]);
+  clearTimeout(deadlineTimer);
+  clearTimeout(lingerTimer);
   await closed;
   return { forced };
 }

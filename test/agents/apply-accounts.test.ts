@@ -88,6 +88,29 @@ test("add, disable and delete: only those lines change, OScam reloads, the panel
   assert.ok((await readdir(join(configDir(), ".myosicam-backups"))).some((f) => f.startsWith("oscam.user.")), "the previous version is kept");
 });
 
+test("the panel restarting while the agent applies: the agent reconnects, the result arrives, and the change is applied once", async () => {
+  const crypto = createClient(CryptoService, panel.host.transportFor(CryptoService));
+  const reloadsBefore = emulator.reloads();
+  const hold = emulator.holdNextReload();
+  const [command] = await createCommands(panel.db, crypto, {
+    serverIds: [serverId],
+    instance: "main",
+    kind: "apply_accounts",
+    payload: { changes: [{ operation: "ACCOUNT_OPERATION_ADD", user: "restartbox", set: [{ key: "pwd", value: "rb-Secret-1" }] }] },
+    createdBy: "test",
+  });
+  await hold.reached; // oscam.user is written; OScam has not answered the reload yet
+  await panel.pause();
+  hold.release();
+  await agent.waitForStderr(/"msg":"command stream broken; reconnecting with backoff"/);
+  await panel.resume();
+  const [done] = await waitForCommands(panel.db, [command!.id], 30_000);
+  assert.is(done!.status, "succeeded", `${done!.failureCode}: ${done!.result}`);
+  assert.is(emulator.reloads(), reloadsBefore + 1, "applied and reloaded once, not again on redelivery");
+  assert.is((await readFile(userFile(), "utf8")).split("= restartbox\n").length - 1, 1, "the account is in the file once");
+  assert.ok(emulator.loaded().some((a) => a.user === "restartbox"));
+});
+
 test("a change OScam cannot be told about is reported precisely, and the file keeps the change", async () => {
   emulator.setCredentials("admin", "another-password");
   const auth = await send({ changes: [{ operation: "ACCOUNT_OPERATION_ENABLE", user: "bedroom" }] });

@@ -17,6 +17,11 @@ export interface OscamEmulator {
   reloads(): number;
   paths(): string[];
   setCredentials(user: string, password: string): void;
+  /**
+   * Holds the next reinit request until `release()`: `reached` resolves when it arrived, so a test
+   * can act while the agent is in the middle of an apply (file written, reload not answered).
+   */
+  holdNextReload(): { reached: Promise<void>; release(): void };
   stop(): Promise<void>;
 }
 
@@ -28,6 +33,7 @@ export async function startOscamEmulator(options: { configDir: string; user: str
   let reloads = 0;
   const paths: string[] = [];
   const nonces = new Set<string>();
+  let hold: { arrived: () => void; released: Promise<void> } | undefined;
   const param = (header: string, name: string) => new RegExp(`${name}="?([^",]*)"?`, "i").exec(header)?.[1] ?? "";
 
   const authorised = (header: string | undefined, method: string): boolean => {
@@ -51,7 +57,12 @@ export async function startOscamEmulator(options: { configDir: string; user: str
     }
     const url = new URL(req.url ?? "/", "http://oscam");
     if (url.pathname === "/userconfig.html" && url.searchParams.get("action") === "reinit") {
-      readFile(join(options.configDir, "oscam.user")).then(
+      const held = hold;
+      hold = undefined;
+      held?.arrived();
+      (held?.released ?? Promise.resolve())
+        .then(() => readFile(join(options.configDir, "oscam.user")))
+        .then(
         (bytes) => {
           loaded = readUserFile(parseOscamFile(bytes, "oscam.user")).accounts;
           reloads++;
@@ -75,6 +86,13 @@ export async function startOscamEmulator(options: { configDir: string; user: str
     reloads: () => reloads,
     paths: () => [...paths],
     setCredentials: (user, password) => (credentials = { user, password }),
+    holdNextReload() {
+      let arrived!: () => void;
+      let release!: () => void;
+      const reached = new Promise<void>((resolve) => (arrived = resolve));
+      hold = { arrived, released: new Promise<void>((resolve) => (release = resolve)) };
+      return { reached, release };
+    },
     stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }
