@@ -1,7 +1,7 @@
 /**
  * OScam benchmarks: parse + snapshot of a 10,000-account oscam.user (target ≤ 150 ms), panel
  * ingest of a 2,000-account snapshot (target ≤ 100 ms), and the agent's RSS while idle after its
- * first sync (target ≤ 60 MB; the bundled artifact, `npm run build:agent` first).
+ * first sync (target ≤ 60 MB; the single executable, `npm run build:agent` first).
  *
  *   npm run bench -- oscam      (BENCH_AGENT_NODE_FLAGS="--max-semi-space-size=1" to try V8 flags on the agent)
  */
@@ -89,7 +89,11 @@ try {
     const { token } = await createInstallToken(db, { server: "bench-agent", createdBy: "bench" });
     const stateDir = join(root, "agent-state");
     await registerAgent({ panelUrl: host.listeners[0]!.url, installToken: token, pin: host.tls.fingerprint, stateDir, log, oscamDirs: [join(repo, "test/fixtures/oscam/main")] });
-    const child = spawn(process.execPath, [...(process.env.BENCH_AGENT_NODE_FLAGS ?? "").split(" ").filter(Boolean), artifact, "run", "--state-dir", stateDir, "--unit-dir", join(root, "no-units")], { stdio: ["ignore", "ignore", "pipe"], env: { LOG_LEVEL: "info" } });
+    // The single executable; NODE_OPTIONS reaches its embedded runtime.
+    const child = spawn(artifact, ["run", "--state-dir", stateDir, "--unit-dir", join(root, "no-units")], {
+      stdio: ["ignore", "ignore", "pipe"],
+      env: { LOG_LEVEL: "info", ...(process.env.BENCH_AGENT_NODE_FLAGS ? { NODE_OPTIONS: process.env.BENCH_AGENT_NODE_FLAGS } : {}) },
+    });
     let err = "";
     child.stderr!.on("data", (c: Buffer) => (err += c.toString()));
     const deadline = Date.now() + 30_000;

@@ -13,6 +13,7 @@ import { writeMailSettings, type MailSettingsInput } from "../services/lib/email
 import { loadTlsIdentity } from "../services/lib/tls.js";
 import { createCommandContext, printJson, type CommandContext } from "./context.js";
 import { withDatabase } from "./database.js";
+import { readStdin } from "./stdin.js";
 
 const actor = () => `cli:${userInfo().username}`;
 const iso = (d: Date | null | undefined) => (d ? new Date(d).toISOString() : null);
@@ -114,14 +115,6 @@ function checkId(id: string): string {
     throw new ConnectError(`"${id}" is not a server id; see \`npx myosicam agent list\``, Code.InvalidArgument);
   }
   return id;
-}
-
-/** Reads a secret from stdin (all of it, without the trailing newline). */
-async function readStdin(): Promise<string> {
-  if (process.stdin.isTTY) throw new ConnectError("pipe the secret on stdin, e.g. `… < password-file`", Code.InvalidArgument);
-  const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString("utf8").replace(/\r?\n$/, "");
 }
 
 const emailPattern = /^[^\s@]{1,64}@[^\s@]{1,255}$/;

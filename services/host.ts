@@ -125,10 +125,12 @@ export async function startHost(config: Config, services: readonly ServiceModule
     const stopHooks: Array<() => Promise<void>> = [];
     const onStop = (fn: () => Promise<void>) => void stopHooks.push(fn);
     const adminUrl = () => config.adminUrl ?? listeners.find((l) => l.name === "admin")?.url ?? localUrl(config.admin);
+    const panelUrl = () => config.panelPublicUrl ?? listeners.find((l) => l.name === "panel")?.url ?? localUrl(config.panel);
     const depsOf = (s: ServiceModule): ServiceDeps => ({
       currentUsage,
       onStop,
       adminUrl,
+      panelUrl,
       config: configFor(s),
       db: databases.get(s.database),
       dbUrl: databases.url(s.database),

@@ -1,12 +1,13 @@
 import { adminService } from "./admin/index.js";
 import { agentsService } from "./agents/index.js";
 import { cryptoService } from "./crypto/index.js";
+import { installService } from "./install/index.js";
 import { jobsService } from "./jobs/index.js";
 import { licensingService } from "./licensing/index.js";
 import type { ServiceModule } from "./lib/service-module.js";
 
 /** Every service a MyOsicam process can host, by name; read by `up` and `serve`. */
-export const serviceRegistry: readonly ServiceModule[] = [cryptoService, jobsService, licensingService, agentsService, adminService];
+export const serviceRegistry: readonly ServiceModule[] = [cryptoService, jobsService, licensingService, agentsService, installService, adminService];
 
 /** The services named in `names` (comma-separated list of registry names), in registry order. */
 export function selectServices(names: readonly string[]): ServiceModule[] {

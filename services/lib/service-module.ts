@@ -36,6 +36,8 @@ export interface ServiceDeps {
    * it listens, else ADMIN_HOST:ADMIN_PORT on this host.
    */
   adminUrl(): string;
+  /** Where agents reach the panel: PANEL_PUBLIC_URL, else the panel's listener in this process, else PANEL_HOST:PANEL_PORT. */
+  panelUrl(): string;
   /** This process's TLS certificate (PEM): a trust anchor for calls to services on this host. */
   ownCertificate: string;
   /** A transport reaching another service, in process when it is hosted here. */

@@ -56,7 +56,7 @@ export async function startPanelHost(label: string, env: Record<string, string> 
     JOB_POLL_INTERVAL_SECONDS: "0.5",
     ...env,
   });
-  const services = selectServices(["crypto", "jobs", "agents"]);
+  const services = selectServices(["crypto", "jobs", "agents", "install"]);
   let host = await startHost(config, services, logs.log);
   const db = createDatabase(database.url, logs.log);
   const url = host.listeners[0]!.url;

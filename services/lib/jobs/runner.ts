@@ -106,3 +106,23 @@ export async function startJobRunner(options: JobRunnerOptions): Promise<JobRunn
     stop: (timeoutMs) => boss.stop({ graceful: true, timeout: timeoutMs }),
   };
 }
+
+/**
+ * Queues one job from a process that runs no workers (the CLI): a panel process with the queue's
+ * definition runs it. The queue exists once a panel has started; before that this says so.
+ */
+export async function enqueueJobOnce(options: { url: string; db: Knex; queue: string; data: Record<string, unknown> }): Promise<string> {
+  const boss = new PgBoss({ connectionString: options.url, schema: "pgboss", max: 1, application_name: "myosicam-cli", schedule: false, supervise: false });
+  await boss.start();
+  try {
+    if (!(await boss.getQueue(options.queue))) {
+      throw new Error(`the ${options.queue} queue does not exist yet: start the panel once (npm start); it creates its queues`);
+    }
+    const id = await boss.send(options.queue, options.data);
+    if (!id) throw new Error(`the job queue refused a job for ${options.queue}`);
+    await insertQueuedJob(options.db, id, options.queue);
+    return id;
+  } finally {
+    await boss.stop({ graceful: false });
+  }
+}

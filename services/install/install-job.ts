@@ -1,0 +1,194 @@
+/**
+ * The install job (`install.agent`): connect over SSH with the saved credential (held in memory
+ * for the job only), check or pin the host key, issue a fresh install token, upload the rendered
+ * bootstrap as a 0600 file (the token is inside it: never in a process argument; the bootstrap
+ * deletes itself), run it as root once, stream its steps and output into the job, and succeed
+ * only when the new agent has registered and sent a heartbeat.
+ */
+import { createHash, X509Certificate } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Client } from "@connectrpc/connect";
+import type { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
+import { createInstallToken } from "../agents/install-tokens.js";
+import type { Knex } from "../lib/db.js";
+import type { JobContext, JobDefinition } from "../lib/jobs/runner.js";
+import { fingerprintOf } from "../lib/tls.js";
+import { findSavedServer, openCredential, pinHostKey } from "./saved-servers.js";
+import { connectSsh, InstallFailure, type SshConnection } from "./ssh.js";
+
+export const installQueue = "install.agent";
+export type RootMethodName = "direct" | "sudo_password" | "sudo_nopasswd";
+
+export interface InstallJobData {
+  savedServerId: string;
+  root: RootMethodName;
+  oscamDirs: string[];
+  requestedBy: string;
+  waitSeconds: number;
+}
+
+export interface InstallDeps {
+  db: Knex;
+  crypto: Client<typeof CryptoService>;
+  /** Where the new agent reaches the panel. */
+  panelUrl(): string;
+  /** The panel's certificate (PEM): its fingerprint and public key are pinned by the bootstrap. */
+  certificate: string;
+}
+
+/** Progress of each step, in percent: the job's own steps, then the bootstrap's `==> ` lines. */
+const steps: Record<string, number> = {
+  connect: 5,
+  "host key": 10,
+  "install token": 15,
+  upload: 20,
+  root: 25,
+  "check system": 30,
+  "download agent": 40,
+  "create user": 55,
+  "install agent": 60,
+  "install unit": 65,
+  sudoers: 70,
+  register: 80,
+  start: 90,
+  registered: 95,
+};
+
+const bootstrapFile = new URL("../../deploy/bootstrap.sh", import.meta.url);
+
+/** `sha256//<base64>` of the certificate's public key, the form curl's --pinnedpubkey takes. */
+export function publicKeyPin(certificate: string): string {
+  const spki = new X509Certificate(certificate).publicKey.export({ type: "spki", format: "der" });
+  return "sha256//" + createHash("sha256").update(spki).digest("base64");
+}
+
+/** The bootstrap with its values filled in. Every value is checked to hold no quote or newline. */
+export async function renderBootstrap(values: { panelUrl: string; pubkeyPin: string; fingerprint: string; oscamDirs: string[]; token: string }): Promise<string> {
+  const safe = /^[A-Za-z0-9_./:+=@\- []*$/;
+  const fill: Record<string, string> = {
+    "@PANEL_URL@": values.panelUrl,
+    "@PANEL_PUBKEY_PIN@": values.pubkeyPin,
+    "@PANEL_FINGERPRINT@": values.fingerprint,
+    "@OSCAM_DIRS@": values.oscamDirs.join(" "),
+    "@INSTALL_TOKEN@": values.token,
+  };
+  let script = await readFile(bootstrapFile, "utf8");
+  for (const [placeholder, value] of Object.entries(fill)) {
+    if (!safe.test(value)) throw new InstallFailure("upload", `cannot put ${placeholder.slice(1, -1).toLowerCase()} into the bootstrap: ${JSON.stringify(value)} has characters a shell would read`);
+    script = script.replace(`'${placeholder}'`, `'${value}'`);
+  }
+  return script;
+}
+
+export function installJob(deps: InstallDeps): JobDefinition {
+  return {
+    queue: installQueue,
+    // A failed install is reported, not retried: a wrong password must not become a retry storm.
+    retryLimit: 0,
+    expireInSeconds: 30 * 60,
+    run: (ctx) => runInstall(deps, ctx),
+  };
+}
+
+async function runInstall(deps: InstallDeps, ctx: JobContext): Promise<void> {
+  const data = ctx.data as InstallJobData;
+  let step = "connect";
+  const enter = async (name: string) => {
+    step = name;
+    await ctx.progress(name, steps[name] ?? 0);
+  };
+  let connection: SshConnection | undefined;
+  try {
+    await enter("connect");
+    const saved = await findSavedServer(deps.db, data.savedServerId);
+    const credential = await openCredential(deps.db, deps.crypto, saved.id);
+    const startedAt = new Date();
+    await ctx.output(`connecting to ${saved.username}@${saved.host}:${saved.port} with the saved ${saved.authKind === "password" ? "password" : "private key"}`);
+    connection = await connectSsh({
+      host: saved.host,
+      port: saved.port,
+      username: saved.username,
+      ...(saved.authKind === "password" ? { password: credential } : { privateKey: credential }),
+      pinned: saved.hostKeyFingerprint,
+    });
+
+    await enter("host key");
+    if (saved.hostKeyFingerprint === null) {
+      const pinned = await pinHostKey(deps.db, saved.id, connection.fingerprint);
+      if (pinned !== connection.fingerprint) throw new InstallFailure("host key", `another install pinned ${pinned} for this server meanwhile; this one was offered ${connection.fingerprint}`);
+      await ctx.output(`host key ${connection.fingerprint} pinned on first use: compare it with the server's (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub)`);
+    } else await ctx.output(`host key ${connection.fingerprint} matches the pinned one`);
+
+    await enter("install token");
+    const { token, info } = await createInstallToken(deps.db, { server: saved.name, ttlSeconds: 30 * 60, createdBy: data.requestedBy });
+    await ctx.output(`install token ${info.hashPrefix}… issued for server ${saved.name}, valid 30 minutes`);
+    // Neither should ever be printed on the server; if one is, it stops here.
+    const hide = (line: string) => {
+      const masked = line.replaceAll(token, "[install token]");
+      return credential.length >= 4 ? masked.replaceAll(credential, "[credential]") : masked;
+    };
+
+    await enter("upload");
+    const script = await renderBootstrap({ panelUrl: deps.panelUrl(), pubkeyPin: publicKeyPin(deps.certificate), fingerprint: fingerprintOf(deps.certificate, "panel certificate"), oscamDirs: data.oscamDirs, token });
+    let path = "";
+    const upload = await connection.run(`umask 077 && f=$(mktemp /tmp/myosicam-bootstrap.XXXXXX) && cat > "$f" && printf '%s\\n' "$f"`, {
+      stdin: script,
+      onLine: (line, stream) => (stream === "stdout" ? (path = line.trim()) : void ctx.output(hide(line))),
+    });
+    if (upload.code !== 0 || !/^\/tmp\/myosicam-bootstrap\.[A-Za-z0-9]+$/.test(path)) throw new InstallFailure("upload", `could not write the bootstrap to /tmp on the server (exit ${upload.code})`);
+    await ctx.output(`bootstrap uploaded to ${path} (mode 0600; it deletes itself)`);
+
+    await enter("root");
+    const command =
+      data.root === "direct" ? `sh ${path}` : data.root === "sudo_password" ? `sudo -S -p '' sh ${path}` : `sudo -n sh ${path}`;
+    await ctx.output(data.root === "direct" ? "running the bootstrap as the saved user (root)" : `running the bootstrap through ${data.root === "sudo_password" ? "sudo -S (the saved password on stdin)" : "sudo -n"}`);
+    let lastError = "";
+    const output: Promise<void>[] = [];
+    const run = await connection.run(command, {
+      stdin: data.root === "sudo_password" ? `${credential}\n` : "",
+      onLine: (raw, stream) => {
+        const line = hide(raw);
+        const marker = /^==> (.+)$/.exec(line);
+        if (marker && marker[1]! in steps) output.push(enter(marker[1]!));
+        else {
+          if (stream === "stderr" && line.trim()) lastError = line.trim();
+          output.push(ctx.output(line));
+        }
+      },
+    });
+    await Promise.all(output);
+    if (run.code !== 0) {
+      await connection.run(`rm -f ${path}`).catch(() => undefined);
+      const reason =
+        step === "root" && /sudo/.test(lastError)
+          ? `sudo refused: ${lastError} (for sudo without a password choose sudo -n; with the saved password, the user must be allowed to sudo)`
+          : lastError.replace(/^bootstrap failed: /, "") || `the bootstrap exited with ${run.code ?? run.signal}`;
+      throw new InstallFailure(step, reason);
+    }
+
+    await enter("registered");
+    await waitForAgent(deps.db, saved.name, startedAt, data.waitSeconds, ctx.signal);
+    await ctx.output(`the agent registered as server ${saved.name} and sent its first heartbeat`);
+    await ctx.progress("done", 100);
+  } catch (err) {
+    const failure = err instanceof InstallFailure ? err : new InstallFailure(step, (err as Error).message);
+    await ctx.output(`failed at step "${failure.step}": ${failure.message}`).catch(() => undefined);
+    throw new Error(`${failure.step}: ${failure.message}`);
+  } finally {
+    connection?.close();
+  }
+}
+
+/** Waits until the server's agent registered and heartbeated after `since`. */
+async function waitForAgent(db: Knex, server: string, since: Date, waitSeconds: number, signal: AbortSignal): Promise<void> {
+  const deadline = Date.now() + waitSeconds * 1000;
+  for (;;) {
+    const row = await db("servers").where({ name: server }).first("status", "last_seen_at");
+    if (row?.last_seen_at && new Date(row.last_seen_at) >= since && row.status !== "revoked") return;
+    if (Date.now() > deadline) {
+      throw new InstallFailure("registered", `the agent did not register and send a heartbeat within ${waitSeconds} s: on the server, journalctl -u myosicam-agent (or /var/log/myosicam-agent.log) says why`);
+    }
+    await sleep(1000, undefined, { signal });
+  }
+}
