@@ -19,6 +19,6 @@ export const installService: ServiceModule = {
   requires: ["crypto", "jobs", "agents"],
   routes: (deps: ServiceDeps) => (router: ConnectRouter) => router.service(InstallerService, createInstallerService({ db: deps.db, enqueueJob: deps.enqueueJob })),
   jobs: (deps) => [
-    installJob({ db: deps.db, crypto: createClient(CryptoService, deps.transportFor(CryptoService)), panelUrl: () => deps.panelUrl(), certificate: deps.ownCertificate }),
+    installJob({ db: deps.db, crypto: createClient(CryptoService, deps.transportFor(CryptoService)), panelUrl: () => deps.panelUrl(), certificate: deps.ownCertificate, artifactDir: deps.config.agentArtifactDir }),
   ],
 };

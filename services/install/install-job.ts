@@ -6,7 +6,7 @@
  * only when the new agent has registered and sent a heartbeat.
  */
 import { createHash, X509Certificate } from "node:crypto";
-import { readFile } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Client } from "@connectrpc/connect";
 import type { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
@@ -35,6 +35,8 @@ export interface InstallDeps {
   panelUrl(): string;
   /** The panel's certificate (PEM): its fingerprint and public key are pinned by the bootstrap. */
   certificate: string;
+  /** Where the gated download finds the agent executables (AGENT_ARTIFACT_DIR). */
+  artifactDir: string;
 }
 
 /** Progress of each step, in percent: the job's own steps, then the bootstrap's `==> ` lines. */
@@ -101,6 +103,8 @@ async function runInstall(deps: InstallDeps, ctx: JobContext): Promise<void> {
   let connection: SshConnection | undefined;
   try {
     await enter("connect");
+    const built = await readdir(deps.artifactDir).then((files) => files.filter((f) => f.startsWith("myosicam-agent-linux-")), () => []);
+    if (built.length === 0) throw new InstallFailure("connect", `the agent is not built on this panel (nothing in ${deps.artifactDir}): run \`npm run build:agent\`, then start the install again`);
     const saved = await findSavedServer(deps.db, data.savedServerId);
     const credential = await openCredential(deps.db, deps.crypto, saved.id);
     const startedAt = new Date();
