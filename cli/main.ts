@@ -28,7 +28,7 @@ import {
   tokenRevokeCommand,
 } from "./agents.js";
 import { keysGenerateCommand, keysRotateCommand, keysStatusCommand } from "./keys.js";
-import { serverAddCommand, serverForgetHostKeyCommand, serverInstallCommand, serverListCommand, serverRemoveCommand } from "./servers.js";
+import { serverAddCommand, serverForgetHostKeyCommand, serverInstallCommand, serverListCommand, serverRemoveCommand, serverUninstallCommand } from "./servers.js";
 import { migrateCommand } from "./migrate.js";
 import { allServiceNames, serveCommand } from "./serve.js";
 
@@ -282,6 +282,14 @@ server
   .action((name: string, opts: { root: string; oscamDir: string[]; waitSeconds: number; follow?: boolean; json?: boolean }) =>
     serverInstallCommand(name, { root: opts.root, oscamDir: opts.oscamDir, waitSeconds: opts.waitSeconds, follow: Boolean(opts.follow), json: Boolean(opts.json) }),
   );
+
+server
+  .command("uninstall <name>")
+  .description("remove the agent from a saved server over SSH (deploy/uninstall.sh) and revoke it on the panel")
+  .addOption(new Option("--root <how>", "how to become root: direct, sudo, sudo-nopasswd").default("direct"))
+  .option("--follow", "print the uninstall's steps and output until it ends")
+  .addOption(json())
+  .action((name: string, opts: { root: string; follow?: boolean; json?: boolean }) => serverUninstallCommand(name, { root: opts.root, follow: Boolean(opts.follow), json: Boolean(opts.json) }));
 
 const email = program.command("email").description("where alert e-mails go: SMTP or Mailgun");
 email

@@ -7,7 +7,7 @@ import { CryptoService } from "../gen/myosicam/crypto/v1/crypto_pb.js";
 import { RootMethod } from "../gen/myosicam/install/v1/install_pb.js";
 import { createCryptoService } from "../services/crypto/service.js";
 import { keyringFromConfig } from "../services/crypto/index.js";
-import { installQueue, type InstallJobData } from "../services/install/install-job.js";
+import { installQueue, uninstallQueue, type InstallJobData, type UninstallJobData } from "../services/install/install-job.js";
 import { addSavedServer, findSavedServer, forgetHostKey, listSavedServers, removeSavedServer, type SavedServer } from "../services/install/saved-servers.js";
 import { enqueueJobOnce } from "../services/lib/jobs/runner.js";
 import { findJobRun, listJobEvents } from "../services/lib/jobs/store.js";
@@ -97,20 +97,42 @@ export async function serverInstallCommand(name: string, options: { root: string
       process.stdout.write(`install of ${saved.name} queued as job ${jobId}; a running panel runs it (follow with --follow, or JobService.Watch)\n`);
       return;
     }
-    let sequence = 0;
-    for (;;) {
-      const run = await findJobRun(db, jobId);
-      for (const e of await listJobEvents(db, jobId, sequence)) {
-        sequence = e.sequence;
-        if (!options.json) process.stdout.write(e.line !== null ? `  ${e.line}\n` : `[${String(e.percent ?? 0).padStart(3)}%] ${e.step}\n`);
-      }
-      if (run && (run.state === "succeeded" || run.state === "failed" || run.state === "cancelled")) {
-        if (options.json) printJson({ jobId, state: run.state, error: run.error });
-        else process.stdout.write(run.state === "succeeded" ? `installed: the agent on ${saved.name} is registered and heartbeating\n` : `install ${run.state}: ${run.error}\n`);
-        if (run.state !== "succeeded") process.exitCode = 1;
-        return;
-      }
-      await sleep(500);
-    }
+    await followJob(db, jobId, options.json, (ok) => (ok ? `installed: the agent on ${saved.name} is registered and heartbeating` : "install"));
   });
+}
+
+/** `server uninstall`: removes the agent from a saved server over SSH and revokes it on the panel. */
+export async function serverUninstallCommand(name: string, options: { root: string; follow: boolean; json: boolean }): Promise<void> {
+  if (!(options.root in roots)) throw new ConnectError(`--root: direct, sudo or sudo-nopasswd (got "${options.root}")`, Code.InvalidArgument);
+  await onPanel(async (db, _context, url) => {
+    const saved = await findSavedServer(db, name);
+    if (options.root === "sudo" && saved.authKind !== "password") throw new ConnectError(`--root sudo needs a saved password; ${saved.name} has a private key: use --root sudo-nopasswd or direct`, Code.FailedPrecondition);
+    const data: UninstallJobData = { savedServerId: saved.id, root: rootNames[options.root]!, requestedBy: actor() };
+    const jobId = await enqueueJobOnce({ url, db, queue: uninstallQueue, data: { ...data } });
+    if (!options.follow) {
+      if (options.json) return printJson({ jobId });
+      process.stdout.write(`uninstall of ${saved.name} queued as job ${jobId}; a running panel runs it (follow with --follow)\n`);
+      return;
+    }
+    await followJob(db, jobId, options.json, (ok) => (ok ? `uninstalled: nothing of the agent is left on ${saved.name}, and it is revoked` : "uninstall"));
+  });
+}
+
+/** Prints a job's steps and output until it ends; exit code 1 unless it succeeded. */
+async function followJob(db: Knex, jobId: string, json: boolean, summary: (ok: boolean) => string): Promise<void> {
+  let sequence = 0;
+  for (;;) {
+    const run = await findJobRun(db, jobId);
+    for (const e of await listJobEvents(db, jobId, sequence)) {
+      sequence = e.sequence;
+      if (!json) process.stdout.write(e.line !== null ? `  ${e.line}\n` : `[${String(e.percent ?? 0).padStart(3)}%] ${e.step}\n`);
+    }
+    if (run && (run.state === "succeeded" || run.state === "failed" || run.state === "cancelled")) {
+      if (json) printJson({ jobId, state: run.state, error: run.error });
+      else process.stdout.write(run.state === "succeeded" ? `${summary(true)}\n` : `${summary(false)} ${run.state}: ${run.error}\n`);
+      if (run.state !== "succeeded") process.exitCode = 1;
+      return;
+    }
+    await sleep(500);
+  }
 }

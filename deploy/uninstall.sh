@@ -17,7 +17,13 @@ if [ -f /run/myosicam-agent.pid ]; then
   kill "$(cat /run/myosicam-agent.pid)" 2>/dev/null || true
   rm -f /run/myosicam-agent.pid
 fi
-pkill -u "$AGENT_USER" 2>/dev/null || true
+if id "$AGENT_USER" >/dev/null 2>&1; then
+  pkill -u "$AGENT_USER" 2>/dev/null || true
+  # Give the agent 5 s to finish, then end it: userdel refuses a user with running processes.
+  i=0
+  while pgrep -u "$AGENT_USER" >/dev/null 2>&1 && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+  pkill -KILL -u "$AGENT_USER" 2>/dev/null || true
+fi
 rm -f /etc/systemd/system/myosicam-agent.service
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 rm -f /etc/sudoers.d/myosicam-agent /usr/local/bin/myosicam-agent /var/log/myosicam-agent.log

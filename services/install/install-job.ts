@@ -11,6 +11,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Client } from "@connectrpc/connect";
 import type { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
 import { createInstallToken } from "../agents/install-tokens.js";
+import { revokeServer } from "../agents/store.js";
 import type { Knex } from "../lib/db.js";
 import type { JobContext, JobDefinition } from "../lib/jobs/runner.js";
 import { fingerprintOf } from "../lib/tls.js";
@@ -18,6 +19,7 @@ import { findSavedServer, openCredential, pinHostKey } from "./saved-servers.js"
 import { connectSsh, InstallFailure, type SshConnection } from "./ssh.js";
 
 export const installQueue = "install.agent";
+export const uninstallQueue = "install.uninstall";
 export type RootMethodName = "direct" | "sudo_password" | "sudo_nopasswd";
 
 export interface InstallJobData {
@@ -55,9 +57,12 @@ const steps: Record<string, number> = {
   register: 80,
   start: 90,
   registered: 95,
+  uninstall: 50,
+  revoke: 90,
 };
 
 const bootstrapFile = new URL("../../deploy/bootstrap.sh", import.meta.url);
+const uninstallFile = new URL("../../deploy/uninstall.sh", import.meta.url);
 
 /** `sha256//<base64>` of the certificate's public key, the form curl's --pinnedpubkey takes. */
 export function publicKeyPin(certificate: string): string {
@@ -93,95 +98,178 @@ export function installJob(deps: InstallDeps): JobDefinition {
   };
 }
 
-async function runInstall(deps: InstallDeps, ctx: JobContext): Promise<void> {
-  const data = ctx.data as InstallJobData;
-  let step = "connect";
-  const enter = async (name: string) => {
-    step = name;
-    await ctx.progress(name, steps[name] ?? 0);
+/** A job's step tracking: `enter` records the step and reports its progress. */
+function stepper(ctx: JobContext) {
+  const state = {
+    step: "connect",
+    async enter(name: string) {
+      state.step = name;
+      await ctx.progress(name, steps[name] ?? 0);
+    },
   };
-  let connection: SshConnection | undefined;
-  try {
-    await enter("connect");
-    const built = await readdir(deps.artifactDir).then((files) => files.filter((f) => f.startsWith("myosicam-agent-linux-")), () => []);
-    if (built.length === 0) throw new InstallFailure("connect", `the agent is not built on this panel (nothing in ${deps.artifactDir}): run \`npm run build:agent\`, then start the install again`);
-    const saved = await findSavedServer(deps.db, data.savedServerId);
-    const credential = await openCredential(deps.db, deps.crypto, saved.id);
-    const startedAt = new Date();
-    await ctx.output(`connecting to ${saved.username}@${saved.host}:${saved.port} with the saved ${saved.authKind === "password" ? "password" : "private key"}`);
-    connection = await connectSsh({
-      host: saved.host,
-      port: saved.port,
-      username: saved.username,
-      ...(saved.authKind === "password" ? { password: credential } : { privateKey: credential }),
-      pinned: saved.hostKeyFingerprint,
-    });
+  return state;
+}
 
-    await enter("host key");
+/** Connects to the saved server with its credential; pins the host key on first use, else requires it. */
+async function openSession(deps: InstallDeps, ctx: JobContext, savedServerId: string, at: ReturnType<typeof stepper>) {
+  const saved = await findSavedServer(deps.db, savedServerId);
+  const credential = await openCredential(deps.db, deps.crypto, saved.id);
+  await ctx.output(`connecting to ${saved.username}@${saved.host}:${saved.port} with the saved ${saved.authKind === "password" ? "password" : "private key"}`);
+  const connection = await connectSsh({
+    host: saved.host,
+    port: saved.port,
+    username: saved.username,
+    ...(saved.authKind === "password" ? { password: credential } : { privateKey: credential }),
+    pinned: saved.hostKeyFingerprint,
+  });
+  try {
+    await at.enter("host key");
     if (saved.hostKeyFingerprint === null) {
       const pinned = await pinHostKey(deps.db, saved.id, connection.fingerprint);
       if (pinned !== connection.fingerprint) throw new InstallFailure("host key", `another install pinned ${pinned} for this server meanwhile; this one was offered ${connection.fingerprint}`);
       await ctx.output(`host key ${connection.fingerprint} pinned on first use: compare it with the server's (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub)`);
     } else await ctx.output(`host key ${connection.fingerprint} matches the pinned one`);
-
-    await enter("install token");
-    const { token, info } = await createInstallToken(deps.db, { server: saved.name, ttlSeconds: 30 * 60, createdBy: data.requestedBy });
-    await ctx.output(`install token ${info.hashPrefix}… issued for server ${saved.name}, valid 30 minutes`);
-    // Neither should ever be printed on the server; if one is, it stops here.
-    const hide = (line: string) => {
-      const masked = line.replaceAll(token, "[install token]");
-      return credential.length >= 4 ? masked.replaceAll(credential, "[credential]") : masked;
-    };
-
-    await enter("upload");
-    const script = await renderBootstrap({ panelUrl: deps.panelUrl(), pubkeyPin: publicKeyPin(deps.certificate), fingerprint: fingerprintOf(deps.certificate, "panel certificate"), oscamDirs: data.oscamDirs, token });
-    let path = "";
-    const upload = await connection.run(`umask 077 && f=$(mktemp /tmp/myosicam-bootstrap.XXXXXX) && cat > "$f" && printf '%s\\n' "$f"`, {
-      stdin: script,
-      onLine: (line, stream) => (stream === "stdout" ? (path = line.trim()) : void ctx.output(hide(line))),
-    });
-    if (upload.code !== 0 || !/^\/tmp\/myosicam-bootstrap\.[A-Za-z0-9]+$/.test(path)) throw new InstallFailure("upload", `could not write the bootstrap to /tmp on the server (exit ${upload.code})`);
-    await ctx.output(`bootstrap uploaded to ${path} (mode 0600; it deletes itself)`);
-
-    await enter("root");
-    const command =
-      data.root === "direct" ? `sh ${path}` : data.root === "sudo_password" ? `sudo -S -p '' sh ${path}` : `sudo -n sh ${path}`;
-    await ctx.output(data.root === "direct" ? "running the bootstrap as the saved user (root)" : `running the bootstrap through ${data.root === "sudo_password" ? "sudo -S (the saved password on stdin)" : "sudo -n"}`);
-    let lastError = "";
-    const output: Promise<void>[] = [];
-    const run = await connection.run(command, {
-      stdin: data.root === "sudo_password" ? `${credential}\n` : "",
-      onLine: (raw, stream) => {
-        const line = hide(raw);
-        const marker = /^==> (.+)$/.exec(line);
-        if (marker && marker[1]! in steps) output.push(enter(marker[1]!));
-        else {
-          if (stream === "stderr" && line.trim()) lastError = line.trim();
-          output.push(ctx.output(line));
-        }
-      },
-    });
-    await Promise.all(output);
-    if (run.code !== 0) {
-      await connection.run(`rm -f ${path}`).catch(() => undefined);
-      const reason =
-        step === "root" && /sudo/.test(lastError)
-          ? `sudo refused: ${lastError} (for sudo without a password choose sudo -n; with the saved password, the user must be allowed to sudo)`
-          : lastError.replace(/^bootstrap failed: /, "") || `the bootstrap exited with ${run.code ?? run.signal}`;
-      throw new InstallFailure(step, reason);
-    }
-
-    await enter("registered");
-    await waitForAgent(deps.db, saved.name, startedAt, data.waitSeconds, ctx.signal);
-    await ctx.output(`the agent registered as server ${saved.name} and sent its first heartbeat`);
-    await ctx.progress("done", 100);
   } catch (err) {
-    const failure = err instanceof InstallFailure ? err : new InstallFailure(step, (err as Error).message);
+    connection.close();
+    throw err;
+  }
+  return { saved, credential, connection };
+}
+
+/**
+ * Uploads a script as a 0600 file in /tmp and runs it as root (`root` says how), streaming its
+ * lines into the job: `==> <step>` lines move the progress. Fails with the step it was in and the
+ * script's last error line.
+ */
+async function runScriptAsRoot(
+  connection: SshConnection,
+  ctx: JobContext,
+  at: ReturnType<typeof stepper>,
+  options: { script: string; root: RootMethodName; credential: string; hide: (line: string) => string; runStep: string },
+): Promise<void> {
+  await at.enter("upload");
+  let path = "";
+  const upload = await connection.run(`umask 077 && f=$(mktemp /tmp/myosicam-bootstrap.XXXXXX) && cat > "$f" && printf '%s\\n' "$f"`, {
+    stdin: options.script,
+    onLine: (line, stream) => (stream === "stdout" ? (path = line.trim()) : void ctx.output(options.hide(line))),
+  });
+  if (upload.code !== 0 || !/^\/tmp\/myosicam-bootstrap\.[A-Za-z0-9]+$/.test(path)) throw new InstallFailure("upload", `could not write the script to /tmp on the server (exit ${upload.code})`);
+  await ctx.output(`script uploaded to ${path} (mode 0600; it is deleted when it ends)`);
+
+  await at.enter(options.runStep);
+  const command = options.root === "direct" ? `sh ${path}` : options.root === "sudo_password" ? `sudo -S -p '' sh ${path}` : `sudo -n sh ${path}`;
+  await ctx.output(options.root === "direct" ? "running it as the saved user (root)" : `running it through ${options.root === "sudo_password" ? "sudo -S (the saved password on stdin)" : "sudo -n"}`);
+  let lastError = "";
+  const output: Promise<void>[] = [];
+  const run = await connection.run(command, {
+    stdin: options.root === "sudo_password" ? `${options.credential}\n` : "",
+    onLine: (raw, stream) => {
+      const line = options.hide(raw);
+      const marker = /^==> (.+)$/.exec(line);
+      if (marker && marker[1]! in steps) output.push(at.enter(marker[1]!));
+      else {
+        if (stream === "stderr" && line.trim()) lastError = line.trim();
+        output.push(ctx.output(line));
+      }
+    },
+  });
+  await Promise.all(output);
+  await connection.run(`rm -f ${path}`).catch(() => undefined);
+  if (run.code !== 0) {
+    const reason =
+      at.step === options.runStep && /sudo/.test(lastError)
+        ? `sudo refused: ${lastError} (for sudo without a password choose sudo -n; with the saved password, the user must be allowed to sudo)`
+        : lastError.replace(/^(bootstrap|uninstall) failed: /, "") || `the script exited with ${run.code ?? run.signal}`;
+    throw new InstallFailure(at.step, reason);
+  }
+}
+
+/** Runs a job's body; a failure is logged into the job and rethrown as `<step>: <reason>`. */
+async function asJob(ctx: JobContext, at: ReturnType<typeof stepper>, body: () => Promise<void>): Promise<void> {
+  try {
+    await body();
+  } catch (err) {
+    const failure = err instanceof InstallFailure ? err : new InstallFailure(at.step, (err as Error).message);
     await ctx.output(`failed at step "${failure.step}": ${failure.message}`).catch(() => undefined);
     throw new Error(`${failure.step}: ${failure.message}`);
-  } finally {
-    connection?.close();
   }
+}
+
+async function runInstall(deps: InstallDeps, ctx: JobContext): Promise<void> {
+  const data = ctx.data as InstallJobData;
+  const at = stepper(ctx);
+  let connection: SshConnection | undefined;
+  await asJob(ctx, at, async () => {
+    try {
+      await at.enter("connect");
+      const built = await readdir(deps.artifactDir).then((files) => files.filter((f) => f.startsWith("myosicam-agent-linux-")), () => []);
+      if (built.length === 0) throw new InstallFailure("connect", `the agent is not built on this panel (nothing in ${deps.artifactDir}): run \`npm run build:agent\`, then start the install again`);
+      const startedAt = new Date();
+      const session = await openSession(deps, ctx, data.savedServerId, at);
+      connection = session.connection;
+      const { saved, credential } = session;
+
+      await at.enter("install token");
+      const { token, info } = await createInstallToken(deps.db, { server: saved.name, ttlSeconds: 30 * 60, createdBy: data.requestedBy });
+      await ctx.output(`install token ${info.hashPrefix}… issued for server ${saved.name}, valid 30 minutes`);
+      // Neither should ever be printed on the server; if one is, it stops here.
+      const hide = (line: string) => {
+        const masked = line.replaceAll(token, "[install token]");
+        return credential.length >= 4 ? masked.replaceAll(credential, "[credential]") : masked;
+      };
+      const script = await renderBootstrap({ panelUrl: deps.panelUrl(), pubkeyPin: publicKeyPin(deps.certificate), fingerprint: fingerprintOf(deps.certificate, "panel certificate"), oscamDirs: data.oscamDirs, token });
+      await runScriptAsRoot(connection, ctx, at, { script, root: data.root, credential, hide, runStep: "root" });
+
+      await at.enter("registered");
+      await waitForAgent(deps.db, saved.name, startedAt, data.waitSeconds, ctx.signal);
+      await ctx.output(`the agent registered as server ${saved.name} and sent its first heartbeat`);
+      await ctx.progress("done", 100);
+    } finally {
+      connection?.close();
+    }
+  });
+}
+
+export interface UninstallJobData {
+  savedServerId: string;
+  root: RootMethodName;
+  requestedBy: string;
+}
+
+/** The uninstall job (`install.uninstall`): deploy/uninstall.sh as root, then the agent is revoked. */
+export function uninstallJob(deps: InstallDeps): JobDefinition {
+  return {
+    queue: uninstallQueue,
+    retryLimit: 0,
+    expireInSeconds: 10 * 60,
+    run: async (ctx) => {
+      const data = ctx.data as UninstallJobData;
+      const at = stepper(ctx);
+      let connection: SshConnection | undefined;
+      await asJob(ctx, at, async () => {
+        try {
+          await at.enter("connect");
+          const session = await openSession(deps, ctx, data.savedServerId, at);
+          connection = session.connection;
+          const credential = session.credential;
+          const hide = (line: string) => (credential.length >= 4 ? line.replaceAll(credential, "[credential]") : line);
+          await runScriptAsRoot(connection, ctx, at, { script: await readFile(uninstallFile, "utf8"), root: data.root, credential, hide, runStep: "uninstall" });
+          await at.enter("revoke");
+          const revoked = await revokeServerByName(deps.db, session.saved.name);
+          await ctx.output(revoked ? `the agent of server ${session.saved.name} is revoked on the panel` : `no enrolled server ${session.saved.name} on the panel: nothing to revoke`);
+          await ctx.progress("done", 100);
+        } finally {
+          connection?.close();
+        }
+      });
+    },
+  };
+}
+
+/** Revokes the enrolled server of that name, if there is one; answers whether there was. */
+async function revokeServerByName(db: Knex, name: string): Promise<boolean> {
+  const row = await db("servers").where({ name }).first("id");
+  return row ? Boolean(await revokeServer(db, row.id)) : false;
 }
 
 /** Waits until the server's agent registered and heartbeated after `since`. */

@@ -164,6 +164,23 @@ test("the network cut in the middle of an install fails the job, naming the step
   assert.match(job.error, /^(download agent|create user|install agent): .*(connection|lost|closed)/i);
 });
 
+test("uninstall over SSH (sudo -S) removes every trace from the host and revokes the agent on the panel", async () => {
+  const { jobId } = await installer().startUninstall({ server: "pw-sudo", root: RootMethod.SUDO_PASSWORD, requestedBy: "test" });
+  let job;
+  const lines: string[] = [];
+  for await (const res of jobs().watch({ id: jobId })) {
+    if (res.update.case === "job") job = res.update.value;
+    else if (res.update.value.event.case === "logLine") lines.push(res.update.value.event.value);
+  }
+  assert.is(job!.state, JobState.SUCCEEDED, `${job!.error}\n${lines.join("\n")}`);
+  const gone = async (path: string) => readFile(path).then(() => false, (e: NodeJS.ErrnoException) => e.code === "ENOENT" || e.code === "EISDIR");
+  for (const path of ["/usr/local/bin/myosicam-agent", "/etc/sudoers.d/myosicam-agent", "/etc/myosicam-agent/agent.json", "/etc/systemd/system/myosicam-agent.service"]) {
+    assert.ok(await gone(path), `${path} is removed`);
+  }
+  assert.throws(() => execFileSync("id", ["myosicam-agent"], { stdio: "ignore" }), /Command failed/, "the user is removed");
+  assert.is((await panel.db("servers").where({ name: "pw-sudo" }).first()).status, "revoked");
+});
+
 test("an unknown saved server and a bad request are refused with words", async () => {
   const unknown = await installer().startInstall({ server: "nope", root: RootMethod.DIRECT, requestedBy: "test" }).catch((e: unknown) => ConnectError.from(e));
   assert.is((unknown as ConnectError).code, Code.NotFound);

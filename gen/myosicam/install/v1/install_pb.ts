@@ -11,7 +11,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file myosicam/install/v1/install.proto.
  */
 export const file_myosicam_install_v1_install: GenFile = /*@__PURE__*/
-  fileDesc("CiFteW9zaWNhbS9pbnN0YWxsL3YxL2luc3RhbGwucHJvdG8SE215b3NpY2FtLmluc3RhbGwudjEi6QEKE1N0YXJ0SW5zdGFsbFJlcXVlc3QSGQoGc2VydmVyGAEgASgJQgm6SAZyBBABGEASOQoEcm9vdBgCIAEoDjIfLm15b3NpY2FtLmluc3RhbGwudjEuUm9vdE1ldGhvZEIKukgHggEEEAEgABI6Cgpvc2NhbV9kaXJzGAMgAygJQia6SCOSASAQECIcchoYgAgyFV4vW0EtWmEtejAtOV8uLytALV0qJBIgCgxyZXF1ZXN0ZWRfYnkYBCABKAlCCrpIB3IFEAEYgAISHgoMd2FpdF9zZWNvbmRzGAUgASgNQgi6SAUqAxiIDiImChRTdGFydEluc3RhbGxSZXNwb25zZRIOCgZqb2JfaWQYASABKAkqfwoKUm9vdE1ldGhvZBIbChdST09UX01FVEhPRF9VTlNQRUNJRklFRBAAEhYKElJPT1RfTUVUSE9EX0RJUkVDVBABEh0KGVJPT1RfTUVUSE9EX1NVRE9fUEFTU1dPUkQQAhIdChlST09UX01FVEhPRF9TVURPX05PUEFTU1dEEAMydwoQSW5zdGFsbGVyU2VydmljZRJjCgxTdGFydEluc3RhbGwSKC5teW9zaWNhbS5pbnN0YWxsLnYxLlN0YXJ0SW5zdGFsbFJlcXVlc3QaKS5teW9zaWNhbS5pbnN0YWxsLnYxLlN0YXJ0SW5zdGFsbFJlc3BvbnNlYgZwcm90bzM", [file_buf_validate_validate]);
+  fileDesc("CiFteW9zaWNhbS9pbnN0YWxsL3YxL2luc3RhbGwucHJvdG8SE215b3NpY2FtLmluc3RhbGwudjEi6QEKE1N0YXJ0SW5zdGFsbFJlcXVlc3QSGQoGc2VydmVyGAEgASgJQgm6SAZyBBABGEASOQoEcm9vdBgCIAEoDjIfLm15b3NpY2FtLmluc3RhbGwudjEuUm9vdE1ldGhvZEIKukgHggEEEAEgABI6Cgpvc2NhbV9kaXJzGAMgAygJQia6SCOSASAQECIcchoYgAgyFV4vW0EtWmEtejAtOV8uLytALV0qJBIgCgxyZXF1ZXN0ZWRfYnkYBCABKAlCCrpIB3IFEAEYgAISHgoMd2FpdF9zZWNvbmRzGAUgASgNQgi6SAUqAxiIDiImChRTdGFydEluc3RhbGxSZXNwb25zZRIOCgZqb2JfaWQYASABKAkijwEKFVN0YXJ0VW5pbnN0YWxsUmVxdWVzdBIZCgZzZXJ2ZXIYASABKAlCCbpIBnIEEAEYQBI5CgRyb290GAIgASgOMh8ubXlvc2ljYW0uaW5zdGFsbC52MS5Sb290TWV0aG9kQgq6SAeCAQQQASAAEiAKDHJlcXVlc3RlZF9ieRgDIAEoCUIKukgHcgUQARiAAiIoChZTdGFydFVuaW5zdGFsbFJlc3BvbnNlEg4KBmpvYl9pZBgBIAEoCSp/CgpSb290TWV0aG9kEhsKF1JPT1RfTUVUSE9EX1VOU1BFQ0lGSUVEEAASFgoSUk9PVF9NRVRIT0RfRElSRUNUEAESHQoZUk9PVF9NRVRIT0RfU1VET19QQVNTV09SRBACEh0KGVJPT1RfTUVUSE9EX1NVRE9fTk9QQVNTV0QQAzLiAQoQSW5zdGFsbGVyU2VydmljZRJjCgxTdGFydEluc3RhbGwSKC5teW9zaWNhbS5pbnN0YWxsLnYxLlN0YXJ0SW5zdGFsbFJlcXVlc3QaKS5teW9zaWNhbS5pbnN0YWxsLnYxLlN0YXJ0SW5zdGFsbFJlc3BvbnNlEmkKDlN0YXJ0VW5pbnN0YWxsEioubXlvc2ljYW0uaW5zdGFsbC52MS5TdGFydFVuaW5zdGFsbFJlcXVlc3QaKy5teW9zaWNhbS5pbnN0YWxsLnYxLlN0YXJ0VW5pbnN0YWxsUmVzcG9uc2ViBnByb3RvMw", [file_buf_validate_validate]);
 
 /**
  * @generated from message myosicam.install.v1.StartInstallRequest
@@ -128,6 +128,84 @@ export const StartInstallResponseSchema: GenMessage<StartInstallResponse, {jsonT
   messageDesc(file_myosicam_install_v1_install, 1);
 
 /**
+ * @generated from message myosicam.install.v1.StartUninstallRequest
+ */
+export type StartUninstallRequest = Message<"myosicam.install.v1.StartUninstallRequest"> & {
+  /**
+   * The saved server, by name or id.
+   *
+   * @generated from field: string server = 1;
+   */
+  server: string;
+
+  /**
+   * @generated from field: myosicam.install.v1.RootMethod root = 2;
+   */
+  root: RootMethod;
+
+  /**
+   * @generated from field: string requested_by = 3;
+   */
+  requestedBy: string;
+};
+
+/**
+ * @generated from message myosicam.install.v1.StartUninstallRequest
+ */
+export type StartUninstallRequestJson = {
+  /**
+   * The saved server, by name or id.
+   *
+   * @generated from field: string server = 1;
+   */
+  server?: string;
+
+  /**
+   * @generated from field: myosicam.install.v1.RootMethod root = 2;
+   */
+  root?: RootMethodJson;
+
+  /**
+   * @generated from field: string requested_by = 3;
+   */
+  requestedBy?: string;
+};
+
+/**
+ * Describes the message myosicam.install.v1.StartUninstallRequest.
+ * Use `create(StartUninstallRequestSchema)` to create a new message.
+ */
+export const StartUninstallRequestSchema: GenMessage<StartUninstallRequest, {jsonType: StartUninstallRequestJson}> = /*@__PURE__*/
+  messageDesc(file_myosicam_install_v1_install, 2);
+
+/**
+ * @generated from message myosicam.install.v1.StartUninstallResponse
+ */
+export type StartUninstallResponse = Message<"myosicam.install.v1.StartUninstallResponse"> & {
+  /**
+   * @generated from field: string job_id = 1;
+   */
+  jobId: string;
+};
+
+/**
+ * @generated from message myosicam.install.v1.StartUninstallResponse
+ */
+export type StartUninstallResponseJson = {
+  /**
+   * @generated from field: string job_id = 1;
+   */
+  jobId?: string;
+};
+
+/**
+ * Describes the message myosicam.install.v1.StartUninstallResponse.
+ * Use `create(StartUninstallResponseSchema)` to create a new message.
+ */
+export const StartUninstallResponseSchema: GenMessage<StartUninstallResponse, {jsonType: StartUninstallResponseJson}> = /*@__PURE__*/
+  messageDesc(file_myosicam_install_v1_install, 3);
+
+/**
  * RootMethod says how the installer becomes root on the target, once, for the install.
  *
  * @generated from enum myosicam.install.v1.RootMethod
@@ -190,6 +268,17 @@ export const InstallerService: GenService<{
     methodKind: "unary";
     input: typeof StartInstallRequestSchema;
     output: typeof StartInstallResponseSchema;
+  },
+  /**
+   * StartUninstall queues the removal of the agent from a saved server (deploy/uninstall.sh, as
+   * root) and revokes its agent on the panel; NotFound for an unknown saved server.
+   *
+   * @generated from rpc myosicam.install.v1.InstallerService.StartUninstall
+   */
+  startUninstall: {
+    methodKind: "unary";
+    input: typeof StartUninstallRequestSchema;
+    output: typeof StartUninstallResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_myosicam_install_v1_install, 0);
