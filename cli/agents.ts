@@ -9,6 +9,7 @@ import { createCryptoService } from "../services/crypto/service.js";
 import { keyringFromConfig } from "../services/crypto/index.js";
 import { createInstallToken, listInstallTokens, revokeInstallTokenByPrefix, type InstallTokenInfo } from "../services/agents/install-tokens.js";
 import { approveServer, revokeServer, selectServers, type ServerRow } from "../services/agents/store.js";
+import { publicKeyPin } from "../services/install/install-job.js";
 import { writeMailSettings, type MailSettingsInput } from "../services/lib/email/settings.js";
 import { loadTlsIdentity } from "../services/lib/tls.js";
 import { createCommandContext, printJson, type CommandContext } from "./context.js";
@@ -35,11 +36,13 @@ export async function tokenCreateCommand(options: { server: string; ttlSeconds: 
     const tls = await loadTlsIdentity({ dataDir: config.dataDir, certFile: config.tls.certFile, keyFile: config.tls.keyFile, names: [config.panel.host] });
     const panelUrl = config.panelPublicUrl ?? `https://${config.panel.host === "0.0.0.0" ? "<panel address>" : config.panel.host}:${config.panel.port}`;
     // Through stdin, so the token never shows in the target's process list.
-    const command = `printf '%s' '${token}' | npx myosicam-agent register --panel ${panelUrl} --pin ${tls.fingerprint} --token-stdin`;
+    const command =
+      `printf '%s\\n' '${token}' | MYOSICAM_PANEL_URL=${panelUrl} MYOSICAM_PANEL_FINGERPRINT=${tls.fingerprint} ` +
+      `MYOSICAM_PANEL_PUBKEY_PIN='${publicKeyPin(tls.cert)}' sh bootstrap.sh`;
     if (options.json) return printJson({ token, server: info.server, serverId: info.serverId, hashPrefix: info.hashPrefix, expiresAt: iso(info.expiresAt), panelUrl, fingerprint: tls.fingerprint, command });
     process.stdout.write(
       `install token for server ${info.server} (valid until ${iso(info.expiresAt)}, single use; shown once):\n${token}\n\n` +
-        `on the OScam server, as root:\n  ${command}\n`,
+        `on the OScam server, as root, with deploy/bootstrap.sh of this repository:\n  ${command}\n`,
     );
   });
 }

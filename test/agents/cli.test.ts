@@ -28,7 +28,10 @@ test("token create prints the token once and a bootstrap command that passes it 
   const created = await cli<{ token: string; command: string; expiresAt: string; hashPrefix: string }>(["token", "create", "--server", "oscam-01", "--ttl", "2h", "--json"]);
   assert.is(created.code, 0, created.stderr);
   assert.match(created.json!.token, /^[0-9a-f]{64}$/);
-  assert.match(created.json!.command, /^printf '%s' '[0-9a-f]{64}' \| npx myosicam-agent register --panel https:\/\/panel\.example\.com:8443 --pin sha256:[0-9a-f]{64} --token-stdin$/);
+  assert.match(
+    created.json!.command,
+    /^printf '%s\\n' '[0-9a-f]{64}' \| MYOSICAM_PANEL_URL=https:\/\/panel\.example\.com:8443 MYOSICAM_PANEL_FINGERPRINT=sha256:[0-9a-f]{64} MYOSICAM_PANEL_PUBKEY_PIN='sha256\/\/[A-Za-z0-9+/]{43}=' sh bootstrap\.sh$/,
+  );
   const ttl = Date.parse(created.json!.expiresAt) - Date.now();
   assert.ok(ttl > 7100_000 && ttl <= 7200_000);
   const list = await cli(["token", "list"]);

@@ -170,7 +170,7 @@ test("uninstall over SSH (sudo -S) removes every trace from the host and revokes
   const lines: string[] = [];
   for await (const res of jobs().watch({ id: jobId })) {
     if (res.update.case === "job") job = res.update.value;
-    else if (res.update.value.event.case === "logLine") lines.push(res.update.value.event.value);
+    else if (res.update.case === "event" && res.update.value.event.case === "logLine") lines.push(res.update.value.event.value);
   }
   assert.is(job!.state, JobState.SUCCEEDED, `${job!.error}\n${lines.join("\n")}`);
   const gone = async (path: string) => readFile(path).then(() => false, (e: NodeJS.ErrnoException) => e.code === "ENOENT" || e.code === "EISDIR");
