@@ -149,10 +149,12 @@ async function runScriptAsRoot(
 ): Promise<void> {
   await at.enter("upload");
   let path = "";
+  let uploadErrors = "";
   const upload = await connection.run(`umask 077 && f=$(mktemp /tmp/myosicam-bootstrap.XXXXXX) && cat > "$f" && printf '%s\\n' "$f"`, {
     stdin: options.script,
-    onLine: (line, stream) => (stream === "stdout" ? (path = line.trim()) : void ctx.output(options.hide(line))),
+    onLine: (line, stream) => (stream === "stdout" ? (path = line.trim()) : (uploadErrors += `${options.hide(line)}\n`)),
   });
+  if (uploadErrors) await ctx.output(uploadErrors.trimEnd());
   if (upload.code !== 0 || !/^\/tmp\/myosicam-bootstrap\.[A-Za-z0-9]+$/.test(path)) throw new InstallFailure("upload", `could not write the script to /tmp on the server (exit ${upload.code})`);
   await ctx.output(`script uploaded to ${path} (mode 0600; it is deleted when it ends)`);
 
@@ -160,20 +162,21 @@ async function runScriptAsRoot(
   const command = options.root === "direct" ? `sh ${path}` : options.root === "sudo_password" ? `sudo -S -p '' sh ${path}` : `sudo -n sh ${path}`;
   await ctx.output(options.root === "direct" ? "running it as the saved user (root)" : `running it through ${options.root === "sudo_password" ? "sudo -S (the saved password on stdin)" : "sudo -n"}`);
   let lastError = "";
-  const output: Promise<void>[] = [];
+  // One event after the other: written concurrently, they could be stored out of order.
+  let written: Promise<void> = Promise.resolve();
   const run = await connection.run(command, {
     stdin: options.root === "sudo_password" ? `${options.credential}\n` : "",
     onLine: (raw, stream) => {
       const line = options.hide(raw);
       const marker = /^==> (.+)$/.exec(line);
-      if (marker && marker[1]! in steps) output.push(at.enter(marker[1]!));
+      if (marker && marker[1]! in steps) written = written.then(() => at.enter(marker[1]!));
       else {
         if (stream === "stderr" && line.trim()) lastError = line.trim();
-        output.push(ctx.output(line));
+        written = written.then(() => ctx.output(line));
       }
     },
   });
-  await Promise.all(output);
+  await written;
   await connection.run(`rm -f ${path}`).catch(() => undefined);
   if (run.code !== 0) {
     const reason =

@@ -1,4 +1,4 @@
-import { execFileSync } from "node:child_process";
+import { execFile, execFileSync, spawnSync } from "node:child_process";
 import { readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -8,7 +8,7 @@ import { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
 import { InstallerService, RootMethod } from "../../gen/myosicam/install/v1/install_pb.js";
 import { JobService, JobState } from "../../gen/myosicam/jobs/v1/jobs_pb.js";
 import { addSavedServer, findSavedServer, forgetHostKey } from "../../services/install/saved-servers.js";
-import { makeTempDir } from "../helpers/cli.js";
+import { makeTempDir, runCli } from "../helpers/cli.js";
 import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
 import { startCuttableRelay, startSshd, type Sshd } from "../helpers/sshd.js";
 
@@ -58,6 +58,16 @@ async function install(server: string, root: RootMethod, onStep?: (step: string)
 }
 
 test.before(async () => {
+  try {
+    await setUp();
+  } catch (err) {
+    // uvu reports a failing hook poorly: say what failed.
+    console.error("setting up the installer tests failed:", err);
+    throw err;
+  }
+});
+
+async function setUp() {
   if (process.getuid?.() !== 0) throw new Error("the installer tests need root (they create users and run the bootstrap): run them as CI does, through .ci/run");
   dir = await makeTempDir("install");
   const artifacts = join(dir.path, "artifacts");
@@ -66,12 +76,14 @@ test.before(async () => {
   await panel.setLicense(10, 10);
   sshd = await startSshd(join(dir.path, "sshd"));
   relay = await startCuttableRelay(sshd.port);
+  // A run that was killed may have left its user behind.
+  spawnSync("userdel", ["--remove", testUser], { stdio: "ignore" });
   execFileSync("useradd", ["--create-home", "--shell", "/bin/sh", testUser]);
   execFileSync("chpasswd", { input: `${testUser}:${testPassword}\n` });
   await writeFile(`/etc/sudoers.d/${testUser}`, `${testUser} ALL=(ALL) ALL\n`, { mode: 0o440 });
   // This test host has no systemd: the bootstrap runs the agent without a unit.
   await writeFile(noSystemdMarker, "");
-});
+}
 
 test.after(async () => {
   execFileSync("sh", [join(repo, "deploy/uninstall.sh")], { stdio: "ignore" });
@@ -162,6 +174,34 @@ test("the network cut in the middle of an install fails the job, naming the step
   assert.is(cutAt, "download agent");
   assert.is(job.state, JobState.FAILED);
   assert.match(job.error, /^(download agent|create user|install agent): .*(connection|lost|closed)/i);
+});
+
+test("sudo -n where sudo wants a password fails at the root step with sudo's own words", async () => {
+  const { job } = await install("pw-sudo", RootMethod.SUDO_NOPASSWD);
+  assert.is(job.state, JobState.FAILED);
+  assert.match(job.error, /^root: sudo refused: sudo: a password is required/);
+});
+
+test("the bootstrap by hand: the values in the environment, the token on stdin, as `token create` prints it", async () => {
+  const run = runCli(["token", "create", "--server", "by-hand", "--json"], {
+    DATABASE_URL: panel.config.databaseUrl!,
+    PANEL_ENCRYPTION_KEY: panel.config.encryptionKeyHex!,
+    MYOSICAM_DATA_DIR: panel.config.dataDir,
+    PANEL_PUBLIC_URL: panel.url,
+    LOG_LEVEL: "warn",
+  });
+  assert.is(await run.exited, 0, run.stderr());
+  const { command } = JSON.parse(run.stdout()) as { command: string };
+  // Not spawnSync: the panel serving the download runs in this process.
+  const bootstrap = await new Promise<{ code: number | null; out: string }>((resolve) => {
+    execFile("sh", ["-c", command], { cwd: join(repo, "deploy") }, (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: stdout + stderr }));
+  });
+  assert.is(bootstrap.code, 0, bootstrap.out);
+  assert.match(bootstrap.out, /==> register[\s\S]*==> start[\s\S]*done/);
+  const deadline = Date.now() + 30_000;
+  let server;
+  while (!(server = await panel.db("servers").where({ name: "by-hand" }).whereNotNull("last_seen_at").first()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+  assert.ok(server, "the agent registered and heartbeats");
 });
 
 test("uninstall over SSH (sudo -S) removes every trace from the host and revokes the agent on the panel", async () => {
