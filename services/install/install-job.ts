@@ -198,20 +198,43 @@ async function asJob(ctx: JobContext, at: ReturnType<typeof stepper>, body: () =
   }
 }
 
+/**
+ * A job on a saved server: the connect step (after `preflight`), the session with the host key
+ * checked, `body`, and the connection closed however it ends.
+ */
+async function overSsh(
+  deps: InstallDeps,
+  ctx: JobContext,
+  savedServerId: string,
+  body: (session: Awaited<ReturnType<typeof openSession>>, at: ReturnType<typeof stepper>) => Promise<void>,
+  preflight?: () => Promise<void>,
+): Promise<void> {
+  const at = stepper(ctx);
+  await asJob(ctx, at, async () => {
+    await at.enter("connect");
+    await preflight?.();
+    const session = await openSession(deps, ctx, savedServerId, at);
+    try {
+      await body(session, at);
+      await ctx.progress("done", 100);
+    } finally {
+      session.connection.close();
+    }
+  });
+}
+
 async function runInstall(deps: InstallDeps, ctx: JobContext): Promise<void> {
   const data = ctx.data as InstallJobData;
-  const at = stepper(ctx);
-  let connection: SshConnection | undefined;
-  await asJob(ctx, at, async () => {
-    try {
-      await at.enter("connect");
-      const built = await readdir(deps.artifactDir).then((files) => files.filter((f) => f.startsWith("myosicam-agent-linux-")), () => []);
-      if (built.length === 0) throw new InstallFailure("connect", `the agent is not built on this panel (nothing in ${deps.artifactDir}): run \`npm run build:agent\`, then start the install again`);
-      const startedAt = new Date();
-      const session = await openSession(deps, ctx, data.savedServerId, at);
-      connection = session.connection;
-      const { saved, credential } = session;
-
+  const startedAt = new Date();
+  const preflight = async () => {
+    const built = await readdir(deps.artifactDir).then((files) => files.filter((f) => f.startsWith("myosicam-agent-linux-")), () => []);
+    if (built.length === 0) throw new InstallFailure("connect", `the agent is not built on this panel (nothing in ${deps.artifactDir}): run \`npm run build:agent\`, then start the install again`);
+  };
+  await overSsh(
+    deps,
+    ctx,
+    data.savedServerId,
+    async ({ saved, credential, connection }, at) => {
       await at.enter("install token");
       const { token, info } = await createInstallToken(deps.db, { server: saved.name, ttlSeconds: 30 * 60, createdBy: data.requestedBy });
       await ctx.output(`install token ${info.hashPrefix}… issued for server ${saved.name}, valid 30 minutes`);
@@ -226,11 +249,9 @@ async function runInstall(deps: InstallDeps, ctx: JobContext): Promise<void> {
       await at.enter("registered");
       await waitForAgent(deps.db, saved.name, startedAt, data.waitSeconds, ctx.signal);
       await ctx.output(`the agent registered as server ${saved.name} and sent its first heartbeat`);
-      await ctx.progress("done", 100);
-    } finally {
-      connection?.close();
-    }
-  });
+    },
+    preflight,
+  );
 }
 
 export interface UninstallJobData {
@@ -247,23 +268,12 @@ export function uninstallJob(deps: InstallDeps): JobDefinition {
     expireInSeconds: 10 * 60,
     run: async (ctx) => {
       const data = ctx.data as UninstallJobData;
-      const at = stepper(ctx);
-      let connection: SshConnection | undefined;
-      await asJob(ctx, at, async () => {
-        try {
-          await at.enter("connect");
-          const session = await openSession(deps, ctx, data.savedServerId, at);
-          connection = session.connection;
-          const credential = session.credential;
-          const hide = (line: string) => (credential.length >= 4 ? line.replaceAll(credential, "[credential]") : line);
-          await runScriptAsRoot(connection, ctx, at, { script: await readFile(uninstallFile, "utf8"), root: data.root, credential, hide, runStep: "uninstall" });
-          await at.enter("revoke");
-          const revoked = await revokeServerByName(deps.db, session.saved.name);
-          await ctx.output(revoked ? `the agent of server ${session.saved.name} is revoked on the panel` : `no enrolled server ${session.saved.name} on the panel: nothing to revoke`);
-          await ctx.progress("done", 100);
-        } finally {
-          connection?.close();
-        }
+      await overSsh(deps, ctx, data.savedServerId, async ({ saved, credential, connection }, at) => {
+        const hide = (line: string) => (credential.length >= 4 ? line.replaceAll(credential, "[credential]") : line);
+        await runScriptAsRoot(connection, ctx, at, { script: await readFile(uninstallFile, "utf8"), root: data.root, credential, hide, runStep: "uninstall" });
+        await at.enter("revoke");
+        const revoked = await revokeServerByName(deps.db, saved.name);
+        await ctx.output(revoked ? `the agent of server ${saved.name} is revoked on the panel` : `no enrolled server ${saved.name} on the panel: nothing to revoke`);
       });
     },
   };

@@ -205,7 +205,7 @@ interface CloseState {
 }
 
 /** After every response was written, how long clients get to read to their ends before their connections are closed. */
-export const lingerAfterLastResponseMs = 1000;
+const lingerAfterLastResponseMs = 1000;
 
 async function closeGracefully(state: CloseState): Promise<{ forced: boolean }> {
   state.markDraining();
