@@ -1,6 +1,6 @@
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { makeTempDir, runCli } from "../helpers/cli.js";
+import { makeTempDir, cliWith } from "../helpers/cli.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/database.js";
 import { oldKey } from "../helpers/keys.js";
 
@@ -10,12 +10,7 @@ let database: TestDatabase;
 let dir: Awaited<ReturnType<typeof makeTempDir>>;
 const env = () => ({ MYOSICAM_DATA_DIR: dir.path, ADMIN_DATABASE_URL: database.url, ADMIN_ENCRYPTION_KEY: oldKey, LOG_LEVEL: "warn" });
 
-async function cli<T = Record<string, unknown>>(args: string[], input?: string): Promise<{ code: number; json?: T; stdout: string; stderr: string }> {
-  const run = runCli(args, env(), undefined, input);
-  const code = await run.exited;
-  const stdout = run.stdout();
-  return { code, stdout, stderr: run.stderr(), json: args.includes("--json") && code === 0 ? (JSON.parse(stdout) as T) : undefined };
-}
+const cli = cliWith(env);
 
 test.before(async () => {
   dir = await makeTempDir("admin_cli");

@@ -1,6 +1,6 @@
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { makeTempDir, runCli } from "../helpers/cli.js";
+import { makeTempDir, cliWith } from "../helpers/cli.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/database.js";
 import { newKey } from "../helpers/keys.js";
 
@@ -9,11 +9,7 @@ const test = suite("`myosicam token …`, `agent …` and `email …` on the pan
 let database: TestDatabase;
 let dir: Awaited<ReturnType<typeof makeTempDir>>;
 const env = () => ({ MYOSICAM_DATA_DIR: dir.path, DATABASE_URL: database.url, PANEL_ENCRYPTION_KEY: newKey, LOG_LEVEL: "warn", PANEL_PUBLIC_URL: "https://panel.example.com:8443" });
-async function cli<T = Record<string, unknown>>(args: string[], input?: string) {
-  const run = runCli(args, env(), undefined, input);
-  const code = await run.exited;
-  return { code, stdout: run.stdout(), stderr: run.stderr(), json: args.includes("--json") && code === 0 ? (JSON.parse(run.stdout()) as T) : undefined };
-}
+const cli = cliWith(env);
 
 test.before(async () => {
   dir = await makeTempDir("agents_cli");

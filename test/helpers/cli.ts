@@ -96,3 +96,16 @@ export async function makeTempDir(label: string): Promise<{ path: string; remove
   await chmod(path, 0o711);
   return { path, remove: () => rm(path, { recursive: true, force: true }) };
 }
+
+/**
+ * A `myosicam` runner bound to an environment: runs a command to its end and answers its exit
+ * code, output and, for a successful `--json` command, the parsed object.
+ */
+export function cliWith(env: () => Record<string, string>) {
+  return async <T = Record<string, unknown>>(args: string[], input?: string): Promise<{ code: number; stdout: string; stderr: string; json?: T }> => {
+    const run = runCli(args, env(), undefined, input);
+    const code = await run.exited;
+    const stdout = run.stdout();
+    return { code, stdout, stderr: run.stderr(), json: args.includes("--json") && code === 0 ? (JSON.parse(stdout) as T) : undefined };
+  };
+}

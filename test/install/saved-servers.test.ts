@@ -6,7 +6,7 @@ import * as assert from "uvu/assert";
 import { createKeyring } from "../../services/lib/secrets/keyring.js";
 import { createDatabase } from "../../services/lib/db.js";
 import { createLogger } from "../../services/lib/log.js";
-import { makeTempDir, runCli } from "../helpers/cli.js";
+import { makeTempDir, cliWith } from "../helpers/cli.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/database.js";
 import { newKey } from "../helpers/keys.js";
 
@@ -15,11 +15,7 @@ const test = suite("`myosicam server add|list|remove`: saved servers with sealed
 let database: TestDatabase;
 let dir: Awaited<ReturnType<typeof makeTempDir>>;
 const env = () => ({ MYOSICAM_DATA_DIR: dir.path, DATABASE_URL: database.url, PANEL_ENCRYPTION_KEY: newKey, LOG_LEVEL: "warn" });
-async function cli<T = Record<string, unknown>>(args: string[], input?: string) {
-  const run = runCli(args, env(), undefined, input);
-  const code = await run.exited;
-  return { code, stdout: run.stdout(), stderr: run.stderr(), json: args.includes("--json") && code === 0 ? (JSON.parse(run.stdout()) as T) : undefined };
-}
+const cli = cliWith(env);
 
 test.before(async () => {
   dir = await makeTempDir("saved_servers");
