@@ -6,6 +6,7 @@ import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import pg from "pg";
 import { ApplyAccountsSchema, ApplyConfigSchema, CommandKind, CommandSchema, type Command } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import type { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
+import { createBatchWriter } from "../lib/batch-writer.js";
 import type { Knex } from "../lib/db.js";
 import type { Logger } from "../lib/log.js";
 
@@ -189,28 +190,55 @@ export async function claimCommands(db: Knex, crypto: Client<typeof CryptoServic
   return commands;
 }
 
+/** A result as an agent reports it. */
+export interface CommandResult {
+  serverId: string;
+  commandId: string;
+  succeeded: boolean;
+  failureCode: string;
+  detail: string;
+  restartRequiredKeys: readonly string[];
+}
+
 /**
- * Records a result. Idempotent: a repeated report of a finished command is accepted and changes
- * nothing; a command of another server is NotFound.
+ * Records results in one statement. Idempotent: a repeated report of a finished command is
+ * accepted and changes nothing; a command of another server (or none) is NotFound, per item.
  */
-export async function recordResult(
-  db: Knex,
-  serverId: string,
-  result: { commandId: string; succeeded: boolean; failureCode: string; detail: string; restartRequiredKeys: readonly string[] },
-): Promise<void> {
-  const updated = await db("commands")
-    .where({ id: result.commandId, server_id: serverId })
-    .whereIn("status", ["pending", "delivered"])
-    .update({
-      status: result.succeeded ? "succeeded" : "failed",
-      finished_at: db.fn.now(),
-      result: result.detail,
-      failure_code: result.failureCode,
-      restart_required_keys: result.restartRequiredKeys,
-    });
-  if (updated === 1) return;
-  const existing = await db("commands").where({ id: result.commandId, server_id: serverId }).first();
-  if (!existing) throw new ConnectError(`no command ${result.commandId} for this server`, Code.NotFound);
+export async function recordResults(db: Knex, results: readonly CommandResult[]): Promise<Array<true | ConnectError>> {
+  if (results.length === 0) return [];
+  const { rows } = await db.raw(
+    `update commands c set status = r.status, finished_at = now(), result = r.result, failure_code = r.failure_code,
+            restart_required_keys = array(select jsonb_array_elements_text(r.keys::jsonb))
+       from unnest(?::uuid[], ?::uuid[], ?::text[], ?::text[], ?::text[], ?::text[]) as r(id, server_id, status, result, failure_code, keys)
+      where c.id = r.id and c.server_id = r.server_id and c.status in ('pending', 'delivered')
+      returning c.id`,
+    [
+      results.map((r) => r.commandId),
+      results.map((r) => r.serverId),
+      results.map((r) => (r.succeeded ? "succeeded" : "failed")),
+      results.map((r) => r.detail),
+      results.map((r) => r.failureCode),
+      results.map((r) => JSON.stringify(r.restartRequiredKeys)),
+    ] as unknown as readonly Knex.RawBinding[],
+  );
+  const updated = new Set((rows as Array<{ id: string }>).map((r) => r.id));
+  const rest = results.filter((r) => !updated.has(r.commandId));
+  const known = new Set(
+    rest.length === 0
+      ? []
+      : (await db("commands").whereIn("id", rest.map((r) => r.commandId)).select("id", "server_id")).map((r: { id: string; server_id: string }) => `${r.id}/${r.server_id}`),
+  );
+  return results.map((r) =>
+    updated.has(r.commandId) || known.has(`${r.commandId}/${r.serverId}`) ? true : new ConnectError(`no command ${r.commandId} for this server`, Code.NotFound),
+  );
+}
+
+/** How long results gather before one statement records them all. */
+export const resultBatchMs = 20;
+
+/** Coalesces ReportResult writes: a fan-out's thousand results become a few statements. */
+export function createResultWriter(db: Knex) {
+  return createBatchWriter<CommandResult, true>({ write: (items) => recordResults(db, items), windowMs: resultBatchMs, maxItems: 1000 });
 }
 
 /**

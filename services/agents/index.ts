@@ -12,7 +12,7 @@ import { alertRecipients, serversAndTokens } from "./migrations/0001-servers-and
 import { instancesAndAccounts } from "./migrations/0002-instances.js";
 import { commands } from "./migrations/0003-commands.js";
 import { hostResources } from "./migrations/0004-host-resources.js";
-import { createCommandHub, expireCommands } from "./commands.js";
+import { createCommandHub, createResultWriter, expireCommands } from "./commands.js";
 import { countLiveInstances, purgeResourceSamples, resourceRetentionDays } from "./sync.js";
 import { auditMalformedRegistrations, createAgentService, createAgentTrust, createRegistrationService } from "./service.js";
 import { countActiveServers } from "./store.js";
@@ -35,7 +35,9 @@ export function agentsRoutes(deps: ServiceDeps) {
   const registration = createRegistrationService({ db: deps.db, config: deps.config, crypto, currentUsage: deps.currentUsage, log: deps.log });
   const hub = createCommandHub(deps.dbUrl, deps.log);
   deps.onStop(() => hub.stop());
-  const agent = createAgentService({ writer, intervalSeconds: deps.config.agentHeartbeatIntervalSeconds, db: deps.db, crypto, hub });
+  const results = createResultWriter(deps.db);
+  deps.onStop(() => results.stop());
+  const agent = createAgentService({ writer, intervalSeconds: deps.config.agentHeartbeatIntervalSeconds, db: deps.db, crypto, hub, results });
   return (router: ConnectRouter) => {
     router.service(RegistrationService, registration);
     router.service(AgentService, agent);

@@ -14,9 +14,10 @@ import { requireQuota, type Usage } from "../lib/licensing/standing.js";
 import type { Logger } from "../lib/log.js";
 import type { HeartbeatWriter } from "./heartbeats.js";
 import { hashToken } from "./install-tokens.js";
-import { claimCommands, recordResult, type createCommandHub } from "./commands.js";
+import { claimCommands, type createCommandHub, type createResultWriter } from "./commands.js";
 import { storeSync } from "./sync.js";
 
+type ResultWriter = ReturnType<typeof createResultWriter>;
 type CommandHub = ReturnType<typeof createCommandHub>;
 import {
   consumeInstallToken,
@@ -185,6 +186,7 @@ export function createAgentService(deps: {
   db: Knex;
   crypto: Client<typeof CryptoService>;
   hub: CommandHub;
+  results: ResultWriter;
   keepaliveMs?: number;
 }): Partial<ServiceImpl<typeof AgentService>> {
   return {
@@ -230,7 +232,8 @@ export function createAgentService(deps: {
     async reportResult(req, ctx) {
       const caller = ctx.values.get(callerKey);
       if (!caller) throw new ConnectError("results must be signed", Code.Unauthenticated);
-      await recordResult(deps.db, caller.id, {
+      await deps.results.write({
+        serverId: caller.id,
         commandId: req.commandId,
         succeeded: req.outcome === CommandOutcome.SUCCEEDED,
         failureCode: req.failureCode,

@@ -1,8 +1,10 @@
+import { randomUUID } from "node:crypto";
 import { cp } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
+import { CommandOutcome } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
 import { createCommands, expireCommands, listCommands, waitForCommands } from "../../services/agents/commands.js";
 import { createInstallToken } from "../../services/agents/install-tokens.js";
@@ -111,6 +113,26 @@ test("two panel replicas on one database: a command created through replica B re
   } finally {
     await replicaB.stop();
   }
+});
+
+test("results: many at once are each recorded, a repeat changes nothing, another server's command is NotFound", async () => {
+  const enroll = async (name: string) => {
+    const { token } = await createInstallToken(panel.db, { server: name, createdBy: "test" });
+    const reg = await panel.registration().register({ installToken: token, agentId: randomUUID(), hostname: name, ip: "192.0.2.9", os: "linux", osVersion: "test", arch: "x64", agentVersion: "0.1.0" });
+    return { id: reg.serverId, client: panel.agent(reg.serverId, reg.agentToken) };
+  };
+  const [a, b] = [await enroll("results-a"), await enroll("results-b")];
+  const created = await createCommands(panel.db, crypto(), { serverIds: Array.from({ length: 40 }, () => a.id), kind: "resync", createdBy: "test" });
+  await Promise.all(created.map((c, i) => a.client.reportResult({ commandId: c.id, outcome: i % 2 ? CommandOutcome.FAILED : CommandOutcome.SUCCEEDED, failureCode: i % 2 ? "agent_error" : "", detail: `result ${i}` })));
+  const stored = new Map((await panel.db("commands").whereIn("id", created.map((c) => c.id)).select("id", "status", "result")).map((r) => [r.id, r]));
+  created.forEach((c, i) => {
+    assert.is(stored.get(c.id)!.status, i % 2 ? "failed" : "succeeded");
+    assert.is(stored.get(c.id)!.result, `result ${i}`);
+  });
+  await a.client.reportResult({ commandId: created[0]!.id, outcome: CommandOutcome.FAILED, detail: "again" });
+  assert.is((await panel.db("commands").where({ id: created[0]!.id }).first()).result, "result 0", "a repeated report changes nothing");
+  const foreign = await b.client.reportResult({ commandId: created[1]!.id, outcome: CommandOutcome.SUCCEEDED }).catch((e: unknown) => ConnectError.from(e));
+  assert.is((foreign as ConnectError).code, Code.NotFound);
 });
 
 test("a bad kind or payload is refused on the panel before anything is stored", async () => {
