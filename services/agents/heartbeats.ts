@@ -1,3 +1,4 @@
+import { createBatchWriter } from "../lib/batch-writer.js";
 import type { Knex } from "../lib/db.js";
 import type { Logger } from "../lib/log.js";
 import { writeHeartbeats, type HeartbeatWrite } from "./store.js";
@@ -8,58 +9,32 @@ export const heartbeatBatchMs = 50;
 export const heartbeatBatchMax = 1000;
 
 /**
- * Coalesces heartbeat writes: every heartbeat of a short window is written by one UPDATE, and each
- * caller's promise settles only once its heartbeat is committed — so an accepted heartbeat is
- * never lost, and `last_seen_at` trails it by at most the window plus one write.
+ * Coalesces heartbeat writes: every heartbeat of a short window is written by one statement, and
+ * each caller's promise settles only once its heartbeat is committed — so an accepted heartbeat is
+ * never lost, and `last_seen_at` trails it by at most the window plus one write. Of two heartbeats
+ * of one server in a window the later is written; both callers wait for it.
  */
 export function createHeartbeatWriter(db: Knex, log: Logger, onRecovered: (servers: Array<{ id: string; name: string }>) => Promise<void>) {
-  let pending = new Map<string, { beat: HeartbeatWrite; waiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> }>();
-  let timer: NodeJS.Timeout | undefined;
-  let inFlight: Promise<void> = Promise.resolve();
-  let stopped = false;
-
-  const flush = () => {
-    timer = undefined;
-    const batch = pending;
-    pending = new Map();
-    if (batch.size === 0) return inFlight;
-    // One write at a time keeps `last_seen_at` moving forward in order.
-    inFlight = inFlight.then(async () => {
+  const writer = createBatchWriter<HeartbeatWrite, void>({
+    windowMs: heartbeatBatchMs,
+    maxItems: heartbeatBatchMax,
+    async write(beats) {
+      const latest = new Map(beats.map((b) => [b.serverId, b]));
       try {
-        const recovered = await writeHeartbeats(db, [...batch.values()].map((e) => e.beat));
-        for (const entry of batch.values()) for (const w of entry.waiters) w.resolve();
+        const recovered = await writeHeartbeats(db, [...latest.values()]);
         if (recovered.length > 0) await onRecovered(recovered).catch((err: unknown) => log.error({ err }, "could not raise recovery alerts"));
       } catch (err) {
-        log.error({ err, heartbeats: batch.size }, "could not write heartbeats; agents will retry");
-        for (const entry of batch.values()) for (const w of entry.waiters) w.reject(err);
+        log.error({ err, heartbeats: latest.size }, "could not write heartbeats; agents will retry");
+        throw err;
       }
-    });
-    return inFlight;
-  };
-
+      return beats.map(() => undefined);
+    },
+  });
   return {
     /** Resolves once the heartbeat is committed. */
-    record(beat: HeartbeatWrite): Promise<void> {
-      if (stopped) return Promise.reject(new Error("the panel is shutting down"));
-      return new Promise<void>((resolve, reject) => {
-        const entry = pending.get(beat.serverId);
-        // A newer heartbeat of the same server replaces the older one in the batch; both callers wait for it.
-        if (entry) {
-          entry.beat = beat;
-          entry.waiters.push({ resolve, reject });
-        } else pending.set(beat.serverId, { beat, waiters: [{ resolve, reject }] });
-        if (pending.size >= heartbeatBatchMax) {
-          if (timer) clearTimeout(timer);
-          void flush();
-        } else timer ??= setTimeout(flush, heartbeatBatchMs);
-      });
-    },
+    record: (beat: HeartbeatWrite) => writer.write(beat),
     /** Writes what is waiting and refuses new heartbeats. */
-    async stop(): Promise<void> {
-      stopped = true;
-      if (timer) clearTimeout(timer);
-      await flush();
-    },
+    stop: () => writer.stop(),
   };
 }
 

@@ -38,7 +38,7 @@ export function createBatchWriter<T, R>(options: {
   return {
     /** Resolves with the item's outcome once its batch was written. */
     write(item: T): Promise<R> {
-      if (stopped) return Promise.reject(new Error("shutting down"));
+      if (stopped) return Promise.reject(new Error("the panel is shutting down"));
       return new Promise<R>((resolve, reject) => {
         pending.push({ item, resolve, reject });
         if (pending.length >= options.maxItems) void flush();
