@@ -3,7 +3,7 @@ import { AdminService } from "../../gen/myosicam/admin/v1/admin_pb.js";
 import { LicenseService } from "../../gen/myosicam/license/v1/license_pb.js";
 import { ConfigError, type Config } from "../lib/config.js";
 import type { Knex } from "../lib/db.js";
-import { recordNonce } from "../lib/hmac/nonce-store.js";
+import { createNonceRecorder } from "../lib/hmac/nonce-store.js";
 import type { ServiceDeps, ServiceModule } from "../lib/service-module.js";
 import { createKeyring, type Keyring } from "../lib/secrets/keyring.js";
 import { refuseUnknownKeys } from "../lib/secrets/rotate.js";
@@ -56,10 +56,13 @@ export const adminService: ServiceModule = {
   encryptionKeys: "admin",
   routes: adminRoutes,
   signedCalls(deps) {
+    // Concurrent signed calls check their nonces together: one statement per few milliseconds.
+    const nonces = createNonceRecorder(deps.db);
+    deps.onStop(() => nonces.stop());
     const callers = adminCallers(deps.db, deps.config);
     return {
       services: signedAdminServices,
-      verifier: { findCaller: (id) => callers.findCaller(id), recordNonce: (id, nonce) => recordNonce(deps.db, id, nonce) },
+      verifier: { findCaller: (id) => callers.findCaller(id), recordNonce: (id, nonce) => nonces.record(id, nonce) },
     };
   },
   gate: (deps) => createAdminSessionGate(createOperatorDesk(deps.db), deps.log),

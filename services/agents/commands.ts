@@ -6,7 +6,7 @@ import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import pg from "pg";
 import { ApplyAccountsSchema, ApplyConfigSchema, CommandKind, CommandSchema, type Command } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import type { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
-import { createBatchWriter } from "../lib/batch-writer.js";
+import { createBatcher } from "../lib/batcher.js";
 import type { Knex } from "../lib/db.js";
 import type { Logger } from "../lib/log.js";
 
@@ -238,7 +238,7 @@ export const resultBatchMs = 20;
 
 /** Coalesces ReportResult writes: a fan-out's thousand results become a few statements. */
 export function createResultWriter(db: Knex) {
-  return createBatchWriter<CommandResult, true>({ write: (items) => recordResults(db, items), windowMs: resultBatchMs, maxItems: 1000 });
+  return createBatcher<CommandResult, true>({ write: (items) => recordResults(db, items), windowMs: resultBatchMs, maxItems: 1000 });
 }
 
 /**

@@ -1,4 +1,4 @@
-import { createBatchWriter } from "../lib/batch-writer.js";
+import { createBatcher } from "../lib/batcher.js";
 import type { Knex } from "../lib/db.js";
 import type { Logger } from "../lib/log.js";
 import { writeHeartbeats, type HeartbeatWrite } from "./store.js";
@@ -15,7 +15,7 @@ export const heartbeatBatchMax = 1000;
  * of one server in a window the later is written; both callers wait for it.
  */
 export function createHeartbeatWriter(db: Knex, log: Logger, onRecovered: (servers: Array<{ id: string; name: string }>) => Promise<void>) {
-  const writer = createBatchWriter<HeartbeatWrite, void>({
+  const writer = createBatcher<HeartbeatWrite, void>({
     windowMs: heartbeatBatchMs,
     maxItems: heartbeatBatchMax,
     async write(beats) {

@@ -3,7 +3,7 @@ import { AgentService } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import { RegistrationService } from "../../gen/myosicam/agent/v1/registration_pb.js";
 import { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
 import type { Knex } from "../lib/db.js";
-import { recordNonce } from "../lib/hmac/nonce-store.js";
+import { createNonceRecorder } from "../lib/hmac/nonce-store.js";
 import type { ServiceDeps, ServiceModule } from "../lib/service-module.js";
 import { livenessJobs, raiseRecoveries } from "./alerts.js";
 import { createDownloadRoute } from "./downloads.js";
@@ -54,10 +54,13 @@ export const agentsService: ServiceModule = {
   requires: ["crypto"],
   routes: agentsRoutes,
   signedCalls(deps) {
+    // Concurrent signed calls check their nonces together: one statement per few milliseconds.
+    const nonces = createNonceRecorder(deps.db);
+    deps.onStop(() => nonces.stop());
     const trust = createAgentTrust(deps.db, cryptoOf(deps));
     return {
       services: [AgentService],
-      verifier: { findCaller: (id) => trust.findCaller(id), recordNonce: (id, nonce) => recordNonce(deps.db, id, nonce) },
+      verifier: { findCaller: (id) => trust.findCaller(id), recordNonce: (id, nonce) => nonces.record(id, nonce) },
     };
   },
   interceptors: (deps) => [auditMalformedRegistrations(deps.db, deps.log)],

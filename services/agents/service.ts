@@ -11,14 +11,12 @@ import { callerKey } from "../lib/hmac/server-auth.js";
 import type { KnownCaller } from "../lib/hmac/verify.js";
 import { currentStanding } from "../lib/licensing/check.js";
 import { requireQuota, type Usage } from "../lib/licensing/standing.js";
+import { createBatcher } from "../lib/batcher.js";
 import type { Logger } from "../lib/log.js";
 import type { HeartbeatWriter } from "./heartbeats.js";
 import { hashToken } from "./install-tokens.js";
 import { claimCommands, type createCommandHub, type createResultWriter } from "./commands.js";
 import { storeSync } from "./sync.js";
-
-type ResultWriter = ReturnType<typeof createResultWriter>;
-type CommandHub = ReturnType<typeof createCommandHub>;
 import {
   consumeInstallToken,
   insertRegistrationAttempt,
@@ -26,8 +24,11 @@ import {
   recordRegistration,
   selectInstallToken,
   selectServer,
-  selectServerTrust,
+  selectServersTrust,
 } from "./store.js";
+
+type ResultWriter = ReturnType<typeof createResultWriter>;
+type CommandHub = ReturnType<typeof createCommandHub>;
 
 /** Every AgentService procedure; an approved agent may call them all, a pending one only Heartbeat. */
 const allAgentProcedures = "/myosicam.agent.v1.AgentService/*";
@@ -45,10 +46,13 @@ export const peerOf = (ctx: Pick<HandlerContext, "values">) => ctx.values.get(pe
  */
 export function createAgentTrust(db: Knex, crypto: Client<typeof CryptoService>) {
   const opened = new Map<string, { envelope: string; secret: string }>();
+  // Every signed call reads its server's row (a revoke counts from the next call); concurrent
+  // calls read theirs in one query.
+  const rows = createBatcher({ write: (ids: string[]) => selectServersTrust(db, ids), windowMs: 2, maxItems: 500 });
   return {
     async findCaller(id: string): Promise<KnownCaller | undefined> {
       if (!uuidPattern.test(id)) return undefined;
-      const row = await selectServerTrust(db, id);
+      const row = await rows.write(id);
       if (!row) return undefined;
       if (!row.agent_token || row.status === "revoked") {
         opened.delete(id);

@@ -33,8 +33,11 @@ export async function selectServer(db: Knex, id: string): Promise<ServerRow | un
 }
 
 /** The fields the signature check needs, in one primary-key read. */
-export async function selectServerTrust(db: Knex, id: string): Promise<Pick<ServerRow, "id" | "status" | "approved" | "agent_token"> | undefined> {
-  return db("servers").select("id", "status", "approved", "agent_token").where({ id }).first();
+/** The trust rows of many servers in one query, in the order asked (undefined for an unknown id). */
+export async function selectServersTrust(db: Knex, ids: readonly string[]): Promise<Array<Pick<ServerRow, "id" | "status" | "approved" | "agent_token"> | undefined>> {
+  const rows = await db("servers").select("id", "status", "approved", "agent_token").whereIn("id", [...new Set(ids)]);
+  const byId = new Map(rows.map((r: ServerRow) => [r.id, r]));
+  return ids.map((id) => byId.get(id));
 }
 
 export async function selectServers(db: Knex): Promise<ServerRow[]> {

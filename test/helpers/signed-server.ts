@@ -5,7 +5,7 @@ import { AgentService } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import { LicenseService } from "../../gen/myosicam/license/v1/license_pb.js";
 import type { Knex } from "../../services/lib/db.js";
 import { signingHeaders } from "../../services/lib/hmac/canonical.js";
-import { recordNonce } from "../../services/lib/hmac/nonce-store.js";
+import { createNonceRecorder } from "../../services/lib/hmac/nonce-store.js";
 import { callerKey, createHmacAuth, type HmacRefusalEvent } from "../../services/lib/hmac/server-auth.js";
 import type { KnownCaller } from "../../services/lib/hmac/verify.js";
 import type { Logger } from "../../services/lib/log.js";
@@ -26,10 +26,12 @@ export interface TestTrust {
  * who the server believed called); Subscribe sends one keepalive.
  */
 export async function startSignedServer(db: Knex, tls: TlsIdentity, log: Logger, trust: TestTrust, protect = true): Promise<RunningServer> {
+  // Nonces are checked in batches, as the services do.
+  const nonces = createNonceRecorder(db);
   const auth = createHmacAuth({
     verifier: {
       findCaller: async (id) => trust.callers.get(id),
-      recordNonce: (id, nonce) => recordNonce(db, id, nonce),
+      recordNonce: (id, nonce) => nonces.record(id, nonce),
       nowSeconds: () => Date.now() / 1000 + trust.clock.offsetSeconds,
       skewSeconds: 300,
     },

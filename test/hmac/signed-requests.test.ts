@@ -8,7 +8,7 @@ import { AgentService } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import { LicenseService } from "../../gen/myosicam/license/v1/license_pb.js";
 import { migrationsFor } from "../../services/host.js";
 import { createDatabase, migrateToLatest, type Knex } from "../../services/lib/db.js";
-import { purgeNonces } from "../../services/lib/hmac/nonce-store.js";
+import { purgeNonces, recordNonces } from "../../services/lib/hmac/nonce-store.js";
 import { createSignedTransport } from "../../services/lib/hmac/signing-client.js";
 import type { RunningServer } from "../../services/lib/server.js";
 import { loadTlsIdentity, type TlsIdentity } from "../../services/lib/tls.js";
@@ -174,6 +174,18 @@ test("the shell reference signer's request is accepted once and refused when sen
     (err: { stdout?: string }) => err.stdout ?? "refused",
   );
   assert.match(again, /unauthenticated/);
+});
+
+test("nonces recorded together: a nonce twice in one batch is new once, one seen before is not new", async () => {
+  const seen = await recordNonces(db, [{ callerId: "batch", nonce: "n-seen" }]);
+  assert.equal(seen, [true]);
+  const batch = await recordNonces(db, [
+    { callerId: "batch", nonce: "n-1" },
+    { callerId: "batch", nonce: "n-seen" },
+    { callerId: "batch", nonce: "n-1" },
+    { callerId: "other", nonce: "n-1" },
+  ]);
+  assert.equal(batch, [true, false, false, true]);
 });
 
 test("purging removes nonces older than the cut-off and keeps recent ones", async () => {

@@ -1,3 +1,4 @@
+import { createBatcher } from "../batcher.js";
 import type { Knex, Migration } from "../db.js";
 
 /**
@@ -63,6 +64,32 @@ export async function purgeRefusals(db: Knex, days: number): Promise<number> {
 export async function recordNonce(db: Knex, callerId: string, nonce: string): Promise<boolean> {
   const inserted = await db("hmac_nonces").insert({ caller_id: callerId, nonce }).onConflict(["caller_id", "nonce"]).ignore().returning("nonce");
   return inserted.length === 1;
+}
+
+/**
+ * Records many nonces in one statement; answers, per item, whether it was new. A nonce repeated
+ * within the batch is new only the first time.
+ */
+export async function recordNonces(db: Knex, items: ReadonlyArray<{ callerId: string; nonce: string }>): Promise<boolean[]> {
+  if (items.length === 0) return [];
+  const { rows } = await db.raw(
+    `insert into hmac_nonces (caller_id, nonce)
+     select caller_id, nonce from unnest(?::text[], ?::text[]) as n(caller_id, nonce)
+     on conflict (caller_id, nonce) do nothing
+     returning caller_id, nonce`,
+    [items.map((i) => i.callerId), items.map((i) => i.nonce)] as unknown as readonly Knex.RawBinding[],
+  );
+  const fresh = new Set((rows as Array<{ caller_id: string; nonce: string }>).map((r) => `${r.caller_id}\n${r.nonce}`));
+  return items.map((i) => fresh.delete(`${i.callerId}\n${i.nonce}`));
+}
+
+/** How long nonces of signed calls gather before one statement records them (a replay is still refused). */
+export const nonceBatchMs = 5;
+
+/** Coalesces nonce checks of concurrent signed calls into few statements; each call waits for its own answer. */
+export function createNonceRecorder(db: Knex) {
+  const writer = createBatcher<{ callerId: string; nonce: string }, boolean>({ write: (items) => recordNonces(db, items), windowMs: nonceBatchMs, maxItems: 500 });
+  return { record: (callerId: string, nonce: string) => writer.write({ callerId, nonce }), stop: () => writer.stop() };
 }
 
 /** Deletes nonces older than `olderThanSeconds` (twice the skew window); answers how many. */

@@ -1,9 +1,9 @@
 /**
- * Gathers writes for a short window and hands them to one `write` call (one statement for many
- * requests), and settles each caller's promise with its own outcome once that write committed.
- * Writes run one batch at a time, in order.
+ * Gathers items for a short window and hands them to one `write` call (one statement for many
+ * requests: writes, or reads), and settles each caller's promise with its own outcome once that
+ * call finished. Batches run one at a time, in order.
  */
-export function createBatchWriter<T, R>(options: {
+export function createBatcher<T, R>(options: {
   /** Writes a batch; answers one outcome per item, in order (an Error is that item's failure). */
   write(items: T[]): Promise<Array<R | Error>>;
   windowMs: number;
