@@ -233,12 +233,9 @@ export async function recordResults(db: Knex, results: readonly CommandResult[])
   );
 }
 
-/** How long results gather before one statement records them all. */
-export const resultBatchMs = 20;
-
-/** Coalesces ReportResult writes: a fan-out's thousand results become a few statements. */
+/** Coalesces ReportResult writes: the results that arrive while one statement runs go into the next. */
 export function createResultWriter(db: Knex) {
-  return createBatcher<CommandResult, true>({ write: (items) => recordResults(db, items), windowMs: resultBatchMs, maxItems: 1000 });
+  return createBatcher<CommandResult, true>({ write: (items) => recordResults(db, items), windowMs: 0, maxItems: 1000 });
 }
 
 /**

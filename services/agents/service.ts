@@ -48,7 +48,7 @@ export function createAgentTrust(db: Knex, crypto: Client<typeof CryptoService>)
   const opened = new Map<string, { envelope: string; secret: string }>();
   // Every signed call reads its server's row (a revoke counts from the next call); concurrent
   // calls read theirs in one query.
-  const rows = createBatcher({ write: (ids: string[]) => selectServersTrust(db, ids), windowMs: 2, maxItems: 500 });
+  const rows = createBatcher({ write: (ids: string[]) => selectServersTrust(db, ids), windowMs: 0, maxItems: 500 });
   return {
     async findCaller(id: string): Promise<KnownCaller | undefined> {
       if (!uuidPattern.test(id)) return undefined;

@@ -1,54 +1,68 @@
 /**
- * Gathers items for a short window and hands them to one `write` call (one statement for many
- * requests: writes, or reads), and settles each caller's promise with its own outcome once that
- * call finished. Batches run one at a time, in order.
+ * Gathers items and hands them to one `write` call (one statement for many requests: writes, or
+ * reads), and settles each caller's promise with its own outcome once that call finished. Batches
+ * run one at a time, in order; a batch takes what waits when its turn comes, so under load the
+ * items that arrive while one batch is written go together into the next (group commit).
+ *
+ * `windowMs` 0: a batch starts on the next turn of the event loop (no added wait when idle);
+ * more than 0: items gather that long first (fewer writes, e.g. heartbeats).
  */
 export function createBatcher<T, R>(options: {
-  /** Writes a batch; answers one outcome per item, in order (an Error is that item's failure). */
+  /** Handles a batch; answers one outcome per item, in order (an Error is that item's failure). */
   write(items: T[]): Promise<Array<R | Error>>;
   windowMs: number;
   maxItems: number;
 }) {
-  let pending: Array<{ item: T; resolve(r: R): void; reject(e: unknown): void }> = [];
-  let timer: NodeJS.Timeout | undefined;
+  const pending: Array<{ item: T; resolve(r: R): void; reject(e: unknown): void }> = [];
+  let scheduled: (() => void) | undefined;
   let inFlight: Promise<void> = Promise.resolve();
   let stopped = false;
 
+  const step = async () => {
+    const batch = pending.splice(0, options.maxItems);
+    if (batch.length === 0) return;
+    try {
+      const outcomes = await options.write(batch.map((b) => b.item));
+      batch.forEach((b, i) => {
+        const outcome = outcomes[i];
+        if (outcome instanceof Error) b.reject(outcome);
+        else b.resolve(outcome as R);
+      });
+    } catch (err) {
+      for (const b of batch) b.reject(err);
+    }
+  };
   const flush = () => {
-    if (timer) clearTimeout(timer);
-    timer = undefined;
-    const batch = pending;
-    pending = [];
-    if (batch.length === 0) return inFlight;
-    inFlight = inFlight.then(async () => {
-      try {
-        const outcomes = await options.write(batch.map((b) => b.item));
-        batch.forEach((b, i) => {
-          const outcome = outcomes[i];
-          if (outcome instanceof Error) b.reject(outcome);
-          else b.resolve(outcome as R);
-        });
-      } catch (err) {
-        for (const b of batch) b.reject(err);
-      }
-    });
+    scheduled?.();
+    scheduled = undefined;
+    inFlight = inFlight.then(step);
     return inFlight;
+  };
+  const schedule = () => {
+    if (options.windowMs > 0) {
+      const timer = setTimeout(flush, options.windowMs);
+      scheduled = () => clearTimeout(timer);
+    } else {
+      const immediate = setImmediate(flush);
+      scheduled = () => clearImmediate(immediate);
+    }
   };
 
   return {
-    /** Resolves with the item's outcome once its batch was written. */
+    /** Resolves with the item's outcome once its batch was handled. */
     write(item: T): Promise<R> {
       if (stopped) return Promise.reject(new Error("the panel is shutting down"));
       return new Promise<R>((resolve, reject) => {
         pending.push({ item, resolve, reject });
         if (pending.length >= options.maxItems) void flush();
-        else timer ??= setTimeout(flush, options.windowMs);
+        else if (!scheduled) schedule();
       });
     },
-    /** Writes what waits and refuses new items. */
+    /** Handles what waits and refuses new items. */
     async stop(): Promise<void> {
       stopped = true;
-      await flush();
+      while (pending.length > 0) await flush();
+      await inFlight;
     },
   };
 }

@@ -83,12 +83,12 @@ export async function recordNonces(db: Knex, items: ReadonlyArray<{ callerId: st
   return items.map((i) => fresh.delete(`${i.callerId}\n${i.nonce}`));
 }
 
-/** How long nonces of signed calls gather before one statement records them (a replay is still refused). */
-export const nonceBatchMs = 5;
-
-/** Coalesces nonce checks of concurrent signed calls into few statements; each call waits for its own answer. */
+/**
+ * Coalesces nonce checks of concurrent signed calls: those that arrive while one statement runs go
+ * into the next (no added wait when idle); each call waits for its own answer.
+ */
 export function createNonceRecorder(db: Knex) {
-  const writer = createBatcher<{ callerId: string; nonce: string }, boolean>({ write: (items) => recordNonces(db, items), windowMs: nonceBatchMs, maxItems: 500 });
+  const writer = createBatcher<{ callerId: string; nonce: string }, boolean>({ write: (items) => recordNonces(db, items), windowMs: 0, maxItems: 500 });
   return { record: (callerId: string, nonce: string) => writer.write({ callerId, nonce }), stop: () => writer.stop() };
 }
 
