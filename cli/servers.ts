@@ -2,12 +2,13 @@ import { readFile } from "node:fs/promises";
 import { userInfo } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Knex } from "knex";
-import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, createRouterTransport, type ConnectRouter } from "@connectrpc/connect";
+import { createValidateInterceptor } from "@connectrpc/validate";
 import { CryptoService } from "../gen/myosicam/crypto/v1/crypto_pb.js";
-import { RootMethod } from "../gen/myosicam/install/v1/install_pb.js";
+import { InstallerService, RootMethod } from "../gen/myosicam/install/v1/install_pb.js";
 import { createCryptoService } from "../services/crypto/service.js";
 import { keyringFromConfig } from "../services/crypto/index.js";
-import { installQueue, uninstallQueue, type InstallJobData, type UninstallJobData } from "../services/install/install-job.js";
+import { createInstallerService } from "../services/install/service.js";
 import { addSavedServer, findSavedServer, forgetHostKey, listSavedServers, removeSavedServer, type SavedServer } from "../services/install/saved-servers.js";
 import { enqueueJobOnce } from "../services/lib/jobs/runner.js";
 import { findJobRun, listJobEvents } from "../services/lib/jobs/store.js";
@@ -76,45 +77,55 @@ export async function serverForgetHostKeyCommand(name: string, options: { json: 
 }
 
 const roots: Record<string, RootMethod> = { direct: RootMethod.DIRECT, sudo: RootMethod.SUDO_PASSWORD, "sudo-nopasswd": RootMethod.SUDO_NOPASSWD };
-const rootNames: Record<string, InstallJobData["root"]> = { direct: "direct", sudo: "sudo_password", "sudo-nopasswd": "sudo_nopasswd" };
+
+/**
+ * The InstallerService handlers in memory, with the protovalidate checks the panel applies; its
+ * jobs are queued for a running panel (this process runs no workers).
+ */
+function installerOn(db: Knex, url: string) {
+  // A queue that no panel created yet is a precondition the operator can fix: say so in words.
+  const enqueueJob = (queue: string, data: Record<string, unknown>) =>
+    enqueueJobOnce({ url, db, queue, data }).catch((err: Error) => {
+      throw new ConnectError(err.message, Code.FailedPrecondition);
+    });
+  const routes = (router: ConnectRouter) => router.service(InstallerService, createInstallerService({ db, enqueueJob }));
+  return createClient(InstallerService, createRouterTransport(routes, { router: { interceptors: [createValidateInterceptor()] } }));
+}
+
+function rootOf(option: string): RootMethod {
+  const root = roots[option];
+  if (root === undefined) throw new ConnectError(`--root: direct, sudo or sudo-nopasswd (got "${option}")`, Code.InvalidArgument);
+  return root;
+}
 
 /**
  * `server install`: queues the install job for a running panel to run; `--follow` prints its steps
  * and output until it ends (exit 1 unless it succeeded).
  */
 export async function serverInstallCommand(name: string, options: { root: string; oscamDir: string[]; waitSeconds: number; follow: boolean; json: boolean }): Promise<void> {
-  if (!(options.root in roots)) throw new ConnectError(`--root: direct, sudo or sudo-nopasswd (got "${options.root}")`, Code.InvalidArgument);
-  for (const dir of options.oscamDir) {
-    if (!/^\/[A-Za-z0-9_./+@-]*$/.test(dir)) throw new ConnectError(`--oscam-dir: an absolute path of letters, digits and _ . / + @ - (got "${dir}")`, Code.InvalidArgument);
-  }
+  const root = rootOf(options.root);
   await onPanel(async (db, _context, url) => {
-    const saved = await findSavedServer(db, name);
-    if (options.root === "sudo" && saved.authKind !== "password") throw new ConnectError(`--root sudo needs a saved password; ${saved.name} has a private key: use --root sudo-nopasswd or direct`, Code.FailedPrecondition);
-    const data: InstallJobData = { savedServerId: saved.id, root: rootNames[options.root]!, oscamDirs: options.oscamDir, requestedBy: actor(), waitSeconds: options.waitSeconds };
-    const jobId = await enqueueJobOnce({ url, db, queue: installQueue, data: { ...data } });
+    const { jobId } = await installerOn(db, url).startInstall({ server: name, root, oscamDirs: options.oscamDir, requestedBy: actor(), waitSeconds: options.waitSeconds });
     if (!options.follow) {
       if (options.json) return printJson({ jobId });
-      process.stdout.write(`install of ${saved.name} queued as job ${jobId}; a running panel runs it (follow with --follow, or JobService.Watch)\n`);
+      process.stdout.write(`install of ${name} queued as job ${jobId}; a running panel runs it (follow with --follow, or JobService.Watch)\n`);
       return;
     }
-    await followJob(db, jobId, options.json, (ok) => (ok ? `installed: the agent on ${saved.name} is registered and heartbeating` : "install"));
+    await followJob(db, jobId, options.json, (ok) => (ok ? `installed: the agent on ${name} is registered and heartbeating` : "install"));
   });
 }
 
 /** `server uninstall`: removes the agent from a saved server over SSH and revokes it on the panel. */
 export async function serverUninstallCommand(name: string, options: { root: string; follow: boolean; json: boolean }): Promise<void> {
-  if (!(options.root in roots)) throw new ConnectError(`--root: direct, sudo or sudo-nopasswd (got "${options.root}")`, Code.InvalidArgument);
+  const root = rootOf(options.root);
   await onPanel(async (db, _context, url) => {
-    const saved = await findSavedServer(db, name);
-    if (options.root === "sudo" && saved.authKind !== "password") throw new ConnectError(`--root sudo needs a saved password; ${saved.name} has a private key: use --root sudo-nopasswd or direct`, Code.FailedPrecondition);
-    const data: UninstallJobData = { savedServerId: saved.id, root: rootNames[options.root]!, requestedBy: actor() };
-    const jobId = await enqueueJobOnce({ url, db, queue: uninstallQueue, data: { ...data } });
+    const { jobId } = await installerOn(db, url).startUninstall({ server: name, root, requestedBy: actor() });
     if (!options.follow) {
       if (options.json) return printJson({ jobId });
-      process.stdout.write(`uninstall of ${saved.name} queued as job ${jobId}; a running panel runs it (follow with --follow)\n`);
+      process.stdout.write(`uninstall of ${name} queued as job ${jobId}; a running panel runs it (follow with --follow)\n`);
       return;
     }
-    await followJob(db, jobId, options.json, (ok) => (ok ? `uninstalled: nothing of the agent is left on ${saved.name}, and it is revoked` : "uninstall"));
+    await followJob(db, jobId, options.json, (ok) => (ok ? `uninstalled: nothing of the agent is left on ${name}, and it is revoked` : "uninstall"));
   });
 }
 

@@ -66,6 +66,22 @@ test("bad input is refused with the field named, and nothing is saved", async ()
   assert.is((await cli<{ servers: unknown[] }>(["server", "list", "--json"])).json!.servers.length, 2);
 });
 
+test("server install refuses what the installer would refuse, before anything is queued", async () => {
+  const cases: Array<[string[], RegExp]> = [
+    [["server", "install", "nope"], /no saved server "nope"/],
+    [["server", "install", "oscam-01", "--root", "su"], /--root: direct, sudo or sudo-nopasswd/],
+    [["server", "install", "oscam-01", "--oscam-dir", "etc/oscam"], /oscam_dirs/],
+    [["server", "install", "oscam-02", "--root", "sudo"], /sudo with a password needs a saved password/],
+    // Valid, but no panel has started on this database: its queue does not exist yet.
+    [["server", "install", "oscam-01"], /the install\.agent queue does not exist yet: start the panel once/],
+  ];
+  for (const [args, message] of cases) {
+    const run = await cli(args);
+    assert.is.not(run.code, 0, args.join(" "));
+    assert.match(run.stderr, message, run.stderr);
+  }
+});
+
 test("remove deletes a saved server with its credential; removing it again says there is none", async () => {
   assert.is((await cli(["server", "remove", "oscam-02"])).code, 0);
   const again = await cli(["server", "remove", "oscam-02"]);

@@ -152,12 +152,19 @@ test("a changed host key is refused before anything is sent, naming both fingerp
   await forgetHostKey(panel.db, saved.id);
 });
 
-test("a host without systemd is detected by the bootstrap, which says what to do", async () => {
+test("a host without systemd is detected by the bootstrap, which says what to do (started and followed from the CLI)", async () => {
   await rm(noSystemdMarker);
   try {
-    const { job } = await install("key-root", RootMethod.DIRECT);
-    assert.is(job.state, JobState.FAILED);
-    assert.match(job.error, /^check system: systemd is not running on this host/);
+    const run = runCli(["server", "install", "key-root", "--root", "direct", "--follow", "--json"], {
+      DATABASE_URL: panel.config.databaseUrl!,
+      PANEL_ENCRYPTION_KEY: panel.config.encryptionKeyHex!,
+      MYOSICAM_DATA_DIR: panel.config.dataDir,
+      LOG_LEVEL: "warn",
+    });
+    assert.is(await run.exited, 1, run.stderr());
+    const result = JSON.parse(run.stdout()) as { jobId: string; state: string; error: string };
+    assert.is(result.state, "failed");
+    assert.match(result.error, /^check system: systemd is not running on this host/);
   } finally {
     await writeFile(noSystemdMarker, "");
   }
