@@ -61,7 +61,11 @@ export function createExecutor(deps: { resync: () => Promise<void>; discover: ()
         return outcome;
       }
       default:
-        return { succeeded: false, failureCode: "not_supported", detail: `this agent version (${agentVersion}) cannot run ${CommandKind[command.kind]} commands` };
+        return {
+          succeeded: false,
+          failureCode: "not_supported",
+          detail: `this agent version (${agentVersion}) cannot run ${CommandKind[command.kind]} commands`,
+        };
     }
   };
 }
@@ -76,9 +80,15 @@ async function controlInstance(command: Command, discover: () => Promise<Discove
   const verb = verbs[command.kind]!;
   const before = (await discover()).find((i) => i.name === command.instance);
   if (!before) return { succeeded: false, failureCode: "instance_not_found", detail: `no OScam instance "${command.instance}" on this host` };
-  if (!before.unit) return { succeeded: false, failureCode: "no_systemd_unit", detail: `OScam "${command.instance}" is not run by a systemd unit; start, stop and restart go through systemd` };
+  if (!before.unit)
+    return {
+      succeeded: false,
+      failureCode: "no_systemd_unit",
+      detail: `OScam "${command.instance}" is not run by a systemd unit; start, stop and restart go through systemd`,
+    };
   const result = await controlUnit(verb, before.unit, run);
-  if (result.code !== 0) return { succeeded: false, failureCode: "systemctl_failed", detail: `systemctl ${verb} ${before.unit} failed (exit ${result.code}): ${result.output}` };
+  if (result.code !== 0)
+    return { succeeded: false, failureCode: "systemctl_failed", detail: `systemctl ${verb} ${before.unit} failed (exit ${result.code}): ${result.output}` };
   const wantRunning = verb !== "stop";
   const deadline = Date.now() + 15_000;
   let after = before;
@@ -87,11 +97,19 @@ async function controlInstance(command: Command, discover: () => Promise<Discove
     const settled = after.running === wantRunning && (verb !== "restart" || after.pid !== before.pid);
     if (settled) break;
     if (Date.now() > deadline) {
-      return { succeeded: false, failureCode: "state_mismatch", detail: `systemctl ${verb} ${before.unit} succeeded, but OScam is ${after.running ? `running (pid ${after.pid})` : "not running"}` };
+      return {
+        succeeded: false,
+        failureCode: "state_mismatch",
+        detail: `systemctl ${verb} ${before.unit} succeeded, but OScam is ${after.running ? `running (pid ${after.pid})` : "not running"}`,
+      };
     }
     await sleep(250);
   }
-  return { succeeded: true, failureCode: "", detail: after.running ? `OScam "${command.instance}" is running (pid ${after.pid})` : `OScam "${command.instance}" is stopped` };
+  return {
+    succeeded: true,
+    failureCode: "",
+    detail: after.running ? `OScam "${command.instance}" is running (pid ${after.pid})` : `OScam "${command.instance}" is stopped`,
+  };
 }
 
 /**
@@ -109,9 +127,7 @@ export async function runCommandStream(options: {
 }): Promise<void> {
   const { log, signal } = options;
   const file = join(options.stateDir, "commands.json");
-  const remembered = new Map<string, Outcome>(
-    Object.entries(JSON.parse(await readFile(file, "utf8").catch(() => "{}")) as Record<string, Outcome>),
-  );
+  const remembered = new Map<string, Outcome>(Object.entries(JSON.parse(await readFile(file, "utf8").catch(() => "{}")) as Record<string, Outcome>));
   const remember = async (id: string, outcome: Outcome) => {
     remembered.set(id, outcome);
     while (remembered.size > rememberedCommands) remembered.delete(remembered.keys().next().value!);
@@ -131,7 +147,9 @@ export async function runCommandStream(options: {
         if (outcome) log.info({ commandId: command.id }, "command delivered again: acknowledged without running it twice");
         else {
           log.info({ commandId: command.id, kind: CommandKind[command.kind], instance: command.instance }, "running command");
-          outcome = await options.execute(command).catch((err: unknown) => ({ succeeded: false, failureCode: "agent_error", detail: (err as Error).message.slice(0, 4000) }));
+          outcome = await options
+            .execute(command)
+            .catch((err: unknown) => ({ succeeded: false, failureCode: "agent_error", detail: (err as Error).message.slice(0, 4000) }));
           await remember(command.id, outcome);
         }
         await options.client().reportResult({

@@ -56,7 +56,9 @@ program
     const instances = await discoverInstances({ configDirs: opts.oscamDir, unitDirs: opts.unitDir, probeWebif: opts.probe });
     if (!opts.print) {
       for (const i of instances) {
-        process.stdout.write(`${i.name.padEnd(16)} ${i.running ? `running (pid ${i.pid})` : "stopped"}  ${i.configDir}  webif ${i.webif.enabled ? `${i.webif.ssl ? "https" : "http"}://${i.webif.host}:${i.webif.port}` : "off"}  [${i.sources.join(", ")}]\n`);
+        process.stdout.write(
+          `${i.name.padEnd(16)} ${i.running ? `running (pid ${i.pid})` : "stopped"}  ${i.configDir}  webif ${i.webif.enabled ? `${i.webif.ssl ? "https" : "http"}://${i.webif.host}:${i.webif.port}` : "off"}  [${i.sources.join(", ")}]\n`,
+        );
         for (const problem of i.problems) process.stdout.write(`  problem: ${problem}\n`);
       }
       if (instances.length === 0) process.stdout.write("no OScam instance found; name its config dir with --oscam-dir\n");

@@ -18,7 +18,13 @@ export class PinMismatchError extends Error {
 export async function fetchPinnedCertificate(panelUrl: string, pin: string): Promise<string> {
   const url = new URL(panelUrl);
   const der = await new Promise<Buffer>((resolve, reject) => {
-    const socket = connect({ host: url.hostname, port: Number(url.port || 443), servername: url.hostname.match(/^[\d.]+$|:/) ? undefined : url.hostname, rejectUnauthorized: false, minVersion: "TLSv1.3" });
+    const socket = connect({
+      host: url.hostname,
+      port: Number(url.port || 443),
+      servername: url.hostname.match(/^[\d.]+$|:/) ? undefined : url.hostname,
+      rejectUnauthorized: false,
+      minVersion: "TLSv1.3",
+    });
     socket.setTimeout(15_000, () => socket.destroy(new Error(`no TLS answer from ${url.host} within 15 s`)));
     socket.once("secureConnect", () => {
       const cert = socket.getPeerCertificate();
@@ -30,7 +36,9 @@ export async function fetchPinnedCertificate(panelUrl: string, pin: string): Pro
   });
   const actual = fingerprintOf(der);
   if (actual !== pin) {
-    throw new PinMismatchError(`the panel at ${url.host} presented certificate ${actual}, but the pinned fingerprint is ${pin}; check --pin against the fingerprint \`npm start\` printed`);
+    throw new PinMismatchError(
+      `the panel at ${url.host} presented certificate ${actual}, but the pinned fingerprint is ${pin}; check --pin against the fingerprint \`npm start\` printed`,
+    );
   }
   return new X509Certificate(der).toString();
 }

@@ -46,7 +46,9 @@ export function registrationClient(endpoint: PanelEndpoint, log: Logger) {
     httpVersion: insecure ? "1.1" : "2",
     nodeOptions: tlsOptions(endpoint),
     defaultTimeoutMs: 30_000,
-    interceptors: insecure ? [(next) => (req) => (log.warn({ panel: endpoint.url }, "connecting to the panel over plain http (MYOSICAM_ALLOW_INSECURE=1)"), next(req))] : [],
+    interceptors: insecure
+      ? [(next) => (req) => (log.warn({ panel: endpoint.url }, "connecting to the panel over plain http (MYOSICAM_ALLOW_INSECURE=1)"), next(req))]
+      : [],
   });
   return createClient(RegistrationService, transport);
 }

@@ -25,8 +25,10 @@ export interface RegisterOptions {
  */
 export async function registerAgent(options: RegisterOptions): Promise<AgentState & { pendingApproval: boolean }> {
   const url = checkPanelUrl(options.panelUrl);
-  if (!/^[0-9a-f]{64}$/.test(options.installToken)) throw new Error("the install token is 64 lowercase hex characters, as `npx myosicam token create` printed it");
-  if (options.pin !== undefined && !pinPattern.test(options.pin)) throw new Error("--pin takes the fingerprint as printed by the panel: sha256:<64 hex characters>");
+  if (!/^[0-9a-f]{64}$/.test(options.installToken))
+    throw new Error("the install token is 64 lowercase hex characters, as `npx myosicam token create` printed it");
+  if (options.pin !== undefined && !pinPattern.test(options.pin))
+    throw new Error("--pin takes the fingerprint as printed by the panel: sha256:<64 hex characters>");
   const previous = await readState(options.stateDir).catch(() => undefined);
   const endpoint: PanelEndpoint = { url: url.origin };
   if (options.pin) {

@@ -16,7 +16,6 @@ import { retryBaseMs, retryCapMs } from "./timing.js";
 import { createSyncer } from "./sync.js";
 import { agentVersion } from "./version.js";
 
-
 /** Where a bootstrap re-run leaves a fresh install token for a running agent whose token was refused. */
 export const pendingTokenFile = (stateDir: string) => join(stateDir, "install-token");
 
@@ -57,7 +56,11 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
         { uptimeSeconds: BigInt(Math.floor((Date.now() - started) / 1000)), health: AgentHealth.OK, agentVersion, load: loadAverage(), ...readings },
         { signal, timeoutMs: 30_000 },
       );
-      change("connected", { approved: res.approved, hostUptimeSeconds: hostUptimeSeconds() }, res.approved ? "connected to the panel" : "connected to the panel; waiting for an operator to approve this agent");
+      change(
+        "connected",
+        { approved: res.approved, hostUptimeSeconds: hostUptimeSeconds() },
+        res.approved ? "connected to the panel" : "connected to the panel; waiting for an operator to approve this agent",
+      );
       failures = 0;
       // Only an approved agent may sync: the first time on start, then on changes (and retries after a failure).
       if (res.approved && !synced) {
@@ -77,7 +80,10 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
         throw new FatalAgentError(`${e.rawMessage}; the agent stops: register again with the right --pin`);
       }
       if (e.code === Code.Unauthenticated) {
-        const fresh = await readFile(pendingTokenFile(stateDir), "utf8").then((t) => t.trim(), () => undefined);
+        const fresh = await readFile(pendingTokenFile(stateDir), "utf8").then(
+          (t) => t.trim(),
+          () => undefined,
+        );
         if (fresh) {
           log.warn({ serverId: state.serverId }, "the panel refused the agent token; re-registering with the waiting install token");
           await unlink(pendingTokenFile(stateDir)).catch(() => {});
@@ -89,7 +95,12 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
             log.error({ err: (regErr as Error).message }, "re-registration failed");
           }
         }
-        change("token_refused", { reason: e.rawMessage }, "the panel refused the agent token (revoked, or rotated by another bootstrap); re-run the bootstrap with a fresh install token", "error");
+        change(
+          "token_refused",
+          { reason: e.rawMessage },
+          "the panel refused the agent token (revoked, or rotated by another bootstrap); re-run the bootstrap with a fresh install token",
+          "error",
+        );
         // Woken at once when a bootstrap leaves a fresh install token, else retried at the cap.
         await tokenArrival(stateDir, retryCapMs, signal);
         continue;

@@ -105,7 +105,9 @@ export async function buildSnapshot(instance: DiscoveredInstance, sampler: Sampl
     },
     runtime: { running: instance.running, pid: instance.pid ?? 0, uptimeSeconds: BigInt(instance.uptimeSeconds ?? 0) },
   });
-  const hash = createHash("sha256").update(toBinary(InstanceSnapshotSchema, { ...snapshot, runtime: snapshot.runtime && { ...snapshot.runtime, uptimeSeconds: 0n } })).digest("hex");
+  const hash = createHash("sha256")
+    .update(toBinary(InstanceSnapshotSchema, { ...snapshot, runtime: snapshot.runtime && { ...snapshot.runtime, uptimeSeconds: 0n } }))
+    .digest("hex");
   snapshot.ref!.contentHash = hash;
   const resources = await sampler.instance(instance.pid, [instance.configDir, instance.tempDir]);
   snapshot.resources = { $typeName: "myosicam.agent.v1.InstanceResources", ...resources };

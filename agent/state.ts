@@ -62,7 +62,9 @@ export function openToken(key: Buffer, sealed: string): string {
   try {
     return Buffer.concat([decipher.update(raw.subarray(12, raw.length - 16)), decipher.final()]).toString("utf8");
   } catch {
-    throw new Error("the stored agent token cannot be opened on this machine (machine id changed or state copied from elsewhere); register again with a fresh install token");
+    throw new Error(
+      "the stored agent token cannot be opened on this machine (machine id changed or state copied from elsewhere); register again with a fresh install token",
+    );
   }
 }
 

@@ -32,7 +32,8 @@ export function createSyncer(options: { client: () => Client<typeof AgentService
     const instances = await discoverInstances({ ...options.discovery, probeWebif: options.discovery.probeWebif ?? true });
     const built = [];
     for (const instance of instances) built.push(await buildSnapshot(instance, sampler));
-    for (const b of built) for (const problem of b.problems) options.log.warn({ instance: b.snapshot.ref!.name, problem }, "part of an instance could not be read");
+    for (const b of built)
+      for (const problem of b.problems) options.log.warn({ instance: b.snapshot.ref!.name, problem }, "part of an instance could not be read");
     const present = built.map((b) => ({ name: b.snapshot.ref!.name, contentHash: b.snapshot.ref!.contentHash }));
     const changed = built.filter((b) => lastSent.get(b.snapshot.ref!.name) !== b.snapshot.ref!.contentHash).map((b) => b.snapshot);
     const host = await sampler.host();

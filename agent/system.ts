@@ -23,6 +23,7 @@ function primaryAddress(): string {
 async function osVersion(): Promise<string> {
   const text = await readFile("/etc/os-release", "utf8").catch(() => "");
   const pretty = /^PRETTY_NAME="?([^"\n]*)"?$/m.exec(text)?.[1];
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it removes
   return (pretty ?? platform()).replace(/[\x00-\x1f\x7f]/g, "").slice(0, 128);
 }
 

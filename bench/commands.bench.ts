@@ -49,7 +49,13 @@ try {
   const fanOut = async () => {
     const start = process.hrtime.bigint();
     const target = reported + agents;
-    const created = await createCommands(panel.db, crypto, { serverIds: enrolled.map((a) => a.serverId), instance: "main", kind: "apply_accounts", payload: change, createdBy: "bench" });
+    const created = await createCommands(panel.db, crypto, {
+      serverIds: enrolled.map((a) => a.serverId),
+      instance: "main",
+      kind: "apply_accounts",
+      payload: change,
+      createdBy: "bench",
+    });
     const createdMs = Number(process.hrtime.bigint() - start) / 1e6;
     await new Promise<void>((resolve) => {
       onReport = () => reported >= target && resolve();
@@ -57,12 +63,21 @@ try {
     });
     onReport = undefined;
     const totalMs = Number(process.hrtime.bigint() - start) / 1e6;
-    const stored = await panel.db("commands").whereIn("id", created.map((c) => c.id)).where({ status: "succeeded" }).count({ n: "*" });
+    const stored = await panel
+      .db("commands")
+      .whereIn(
+        "id",
+        created.map((c) => c.id),
+      )
+      .where({ status: "succeeded" })
+      .count({ n: "*" });
     if (Number(stored[0]!.n) !== agents) throw new Error(`only ${stored[0]!.n} of ${agents} results stored as succeeded`);
     return { createdMs, totalMs };
   };
   const first = await fanOut();
-  console.log(`fan-out of one account change to ${agents} agents: all results in after ${(first.totalMs / 1000).toFixed(2)} s (target ≤ 3 s); storing the ${agents} commands took ${first.createdMs.toFixed(0)} ms`);
+  console.log(
+    `fan-out of one account change to ${agents} agents: all results in after ${(first.totalMs / 1000).toFixed(2)} s (target ≤ 3 s); storing the ${agents} commands took ${first.createdMs.toFixed(0)} ms`,
+  );
   const start = process.hrtime.bigint();
   const times = [];
   for (let i = 0; i < rounds; i++) times.push((await fanOut()).totalMs);

@@ -94,7 +94,9 @@ try {
   const report = await rotateSecrets({ db, keyring: createKeyring(newKey, oldKey), columns: encryptedColumns, batchSize: 500 });
   const rotated = report.columns.reduce((n, c) => n + c.rotated, 0);
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-  console.log(`rotation                 ${rotated} of ${seeded.size} values in ${seconds.toFixed(2)} s = ${(rotated / seconds).toFixed(0)} rows/s (batches of 500, verification included)`);
+  console.log(
+    `rotation                 ${rotated} of ${seeded.size} values in ${seconds.toFixed(2)} s = ${(rotated / seconds).toFixed(0)} rows/s (batches of 500, verification included)`,
+  );
   await db.destroy();
 } finally {
   await postgres.stop();

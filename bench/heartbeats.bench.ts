@@ -69,8 +69,12 @@ try {
   await Promise.all(clients.map((c) => c.heartbeat(beat))); // connect everyone first
   const signed = await drive(clients, (c) => c.heartbeat(beat));
   const rss = process.memoryUsage().rss;
-  console.log(`heartbeats, ${agents} agents on ${agents} connections, ${seconds} s: ${signed.rate.toFixed(0)}/s  p50 ${signed.p50.toFixed(1)} ms  p99 ${signed.p99.toFixed(1)} ms  errors ${signed.errors}`);
-  console.log(`process RSS (panel and load generator together) ${(rss / 2 ** 20).toFixed(0)} MiB, +${((rss - rssBefore) / 2 ** 20).toFixed(0)} MiB for the agents' connections`);
+  console.log(
+    `heartbeats, ${agents} agents on ${agents} connections, ${seconds} s: ${signed.rate.toFixed(0)}/s  p50 ${signed.p50.toFixed(1)} ms  p99 ${signed.p99.toFixed(1)} ms  errors ${signed.errors}`,
+  );
+  console.log(
+    `process RSS (panel and load generator together) ${(rss / 2 ** 20).toFixed(0)} MiB, +${((rss - rssBefore) / 2 ** 20).toFixed(0)} MiB for the agents' connections`,
+  );
 
   const noopClients = enrolled.map(() => {
     const session = new Http2SessionManager(url, {}, { ca });
@@ -78,9 +82,10 @@ try {
   });
   await Promise.all(noopClients.map((c) => c.getPlanCatalog({})));
   const baseline = await drive(noopClients, (c) => c.getPlanCatalog({}));
-  console.log(`baseline no-op RPC, unauthenticated, same server: ${baseline.rate.toFixed(0)}/s  p50 ${baseline.p50.toFixed(1)} ms  p99 ${baseline.p99.toFixed(1)} ms`);
+  console.log(
+    `baseline no-op RPC, unauthenticated, same server: ${baseline.rate.toFixed(0)}/s  p50 ${baseline.p50.toFixed(1)} ms  p99 ${baseline.p99.toFixed(1)} ms`,
+  );
   console.log(`ratio heartbeats/no-op  ${(signed.rate / baseline.rate).toFixed(3)}`);
-
 } finally {
   await panel.stop();
 }

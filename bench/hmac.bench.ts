@@ -64,7 +64,7 @@ try {
   console.log(`ratio signed/unsigned    ${(signedRate / unsignedRate).toFixed(3)}  (goal ≥ 0.7)`);
 
   const nonceRate = await callsPerSecond(() => recordNonce(db, "panel", randomBytes(16).toString("hex")));
-  console.log(`nonce check (insert, ${concurrency} concurrent)  ${nonceRate.toFixed(0)}/s = ${(1000 / nonceRate * concurrency).toFixed(2)} ms each`);
+  console.log(`nonce check (insert, ${concurrency} concurrent)  ${nonceRate.toFixed(0)}/s = ${((1000 / nonceRate) * concurrency).toFixed(2)} ms each`);
   // The trade-off DESIGN leaves open: without waiting for the WAL flush, a database crash could
   // forget the nonces of the last few hundred milliseconds.
   const asyncDb = createDatabase(`${postgres.url("bench")}?options=${encodeURIComponent("-c synchronous_commit=off")}`, log, 20);

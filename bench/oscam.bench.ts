@@ -51,12 +51,22 @@ try {
   await postgres.ensureDatabase("panel");
   const licenseKey = "mlk_bench_license_key_00000000";
   const config = loadConfig({
-    MYOSICAM_DATA_DIR: root, DATABASE_URL: postgres.url("panel"), PANEL_PORT: "0", ADMIN_PORT: "0",
-    PANEL_ENCRYPTION_KEY: generateKeyHex(), PANEL_LICENSE_KEY: licenseKey, LOG_LEVEL: "silent",
+    MYOSICAM_DATA_DIR: root,
+    DATABASE_URL: postgres.url("panel"),
+    PANEL_PORT: "0",
+    ADMIN_PORT: "0",
+    PANEL_ENCRYPTION_KEY: generateKeyHex(),
+    PANEL_LICENSE_KEY: licenseKey,
+    LOG_LEVEL: "silent",
   });
   const host = await startHost(config, selectServices(["crypto", "jobs", "agents"]), log);
   const db = createDatabase(postgres.url("panel"), log);
-  await writeLicenseAnswer(db, licenseKeyHash(licenseKey), { valid: true, state: "active", quotas: { maxServers: 0, maxInstances: 0 }, message: "", usage: { servers: 0, instances: 0 } }, new Date());
+  await writeLicenseAnswer(
+    db,
+    licenseKeyHash(licenseKey),
+    { valid: true, state: "active", quotas: { maxServers: 0, maxInstances: 0 }, message: "", usage: { servers: 0, instances: 0 } },
+    new Date(),
+  );
   const serverId = randomUUID();
   await db("servers").insert({ id: serverId, name: "bench", created_by: "bench", status: "online" });
   const mid = join(root, "mid");
@@ -64,8 +74,15 @@ try {
   await writeFile(join(mid, "oscam.user"), accountsFile(2000));
   const sampler = createResourceSampler();
   const midInstance = {
-    name: "mid", configDir: mid, tempDir: join(root, "tmp"), pidFile: join(root, "none.pid"), sources: ["configured" as const],
-    files: { conf: false, user: true, server: false }, running: false, webif: { enabled: false, host: "", port: 0, ssl: false }, problems: [],
+    name: "mid",
+    configDir: mid,
+    tempDir: join(root, "tmp"),
+    pidFile: join(root, "none.pid"),
+    sources: ["configured" as const],
+    files: { conf: false, user: true, server: false },
+    running: false,
+    webif: { enabled: false, host: "", port: 0, ssl: false },
+    problems: [],
   };
   const midSnap = (await buildSnapshot(midInstance, sampler)).snapshot;
   const crypto = createClient(CryptoService, host.transportFor(CryptoService));
@@ -79,7 +96,9 @@ try {
     const accounts = midSnap.accounts.map((a, i) => (i === 7 ? { ...a, description: `changed ${run}` } : a));
     return storeSync(db, crypto, serverId, syncOf({ ...midSnap, accounts }));
   });
-  console.log(`panel ingest of a 2,000-account snapshot: re-sync after one account changed ${resync.ms.toFixed(1)} ms (target ≤ 100 ms); as a new instance ${fresh.ms.toFixed(1)} ms`);
+  console.log(
+    `panel ingest of a 2,000-account snapshot: re-sync after one account changed ${resync.ms.toFixed(1)} ms (target ≤ 100 ms); as a new instance ${fresh.ms.toFixed(1)} ms`,
+  );
 
   // 3. The agent's RSS while idle, after its first sync: the bundled artifact against this panel.
   const artifact = join(repo, "dist/agent/myosicam-agent-linux-x64");
@@ -88,7 +107,14 @@ try {
   } else {
     const { token } = await createInstallToken(db, { server: "bench-agent", createdBy: "bench" });
     const stateDir = join(root, "agent-state");
-    await registerAgent({ panelUrl: host.listeners[0]!.url, installToken: token, pin: host.tls.fingerprint, stateDir, log, oscamDirs: [join(repo, "test/fixtures/oscam/main")] });
+    await registerAgent({
+      panelUrl: host.listeners[0]!.url,
+      installToken: token,
+      pin: host.tls.fingerprint,
+      stateDir,
+      log,
+      oscamDirs: [join(repo, "test/fixtures/oscam/main")],
+    });
     // The single executable; NODE_OPTIONS reaches its embedded runtime.
     const child = spawn(artifact, ["run", "--state-dir", stateDir, "--unit-dir", join(root, "no-units")], {
       stdio: ["ignore", "ignore", "pipe"],

@@ -64,7 +64,9 @@ export async function callerRotateCommand(id: string, options: { overlapSeconds:
     const { caller, secret } = await adminCallers(db, context.config).rotate(id, options.overlapSeconds);
     await audit(db, "caller.rotate", id);
     if (options.json) return printJson({ caller: callerJson(caller), secret });
-    const old = caller.previousSecretValidUntil ? `the old secret stays valid until ${iso(caller.previousSecretValidUntil)}` : "the old secret is refused from now on";
+    const old = caller.previousSecretValidUntil
+      ? `the old secret stays valid until ${iso(caller.previousSecretValidUntil)}`
+      : "the old secret is refused from now on";
     process.stdout.write(`caller ${id} has a new secret; ${old}\nnew secret (shown once):\n${secret}\n`);
   });
 }
@@ -92,7 +94,9 @@ export async function planSetCommand(
     });
     await audit(db, "plan.set", plan.id);
     if (options.json) return printJson({ plan: planJson(plan) });
-    process.stdout.write(`plan ${plan.id} saved: ${limit(plan.maxServers)} servers, ${limit(plan.maxInstances)} instances${plan.public ? "" : " (not in the public catalog)"}\n`);
+    process.stdout.write(
+      `plan ${plan.id} saved: ${limit(plan.maxServers)} servers, ${limit(plan.maxInstances)} instances${plan.public ? "" : " (not in the public catalog)"}\n`,
+    );
   });
 }
 
@@ -115,7 +119,12 @@ function licenseJson(l: LicenseInfo) {
 
 export async function licenseIssueCommand(options: { plan: string; customer: string; expires?: Date; panelId?: string; json: boolean }): Promise<void> {
   await onAdmin(async (db) => {
-    const { license, key } = await createLicenseBook(db).issue({ customer: options.customer, planId: options.plan, expiresAt: options.expires ?? null, panelId: options.panelId });
+    const { license, key } = await createLicenseBook(db).issue({
+      customer: options.customer,
+      planId: options.plan,
+      expiresAt: options.expires ?? null,
+      panelId: options.panelId,
+    });
     await audit(db, "license.issue", license.id);
     if (options.json) return printJson({ license: licenseJson(license), licenseKey: key });
     process.stdout.write(
@@ -154,7 +163,9 @@ async function readPassword(prompt: string): Promise<string> {
   if (!process.stdin.isTTY) {
     const chunks: Buffer[] = [];
     for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-    return Buffer.concat(chunks).toString("utf8").replace(/\r?\n$/, "");
+    return Buffer.concat(chunks)
+      .toString("utf8")
+      .replace(/\r?\n$/, "");
   }
   const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true });
   const output = rl as unknown as { _writeToOutput: (s: string) => void };

@@ -39,7 +39,17 @@ export async function tokenCreateCommand(options: { server: string; ttlSeconds: 
     const command =
       `printf '%s\\n' '${token}' | MYOSICAM_PANEL_URL=${panelUrl} MYOSICAM_PANEL_FINGERPRINT=${tls.fingerprint} ` +
       `MYOSICAM_PANEL_PUBKEY_PIN='${publicKeyPin(tls.cert)}' sh bootstrap.sh`;
-    if (options.json) return printJson({ token, server: info.server, serverId: info.serverId, hashPrefix: info.hashPrefix, expiresAt: iso(info.expiresAt), panelUrl, fingerprint: tls.fingerprint, command });
+    if (options.json)
+      return printJson({
+        token,
+        server: info.server,
+        serverId: info.serverId,
+        hashPrefix: info.hashPrefix,
+        expiresAt: iso(info.expiresAt),
+        panelUrl,
+        fingerprint: tls.fingerprint,
+        command,
+      });
     process.stdout.write(
       `install token for server ${info.server} (valid until ${iso(info.expiresAt)}, single use; shown once):\n${token}\n\n` +
         `on the OScam server, as root, with deploy/bootstrap.sh of this repository:\n  ${command}\n`,
@@ -51,7 +61,10 @@ export async function tokenListCommand(options: { json: boolean }): Promise<void
   await onPanel(async (db) => {
     const tokens = await listInstallTokens(db);
     if (options.json) return printJson({ tokens: tokens.map(tokenJson) });
-    const lines = tokens.map((t) => `${t.hashPrefix}  ${t.state.padEnd(8)} ${t.server.padEnd(20)} created ${iso(t.createdAt)} by ${t.createdBy}, expires ${iso(t.expiresAt)}${t.consumedAt ? `, used ${iso(t.consumedAt)}` : ""}`);
+    const lines = tokens.map(
+      (t) =>
+        `${t.hashPrefix}  ${t.state.padEnd(8)} ${t.server.padEnd(20)} created ${iso(t.createdAt)} by ${t.createdBy}, expires ${iso(t.expiresAt)}${t.consumedAt ? `, used ${iso(t.consumedAt)}` : ""}`,
+    );
     process.stdout.write(lines.length ? lines.join("\n") + "\n" : "no install tokens\n");
   });
 }
@@ -140,9 +153,18 @@ export async function emailSetCommand(input: MailSettingsInput & { secretFromStd
   if (settings.mailgun && !settings.mailgun.apiKey) throw new ConnectError("pass the Mailgun API key on stdin with --api-key-stdin", Code.InvalidArgument);
   await onPanel(async (db, context) => {
     const keyring = keyringFromConfig(context.config);
-    await writeMailSettings(db, settings, async (plaintext, column, rowId) => keyring.seal(Buffer.from(plaintext, "utf8"), { table: "email_settings", column, rowId }), randomUUID());
+    await writeMailSettings(
+      db,
+      settings,
+      async (plaintext, column, rowId) => keyring.seal(Buffer.from(plaintext, "utf8"), { table: "email_settings", column, rowId }),
+      randomUUID(),
+    );
     if (options.json) return printJson({ provider: settings.provider, recipients: settings.recipients });
-    process.stdout.write(settings.provider === "none" ? "alert e-mail is off; alerts stay in the console\n" : `alert e-mail goes through ${settings.provider} to ${settings.recipients.join(", ")}\n`);
+    process.stdout.write(
+      settings.provider === "none"
+        ? "alert e-mail is off; alerts stay in the console\n"
+        : `alert e-mail goes through ${settings.provider} to ${settings.recipients.join(", ")}\n`,
+    );
   });
 }
 
@@ -151,7 +173,14 @@ function commandJson(c: CommandInfo) {
 }
 
 /** `command send`: one command for a server (by id or name); `--wait` until it finished. */
-export async function commandSendCommand(options: { server: string; instance?: string; kind: string; payload?: string; wait: boolean; json: boolean }): Promise<void> {
+export async function commandSendCommand(options: {
+  server: string;
+  instance?: string;
+  kind: string;
+  payload?: string;
+  wait: boolean;
+  json: boolean;
+}): Promise<void> {
   let payload: JsonValue | undefined;
   if (options.payload !== undefined) {
     try {
@@ -163,7 +192,10 @@ export async function commandSendCommand(options: { server: string; instance?: s
   await onPanel(async (db, context) => {
     const server = (await selectServers(db)).find((s) => s.id === options.server || s.name === options.server);
     if (!server) throw new ConnectError(`no server "${options.server}"; see \`npx myosicam agent list\``, Code.NotFound);
-    const crypto = createClient(CryptoService, createRouterTransport((router) => router.service(CryptoService, createCryptoService({ keyring: keyringFromConfig(context.config), db }))));
+    const crypto = createClient(
+      CryptoService,
+      createRouterTransport((router) => router.service(CryptoService, createCryptoService({ keyring: keyringFromConfig(context.config), db }))),
+    );
     let [command] = await createCommands(db, crypto, { serverIds: [server.id], instance: options.instance, kind: options.kind, payload, createdBy: actor() });
     if (options.wait) [command] = await waitForCommands(db, [command!.id], 15 * 60_000);
     if (options.json) return printJson({ command: commandJson(command!) });
@@ -176,7 +208,10 @@ export async function commandListCommand(options: { json: boolean }): Promise<vo
   await onPanel(async (db) => {
     const commands = await listCommands(db);
     if (options.json) return printJson({ commands: commands.map(commandJson) });
-    const lines = commands.map((c) => `${c.id}  ${c.kind.padEnd(14)} ${c.status.padEnd(9)} server ${c.serverId}${c.instance ? `/${c.instance}` : ""}  ${iso(c.createdAt)}${c.result ? `  ${c.result}` : ""}`);
+    const lines = commands.map(
+      (c) =>
+        `${c.id}  ${c.kind.padEnd(14)} ${c.status.padEnd(9)} server ${c.serverId}${c.instance ? `/${c.instance}` : ""}  ${iso(c.createdAt)}${c.result ? `  ${c.result}` : ""}`,
+    );
     process.stdout.write(lines.length ? lines.join("\n") + "\n" : "no commands\n");
   });
 }

@@ -34,7 +34,10 @@ export async function keysStatusCommand(options: { json: boolean; database: Data
   if (options.json) return printJson(report);
   const out = [`active key   ${keyring.activeKeyId}`, `previous key ${keyring.previousKeyId ?? "(none)"}`];
   for (const c of columns) {
-    const counts = Object.entries(c.byKeyId).map(([id, n]) => `${id}: ${n}`).join(", ") || "no values";
+    const counts =
+      Object.entries(c.byKeyId)
+        .map(([id, n]) => `${id}: ${n}`)
+        .join(", ") || "no values";
     out.push(`  ${c.table}.${c.column}: ${counts}${c.toRotate ? ` (${c.toRotate} not on the active key)` : ""}`);
   }
   process.stdout.write(out.join("\n") + "\n");

@@ -28,7 +28,14 @@ import {
   tokenRevokeCommand,
 } from "./agents.js";
 import { keysGenerateCommand, keysRotateCommand, keysStatusCommand } from "./keys.js";
-import { serverAddCommand, serverForgetHostKeyCommand, serverInstallCommand, serverListCommand, serverRemoveCommand, serverUninstallCommand } from "./servers.js";
+import {
+  serverAddCommand,
+  serverForgetHostKeyCommand,
+  serverInstallCommand,
+  serverListCommand,
+  serverRemoveCommand,
+  serverUninstallCommand,
+} from "./servers.js";
 import { migrateCommand } from "./migrate.js";
 import { allServiceNames, serveCommand } from "./serve.js";
 
@@ -52,7 +59,13 @@ program
   .requiredOption("--services <names>", `comma-separated: ${allServiceNames().join(", ")}`)
   .addOption(json())
   .action((opts: { services: string; json?: boolean }) =>
-    serveCommand({ services: opts.services.split(",").map((s) => s.trim()).filter(Boolean), json: Boolean(opts.json) }),
+    serveCommand({
+      services: opts.services
+        .split(",")
+        .map((s) => s.trim())
+        .filter(Boolean),
+      json: Boolean(opts.json),
+    }),
   );
 
 program
@@ -119,10 +132,15 @@ caller
 caller
   .command("rotate <id>")
   .description("give a caller a new secret; the old one stays valid for --overlap so it can switch without downtime")
-  .addOption(new Option("--overlap <duration>", "how long the old secret stays valid: 0, 30m, 24h, 7d").default("24h").argParser(duration("--overlap", 30 * 86400)))
+  .addOption(
+    new Option("--overlap <duration>", "how long the old secret stays valid: 0, 30m, 24h, 7d").default("24h").argParser(duration("--overlap", 30 * 86400)),
+  )
   .addOption(json())
   .action((id: string, opts: { overlap: string | number; json?: boolean }) =>
-    callerRotateCommand(id, { overlapSeconds: typeof opts.overlap === "number" ? opts.overlap : duration("--overlap", 30 * 86400)(opts.overlap), json: Boolean(opts.json) }),
+    callerRotateCommand(id, {
+      overlapSeconds: typeof opts.overlap === "number" ? opts.overlap : duration("--overlap", 30 * 86400)(opts.overlap),
+      json: Boolean(opts.json),
+    }),
   );
 
 const admin = program.command("admin").description("the vendor's admin service: plans, licenses, admin operators");
@@ -138,8 +156,11 @@ plan
   .option("--feature <text...>", "feature lines for the catalog", [])
   .option("--hidden", "leave it out of the public catalog")
   .addOption(json())
-  .action((id: string, opts: { name: string; maxServers: number; maxInstances: number; price: number; currency: string; feature: string[]; hidden?: boolean; json?: boolean }) =>
-    planSetCommand(id, { ...opts, hidden: Boolean(opts.hidden), json: Boolean(opts.json) }),
+  .action(
+    (
+      id: string,
+      opts: { name: string; maxServers: number; maxInstances: number; price: number; currency: string; feature: string[]; hidden?: boolean; json?: boolean },
+    ) => planSetCommand(id, { ...opts, hidden: Boolean(opts.hidden), json: Boolean(opts.json) }),
   );
 plan
   .command("list")
@@ -155,7 +176,9 @@ license
   .addOption(new Option("--expires <when>", "YYYY-MM-DD (end of that day, UTC) or a duration such as 365d; default never").argParser(expiry))
   .option("--panel-id <uuid>", "bind it to one panel installation now (default: the first panel that validates it)")
   .addOption(json())
-  .action((opts: { plan: string; customer: string; expires?: Date; panelId?: string; json?: boolean }) => licenseIssueCommand({ ...opts, json: Boolean(opts.json) }));
+  .action((opts: { plan: string; customer: string; expires?: Date; panelId?: string; json?: boolean }) =>
+    licenseIssueCommand({ ...opts, json: Boolean(opts.json) }),
+  );
 license
   .command("list")
   .description("list licenses (never their keys)")
@@ -254,7 +277,15 @@ server
   .option("--key-file <path>", "a private key file (OpenSSH or PEM, no passphrase)")
   .addOption(json())
   .action((name: string, opts: { host: string; port: number; user: string; passwordStdin?: boolean; keyFile?: string; json?: boolean }) =>
-    serverAddCommand({ name, host: opts.host, port: opts.port, user: opts.user, passwordStdin: Boolean(opts.passwordStdin), keyFile: opts.keyFile, json: Boolean(opts.json) }),
+    serverAddCommand({
+      name,
+      host: opts.host,
+      port: opts.port,
+      user: opts.user,
+      passwordStdin: Boolean(opts.passwordStdin),
+      keyFile: opts.keyFile,
+      json: Boolean(opts.json),
+    }),
   );
 server
   .command("list")
@@ -276,11 +307,19 @@ server
   .description("install the agent on a saved server over SSH (a job a running panel runs)")
   .addOption(new Option("--root <how>", "how to become root: direct (the user is root), sudo (with the saved password), sudo-nopasswd").default("direct"))
   .option("--oscam-dir <dir...>", "OScam config dirs the agent should watch besides what it finds", [])
-  .addOption(new Option("--wait-seconds <n>", "how long to wait for the agent's registration and first heartbeat").default(120).argParser(count("--wait-seconds")))
+  .addOption(
+    new Option("--wait-seconds <n>", "how long to wait for the agent's registration and first heartbeat").default(120).argParser(count("--wait-seconds")),
+  )
   .option("--follow", "print the install's steps and output until it ends")
   .addOption(json())
   .action((name: string, opts: { root: string; oscamDir: string[]; waitSeconds: number; follow?: boolean; json?: boolean }) =>
-    serverInstallCommand(name, { root: opts.root, oscamDir: opts.oscamDir, waitSeconds: opts.waitSeconds, follow: Boolean(opts.follow), json: Boolean(opts.json) }),
+    serverInstallCommand(name, {
+      root: opts.root,
+      oscamDir: opts.oscamDir,
+      waitSeconds: opts.waitSeconds,
+      follow: Boolean(opts.follow),
+      json: Boolean(opts.json),
+    }),
   );
 
 server
@@ -289,7 +328,9 @@ server
   .addOption(new Option("--root <how>", "how to become root: direct, sudo, sudo-nopasswd").default("direct"))
   .option("--follow", "print the uninstall's steps and output until it ends")
   .addOption(json())
-  .action((name: string, opts: { root: string; follow?: boolean; json?: boolean }) => serverUninstallCommand(name, { root: opts.root, follow: Boolean(opts.follow), json: Boolean(opts.json) }));
+  .action((name: string, opts: { root: string; follow?: boolean; json?: boolean }) =>
+    serverUninstallCommand(name, { root: opts.root, follow: Boolean(opts.follow), json: Boolean(opts.json) }),
+  );
 
 const email = program.command("email").description("where alert e-mails go: SMTP or Mailgun");
 email
@@ -305,7 +346,13 @@ email
   .addOption(json())
   .action((opts: { host: string; port: number; tls?: boolean; user?: string; passwordStdin?: boolean; from: string; to: string[]; json?: boolean }) =>
     emailSetCommand(
-      { provider: "smtp", from: opts.from, recipients: opts.to, smtp: { host: opts.host, port: opts.port, secure: Boolean(opts.tls), username: opts.user }, secretFromStdin: Boolean(opts.passwordStdin) },
+      {
+        provider: "smtp",
+        from: opts.from,
+        recipients: opts.to,
+        smtp: { host: opts.host, port: opts.port, secure: Boolean(opts.tls), username: opts.user },
+        secretFromStdin: Boolean(opts.passwordStdin),
+      },
       { json: Boolean(opts.json) },
     ),
   );
@@ -331,7 +378,9 @@ email
   .action((opts: { json?: boolean }) => emailSetCommand({ provider: "none", recipients: [], secretFromStdin: false }, { json: Boolean(opts.json) }));
 
 function databaseOption() {
-  return new Option("--database <name>", "whose secrets: panel (PANEL_ENCRYPTION_KEY) or admin (ADMIN_ENCRYPTION_KEY)").choices(["panel", "admin"]).default("panel");
+  return new Option("--database <name>", "whose secrets: panel (PANEL_ENCRYPTION_KEY) or admin (ADMIN_ENCRYPTION_KEY)")
+    .choices(["panel", "admin"])
+    .default("panel");
 }
 
 function count(flag: string) {

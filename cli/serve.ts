@@ -32,7 +32,10 @@ export async function serveCommand(options: ServeOptions): Promise<void> {
     hardDeadlineMs: (context.config.shutdownTimeoutSeconds + 15) * 1000,
   });
   if (context.generated) {
-    context.log.warn({ file: context.generated.file, settings: context.generated.settings }, "generated settings on first start and stored them in the configuration file: back that file up");
+    context.log.warn(
+      { file: context.generated.file, settings: context.generated.settings },
+      "generated settings on first start and stored them in the configuration file: back that file up",
+    );
   }
   if (options.json) printJson(describeHost(host, context));
   else process.stdout.write(banner(host, context));
@@ -57,7 +60,11 @@ function describeHost(host: Host, context: CommandContext) {
 
 function generatedLines({ generated }: CommandContext): string[] {
   if (!generated) return [];
-  const lines = ["", `First start: generated ${generated.settings.join(", ")} into ${generated.file}.`, "Back that file up: without its keys, stored secrets cannot be decrypted."];
+  const lines = [
+    "",
+    `First start: generated ${generated.settings.join(", ")} into ${generated.file}.`,
+    "Back that file up: without its keys, stored secrets cannot be decrypted.",
+  ];
   if (generated.settings.includes("PANEL_LICENSE_KEY")) {
     lines.push(
       "Admin created the panel's caller, a public_pricing caller and a development license (10 servers,",
@@ -83,11 +90,12 @@ function banner(host: Host, context: CommandContext): string {
     ...(host.inProcessServices.length ? [`  in process only   ${host.inProcessServices.join(", ")}`] : []),
     `  TLS certificate   ${host.tls.source}: ${cert}`,
     `  SHA-256           ${host.tls.fingerprint}`,
-    `  Data directory    ${config.dataDir}` +
-      (host.embeddedPostgresPort ? ` (embedded PostgreSQL on 127.0.0.1:${host.embeddedPostgresPort})` : ""),
+    `  Data directory    ${config.dataDir}` + (host.embeddedPostgresPort ? ` (embedded PostgreSQL on 127.0.0.1:${host.embeddedPostgresPort})` : ""),
     ...Object.entries(host.installations).map(([db, id]) => `  ${(db + " id").padEnd(17)} ${id}`),
     ...(host.inProcessServices.includes("licensing")
-      ? [`  License           checked with admin at ${config.adminUrl ?? host.listeners.find((l) => l.name === "admin")?.url ?? `ADMIN_HOST:ADMIN_PORT`} now and every 6 h (state in /readyz)`]
+      ? [
+          `  License           checked with admin at ${config.adminUrl ?? host.listeners.find((l) => l.name === "admin")?.url ?? `ADMIN_HOST:ADMIN_PORT`} now and every 6 h (state in /readyz)`,
+        ]
       : []),
     ...generatedLines(context),
     "",

@@ -26,15 +26,27 @@ async function onPanel<T>(fn: (db: Knex, context: CommandContext, url: string) =
 const serverJson = (s: SavedServer) => ({ ...s, createdAt: s.createdAt.toISOString() });
 
 /** `server add`: saves where and how the installer logs in; the credential comes from stdin or a key file. */
-export async function serverAddCommand(options: { name: string; host: string; port: number; user: string; passwordStdin: boolean; keyFile?: string; json: boolean }): Promise<void> {
-  if (options.passwordStdin === Boolean(options.keyFile)) throw new ConnectError("give exactly one credential: --password-stdin or --key-file <path>", Code.InvalidArgument);
+export async function serverAddCommand(options: {
+  name: string;
+  host: string;
+  port: number;
+  user: string;
+  passwordStdin: boolean;
+  keyFile?: string;
+  json: boolean;
+}): Promise<void> {
+  if (options.passwordStdin === Boolean(options.keyFile))
+    throw new ConnectError("give exactly one credential: --password-stdin or --key-file <path>", Code.InvalidArgument);
   const credential = options.keyFile
     ? await readFile(options.keyFile, "utf8").catch((err: Error) => {
         throw new ConnectError(`--key-file: ${err.message}`, Code.InvalidArgument);
       })
     : await readStdin();
   await onPanel(async (db, context) => {
-    const crypto = createClient(CryptoService, createRouterTransport((router) => router.service(CryptoService, createCryptoService({ keyring: keyringFromConfig(context.config), db }))));
+    const crypto = createClient(
+      CryptoService,
+      createRouterTransport((router) => router.service(CryptoService, createCryptoService({ keyring: keyringFromConfig(context.config), db }))),
+    );
     const saved = await addSavedServer(db, crypto, {
       name: options.name,
       host: options.host,
@@ -45,7 +57,9 @@ export async function serverAddCommand(options: { name: string; host: string; po
       createdBy: actor(),
     });
     if (options.json) return printJson({ server: serverJson(saved) });
-    process.stdout.write(`saved server ${saved.name}: ${saved.username}@${saved.host}:${saved.port} with a ${saved.authKind.replace("_", " ")} (sealed); its host key is pinned on the first install\n`);
+    process.stdout.write(
+      `saved server ${saved.name}: ${saved.username}@${saved.host}:${saved.port} with a ${saved.authKind.replace("_", " ")} (sealed); its host key is pinned on the first install\n`,
+    );
   });
 }
 
@@ -53,7 +67,10 @@ export async function serverListCommand(options: { json: boolean }): Promise<voi
   await onPanel(async (db) => {
     const servers = await listSavedServers(db);
     if (options.json) return printJson({ servers: servers.map(serverJson) });
-    const lines = servers.map((s) => `${s.name.padEnd(20)} ${`${s.username}@${s.host}:${s.port}`.padEnd(36)} ${s.authKind.padEnd(12)} ${s.hostKeyFingerprint ?? "host key not pinned yet"}`);
+    const lines = servers.map(
+      (s) =>
+        `${s.name.padEnd(20)} ${`${s.username}@${s.host}:${s.port}`.padEnd(36)} ${s.authKind.padEnd(12)} ${s.hostKeyFingerprint ?? "host key not pinned yet"}`,
+    );
     process.stdout.write(lines.length ? lines.join("\n") + "\n" : "no saved servers; add one with `npx myosicam server add`\n");
   });
 }
@@ -62,7 +79,9 @@ export async function serverRemoveCommand(name: string, options: { json: boolean
   await onPanel(async (db) => {
     const removed = await removeSavedServer(db, name);
     if (options.json) return printJson({ server: serverJson(removed) });
-    process.stdout.write(`saved server ${removed.name} removed with its credential (an installed agent keeps running: \`npx myosicam agent revoke\` stops it)\n`);
+    process.stdout.write(
+      `saved server ${removed.name} removed with its credential (an installed agent keeps running: \`npx myosicam agent revoke\` stops it)\n`,
+    );
   });
 }
 
@@ -72,7 +91,9 @@ export async function serverForgetHostKeyCommand(name: string, options: { json: 
     const saved = await findSavedServer(db, name);
     await forgetHostKey(db, saved.id);
     if (options.json) return printJson({ server: serverJson({ ...saved, hostKeyFingerprint: null }) });
-    process.stdout.write(`forgot the host key ${saved.hostKeyFingerprint ?? "(none was pinned)"} of ${saved.name}; the next install pins the key it is offered\n`);
+    process.stdout.write(
+      `forgot the host key ${saved.hostKeyFingerprint ?? "(none was pinned)"} of ${saved.name}; the next install pins the key it is offered\n`,
+    );
   });
 }
 
@@ -102,10 +123,19 @@ function rootOf(option: string): RootMethod {
  * `server install`: queues the install job for a running panel to run; `--follow` prints its steps
  * and output until it ends (exit 1 unless it succeeded).
  */
-export async function serverInstallCommand(name: string, options: { root: string; oscamDir: string[]; waitSeconds: number; follow: boolean; json: boolean }): Promise<void> {
+export async function serverInstallCommand(
+  name: string,
+  options: { root: string; oscamDir: string[]; waitSeconds: number; follow: boolean; json: boolean },
+): Promise<void> {
   const root = rootOf(options.root);
   await onPanel(async (db, _context, url) => {
-    const { jobId } = await installerOn(db, url).startInstall({ server: name, root, oscamDirs: options.oscamDir, requestedBy: actor(), waitSeconds: options.waitSeconds });
+    const { jobId } = await installerOn(db, url).startInstall({
+      server: name,
+      root,
+      oscamDirs: options.oscamDir,
+      requestedBy: actor(),
+      waitSeconds: options.waitSeconds,
+    });
     if (!options.follow) {
       if (options.json) return printJson({ jobId });
       process.stdout.write(`install of ${name} queued as job ${jobId}; a running panel runs it (follow with --follow, or JobService.Watch)\n`);

@@ -5,5 +5,7 @@ export async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) throw new ConnectError("pipe the secret on stdin, e.g. `… < password-file`", Code.InvalidArgument);
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString("utf8").replace(/\r?\n$/, "");
+  return Buffer.concat(chunks)
+    .toString("utf8")
+    .replace(/\r?\n$/, "");
 }

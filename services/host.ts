@@ -40,7 +40,12 @@ export interface Host {
 
 /** Every migration that belongs in `database`, whichever services this process hosts. */
 export function migrationsFor(database: DatabaseName): Migration[] {
-  return [...installationMigrations, ...nonceMigrations, ...jobMigrations, ...serviceRegistry.filter((s) => s.database === database).flatMap((s) => s.migrations)];
+  return [
+    ...installationMigrations,
+    ...nonceMigrations,
+    ...jobMigrations,
+    ...serviceRegistry.filter((s) => s.database === database).flatMap((s) => s.migrations),
+  ];
 }
 
 /** Databases the given services need, in a stable order. */
@@ -143,10 +148,7 @@ export async function startHost(config: Config, services: readonly ServiceModule
     const mounted = new Map(services.map((s) => [s, s.routes(depsOf(s))]));
     for (const name of databasesFor(services)) {
       const db = databases.get(name);
-      const definitions = [
-        ...coreJobs(db, config.hmacSkewSeconds),
-        ...services.filter((s) => s.database === name).flatMap((s) => s.jobs?.(depsOf(s)) ?? []),
-      ];
+      const definitions = [...coreJobs(db, config.hmacSkewSeconds), ...services.filter((s) => s.database === name).flatMap((s) => s.jobs?.(depsOf(s)) ?? [])];
       runners.set(
         name,
         await startJobRunner({
@@ -158,7 +160,9 @@ export async function startHost(config: Config, services: readonly ServiceModule
         }),
       );
     }
-    const routesOf = (subset: readonly ServiceModule[]) => (router: ConnectRouter) => subset.forEach((s) => mounted.get(s)!(router));
+    const routesOf = (subset: readonly ServiceModule[]) => (router: ConnectRouter) => {
+      for (const s of subset) mounted.get(s)!(router);
+    };
     const allRoutes = routesOf(services);
 
     for (const listener of ["panel", "admin"] as const) {
@@ -176,7 +180,13 @@ export async function startHost(config: Config, services: readonly ServiceModule
         interceptors: [interceptors[0]!, ...auth.interceptors, ...subset.flatMap((s) => s.interceptors?.(depsOf(s)) ?? []), ...interceptors.slice(1)],
         // In-process services of this listener's database report here too (e.g. the license).
         readiness: () =>
-          readiness(databases, databasesFor(subset), services.filter((s) => s.listener === listener || (s.listener === "in-process" && s.database === listener)), depsOf, log),
+          readiness(
+            databases,
+            databasesFor(subset),
+            services.filter((s) => s.listener === listener || (s.listener === "in-process" && s.database === listener)),
+            depsOf,
+            log,
+          ),
         log: log.child({ listener }),
         readMaxBytes: config.rpcReadMaxBytes,
         maxTimeoutMs: config.rpcMaxTimeoutSeconds * 1000,
@@ -186,7 +196,8 @@ export async function startHost(config: Config, services: readonly ServiceModule
       const setting = listener === "panel" ? "PANEL_PORT" : "ADMIN_PORT";
       const server = await listen(port, host).catch((err: NodeJS.ErrnoException) => {
         if (err.code === "EADDRINUSE") throw new ConfigError(setting, `port ${port} on ${host} is already in use`);
-        if (err.code === "EADDRNOTAVAIL") throw new ConfigError(listener === "panel" ? "PANEL_HOST" : "ADMIN_HOST", `${host} is not an address of this machine`);
+        if (err.code === "EADDRNOTAVAIL")
+          throw new ConfigError(listener === "panel" ? "PANEL_HOST" : "ADMIN_HOST", `${host} is not an address of this machine`);
         if (err.code === "EACCES") throw new ConfigError(setting, `port ${port} needs privileges this user lacks`);
         throw err;
       });

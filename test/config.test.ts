@@ -49,7 +49,11 @@ test("obviously weak encryption keys are refused, each with the reason", () => {
     assert.match(err.message, reason, key);
     assert.not.ok(err.message.includes(key), "the key is not echoed");
   }
-  assert.is(refusal({ PANEL_ENCRYPTION_KEY: "3632f3da0a8c1487085be1515c2486dd8a52bc340fd743fb0062d2e6794aaf95", PANEL_ENCRYPTION_KEY_PREVIOUS: "0".repeat(64) }).setting, "PANEL_ENCRYPTION_KEY_PREVIOUS");
+  assert.is(
+    refusal({ PANEL_ENCRYPTION_KEY: "3632f3da0a8c1487085be1515c2486dd8a52bc340fd743fb0062d2e6794aaf95", PANEL_ENCRYPTION_KEY_PREVIOUS: "0".repeat(64) })
+      .setting,
+    "PANEL_ENCRYPTION_KEY_PREVIOUS",
+  );
 });
 
 test("a previous key without a new one, or equal to it, is refused", () => {
@@ -95,7 +99,10 @@ test("trust and licensing settings are checked: admin key pair, caller secret, l
   const key = "412c74b6171a77b8adb4d17078b32bed130e6dd80c6dca99bf4daa39ea1d8c72";
   assert.is(refusal({ ADMIN_ENCRYPTION_KEY_PREVIOUS: key }).setting, "ADMIN_ENCRYPTION_KEY");
   assert.is(refusal({ ADMIN_ENCRYPTION_KEY: key, ADMIN_ENCRYPTION_KEY_PREVIOUS: key }).setting, "ADMIN_ENCRYPTION_KEY_PREVIOUS");
-  assert.match(refusal({ PANEL_CALLER_SECRET: "short" }).message, /^PANEL_CALLER_SECRET: must be the 64 lowercase hex characters printed by `npx myosicam caller create`/);
+  assert.match(
+    refusal({ PANEL_CALLER_SECRET: "short" }).message,
+    /^PANEL_CALLER_SECRET: must be the 64 lowercase hex characters printed by `npx myosicam caller create`/,
+  );
   assert.is(refusal({ PANEL_CALLER_ID: "has space" }).setting, "PANEL_CALLER_ID");
   assert.is(refusal({ PANEL_LICENSE_KEY: "x" }).setting, "PANEL_LICENSE_KEY");
   assert.match(refusal({ ADMIN_URL: "http://admin.example.com" }).message, /^ADMIN_URL: must start with https:\/\//);

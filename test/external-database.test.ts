@@ -34,7 +34,10 @@ test.after(async () => {
 test("migrate applies every migration once, then reports nothing to do", async () => {
   const first = runCli(["migrate", "--json"], env());
   assert.is(await first.exited, 0, first.stderr());
-  const names = (db: "panel" | "admin") => migrationsFor(db).map((m) => m.name).sort();
+  const names = (db: "panel" | "admin") =>
+    migrationsFor(db)
+      .map((m) => m.name)
+      .sort();
   assert.equal(JSON.parse(first.stdout()), { applied: { panel: names("panel"), admin: names("admin") } });
   assert.ok(names("panel").includes("crypto/0001_secret_tables") && names("admin").includes("core/0001_installation"));
   const second = runCli(["migrate", "--json"], env());

@@ -47,9 +47,7 @@ test("a hosted service is reached through an in-memory transport, with the same 
   const line = logs.lines().find((l) => l.requestId === "in-memory-1");
   assert.ok(line, "the request-context interceptor ran");
   assert.is(line.svc, "admin");
-  const invalid = await client
-    .validateLicense({ licenseKey: "short", panelId: "not-a-uuid" })
-    .catch((e: unknown) => ConnectError.from(e));
+  const invalid = await client.validateLicense({ licenseKey: "short", panelId: "not-a-uuid" }).catch((e: unknown) => ConnectError.from(e));
   assert.is((invalid as ConnectError).code, Code.InvalidArgument, "validation runs in memory too");
 });
 
@@ -90,7 +88,10 @@ test("only the crypto service is handed the panel's encryption key, only admin i
 
 test("only the admin database was opened and migrated", () => {
   assert.equal(Object.keys(host.installations), ["admin"]);
-  assert.equal(host.listeners.map((l) => l.name), ["admin"]);
+  assert.equal(
+    host.listeners.map((l) => l.name),
+    ["admin"],
+  );
 });
 
 test.run();

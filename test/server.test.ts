@@ -37,7 +37,7 @@ test("an unexpected handler error reaches the caller as 'internal error' and the
   const routes = (router: ConnectRouter) =>
     router.service(RegistrationService, {
       register() {
-        throw new Error("relation \"install_tokens\" does not exist");
+        throw new Error('relation "install_tokens" does not exist');
       },
     });
   const interceptors = [createRequestContextInterceptor(logs.log, new Map([[RegistrationService.typeName, "agents"]])), createValidateInterceptor()];

@@ -70,7 +70,11 @@ test("it prints one JSON object with both URLs, the fingerprint and the data dir
   assert.match(report.listeners.admin.url, /^https:\/\/127\.0\.0\.1:\d+$/);
   assert.equal(report.listeners.panel.services, ["agents"]);
   assert.equal(report.listeners.admin.services, ["admin"]);
-  assert.equal(report.inProcessServices, ["crypto", "jobs", "licensing", "install"], "the key holder, the job service, the license check and the installer are on no port");
+  assert.equal(
+    report.inProcessServices,
+    ["crypto", "jobs", "licensing", "install"],
+    "the key holder, the job service, the license check and the installer are on no port",
+  );
   assert.equal(report.generatedSettings, ["PANEL_ENCRYPTION_KEY", "ADMIN_ENCRYPTION_KEY", "PANEL_CALLER_SECRET", "PANEL_LICENSE_KEY"]);
   assert.match(report.tls.fingerprint, /^sha256:[0-9a-f]{64}$/);
   assert.is(report.tls.source, "self-signed (new)");
@@ -138,10 +142,7 @@ test("a TLS 1.2 client is refused", async () => {
 
 test("a registration with an unknown install token is refused as Unauthenticated through a generated client", async () => {
   for (const httpVersion of ["2", "1.1"] as const) {
-    const client = createClient(
-      RegistrationService,
-      createConnectTransport({ baseUrl: report.listeners.panel.url, httpVersion, nodeOptions: { ca } }),
-    );
+    const client = createClient(RegistrationService, createConnectTransport({ baseUrl: report.listeners.panel.url, httpVersion, nodeOptions: { ca } }));
     const err = await client.register(validRegistration).then(
       () => undefined,
       (e: unknown) => ConnectError.from(e),

@@ -60,7 +60,11 @@ export async function applyAccounts(instance: DiscoveredInstance, payload: Apply
   try {
     await replaceConfigFile(path, after);
   } catch (err) {
-    return { succeeded: false, failureCode: "file_write_failed", detail: `${path} could not be written (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); it is unchanged` };
+    return {
+      succeeded: false,
+      failureCode: "file_write_failed",
+      detail: `${path} could not be written (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); it is unchanged`,
+    };
   }
   return reloadInstanceUsers(instance, `oscam.user written (${payload.changes.length} change${payload.changes.length === 1 ? "" : "s"})`);
 }
@@ -75,13 +79,23 @@ export async function reloadInstanceUsers(instance: DiscoveredInstance, done?: s
   const failed = done ? "file_written_reload_failed" : "reload_failed";
   const confDoc = parseOscamFile(await readFile(join(instance.configDir, "oscam.conf")).catch(() => Buffer.alloc(0)), "oscam.conf");
   const conf = readConfFile(confDoc);
-  if (!conf.webif.enabled) return { succeeded: false, failureCode: failed, detail: `${prefix}the WebIF is off, so OScam reads oscam.user only at its next restart` };
-  if (conf.webif.readonly) return { succeeded: false, failureCode: "webif_readonly", detail: `${prefix}the WebIF is read-only (httpreadonly = 1) and refuses to reload users; OScam reads oscam.user at its next restart` };
+  if (!conf.webif.enabled)
+    return { succeeded: false, failureCode: failed, detail: `${prefix}the WebIF is off, so OScam reads oscam.user only at its next restart` };
+  if (conf.webif.readonly)
+    return {
+      succeeded: false,
+      failureCode: "webif_readonly",
+      detail: `${prefix}the WebIF is read-only (httpreadonly = 1) and refuses to reload users; OScam reads oscam.user at its next restart`,
+    };
   try {
     await reloadUsers({ host: instance.webif.host, port: conf.webif.port, ssl: conf.webif.ssl, user: conf.webif.user, password: webifPassword(confDoc) });
   } catch (err) {
     if (!(err instanceof WebifError)) throw err;
-    return { succeeded: false, failureCode: err.code === "webif_auth_failed" ? "webif_auth_failed" : failed, detail: `${prefix}OScam was not told to reload oscam.user: ${err.message}` };
+    return {
+      succeeded: false,
+      failureCode: err.code === "webif_auth_failed" ? "webif_auth_failed" : failed,
+      detail: `${prefix}OScam was not told to reload oscam.user: ${err.message}`,
+    };
   }
   return { succeeded: true, failureCode: "", detail: done ? `${done} and reloaded by OScam` : "OScam re-read oscam.user" };
 }

@@ -36,7 +36,8 @@ export async function applyConfig(instance: DiscoveredInstance, payload: ApplyCo
       changed.push(`${change.section}.${key}`);
     }
   } catch (err) {
-    if (err instanceof OscamEditError || err instanceof OscamParseError) return { ...none, succeeded: false, failureCode: "validation_failed", detail: err.message };
+    if (err instanceof OscamEditError || err instanceof OscamParseError)
+      return { ...none, succeeded: false, failureCode: "validation_failed", detail: err.message };
     throw err;
   }
   const after = printOscamFile(doc);
@@ -44,8 +45,18 @@ export async function applyConfig(instance: DiscoveredInstance, payload: ApplyCo
   try {
     await replaceConfigFile(path, after);
   } catch (err) {
-    return { ...none, succeeded: false, failureCode: "file_write_failed", detail: `${path} could not be written (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); it is unchanged` };
+    return {
+      ...none,
+      succeeded: false,
+      failureCode: "file_write_failed",
+      detail: `${path} could not be written (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); it is unchanged`,
+    };
   }
   const keys = [...new Set(changed)];
-  return { succeeded: true, failureCode: "", detail: `oscam.conf written; ${keys.length} changed key${keys.length === 1 ? "" : "s"} take effect when OScam restarts`, restartRequiredKeys: keys };
+  return {
+    succeeded: true,
+    failureCode: "",
+    detail: `oscam.conf written; ${keys.length} changed key${keys.length === 1 ? "" : "s"} take effect when OScam restarts`,
+    restartRequiredKeys: keys,
+  };
 }

@@ -30,7 +30,15 @@ function get(target: WebifTarget, path: string, authorization?: string): Promise
     const request = target.ssl ? httpsRequest : httpRequest;
     // OScam's certificate is self-signed (oscam.pem); the WebIF is reached on this host or its LAN.
     const req = request(
-      { host: target.host, port: target.port, path, method: "GET", timeout: 10_000, rejectUnauthorized: false, headers: authorization ? { authorization } : {} },
+      {
+        host: target.host,
+        port: target.port,
+        path,
+        method: "GET",
+        timeout: 10_000,
+        rejectUnauthorized: false,
+        headers: authorization ? { authorization } : {},
+      },
       (res) => {
         let body = "";
         res.setEncoding("utf8");

@@ -49,7 +49,11 @@ const trimSlash = (dir: string) => (dir.length > 1 ? dir.replace(/\/+$/, "") : d
 async function canonical(dir: string): Promise<string> {
   return trimSlash(await realpath(dir).catch(() => dir));
 }
-const exists = (path: string) => stat(path).then((s) => s.isFile(), () => false);
+const exists = (path: string) =>
+  stat(path).then(
+    (s) => s.isFile(),
+    () => false,
+  );
 
 interface Candidate {
   configDir: string;

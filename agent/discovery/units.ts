@@ -68,7 +68,13 @@ export async function findOscamUnits(dirs: readonly string[] = defaultUnitDirs):
         continue;
       }
       for (const instance of instances.get(template[1]!) ?? []) {
-        const args = argv.slice(1).map((a) => a.replaceAll("%i", instance).replaceAll("%I", instance.replace(/\\x([0-9a-f]{2})/gi, (_, h: string) => String.fromCharCode(parseInt(h, 16))).replaceAll("-", "/")));
+        const args = argv
+          .slice(1)
+          .map((a) =>
+            a
+              .replaceAll("%i", instance)
+              .replaceAll("%I", instance.replace(/\\x([0-9a-f]{2})/gi, (_, h: string) => String.fromCharCode(parseInt(h, 16))).replaceAll("-", "/")),
+          );
         units.push({ unit: `${template[1]}@${instance}.service`, ...parseOscamArgs(args) });
       }
     }

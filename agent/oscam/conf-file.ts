@@ -3,8 +3,24 @@ import { atoi, listOf, type LineWarning } from "./values.js";
 
 /** The sections OScam's oscam.conf knows (OSCAM.md §2.1); names are case-sensitive. */
 export const confSections = [
-  "global", "anticasc", "cache", "lcd", "camd33", "cs357x", "cs378x", "newcamd", "radegast", "serial", "gbox",
-  "cccam", "pandora", "scam", "streamrelay", "dvbapi", "monitor", "webif",
+  "global",
+  "anticasc",
+  "cache",
+  "lcd",
+  "camd33",
+  "cs357x",
+  "cs378x",
+  "newcamd",
+  "radegast",
+  "serial",
+  "gbox",
+  "cccam",
+  "pandora",
+  "scam",
+  "streamrelay",
+  "dvbapi",
+  "monitor",
+  "webif",
 ] as const;
 export type ConfSection = (typeof confSections)[number];
 
@@ -75,7 +91,10 @@ export function readConfFile(doc: OscamDocument): ConfView {
   const sections: ConfSection[] = [];
   doc.lines.forEach((line, i) => {
     if (line.kind === "ignored") {
-      warnings.push({ line: i + 1, message: line.ignored === "tab_indented" ? "the line starts with a TAB: OScam ignores it" : "the line has no '=': OScam ignores it" });
+      warnings.push({
+        line: i + 1,
+        message: line.ignored === "tab_indented" ? "the line starts with a TAB: OScam ignores it" : "the line has no '=': OScam ignores it",
+      });
     }
   });
   for (const span of sectionsOf(doc)) {
@@ -84,7 +103,9 @@ export function readConfFile(doc: OscamDocument): ConfView {
       const known = confSections.find((s) => s === name.toLowerCase());
       warnings.push({
         line: span.header + 1,
-        message: known ? `[${utf8Of(name)}]: section names are case-sensitive; OScam ignores it and its keys (write [${known}])` : `[${utf8Of(name)}] is not a section OScam knows: it ignores its keys`,
+        message: known
+          ? `[${utf8Of(name)}]: section names are case-sensitive; OScam ignores it and its keys (write [${known}])`
+          : `[${utf8Of(name)}] is not a section OScam knows: it ignores its keys`,
       });
       continue;
     }

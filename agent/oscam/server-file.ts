@@ -2,9 +2,36 @@ import { oscamTrim } from "./document.js";
 import { atoi } from "./values.js";
 
 /** Protocols OScam accepts for a reader (case-sensitive), local and network (OSCAM.md §4). */
-export const localReaderProtocols = new Set(["internal", "mouse", "mp35", "pcsc", "sc8in1", "smargo", "smartreader", "db2com", "stapi", "stinger", "drecas", "serial"]);
+export const localReaderProtocols = new Set([
+  "internal",
+  "mouse",
+  "mp35",
+  "pcsc",
+  "sc8in1",
+  "smargo",
+  "smartreader",
+  "db2com",
+  "stapi",
+  "stinger",
+  "drecas",
+  "serial",
+]);
 export const networkReaderProtocols = new Set([
-  "camd35", "cs357x", "cs378x", "camd33", "newcamd", "newcamd525", "newcamd524", "cccam", "cccam_ext", "cccam_mcs", "gbox", "radegast", "scam", "ghttp", "constcw",
+  "camd35",
+  "cs357x",
+  "cs378x",
+  "camd33",
+  "newcamd",
+  "newcamd525",
+  "newcamd524",
+  "cccam",
+  "cccam_ext",
+  "cccam_mcs",
+  "gbox",
+  "radegast",
+  "scam",
+  "ghttp",
+  "constcw",
 ]);
 
 /** All that is taken from oscam.server: a reader's label, protocol and whether it is enabled. */
@@ -59,7 +86,10 @@ export function summariseServerFile(bytes: Uint8Array): ServerFileSummary {
     if (eq < 0 || !current) continue;
     // The key decides first; only these three values are ever read.
     const key = oscamTrim(trimmed.slice(0, eq)).toLowerCase();
-    if (key === "label") current.label = Buffer.from(oscamTrim(trimmed.slice(eq + 1)), "latin1").toString("utf8").replaceAll(" ", "_");
+    if (key === "label")
+      current.label = Buffer.from(oscamTrim(trimmed.slice(eq + 1)), "latin1")
+        .toString("utf8")
+        .replaceAll(" ", "_");
     else if (key === "protocol") current.protocol = oscamTrim(trimmed.slice(eq + 1));
     else if (key === "enable") current.enable = oscamTrim(trimmed.slice(eq + 1));
   }

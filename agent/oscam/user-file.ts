@@ -3,11 +3,45 @@ import { atoi, expdateOf, listOf, type LineWarning } from "./values.js";
 
 /** Keys OScam knows in an `[account]` section (OSCAM.md §3, `account_opts`). */
 export const accountKeys = new Set([
-  "disabled", "user", "pwd", "description", "hostname", "caid", "uniq", "sleepsend", "failban", "monlevel", "sleep",
-  "suppresscmd08", "umaxidle", "keepalive", "au", "emmreassembly", "expdate", "allowedprotocols", "allowedtimeframe",
-  "betatunnel", "group", "services", "preferlocalcards", "ident", "chid", "class", "max_connections", "no_wait_time",
-  "cccmaxhops", "cccreshare", "cccignorereshare", "cccstealth", "fakedelay", "numusers", "penalty",
-  "lb_nbest_readers", "lb_nfb_readers", "lb_nbest_percaid", "cwc_disable",
+  "disabled",
+  "user",
+  "pwd",
+  "description",
+  "hostname",
+  "caid",
+  "uniq",
+  "sleepsend",
+  "failban",
+  "monlevel",
+  "sleep",
+  "suppresscmd08",
+  "umaxidle",
+  "keepalive",
+  "au",
+  "emmreassembly",
+  "expdate",
+  "allowedprotocols",
+  "allowedtimeframe",
+  "betatunnel",
+  "group",
+  "services",
+  "preferlocalcards",
+  "ident",
+  "chid",
+  "class",
+  "max_connections",
+  "no_wait_time",
+  "cccmaxhops",
+  "cccreshare",
+  "cccignorereshare",
+  "cccstealth",
+  "fakedelay",
+  "numusers",
+  "penalty",
+  "lb_nbest_readers",
+  "lb_nfb_readers",
+  "lb_nbest_percaid",
+  "cwc_disable",
 ]);
 const accountKeyPrefixes = ["cacheex", "disablecrccacheex", "acosc_"];
 const isAccountKey = (key: string) => accountKeys.has(key) || accountKeyPrefixes.some((p) => key.startsWith(p));
@@ -86,12 +120,16 @@ export function readUserFile(doc: OscamLineSource): UserFileView {
     if (line.raw.length > oscamLineBytes) warnings.push({ line: i + 1, message: `the line is longer than ${oscamLineBytes} bytes: OScam reads it in pieces` });
     switch (line.kind) {
       case "ignored":
-        warnings.push({ line: i + 1, message: line.ignored === "tab_indented" ? "the line starts with a TAB: OScam ignores it" : "the line has no '=': OScam ignores it" });
+        warnings.push({
+          line: i + 1,
+          message: line.ignored === "tab_indented" ? "the line starts with a TAB: OScam ignores it" : "the line has no '=': OScam ignores it",
+        });
         break;
       case "section":
         finish();
         inSection = true;
-        if (line.section!.toLowerCase() !== "account") warnings.push({ line: i + 1, message: `[${utf8Of(line.section!)}] is not an [account] section: OScam ignores its keys` });
+        if (line.section!.toLowerCase() !== "account")
+          warnings.push({ line: i + 1, message: `[${utf8Of(line.section!)}] is not an [account] section: OScam ignores its keys` });
         // With a BOM, OScam does not recognise the first header: that account's keys are lost.
         else if (!(i === 0 && doc.bom)) current = { header: i, raw: {}, unknown: {}, user: "", userAsWritten: "" };
         break;
@@ -129,7 +167,13 @@ export function readUserFile(doc: OscamLineSource): UserFileView {
 }
 
 function accountOf(
-  { user, userAsWritten, raw, unknown, header: headerLine }: { user: string; userAsWritten: string; raw: Record<string, string>; unknown: Record<string, string>; header: number },
+  {
+    user,
+    userAsWritten,
+    raw,
+    unknown,
+    header: headerLine,
+  }: { user: string; userAsWritten: string; raw: Record<string, string>; unknown: Record<string, string>; header: number },
   warnings: LineWarning[],
 ): Account {
   const group: number[] = [];
@@ -177,7 +221,10 @@ function providerTable(text: string, user: string, key: string, headerLine: numb
     const caid = (colon < 0 ? part : part.slice(0, colon)).trim();
     const ids = colon < 0 ? [] : listOf(part.slice(colon + 1), ",");
     if (ids.length > maxProvidsPerCaid) {
-      warnings.push({ line: headerLine + 1, message: `account "${user}": ${key} lists ${ids.length} ids for CAID ${caid}; OScam keeps the first ${maxProvidsPerCaid}` });
+      warnings.push({
+        line: headerLine + 1,
+        message: `account "${user}": ${key} lists ${ids.length} ids for CAID ${caid}; OScam keeps the first ${maxProvidsPerCaid}`,
+      });
     }
     table[caid] = ids.slice(0, maxProvidsPerCaid);
   }

@@ -15,12 +15,14 @@ parentPort!.on("message", (m: string) => m === "stop" && streams.abort());
 
 let subscribed = 0;
 let reported = 0;
-let flush: NodeJS.Immediate | undefined;
+let flushing = false;
 const report = () => {
   reported++;
   // One message per turn of the event loop, not one per report.
-  flush ??= setImmediate(() => {
-    flush = undefined;
+  if (flushing) return;
+  flushing = true;
+  setImmediate(() => {
+    flushing = false;
     parentPort!.postMessage({ reported });
     reported = 0;
   });

@@ -16,8 +16,15 @@ import { timed } from "./timed.js";
 const dir = process.argv[2]!;
 const sampler = createResourceSampler();
 const instance = {
-  name: "big", configDir: dir, tempDir: join(dir, "tmp"), pidFile: join(dir, "none.pid"), sources: ["configured" as const],
-  files: { conf: true, user: true, server: true }, running: false, webif: { enabled: true, host: "127.0.0.1", port: 8888, ssl: false }, problems: [],
+  name: "big",
+  configDir: dir,
+  tempDir: join(dir, "tmp"),
+  pidFile: join(dir, "none.pid"),
+  sources: ["configured" as const],
+  files: { conf: true, user: true, server: true },
+  running: false,
+  webif: { enabled: true, host: "127.0.0.1", port: 8888, ssl: false },
+  problems: [],
 };
 const parse = await timed(9, async () => readUserFile(parseOscamFile(await readFile(join(dir, "oscam.user")), "oscam.user")).accounts.length);
 const snap = await timed(9, () => buildSnapshot(instance, sampler));

@@ -52,7 +52,12 @@ export async function startBenchPanel(extra: ServiceModule[] = []): Promise<Benc
   });
   const host = await startHost(config, [...selectServices(["crypto", "jobs", "agents"]), ...extra], benchLog);
   const db = createDatabase(postgres.url("panel"), benchLog);
-  await writeLicenseAnswer(db, licenseKeyHash(licenseKey), { valid: true, state: "active", quotas: { maxServers: 0, maxInstances: 0 }, message: "", usage: { servers: 0, instances: 0 } }, new Date());
+  await writeLicenseAnswer(
+    db,
+    licenseKeyHash(licenseKey),
+    { valid: true, state: "active", quotas: { maxServers: 0, maxInstances: 0 }, message: "", usage: { servers: 0, instances: 0 } },
+    new Date(),
+  );
   return {
     host,
     db,
@@ -80,7 +85,16 @@ export async function enrollAgents(panel: BenchPanel, count: number): Promise<Be
     const batch = await Promise.all(
       Array.from({ length: Math.min(50, count - i) }, async (_, j) => {
         const { token } = await createInstallToken(panel.db, { server: `bench-${i + j}`, createdBy: "bench" });
-        return registration.register({ installToken: token, agentId: randomUUID(), hostname: `bench-${i + j}`, ip: "192.0.2.1", os: "linux", osVersion: "bench", arch: "x64", agentVersion: "0.1.0" });
+        return registration.register({
+          installToken: token,
+          agentId: randomUUID(),
+          hostname: `bench-${i + j}`,
+          ip: "192.0.2.1",
+          os: "linux",
+          osVersion: "bench",
+          arch: "x64",
+          agentVersion: "0.1.0",
+        });
       }),
     );
     enrolled.push(...batch.map((a) => ({ serverId: a.serverId, agentToken: a.agentToken })));

@@ -14,6 +14,7 @@ export async function timed<T>(runs: number, fn: (run: number) => Promise<T>): P
 /** An oscam.user with `n` accounts of the usual shape. */
 export function accountsFile(n: number): string {
   let text = "# generated\n";
-  for (let i = 0; i < n; i++) text += `\n[account]\nuser = user${i}\npwd = pw-${i}-xyz\ngroup = ${(i % 8) + 1}\ncaid = 0963,098C\nident = 0963:000000;098C:000000\nexpdate = 2030-12-31\ndescription = box ${i}\n`;
+  for (let i = 0; i < n; i++)
+    text += `\n[account]\nuser = user${i}\npwd = pw-${i}-xyz\ngroup = ${(i % 8) + 1}\ncaid = 0963,098C\nident = 0963:000000;098C:000000\nexpdate = 2030-12-31\ndescription = box ${i}\n`;
   return text;
 }

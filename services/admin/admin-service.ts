@@ -30,7 +30,10 @@ export function createAdminSessionGate(desk: OperatorDesk, log: Logger) {
     const operator = token === undefined ? undefined : await desk.authenticate(token);
     if (!operator) {
       const requestId = requestIdFrom(ctx.requestHeader.get(requestIdHeader));
-      log.warn({ rpc: ctx.method.name, requestId, peer: ctx.values.get(peerAddressKey), reason: token ? "unknown_or_expired_session" : "no_session" }, "admin call refused");
+      log.warn(
+        { rpc: ctx.method.name, requestId, peer: ctx.values.get(peerAddressKey), reason: token ? "unknown_or_expired_session" : "no_session" },
+        "admin call refused",
+      );
       const err = new ConnectError("sign in first: call Login, then send Authorization: Bearer <session token>", Code.Unauthenticated);
       err.metadata.set(requestIdHeader, requestId);
       throw err;

@@ -4,14 +4,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { Knex } from "../lib/db.js";
 import type { KnownCaller } from "../lib/hmac/verify.js";
 import type { Keyring } from "../lib/secrets/keyring.js";
-import {
-  insertCaller,
-  rotateCallerSecret,
-  selectCaller,
-  selectCallers,
-  updateCallerStatus,
-  type CallerRow,
-} from "./store.js";
+import { insertCaller, rotateCallerSecret, selectCaller, selectCallers, updateCallerStatus, type CallerRow } from "./store.js";
 
 /** A caller as operators see it: never its secret. */
 export interface CallerInfo {
@@ -40,17 +33,25 @@ export function generateCallerSecret(): string {
  * naming a service and method that exist. Throws InvalidArgument naming the bad entry.
  */
 export function checkAllowedProcedures(entries: readonly string[], knownServices: readonly DescService[]): string[] {
-  if (entries.length === 0) throw new ConnectError("a caller needs at least one allowed procedure, e.g. /myosicam.license.v1.LicenseService/*", Code.InvalidArgument);
+  if (entries.length === 0)
+    throw new ConnectError("a caller needs at least one allowed procedure, e.g. /myosicam.license.v1.LicenseService/*", Code.InvalidArgument);
   const byName = new Map(knownServices.map((s) => [s.typeName, s]));
   for (const entry of entries) {
     if (!procedurePattern.test(entry)) {
-      throw new ConnectError(`allowed procedure "${entry}" must look like /myosicam.license.v1.LicenseService/ValidateLicense or /myosicam.license.v1.LicenseService/*`, Code.InvalidArgument);
+      throw new ConnectError(
+        `allowed procedure "${entry}" must look like /myosicam.license.v1.LicenseService/ValidateLicense or /myosicam.license.v1.LicenseService/*`,
+        Code.InvalidArgument,
+      );
     }
     const [, service, method] = entry.split("/") as [string, string, string];
     const desc = byName.get(service);
-    if (!desc) throw new ConnectError(`allowed procedure "${entry}" names unknown service ${service}; known: ${[...byName.keys()].join(", ")}`, Code.InvalidArgument);
+    if (!desc)
+      throw new ConnectError(`allowed procedure "${entry}" names unknown service ${service}; known: ${[...byName.keys()].join(", ")}`, Code.InvalidArgument);
     if (method !== "*" && !desc.methods.some((m) => m.name === method)) {
-      throw new ConnectError(`allowed procedure "${entry}": ${service} has no method ${method}; it has ${desc.methods.map((m) => m.name).join(", ")}`, Code.InvalidArgument);
+      throw new ConnectError(
+        `allowed procedure "${entry}": ${service} has no method ${method}; it has ${desc.methods.map((m) => m.name).join(", ")}`,
+        Code.InvalidArgument,
+      );
     }
   }
   return [...new Set(entries)];
@@ -88,12 +89,23 @@ export function createCallerRegistry(db: Knex, keyring: Keyring, knownServices: 
      * Creates a caller; answers it and its secret (shown once). `secret` is for the development
      * set-up only, which installs the one it wrote to config/.env.
      */
-    async create(input: { id: string; description?: string; allowedProcedures: readonly string[]; secret?: string }): Promise<{ caller: CallerInfo; secret: string }> {
+    async create(input: {
+      id: string;
+      description?: string;
+      allowedProcedures: readonly string[];
+      secret?: string;
+    }): Promise<{ caller: CallerInfo; secret: string }> {
       if (!callerIdPattern.test(input.id)) throw new ConnectError(`caller id "${input.id}" must be 1–128 letters, digits or _.:-`, Code.InvalidArgument);
       const allowedProcedures = checkAllowedProcedures(input.allowedProcedures, knownServices);
       const secret = input.secret ?? generateCallerSecret();
-      const created = await insertCaller(db, { id: input.id, description: input.description ?? "", secret: seal(input.id, "secret", secret), allowedProcedures });
-      if (!created) throw new ConnectError(`caller "${input.id}" already exists; rotate its secret with \`npx myosicam caller rotate ${input.id}\``, Code.AlreadyExists);
+      const created = await insertCaller(db, {
+        id: input.id,
+        description: input.description ?? "",
+        secret: seal(input.id, "secret", secret),
+        allowedProcedures,
+      });
+      if (!created)
+        throw new ConnectError(`caller "${input.id}" already exists; rotate its secret with \`npx myosicam caller rotate ${input.id}\``, Code.AlreadyExists);
       return { caller: (await this.get(input.id))!, secret };
     },
 
@@ -121,11 +133,17 @@ export function createCallerRegistry(db: Knex, keyring: Keyring, knownServices: 
       if (!row) throw notFound(id);
       const secret = generateCallerSecret();
       const previous = overlapSeconds > 0 ? seal(id, "previous_secret", open(row, "secret", row.secret)) : null;
-      const rotated = await rotateCallerSecret(db, { id, expectedSecret: row.secret, secret: seal(id, "secret", secret), previousSecret: previous, overlapSeconds });
-      if (!rotated) throw new ConnectError(`caller "${id}" was rotated by someone else at the same time; run the rotation again if you still need it`, Code.Aborted);
+      const rotated = await rotateCallerSecret(db, {
+        id,
+        expectedSecret: row.secret,
+        secret: seal(id, "secret", secret),
+        previousSecret: previous,
+        overlapSeconds,
+      });
+      if (!rotated)
+        throw new ConnectError(`caller "${id}" was rotated by someone else at the same time; run the rotation again if you still need it`, Code.Aborted);
       return { caller: (await this.get(id))!, secret };
     },
-
   };
 }
 

@@ -24,14 +24,26 @@ export async function ensureDevelopmentTrust(db: Knex, callers: CallerRegistry, 
   const panel = config.panelCaller;
   if (panel.secret) {
     if (!(await callers.get(panel.id))) {
-      await callers.create({ id: panel.id, description: "this panel (created by npm start)", allowedProcedures: [`/${LicenseService.typeName}/*`], secret: panel.secret });
+      await callers.create({
+        id: panel.id,
+        description: "this panel (created by npm start)",
+        allowedProcedures: [`/${LicenseService.typeName}/*`],
+        secret: panel.secret,
+      });
       created.push(`caller ${panel.id}`);
     } else if (!(await callers.holdsSecret(panel.id, panel.secret))) {
-      log.warn({ caller: panel.id }, "caller exists with another secret than PANEL_CALLER_SECRET; run `npx myosicam caller rotate` and put the new secret in PANEL_CALLER_SECRET");
+      log.warn(
+        { caller: panel.id },
+        "caller exists with another secret than PANEL_CALLER_SECRET; run `npx myosicam caller rotate` and put the new secret in PANEL_CALLER_SECRET",
+      );
     }
   }
   if (!(await callers.get(publicPricingCaller.id))) {
-    await callers.create({ id: publicPricingCaller.id, description: "public pricing page (created by npm start)", allowedProcedures: publicPricingCaller.allowedProcedures });
+    await callers.create({
+      id: publicPricingCaller.id,
+      description: "public pricing page (created by npm start)",
+      allowedProcedures: publicPricingCaller.allowedProcedures,
+    });
     created.push(`caller ${publicPricingCaller.id}`);
   }
   if (config.licenseKey && !(await selectLicenseByKeyHash(db, hashLicenseKey(config.licenseKey)))) {

@@ -78,11 +78,16 @@ const day = (d: Date) => d.toISOString().slice(0, 10);
 export function createLicenseBook(db: Knex) {
   return {
     async setPlan(plan: Plan): Promise<Plan> {
-      if (!planIdPattern.test(plan.id)) throw new ConnectError(`plan id "${plan.id}" must be lowercase letters, digits and -, e.g. "pro-50"`, Code.InvalidArgument);
+      if (!planIdPattern.test(plan.id))
+        throw new ConnectError(`plan id "${plan.id}" must be lowercase letters, digits and -, e.g. "pro-50"`, Code.InvalidArgument);
       if (!/^[A-Z]{3}$/.test(plan.currency)) throw new ConnectError(`currency "${plan.currency}" must be an ISO 4217 code such as EUR`, Code.InvalidArgument);
       if (!plan.name.trim()) throw new ConnectError("a plan needs a name", Code.InvalidArgument);
-      for (const [field, value] of [["max servers", plan.maxServers], ["max instances", plan.maxInstances]] as const) {
-        if (!Number.isInteger(value) || value < 0 || value > 1_000_000) throw new ConnectError(`${field} must be a whole number from 0 (unlimited) to 1000000`, Code.InvalidArgument);
+      for (const [field, value] of [
+        ["max servers", plan.maxServers],
+        ["max instances", plan.maxInstances],
+      ] as const) {
+        if (!Number.isInteger(value) || value < 0 || value > 1_000_000)
+          throw new ConnectError(`${field} must be a whole number from 0 (unlimited) to 1000000`, Code.InvalidArgument);
       }
       await upsertPlan(db, { ...plan, name: plan.name.trim() });
       return planOf((await selectPlan(db, plan.id))!);
@@ -134,12 +139,24 @@ export function createLicenseBook(db: Knex) {
       const plan = planOf(row.plan);
       const expiresAt = row.expires_at ?? undefined;
       if (row.status === "revoked") {
-        return { valid: false, state: "revoked", plan, expiresAt, message: `license was revoked on ${day(row.revoked_at!)}${row.revoked_reason ? ` (${row.revoked_reason})` : ""}` };
+        return {
+          valid: false,
+          state: "revoked",
+          plan,
+          expiresAt,
+          message: `license was revoked on ${day(row.revoked_at!)}${row.revoked_reason ? ` (${row.revoked_reason})` : ""}`,
+        };
       }
       if (row.expired) return { valid: false, state: "expired", plan, expiresAt, message: `license expired on ${day(row.expires_at!)}` };
       const boundTo = await recordValidation(db, row.id, panelId, usage);
       if (boundTo !== panelId) {
-        return { valid: false, state: "active", plan, expiresAt, message: `license is bound to another panel installation (${boundTo}); ask the vendor to move it` };
+        return {
+          valid: false,
+          state: "active",
+          plan,
+          expiresAt,
+          message: `license is bound to another panel installation (${boundTo}); ask the vendor to move it`,
+        };
       }
       const over = quotaExceeded(plan, usage);
       if (over) return { valid: false, state: "active", plan, expiresAt, message: `over quota: ${over}` };

@@ -59,7 +59,10 @@ export function createOperatorDesk(db: Knex) {
       checkPassword(password);
       const id = randomUUID();
       if (!(await insertOperator(db, { id, email: normal, passwordHash: await hashPassword(password) }))) {
-        throw new ConnectError(`an admin operator ${normal} already exists; change the password with \`npx myosicam admin operator password\``, Code.AlreadyExists);
+        throw new ConnectError(
+          `an admin operator ${normal} already exists; change the password with \`npx myosicam admin operator password\``,
+          Code.AlreadyExists,
+        );
       }
       return { id, email: normal };
     },

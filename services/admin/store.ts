@@ -117,7 +117,9 @@ export async function upsertPlan(db: Knex, plan: PlanFields): Promise<void> {
 }
 
 export async function selectPlans(db: Knex, onlyPublic: boolean): Promise<PlanRow[]> {
-  const query = db("plans").select("*").orderBy([{ column: "monthly_price_minor" }, { column: "id" }]);
+  const query = db("plans")
+    .select("*")
+    .orderBy([{ column: "monthly_price_minor" }, { column: "id" }]);
   if (onlyPublic) query.where({ public: true });
   return query;
 }
@@ -297,11 +299,12 @@ export async function recentLoginFailures(db: Knex, subjects: readonly string[],
 }
 
 export async function deleteOldLoginFailures(db: Knex, olderThanSeconds: number): Promise<number> {
-  return db("admin_login_failures").where("at", "<", db.raw("now() - make_interval(secs => ?)", [olderThanSeconds])).delete();
+  return db("admin_login_failures")
+    .where("at", "<", db.raw("now() - make_interval(secs => ?)", [olderThanSeconds]))
+    .delete();
 }
 
 /** One audit row per mutation (who, what, target, IP, request id). */
 export async function insertAudit(db: Knex, entry: { actor: string; action: string; target: string; ip?: string; requestId?: string }): Promise<void> {
   await db("admin_audit").insert({ actor: entry.actor, action: entry.action, target: entry.target, ip: entry.ip ?? null, request_id: entry.requestId ?? null });
 }
-

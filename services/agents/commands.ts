@@ -97,15 +97,23 @@ export async function createCommands(
 ): Promise<CommandInfo[]> {
   const { kind, payload } = checkPayload(input.kind, input.payload);
   if (input.serverIds.length === 0) throw new ConnectError("name at least one server", Code.InvalidArgument);
-  const known = await db("servers").whereIn("id", [...input.serverIds]).whereNot({ status: "revoked" }).select("id");
+  const known = await db("servers")
+    .whereIn("id", [...input.serverIds])
+    .whereNot({ status: "revoked" })
+    .select("id");
   const knownIds = new Set(known.map((k: { id: string }) => k.id));
   const missing = input.serverIds.filter((id) => !knownIds.has(id));
   if (missing.length > 0) throw new ConnectError(`no enrolled server ${missing.join(", ")}; see \`npx myosicam agent list\``, Code.NotFound);
   const ttl = input.ttlSeconds ?? defaultCommandTtlSeconds;
   const rows = input.serverIds.map((serverId) => ({ id: randomUUID(), serverId }));
-  const sealed = payload === undefined
-    ? []
-    : (await crypto.encryptBatch({ items: rows.map((r) => ({ plaintext: Buffer.from(JSON.stringify(payload)), context: { table: "commands", column: "payload", rowId: r.id } })) })).envelopes;
+  const sealed =
+    payload === undefined
+      ? []
+      : (
+          await crypto.encryptBatch({
+            items: rows.map((r) => ({ plaintext: Buffer.from(JSON.stringify(payload)), context: { table: "commands", column: "payload", rowId: r.id } })),
+          })
+        ).envelopes;
   const created = await db.transaction(async (trx) => {
     const inserted = await trx("commands")
       .insert(
@@ -127,7 +135,9 @@ export async function createCommands(
 }
 
 export async function listCommands(db: Knex, options: { serverId?: string; limit?: number } = {}): Promise<CommandInfo[]> {
-  const query = db("commands").orderBy("created_at", "desc").limit(options.limit ?? 100);
+  const query = db("commands")
+    .orderBy("created_at", "desc")
+    .limit(options.limit ?? 100);
   if (options.serverId) query.where({ server_id: options.serverId });
   return (await query).map(infoOf);
 }
@@ -144,7 +154,10 @@ export async function waitForCommands(db: Knex, ids: readonly string[], timeoutM
 
 /** Marks commands past their deadline `expired`; answers how many. */
 export async function expireCommands(db: Knex): Promise<number> {
-  return db("commands").whereIn("status", ["pending", "delivered"]).where("deadline", "<=", db.fn.now()).update({ status: "expired", finished_at: db.fn.now(), result: "the agent did not finish it before its deadline" });
+  return db("commands")
+    .whereIn("status", ["pending", "delivered"])
+    .where("deadline", "<=", db.fn.now())
+    .update({ status: "expired", finished_at: db.fn.now(), result: "the agent did not finish it before its deadline" });
 }
 
 /**
@@ -152,7 +165,12 @@ export async function expireCommands(db: Knex): Promise<number> {
  * acknowledged (a reconnect redelivers them), minus those already sent on this stream. Answers
  * them as Command messages, payloads opened.
  */
-export async function claimCommands(db: Knex, crypto: Client<typeof CryptoService>, serverId: string, sentOnThisStream: ReadonlySet<string>): Promise<Command[]> {
+export async function claimCommands(
+  db: Knex,
+  crypto: Client<typeof CryptoService>,
+  serverId: string,
+  sentOnThisStream: ReadonlySet<string>,
+): Promise<Command[]> {
   // One statement: lock what is due (skipping rows another stream of this server holds right now),
   // mark it delivered, return it.
   const { rows } = await db.raw(
@@ -168,7 +186,11 @@ export async function claimCommands(db: Knex, crypto: Client<typeof CryptoServic
   const commands: Command[] = [];
   for (const r of rows) {
     const payload = r.payload
-      ? (JSON.parse(Buffer.from((await crypto.decrypt({ envelope: r.payload, context: { table: "commands", column: "payload", rowId: r.id } })).plaintext).toString("utf8")) as JsonValue)
+      ? (JSON.parse(
+          Buffer.from((await crypto.decrypt({ envelope: r.payload, context: { table: "commands", column: "payload", rowId: r.id } })).plaintext).toString(
+            "utf8",
+          ),
+        ) as JsonValue)
       : undefined;
     const kind = r.kind as CommandKindName;
     commands.push(
@@ -226,7 +248,14 @@ export async function recordResults(db: Knex, results: readonly CommandResult[])
   const known = new Set(
     rest.length === 0
       ? []
-      : (await db("commands").whereIn("id", rest.map((r) => r.commandId)).select("id", "server_id")).map((r: { id: string; server_id: string }) => `${r.id}/${r.server_id}`),
+      : (
+          await db("commands")
+            .whereIn(
+              "id",
+              rest.map((r) => r.commandId),
+            )
+            .select("id", "server_id")
+        ).map((r: { id: string; server_id: string }) => `${r.id}/${r.server_id}`),
   );
   return results.map((r) =>
     updated.has(r.commandId) || known.has(`${r.commandId}/${r.serverId}`) ? true : new ConnectError(`no command ${r.commandId} for this server`, Code.NotFound),
@@ -272,11 +301,14 @@ export function createCommandHub(url: string, log: Logger) {
       if (!stopped) retry = setTimeout(() => void connect(), 1000);
     }
   };
-  let started: Promise<void> | undefined;
+  let started = false;
   return {
     /** Registers a stream's wake-up; answers the function that unregisters it. */
     subscribe(serverId: string, wake: () => void): () => void {
-      started ??= connect();
+      if (!started) {
+        started = true;
+        void connect();
+      }
       const set = waiting.get(serverId) ?? waiting.set(serverId, new Set()).get(serverId)!;
       set.add(wake);
       return () => {

@@ -70,7 +70,8 @@ export async function listInstallTokens(db: Knex): Promise<InstallTokenInfo[]> {
 
 /** Revokes an unused token by its hash prefix (at least 8 hex characters, as `token list` shows). */
 export async function revokeInstallTokenByPrefix(db: Knex, prefix: string): Promise<InstallTokenInfo> {
-  if (!/^[0-9a-f]{8,64}$/.test(prefix)) throw new ConnectError("give the token's hash prefix as `token list` shows it (8 hex characters)", Code.InvalidArgument);
+  if (!/^[0-9a-f]{8,64}$/.test(prefix))
+    throw new ConnectError("give the token's hash prefix as `token list` shows it (8 hex characters)", Code.InvalidArgument);
   const matches = await selectInstallTokensByPrefix(db, prefix);
   if (matches.length === 0) throw new ConnectError(`no install token ${prefix}; see \`npx myosicam token list\``, Code.NotFound);
   if (matches.length > 1) throw new ConnectError(`${prefix} matches ${matches.length} tokens; give more characters`, Code.InvalidArgument);

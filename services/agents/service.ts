@@ -127,7 +127,10 @@ export function createRegistrationService(deps: RegistrationDeps): ServiceImpl<t
       }
 
       const agentToken = randomBytes(32).toString("hex");
-      const sealed = await deps.crypto.encrypt({ plaintext: Buffer.from(agentToken, "utf8"), context: { table: "servers", column: "agent_token", rowId: serverId } });
+      const sealed = await deps.crypto.encrypt({
+        plaintext: Buffer.from(agentToken, "utf8"),
+        context: { table: "servers", column: "agent_token", rowId: serverId },
+      });
       const row = await recordRegistration(db, serverId, {
         agentId: req.agentId,
         hostname: req.hostname,
@@ -140,8 +143,18 @@ export function createRegistrationService(deps: RegistrationDeps): ServiceImpl<t
         agentToken: sealed.envelope,
         approvalRequired: deps.config.requireAgentApproval,
       });
-      await insertRegistrationAttempt(db, { ip, hashPrefix: hash.slice(0, 8), outcome: "accepted", reason: addsServer ? "registered" : "token_rotated", serverId, requestId });
-      log.info({ serverId, server: row.name, hostname: req.hostname, ip, status: row.status, requestId }, addsServer ? "agent registered" : "agent re-registered: its previous token is refused from now on");
+      await insertRegistrationAttempt(db, {
+        ip,
+        hashPrefix: hash.slice(0, 8),
+        outcome: "accepted",
+        reason: addsServer ? "registered" : "token_rotated",
+        serverId,
+        requestId,
+      });
+      log.info(
+        { serverId, server: row.name, hostname: req.hostname, ip, status: row.status, requestId },
+        addsServer ? "agent registered" : "agent re-registered: its previous token is refused from now on",
+      );
       return {
         serverId,
         agentToken,
@@ -262,7 +275,12 @@ export function createAgentService(deps: {
         health: healthNames[req.health],
         agentVersion: req.agentVersion,
         load,
-        host: req.host && { cpuPercent: req.host.cpuPercent, memoryUsedMb: req.host.memoryUsedMb, memoryTotalMb: req.host.memoryTotalMb, diskUsedMb: req.host.diskUsedMb },
+        host: req.host && {
+          cpuPercent: req.host.cpuPercent,
+          memoryUsedMb: req.host.memoryUsedMb,
+          memoryTotalMb: req.host.memoryTotalMb,
+          diskUsedMb: req.host.diskUsedMb,
+        },
         instances: req.instances.map((i) => ({ name: i.name, cpuPercent: i.resources!.cpuPercent, rssMb: i.resources!.rssMb, diskMb: i.resources!.diskMb })),
       });
       return { serverTime: timestampFromDate(new Date()), heartbeatIntervalSeconds: deps.intervalSeconds, approved: isApproved(caller) };

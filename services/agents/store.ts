@@ -34,8 +34,13 @@ export async function selectServer(db: Knex, id: string): Promise<ServerRow | un
 
 /** The fields the signature check needs, in one primary-key read. */
 /** The trust rows of many servers in one query, in the order asked (undefined for an unknown id). */
-export async function selectServersTrust(db: Knex, ids: readonly string[]): Promise<Array<Pick<ServerRow, "id" | "status" | "approved" | "agent_token"> | undefined>> {
-  const rows = await db("servers").select("id", "status", "approved", "agent_token").whereIn("id", [...new Set(ids)]);
+export async function selectServersTrust(
+  db: Knex,
+  ids: readonly string[],
+): Promise<Array<Pick<ServerRow, "id" | "status" | "approved" | "agent_token"> | undefined>> {
+  const rows = await db("servers")
+    .select("id", "status", "approved", "agent_token")
+    .whereIn("id", [...new Set(ids)]);
   const byId = new Map(rows.map((r: ServerRow) => [r.id, r]));
   return ids.map((id) => byId.get(id));
 }
@@ -202,15 +207,18 @@ export async function insertRegistrationAttempt(db: Knex, attempt: Attempt & { s
 }
 
 export async function insertDownloadAttempt(db: Knex, attempt: Attempt & { artifact: string }): Promise<void> {
-  await db("download_attempts").insert({ ip: attempt.ip, hash_prefix: attempt.hashPrefix ?? null, outcome: attempt.outcome, reason: attempt.reason, artifact: attempt.artifact });
+  await db("download_attempts").insert({
+    ip: attempt.ip,
+    hash_prefix: attempt.hashPrefix ?? null,
+    outcome: attempt.outcome,
+    reason: attempt.reason,
+    artifact: attempt.artifact,
+  });
 }
 
 /** Refused registrations from `ip` within the last minute. */
 export async function recentRegistrationFailures(db: Knex, ip: string): Promise<number> {
-  const [row] = await db("registration_attempts")
-    .where({ ip, outcome: "refused" })
-    .where("at", ">", db.raw("now() - interval '1 minute'"))
-    .count({ n: "*" });
+  const [row] = await db("registration_attempts").where({ ip, outcome: "refused" }).where("at", ">", db.raw("now() - interval '1 minute'")).count({ n: "*" });
   return Number(row?.n ?? 0);
 }
 
@@ -300,11 +308,15 @@ export async function insertAlerts(db: Knex, alerts: ReadonlyArray<{ serverId: s
   return rows.map((r: { id: string | number }) => Number(r.id));
 }
 
-export async function selectAlert(db: Knex, id: number): Promise<{ id: number; kind: string; message: string; raised_at: Date; emailed_at: Date | null } | undefined> {
+export async function selectAlert(
+  db: Knex,
+  id: number,
+): Promise<{ id: number; kind: string; message: string; raised_at: Date; emailed_at: Date | null } | undefined> {
   return db("alerts").where({ id }).first();
 }
 
 export async function markAlertEmailed(db: Knex, id: number, error?: string): Promise<void> {
-  await db("alerts").where({ id }).update(error ? { email_error: error } : { emailed_at: db.fn.now(), email_error: null });
+  await db("alerts")
+    .where({ id })
+    .update(error ? { email_error: error } : { emailed_at: db.fn.now(), email_error: null });
 }
-

@@ -28,17 +28,37 @@ export async function storeSync(db: Knex, crypto: Client<typeof CryptoService>, 
   if (req.host) {
     const h = req.host;
     const load = h.load ? [h.load.one, h.load.five, h.load.fifteen] : [];
-    await db("host_resource_samples").insert({ server_id: serverId, cpu_percent: h.cpuPercent, memory_used_mb: h.memoryUsedMb, memory_total_mb: h.memoryTotalMb, disk_used_mb: h.diskUsedMb, load_average: load });
+    await db("host_resource_samples").insert({
+      server_id: serverId,
+      cpu_percent: h.cpuPercent,
+      memory_used_mb: h.memoryUsedMb,
+      memory_total_mb: h.memoryTotalMb,
+      disk_used_mb: h.diskUsedMb,
+      load_average: load,
+    });
   }
   // Instances the agent no longer reports are kept, marked gone.
-  await db("instances").where({ server_id: serverId }).whereNull("gone_at").whereNotIn("name", [...names]).update({ gone_at: db.fn.now() });
+  await db("instances")
+    .where({ server_id: serverId })
+    .whereNull("gone_at")
+    .whereNotIn("name", [...names])
+    .update({ gone_at: db.fn.now() });
   const stored = new Map<string, string>(
-    (await db("instances").where({ server_id: serverId }).whereIn("name", [...names]).select("name", "content_hash")).map((r: { name: string; content_hash: string }) => [r.name, r.content_hash]),
+    (
+      await db("instances")
+        .where({ server_id: serverId })
+        .whereIn("name", [...names])
+        .select("name", "content_hash")
+    ).map((r: { name: string; content_hash: string }) => [r.name, r.content_hash]),
   );
   const sent = new Set(req.snapshots.map((s) => s.ref!.name));
   const resend = req.present.filter((ref) => !sent.has(ref.name) && stored.get(ref.name) !== ref.contentHash).map((ref) => ref.name);
   // A listed instance that came back is no longer gone.
-  await db("instances").where({ server_id: serverId }).whereIn("name", [...names]).whereNotNull("gone_at").update({ gone_at: null });
+  await db("instances")
+    .where({ server_id: serverId })
+    .whereIn("name", [...names])
+    .whereNotNull("gone_at")
+    .update({ gone_at: null });
   return { resend };
 }
 
@@ -63,7 +83,14 @@ async function storeSnapshot(db: Knex, crypto: Client<typeof CryptoService>, ser
       reader_count: s.config?.readerCount ?? 0,
       ports: JSON.stringify((s.config?.ports ?? []).map((p) => ({ protocol: p.protocol, port: p.port, ssl: p.ssl, caid: p.caid }))),
       settings: JSON.stringify((s.config?.settings ?? []).map((x) => ({ section: x.section, key: x.key, value: x.value }))),
-      webif: JSON.stringify({ host: s.webif?.host ?? "", port: s.webif?.port ?? 0, ssl: s.webif?.ssl ?? false, reachable: s.webif?.reachable ?? false, username: s.webif?.username ?? "", readOnly: s.webif?.readOnly ?? false }),
+      webif: JSON.stringify({
+        host: s.webif?.host ?? "",
+        port: s.webif?.port ?? 0,
+        ssl: s.webif?.ssl ?? false,
+        reachable: s.webif?.reachable ?? false,
+        username: s.webif?.username ?? "",
+        readOnly: s.webif?.readOnly ?? false,
+      }),
       synced_at: trx.fn.now(),
       gone_at: null,
     };
@@ -75,7 +102,9 @@ async function storeSnapshot(db: Knex, crypto: Client<typeof CryptoService>, ser
     const instanceId: string = instance.id;
 
     const existing = new Map<string, { id: string; password: string | null }>(
-      (await trx("accounts").where({ instance_id: instanceId }).select("id", "username", "password")).map((r: { id: string; username: string; password: string | null }) => [r.username, r]),
+      (await trx("accounts").where({ instance_id: instanceId }).select("id", "username", "password")).map(
+        (r: { id: string; username: string; password: string | null }) => [r.username, r],
+      ),
     );
     const rows = s.accounts.map((a) => {
       const stored = existing.get(a.user);
@@ -87,7 +116,11 @@ async function storeSnapshot(db: Knex, crypto: Client<typeof CryptoService>, ser
           await crypto.encryptBatch({
             items: rows
               .filter((r) => r.account.password)
-              .map((r) => ({ plaintext: Buffer.from(r.account.password, "utf8"), context: { table: "accounts", column: "password", rowId: r.id }, current: r.current })),
+              .map((r) => ({
+                plaintext: Buffer.from(r.account.password, "utf8"),
+                context: { table: "accounts", column: "password", rowId: r.id },
+                current: r.current,
+              })),
           })
         ).envelopes
       : [];
@@ -130,12 +163,22 @@ async function storeSnapshot(db: Knex, crypto: Client<typeof CryptoService>, ser
       .merge({ webif_username: s.webif?.username ?? null, updated_at: trx.fn.now() })
       .returning("id");
     const password = s.webif?.password
-      ? (await crypto.encrypt({ plaintext: Buffer.from(s.webif.password, "utf8"), context: { table: "oscam_installs", column: "webif_password", rowId: install.id } })).envelope
+      ? (
+          await crypto.encrypt({
+            plaintext: Buffer.from(s.webif.password, "utf8"),
+            context: { table: "oscam_installs", column: "webif_password", rowId: install.id },
+          })
+        ).envelope
       : null;
     await trx("oscam_installs").where({ id: install.id }).update({ webif_password: password });
 
     if (s.resources) {
-      await trx("resource_samples").insert({ instance_id: instanceId, cpu_percent: s.resources.cpuPercent, rss_mb: s.resources.rssMb, disk_mb: s.resources.diskMb });
+      await trx("resource_samples").insert({
+        instance_id: instanceId,
+        cpu_percent: s.resources.cpuPercent,
+        rss_mb: s.resources.rssMb,
+        disk_mb: s.resources.diskMb,
+      });
     }
   });
 }

@@ -54,7 +54,10 @@ export function createCryptoService(deps: CryptoDeps): ServiceImpl<typeof Crypto
 const registered = new Set(encryptedColumns.map((c) => `${c.table}.${c.column}`));
 
 /** A fresh envelope, or `current` when it already holds this plaintext under the active key. */
-function sealUnlessCurrent(keyring: Keyring, item: { plaintext: Uint8Array; context?: { table: string; column: string; rowId: string }; current: string }): string {
+function sealUnlessCurrent(
+  keyring: Keyring,
+  item: { plaintext: Uint8Array; context?: { table: string; column: string; rowId: string }; current: string },
+): string {
   const context = contextOf(item.context);
   if (!registered.has(`${context.table}.${context.column}`)) {
     throw new ConnectError(
@@ -65,7 +68,8 @@ function sealUnlessCurrent(keyring: Keyring, item: { plaintext: Uint8Array; cont
   if (item.current) {
     try {
       const opened = keyring.open(item.current, context);
-      if (!opened.sealedWithPrevious && opened.plaintext.length === item.plaintext.length && timingSafeEqual(opened.plaintext, item.plaintext)) return item.current;
+      if (!opened.sealedWithPrevious && opened.plaintext.length === item.plaintext.length && timingSafeEqual(opened.plaintext, item.plaintext))
+        return item.current;
     } catch (err) {
       // An envelope that does not open here is simply replaced.
       if (!(err instanceof EnvelopeError)) throw err;

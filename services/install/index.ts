@@ -17,7 +17,8 @@ export const installService: ServiceModule = {
   migrations: [],
   // Credentials are opened by the key holder; the install token and the wait use the agents' tables.
   requires: ["crypto", "jobs", "agents"],
-  routes: (deps: ServiceDeps) => (router: ConnectRouter) => router.service(InstallerService, createInstallerService({ db: deps.db, enqueueJob: deps.enqueueJob })),
+  routes: (deps: ServiceDeps) => (router: ConnectRouter) =>
+    router.service(InstallerService, createInstallerService({ db: deps.db, enqueueJob: deps.enqueueJob })),
   jobs: (deps) => {
     const installDeps: InstallDeps = {
       db: deps.db,

@@ -71,7 +71,13 @@ export function publicKeyPin(certificate: string): string {
 }
 
 /** The bootstrap with its values filled in. Every value is checked to hold no quote or newline. */
-export async function renderBootstrap(values: { panelUrl: string; pubkeyPin: string; fingerprint: string; oscamDirs: string[]; token: string }): Promise<string> {
+export async function renderBootstrap(values: {
+  panelUrl: string;
+  pubkeyPin: string;
+  fingerprint: string;
+  oscamDirs: string[];
+  token: string;
+}): Promise<string> {
   const safe = /^[A-Za-z0-9_./:+=@\- []*$/;
   const fill: Record<string, string> = {
     "@PANEL_URL@": values.panelUrl,
@@ -82,7 +88,11 @@ export async function renderBootstrap(values: { panelUrl: string; pubkeyPin: str
   };
   let script = await readFile(bootstrapFile, "utf8");
   for (const [placeholder, value] of Object.entries(fill)) {
-    if (!safe.test(value)) throw new InstallFailure("upload", `cannot put ${placeholder.slice(1, -1).toLowerCase()} into the bootstrap: ${JSON.stringify(value)} has characters a shell would read`);
+    if (!safe.test(value))
+      throw new InstallFailure(
+        "upload",
+        `cannot put ${placeholder.slice(1, -1).toLowerCase()} into the bootstrap: ${JSON.stringify(value)} has characters a shell would read`,
+      );
     script = script.replace(`'${placeholder}'`, `'${value}'`);
   }
   return script;
@@ -126,7 +136,8 @@ async function openSession(deps: InstallDeps, ctx: JobContext, savedServerId: st
     await at.enter("host key");
     if (saved.hostKeyFingerprint === null) {
       const pinned = await pinHostKey(deps.db, saved.id, connection.fingerprint);
-      if (pinned !== connection.fingerprint) throw new InstallFailure("host key", `another install pinned ${pinned} for this server meanwhile; this one was offered ${connection.fingerprint}`);
+      if (pinned !== connection.fingerprint)
+        throw new InstallFailure("host key", `another install pinned ${pinned} for this server meanwhile; this one was offered ${connection.fingerprint}`);
       await ctx.output(`host key ${connection.fingerprint} pinned on first use: compare it with the server's (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub)`);
     } else await ctx.output(`host key ${connection.fingerprint} matches the pinned one`);
   } catch (err) {
@@ -155,12 +166,17 @@ async function runScriptAsRoot(
     onLine: (line, stream) => (stream === "stdout" ? (path = line.trim()) : (uploadErrors += `${options.hide(line)}\n`)),
   });
   if (uploadErrors) await ctx.output(uploadErrors.trimEnd());
-  if (upload.code !== 0 || !/^\/tmp\/myosicam-bootstrap\.[A-Za-z0-9]+$/.test(path)) throw new InstallFailure("upload", `could not write the script to /tmp on the server (exit ${upload.code})`);
+  if (upload.code !== 0 || !/^\/tmp\/myosicam-bootstrap\.[A-Za-z0-9]+$/.test(path))
+    throw new InstallFailure("upload", `could not write the script to /tmp on the server (exit ${upload.code})`);
   await ctx.output(`script uploaded to ${path} (mode 0600; it is deleted when it ends)`);
 
   await at.enter(options.runStep);
   const command = options.root === "direct" ? `sh ${path}` : options.root === "sudo_password" ? `sudo -S -p '' sh ${path}` : `sudo -n sh ${path}`;
-  await ctx.output(options.root === "direct" ? "running it as the saved user (root)" : `running it through ${options.root === "sudo_password" ? "sudo -S (the saved password on stdin)" : "sudo -n"}`);
+  await ctx.output(
+    options.root === "direct"
+      ? "running it as the saved user (root)"
+      : `running it through ${options.root === "sudo_password" ? "sudo -S (the saved password on stdin)" : "sudo -n"}`,
+  );
   let lastError = "";
   // One event after the other: written concurrently, they could be stored out of order.
   let written: Promise<void> = Promise.resolve();
@@ -227,8 +243,15 @@ async function runInstall(deps: InstallDeps, ctx: JobContext): Promise<void> {
   const data = ctx.data as InstallJobData;
   const startedAt = new Date();
   const preflight = async () => {
-    const built = await readdir(deps.artifactDir).then((files) => files.filter((f) => f.startsWith("myosicam-agent-linux-")), () => []);
-    if (built.length === 0) throw new InstallFailure("connect", `the agent is not built on this panel (nothing in ${deps.artifactDir}): run \`npm run build:agent\`, then start the install again`);
+    const built = await readdir(deps.artifactDir).then(
+      (files) => files.filter((f) => f.startsWith("myosicam-agent-linux-")),
+      () => [],
+    );
+    if (built.length === 0)
+      throw new InstallFailure(
+        "connect",
+        `the agent is not built on this panel (nothing in ${deps.artifactDir}): run \`npm run build:agent\`, then start the install again`,
+      );
   };
   await overSsh(
     deps,
@@ -243,7 +266,13 @@ async function runInstall(deps: InstallDeps, ctx: JobContext): Promise<void> {
         const masked = line.replaceAll(token, "[install token]");
         return credential.length >= 4 ? masked.replaceAll(credential, "[credential]") : masked;
       };
-      const script = await renderBootstrap({ panelUrl: deps.panelUrl(), pubkeyPin: publicKeyPin(deps.certificate), fingerprint: fingerprintOf(deps.certificate, "panel certificate"), oscamDirs: data.oscamDirs, token });
+      const script = await renderBootstrap({
+        panelUrl: deps.panelUrl(),
+        pubkeyPin: publicKeyPin(deps.certificate),
+        fingerprint: fingerprintOf(deps.certificate, "panel certificate"),
+        oscamDirs: data.oscamDirs,
+        token,
+      });
       await runScriptAsRoot(connection, ctx, at, { script, root: data.root, credential, hide, runStep: "root" });
 
       await at.enter("registered");
@@ -273,7 +302,9 @@ export function uninstallJob(deps: InstallDeps): JobDefinition {
         await runScriptAsRoot(connection, ctx, at, { script: await readFile(uninstallFile, "utf8"), root: data.root, credential, hide, runStep: "uninstall" });
         await at.enter("revoke");
         const revoked = await revokeServerByName(deps.db, saved.name);
-        await ctx.output(revoked ? `the agent of server ${saved.name} is revoked on the panel` : `no enrolled server ${saved.name} on the panel: nothing to revoke`);
+        await ctx.output(
+          revoked ? `the agent of server ${saved.name} is revoked on the panel` : `no enrolled server ${saved.name} on the panel: nothing to revoke`,
+        );
       });
     },
   };
@@ -292,7 +323,10 @@ async function waitForAgent(db: Knex, server: string, since: Date, waitSeconds: 
     const row = await db("servers").where({ name: server }).first("status", "last_seen_at");
     if (row?.last_seen_at && new Date(row.last_seen_at) >= since && row.status !== "revoked") return;
     if (Date.now() > deadline) {
-      throw new InstallFailure("registered", `the agent did not register and send a heartbeat within ${waitSeconds} s: on the server, journalctl -u myosicam-agent (or /var/log/myosicam-agent.log) says why`);
+      throw new InstallFailure(
+        "registered",
+        `the agent did not register and send a heartbeat within ${waitSeconds} s: on the server, journalctl -u myosicam-agent (or /var/log/myosicam-agent.log) says why`,
+      );
     }
     await sleep(1000, undefined, { signal });
   }

@@ -44,7 +44,8 @@ const invalid = (message: string) => new ConnectError(message, Code.InvalidArgum
 
 /** Checks what an operator gives; InvalidArgument naming the field and what is expected. */
 export function checkSavedServer(input: SavedServerInput): void {
-  if (!namePattern.test(input.name)) throw invalid(`name: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit (got ${JSON.stringify(input.name)})`);
+  if (!namePattern.test(input.name))
+    throw invalid(`name: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit (got ${JSON.stringify(input.name)})`);
   if (input.host.length > 253 || !hostPattern.test(input.host)) throw invalid(`host: a host name or IP address (got ${JSON.stringify(input.host)})`);
   const port = input.port ?? 22;
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw invalid(`port: 1 to 65535 (got ${port})`);
@@ -85,7 +86,16 @@ export async function addSavedServer(db: Knex, crypto: Client<typeof CryptoServi
     context: { table: "saved_servers", column: "ssh_credential_encrypted", rowId: id },
   });
   const [row] = await db("saved_servers")
-    .insert({ id, name: input.name, host: input.host, port: input.port ?? 22, username: input.username, auth_kind: input.authKind, ssh_credential_encrypted: envelope, created_by: input.createdBy })
+    .insert({
+      id,
+      name: input.name,
+      host: input.host,
+      port: input.port ?? 22,
+      username: input.username,
+      auth_kind: input.authKind,
+      ssh_credential_encrypted: envelope,
+      created_by: input.createdBy,
+    })
     .returning(publicColumns);
   return rowOf(row);
 }
@@ -115,7 +125,10 @@ export async function removeSavedServer(db: Knex, nameOrId: string): Promise<Sav
 export async function openCredential(db: Knex, crypto: Client<typeof CryptoService>, id: string): Promise<string> {
   const row = await db("saved_servers").where({ id }).first("ssh_credential_encrypted");
   if (!row) throw new ConnectError(`saved server ${id} was removed`, Code.NotFound);
-  const { plaintext } = await crypto.decrypt({ envelope: row.ssh_credential_encrypted, context: { table: "saved_servers", column: "ssh_credential_encrypted", rowId: id } });
+  const { plaintext } = await crypto.decrypt({
+    envelope: row.ssh_credential_encrypted,
+    context: { table: "saved_servers", column: "ssh_credential_encrypted", rowId: id },
+  });
   return Buffer.from(plaintext).toString("utf8");
 }
 

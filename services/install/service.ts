@@ -11,21 +11,33 @@ const rootNames: Record<number, RootMethodName> = {
 };
 
 /** Handlers of `myosicam.install.v1.InstallerService`: installs run as jobs. */
-export function createInstallerService(deps: { db: Knex; enqueueJob(queue: string, data: Record<string, unknown>): Promise<string> }): ServiceImpl<typeof InstallerService> {
+export function createInstallerService(deps: {
+  db: Knex;
+  enqueueJob(queue: string, data: Record<string, unknown>): Promise<string>;
+}): ServiceImpl<typeof InstallerService> {
   /** The saved server and how to become root there; refuses sudo with a password for a key. */
   const target = async (server: string, method: RootMethod) => {
     const saved = await findSavedServer(deps.db, server);
     const root = rootNames[method];
     if (!root) throw new ConnectError("root: direct, sudo_password or sudo_nopasswd", Code.InvalidArgument);
     if (root === "sudo_password" && saved.authKind !== "password") {
-      throw new ConnectError(`root: sudo with a password needs a saved password, and ${saved.name} has a private key; use sudo_nopasswd or log in as root`, Code.FailedPrecondition);
+      throw new ConnectError(
+        `root: sudo with a password needs a saved password, and ${saved.name} has a private key; use sudo_nopasswd or log in as root`,
+        Code.FailedPrecondition,
+      );
     }
     return { saved, root };
   };
   return {
     async startInstall(req) {
       const { saved, root } = await target(req.server, req.root);
-      const data: InstallJobData = { savedServerId: saved.id, root, oscamDirs: req.oscamDirs, requestedBy: req.requestedBy, waitSeconds: req.waitSeconds || 120 };
+      const data: InstallJobData = {
+        savedServerId: saved.id,
+        root,
+        oscamDirs: req.oscamDirs,
+        requestedBy: req.requestedBy,
+        waitSeconds: req.waitSeconds || 120,
+      };
       return { jobId: await deps.enqueueJob(installQueue, { ...data }) };
     },
     async startUninstall(req) {

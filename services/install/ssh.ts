@@ -39,7 +39,10 @@ export interface SshConnection {
   /** The fingerprint the server offered (equal to the pinned one when one was pinned). */
   fingerprint: string;
   /** Runs a command; `stdin` is written and closed; each output line goes to `onLine`. */
-  run(command: string, options?: { stdin?: string; onLine?: (line: string, stream: "stdout" | "stderr") => void }): Promise<{ code: number | null; signal?: string }>;
+  run(
+    command: string,
+    options?: { stdin?: string; onLine?: (line: string, stream: "stdout" | "stderr") => void },
+  ): Promise<{ code: number | null; signal?: string }>;
   close(): void;
 }
 
@@ -72,9 +75,15 @@ export function connectSsh(target: SshTarget): Promise<SshConnection> {
         );
       }
       if (err.level === "client-authentication") {
-        return fail(new InstallFailure("connect", `authentication failed for ${where} with the saved ${target.password !== undefined ? "password" : "private key"}: correct the saved server (remove and add it) and start again`));
+        return fail(
+          new InstallFailure(
+            "connect",
+            `authentication failed for ${where} with the saved ${target.password !== undefined ? "password" : "private key"}: correct the saved server (remove and add it) and start again`,
+          ),
+        );
       }
-      if (err.level === "client-timeout") return fail(new InstallFailure("connect", `${where} did not complete the SSH handshake in time: check the address, port and firewall`));
+      if (err.level === "client-timeout")
+        return fail(new InstallFailure("connect", `${where} did not complete the SSH handshake in time: check the address, port and firewall`));
       fail(new InstallFailure("connect", `cannot connect to ${target.host}:${target.port}: ${err.message}`));
     });
     client.on("close", () => fail(new InstallFailure("connect", `${where} closed the connection before it was ready`)));

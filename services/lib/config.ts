@@ -294,7 +294,10 @@ function callerSecret(optional: (name: string) => string | undefined): string | 
   const raw = optional("PANEL_CALLER_SECRET");
   if (raw === undefined) return undefined;
   if (!/^[0-9a-f]{64}$/.test(raw)) {
-    throw new ConfigError("PANEL_CALLER_SECRET", `must be the 64 lowercase hex characters printed by \`npx myosicam caller create\` or \`caller rotate\`, got ${raw.length} characters`);
+    throw new ConfigError(
+      "PANEL_CALLER_SECRET",
+      `must be the 64 lowercase hex characters printed by \`npx myosicam caller create\` or \`caller rotate\`, got ${raw.length} characters`,
+    );
   }
   return raw;
 }

@@ -1,12 +1,7 @@
 import { createHash } from "node:crypto";
 import { Code, ConnectError, createConnectRouter, createContextKey, type ConnectRouter, type ContextValues } from "@connectrpc/connect";
 import type { ConnectRouterOptions } from "@connectrpc/connect";
-import {
-  compressionBrotli,
-  compressionGzip,
-  universalRequestFromNodeRequest,
-  universalResponseToNodeResponse,
-} from "@connectrpc/connect-node";
+import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { Logger } from "pino";
 
@@ -89,4 +84,3 @@ export function createConnectAdapter(options: AdapterOptions) {
     },
   };
 }
-

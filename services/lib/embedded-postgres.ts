@@ -41,8 +41,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   const passwordFile = `${directory}.password`;
   const initialised = await exists(join(directory, "PG_VERSION"));
   const password = initialised ? await readPassword(passwordFile) : randomBytes(24).toString("hex");
-  const url = (database: string, at: number) =>
-    `postgres://${superuser}:${encodeURIComponent(password)}@127.0.0.1:${at}/${encodeURIComponent(database)}`;
+  const url = (database: string, at: number) => `postgres://${superuser}:${encodeURIComponent(password)}@127.0.0.1:${at}/${encodeURIComponent(database)}`;
 
   // A command run while `npm start` serves the same data directory uses that server.
   const runningPort = initialised ? await runningServerPort(directory) : undefined;
@@ -158,9 +157,7 @@ async function readPassword(file: string): Promise<string> {
   try {
     return (await readFile(file, "utf8")).trim();
   } catch {
-    throw new Error(
-      `the embedded PostgreSQL cluster exists but its password file ${file} cannot be read; restore it from backup`,
-    );
+    throw new Error(`the embedded PostgreSQL cluster exists but its password file ${file} cannot be read; restore it from backup`);
   }
 }
 

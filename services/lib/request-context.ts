@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { Code, ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
+import { Code, type ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { peerAddressKey, requestIdKey, requestLoggerKey } from "./context-keys.js";
 import { isCallerError, toConnectError } from "./errors.js";

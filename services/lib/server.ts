@@ -127,10 +127,7 @@ export function createServer(options: ServerOptions) {
     if (!adapter.handle(req, res)) sendJson(res, 404, { code: "not_found", message: `no such endpoint: ${path}` });
   };
 
-  const server: Http2SecureServer = createSecureServer(
-    { cert: options.tls.cert, key: options.tls.key, allowHTTP1: true, minVersion: "TLSv1.3" },
-    handler,
-  );
+  const server: Http2SecureServer = createSecureServer({ cert: options.tls.cert, key: options.tls.key, allowHTTP1: true, minVersion: "TLSv1.3" }, handler);
   const sessions = new Set<Http2Session>();
   server.on("session", (session) => {
     sessions.add(session);

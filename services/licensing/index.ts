@@ -9,7 +9,14 @@ export const licenseCheckQueue = "licensing.check";
 /** Validates PANEL_LICENSE_KEY with admin, signed as the panel's caller, and logs the outcome. */
 async function runCheck(deps: ServiceDeps): Promise<string> {
   const panelId = (await getInstallation(deps.db)).id;
-  const result = await checkLicense({ db: deps.db, config: deps.config, ownCertificate: deps.ownCertificate, adminUrl: deps.adminUrl(), panelId, usage: await deps.currentUsage() });
+  const result = await checkLicense({
+    db: deps.db,
+    config: deps.config,
+    ownCertificate: deps.ownCertificate,
+    adminUrl: deps.adminUrl(),
+    panelId,
+    usage: await deps.currentUsage(),
+  });
   const fields = { license: result.state, usable: result.usable, graceEndsAt: result.graceEndsAt, expiresAt: result.expiresAt };
   if (result.state === "active") deps.log.info(fields, "license is valid");
   else if (result.usable) deps.log.warn(fields, result.message);

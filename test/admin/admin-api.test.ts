@@ -20,7 +20,11 @@ const api = (token?: string, ip?: string) =>
       interceptors: token ? [(next) => (req) => (req.header.set("authorization", `Bearer ${token}`), next(req))] : [],
     }),
   );
-const codeOf = (p: Promise<unknown>) => p.then(() => "ok", (e: unknown) => Code[ConnectError.from(e).code]);
+const codeOf = (p: Promise<unknown>) =>
+  p.then(
+    () => "ok",
+    (e: unknown) => Code[ConnectError.from(e).code],
+  );
 
 test.before(async () => {
   admin = await startAdminHost("admin_api");
@@ -32,7 +36,9 @@ test.after(async () => {
 });
 
 test("every method but Login needs a session", async () => {
-  const err = await api().listCallers({}).catch((e: unknown) => ConnectError.from(e));
+  const err = await api()
+    .listCallers({})
+    .catch((e: unknown) => ConnectError.from(e));
   assert.is((err as ConnectError).code, Code.Unauthenticated);
   assert.match((err as ConnectError).rawMessage, /call Login, then send Authorization: Bearer/);
   assert.is(await codeOf(api("f".repeat(64)).listCallers({})), "Unauthenticated", "an unknown token");
@@ -52,14 +58,20 @@ test("a signed-in operator manages callers, plans and licenses; each mutation is
   assert.is((await client.listLicenses({})).licenses[0]?.keyHint, issued.licenseKey.slice(0, 10));
   await client.revokeLicense({ id: issued.license!.id, reason: "test" });
   const audit = await admin.db("admin_audit").orderBy("id").select("actor", "action", "target", "request_id");
-  assert.equal(audit.map((a) => `${a.actor} ${a.action} ${a.target}`), [
-    "vendor@example.com caller.create billing",
-    "vendor@example.com caller.revoke billing",
-    "vendor@example.com plan.set pro",
-    `vendor@example.com license.issue ${issued.license!.id}`,
-    `vendor@example.com license.revoke ${issued.license!.id}`,
-  ]);
-  assert.ok(audit.every((a) => a.request_id), "with the request id");
+  assert.equal(
+    audit.map((a) => `${a.actor} ${a.action} ${a.target}`),
+    [
+      "vendor@example.com caller.create billing",
+      "vendor@example.com caller.revoke billing",
+      "vendor@example.com plan.set pro",
+      `vendor@example.com license.issue ${issued.license!.id}`,
+      `vendor@example.com license.revoke ${issued.license!.id}`,
+    ],
+  );
+  assert.ok(
+    audit.every((a) => a.request_id),
+    "with the request id",
+  );
   assert.not.ok(admin.logs.text().includes(issued.licenseKey), "the license key is not logged");
   assert.not.ok(admin.logs.text().includes(created.secret), "the caller secret is not logged");
   assert.not.ok(admin.logs.text().includes(password), "the password is not logged");
@@ -73,8 +85,12 @@ test("logout ends the session on the server", async () => {
 });
 
 test("a wrong password and an unknown user get the same answer", async () => {
-  const wrong = await api().login({ email: "other@example.com", password: "nope" }).catch((e: unknown) => ConnectError.from(e));
-  const unknown = await api().login({ email: "nobody@example.com", password: "nope" }).catch((e: unknown) => ConnectError.from(e));
+  const wrong = await api()
+    .login({ email: "other@example.com", password: "nope" })
+    .catch((e: unknown) => ConnectError.from(e));
+  const unknown = await api()
+    .login({ email: "nobody@example.com", password: "nope" })
+    .catch((e: unknown) => ConnectError.from(e));
   assert.is((wrong as ConnectError).code, Code.Unauthenticated);
   assert.is((wrong as ConnectError).rawMessage, (unknown as ConnectError).rawMessage);
 });

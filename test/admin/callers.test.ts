@@ -16,7 +16,11 @@ const test = suite("admin's callers: signed calls against the real admin listene
 const catalog = "/myosicam.license.v1.LicenseService/GetPlanCatalog";
 let admin: AdminHost;
 
-const codeOf = (p: Promise<unknown>) => p.then(() => "ok", (e: unknown) => Code[ConnectError.from(e).code]);
+const codeOf = (p: Promise<unknown>) =>
+  p.then(
+    () => "ok",
+    (e: unknown) => Code[ConnectError.from(e).code],
+  );
 const refusals = (callerId: string) => admin.db("hmac_refusals").where({ caller_id: callerId }).orderBy("id").select("reason", "request_id", "procedure");
 
 test.before(async () => {
@@ -32,7 +36,10 @@ test("a caller created in the registry can call what its allow-list names, and n
   assert.equal((await client.getPlanCatalog({})).plans, []);
   const code = await codeOf(client.validateLicense({ licenseKey: "mlk_aaaaaaaaaaaaaaaa", panelId: "0b7d3c55-8f0e-4d53-9a7e-2f4f7a0c9b11", usage: {} }));
   assert.is(code, "Unauthenticated");
-  assert.equal((await refusals("pricing")).map((r) => r.reason), ["forbidden_method"]);
+  assert.equal(
+    (await refusals("pricing")).map((r) => r.reason),
+    ["forbidden_method"],
+  );
 });
 
 test("the secret is stored only as an envelope sealed with ADMIN_ENCRYPTION_KEY", async () => {
@@ -73,13 +80,21 @@ test("an unknown caller and a wrong secret are refused with their reason codes, 
   await admin.callers.create({ id: "known", allowedProcedures: [catalog] });
   assert.is(await codeOf(admin.licenseClient("nobody", "0".repeat(64)).getPlanCatalog({})), "Unauthenticated");
   assert.is(await codeOf(admin.licenseClient("known", "1".repeat(64)).getPlanCatalog({})), "Unauthenticated");
-  assert.equal((await refusals("nobody")).map((r) => r.reason), ["unknown_caller"]);
-  assert.equal((await refusals("known")).map((r) => r.reason), ["bad_signature"]);
+  assert.equal(
+    (await refusals("nobody")).map((r) => r.reason),
+    ["unknown_caller"],
+  );
+  assert.equal(
+    (await refusals("known")).map((r) => r.reason),
+    ["bad_signature"],
+  );
   assert.not.match(admin.logs.text(), /"x-signature"|[0-9a-f]{64}/i);
 });
 
 test("an allow-list naming an unknown method is refused with the methods that exist", async () => {
-  const err = await admin.callers.create({ id: "typo", allowedProcedures: ["/myosicam.license.v1.LicenseService/GetPlans"] }).catch((e: unknown) => ConnectError.from(e));
+  const err = await admin.callers
+    .create({ id: "typo", allowedProcedures: ["/myosicam.license.v1.LicenseService/GetPlans"] })
+    .catch((e: unknown) => ConnectError.from(e));
   assert.is((err as ConnectError).code, Code.InvalidArgument);
   assert.match((err as ConnectError).rawMessage, /has no method GetPlans; it has ValidateLicense, GetPlanCatalog, ReportUsage/);
 });
@@ -106,11 +121,20 @@ test("the shell reference signer works against the running admin service: accept
     (err: { stdout?: string }) => err.stdout ?? "refused",
   );
   assert.match(again, /unauthenticated/);
-  assert.equal((await refusals("shell")).map((r) => r.reason), ["replay"]);
+  assert.equal(
+    (await refusals("shell")).map((r) => r.reason),
+    ["replay"],
+  );
 });
 
 test("admin refuses to start when caller secrets are sealed with a key it does not hold", async () => {
-  const config = loadConfig({ MYOSICAM_DATA_DIR: admin.config.dataDir, ADMIN_DATABASE_URL: admin.config.adminDatabaseUrl, ADMIN_PORT: "0", PANEL_PORT: "0", ADMIN_ENCRYPTION_KEY: newKey });
+  const config = loadConfig({
+    MYOSICAM_DATA_DIR: admin.config.dataDir,
+    ADMIN_DATABASE_URL: admin.config.adminDatabaseUrl,
+    ADMIN_PORT: "0",
+    PANEL_PORT: "0",
+    ADMIN_ENCRYPTION_KEY: newKey,
+  });
   const err = await startHost(config, selectServices(["admin"]), admin.logs.log).then(
     async (h) => {
       await h.stop();

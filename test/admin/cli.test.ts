@@ -22,7 +22,14 @@ test.after(async () => {
 });
 
 test("caller create prints the secret once; list never shows it; revoke and rotate change what list shows", async () => {
-  const created = await cli<{ caller: { id: string }; secret: string }>(["caller", "create", "billing", "--allow", "/myosicam.license.v1.LicenseService/GetPlanCatalog", "--json"]);
+  const created = await cli<{ caller: { id: string }; secret: string }>([
+    "caller",
+    "create",
+    "billing",
+    "--allow",
+    "/myosicam.license.v1.LicenseService/GetPlanCatalog",
+    "--json",
+  ]);
   assert.is(created.code, 0, created.stderr);
   assert.match(created.json!.secret, /^[0-9a-f]{64}$/);
   const rotated = await cli<{ secret: string; caller: { previousSecretValidUntil: string } }>(["caller", "rotate", "billing", "--overlap", "2h", "--json"]);
@@ -32,7 +39,10 @@ test("caller create prints the secret once; list never shows it; revoke and rota
   assert.ok(until > 7100_000 && until <= 7200_000, `old secret valid for 2 h, got ${until} ms`);
   assert.is((await cli(["caller", "revoke", "billing"])).code, 0);
   const list = await cli<{ callers: Array<{ id: string; status: string }> }>(["caller", "list", "--json"]);
-  assert.equal(list.json!.callers.map((c) => [c.id, c.status]), [["billing", "inactive"]]);
+  assert.equal(
+    list.json!.callers.map((c) => [c.id, c.status]),
+    [["billing", "inactive"]],
+  );
   assert.not.ok(list.stdout.includes(created.json!.secret) || list.stdout.includes(rotated.json!.secret));
 });
 
@@ -52,7 +62,18 @@ test("mistakes are one line saying what to do, exit 1", async () => {
 test("plans and licenses: set, issue (key shown once, stored hashed), list, revoke", async () => {
   const plan = await cli(["admin", "plan", "set", "pro", "--name", "Pro", "--max-servers", "50", "--max-instances", "200", "--price", "4900", "--json"]);
   assert.is(plan.code, 0, plan.stderr);
-  const issued = await cli<{ licenseKey: string; license: { id: string; expiresAt: string } }>(["admin", "license", "issue", "--plan", "pro", "--customer", "Example Ltd", "--expires", "2027-12-31", "--json"]);
+  const issued = await cli<{ licenseKey: string; license: { id: string; expiresAt: string } }>([
+    "admin",
+    "license",
+    "issue",
+    "--plan",
+    "pro",
+    "--customer",
+    "Example Ltd",
+    "--expires",
+    "2027-12-31",
+    "--json",
+  ]);
   assert.is(issued.code, 0, issued.stderr);
   assert.is(issued.json!.license.expiresAt, "2027-12-31T23:59:59.999Z", "valid through the end of that day");
   const list = await cli(["admin", "license", "list"]);
@@ -72,7 +93,13 @@ test("admin operator create reads the password from stdin and refuses a short on
 });
 
 test("keys status --database admin counts the caller secrets under admin's key", async () => {
-  const status = await cli<{ database: string; columns: Array<{ table: string; column: string; byKeyId: Record<string, number> }> }>(["keys", "status", "--database", "admin", "--json"]);
+  const status = await cli<{ database: string; columns: Array<{ table: string; column: string; byKeyId: Record<string, number> }> }>([
+    "keys",
+    "status",
+    "--database",
+    "admin",
+    "--json",
+  ]);
   assert.is(status.code, 0, status.stderr);
   assert.is(status.json!.database, "admin");
   const secrets = status.json!.columns.find((c) => c.table === "callers" && c.column === "secret");
@@ -85,7 +112,10 @@ test("every mutation left an audit row naming the operating-system user", async 
   await client.connect();
   const { rows } = await client.query("select actor, action from admin_audit order by id");
   await client.end();
-  assert.equal(rows.map((r) => r.action), ["caller.create", "caller.rotate", "caller.revoke", "plan.set", "license.issue", "license.revoke", "operator.create"]);
+  assert.equal(
+    rows.map((r) => r.action),
+    ["caller.create", "caller.rotate", "caller.revoke", "plan.set", "license.issue", "license.revoke", "operator.create"],
+  );
   assert.ok(rows.every((r) => /^cli:/.test(r.actor)));
 });
 

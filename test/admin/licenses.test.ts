@@ -16,8 +16,26 @@ test.before(async () => {
   admin = await startAdminHost("admin_licenses");
   const { secret } = await admin.callers.create({ id: "panel", allowedProcedures: ["/myosicam.license.v1.LicenseService/*"] });
   panel = admin.licenseClient("panel", secret);
-  await admin.book.setPlan({ id: "pro", name: "Pro", maxServers: 3, maxInstances: 10, monthlyPriceMinor: 4900n, currency: "EUR", features: ["alerts"], public: true });
-  await admin.book.setPlan({ id: "secret-deal", name: "Deal", maxServers: 0, maxInstances: 0, monthlyPriceMinor: 0n, currency: "EUR", features: [], public: false });
+  await admin.book.setPlan({
+    id: "pro",
+    name: "Pro",
+    maxServers: 3,
+    maxInstances: 10,
+    monthlyPriceMinor: 4900n,
+    currency: "EUR",
+    features: ["alerts"],
+    public: true,
+  });
+  await admin.book.setPlan({
+    id: "secret-deal",
+    name: "Deal",
+    maxServers: 0,
+    maxInstances: 0,
+    monthlyPriceMinor: 0n,
+    currency: "EUR",
+    features: [],
+    public: false,
+  });
 });
 test.after(async () => {
   await admin.stop();
@@ -50,13 +68,18 @@ test("usage above a quota is not valid and says which quota", async () => {
   assert.not.ok(res.valid);
   assert.is(res.state, LicenseState.ACTIVE);
   assert.is(res.message, "over quota: 4 servers in use, the plan allows 3");
-  const report = await panel.reportUsage({ licenseKey: key, panelId: randomUUID(), usage: { servers: 1, instances: 11 } }).catch((e: unknown) => ConnectError.from(e));
+  const report = await panel
+    .reportUsage({ licenseKey: key, panelId: randomUUID(), usage: { servers: 1, instances: 11 } })
+    .catch((e: unknown) => ConnectError.from(e));
   assert.is((report as ConnectError).code, Code.PermissionDenied, "usage from another panel than the bound one");
 });
 
 test("an expired license is refused with its date", async () => {
   const { key, license } = await admin.book.issue({ customer: "Late", planId: "pro", expiresAt: new Date(Date.now() + 60_000) });
-  await admin.db("licenses").where({ id: license.id }).update({ expires_at: new Date("2026-10-01T23:59:59Z") });
+  await admin
+    .db("licenses")
+    .where({ id: license.id })
+    .update({ expires_at: new Date("2026-10-01T23:59:59Z") });
   const res = await panel.validateLicense({ licenseKey: key, panelId, usage: {} });
   assert.not.ok(res.valid);
   assert.is(res.state, LicenseState.EXPIRED);
@@ -86,7 +109,10 @@ test("a malformed key is InvalidArgument naming the field, after the signature w
 
 test("the catalog lists public plans only, cheapest first", async () => {
   const res = await panel.getPlanCatalog({});
-  assert.equal(res.plans.map((p) => p.id), ["pro"]);
+  assert.equal(
+    res.plans.map((p) => p.id),
+    ["pro"],
+  );
   assert.is(res.plans[0]!.monthlyPriceMinor, 4900n);
   assert.equal(res.plans[0]!.features, ["alerts"]);
 });

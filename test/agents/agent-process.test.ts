@@ -19,7 +19,6 @@ const issue = async (server: string) => (await createInstallToken(panel.db, { se
 const register = (token: string, extra: string[] = [], env: Record<string, string> = {}) =>
   runAgentCli(["register", "--panel", panel.url, "--pin", panel.host.tls.fingerprint, "--token-stdin", "--state-dir", stateDir(), ...extra], env, token);
 
-
 test.before(async () => {
   dir = await makeTempDir("agent_process");
   panel = await startPanelHost("agent_process", { AGENT_HEARTBEAT_INTERVAL_SECONDS: "1" });
@@ -58,9 +57,24 @@ test("run heartbeats: last_seen_at moves; the panel going away and coming back i
   await panel.pause();
   await agent.waitForStderr(/"msg":"the panel is unreachable; retrying with backoff"/);
   await panel.resume();
-  const lines = () => agent!.stderr().split("\n").filter((l) => l.includes('"msg":"connected to the panel"')).length;
-  await eventually(async () => lines(), (n) => n >= 2, "the agent to reconnect");
-  assert.is(agent.stderr().split("\n").filter((l) => l.includes("unreachable; retrying")).length, 1, "one line per state change, not per retry");
+  const lines = () =>
+    agent!
+      .stderr()
+      .split("\n")
+      .filter((l) => l.includes('"msg":"connected to the panel"')).length;
+  await eventually(
+    async () => lines(),
+    (n) => n >= 2,
+    "the agent to reconnect",
+  );
+  assert.is(
+    agent
+      .stderr()
+      .split("\n")
+      .filter((l) => l.includes("unreachable; retrying")).length,
+    1,
+    "one line per state change, not per retry",
+  );
   const before = await seen();
   await eventually(seen, (t) => t > before, "heartbeats after the panel came back");
   agent.child.kill("SIGTERM");
@@ -72,14 +86,26 @@ test("when its token is rotated elsewhere, the agent stops being accepted, and r
   agent = runAgentCli(["run", "--state-dir", stateDir()], {});
   await agent.waitForStderr(/"msg":"connected to the panel"/);
   // Another bootstrap for the same server name rotates the token: this agent's is refused.
-  const other = runAgentCli(["register", "--panel", panel.url, "--pin", panel.host.tls.fingerprint, "--token-stdin", "--state-dir", join(dir.path, "elsewhere")], {}, await issue("proc-1"));
+  const other = runAgentCli(
+    ["register", "--panel", panel.url, "--pin", panel.host.tls.fingerprint, "--token-stdin", "--state-dir", join(dir.path, "elsewhere")],
+    {},
+    await issue("proc-1"),
+  );
   assert.is(await other.exited, 0, other.stderr());
   await agent.waitForStderr(/"msg":"the panel refused the agent token/);
   // A bootstrap re-run on this host leaves a fresh token where the running agent looks for it.
   await writeFile(join(stateDir(), "install-token"), await issue("proc-1"), { mode: 0o600 });
   await agent.waitForStderr(/"msg":"registered with the panel"/);
-  const connected = () => agent!.stderr().split("\n").filter((l) => l.includes('"msg":"connected to the panel"')).length;
-  await eventually(async () => connected(), (n) => n >= 2, "the agent to reconnect with its new token");
+  const connected = () =>
+    agent!
+      .stderr()
+      .split("\n")
+      .filter((l) => l.includes('"msg":"connected to the panel"')).length;
+  await eventually(
+    async () => connected(),
+    (n) => n >= 2,
+    "the agent to reconnect with its new token",
+  );
   const after = JSON.parse(await readFile(join(stateDir(), "agent.json"), "utf8"));
   assert.is(after.serverId, state.serverId, "the same server");
   assert.is.not(after.sealedToken, state.sealedToken, "a new token");
@@ -89,7 +115,11 @@ test("when its token is rotated elsewhere, the agent stops being accepted, and r
 
 test("a wrong pin is a clear error that is not retried", async () => {
   const wrong = `sha256:${"0".repeat(64)}`;
-  const reg = runAgentCli(["register", "--panel", panel.url, "--pin", wrong, "--token-stdin", "--state-dir", join(dir.path, "other")], {}, await issue("proc-2"));
+  const reg = runAgentCli(
+    ["register", "--panel", panel.url, "--pin", wrong, "--token-stdin", "--state-dir", join(dir.path, "other")],
+    {},
+    await issue("proc-2"),
+  );
   assert.is(await reg.exited, 3);
   assert.match(reg.stderr(), /presented certificate sha256:[0-9a-f]{64}, but the pinned fingerprint is sha256:0{64}/);
 });

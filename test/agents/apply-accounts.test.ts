@@ -36,7 +36,22 @@ test.before(async () => {
   panel = await startPanelHost("agents_apply", { AGENT_HEARTBEAT_INTERVAL_SECONDS: "1" });
   await panel.setLicense(10, 10);
   const { token } = await createInstallToken(panel.db, { server: "apply-1", createdBy: "test" });
-  const reg = runAgentCli(["register", "--panel", panel.url, "--pin", panel.host.tls.fingerprint, "--token-stdin", "--oscam-dir", configDir(), "--state-dir", join(dir.path, "state")], {}, token);
+  const reg = runAgentCli(
+    [
+      "register",
+      "--panel",
+      panel.url,
+      "--pin",
+      panel.host.tls.fingerprint,
+      "--token-stdin",
+      "--oscam-dir",
+      configDir(),
+      "--state-dir",
+      join(dir.path, "state"),
+    ],
+    {},
+    token,
+  );
   assert.is(await reg.exited, 0, reg.stderr());
   serverId = (await panel.db("servers").where({ name: "apply-1" }).first()).id;
   agent = runAgentCli(["run", "--state-dir", join(dir.path, "state"), "--unit-dir", join(dir.path, "no-units")], {});
@@ -64,7 +79,14 @@ test("add, disable and delete: only those lines change, OScam reloads, the panel
   const before = await readFile(userFile(), "utf8");
   const done = await send({
     changes: [
-      { operation: "ACCOUNT_OPERATION_ADD", user: "newbox", set: [{ key: "pwd", value: "nb-Secret-1" }, { key: "group", value: "1" }] },
+      {
+        operation: "ACCOUNT_OPERATION_ADD",
+        user: "newbox",
+        set: [
+          { key: "pwd", value: "nb-Secret-1" },
+          { key: "group", value: "1" },
+        ],
+      },
       { operation: "ACCOUNT_OPERATION_DISABLE", user: "bedroom" },
       { operation: "ACCOUNT_OPERATION_DELETE", user: "kitchen_vu" },
     ],
@@ -74,18 +96,37 @@ test("add, disable and delete: only those lines change, OScam reloads, the panel
   const after = await readFile(userFile(), "utf8");
   assert.not.ok(after.includes("kitchen_vu"));
   assert.ok(after.includes("user                          = newbox"));
-  assert.ok(after.startsWith(before.slice(0, before.indexOf("[account]\nuser                          = bedroom"))), "everything before the first touched account is untouched");
+  assert.ok(
+    after.startsWith(before.slice(0, before.indexOf("[account]\nuser                          = bedroom"))),
+    "everything before the first touched account is untouched",
+  );
   // What "OScam" loaded on the reload.
   const loaded = new Map(emulator.loaded().map((a) => [a.user, a]));
   assert.ok(loaded.has("newbox"));
   assert.not.ok(loaded.has("kitchen_vu"));
   assert.ok(loaded.get("bedroom")!.disabled);
-  assert.ok(emulator.paths().every((p) => !/part=userconfig|files\.html/.test(p)), "no WebIF call that returns secrets");
+  assert.ok(
+    emulator.paths().every((p) => !/part=userconfig|files\.html/.test(p)),
+    "no WebIF call that returns secrets",
+  );
   // The resync that follows shows it on the panel.
-  await eventually(() => panel.db("accounts").whereIn("username", ["newbox", "kitchen_vu", "bedroom"]).select("username", "enabled"), (rows) => rows.length === 2, "the resync");
+  await eventually(
+    () => panel.db("accounts").whereIn("username", ["newbox", "kitchen_vu", "bedroom"]).select("username", "enabled"),
+    (rows) => rows.length === 2,
+    "the resync",
+  );
   const rows = await panel.db("accounts").whereIn("username", ["newbox", "bedroom"]).orderBy("username");
-  assert.equal(rows.map((r) => [r.username, r.enabled]), [["bedroom", false], ["newbox", true]]);
-  assert.ok((await readdir(join(configDir(), ".myosicam-backups"))).some((f) => f.startsWith("oscam.user.")), "the previous version is kept");
+  assert.equal(
+    rows.map((r) => [r.username, r.enabled]),
+    [
+      ["bedroom", false],
+      ["newbox", true],
+    ],
+  );
+  assert.ok(
+    (await readdir(join(configDir(), ".myosicam-backups"))).some((f) => f.startsWith("oscam.user.")),
+    "the previous version is kept",
+  );
 });
 
 test("the panel restarting while the agent applies: the agent reconnects, the result arrives, and the change is applied once", async () => {
@@ -137,7 +178,12 @@ test("apply_config sets and unsets keys in their sections and reports that they 
     serverIds: [serverId],
     instance: "main",
     kind: "apply_config",
-    payload: { changes: [{ section: "webif", key: "httprefresh", set: "30" }, { section: "global", key: "nice", unset: true }] },
+    payload: {
+      changes: [
+        { section: "webif", key: "httprefresh", set: "30" },
+        { section: "global", key: "nice", unset: true },
+      ],
+    },
     createdBy: "test",
   });
   const [done] = await waitForCommands(panel.db, [command!.id], 20_000);

@@ -52,7 +52,10 @@ test("killed 200 times while writing: the file is always the old or the new vers
   // The next complete write cleans up after the killed ones: no temp file left, 10 backups kept.
   const { replaceConfigFile } = await import("../../agent/apply/config-file.js");
   await replaceConfigFile(file, Buffer.from(newText));
-  assert.equal((await readdir(dir.path)).filter((f) => f.endsWith(".tmp")), []);
+  assert.equal(
+    (await readdir(dir.path)).filter((f) => f.endsWith(".tmp")),
+    [],
+  );
   assert.is((await readdir(join(dir.path, ".myosicam-backups"))).length, 10);
 });
 

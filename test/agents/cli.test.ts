@@ -8,7 +8,13 @@ const test = suite("`myosicam token …`, `agent …` and `email …` on the pan
 
 let database: TestDatabase;
 let dir: Awaited<ReturnType<typeof makeTempDir>>;
-const env = () => ({ MYOSICAM_DATA_DIR: dir.path, DATABASE_URL: database.url, PANEL_ENCRYPTION_KEY: newKey, LOG_LEVEL: "warn", PANEL_PUBLIC_URL: "https://panel.example.com:8443" });
+const env = () => ({
+  MYOSICAM_DATA_DIR: dir.path,
+  DATABASE_URL: database.url,
+  PANEL_ENCRYPTION_KEY: newKey,
+  LOG_LEVEL: "warn",
+  PANEL_PUBLIC_URL: "https://panel.example.com:8443",
+});
 const cli = cliWith(env);
 
 test.before(async () => {
@@ -21,7 +27,15 @@ test.after(async () => {
 });
 
 test("token create prints the token once and a bootstrap command that passes it on stdin", async () => {
-  const created = await cli<{ token: string; command: string; expiresAt: string; hashPrefix: string }>(["token", "create", "--server", "oscam-01", "--ttl", "2h", "--json"]);
+  const created = await cli<{ token: string; command: string; expiresAt: string; hashPrefix: string }>([
+    "token",
+    "create",
+    "--server",
+    "oscam-01",
+    "--ttl",
+    "2h",
+    "--json",
+  ]);
   assert.is(created.code, 0, created.stderr);
   assert.match(created.json!.token, /^[0-9a-f]{64}$/);
   assert.match(
@@ -39,7 +53,10 @@ test("token create prints the token once and a bootstrap command that passes it 
 
 test("agent list shows every server with its status; approve and revoke name what they did", async () => {
   const list = await cli<{ agents: Array<{ id: string; name: string; status: string }> }>(["agent", "list", "--json"]);
-  assert.equal(list.json!.agents.map((a) => [a.name, a.status]), [["oscam-01", "new"]]);
+  assert.equal(
+    list.json!.agents.map((a) => [a.name, a.status]),
+    [["oscam-01", "new"]],
+  );
   const id = list.json!.agents[0]!.id;
   assert.match((await cli(["agent", "revoke", id])).stdout, /revoked: its next call is refused/);
   const bad = await cli(["agent", "approve", "nope"]);
@@ -48,7 +65,25 @@ test("agent list shows every server with its status; approve and revoke name wha
 });
 
 test("email smtp stores the password sealed, read from stdin", async () => {
-  const set = await cli(["email", "smtp", "--host", "smtp.example.com", "--port", "587", "--user", "alerts", "--password-stdin", "--from", "panel@example.com", "--to", "ops@example.com", "--json"], "smtp-pass-42\n");
+  const set = await cli(
+    [
+      "email",
+      "smtp",
+      "--host",
+      "smtp.example.com",
+      "--port",
+      "587",
+      "--user",
+      "alerts",
+      "--password-stdin",
+      "--from",
+      "panel@example.com",
+      "--to",
+      "ops@example.com",
+      "--json",
+    ],
+    "smtp-pass-42\n",
+  );
   assert.is(set.code, 0, set.stderr);
   const { default: pg } = await import("pg");
   const client = new pg.Client({ connectionString: database.url });

@@ -32,7 +32,11 @@ const stopAgent = async () => {
   agent!.child.kill("SIGTERM");
   await agent!.exited;
 };
-const lines = (pattern: string) => agent!.stderr().split("\n").filter((l) => l.includes(pattern)).length;
+const lines = (pattern: string) =>
+  agent!
+    .stderr()
+    .split("\n")
+    .filter((l) => l.includes(pattern)).length;
 
 test.before(async () => {
   dir = await makeTempDir("commands");
@@ -40,7 +44,22 @@ test.before(async () => {
   panel = await startPanelHost("agents_commands", { AGENT_HEARTBEAT_INTERVAL_SECONDS: "1" });
   await panel.setLicense(10, 10);
   const { token } = await createInstallToken(panel.db, { server: "cmd-1", createdBy: "test" });
-  const reg = runAgentCli(["register", "--panel", panel.url, "--pin", panel.host.tls.fingerprint, "--token-stdin", "--oscam-dir", join(dir.path, "oscam/main"), "--state-dir", stateDir()], {}, token);
+  const reg = runAgentCli(
+    [
+      "register",
+      "--panel",
+      panel.url,
+      "--pin",
+      panel.host.tls.fingerprint,
+      "--token-stdin",
+      "--oscam-dir",
+      join(dir.path, "oscam/main"),
+      "--state-dir",
+      stateDir(),
+    ],
+    {},
+    token,
+  );
   assert.is(await reg.exited, 0, reg.stderr());
   serverId = (await panel.db("servers").where({ name: "cmd-1" }).first()).id;
   await startAgent();
@@ -58,11 +77,20 @@ test("a resync command reaches the running agent at once, runs, and its result i
   assert.is(done!.status, "succeeded", done!.result);
   assert.match(done!.result, /resynced/);
   assert.is(done!.attempts, 1);
-  await eventually(async () => lines('"msg":"synced with the panel"'), (n) => n > syncsBefore, "the resync");
+  await eventually(
+    async () => lines('"msg":"synced with the panel"'),
+    (n) => n > syncsBefore,
+    "the resync",
+  );
 });
 
 test("a command from another process (the CLI) is delivered through NOTIFY; --wait reports the result", async () => {
-  const cli = runCli(["command", "send", "--server", "cmd-1", "--kind", "resync", "--wait", "--json"], { MYOSICAM_DATA_DIR: panel.dataDir, DATABASE_URL: panel.config.databaseUrl!, PANEL_ENCRYPTION_KEY: newKey, LOG_LEVEL: "warn" });
+  const cli = runCli(["command", "send", "--server", "cmd-1", "--kind", "resync", "--wait", "--json"], {
+    MYOSICAM_DATA_DIR: panel.dataDir,
+    DATABASE_URL: panel.config.databaseUrl!,
+    PANEL_ENCRYPTION_KEY: newKey,
+    LOG_LEVEL: "warn",
+  });
   assert.is(await cli.exited, 0, cli.stderr());
   assert.is(JSON.parse(cli.stdout()).command.status, "succeeded");
 });
@@ -93,14 +121,21 @@ test("a redelivered command is acknowledged without running twice, also after an
 test("a command past its deadline expires", async () => {
   await stopAgent();
   const [command] = await createCommands(panel.db, crypto(), { serverIds: [serverId], kind: "resync", createdBy: "test", ttlSeconds: 60 });
-  await panel.db("commands").where({ id: command!.id }).update({ deadline: panel.db.raw("now() - interval '1 second'") });
+  await panel
+    .db("commands")
+    .where({ id: command!.id })
+    .update({ deadline: panel.db.raw("now() - interval '1 second'") });
   assert.ok((await expireCommands(panel.db)) >= 1);
   assert.is((await panel.db("commands").where({ id: command!.id }).first()).status, "expired");
   await startAgent();
 });
 
 test("two panel replicas on one database: a command created through replica B reaches the agent on replica A, also after A restarts", async () => {
-  const replicaB = await startHost({ ...panel.config, panel: { ...panel.config.panel, port: 0 } }, selectServices(["crypto", "jobs", "agents"]), panel.logs.log);
+  const replicaB = await startHost(
+    { ...panel.config, panel: { ...panel.config.panel, port: 0 } },
+    selectServices(["crypto", "jobs", "agents"]),
+    panel.logs.log,
+  );
   try {
     const viaB = () => createClient(CryptoService, replicaB.transportFor(CryptoService));
     const [first] = await createCommands(panel.db, viaB(), { serverIds: [serverId], kind: "resync", createdBy: "replica-b" });
@@ -118,13 +153,41 @@ test("two panel replicas on one database: a command created through replica B re
 test("results: many at once are each recorded, a repeat changes nothing, another server's command is NotFound", async () => {
   const enroll = async (name: string) => {
     const { token } = await createInstallToken(panel.db, { server: name, createdBy: "test" });
-    const reg = await panel.registration().register({ installToken: token, agentId: randomUUID(), hostname: name, ip: "192.0.2.9", os: "linux", osVersion: "test", arch: "x64", agentVersion: "0.1.0" });
+    const reg = await panel.registration().register({
+      installToken: token,
+      agentId: randomUUID(),
+      hostname: name,
+      ip: "192.0.2.9",
+      os: "linux",
+      osVersion: "test",
+      arch: "x64",
+      agentVersion: "0.1.0",
+    });
     return { id: reg.serverId, client: panel.agent(reg.serverId, reg.agentToken) };
   };
   const [a, b] = [await enroll("results-a"), await enroll("results-b")];
   const created = await createCommands(panel.db, crypto(), { serverIds: Array.from({ length: 40 }, () => a.id), kind: "resync", createdBy: "test" });
-  await Promise.all(created.map((c, i) => a.client.reportResult({ commandId: c.id, outcome: i % 2 ? CommandOutcome.FAILED : CommandOutcome.SUCCEEDED, failureCode: i % 2 ? "agent_error" : "", detail: `result ${i}` })));
-  const stored = new Map((await panel.db("commands").whereIn("id", created.map((c) => c.id)).select("id", "status", "result")).map((r) => [r.id, r]));
+  await Promise.all(
+    created.map((c, i) =>
+      a.client.reportResult({
+        commandId: c.id,
+        outcome: i % 2 ? CommandOutcome.FAILED : CommandOutcome.SUCCEEDED,
+        failureCode: i % 2 ? "agent_error" : "",
+        detail: `result ${i}`,
+      }),
+    ),
+  );
+  const stored = new Map(
+    (
+      await panel
+        .db("commands")
+        .whereIn(
+          "id",
+          created.map((c) => c.id),
+        )
+        .select("id", "status", "result")
+    ).map((r) => [r.id, r]),
+  );
   created.forEach((c, i) => {
     assert.is(stored.get(c.id)!.status, i % 2 ? "failed" : "succeeded");
     assert.is(stored.get(c.id)!.result, `result ${i}`);
@@ -137,11 +200,24 @@ test("results: many at once are each recorded, a repeat changes nothing, another
 
 test("a bad kind or payload is refused on the panel before anything is stored", async () => {
   const before = (await listCommands(panel.db)).length;
-  const codeOf = (p: Promise<unknown>) => p.then(() => "ok", (e: unknown) => Code[ConnectError.from(e).code]);
+  const codeOf = (p: Promise<unknown>) =>
+    p.then(
+      () => "ok",
+      (e: unknown) => Code[ConnectError.from(e).code],
+    );
   assert.is(await codeOf(createCommands(panel.db, crypto(), { serverIds: [serverId], kind: "format_disk", createdBy: "test" })), "InvalidArgument");
-  assert.is(await codeOf(createCommands(panel.db, crypto(), { serverIds: [serverId], kind: "resync", payload: { x: 1 }, createdBy: "test" })), "InvalidArgument");
-  assert.is(await codeOf(createCommands(panel.db, crypto(), { serverIds: [serverId], kind: "apply_accounts", payload: { changes: [] }, createdBy: "test" })), "InvalidArgument");
-  assert.is(await codeOf(createCommands(panel.db, crypto(), { serverIds: ["00000000-0000-4000-8000-000000000000"], kind: "resync", createdBy: "test" })), "NotFound");
+  assert.is(
+    await codeOf(createCommands(panel.db, crypto(), { serverIds: [serverId], kind: "resync", payload: { x: 1 }, createdBy: "test" })),
+    "InvalidArgument",
+  );
+  assert.is(
+    await codeOf(createCommands(panel.db, crypto(), { serverIds: [serverId], kind: "apply_accounts", payload: { changes: [] }, createdBy: "test" })),
+    "InvalidArgument",
+  );
+  assert.is(
+    await codeOf(createCommands(panel.db, crypto(), { serverIds: ["00000000-0000-4000-8000-000000000000"], kind: "resync", createdBy: "test" })),
+    "NotFound",
+  );
   assert.is((await listCommands(panel.db)).length, before);
 });
 

@@ -32,7 +32,14 @@ function download(path: string, token?: string): Promise<{ status: number; body:
   });
 }
 const issue = async () => (await createInstallToken(panel.db, { server: `dl-${randomBytes(3).toString("hex")}`, createdBy: "test" })).token;
-const lastAttempt = async () => (await panel.db("download_attempts").orderBy("id", "desc").first()) as { outcome: string; reason: string; ip: string; hash_prefix: string | null; artifact: string };
+const lastAttempt = async () =>
+  (await panel.db("download_attempts").orderBy("id", "desc").first()) as {
+    outcome: string;
+    reason: string;
+    ip: string;
+    hash_prefix: string | null;
+    artifact: string;
+  };
 
 test.before(async () => {
   artifacts = await makeTempDir("artifacts");
@@ -57,7 +64,10 @@ test("a valid install token downloads the artifact, byte for byte, and the attem
 
 test("missing, unknown, expired and consumed tokens get 401 and not one byte of the artifact", async () => {
   const expired = await issue();
-  await panel.db("install_tokens").update({ expires_at: panel.db.raw("now() - interval '1 second'") }).whereRaw("expires_at > now()");
+  await panel
+    .db("install_tokens")
+    .update({ expires_at: panel.db.raw("now() - interval '1 second'") })
+    .whereRaw("expires_at > now()");
   const consumed = await issue();
   await panel.db("install_tokens").update({ consumed_at: panel.db.fn.now() }).whereNull("consumed_at").whereRaw("expires_at > now()");
   for (const [token, reason] of [

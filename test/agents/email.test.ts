@@ -26,7 +26,10 @@ test.before(async () => {
 test.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
 test("a message goes to /v3/<domain>/messages with basic auth and every recipient", async () => {
-  await sendMail({ provider: "mailgun", from: "panel@example.com", domain: "mg.example.com", region: "eu", apiKey: "key-good", baseUrl: base }, { to: ["a@example.com", "b@example.com"], subject: "s", text: "t" });
+  await sendMail(
+    { provider: "mailgun", from: "panel@example.com", domain: "mg.example.com", region: "eu", apiKey: "key-good", baseUrl: base },
+    { to: ["a@example.com", "b@example.com"], subject: "s", text: "t" },
+  );
   const [call] = received;
   assert.is(call!.path, "/v3/mg.example.com/messages");
   assert.equal(call!.body.getAll("to"), ["a@example.com", "b@example.com"]);
@@ -34,7 +37,10 @@ test("a message goes to /v3/<domain>/messages with basic auth and every recipien
 });
 
 test("a refusal says what Mailgun answered, never the key", async () => {
-  const err = await sendMail({ provider: "mailgun", from: "p@example.com", domain: "mg.example.com", region: "us", apiKey: "key-bad", baseUrl: base }, { to: ["a@example.com"], subject: "s", text: "t" }).catch((e: Error) => e);
+  const err = await sendMail(
+    { provider: "mailgun", from: "p@example.com", domain: "mg.example.com", region: "us", apiKey: "key-bad", baseUrl: base },
+    { to: ["a@example.com"], subject: "s", text: "t" },
+  ).catch((e: Error) => e);
   assert.match((err as Error).message, /^Mailgun refused the message: HTTP 401 .*Invalid private key/);
   assert.not.match((err as Error).message, /key-bad/);
 });
@@ -42,7 +48,10 @@ test("a refusal says what Mailgun answered, never the key", async () => {
 test("no route or no recipients is an error naming the command to run", async () => {
   const none = await sendMail({ provider: "none" }, { to: ["a@example.com"], subject: "s", text: "t" }).catch((e: Error) => e);
   assert.match((none as Error).message, /npx myosicam email smtp/);
-  const nobody = await sendMail({ provider: "mailgun", from: "p@example.com", domain: "d", region: "us", apiKey: "k", baseUrl: base }, { to: [], subject: "s", text: "t" }).catch((e: Error) => e);
+  const nobody = await sendMail(
+    { provider: "mailgun", from: "p@example.com", domain: "d", region: "us", apiKey: "k", baseUrl: base },
+    { to: [], subject: "s", text: "t" },
+  ).catch((e: Error) => e);
   assert.match((nobody as Error).message, /no alert recipients/);
 });
 

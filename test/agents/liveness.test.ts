@@ -19,7 +19,11 @@ let smtp: SMTPServer;
 const mails: Array<{ from: string; to: string[]; body: string; user?: string }> = [];
 const arrived: Array<() => void> = [];
 const heartbeat = { uptimeSeconds: 5n, health: AgentHealth.OK, agentVersion: "0.1.0" };
-const codeOf = (p: Promise<unknown>) => p.then(() => "ok", (e: unknown) => Code[ConnectError.from(e).code]);
+const codeOf = (p: Promise<unknown>) =>
+  p.then(
+    () => "ok",
+    (e: unknown) => Code[ConnectError.from(e).code],
+  );
 const waitForMail = (count: number) =>
   new Promise<void>((resolve) => {
     const check = () => (mails.length >= count ? resolve() : arrived.push(check));
@@ -28,7 +32,16 @@ const waitForMail = (count: number) =>
 
 async function enroll(server: string) {
   const { token } = await createInstallToken(panel.db, { server, createdBy: "test" });
-  return panel.registration().register({ installToken: token, agentId: randomUUID(), hostname: server, ip: "192.0.2.1", os: "linux", osVersion: "", arch: "x64", agentVersion: "0.1.0" });
+  return panel.registration().register({
+    installToken: token,
+    agentId: randomUUID(),
+    hostname: server,
+    ip: "192.0.2.1",
+    os: "linux",
+    osVersion: "",
+    arch: "x64",
+    agentVersion: "0.1.0",
+  });
 }
 
 test.before(async () => {
@@ -44,7 +57,12 @@ test.before(async () => {
       let body = "";
       stream.on("data", (c: Buffer) => (body += c.toString()));
       stream.on("end", () => {
-        mails.push({ from: session.envelope.mailFrom ? session.envelope.mailFrom.address : "", to: session.envelope.rcptTo.map((r) => r.address), body, user: session.user });
+        mails.push({
+          from: session.envelope.mailFrom ? session.envelope.mailFrom.address : "",
+          to: session.envelope.rcptTo.map((r) => r.address),
+          body,
+          user: session.user,
+        });
         for (const waiter of arrived.splice(0)) waiter();
         callback();
       });
@@ -57,7 +75,12 @@ test.before(async () => {
   const keyring = createKeyring(newKey);
   await writeMailSettings(
     panel.db,
-    { provider: "smtp", from: "panel@example.com", recipients: ["ops@example.com"], smtp: { host: "127.0.0.1", port: smtpPort, secure: false, username: "alerts", password: "smtp-secret-1" } },
+    {
+      provider: "smtp",
+      from: "panel@example.com",
+      recipients: ["ops@example.com"],
+      smtp: { host: "127.0.0.1", port: smtpPort, secure: false, username: "alerts", password: "smtp-secret-1" },
+    },
     async (plaintext, column, rowId) => keyring.seal(Buffer.from(plaintext), { table: "email_settings", column, rowId }),
     randomUUID(),
   );
@@ -85,7 +108,10 @@ test("a silent server becomes unreachable with exactly one alert and one e-mail;
   await approveServer(panel.db, res.serverId);
   const agent = panel.agent(res.serverId, res.agentToken);
   await agent.heartbeat(heartbeat);
-  await panel.db("servers").where({ id: res.serverId }).update({ last_seen_at: panel.db.raw("now() - interval '10 seconds'") });
+  await panel
+    .db("servers")
+    .where({ id: res.serverId })
+    .update({ last_seen_at: panel.db.raw("now() - interval '10 seconds'") });
 
   await panel.host.enqueueJob("panel", livenessQueue);
   await waitForMail(1);
@@ -94,7 +120,10 @@ test("a silent server becomes unreachable with exactly one alert and one e-mail;
   const server = await panel.db("servers").where({ id: res.serverId }).first();
   assert.is(server.status, "unreachable");
   const alerts = await panel.db("alerts").where({ server_id: res.serverId }).orderBy("id");
-  assert.equal(alerts.map((a) => a.kind), ["server_unreachable"]);
+  assert.equal(
+    alerts.map((a) => a.kind),
+    ["server_unreachable"],
+  );
   assert.is(mails.length, 1);
   assert.equal(mails[0]!.to, ["ops@example.com"]);
   assert.is(mails[0]!.user, "alerts", "authenticated with the stored (sealed) SMTP password");
@@ -104,7 +133,10 @@ test("a silent server becomes unreachable with exactly one alert and one e-mail;
   await agent.heartbeat(heartbeat);
   await waitForMail(2);
   assert.is((await panel.db("servers").where({ id: res.serverId }).first()).status, "online");
-  assert.equal((await panel.db("alerts").where({ server_id: res.serverId }).orderBy("id")).map((a) => a.kind), ["server_unreachable", "server_recovered"]);
+  assert.equal(
+    (await panel.db("alerts").where({ server_id: res.serverId }).orderBy("id")).map((a) => a.kind),
+    ["server_unreachable", "server_recovered"],
+  );
   assert.match(mails[1]!.body, /server quiet-1 is reachable again/);
   // The SMTP server has both messages; the job records the delivery right after the send returns.
   const emailed = async () => Number((await panel.db("alerts").where({ server_id: res.serverId }).whereNotNull("emailed_at").count({ n: "*" }))[0]!.n);
@@ -122,7 +154,18 @@ test("the SMTP password is stored sealed and never logged", async () => {
 // Last in this file: it leaves 127.0.0.1 rate-limited for a minute.
 test("after 10 failed registrations in a minute from one address, further attempts are refused without a look at the token", async () => {
   const attempt = (token: string) =>
-    codeOf(panel.registration().register({ installToken: token, agentId: randomUUID(), hostname: "x", ip: "192.0.2.1", os: "linux", osVersion: "", arch: "x64", agentVersion: "0.1.0" }));
+    codeOf(
+      panel.registration().register({
+        installToken: token,
+        agentId: randomUUID(),
+        hostname: "x",
+        ip: "192.0.2.1",
+        os: "linux",
+        osVersion: "",
+        arch: "x64",
+        agentVersion: "0.1.0",
+      }),
+    );
   for (let i = 0; i < 10; i++) assert.is(await attempt(i.toString(16).padStart(64, "0")), "Unauthenticated");
   const { token } = await createInstallToken(panel.db, { server: "late", createdBy: "test" });
   assert.is(await attempt(token), "ResourceExhausted", "even a valid token waits");

@@ -9,7 +9,11 @@ import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
 const test = suite("install tokens and registration against a real panel");
 
 let panel: PanelHost;
-const codeOf = (p: Promise<unknown>) => p.then(() => "ok", (e: unknown) => Code[ConnectError.from(e).code]);
+const codeOf = (p: Promise<unknown>) =>
+  p.then(
+    () => "ok",
+    (e: unknown) => Code[ConnectError.from(e).code],
+  );
 const request = (installToken: string) => ({
   installToken,
   agentId: randomUUID(),
@@ -48,7 +52,10 @@ test("a token registers once: server id, agent token, interval; only the token's
   assert.not.ok(stored.includes(token), "the install token itself is not stored");
   assert.not.ok(panel.logs.text().includes(token) || panel.logs.text().includes(res.agentToken), "neither token is logged");
 
-  const second = await panel.registration().register(request(token)).catch((e: unknown) => ConnectError.from(e));
+  const second = await panel
+    .registration()
+    .register(request(token))
+    .catch((e: unknown) => ConnectError.from(e));
   assert.is((second as ConnectError).code, Code.Unauthenticated, "second use of a token is refused");
   const [attempt] = await panel.db("registration_attempts").where({ outcome: "refused" }).orderBy("id", "desc").limit(1);
   assert.is(attempt.reason, "consumed");
@@ -57,7 +64,10 @@ test("a token registers once: server id, agent token, interval; only the token's
 
 test("an expired token, an unknown token and a revoked token are refused, each audited with its reason", async () => {
   const expired = await issue("beta");
-  await panel.db("install_tokens").update({ expires_at: panel.db.raw("now() - interval '1 second'") }).whereRaw("expires_at > now()");
+  await panel
+    .db("install_tokens")
+    .update({ expires_at: panel.db.raw("now() - interval '1 second'") })
+    .whereRaw("expires_at > now()");
   assert.is(await codeOf(panel.registration().register(request(expired))), "Unauthenticated");
   assert.is(await codeOf(panel.registration().register(request("f".repeat(64)))), "Unauthenticated");
   const reasons = (await panel.db("registration_attempts").orderBy("id", "desc").limit(2)).map((a) => a.reason);
@@ -66,7 +76,10 @@ test("an expired token, an unknown token and a revoked token are refused, each a
 });
 
 test("a malformed registration is refused as InvalidArgument and audited as malformed", async () => {
-  const err = await panel.registration().register({ ...request("not-hex"), hostname: "" }).catch((e: unknown) => ConnectError.from(e));
+  const err = await panel
+    .registration()
+    .register({ ...request("not-hex"), hostname: "" })
+    .catch((e: unknown) => ConnectError.from(e));
   assert.is((err as ConnectError).code, Code.InvalidArgument);
   const [attempt] = await panel.db("registration_attempts").orderBy("id", "desc").limit(1);
   assert.equal([attempt.outcome, attempt.reason, attempt.ip], ["refused", "malformed", "127.0.0.1"]);
@@ -95,7 +108,10 @@ test("the license quota refuses a new server with ResourceExhausted naming it, a
   const active = Number((await panel.db("servers").whereIn("status", ["online", "pending", "unreachable"]).count({ n: "*" }))[0]!.n);
   await panel.setLicense(active);
   const token = await issue("epsilon");
-  const err = await panel.registration().register(request(token)).catch((e: unknown) => ConnectError.from(e));
+  const err = await panel
+    .registration()
+    .register(request(token))
+    .catch((e: unknown) => ConnectError.from(e));
   assert.is((err as ConnectError).code, Code.ResourceExhausted);
   assert.match((err as ConnectError).rawMessage, new RegExp(`license quota reached: ${active} of ${active} servers in use`));
   assert.equal((await listInstallTokens(panel.db)).find((t) => t.server === "epsilon")?.state, "issued");
@@ -112,7 +128,10 @@ test("a revoked agent is refused on its next heartbeat", async () => {
 
 test("heartbeats move last_seen_at, and a heartbeat returns only once it is stored", async () => {
   const res = await panel.registration().register(request(await issue("eta")));
-  await panel.db("servers").where({ id: res.serverId }).update({ last_seen_at: new Date("2026-01-01T00:00:00Z") });
+  await panel
+    .db("servers")
+    .where({ id: res.serverId })
+    .update({ last_seen_at: new Date("2026-01-01T00:00:00Z") });
   const before = Date.now();
   await panel.agent(res.serverId, res.agentToken).heartbeat({ ...heartbeat, load: { one: 0.5, five: 0.25, fifteen: 0.125 } });
   const row = await panel.db("servers").where({ id: res.serverId }).first();

@@ -40,7 +40,10 @@ test.before(async () => {
   await writeFile(join(units, "multi-user.target.wants/oscam@main.service"), "");
   // OScam stand-in: named oscam, writes its pid file, stays up.
   await symlink(process.execPath, join(bin, "oscam"));
-  await writeFile(join(bin, "stand-in.cjs"), `require("node:fs").writeFileSync(process.argv[process.argv.indexOf("-B") + 1], String(process.pid)); setInterval(() => {}, 1000);`);
+  await writeFile(
+    join(bin, "stand-in.cjs"),
+    `require("node:fs").writeFileSync(process.argv[process.argv.indexOf("-B") + 1], String(process.pid)); setInterval(() => {}, 1000);`,
+  );
   // systemctl stand-in: what systemd would do for oscam@main.service.
   await writeFile(
     join(bin, "systemctl"),
@@ -61,7 +64,11 @@ esac
   panel = await startPanelHost("service_control", { AGENT_HEARTBEAT_INTERVAL_SECONDS: "1" });
   await panel.setLicense(10, 10);
   const { token } = await createInstallToken(panel.db, { server: "svc-1", createdBy: "test" });
-  const reg = runAgentCli(["register", "--panel", panel.url, "--pin", panel.host.tls.fingerprint, "--token-stdin", "--state-dir", join(dir.path, "state")], {}, token);
+  const reg = runAgentCli(
+    ["register", "--panel", panel.url, "--pin", panel.host.tls.fingerprint, "--token-stdin", "--state-dir", join(dir.path, "state")],
+    {},
+    token,
+  );
   assert.is(await reg.exited, 0, reg.stderr());
   serverId = (await panel.db("servers").where({ name: "svc-1" }).first()).id;
   agent = runAgentCli(["run", "--state-dir", join(dir.path, "state"), "--unit-dir", units], { PATH: `${bin}:${process.env.PATH}` });

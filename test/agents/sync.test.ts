@@ -33,7 +33,11 @@ const open = (envelope: string, table: string, column: string, rowId: string) =>
 const configDir = () => join(dir.path, "oscam/main");
 const env = { MYOSICAM_ALLOW_INSECURE: "1" };
 
-const syncLines = () => agent.stderr().split("\n").filter((l) => l.includes('"msg":"synced with the panel"'));
+const syncLines = () =>
+  agent
+    .stderr()
+    .split("\n")
+    .filter((l) => l.includes('"msg":"synced with the panel"'));
 
 test.before(async () => {
   dir = await makeTempDir("sync");
@@ -48,10 +52,13 @@ test.before(async () => {
       const body = Buffer.concat(chunks);
       captured.push(Buffer.from(`${req.method} ${req.url}\n${JSON.stringify(req.headers)}\n`), body);
       if (req.url?.endsWith("/Sync")) syncRequests.push(body.length);
-      const out = httpsRequest({ host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers, ca: panel.ca }, (upstream) => {
-        res.writeHead(upstream.statusCode ?? 502, upstream.headers);
-        upstream.pipe(res);
-      });
+      const out = httpsRequest(
+        { host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers, ca: panel.ca },
+        (upstream) => {
+          res.writeHead(upstream.statusCode ?? 502, upstream.headers);
+          upstream.pipe(res);
+        },
+      );
       out.on("error", () => res.destroy());
       out.end(body);
     });
@@ -62,7 +69,11 @@ test.before(async () => {
   const reg = runAgentCli(["register", "--panel", proxyUrl, "--token-stdin", "--oscam-dir", configDir(), "--state-dir", join(dir.path, "state")], env, token);
   assert.is(await reg.exited, 0, reg.stderr());
   agent = runAgentCli(["run", "--state-dir", join(dir.path, "state"), "--unit-dir", join(dir.path, "no-units")], env);
-  await eventually(async () => syncLines().length, (n) => n >= 1, "the first sync");
+  await eventually(
+    async () => syncLines().length,
+    (n) => n >= 1,
+    "the first sync",
+  );
 });
 test.after(async () => {
   if (agent.child.exitCode === null) agent.child.kill("SIGKILL");
@@ -120,11 +131,21 @@ test("no canary is in any byte the agent sent, in the panel's database, or in an
 test("changing one account in the file leads to exactly one re-sync with that change, and only its row is rewritten", async () => {
   const before = syncRequests.length;
   const rowsBefore = new Map<string, { password: string; updated_at: Date }>(
-    (await panel.db("accounts").select("username", "password", "updated_at")).map((r: { username: string; password: string; updated_at: Date }) => [r.username, r]),
+    (await panel.db("accounts").select("username", "password", "updated_at")).map((r: { username: string; password: string; updated_at: Date }) => [
+      r.username,
+      r,
+    ]),
   );
   const file = join(configDir(), "oscam.user");
-  await writeFile(file, (await readFile(file, "utf8")).replace("description                   = Bedroom Zgemma H7", "description                   = Bedroom, moved"));
-  await eventually(async () => syncLines().length, (n) => n >= 2, "the re-sync");
+  await writeFile(
+    file,
+    (await readFile(file, "utf8")).replace("description                   = Bedroom Zgemma H7", "description                   = Bedroom, moved"),
+  );
+  await eventually(
+    async () => syncLines().length,
+    (n) => n >= 2,
+    "the re-sync",
+  );
   const bedroom = await eventually(
     () => panel.db("accounts").where({ username: "bedroom" }).first(),
     (row) => row.description === "Bedroom, moved",
@@ -144,7 +165,14 @@ test("changing one account in the file leads to exactly one re-sync with that ch
 test("the retention job's purge deletes instance and host readings older than the retention, and keeps the rest", async () => {
   const instance = await panel.db("instances").first();
   await panel.db("resource_samples").insert({ instance_id: instance.id, at: panel.db.raw("now() - interval '8 days'"), cpu_percent: 1, rss_mb: 1, disk_mb: 1 });
-  await panel.db("host_resource_samples").insert({ server_id: instance.server_id, at: panel.db.raw("now() - interval '8 days'"), cpu_percent: 1, memory_used_mb: 1, memory_total_mb: 2, disk_used_mb: 1 });
+  await panel.db("host_resource_samples").insert({
+    server_id: instance.server_id,
+    at: panel.db.raw("now() - interval '8 days'"),
+    cpu_percent: 1,
+    memory_used_mb: 1,
+    memory_total_mb: 2,
+    disk_used_mb: 1,
+  });
   const recent = Number((await panel.db("host_resource_samples").count({ n: "*" }))[0]!.n) - 1;
   assert.is(await purgeResourceSamples(panel.db), 2);
   assert.is(Number((await panel.db("resource_samples").where("at", "<", panel.db.raw("now() - interval '7 days'")).count({ n: "*" }))[0]!.n), 0);
@@ -160,10 +188,25 @@ test("an instance the agent stops reporting is marked gone, not deleted; it come
   const gone = await panel.db("instances").where({ id: instance.id }).first();
   assert.ok(gone.gone_at, "marked gone");
   assert.is(Number((await panel.db("accounts").where({ instance_id: instance.id }).count({ n: "*" }))[0]!.n), 20, "its accounts are kept");
-  const back = await storeSync(panel.db, crypto, instance.server_id, create(SyncRequestSchema, { present: [{ name: "main", contentHash: instance.content_hash }] }));
+  const back = await storeSync(
+    panel.db,
+    crypto,
+    instance.server_id,
+    create(SyncRequestSchema, { present: [{ name: "main", contentHash: instance.content_hash }] }),
+  );
   assert.equal(back.resend, [], "same content: nothing to resend");
   assert.is((await panel.db("instances").where({ id: instance.id }).first()).gone_at, null);
-  const changed = await storeSync(panel.db, crypto, instance.server_id, create(SyncRequestSchema, { present: [{ name: "main", contentHash: "0".repeat(64) }, { name: "new", contentHash: "1".repeat(64) }] }));
+  const changed = await storeSync(
+    panel.db,
+    crypto,
+    instance.server_id,
+    create(SyncRequestSchema, {
+      present: [
+        { name: "main", contentHash: "0".repeat(64) },
+        { name: "new", contentHash: "1".repeat(64) },
+      ],
+    }),
+  );
   assert.equal(changed.resend, ["main", "new"], "the panel asks for what it does not have");
 });
 

@@ -79,7 +79,15 @@ test("with the old key as previous, old envelopes open and say so; new ones seal
 
 test("anything that is not an envelope is refused as malformed", () => {
   const keyring = createKeyring(newKey);
-  for (const text of ["", "hunter2", "enc:v1:", "enc:v2:0123456789abcdef:AAAA", "enc:v1:0123456789abcdef:", "enc:v1:0123456789abcdef:AAAA", "enc:v1:XYZ:AAAA"]) {
+  for (const text of [
+    "",
+    "hunter2",
+    "enc:v1:",
+    "enc:v2:0123456789abcdef:AAAA",
+    "enc:v1:0123456789abcdef:",
+    "enc:v1:0123456789abcdef:AAAA",
+    "enc:v1:XYZ:AAAA",
+  ]) {
     assert.is(refusedKind(() => keyring.open(text, ctx)).kind, "malformed", JSON.stringify(text));
   }
 });

@@ -119,7 +119,13 @@ test("without the previous key configured, rotate refuses with one line naming i
 
 test("a panel started with a key that did not seal the stored secrets refuses to start", async () => {
   const other = "5b2f8c1d9e3a7f604b1c2d3e4f5a69788796a5b4c3d2e1f00f1e2d3c4b5a6978";
-  const cli = runCli(["serve", "--services=crypto,agents"], { ...env(), PANEL_ENCRYPTION_KEY: other, PANEL_ENCRYPTION_KEY_PREVIOUS: "", PANEL_PORT: "0", ADMIN_PORT: "0" });
+  const cli = runCli(["serve", "--services=crypto,agents"], {
+    ...env(),
+    PANEL_ENCRYPTION_KEY: other,
+    PANEL_ENCRYPTION_KEY_PREVIOUS: "",
+    PANEL_PORT: "0",
+    ADMIN_PORT: "0",
+  });
   assert.is(await cli.exited, 1);
   assert.match(cli.stderr(), new RegExp(`PANEL_ENCRYPTION_KEY: stored secrets are sealed with key ${newId}`));
 });

@@ -28,7 +28,11 @@ function clientWith(keys: Record<string, string>) {
   return createClient(CryptoService, createRouterTransport(routes, { router: { interceptors } }));
 }
 const context = { table: "oscam_installs", column: "webif_password", rowId: "4b1f7a52-9d3e-4c8a-8f61-0d2e3c4b5a69" };
-const codeOf = (p: Promise<unknown>) => p.then(() => undefined, (e: unknown) => ConnectError.from(e));
+const codeOf = (p: Promise<unknown>) =>
+  p.then(
+    () => undefined,
+    (e: unknown) => ConnectError.from(e),
+  );
 
 test.before(async () => {
   panel = await createTestDatabase("crypto_service");
@@ -110,7 +114,8 @@ test("KeyStatus counts stored values per column and key id", async () => {
   const status = await clientWith({ PANEL_ENCRYPTION_KEY: newKey, PANEL_ENCRYPTION_KEY_PREVIOUS: oldKey }).keyStatus({});
   assert.is(status.activeKeyId, deriveKey(newKey).id);
   assert.is(status.previousKeyId, deriveKey(oldKey).id);
-  const count = (table: string, column: string) => status.columns.find((c) => c.table === table && c.column === column && c.keyId === deriveKey(oldKey).id)?.count;
+  const count = (table: string, column: string) =>
+    status.columns.find((c) => c.table === table && c.column === column && c.keyId === deriveKey(oldKey).id)?.count;
   assert.is(count("saved_servers", "ssh_credential_encrypted"), 3n);
   assert.is(count("email_settings", "smtp_password"), 1n);
 });

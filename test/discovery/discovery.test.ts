@@ -28,7 +28,10 @@ test.before(async () => {
   // A systemd template unit, enabled for "backup" (not running).
   const units = join(dir.path, "systemd");
   await mkdir(join(units, "multi-user.target.wants"), { recursive: true });
-  await writeFile(join(units, "oscam@.service"), `[Service]\nExecStart=/usr/local/bin/oscam -r 0 -c ${etc}/%i -t ${dir.path}/run/oscam-%i \\\n  -B ${dir.path}/run/oscam-%i.pid\nRestart=always\n`);
+  await writeFile(
+    join(units, "oscam@.service"),
+    `[Service]\nExecStart=/usr/local/bin/oscam -r 0 -c ${etc}/%i -t ${dir.path}/run/oscam-%i \\\n  -B ${dir.path}/run/oscam-%i.pid\nRestart=always\n`,
+  );
   await writeFile(join(units, "multi-user.target.wants/oscam@backup.service"), "");
   await writeFile(join(units, "other.service"), "[Service]\nExecStart=/usr/bin/sleep infinity\n");
   // A process standing in for OScam: named oscam, writes its pid file, answers HTTP on the WebIF port.
@@ -43,10 +46,14 @@ test.before(async () => {
      fs.writeFileSync(arg("-B"), String(process.pid));
      http.createServer((q, r) => { r.writeHead(401); r.end(); }).listen(Number(process.env.PORT), "127.0.0.1", () => process.stdout.write("ready\\n"));`,
   );
-  standIn = spawn(join(bin, "oscam"), [join(bin, "stand-in.cjs"), "-b", "-c", join(etc, "main") + "/", "-t", join(dir.path, "tmp-main"), "-B", join(dir.path, "run/main.pid")], {
-    env: { PORT: String(webifPort) },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+  standIn = spawn(
+    join(bin, "oscam"),
+    [join(bin, "stand-in.cjs"), "-b", "-c", join(etc, "main") + "/", "-t", join(dir.path, "tmp-main"), "-B", join(dir.path, "run/main.pid")],
+    {
+      env: { PORT: String(webifPort) },
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
   await new Promise<void>((resolveReady) => standIn.stdout!.once("data", () => resolveReady()));
 });
 test.after(async () => {
@@ -57,7 +64,10 @@ test.after(async () => {
 test("two instances: one running (found from its process), one stopped (found from its unit)", async () => {
   const instances = await discoverInstances({ unitDirs: [join(dir.path, "systemd")], probeWebif: true });
   const ours = instances.filter((i) => i.configDir.startsWith(dir.path));
-  assert.equal(ours.map((i) => i.name), ["backup", "main"]);
+  assert.equal(
+    ours.map((i) => i.name),
+    ["backup", "main"],
+  );
   const [backup, main] = ours as [(typeof ours)[0], (typeof ours)[0]];
 
   assert.equal(main.sources, ["process"]);
@@ -89,7 +99,13 @@ test("a configured dir and a process for the same dir are one instance", async (
 });
 
 test("OScam's command line in every form getopt accepts", () => {
-  assert.equal(parseOscamArgs(["-b", "-c", "/etc/oscam", "-t", "/tmp/x", "-B", "/run/o.pid", "-r", "0"]), { daemon: true, configDir: "/etc/oscam", tempDir: "/tmp/x", pidFile: "/run/o.pid", restartMode: 0 });
+  assert.equal(parseOscamArgs(["-b", "-c", "/etc/oscam", "-t", "/tmp/x", "-B", "/run/o.pid", "-r", "0"]), {
+    daemon: true,
+    configDir: "/etc/oscam",
+    tempDir: "/tmp/x",
+    pidFile: "/run/o.pid",
+    restartMode: 0,
+  });
   assert.is(parseOscamArgs(["-c/etc/a"]).configDir, "/etc/a");
   assert.is(parseOscamArgs(["--config-dir=/etc/b"]).configDir, "/etc/b");
   assert.is(parseOscamArgs(["--config-dir", "/etc/c"]).configDir, "/etc/c");

@@ -8,7 +8,11 @@ const test = suite("resources from /proc: CPU over an interval, RSS, disk, host 
 
 test("a process burning CPU shows CPU %, its RSS, and the size of its directories", async () => {
   // Burns CPU for 300 ms of its own CPU time, then idles until killed.
-  const child = spawn(process.execPath, ["-e", "const t=process.cpuUsage();while((process.cpuUsage(t).user)<300000){} setInterval(()=>{},1000); process.stdout.write('done')"], { stdio: ["ignore", "pipe", "ignore"] });
+  const child = spawn(
+    process.execPath,
+    ["-e", "const t=process.cpuUsage();while((process.cpuUsage(t).user)<300000){} setInterval(()=>{},1000); process.stdout.write('done')"],
+    { stdio: ["ignore", "pipe", "ignore"] },
+  );
   try {
     let fakeNow = 0;
     const sampler = createResourceSampler("/proc", () => fakeNow);

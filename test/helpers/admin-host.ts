@@ -33,7 +33,14 @@ export async function startAdminHost(label: string, env: Record<string, string> 
   const dir = await makeTempDir(label);
   const database: TestDatabase = await createTestDatabase(label);
   const logs = captureLogs();
-  const config = loadConfig({ MYOSICAM_DATA_DIR: dir.path, ADMIN_DATABASE_URL: database.url, ADMIN_PORT: "0", PANEL_PORT: "0", ADMIN_ENCRYPTION_KEY: oldKey, ...env });
+  const config = loadConfig({
+    MYOSICAM_DATA_DIR: dir.path,
+    ADMIN_DATABASE_URL: database.url,
+    ADMIN_PORT: "0",
+    PANEL_PORT: "0",
+    ADMIN_ENCRYPTION_KEY: oldKey,
+    ...env,
+  });
   const host = await startHost(config, selectServices(["admin"]), logs.log);
   const db = createDatabase(database.url, logs.log);
   const url = host.listeners.find((l) => l.name === "admin")!.url;

@@ -4,7 +4,25 @@ import { join, resolve } from "node:path";
 const fixtures = resolve(import.meta.dirname, "../fixtures/oscam");
 
 /** Secret-bearing keys of a reader (OSCAM.md §4.1), plus an unknown secret-looking one. */
-const readerSecretKeys = ["user", "password", "key", "pincode", "boxid", "boxkey", "rsakey", "deskey", "aeskeys", "ins7e", "k1_unique", "mod1", "nuid", "cwekey0", "stmkeys", "device", "aeskey"];
+const readerSecretKeys = [
+  "user",
+  "password",
+  "key",
+  "pincode",
+  "boxid",
+  "boxkey",
+  "rsakey",
+  "deskey",
+  "aeskeys",
+  "ins7e",
+  "k1_unique",
+  "mod1",
+  "nuid",
+  "cwekey0",
+  "stmkeys",
+  "device",
+  "aeskey",
+];
 
 /**
  * Copies the `main` fixture to `target` and plants a unique canary in every place whose value must
@@ -21,7 +39,11 @@ export async function plantCanaries(target: string): Promise<Map<string, string>
   };
   await cp(join(fixtures, "main"), target, { recursive: true });
   const server = join(target, "oscam.server");
-  await writeFile(server, (await readFile(server, "utf8")) + `\n[reader]\nlabel = canary_reader\nprotocol = newcamd\n${readerSecretKeys.map((k) => `${k} = ${canary(`server ${k}`)}`).join("\n")}\n`);
+  await writeFile(
+    server,
+    (await readFile(server, "utf8")) +
+      `\n[reader]\nlabel = canary_reader\nprotocol = newcamd\n${readerSecretKeys.map((k) => `${k} = ${canary(`server ${k}`)}`).join("\n")}\n`,
+  );
   const conf = join(target, "oscam.conf");
   await writeFile(
     conf,
@@ -39,4 +61,5 @@ export async function plantCanaries(target: string): Promise<Map<string, string>
 }
 
 /** The canaries (by where they were planted) found in `text`. */
-export const leakedCanaries = (canaries: ReadonlyMap<string, string>, text: string) => [...canaries].filter(([value]) => text.includes(value)).map(([, where]) => where);
+export const leakedCanaries = (canaries: ReadonlyMap<string, string>, text: string) =>
+  [...canaries].filter(([value]) => text.includes(value)).map(([, where]) => where);

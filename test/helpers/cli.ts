@@ -54,9 +54,7 @@ function runEntry(entry: string, args: string[], env: Record<string, string>, cw
   let err = "";
   child.stdout!.on("data", (c: Buffer) => (out += c.toString()));
   child.stderr!.on("data", (c: Buffer) => (err += c.toString()));
-  const exited = new Promise<number>((resolveExit) =>
-    child.on("close", (code, signal) => resolveExit(code ?? 128 + (signal === "SIGKILL" ? 9 : 15))),
-  );
+  const exited = new Promise<number>((resolveExit) => child.on("close", (code, signal) => resolveExit(code ?? 128 + (signal === "SIGKILL" ? 9 : 15))));
   const firstJson = <T>() =>
     new Promise<T>((resolveJson, reject) => {
       const check = () => {

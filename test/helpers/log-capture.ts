@@ -14,6 +14,10 @@ export function captureLogs(): { log: Logger; lines(): Array<Record<string, unkn
   return {
     log,
     text: () => text,
-    lines: () => text.split("\n").filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>),
+    lines: () =>
+      text
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
   };
 }

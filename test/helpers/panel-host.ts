@@ -79,7 +79,15 @@ export async function startPanelHost(label: string, env: Record<string, string> 
       await writeLicenseAnswer(
         db,
         licenseKeyHash(testLicenseKey),
-        { valid: true, state: "active", planId: "test", planName: "Test", quotas: { maxServers, maxInstances }, message: "", usage: { servers: 0, instances: 0 } },
+        {
+          valid: true,
+          state: "active",
+          planId: "test",
+          planName: "Test",
+          quotas: { maxServers, maxInstances },
+          message: "",
+          usage: { servers: 0, instances: 0 },
+        },
         new Date(),
       );
     },

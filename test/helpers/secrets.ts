@@ -26,7 +26,12 @@ export async function seedSecrets(db: Knex, keyring: Keyring, perTable: number):
   await insertRows(
     db,
     "oscam_installs",
-    ids(perTable).map((id, i) => ({ id, instance_name: `oscam-${i}`, webif_username: "admin", webif_password: seal("oscam_installs", "webif_password", id, `webif-${i}-pw`) })),
+    ids(perTable).map((id, i) => ({
+      id,
+      instance_name: `oscam-${i}`,
+      webif_username: "admin",
+      webif_password: seal("oscam_installs", "webif_password", id, `webif-${i}-pw`),
+    })),
   );
   await insertRows(
     db,

@@ -80,7 +80,11 @@ export function signedCall(callerId: string, secret: string, procedure: string, 
 }
 
 /** Sends a raw call; answers the HTTP status and the parsed JSON body. */
-export function send(url: string, ca: string, call: RawCall): Promise<{ status: number; body: { code?: string; message?: string; plans?: Array<{ name: string }> } }> {
+export function send(
+  url: string,
+  ca: string,
+  call: RawCall,
+): Promise<{ status: number; body: { code?: string; message?: string; plans?: Array<{ name: string }> } }> {
   return new Promise((resolve, reject) => {
     const session = http2Connect(url, { ca });
     session.on("error", reject);

@@ -53,6 +53,11 @@ export async function startSshd(dir: string): Promise<Sshd> {
   let log = "";
   child.stderr!.on("data", (c: Buffer) => (log += c.toString()));
   await new Promise<void>((resolve, reject) => {
+    // Without openssh-server the spawn fails: a rejected start, not an unhandled 'error' event.
+    child.once("error", (err) => {
+      clearInterval(timer);
+      reject(new Error(`sshd cannot be started (${err.message}); install Debian's openssh-server`));
+    });
     const timer = setInterval(() => {
       if (log.includes("Server listening")) {
         clearInterval(timer);

@@ -39,7 +39,12 @@ test.before(async () => {
   database = await createTestDatabase("hmac");
   db = createDatabase(database.url, logs.log);
   await migrateToLatest(db, migrationsFor("admin"));
-  trust.callers.set("panel", { id: "panel", active: true, secrets: [secret], allowedProcedures: ["/myosicam.license.v1.LicenseService/*", "/myosicam.agent.v1.AgentService/Subscribe"] });
+  trust.callers.set("panel", {
+    id: "panel",
+    active: true,
+    secrets: [secret],
+    allowedProcedures: ["/myosicam.license.v1.LicenseService/*", "/myosicam.agent.v1.AgentService/Subscribe"],
+  });
   trust.callers.set("public_pricing", { id: "public_pricing", active: true, secrets: ["pricing-secret"], allowedProcedures: [catalog] });
   server = await startSignedServer(db, tls, logs.log, trust);
   replica = await startSignedServer(db, tls, logs.log, trust);
@@ -60,7 +65,10 @@ test("a signed unary call through the signing transport is accepted and the hand
 
 test("a signed server-streaming call is accepted over HTTP/2 and HTTP/1.1", async () => {
   for (const httpVersion of ["2", "1.1"] as const) {
-    const client = createClient(AgentService, createSignedTransport({ baseUrl: server.url, credentials: { callerId: "panel", secret }, ca: tls.cert, httpVersion }));
+    const client = createClient(
+      AgentService,
+      createSignedTransport({ baseUrl: server.url, credentials: { callerId: "panel", secret }, ca: tls.cert, httpVersion }),
+    );
     const received = [];
     for await (const m of client.subscribe({ agentVersion: "0.1.0" }, { timeoutMs: 0 })) received.push(m.message.case);
     assert.equal(received, ["keepalive"], `HTTP/${httpVersion}`);
@@ -121,7 +129,12 @@ test("a method outside the caller's allow-list is refused as forbidden_method", 
 
 test("timestamps 301 s off are refused even with a valid signature; 299 s off are accepted", async () => {
   const now = Date.now() / 1000;
-  for (const [offset, status] of [[301, 401], [-301, 401], [299, 200], [-299, 200]] as const) {
+  for (const [offset, status] of [
+    [301, 401],
+    [-301, 401],
+    [299, 200],
+    [-299, 200],
+  ] as const) {
     const res = await send(server.url, tls.cert, signedCall("panel", secret, catalog, "{}", now + offset));
     assert.is(res.status, status, `offset ${offset}`);
     if (status === 401) assert.is(lastReason(), "skew");

@@ -24,9 +24,21 @@ async function documentedVectors(): Promise<Vector[]> {
   const doc = await readFile(join(repo, "docs/hmac.md"), "utf8");
   const rows = doc.split("\n").filter((l) => /^\| \d+ \|/.test(l));
   return rows.map((row) => {
-    const cells = row.split("|").slice(2, -1).map((c) => c.trim().replaceAll("`", ""));
+    const cells = row
+      .split("|")
+      .slice(2, -1)
+      .map((c) => c.trim().replaceAll("`", ""));
     const [callerId, secret, timestamp, nonce, procedure, body, bodySha256, signature] = cells as [string, ...string[]];
-    return { callerId, secret: secret!, timestamp: timestamp!, nonce: nonce!, procedure: procedure!, bodyHex: body === "(empty)" ? "" : body!, bodySha256: bodySha256!, signature: signature! };
+    return {
+      callerId,
+      secret: secret!,
+      timestamp: timestamp!,
+      nonce: nonce!,
+      procedure: procedure!,
+      bodyHex: body === "(empty)" ? "" : body!,
+      bodySha256: bodySha256!,
+      signature: signature!,
+    };
   });
 }
 
@@ -49,7 +61,15 @@ test("the canonical string is six lines joined by \\n with no trailing newline",
 test("the shell reference signer produces the documented signature", async () => {
   const [, v] = await documentedVectors();
   const { stdout } = await promisify(execFile)("sh", [join(repo, "docs/examples/sign-request.sh"), v!.procedure, Buffer.from(v!.bodyHex, "hex").toString()], {
-    env: { PATH: process.env.PATH, MYOSICAM_URL: "https://unused", MYOSICAM_CALLER_ID: v!.callerId, MYOSICAM_SECRET: v!.secret, MYOSICAM_TIMESTAMP: v!.timestamp, MYOSICAM_NONCE: v!.nonce, MYOSICAM_SEND: "0" },
+    env: {
+      PATH: process.env.PATH,
+      MYOSICAM_URL: "https://unused",
+      MYOSICAM_CALLER_ID: v!.callerId,
+      MYOSICAM_SECRET: v!.secret,
+      MYOSICAM_TIMESTAMP: v!.timestamp,
+      MYOSICAM_NONCE: v!.nonce,
+      MYOSICAM_SEND: "0",
+    },
   });
   assert.match(stdout, new RegExp(`X-Signature: ${v!.signature}`));
 });

@@ -30,17 +30,38 @@ test.after(async () => {
 test("add with a password on stdin and with a key file: listed without credentials, stored sealed for their rows", async () => {
   const pw = await cli(["server", "add", "oscam-01", "--host", "10.0.0.5", "--user", "admin", "--password-stdin", "--json"], "Sup3r-Secret-pw\n");
   assert.is(pw.code, 0, pw.stderr);
-  const key = await cli(["server", "add", "oscam-02", "--host", "oscam-02.example.net", "--port", "2222", "--user", "root", "--key-file", join(dir.path, "key"), "--json"]);
+  const key = await cli([
+    "server",
+    "add",
+    "oscam-02",
+    "--host",
+    "oscam-02.example.net",
+    "--port",
+    "2222",
+    "--user",
+    "root",
+    "--key-file",
+    join(dir.path, "key"),
+    "--json",
+  ]);
   assert.is(key.code, 0, key.stderr);
   const list = await cli<{ servers: Array<{ name: string; port: number; authKind: string; hostKeyFingerprint: string | null }> }>(["server", "list", "--json"]);
-  assert.equal(list.json!.servers.map((s) => [s.name, s.port, s.authKind, s.hostKeyFingerprint]), [["oscam-01", 22, "password", null], ["oscam-02", 2222, "private_key", null]]);
+  assert.equal(
+    list.json!.servers.map((s) => [s.name, s.port, s.authKind, s.hostKeyFingerprint]),
+    [
+      ["oscam-01", 22, "password", null],
+      ["oscam-02", 2222, "private_key", null],
+    ],
+  );
   assert.not.ok(list.stdout.includes("Sup3r-Secret-pw") || list.stdout.includes("PRIVATE KEY"));
   const db = createDatabase(database.url, createLogger({ level: "silent" }));
   try {
     const keyring = createKeyring(newKey);
     for (const row of await db("saved_servers").select("id", "name", "ssh_credential_encrypted")) {
       assert.match(row.ssh_credential_encrypted, /^enc:v1:/);
-      const plain = keyring.open(row.ssh_credential_encrypted, { table: "saved_servers", column: "ssh_credential_encrypted", rowId: row.id }).plaintext.toString();
+      const plain = keyring
+        .open(row.ssh_credential_encrypted, { table: "saved_servers", column: "ssh_credential_encrypted", rowId: row.id })
+        .plaintext.toString();
       assert.is(plain, row.name === "oscam-01" ? "Sup3r-Secret-pw" : await readFile(join(dir.path, "key"), "utf8"));
     }
   } finally {
@@ -87,7 +108,10 @@ test("remove deletes a saved server with its credential; removing it again says 
   const again = await cli(["server", "remove", "oscam-02"]);
   assert.is.not(again.code, 0);
   assert.match(again.stderr, /no saved server "oscam-02"/);
-  assert.equal((await cli<{ servers: Array<{ name: string }> }>(["server", "list", "--json"])).json!.servers.map((s) => s.name), ["oscam-01"]);
+  assert.equal(
+    (await cli<{ servers: Array<{ name: string }> }>(["server", "list", "--json"])).json!.servers.map((s) => s.name),
+    ["oscam-01"],
+  );
 });
 
 test.run();

@@ -68,7 +68,8 @@ test.before(async () => {
 });
 
 async function setUp() {
-  if (process.getuid?.() !== 0) throw new Error("the installer tests need root (they create users and run the bootstrap): run them as CI does, through .ci/run");
+  if (process.getuid?.() !== 0)
+    throw new Error("the installer tests need root (they create users and run the bootstrap): run them as CI does, through .ci/run");
   dir = await makeTempDir("install");
   const artifacts = join(dir.path, "artifacts");
   execFileSync(process.execPath, [join(repo, "scripts/build-agent.mjs"), "--out", artifacts], { stdio: "ignore" });
@@ -108,7 +109,22 @@ test("key auth as root: the host key is pinned, the agent downloaded, registered
   assert.is(job.state, JobState.SUCCEEDED, `${job.error}\n${lines.join("\n")}`);
   assert.equal(
     steps.filter((s) => s !== "done"),
-    ["connect", "host key", "install token", "upload", "root", "check system", "download agent", "create user", "install agent", "install unit", "sudoers", "register", "start", "registered"],
+    [
+      "connect",
+      "host key",
+      "install token",
+      "upload",
+      "root",
+      "check system",
+      "download agent",
+      "create user",
+      "install agent",
+      "install unit",
+      "sudoers",
+      "register",
+      "start",
+      "registered",
+    ],
   );
   assert.is((await findSavedServer(panel.db, "key-root")).hostKeyFingerprint, sshd.fingerprint, "pinned on first use");
   const server = await panel.db("servers").where({ name: "key-root" }).first();
@@ -116,16 +132,27 @@ test("key auth as root: the host key is pinned, the agent downloaded, registered
   assert.ok(await panel.db("download_attempts").where({ outcome: "accepted" }).first(), "the artifact was downloaded through the gated endpoint");
   assert.not.match(lines.join("\n"), /[0-9a-f]{64}/, "no install token in the job's output");
   assert.not.match(panel.logs.text(), /[0-9a-f]{64}/, "no install token in the panel's log");
-  assert.equal((await bootstraps()).filter((f) => !before.includes(f)), [], "the bootstrap (it held the token) and its work dir are gone");
+  assert.equal(
+    (await bootstraps()).filter((f) => !before.includes(f)),
+    [],
+    "the bootstrap (it held the token) and its work dir are gone",
+  );
   const rule = (text: string) => text.split("\n").filter((l) => l.startsWith("myosicam-agent "));
-  assert.equal(rule(await readFile("/etc/sudoers.d/myosicam-agent", "utf8")), rule(await readFile(join(repo, "deploy/sudoers.d/myosicam-agent"), "utf8")), "the narrow rule of deploy/ is what got installed");
+  assert.equal(
+    rule(await readFile("/etc/sudoers.d/myosicam-agent", "utf8")),
+    rule(await readFile(join(repo, "deploy/sudoers.d/myosicam-agent"), "utf8")),
+    "the narrow rule of deploy/ is what got installed",
+  );
 });
 
 test("password and sudo -S: running the bootstrap again replaces the agent's token and restarts it", async () => {
   await save("pw-sudo", { password: testPassword }, testUser);
   const { job, lines } = await install("pw-sudo", RootMethod.SUDO_PASSWORD);
   assert.is(job.state, JobState.SUCCEEDED, `${job.error}\n${lines.join("\n")}`);
-  assert.ok(lines.some((l) => l.includes(`user myosicam-agent exists`)), "the second run found what the first installed");
+  assert.ok(
+    lines.some((l) => l.includes(`user myosicam-agent exists`)),
+    "the second run found what the first installed",
+  );
   assert.not.ok(lines.join("\n").includes(testPassword), "the sudo password is never echoed");
   const server = await panel.db("servers").where({ name: "pw-sudo" }).first();
   assert.ok(server.last_seen_at, "the restarted agent heartbeats with its new registration");
@@ -201,13 +228,16 @@ test("the bootstrap by hand: the values in the environment, the token on stdin, 
   const { command } = JSON.parse(run.stdout()) as { command: string };
   // Not spawnSync: the panel serving the download runs in this process.
   const bootstrap = await new Promise<{ code: number | null; out: string }>((resolve) => {
-    execFile("sh", ["-c", command], { cwd: join(repo, "deploy") }, (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: stdout + stderr }));
+    execFile("sh", ["-c", command], { cwd: join(repo, "deploy") }, (err, stdout, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: stdout + stderr }),
+    );
   });
   assert.is(bootstrap.code, 0, bootstrap.out);
   assert.match(bootstrap.out, /==> register[\s\S]*==> start[\s\S]*done/);
   const deadline = Date.now() + 30_000;
   let server;
-  while (!(server = await panel.db("servers").where({ name: "by-hand" }).whereNotNull("last_seen_at").first()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+  while (!(server = await panel.db("servers").where({ name: "by-hand" }).whereNotNull("last_seen_at").first()) && Date.now() < deadline)
+    await new Promise((r) => setTimeout(r, 200));
   assert.ok(server, "the agent registered and heartbeats");
 });
 
@@ -220,8 +250,17 @@ test("uninstall over SSH (sudo -S) removes every trace from the host and revokes
     else if (res.update.case === "event" && res.update.value.event.case === "logLine") lines.push(res.update.value.event.value);
   }
   assert.is(job!.state, JobState.SUCCEEDED, `${job!.error}\n${lines.join("\n")}`);
-  const gone = async (path: string) => readFile(path).then(() => false, (e: NodeJS.ErrnoException) => e.code === "ENOENT" || e.code === "EISDIR");
-  for (const path of ["/usr/local/bin/myosicam-agent", "/etc/sudoers.d/myosicam-agent", "/etc/myosicam-agent/agent.json", "/etc/systemd/system/myosicam-agent.service"]) {
+  const gone = async (path: string) =>
+    readFile(path).then(
+      () => false,
+      (e: NodeJS.ErrnoException) => e.code === "ENOENT" || e.code === "EISDIR",
+    );
+  for (const path of [
+    "/usr/local/bin/myosicam-agent",
+    "/etc/sudoers.d/myosicam-agent",
+    "/etc/myosicam-agent/agent.json",
+    "/etc/systemd/system/myosicam-agent.service",
+  ]) {
     assert.ok(await gone(path), `${path} is removed`);
   }
   assert.throws(() => execFileSync("id", ["myosicam-agent"], { stdio: "ignore" }), /Command failed/, "the user is removed");
@@ -229,9 +268,13 @@ test("uninstall over SSH (sudo -S) removes every trace from the host and revokes
 });
 
 test("an unknown saved server and a bad request are refused with words", async () => {
-  const unknown = await installer().startInstall({ server: "nope", root: RootMethod.DIRECT, requestedBy: "test" }).catch((e: unknown) => ConnectError.from(e));
+  const unknown = await installer()
+    .startInstall({ server: "nope", root: RootMethod.DIRECT, requestedBy: "test" })
+    .catch((e: unknown) => ConnectError.from(e));
   assert.is((unknown as ConnectError).code, Code.NotFound);
-  const bad = await installer().startInstall({ server: "key-root", root: RootMethod.UNSPECIFIED, requestedBy: "test" }).catch((e: unknown) => ConnectError.from(e));
+  const bad = await installer()
+    .startInstall({ server: "key-root", root: RootMethod.UNSPECIFIED, requestedBy: "test" })
+    .catch((e: unknown) => ConnectError.from(e));
   assert.is((bad as ConnectError).code, Code.InvalidArgument);
 });
 

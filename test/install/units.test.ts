@@ -13,10 +13,12 @@ let dir: Awaited<ReturnType<typeof makeTempDir>>;
 
 /** `systemd-analyze verify`: exit 0 even for unknown keys, so its output must be empty too. */
 async function verify(unit: string): Promise<string> {
-  const { stdout, stderr } = await promisify(execFile)("systemd-analyze", ["verify", unit]).catch((err: { stdout?: string; stderr?: string; code?: string }) => {
-    if (err.code === "ENOENT") throw new Error("systemd-analyze is missing: install Debian's systemd package (.ci/run does)");
-    return { stdout: err.stdout ?? "", stderr: `${err.stderr ?? ""} (failed)` };
-  });
+  const { stdout, stderr } = await promisify(execFile)("systemd-analyze", ["verify", unit]).catch(
+    (err: { stdout?: string; stderr?: string; code?: string }) => {
+      if (err.code === "ENOENT") throw new Error("systemd-analyze is missing: install Debian's systemd package (.ci/run does)");
+      return { stdout: err.stdout ?? "", stderr: `${err.stderr ?? ""} (failed)` };
+    },
+  );
   return (stdout + stderr).trim();
 }
 
@@ -37,7 +39,8 @@ test("the agent unit the bootstrap writes passes systemd-analyze verify without 
     .replaceAll("$AGENT_BIN", process.execPath)
     .replaceAll("$STATE_DIR", dir.path)
     .replaceAll("$RW", `${dir.path} /etc/oscam`);
-  for (const line of ["User=myosicam-agent", "Restart=always", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes", "NoNewPrivileges=no"]) assert.ok(unit.includes(line), line);
+  for (const line of ["User=myosicam-agent", "Restart=always", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes", "NoNewPrivileges=no"])
+    assert.ok(unit.includes(line), line);
   const file = join(dir.path, "myosicam-agent.service");
   await writeFile(file, unit);
   assert.is(await verify(file), "");

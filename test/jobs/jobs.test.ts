@@ -104,13 +104,20 @@ test("List filters by queue and state, newest first", async () => {
   assert.ok(failed.every((j) => j.queue === "probe.fails" && j.state === JobState.FAILED));
   const { jobs: all } = await client().list({ limit: 1000 });
   const times = all.map((j) => Number(j.createdAt?.seconds ?? 0));
-  assert.equal(times, [...times].sort((a, b) => b - a));
+  assert.equal(
+    times,
+    [...times].sort((a, b) => b - a),
+  );
 });
 
 test("an unknown job is NotFound; a malformed id is refused by validation", async () => {
-  const missing = await client().get({ id: "00000000-0000-4000-8000-000000000000" }).catch((e: unknown) => ConnectError.from(e));
+  const missing = await client()
+    .get({ id: "00000000-0000-4000-8000-000000000000" })
+    .catch((e: unknown) => ConnectError.from(e));
   assert.is((missing as ConnectError).code, Code.NotFound);
-  const malformed = await client().get({ id: "42" }).catch((e: unknown) => ConnectError.from(e));
+  const malformed = await client()
+    .get({ id: "42" })
+    .catch((e: unknown) => ConnectError.from(e));
   assert.is((malformed as ConnectError).code, Code.InvalidArgument);
 });
 

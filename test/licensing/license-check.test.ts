@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, type ConnectError } from "@connectrpc/connect";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { migrationsFor } from "../../services/host.js";
@@ -48,7 +48,10 @@ test.after(async () => {
 test("without PANEL_LICENSE_KEY the panel is unlicensed and registration is refused", async () => {
   const standing = await check(undefined);
   assert.is(standing.state, "unlicensed");
-  assert.throws(() => requireQuota(standing, { servers: 0, instances: 0 }, { servers: 1 }), (e: ConnectError) => e.code === Code.FailedPrecondition);
+  assert.throws(
+    () => requireQuota(standing, { servers: 0, instances: 0 }, { servers: 1 }),
+    (e: ConnectError) => e.code === Code.FailedPrecondition,
+  );
 });
 
 test("a valid license is active; quotas are enforced with a clear ResourceExhausted", async () => {
@@ -83,7 +86,10 @@ test("a revoked license is not usable as soon as the check sees it", async () =>
 
 test("an expired license is not usable", async () => {
   const { key, license } = await admin.book.issue({ customer: "C", planId: "small", expiresAt: new Date(Date.now() + hour) });
-  await admin.db("licenses").where({ id: license.id }).update({ expires_at: new Date(Date.now() - hour) });
+  await admin
+    .db("licenses")
+    .where({ id: license.id })
+    .update({ expires_at: new Date(Date.now() - hour) });
   const standing = await check(key);
   assert.is(standing.state, "expired");
   assert.not.ok(standing.usable);

@@ -51,7 +51,9 @@ export async function startOscamEmulator(options: { configDir: string; user: str
     if (!authorised(req.headers.authorization, req.method ?? "GET")) {
       const nonce = randomBytes(16).toString("hex");
       nonces.add(nonce);
-      res.writeHead(401, { "www-authenticate": `Digest algorithm="MD5", realm="Forbidden", qop="auth", opaque="${randomBytes(8).toString("hex")}", nonce="${nonce}"` });
+      res.writeHead(401, {
+        "www-authenticate": `Digest algorithm="MD5", realm="Forbidden", qop="auth", opaque="${randomBytes(8).toString("hex")}", nonce="${nonce}"`,
+      });
       res.end("401 Unauthorized");
       return;
     }
@@ -63,17 +65,17 @@ export async function startOscamEmulator(options: { configDir: string; user: str
       (held?.released ?? Promise.resolve())
         .then(() => readFile(join(options.configDir, "oscam.user")))
         .then(
-        (bytes) => {
-          loaded = readUserFile(parseOscamFile(bytes, "oscam.user")).accounts;
-          reloads++;
-          res.writeHead(200, { "content-type": "text/html" });
-          res.end(`<html><body>${loaded.length} users</body></html>`);
-        },
-        () => {
-          res.writeHead(500);
-          res.end();
-        },
-      );
+          (bytes) => {
+            loaded = readUserFile(parseOscamFile(bytes, "oscam.user")).accounts;
+            reloads++;
+            res.writeHead(200, { "content-type": "text/html" });
+            res.end(`<html><body>${loaded.length} users</body></html>`);
+          },
+          () => {
+            res.writeHead(500);
+            res.end();
+          },
+        );
       return;
     }
     res.writeHead(200, { "content-type": "text/html" });

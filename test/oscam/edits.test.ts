@@ -26,7 +26,10 @@ const test = suite("minimal edits of oscam.user and oscam.conf");
 test("updating a password changes that one line, keeping the 30-column style", () => {
   const before = doc("main");
   const after = applyAccountChanges(before, [{ op: "update", user: "bedroom", set: { pwd: "new-Secret-1" } }]);
-  assert.equal(changedLines(before, after), { removed: ["pwd                           = br-Kd81mQzp"], added: ["pwd                           = new-Secret-1"] });
+  assert.equal(changedLines(before, after), {
+    removed: ["pwd                           = br-Kd81mQzp"],
+    added: ["pwd                           = new-Secret-1"],
+  });
   assert.is(readUserFile(after).accounts.find((a) => a.user === "bedroom")!.pwd, "new-Secret-1");
 });
 
@@ -63,7 +66,10 @@ test("disable, enable, add and delete an account touch only their lines", () => 
 
   const added = applyAccountChanges(before, [{ op: "add", user: "newbox", set: { pwd: "nb-1", group: "1" } }]);
   assert.ok(text(added).startsWith(text(before)), "appended at the end");
-  assert.is(text(added).slice(text(before).length), "\n[account]\nuser                          = newbox\npwd                           = nb-1\ngroup                         = 1\n");
+  assert.is(
+    text(added).slice(text(before).length),
+    "\n[account]\nuser                          = newbox\npwd                           = nb-1\ngroup                         = 1\n",
+  );
   const removed = applyAccountChanges(added, [{ op: "delete", user: "newbox" }]);
   assert.is(text(removed), text(before), "deleting what was added gives the original back");
 

@@ -33,18 +33,35 @@ for (const instance of instances) {
     const want = expected.instances[instance].accounts;
     const { accounts } = user(instance);
     assert.is(accounts.length, want.total);
-    assert.equal(accounts.filter((a) => a.disabled).map((a) => a.user), want.disabled_names);
-    assert.equal(accounts.filter((a) => isExpired(a, today)).map((a) => a.user), want.expired_names);
+    assert.equal(
+      accounts.filter((a) => a.disabled).map((a) => a.user),
+      want.disabled_names,
+    );
+    assert.equal(
+      accounts.filter((a) => isExpired(a, today)).map((a) => a.user),
+      want.expired_names,
+    );
     assert.is(accounts.filter((a) => !a.disabled && !isExpired(a, today)).length, want.active);
-    if (want.usernames) assert.equal(accounts.map((a) => a.user), want.usernames);
-    for (const name of want.commented_out_not_counted ?? []) assert.not.ok(accounts.some((a) => a.user === name), `${name} is commented out`);
+    if (want.usernames)
+      assert.equal(
+        accounts.map((a) => a.user),
+        want.usernames,
+      );
+    for (const name of want.commented_out_not_counted ?? [])
+      assert.not.ok(
+        accounts.some((a) => a.user === name),
+        `${name} is commented out`,
+      );
   });
 
   test(`${instance}: readers counted from oscam.server without reading any other value`, () => {
     const want = expected.instances[instance].readers;
     const summary = summariseServerFile(read(instance, "oscam.server"));
     assert.is(summary.readers.length, want.total);
-    assert.equal(summary.readers.map((r) => r.label), want.labels);
+    assert.equal(
+      summary.readers.map((r) => r.label),
+      want.labels,
+    );
     assert.is(summary.readers.filter((r) => r.enabled).length, want.enabled);
     assert.is(summary.readers.filter((r) => r.network).length, want.network);
     assert.is(summary.readers.filter((r) => !r.network).length, want.local);
@@ -78,9 +95,21 @@ for (const instance of instances) {
       assert.ok(port, `cs378x port ${entry.port}`);
       assert.is(port!.caid, entry.caid);
     }
-    if (want.ports.cccam) assert.equal(view.ports.cccam?.map((p) => p.port), want.ports.cccam);
-    if (want.ports.camd33) assert.equal(view.ports.camd33?.map((p) => p.port), [want.ports.camd33]);
-    if (want.ports.monitor_udp) assert.equal(view.ports.monitor?.map((p) => p.port), [want.ports.monitor_udp]);
+    if (want.ports.cccam)
+      assert.equal(
+        view.ports.cccam?.map((p) => p.port),
+        want.ports.cccam,
+      );
+    if (want.ports.camd33)
+      assert.equal(
+        view.ports.camd33?.map((p) => p.port),
+        [want.ports.camd33],
+      );
+    if (want.ports.monitor_udp)
+      assert.equal(
+        view.ports.monitor?.map((p) => p.port),
+        [want.ports.monitor_udp],
+      );
     const g = want.global;
     assert.is(view.global.logfile.split(";")[0], g.logfile);
     if ("pidfile" in g) assert.is(view.global.pidfile, g.pidfile);
@@ -115,7 +144,10 @@ test("main: account samples read as OScam reads them", () => {
   assert.is(byName.get("tobias")!.raw.cccmaxhops, String(samples.tobias.cccmaxhops));
   assert.is(byName.get("mum_dm920")!.expdate, samples.mum_dm920.expdate);
   assert.is(byName.get("mum_dm920")!.raw.expdate, samples.mum_dm920.expdate_raw);
-  assert.equal(byName.get("max_wb")!.betatunnel, samples.max_wb.betatunnel.map((b: { from_caid: string; srvid: string; to_caid: string }) => ({ fromCaid: b.from_caid, srvid: b.srvid, toCaid: b.to_caid })));
+  assert.equal(
+    byName.get("max_wb")!.betatunnel,
+    samples.max_wb.betatunnel.map((b: { from_caid: string; srvid: string; to_caid: string }) => ({ fromCaid: b.from_caid, srvid: b.srvid, toCaid: b.to_caid })),
+  );
 });
 
 test("messy: duplicate keys, '#' in values, unknown keys, a TAB-indented line, and the warnings that say so", () => {
@@ -133,7 +165,10 @@ test("messy: duplicate keys, '#' in values, unknown keys, a TAB-indented line, a
   assert.ok(view.warnings.some((w) => /starts with a TAB: OScam ignores it/.test(w.message)));
   assert.ok(view.warnings.some((w) => /unknown key "vip"/.test(w.message)));
   const c = conf("messy");
-  assert.equal(c.sections.filter((s) => s === "cs357x"), expected.instances.messy.empty_sections);
+  assert.equal(
+    c.sections.filter((s) => s === "cs357x"),
+    expected.instances.messy.empty_sections,
+  );
   assert.is(c.ports.cs357x, undefined);
 });
 

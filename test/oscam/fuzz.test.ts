@@ -43,12 +43,12 @@ const oscamLine = fc.oneof(
   fc.string({ maxLength: 30 }).map((s) => `#${s.replace(/[\r\n]/g, "")}`),
   fc.constantFrom("", " ", "\t", "ab", "no equals sign here"),
 );
-const oscamText = fc.tuple(fc.boolean(), fc.array(fc.tuple(oscamLine, fc.constantFrom("\n", "\r\n", "\r\n", "\n")), { maxLength: 60 }), fc.boolean()).map(
-  ([bom, lines, finalNewline]) => {
+const oscamText = fc
+  .tuple(fc.boolean(), fc.array(fc.tuple(oscamLine, fc.constantFrom("\n", "\r\n", "\r\n", "\n")), { maxLength: 60 }), fc.boolean())
+  .map(([bom, lines, finalNewline]) => {
     const body = lines.map(([l, eol]) => l + eol).join("");
     return Buffer.concat([Buffer.from(bom ? [0xef, 0xbb, 0xbf] : []), Buffer.from(finalNewline ? body : body.replace(/\r?\n$/, ""), "utf8")]);
-  },
-);
+  });
 
 test("OScam-like files (mixed endings, BOM, odd spacing, UTF-8): always accepted, byte-identical round trip", () => {
   fc.assert(
@@ -68,7 +68,10 @@ const accountFile = fc
   .chain((names) =>
     fc.tuple(
       fc.constant(names),
-      fc.array(fc.tuple(fc.constantFrom(" = ", "=", "   =   ", "                   = "), fc.constantFrom("\n", "\r\n")), { minLength: names.length, maxLength: names.length }),
+      fc.array(fc.tuple(fc.constantFrom(" = ", "=", "   =   ", "                   = "), fc.constantFrom("\n", "\r\n")), {
+        minLength: names.length,
+        maxLength: names.length,
+      }),
     ),
   )
   .map(([names, styles]) =>
@@ -110,7 +113,10 @@ test("not OScam files: binary, 10 MB of one line, an unclosed header — a parse
   const started = process.hrtime.bigint();
   assert.throws(() => parseOscamFile(Buffer.alloc(10 * 1024 * 1024, 0x61), "oscam.conf"), /oscam\.conf, line 1: the line is 10485760 bytes long/);
   assert.ok(process.hrtime.bigint() - started < 5_000_000_000n, "refused in one pass, not a hang");
-  assert.throws(() => parseOscamFile(Buffer.from("[account]\nuser = a\n[account\npwd = b\n"), "oscam.user"), /line 3: the section header "\[account" is not closed with \]/);
+  assert.throws(
+    () => parseOscamFile(Buffer.from("[account]\nuser = a\n[account\npwd = b\n"), "oscam.user"),
+    /line 3: the section header "\[account" is not closed with \]/,
+  );
 });
 
 test.run();

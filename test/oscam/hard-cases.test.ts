@@ -11,24 +11,42 @@ const conf = (text: string) => readConfFile(parseOscamFile(Buffer.from(text), "o
 
 test("duplicate user names load as name_x, also when repeated inside one section; names are case-sensitive", () => {
   const { accounts, warnings } = users("[account]\nuser = alice\n[account]\nuser = alice\n[account]\nuser = Alice\n[account]\nuser = bob\nuser = bob\n");
-  assert.equal(accounts.map((a) => a.user), ["alice", "alice_x", "Alice", "bob_x"]);
+  assert.equal(
+    accounts.map((a) => a.user),
+    ["alice", "alice_x", "Alice", "bob_x"],
+  );
   assert.ok(warnings.some((w) => w.message === 'duplicate account name "alice": OScam loads it as "alice_x"'));
 });
 
 test("a commented-out header with live keys below merges them into the previous account", () => {
   const { accounts } = users("[account]\nuser = a\npwd = 1\n#[account]\nuser = b\n");
-  assert.equal(accounts.map((a) => [a.user, a.pwd]), [["b", "1"]], "one account: its user overwritten");
+  assert.equal(
+    accounts.map((a) => [a.user, a.pwd]),
+    [["b", "1"]],
+    "one account: its user overwritten",
+  );
 });
 
 test("disabled: any non-zero number disables; 'yes' reads as 0", () => {
   const { accounts } = users("[account]\nuser = a\ndisabled = yes\n[account]\nuser = b\ndisabled = 2\n[account]\nuser = c\ndisabled = -1\n");
-  assert.equal(accounts.map((a) => a.disabled), [false, true, true]);
+  assert.equal(
+    accounts.map((a) => a.disabled),
+    [false, true, true],
+  );
 });
 
 test("expdate: '-' or '/', single digits, valid through its day; DD.MM.YYYY counts as expired", () => {
-  const { accounts } = users("[account]\nuser = a\nexpdate = 2026/6/1\n[account]\nuser = b\nexpdate = 2026-05-31\n[account]\nuser = c\nexpdate = 31.12.2099\n[account]\nuser = d\nexpdate =\n");
-  assert.equal(accounts.map((a) => a.expdate), ["2026-06-01", "2026-05-31", null, null]);
-  assert.equal(accounts.map((a) => isExpired(a, "2026-06-01")), [false, true, true, false]);
+  const { accounts } = users(
+    "[account]\nuser = a\nexpdate = 2026/6/1\n[account]\nuser = b\nexpdate = 2026-05-31\n[account]\nuser = c\nexpdate = 31.12.2099\n[account]\nuser = d\nexpdate =\n",
+  );
+  assert.equal(
+    accounts.map((a) => a.expdate),
+    ["2026-06-01", "2026-05-31", null, null],
+  );
+  assert.equal(
+    accounts.map((a) => isExpired(a, "2026-06-01")),
+    [false, true, true, false],
+  );
 });
 
 test("group '1 # vip' is an invalid entry, dropped with a warning; '#' inside a value is not a comment", () => {
@@ -51,13 +69,19 @@ test("a BOM before the first [account] makes OScam drop that account's keys; the
   const doc = parseOscamFile(bytes, "oscam.user");
   assert.ok(printOscamFile(doc).equals(bytes));
   const view = readUserFile(doc);
-  assert.equal(view.accounts.map((a) => a.user), ["b"]);
+  assert.equal(
+    view.accounts.map((a) => a.user),
+    ["b"],
+  );
   assert.ok(view.warnings.some((w) => /byte order mark/.test(w.message)));
 });
 
 test("keys before the first header and non-account sections are ignored, with warnings", () => {
   const view = users("user = ghost\n[foo]\nuser = x\n[account]\nuser = real\n");
-  assert.equal(view.accounts.map((a) => a.user), ["real"]);
+  assert.equal(
+    view.accounts.map((a) => a.user),
+    ["real"],
+  );
   assert.ok(view.warnings.some((w) => /before the first \[account\] header/.test(w.message)));
   assert.ok(view.warnings.some((w) => /\[foo\] is not an \[account\] section/.test(w.message)));
 });
@@ -83,7 +107,11 @@ test("oscam.conf: newcamd ports lose their DES keys; a TAB before '=' and 'key =
 });
 
 test("oscam.server: label spaces become _, an invalid protocol (CCcam) or a missing label drops the reader", () => {
-  const summary = summariseServerFile(Buffer.from("[reader]\nlabel = my card\nprotocol = pcsc\n[READER]\nlabel = x\nprotocol = CCcam\n[reader]\nprotocol = cccam\n[reader]\nlabel = off\nprotocol = newcamd\nenable = 0\npassword = hunter2\n"));
+  const summary = summariseServerFile(
+    Buffer.from(
+      "[reader]\nlabel = my card\nprotocol = pcsc\n[READER]\nlabel = x\nprotocol = CCcam\n[reader]\nprotocol = cccam\n[reader]\nlabel = off\nprotocol = newcamd\nenable = 0\npassword = hunter2\n",
+    ),
+  );
   assert.is(summary.readerSections, 4);
   assert.equal(summary.readers, [
     { label: "my_card", protocol: "pcsc", enabled: true, network: false },

@@ -43,7 +43,9 @@ export async function sendMail(route: MailRoute, mail: Mail): Promise<void> {
       await transport.sendMail({ from: route.from, to: [...mail.to], subject: mail.subject, text: mail.text });
     } catch (err) {
       const e = err as { code?: string; responseCode?: number; message?: string };
-      throw new Error(`SMTP ${route.host}:${route.port} refused the message (${e.code ?? "error"}${e.responseCode ? ` ${e.responseCode}` : ""}: ${e.message ?? String(err)})`);
+      throw new Error(
+        `SMTP ${route.host}:${route.port} refused the message (${e.code ?? "error"}${e.responseCode ? ` ${e.responseCode}` : ""}: ${e.message ?? String(err)})`,
+      );
     } finally {
       transport.close();
     }

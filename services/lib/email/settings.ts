@@ -45,7 +45,12 @@ export interface MailSettingsInput {
 }
 
 /** Replaces the panel's mail route (one row). `seal(plaintext, column, rowId)` makes envelopes. */
-export async function writeMailSettings(db: Knex, input: MailSettingsInput, seal: (plaintext: string, column: string, rowId: string) => Promise<string>, newId: string): Promise<void> {
+export async function writeMailSettings(
+  db: Knex,
+  input: MailSettingsInput,
+  seal: (plaintext: string, column: string, rowId: string) => Promise<string>,
+  newId: string,
+): Promise<void> {
   await db.transaction(async (trx) => {
     const existing = await trx("email_settings").where({ singleton: true }).forUpdate().first();
     const id: string = existing?.id ?? newId;

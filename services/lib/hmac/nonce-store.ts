@@ -54,7 +54,9 @@ export async function recordRefusal(
 
 /** Deletes refusals older than `days`; answers how many. */
 export async function purgeRefusals(db: Knex, days: number): Promise<number> {
-  return db("hmac_refusals").where("at", "<", db.raw("now() - make_interval(days => ?)", [days])).delete();
+  return db("hmac_refusals")
+    .where("at", "<", db.raw("now() - make_interval(days => ?)", [days]))
+    .delete();
 }
 
 /**
@@ -94,5 +96,7 @@ export function createNonceRecorder(db: Knex) {
 
 /** Deletes nonces older than `olderThanSeconds` (twice the skew window); answers how many. */
 export async function purgeNonces(db: Knex, olderThanSeconds: number): Promise<number> {
-  return db("hmac_nonces").where("seen_at", "<", db.raw("now() - make_interval(secs => ?)", [olderThanSeconds])).delete();
+  return db("hmac_nonces")
+    .where("seen_at", "<", db.raw("now() - make_interval(secs => ?)", [olderThanSeconds]))
+    .delete();
 }

@@ -2,14 +2,7 @@ import { timingSafeEqual } from "node:crypto";
 import { hmacHeaders, signatureOf, type SignedParts } from "./canonical.js";
 
 /** Why a signed request was refused; logged and audited, never shown in detail to the caller. */
-export type HmacRefusal =
-  | "malformed"
-  | "unknown_caller"
-  | "inactive_caller"
-  | "skew"
-  | "bad_signature"
-  | "replay"
-  | "forbidden_method";
+export type HmacRefusal = "malformed" | "unknown_caller" | "inactive_caller" | "skew" | "bad_signature" | "replay" | "forbidden_method";
 
 /** A caller as the verifier needs it. */
 export interface KnownCaller {

@@ -83,7 +83,9 @@ export async function markJobRunning(db: Knex, id: string, queue: string): Promi
 /** Ends an attempt: succeeded, failed for good, or queued again for a retry (with its error). */
 export async function markJobFinished(db: Knex, id: string, state: JobRun["state"], error = ""): Promise<void> {
   const finished = state === "queued" ? null : db.fn.now();
-  await db("job_runs").where({ id }).update({ state, error, finished_at: finished, ...(state === "succeeded" && { percent: 100 }) });
+  await db("job_runs")
+    .where({ id })
+    .update({ state, error, finished_at: finished, ...(state === "succeeded" && { percent: 100 }) });
 }
 
 /** Appends a progress step (and moves the job's current step) or a log line. */
@@ -101,7 +103,10 @@ export async function findJobRun(db: Knex, id: string): Promise<JobRun | undefin
 
 /** The newest jobs, optionally of one queue and state. */
 export async function listJobRuns(db: Knex, filter: { queue?: string; state?: JobRun["state"]; limit: number }): Promise<JobRun[]> {
-  const query = db("job_runs").select(columns).orderBy([{ column: "created_at", order: "desc" }, { column: "id" }]).limit(filter.limit);
+  const query = db("job_runs")
+    .select(columns)
+    .orderBy([{ column: "created_at", order: "desc" }, { column: "id" }])
+    .limit(filter.limit);
   if (filter.queue) query.where({ queue: filter.queue });
   if (filter.state) query.where({ state: filter.state });
   return query;
@@ -109,6 +114,10 @@ export async function listJobRuns(db: Knex, filter: { queue?: string; state?: Jo
 
 /** Events of a job after `afterSequence`, in order. */
 export async function listJobEvents(db: Knex, id: string, afterSequence: number): Promise<JobEventRow[]> {
-  const rows = await db("job_events").select("sequence", "at", "step", "percent", "line").where({ job_id: id }).where("sequence", ">", afterSequence).orderBy("sequence");
+  const rows = await db("job_events")
+    .select("sequence", "at", "step", "percent", "line")
+    .where({ job_id: id })
+    .where("sequence", ">", afterSequence)
+    .orderBy("sequence");
   return rows.map((r) => ({ ...r, sequence: Number(r.sequence) }));
 }

@@ -74,7 +74,11 @@ export async function checkLicense(options: LicenseCheckOptions): Promise<Licens
       defaultTimeoutMs: options.timeoutMs ?? 15_000,
     });
     try {
-      const res = await createClient(LicenseService, transport).validateLicense({ licenseKey: config.licenseKey, panelId: options.panelId, usage: options.usage });
+      const res = await createClient(LicenseService, transport).validateLicense({
+        licenseKey: config.licenseKey,
+        panelId: options.panelId,
+        usage: options.usage,
+      });
       const answer: LicenseAnswer = {
         valid: res.valid,
         state: stateNames[res.state],

@@ -67,7 +67,12 @@ export function standingOf(record: LicenseRecord | undefined, hasKey: boolean, n
   }
   const base = { quotas: answer.quotas, planName: answer.planName, expiresAt: answer.expiresAt, checkedAt };
   if (answer.state === "expired" || (answer.expiresAt && new Date(answer.expiresAt) <= now)) {
-    return { ...base, state: "expired", usable: false, message: answer.state === "expired" ? answer.message : `license expired on ${answer.expiresAt!.slice(0, 10)}` };
+    return {
+      ...base,
+      state: "expired",
+      usable: false,
+      message: answer.state === "expired" ? answer.message : `license expired on ${answer.expiresAt!.slice(0, 10)}`,
+    };
   }
   if (answer.state !== "active") return { ...base, state: "invalid", usable: false, message: answer.message || `license is ${answer.state}` };
   const overQuota = answer.quotas !== undefined && exceeds(answer.quotas, answer.usage);
@@ -112,9 +117,15 @@ export function requireQuota(standing: LicenseStanding, usage: Usage, adding: Pa
   const servers = usage.servers + (adding.servers ?? 0);
   const instances = usage.instances + (adding.instances ?? 0);
   if ((adding.servers ?? 0) > 0 && quotas.maxServers > 0 && servers > quotas.maxServers) {
-    throw new ConnectError(`license quota reached: ${usage.servers} of ${quotas.maxServers} servers in use (plan ${standing.planName ?? "?"}); remove a server or upgrade the license`, Code.ResourceExhausted);
+    throw new ConnectError(
+      `license quota reached: ${usage.servers} of ${quotas.maxServers} servers in use (plan ${standing.planName ?? "?"}); remove a server or upgrade the license`,
+      Code.ResourceExhausted,
+    );
   }
   if ((adding.instances ?? 0) > 0 && quotas.maxInstances > 0 && instances > quotas.maxInstances) {
-    throw new ConnectError(`license quota reached: ${usage.instances} of ${quotas.maxInstances} OScam instances in use (plan ${standing.planName ?? "?"}); remove an instance or upgrade the license`, Code.ResourceExhausted);
+    throw new ConnectError(
+      `license quota reached: ${usage.instances} of ${quotas.maxInstances} OScam instances in use (plan ${standing.planName ?? "?"}); remove an instance or upgrade the license`,
+      Code.ResourceExhausted,
+    );
   }
 }

@@ -1,13 +1,5 @@
 import { createCipheriv, createDecipheriv, createSecretKey, hkdfSync, randomBytes, type KeyObject } from "node:crypto";
-import {
-  EnvelopeError,
-  associatedData,
-  formatEnvelope,
-  nonceBytes,
-  parseEnvelope,
-  tagBytes,
-  type EncryptionContext,
-} from "./envelope.js";
+import { EnvelopeError, associatedData, formatEnvelope, nonceBytes, parseEnvelope, tagBytes, type EncryptionContext } from "./envelope.js";
 
 /** An AES-256-GCM key derived from a master key, and the id it is known by. */
 interface DerivedKey {

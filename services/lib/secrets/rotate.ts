@@ -156,4 +156,3 @@ export async function unknownKeyIds(db: Knex, keyring: Keyring, columns: readonl
 function reasonOf(err: unknown): string {
   return err instanceof EnvelopeError ? err.message : "unexpected error while re-encrypting";
 }
-

@@ -1,0 +1,46 @@
+import { execFile } from "node:child_process";
+import { mkdir, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { ensureSystemPackages } from "../system-packages.js";
+
+const run = promisify(execFile);
+
+test("a test file that crashes is reported as that file failing, and the run goes on", async () => {
+  const dir = join(".scratch", `runner-${process.pid}`);
+  await mkdir(dir, { recursive: true });
+  const passing = (name: string) => `import { test } from "uvu";\ntest("${name}", () => {});\ntest.run();\n`;
+  await writeFile(join(dir, "a.test.ts"), passing("first"));
+  // An unhandled 'error' event, as a missing sshd once caused: the process dies mid-file.
+  await writeFile(
+    join(dir, "b.test.ts"),
+    `import { test } from "uvu";\nimport { EventEmitter } from "node:events";\ntest("crashes", () => new Promise(() => { setImmediate(() => new EventEmitter().emit("error", new Error("spawn /usr/sbin/sshd ENOENT"))); }));\ntest.run();\n`,
+  );
+  await writeFile(join(dir, "c.test.ts"), passing("last"));
+  try {
+    const result = await run(process.execPath, ["--import", "tsx", "test/run.ts"], { env: { ...process.env, MYOSICAM_TEST_ROOT: dir } }).catch(
+      (err: { stdout: string; code: number }) => err,
+    );
+    const stdout = (result as { stdout: string }).stdout;
+    assert.match(stdout, /^2 passed, 1 failed$/m);
+    assert.match(stdout, /b\.test\.ts: 1 failed; the file did not finish:[\s\S]*spawn \/usr\/sbin\/sshd ENOENT/);
+    assert.is((result as { code?: number }).code, 1);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("missing system tools stop the run with one line naming the packages and the command to install them", async () => {
+  const line = await ensureSystemPackages(process.stdout, [{ command: "myosicam-no-such-tool", debianPackage: "myosicam-no-such-package" }], {
+    install: false,
+  });
+  assert.is(
+    line,
+    "the tests need these Debian packages, which are missing: myosicam-no-such-package; install them with: sudo apt-get install myosicam-no-such-package",
+  );
+  assert.is(await ensureSystemPackages(process.stdout, [{ command: "sh", debianPackage: "dash" }], { install: false }), undefined);
+});
+
+test.run();
