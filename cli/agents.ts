@@ -1,3 +1,4 @@
+import { readFile } from "node:fs/promises";
 import { randomUUID } from "node:crypto";
 import { userInfo } from "node:os";
 import type { Knex } from "knex";
@@ -172,23 +173,51 @@ function commandJson(c: CommandInfo) {
   return { ...c, createdAt: iso(c.createdAt), deliveredAt: iso(c.deliveredAt), finishedAt: iso(c.finishedAt), deadline: iso(c.deadline) };
 }
 
+/**
+ * The payload of `command send`: `--payload <json>`, `--payload -` (stdin) or `--payload-file
+ * <path>`, for payloads too large for an argument list (thousands of account changes).
+ */
+async function readPayload(options: { payload?: string; payloadFile?: string }): Promise<JsonValue | undefined> {
+  if (options.payload !== undefined && options.payloadFile !== undefined)
+    throw new ConnectError("give --payload or --payload-file, not both", Code.InvalidArgument);
+  let text: string;
+  let from: string;
+  if (options.payloadFile !== undefined) {
+    from = `--payload-file ${options.payloadFile}`;
+    try {
+      text = await readFile(options.payloadFile, "utf8");
+    } catch (err) {
+      throw new ConnectError(`${from} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, Code.InvalidArgument);
+    }
+  } else if (options.payload === "-") {
+    from = "the payload on stdin";
+    if (process.stdin.isTTY)
+      throw new ConnectError("--payload - reads the payload from stdin: pipe it in, e.g. `… --payload - < changes.json`", Code.InvalidArgument);
+    const chunks: Buffer[] = [];
+    for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+    text = Buffer.concat(chunks).toString("utf8");
+  } else if (options.payload !== undefined) {
+    from = "--payload";
+    text = options.payload;
+  } else return undefined;
+  try {
+    return JSON.parse(text) as JsonValue;
+  } catch (err) {
+    throw new ConnectError(`${from} is not JSON: ${(err as Error).message}`, Code.InvalidArgument);
+  }
+}
+
 /** `command send`: one command for a server (by id or name); `--wait` until it finished. */
 export async function commandSendCommand(options: {
   server: string;
   instance?: string;
   kind: string;
   payload?: string;
+  payloadFile?: string;
   wait: boolean;
   json: boolean;
 }): Promise<void> {
-  let payload: JsonValue | undefined;
-  if (options.payload !== undefined) {
-    try {
-      payload = JSON.parse(options.payload) as JsonValue;
-    } catch (err) {
-      throw new ConnectError(`--payload is not JSON: ${(err as Error).message}`, Code.InvalidArgument);
-    }
-  }
+  const payload = await readPayload(options);
   await onPanel(async (db, context) => {
     const server = (await selectServers(db)).find((s) => s.id === options.server || s.name === options.server);
     if (!server) throw new ConnectError(`no server "${options.server}"; see \`npx myosicam agent list\``, Code.NotFound);
@@ -198,9 +227,10 @@ export async function commandSendCommand(options: {
     );
     let [command] = await createCommands(db, crypto, { serverIds: [server.id], instance: options.instance, kind: options.kind, payload, createdBy: actor() });
     if (options.wait) [command] = await waitForCommands(db, [command!.id], 15 * 60_000);
+    // The exit code says whether a waited-for command succeeded, whatever the output format.
+    if (options.wait && command!.status !== "succeeded") process.exitCode = 1;
     if (options.json) return printJson({ command: commandJson(command!) });
     process.stdout.write(`command ${command!.id} (${command!.kind}) for ${server.name}: ${command!.status}${command!.result ? ` — ${command!.result}` : ""}\n`);
-    if (options.wait && command!.status !== "succeeded") process.exitCode = 1;
   });
 }
 

@@ -254,10 +254,11 @@ command
   .requiredOption("--server <id or name>", "the server")
   .option("--instance <name>", "the OScam instance it targets")
   .requiredOption("--kind <kind>", "resync, apply_accounts, apply_config, reload, start, stop or restart")
-  .option("--payload <json>", "the kind's payload as JSON")
+  .option("--payload <json>", "the kind's payload as JSON; - reads it from stdin")
+  .option("--payload-file <path>", "the kind's payload as JSON, read from a file")
   .option("--wait", "wait until the agent reported the result (exit 1 unless it succeeded)")
   .addOption(json())
-  .action((opts: { server: string; instance?: string; kind: string; payload?: string; wait?: boolean; json?: boolean }) =>
+  .action((opts: { server: string; instance?: string; kind: string; payload?: string; payloadFile?: string; wait?: boolean; json?: boolean }) =>
     commandSendCommand({ ...opts, wait: Boolean(opts.wait), json: Boolean(opts.json) }),
   );
 command
