@@ -4,7 +4,8 @@ import { AccountOperation, type ApplyAccounts } from "../../gen/myosicam/agent/v
 import type { DiscoveredInstance } from "../discovery/discover.js";
 import { readConfFile, webifPassword } from "../oscam/conf-file.js";
 import { OscamParseError, parseOscamFile, printOscamFile } from "../oscam/document.js";
-import { applyAccountChanges, OscamEditError, type AccountChange } from "../oscam/edit.js";
+import { type AccountChange, applyAccountChanges } from "../oscam/account-edits.js";
+import { OscamEditError } from "../oscam/edit.js";
 import { replaceConfigFile } from "./config-file.js";
 import { reloadUsers, WebifError } from "./webif.js";
 

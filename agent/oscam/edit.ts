@@ -1,5 +1,5 @@
 import { classifiedLine, dominantEol, latin1Of, sectionsOf, type OscamDocument, type OscamLine, type SectionSpan } from "./document.js";
-import { readUserFile } from "./user-file.js";
+import { entryText, lastEntryStyle, prevailingStyle } from "./entry-style.js";
 
 /**
  * Minimal edits of a document: each changes only the lines it must and keeps the file's own style
@@ -13,31 +13,14 @@ export class OscamEditError extends Error {
 
 const keyPattern = /^[A-Za-z0-9_]{1,64}$/;
 
-function checkKeyValue(key: string, value?: string): void {
+/** Refuses a key OScam cannot read, or a value that would break the file or that OScam would trim. */
+export function checkKeyValue(key: string, value?: string): void {
   if (!keyPattern.test(key)) throw new OscamEditError(`"${key}" is not a key OScam can read (letters, digits and _)`);
   if (value !== undefined && /[\r\n\0]/.test(value)) throw new OscamEditError(`the value of ${key} may not contain a line break or a NUL byte`);
   if (value !== undefined && value !== value.trim()) throw new OscamEditError(`the value of ${key} may not start or end with whitespace (OScam would trim it)`);
 }
 
 const line = (raw: string, eol: OscamLine["eol"]): OscamLine => classifiedLine(raw, eol);
-
-/** How the document writes `key = value`: padding of the key and the spacing around `=`. */
-function styleOf(doc: OscamDocument, span?: SectionSpan) {
-  const candidates = span ? doc.lines.slice(span.start, span.end) : doc.lines;
-  const sample = [...candidates].reverse().find((l) => l.kind === "entry") ?? doc.lines.find((l) => l.kind === "entry");
-  if (!sample) return { width: 0, before: " ", after: " " };
-  const eq = sample.raw.indexOf("=");
-  const left = sample.raw.slice(0, eq);
-  const keyText = left.trimEnd();
-  const width = left.length - keyText.length > 1 ? left.length - (left.length - left.trimStart().length) : 0;
-  return { width, before: left.endsWith(" ") || left.endsWith("\t") ? " " : "", after: /^[ \t]/.test(sample.raw.slice(eq + 1)) ? " " : "" };
-}
-
-function entryText(doc: OscamDocument, key: string, value: string, span?: SectionSpan): string {
-  const style = styleOf(doc, span);
-  const head = style.width > key.length ? key.padEnd(style.width) : key + style.before;
-  return `${head}=${style.after}${latin1Of(value)}`;
-}
 
 function spanOf(doc: OscamDocument, header: number): SectionSpan {
   const span = sectionsOf(doc).find((s) => s.header === header);
@@ -82,7 +65,14 @@ export function setKey(doc: OscamDocument, header: number, key: string, value: s
   const endsWithoutNewline = doc.lines.at(-1)?.eol === "";
   if (at > 0 && lines[at - 1]!.eol === "") lines[at - 1] = { ...lines[at - 1]!, eol };
   // Added as the new last line of a file without a final newline, it keeps that property.
-  lines.splice(at, 0, line(entryText(doc, lower, value, span), at === doc.lines.length && endsWithoutNewline ? "" : eol));
+  lines.splice(
+    at,
+    0,
+    line(
+      entryText(lastEntryStyle(doc.lines, span.start, span.end) ?? prevailingStyle(doc.lines), lower, value),
+      at === doc.lines.length && endsWithoutNewline ? "" : eol,
+    ),
+  );
   return { ...doc, lines };
 }
 
@@ -103,7 +93,8 @@ export function appendSection(doc: OscamDocument, name: string, entries: Readonl
   const lines = terminated(doc, eol);
   if (lines.length > 0 && lines.at(-1)!.kind !== "blank") lines.push(line("", eol));
   lines.push(line(`[${name}]`, eol));
-  for (const [k, v] of entries) lines.push(line(entryText(doc, k.toLowerCase(), v), eol));
+  const style = prevailingStyle(doc.lines);
+  for (const [k, v] of entries) lines.push(line(entryText(style, k.toLowerCase(), v), eol));
   return { ...doc, lines };
 }
 
@@ -122,46 +113,4 @@ export function removeSection(doc: OscamDocument, header: number): OscamDocument
     if (lines.length > 0 && doc.lines.at(-1)!.eol !== "") lines[lines.length - 1] = { ...lines.at(-1)!, eol: lines.at(-1)!.eol || dominantEol(doc) };
   }
   return { ...doc, lines };
-}
-
-/** The header line of the account OScam loads as `user`. */
-export function accountHeader(doc: OscamDocument, user: string): number {
-  const account = readUserFile(doc).accounts.find((a) => a.user === user);
-  if (!account) throw new OscamEditError(`there is no account "${user}" in oscam.user`);
-  return account.headerLine;
-}
-
-/** An account change, as commands carry it (`apply_accounts`). */
-export type AccountChange =
-  | { op: "add"; user: string; set: Record<string, string> }
-  | { op: "update"; user: string; set?: Record<string, string>; unset?: string[] }
-  | { op: "disable" | "enable" | "delete"; user: string };
-
-/** Applies account changes in order; each touches only the lines it must. */
-export function applyAccountChanges(doc: OscamDocument, changes: readonly AccountChange[]): OscamDocument {
-  let next = doc;
-  for (const change of changes) {
-    switch (change.op) {
-      case "add": {
-        if (readUserFile(next).accounts.some((a) => a.user === change.user)) throw new OscamEditError(`an account "${change.user}" exists already`);
-        const entries = Object.entries(change.set).filter(([k]) => k.toLowerCase() !== "user");
-        next = appendSection(next, "account", [["user", change.user], ...entries]);
-        break;
-      }
-      case "update":
-        for (const [k, v] of Object.entries(change.set ?? {})) next = setKey(next, accountHeader(next, change.user), k, v);
-        for (const k of change.unset ?? []) next = unsetKey(next, accountHeader(next, change.user), k);
-        break;
-      case "disable":
-        next = setKey(next, accountHeader(next, change.user), "disabled", "1");
-        break;
-      case "enable":
-        next = unsetKey(next, accountHeader(next, change.user), "disabled");
-        break;
-      case "delete":
-        next = removeSection(next, accountHeader(next, change.user));
-        break;
-    }
-  }
-  return next;
 }

@@ -45,6 +45,13 @@ export interface CommandInfo {
 
 const validator = createValidator();
 
+/**
+ * The largest payload one command carries, as JSON: 10,000 account changes of a few keys each are
+ * about 1–2 MB. Larger is refused when the command is created (split it into several commands), so
+ * nothing accepted can be too large to seal, store or deliver (the crypto service's limits are above it).
+ */
+export const maxCommandPayloadBytes = 8 * 1024 * 1024;
+
 /** Checks a kind and its JSON payload; InvalidArgument naming the field when wrong. */
 export function checkPayload(kind: string, payload: JsonValue | undefined): { kind: CommandKindName; payload?: JsonValue } {
   if (!(kind in commandKinds)) throw new ConnectError(`kind must be one of ${Object.keys(commandKinds).join(", ")}, got "${kind}"`, Code.InvalidArgument);
@@ -67,7 +74,15 @@ export function checkPayload(kind: string, payload: JsonValue | undefined): { ki
     const detail = result.kind === "invalid" ? result.violations.map((v) => v.toString()).join("; ") : result.error.message;
     throw new ConnectError(`payload: ${detail}`, Code.InvalidArgument);
   }
-  return { kind: name, payload: toJson(schema, message) };
+  const json = toJson(schema, message);
+  const bytes = Buffer.byteLength(JSON.stringify(json));
+  if (bytes > maxCommandPayloadBytes) {
+    throw new ConnectError(
+      `payload: ${(bytes / 1048576).toFixed(1)} MB is more than one command carries (${maxCommandPayloadBytes / 1048576} MB); split the changes into several commands`,
+      Code.InvalidArgument,
+    );
+  }
+  return { kind: name, payload: json };
 }
 
 const infoOf = (r: Record<string, unknown>): CommandInfo => ({
@@ -184,32 +199,62 @@ export async function claimCommands(
   );
   rows.sort((a: { created_at: Date }, b: { created_at: Date }) => a.created_at.getTime() - b.created_at.getTime());
   const commands: Command[] = [];
+  const undeliverable: Array<{ id: string; reason: string }> = [];
   for (const r of rows) {
-    const payload = r.payload
-      ? (JSON.parse(
-          Buffer.from((await crypto.decrypt({ envelope: r.payload, context: { table: "commands", column: "payload", rowId: r.id } })).plaintext).toString(
-            "utf8",
-          ),
-        ) as JsonValue)
-      : undefined;
-    const kind = r.kind as CommandKindName;
-    commands.push(
-      create(CommandSchema, {
-        id: r.id,
-        instance: r.instance,
-        kind: commandKinds[kind],
-        payload:
-          kind === "apply_accounts" && payload
-            ? { case: "applyAccounts", value: fromJson(ApplyAccountsSchema, payload) }
-            : kind === "apply_config" && payload
-              ? { case: "applyConfig", value: fromJson(ApplyConfigSchema, payload) }
-              : { case: undefined },
-        deadline: timestampFromDate(r.deadline),
-        attempt: r.attempts,
-      }),
-    );
+    try {
+      commands.push(await commandOf(crypto, r));
+    } catch (err) {
+      // One command that cannot be opened fails now, with its reason, instead of failing every
+      // stream of its server until its deadline and holding up the commands behind it.
+      undeliverable.push({ id: r.id, reason: err instanceof ConnectError ? err.rawMessage : (err as Error).message });
+    }
   }
+  if (undeliverable.length > 0) await failUndeliverable(db, serverId, undeliverable);
   return commands;
+}
+
+/** A stored command row as far as delivery needs it. */
+interface CommandRow {
+  id: string;
+  instance: string;
+  kind: string;
+  payload: string | null;
+  deadline: Date;
+  attempts: number;
+}
+
+/** A stored command as the message its agent gets, payload opened; throws when it cannot be opened or read. */
+async function commandOf(crypto: Client<typeof CryptoService>, r: CommandRow): Promise<Command> {
+  const payload = r.payload
+    ? (JSON.parse(
+        Buffer.from((await crypto.decrypt({ envelope: r.payload, context: { table: "commands", column: "payload", rowId: r.id } })).plaintext).toString("utf8"),
+      ) as JsonValue)
+    : undefined;
+  const kind = r.kind as CommandKindName;
+  return create(CommandSchema, {
+    id: r.id,
+    instance: r.instance,
+    kind: commandKinds[kind],
+    payload:
+      kind === "apply_accounts" && payload
+        ? { case: "applyAccounts", value: fromJson(ApplyAccountsSchema, payload) }
+        : kind === "apply_config" && payload
+          ? { case: "applyConfig", value: fromJson(ApplyConfigSchema, payload) }
+          : { case: undefined },
+    deadline: timestampFromDate(r.deadline),
+    attempt: r.attempts,
+  });
+}
+
+/** Marks commands the panel could not turn into a message `failed`, code `undeliverable`, with the reason. */
+async function failUndeliverable(db: Knex, serverId: string, failures: ReadonlyArray<{ id: string; reason: string }>): Promise<void> {
+  await db.raw(
+    `update commands c set status = 'failed', finished_at = now(), failure_code = 'undeliverable',
+            result = 'the panel could not deliver this command: ' || r.reason
+       from unnest(?::uuid[], ?::text[]) as r(id, reason)
+      where c.id = r.id and c.server_id = ?`,
+    [failures.map((f) => f.id), failures.map((f) => f.reason.slice(0, 2000)), serverId] as unknown as readonly Knex.RawBinding[],
+  );
 }
 
 /** A result as an agent reports it. */

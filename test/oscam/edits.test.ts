@@ -2,7 +2,8 @@ import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { applyAccountChanges, setKey, unsetKey } from "../../agent/oscam/edit.js";
+import { applyAccountChanges } from "../../agent/oscam/account-edits.js";
+import { setKey, unsetKey } from "../../agent/oscam/edit.js";
 import { parseOscamFile, printOscamFile, type OscamDocument } from "../../agent/oscam/document.js";
 import { readUserFile } from "../../agent/oscam/user-file.js";
 
@@ -114,6 +115,103 @@ test("5,000 accounts: parsed, edited and printed, with only the edited line chan
   assert.is(readUserFile(before).accounts.length, 5000);
   const after = applyAccountChanges(before, [{ op: "update", user: "u4999", set: { pwd: "changed" } }]);
   assert.equal(changedLines(before, after), { removed: ["pwd = p4999"], added: ["pwd = changed"] });
+});
+
+test("deleting an account keeps the commented-out account block after it", () => {
+  const source = "[account]\nuser = a\npwd = pa\n\n#[account]\n#user = old\n#pwd = gone\n\n[account]\nuser = b\npwd = pb\n";
+  const after = applyAccountChanges(parseOscamFile(Buffer.from(source), "oscam.user"), [{ op: "delete", user: "a" }]);
+  assert.is(text(after), "#[account]\n#user = old\n#pwd = gone\n\n[account]\nuser = b\npwd = pb\n");
+  // A comment between an account's own keys is the account's, and goes with it.
+  const inside = "[account]\nuser = a\n# the password of a\npwd = pa\n\n[account]\nuser = b\n";
+  assert.is(text(applyAccountChanges(parseOscamFile(Buffer.from(inside), "oscam.user"), [{ op: "delete", user: "a" }])), "[account]\nuser = b\n");
+  // A note about the next account, right above its header, stays with the file when the one before goes.
+  const note = "[account]\nuser = a\n\n# bob pays yearly\n[account]\nuser = b\n";
+  assert.is(
+    text(applyAccountChanges(parseOscamFile(Buffer.from(note), "oscam.user"), [{ op: "delete", user: "a" }])),
+    "# bob pays yearly\n[account]\nuser = b\n",
+  );
+  const last = "[account]\nuser = a\n\n[account]\nuser = b\npwd = pb\n\n# end of list\n";
+  assert.is(
+    text(applyAccountChanges(parseOscamFile(Buffer.from(last), "oscam.user"), [{ op: "delete", user: "b" }])),
+    "[account]\nuser = a\n\n# end of list\n",
+  );
+});
+
+test("an account added to a file aligned with TABs is aligned with TABs", () => {
+  const source = "[account]\nuser\t\t= a\npwd\t\t= pa\ndescription\t= first\n\n[account]\nuser\t\t= b\npwd\t\t= pb\n";
+  const before = parseOscamFile(Buffer.from(source), "oscam.user");
+  const added = applyAccountChanges(before, [{ op: "add", user: "c", set: { pwd: "pc", description: "third", max_connections: "2" } }]);
+  assert.is(text(added).slice(source.length), "\n[account]\nuser\t\t= c\npwd\t\t= pc\ndescription\t= third\nmax_connections\t= 2\n");
+  const updated = applyAccountChanges(before, [{ op: "update", user: "b", set: { group: "1" } }]);
+  assert.equal(changedLines(before, updated).added, ["group\t\t= 1"]);
+  assert.equal(readUserFile(added).accounts.at(-1)!.raw, { user: "c", pwd: "pc", description: "third", max_connections: "2" });
+});
+
+test("user names OScam loads (spaces, =, #, UTF-8, 63 bytes) can be edited; what it would not read as given is refused", () => {
+  const names = ["living room", "a=b", "#hash", "semi;colon", "[x]", "Küche 東京", "x".repeat(63)];
+  let source = "";
+  for (const n of names) source += `[account]\nuser = ${n}\npwd = p\n\n`;
+  const before = parseOscamFile(Buffer.from(source, "utf8"), "oscam.user");
+  assert.equal(
+    readUserFile(before).accounts.map((a) => a.user),
+    names,
+  );
+  const after = applyAccountChanges(
+    before,
+    names.map((user) => ({ op: "disable" as const, user })),
+  );
+  assert.ok(readUserFile(after).accounts.every((a) => a.disabled));
+  const added = applyAccountChanges(before, [{ op: "add", user: "new box", set: { pwd: "q" } }]);
+  assert.is(readUserFile(added).accounts.at(-1)!.user, "new box");
+  for (const [bad, why] of [
+    [" lead", /start or end with a space/],
+    ["trail\t", /start or end with a space/],
+    ["a\nb", /line break/],
+    ["x".repeat(64), /64 bytes long; OScam keeps at most 63/],
+    ["", /empty/],
+  ] as const) {
+    assert.throws(() => applyAccountChanges(before, [{ op: "add", user: bad, set: {} }]), why);
+  }
+});
+
+test("10,000 changes to a file of 10,000 accounts are applied in one pass, each where it belongs", () => {
+  let source = "";
+  for (let i = 0; i < 10_000; i++) source += `[account]\nuser = u${i}\npwd = p${i}\ngroup = 1\n\n`;
+  const before = parseOscamFile(Buffer.from(source), "oscam.user");
+  const changes = Array.from({ length: 10_000 }, (_, i) =>
+    i % 4 === 0
+      ? { op: "update" as const, user: `u${i}`, set: { pwd: `new${i}` } }
+      : i % 4 === 1
+        ? { op: "disable" as const, user: `u${i}` }
+        : i % 4 === 2
+          ? { op: "delete" as const, user: `u${i}` }
+          : { op: "add" as const, user: `n${i}`, set: { pwd: `q${i}` } },
+  );
+  const accounts = readUserFile(applyAccountChanges(before, changes)).accounts;
+  const byName = new Map(accounts.map((a) => [a.user, a]));
+  assert.is(accounts.length, 10_000);
+  assert.is(byName.get("u0")!.pwd, "new0");
+  assert.ok(byName.get("u1")!.disabled);
+  assert.not.ok(byName.has("u2"));
+  assert.is(byName.get("n3")!.pwd, "q3");
+  assert.is(byName.get("u9999")!.pwd, "p9999");
+});
+
+test("deleting one of two accounts with the same name renames the other as OScam would load it", () => {
+  const source = "[account]\nuser = a\npwd = 1\n\n[account]\nuser = a\npwd = 2\n";
+  const before = parseOscamFile(Buffer.from(source), "oscam.user");
+  assert.equal(
+    readUserFile(before).accounts.map((a) => a.user),
+    ["a", "a_x"],
+  );
+  const after = applyAccountChanges(before, [
+    { op: "delete", user: "a" },
+    { op: "update", user: "a", set: { pwd: "3" } },
+  ]);
+  assert.equal(
+    readUserFile(after).accounts.map((a) => [a.user, a.pwd]),
+    [["a", "3"]],
+  );
 });
 
 test.run();

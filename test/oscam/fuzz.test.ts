@@ -3,7 +3,7 @@ import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { readConfFile } from "../../agent/oscam/conf-file.js";
 import { OscamParseError, parseOscamFile, printOscamFile } from "../../agent/oscam/document.js";
-import { applyAccountChanges } from "../../agent/oscam/edit.js";
+import { applyAccountChanges } from "../../agent/oscam/account-edits.js";
 import { summariseServerFile } from "../../agent/oscam/server-file.js";
 import { readUserFile } from "../../agent/oscam/user-file.js";
 

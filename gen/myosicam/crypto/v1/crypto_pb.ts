@@ -11,7 +11,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file myosicam/crypto/v1/crypto.proto.
  */
 export const file_myosicam_crypto_v1_crypto: GenFile = /*@__PURE__*/
-  fileDesc("Ch9teW9zaWNhbS9jcnlwdG8vdjEvY3J5cHRvLnByb3RvEhJteW9zaWNhbS5jcnlwdG8udjEiZAoRRW5jcnlwdGlvbkNvbnRleHQSGAoFdGFibGUYASABKAlCCbpIBnIEEAEYPxIZCgZjb2x1bW4YAiABKAlCCbpIBnIEEAEYPxIaCgZyb3dfaWQYAyABKAlCCrpIB3IFEAEYgAEiigEKDkVuY3J5cHRSZXF1ZXN0EhwKCXBsYWludGV4dBgBIAEoDEIJukgGegQYgIAEEj4KB2NvbnRleHQYAiABKAsyJS5teW9zaWNhbS5jcnlwdG8udjEuRW5jcnlwdGlvbkNvbnRleHRCBrpIA8gBARIaCgdjdXJyZW50GAMgASgJQgm6SAZyBBigjQYiMwoPRW5jcnlwdFJlc3BvbnNlEhAKCGVudmVsb3BlGAEgASgJEg4KBmtleV9pZBgCIAEoCSJVChNFbmNyeXB0QmF0Y2hSZXF1ZXN0Ej4KBWl0ZW1zGAEgAygLMiIubXlvc2ljYW0uY3J5cHRvLnYxLkVuY3J5cHRSZXF1ZXN0Qgu6SAiSAQUIARCQTiI5ChRFbmNyeXB0QmF0Y2hSZXNwb25zZRIRCgllbnZlbG9wZXMYASADKAkSDgoGa2V5X2lkGAIgASgJIm8KDkRlY3J5cHRSZXF1ZXN0Eh0KCGVudmVsb3BlGAEgASgJQgu6SAhyBhABGKCNBhI+Cgdjb250ZXh0GAIgASgLMiUubXlvc2ljYW0uY3J5cHRvLnYxLkVuY3J5cHRpb25Db250ZXh0Qga6SAPIAQEiVgoPRGVjcnlwdFJlc3BvbnNlEhEKCXBsYWludGV4dBgBIAEoDBIOCgZrZXlfaWQYAiABKAkSIAoYc2VhbGVkX3dpdGhfcHJldmlvdXNfa2V5GAMgASgIIhIKEEtleVN0YXR1c1JlcXVlc3QieAoRS2V5U3RhdHVzUmVzcG9uc2USFQoNYWN0aXZlX2tleV9pZBgBIAEoCRIXCg9wcmV2aW91c19rZXlfaWQYAiABKAkSMwoHY29sdW1ucxgDIAMoCzIiLm15b3NpY2FtLmNyeXB0by52MS5Db2x1bW5LZXlDb3VudCJOCg5Db2x1bW5LZXlDb3VudBINCgV0YWJsZRgBIAEoCRIOCgZjb2x1bW4YAiABKAkSDgoGa2V5X2lkGAMgASgJEg0KBWNvdW50GAQgASgEMvQCCg1DcnlwdG9TZXJ2aWNlElIKB0VuY3J5cHQSIi5teW9zaWNhbS5jcnlwdG8udjEuRW5jcnlwdFJlcXVlc3QaIy5teW9zaWNhbS5jcnlwdG8udjEuRW5jcnlwdFJlc3BvbnNlEmEKDEVuY3J5cHRCYXRjaBInLm15b3NpY2FtLmNyeXB0by52MS5FbmNyeXB0QmF0Y2hSZXF1ZXN0GigubXlvc2ljYW0uY3J5cHRvLnYxLkVuY3J5cHRCYXRjaFJlc3BvbnNlElIKB0RlY3J5cHQSIi5teW9zaWNhbS5jcnlwdG8udjEuRGVjcnlwdFJlcXVlc3QaIy5teW9zaWNhbS5jcnlwdG8udjEuRGVjcnlwdFJlc3BvbnNlElgKCUtleVN0YXR1cxIkLm15b3NpY2FtLmNyeXB0by52MS5LZXlTdGF0dXNSZXF1ZXN0GiUubXlvc2ljYW0uY3J5cHRvLnYxLktleVN0YXR1c1Jlc3BvbnNlYgZwcm90bzM", [file_buf_validate_validate]);
+  fileDesc("Ch9teW9zaWNhbS9jcnlwdG8vdjEvY3J5cHRvLnByb3RvEhJteW9zaWNhbS5jcnlwdG8udjEiZAoRRW5jcnlwdGlvbkNvbnRleHQSGAoFdGFibGUYASABKAlCCbpIBnIEEAEYPxIZCgZjb2x1bW4YAiABKAlCCbpIBnIEEAEYPxIaCgZyb3dfaWQYAyABKAlCCrpIB3IFEAEYgAEijAEKDkVuY3J5cHRSZXF1ZXN0Eh0KCXBsYWludGV4dBgBIAEoDEIKukgHegUYgICACBI+Cgdjb250ZXh0GAIgASgLMiUubXlvc2ljYW0uY3J5cHRvLnYxLkVuY3J5cHRpb25Db250ZXh0Qga6SAPIAQESGwoHY3VycmVudBgDIAEoCUIKukgHcgUYgJjXCiIzCg9FbmNyeXB0UmVzcG9uc2USEAoIZW52ZWxvcGUYASABKAkSDgoGa2V5X2lkGAIgASgJIlUKE0VuY3J5cHRCYXRjaFJlcXVlc3QSPgoFaXRlbXMYASADKAsyIi5teW9zaWNhbS5jcnlwdG8udjEuRW5jcnlwdFJlcXVlc3RCC7pICJIBBQgBEJBOIjkKFEVuY3J5cHRCYXRjaFJlc3BvbnNlEhEKCWVudmVsb3BlcxgBIAMoCRIOCgZrZXlfaWQYAiABKAkicAoORGVjcnlwdFJlcXVlc3QSHgoIZW52ZWxvcGUYASABKAlCDLpICXIHEAEYgJjXChI+Cgdjb250ZXh0GAIgASgLMiUubXlvc2ljYW0uY3J5cHRvLnYxLkVuY3J5cHRpb25Db250ZXh0Qga6SAPIAQEiVgoPRGVjcnlwdFJlc3BvbnNlEhEKCXBsYWludGV4dBgBIAEoDBIOCgZrZXlfaWQYAiABKAkSIAoYc2VhbGVkX3dpdGhfcHJldmlvdXNfa2V5GAMgASgIIhIKEEtleVN0YXR1c1JlcXVlc3QieAoRS2V5U3RhdHVzUmVzcG9uc2USFQoNYWN0aXZlX2tleV9pZBgBIAEoCRIXCg9wcmV2aW91c19rZXlfaWQYAiABKAkSMwoHY29sdW1ucxgDIAMoCzIiLm15b3NpY2FtLmNyeXB0by52MS5Db2x1bW5LZXlDb3VudCJOCg5Db2x1bW5LZXlDb3VudBINCgV0YWJsZRgBIAEoCRIOCgZjb2x1bW4YAiABKAkSDgoGa2V5X2lkGAMgASgJEg0KBWNvdW50GAQgASgEMvQCCg1DcnlwdG9TZXJ2aWNlElIKB0VuY3J5cHQSIi5teW9zaWNhbS5jcnlwdG8udjEuRW5jcnlwdFJlcXVlc3QaIy5teW9zaWNhbS5jcnlwdG8udjEuRW5jcnlwdFJlc3BvbnNlEmEKDEVuY3J5cHRCYXRjaBInLm15b3NpY2FtLmNyeXB0by52MS5FbmNyeXB0QmF0Y2hSZXF1ZXN0GigubXlvc2ljYW0uY3J5cHRvLnYxLkVuY3J5cHRCYXRjaFJlc3BvbnNlElIKB0RlY3J5cHQSIi5teW9zaWNhbS5jcnlwdG8udjEuRGVjcnlwdFJlcXVlc3QaIy5teW9zaWNhbS5jcnlwdG8udjEuRGVjcnlwdFJlc3BvbnNlElgKCUtleVN0YXR1cxIkLm15b3NpY2FtLmNyeXB0by52MS5LZXlTdGF0dXNSZXF1ZXN0GiUubXlvc2ljYW0uY3J5cHRvLnYxLktleVN0YXR1c1Jlc3BvbnNlYgZwcm90bzM", [file_buf_validate_validate]);
 
 /**
  * EncryptionContext names where a value is stored; it is bound as AES-GCM associated data.
@@ -73,6 +73,8 @@ export const EncryptionContextSchema: GenMessage<EncryptionContext, {jsonType: E
  */
 export type EncryptRequest = Message<"myosicam.crypto.v1.EncryptRequest"> & {
   /**
+   * 16 MiB: the largest value sealed is a command's payload (at most 8 MB, see maxCommandPayloadBytes).
+   *
    * @generated from field: bytes plaintext = 1;
    */
   plaintext: Uint8Array;
@@ -88,6 +90,7 @@ export type EncryptRequest = Message<"myosicam.crypto.v1.EncryptRequest"> & {
    * writing a value that did not change (a re-sync of 2,000 accounts rewrites only the changed
    * ones) without ever seeing the plaintext of what is stored. One that does not open, or was
    * sealed with the previous key, is replaced by a fresh envelope.
+   * An envelope of the largest plaintext: base64url of 16 MiB + 28 bytes, plus the prefix.
    *
    * @generated from field: string current = 3;
    */
@@ -99,6 +102,8 @@ export type EncryptRequest = Message<"myosicam.crypto.v1.EncryptRequest"> & {
  */
 export type EncryptRequestJson = {
   /**
+   * 16 MiB: the largest value sealed is a command's payload (at most 8 MB, see maxCommandPayloadBytes).
+   *
    * @generated from field: bytes plaintext = 1;
    */
   plaintext?: string;
@@ -114,6 +119,7 @@ export type EncryptRequestJson = {
    * writing a value that did not change (a re-sync of 2,000 accounts rewrites only the changed
    * ones) without ever seeing the plaintext of what is stored. One that does not open, or was
    * sealed with the previous key, is replaced by a fresh envelope.
+   * An envelope of the largest plaintext: base64url of 16 MiB + 28 bytes, plus the prefix.
    *
    * @generated from field: string current = 3;
    */

@@ -1,0 +1,221 @@
+import { classifiedLine, dominantEol, latin1Of, type OscamDocument, type OscamLine } from "./document.js";
+import { checkKeyValue, OscamEditError } from "./edit.js";
+import { type EntryStyle, entryText, lastEntryStyle, prevailingStyle } from "./entry-style.js";
+import { readUserFile } from "./user-file.js";
+
+/** An account change, as commands carry it (`apply_accounts`). */
+export type AccountChange =
+  | { op: "add"; user: string; set: Record<string, string> }
+  | { op: "update"; user: string; set?: Record<string, string>; unset?: string[] }
+  | { op: "disable" | "enable" | "delete"; user: string };
+
+/** Longest user name OScam keeps (`char usr[64]`); a longer one is cut, so it is refused. */
+export const maxUserNameBytes = 63;
+
+/**
+ * Why OScam would not load `user` as written, or undefined when it would (OSCAM.md §1, §3): at
+ * most 63 bytes, no line break or NUL, and no leading or trailing space or TAB (OScam trims them).
+ * Inner spaces and any other character, `=`, `#`, `[` and `;` included, are kept as written.
+ */
+export function userNameProblem(user: string): string | undefined {
+  if (user.length === 0) return "the user name is empty";
+  if (/[\r\n\0]/.test(user)) return "a user name may not contain a line break or a NUL byte";
+  if (/^[ \t]|[ \t]$/.test(user)) return "a user name may not start or end with a space or TAB (OScam trims them)";
+  if (Buffer.byteLength(user) > maxUserNameBytes) return `the user name is ${Buffer.byteLength(user)} bytes long; OScam keeps at most ${maxUserNameBytes}`;
+  return undefined;
+}
+
+/** One `[header]` section (or the lines before the first), edited in place. */
+interface Section {
+  /** Its lines, the header first (no header for the part before the first one, or what a deletion left). */
+  lines: OscamLine[];
+}
+
+/**
+ * Applies account changes in order; each touches only the lines it must. The document is split
+ * into sections once and accounts found through an index, so 10,000 changes to a file of 10,000
+ * accounts take one pass over it, not one per change.
+ */
+export function applyAccountChanges(doc: OscamDocument, changes: readonly AccountChange[]): OscamDocument {
+  const eol = dominantEol(doc);
+  const fileStyle = prevailingStyle(doc.lines);
+  const sections = splitSections(doc);
+  let { index, renamed } = indexAccounts(doc.bom, sections);
+  // After a rename, or a deletion in a file where OScam renames duplicates (name_x), loaded names
+  // may have moved: the index is rebuilt (one pass) before it is next used.
+  let stale = false;
+  const current = () => {
+    if (stale) ({ index, renamed } = indexAccounts(doc.bom, sections));
+    stale = false;
+    return index;
+  };
+  const find = (user: string): Section => {
+    const section = current().get(user);
+    if (!section) throw new OscamEditError(`there is no account "${user}" in oscam.user`);
+    return section;
+  };
+
+  for (const [i, change] of changes.entries()) {
+    const problem = userNameProblem(change.user);
+    if (problem) throw new OscamEditError(`change ${i + 1}: ${problem}`);
+    switch (change.op) {
+      case "add": {
+        if (current().has(change.user)) throw new OscamEditError(`an account "${change.user}" exists already`);
+        const entries: Array<[string, string]> = [["user", change.user], ...Object.entries(change.set).filter(([k]) => k.toLowerCase() !== "user")];
+        for (const [k, v] of entries) checkKeyValue(k, v);
+        // After a blank line, as the accounts of a file are separated.
+        const last = [...sections].reverse().find((s) => s.lines.length > 0);
+        if (last && last.lines.at(-1)!.kind !== "blank") last.lines.push(classifiedLine("", eol));
+        const section: Section = {
+          lines: [classifiedLine("[account]", eol), ...entries.map(([k, v]) => classifiedLine(entryText(fileStyle, k.toLowerCase(), v), eol))],
+        };
+        sections.push(section);
+        // Appended last, it loads under its own name: no earlier account has it (checked above).
+        index.set(change.user, section);
+        break;
+      }
+      case "update": {
+        const section = find(change.user);
+        for (const [k, v] of Object.entries(change.set ?? {})) {
+          if (k.toLowerCase() === "user") {
+            const renameProblem = userNameProblem(v);
+            if (renameProblem) throw new OscamEditError(`change ${i + 1}: ${renameProblem}`);
+            stale = true;
+          }
+          setIn(section, k, v, fileStyle, eol);
+        }
+        for (const k of change.unset ?? []) {
+          if (k.toLowerCase() === "user") throw new OscamEditError(`change ${i + 1}: an account cannot be without a user name; delete it instead`);
+          unsetIn(section, k);
+        }
+        break;
+      }
+      case "disable":
+        setIn(find(change.user), "disabled", "1", fileStyle, eol);
+        break;
+      case "enable":
+        unsetIn(find(change.user), "disabled");
+        break;
+      case "delete":
+        deleteSection(sections, find(change.user));
+        index.delete(change.user);
+        if (renamed) stale = true;
+        break;
+    }
+  }
+  return { ...doc, lines: joinSections(sections, eol) };
+}
+
+function splitSections(doc: OscamDocument): Section[] {
+  const sections: Section[] = [{ lines: [] }];
+  for (const line of doc.lines) {
+    if (line.kind === "section") sections.push({ lines: [] });
+    sections.at(-1)!.lines.push(line);
+  }
+  return sections;
+}
+
+/**
+ * The loaded name of each account → its section, as OScam (and readUserFile) names them, and
+ * whether any account loads under another name than it is written with (a duplicate).
+ */
+function indexAccounts(bom: boolean, sections: readonly Section[]): { index: Map<string, Section>; renamed: boolean } {
+  const byHeaderLine = new Map<number, Section>();
+  const lines: OscamLine[] = [];
+  for (const s of sections) {
+    if (s.lines[0]?.kind === "section") byHeaderLine.set(lines.length, s);
+    for (const l of s.lines) lines.push(l);
+  }
+  const index = new Map<string, Section>();
+  let renamed = false;
+  for (const account of readUserFile({ bom, lines }).accounts) {
+    const section = byHeaderLine.get(account.headerLine);
+    if (section) index.set(account.user, section);
+    if (account.user !== account.userAsWritten) renamed = true;
+  }
+  return { index, renamed };
+}
+
+/**
+ * Sets `key`: the last line of it (the one OScam uses) gets the new value, keeping everything up
+ * to the value as written; a missing key is added after the section's last entry, in the style of
+ * the section's entries (the file's prevailing style when it has none).
+ */
+function setIn(section: Section, key: string, value: string, fileStyle: EntryStyle, eol: "\n" | "\r\n"): void {
+  checkKeyValue(key, value);
+  const lower = key.toLowerCase();
+  const lines = section.lines;
+  let target = -1;
+  let lastEntry = -1;
+  for (let i = 1; i < lines.length; i++) {
+    if (lines[i]!.kind !== "entry") continue;
+    lastEntry = i;
+    if (lines[i]!.key === lower) target = i;
+  }
+  if (target >= 0) {
+    const old = lines[target]!;
+    const eq = old.raw.indexOf("=");
+    const spacing = /^[ \t]*/.exec(old.raw.slice(eq + 1))![0];
+    lines[target] = classifiedLine(old.raw.slice(0, eq + 1) + (spacing || (value ? " " : "")) + latin1Of(value), old.eol);
+    return;
+  }
+  const at = lastEntry >= 0 ? lastEntry + 1 : 1;
+  const style = lastEntryStyle(lines) ?? fileStyle;
+  // Only the file's last line can lack a line ending; a line added after it takes that over.
+  const previous = lines[at - 1]!;
+  const last = at === lines.length && previous.eol === "";
+  if (previous.eol === "") lines[at - 1] = { ...previous, eol };
+  lines.splice(at, 0, classifiedLine(entryText(style, lower, value), last ? "" : eol));
+}
+
+/** Removes every line of `key` in the section (an earlier duplicate would otherwise take effect). */
+function unsetIn(section: Section, key: string): void {
+  checkKeyValue(key);
+  const lower = key.toLowerCase();
+  section.lines = section.lines.filter((l, i) => i === 0 || !(l.kind === "entry" && l.key === lower));
+}
+
+/**
+ * Deletes an account: its header and its lines up to its last entry. Comments and blank lines
+ * after its last entry (a commented-out account, a note about the next one) belong to no account
+ * and stay; blank lines are kept to one between the neighbours.
+ */
+function deleteSection(sections: Section[], section: Section): void {
+  const lines = section.lines;
+  let ownEnd = 1;
+  for (let i = 1; i < lines.length; i++) if (lines[i]!.kind === "entry" || lines[i]!.kind === "ignored") ownEnd = i + 1;
+  let rest = lines.slice(ownEnd);
+  const position = sections.indexOf(section);
+  const before = previousLine(sections, position);
+  // With a blank line (or nothing) before it, the blank lines after it would double up.
+  if (before === undefined || before.kind === "blank") {
+    let skip = 0;
+    while (skip < rest.length && rest[skip]!.kind === "blank") skip++;
+    rest = rest.slice(skip);
+  }
+  section.lines = rest;
+  // The file's last account gone: no blank line left trailing at the end of the file.
+  if (sections.slice(position).every((s) => s.lines.length === 0)) {
+    for (let p = position - 1; p >= 0; p--) {
+      const prior = sections[p]!.lines;
+      while (prior.length > 0 && prior.at(-1)!.kind === "blank") prior.pop();
+      if (prior.length > 0) break;
+    }
+  }
+}
+
+function previousLine(sections: readonly Section[], position: number): OscamLine | undefined {
+  for (let p = position - 1; p >= 0; p--) {
+    const last = sections[p]!.lines.at(-1);
+    if (last) return last;
+  }
+  return undefined;
+}
+
+/** The sections' lines in order; a line followed by another gets a line ending if it had none. */
+function joinSections(sections: readonly Section[], eol: "\n" | "\r\n"): OscamLine[] {
+  const lines: OscamLine[] = [];
+  for (const s of sections) for (const l of s.lines) lines.push(l);
+  for (let i = 0; i < lines.length - 1; i++) if (lines[i]!.eol === "") lines[i] = { ...lines[i]!, eol };
+  return lines;
+}
