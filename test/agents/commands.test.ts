@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { cp } from "node:fs/promises";
+import { cp, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { suite } from "uvu";
@@ -93,6 +93,86 @@ test("a command from another process (the CLI) is delivered through NOTIFY; --wa
   });
   assert.is(await cli.exited, 0, cli.stderr());
   assert.is(JSON.parse(cli.stdout()).command.status, "succeeded");
+});
+
+const cliEnv = () => ({ MYOSICAM_DATA_DIR: panel.dataDir, DATABASE_URL: panel.config.databaseUrl!, PANEL_ENCRYPTION_KEY: newKey, LOG_LEVEL: "warn" });
+
+test("--wait exits 1 when the command failed, with --json as without", async () => {
+  for (const format of [["--json"], []]) {
+    const cli = runCli(["command", "send", "--server", "cmd-1", "--kind", "reload", "--instance", "no-such-instance", "--wait", ...format], cliEnv());
+    assert.is(await cli.exited, 1, `${format.join(" ") || "plain"}: ${cli.stdout()}${cli.stderr()}`);
+    assert.match(cli.stdout(), /failed/);
+  }
+});
+
+test("--payload-file and --payload - carry a payload too large for an argument list (2,150 changes)", async () => {
+  const changes = Array.from({ length: 2150 }, () => ({ operation: "ACCOUNT_OPERATION_ENABLE", user: "bedroom" }));
+  const file = join(dir.path, "changes.json");
+  await writeFile(file, JSON.stringify({ changes }));
+  const fromFile = runCli(
+    ["command", "send", "--server", "cmd-1", "--kind", "apply_accounts", "--instance", "main", "--payload-file", file, "--wait", "--json"],
+    cliEnv(),
+  );
+  assert.is(await fromFile.exited, 0, fromFile.stderr());
+  assert.is(JSON.parse(fromFile.stdout()).command.status, "succeeded");
+  const fromStdin = runCli(
+    ["command", "send", "--server", "cmd-1", "--kind", "apply_accounts", "--instance", "main", "--payload", "-", "--json"],
+    cliEnv(),
+    undefined,
+    JSON.stringify({ changes }),
+  );
+  assert.is(await fromStdin.exited, 0, fromStdin.stderr());
+  assert.is(JSON.parse(fromStdin.stdout()).command.kind, "apply_accounts");
+  const notJson = runCli(["command", "send", "--server", "cmd-1", "--kind", "apply_accounts", "--payload-file", join(dir.path, "missing.json")], cliEnv());
+  assert.is(await notJson.exited, 1);
+  assert.match(notJson.stderr(), /--payload-file .*missing\.json cannot be read \(ENOENT\)/);
+});
+
+test("an apply_accounts of 10,000 changes reaches the agent and is applied in full", async () => {
+  let file = "";
+  for (let i = 0; i < 10_000; i++) file += `[account]\nuser = u${i}\npwd = p${i}\n\n`;
+  await writeFile(join(dir.path, "oscam/main/oscam.user"), file);
+  const changes = Array.from({ length: 10_000 }, (_, i) => ({ operation: "ACCOUNT_OPERATION_UPDATE", user: `u${i}`, set: [{ key: "pwd", value: `n${i}` }] }));
+  const [command] = await createCommands(panel.db, crypto(), {
+    serverIds: [serverId],
+    instance: "main",
+    kind: "apply_accounts",
+    payload: { changes },
+    createdBy: "test",
+  });
+  const [done] = await waitForCommands(panel.db, [command!.id], 60_000);
+  // No WebIF answers in this test: the file is written, the reload is what fails.
+  assert.match(done!.result, /^oscam\.user written \(10000 changes\)/, done!.result);
+  const text = await readFile(join(dir.path, "oscam/main/oscam.user"), "utf8");
+  assert.ok(text.includes("user = u9999\npwd = n9999\n") && text.includes("user = u0\npwd = n0\n"));
+  await cp(join(fixtures, "main/oscam.user"), join(dir.path, "oscam/main/oscam.user"));
+});
+
+test("a command the panel cannot open fails at once with the reason, and the command behind it is delivered", async () => {
+  await stopAgent();
+  const [bad] = await createCommands(panel.db, crypto(), {
+    serverIds: [serverId],
+    instance: "main",
+    kind: "apply_accounts",
+    payload: { changes: [{ operation: "ACCOUNT_OPERATION_ENABLE", user: "bedroom" }] },
+    createdBy: "test",
+  });
+  // Sealed for another row: it cannot be opened for this one.
+  const other = await panel.db("commands").where({ id: bad!.id }).first();
+  const [good] = await createCommands(panel.db, crypto(), { serverIds: [serverId], kind: "resync", createdBy: "test" });
+  const goodRow = await panel.db("commands").where({ id: good!.id }).first();
+  await panel
+    .db("commands")
+    .where({ id: bad!.id })
+    .update({ payload: other.payload.slice(0, -8) + "AAAAAAAA" });
+  assert.ok(goodRow);
+  await startAgent();
+  const [failed, delivered] = await waitForCommands(panel.db, [bad!.id, good!.id], 20_000);
+  const byId = new Map([failed!, delivered!].map((c) => [c.id, c]));
+  assert.is(byId.get(bad!.id)!.status, "failed");
+  assert.is(byId.get(bad!.id)!.failureCode, "undeliverable");
+  assert.match(byId.get(bad!.id)!.result, /^the panel could not deliver this command: /);
+  assert.is(byId.get(good!.id)!.status, "succeeded");
 });
 
 test("a command created while the agent is offline is delivered when it comes back", async () => {
