@@ -2,6 +2,7 @@ import { access, constants, mkdir, stat } from "node:fs/promises";
 import type { DescService } from "@bufbuild/protobuf";
 import { createRouterTransport, type ConnectRouter, type HandlerContext, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createValidateInterceptor } from "@connectrpc/validate";
+import { createNulByteInterceptor } from "./lib/nul-bytes.js";
 import type { Logger } from "pino";
 import { ConfigError, type Config } from "./lib/config.js";
 import { checkDatabase, type Knex, type Migration } from "./lib/db.js";
@@ -96,7 +97,7 @@ export async function startHost(config: Config, services: readonly ServiceModule
     }
 
     const serviceNames = new Map(services.flatMap((s) => s.descriptors.map((d) => [d.typeName, s.name] as const)));
-    const interceptors: Interceptor[] = [createRequestContextInterceptor(log, serviceNames), createValidateInterceptor()];
+    const interceptors: Interceptor[] = [createRequestContextInterceptor(log, serviceNames), createValidateInterceptor(), createNulByteInterceptor()];
     const hosted = new Set(services.flatMap((s) => s.descriptors.map((d) => d.typeName)));
     let inProcess: Transport | undefined;
     const transportFor = (service: DescService): Transport => {

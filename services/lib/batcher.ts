@@ -4,6 +4,9 @@
  * run one at a time, in order; a batch takes what waits when its turn comes, so under load the
  * items that arrive while one batch is written go together into the next (group commit).
  *
+ * When a batch fails as a whole, its items are written one by one, so that an item the database
+ * refuses fails alone (test: batcher.test.ts).
+ *
  * `windowMs` 0: a batch starts on the next turn of the event loop (no added wait when idle);
  * more than 0: items gather that long first (fewer writes, e.g. heartbeats).
  */
@@ -22,15 +25,26 @@ export function createBatcher<T, R>(options: {
     const batch = pending.splice(0, options.maxItems);
     if (batch.length === 0) return;
     try {
-      const outcomes = await options.write(batch.map((b) => b.item));
-      batch.forEach((b, i) => {
-        const outcome = outcomes[i];
-        if (outcome instanceof Error) b.reject(outcome);
-        else b.resolve(outcome as R);
-      });
+      settle(batch, await options.write(batch.map((b) => b.item)));
     } catch (err) {
-      for (const b of batch) b.reject(err);
+      if (batch.length === 1) return batch[0]!.reject(err);
+      // One item the database refused must not fail its neighbours: each is tried alone, so only
+      // the offender fails (and a database that is down fails each of them quickly).
+      for (const b of batch) {
+        try {
+          settle([b], await options.write([b.item]));
+        } catch (alone) {
+          b.reject(alone);
+        }
+      }
     }
+  };
+  const settle = (batch: typeof pending, outcomes: Array<R | Error>) => {
+    batch.forEach((b, i) => {
+      const outcome = outcomes[i];
+      if (outcome instanceof Error) b.reject(outcome);
+      else b.resolve(outcome as R);
+    });
   };
   const flush = () => {
     scheduled?.();

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { Code, ConnectError, createConnectRouter, createContextKey, type ConnectRouter, type ContextValues } from "@connectrpc/connect";
 import type { ConnectRouterOptions } from "@connectrpc/connect";
+import type { UniversalServerResponse } from "@connectrpc/connect/protocol";
 import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { Logger } from "pino";
@@ -65,7 +66,7 @@ export function createConnectAdapter(options: AdapterOptions) {
       digest.sha256 = hash.digest("hex");
     })();
     handler(uReq)
-      .then((uRes) => universalResponseToNodeResponse(uRes, res))
+      .then(async (uRes) => universalResponseToNodeResponse(await malformedBodyAsInvalidArgument(uRes), res))
       .catch((reason: unknown) => {
         if (ConnectError.from(reason).code !== Code.Aborted) {
           options.log.error({ err: reason, rpc: handler.method.name }, "writing the response failed");
@@ -83,4 +84,56 @@ export function createConnectAdapter(options: AdapterOptions) {
       for (const call of open) call.abort(reason);
     },
   };
+}
+
+/** connect-es reports a request body that is not valid protobuf as `internal: parse binary: …`. */
+const parseBinaryPrefix = "parse binary: ";
+const malformedMessage = (detail: string) => `malformed request body: it is not a valid protobuf message (${detail})`;
+
+/**
+ * A request body that does not parse is the caller's fault, not the server's: connect-es answers
+ * it as `internal` (its binary codec's choice; JSON that does not parse is already
+ * `invalid_argument`). This turns it into `invalid_argument` for the Connect protocol (a unary
+ * error body) and for gRPC (the status trailer), before it is written.
+ */
+async function malformedBodyAsInvalidArgument(uRes: UniversalServerResponse): Promise<UniversalServerResponse> {
+  if (uRes.status === 500 && (uRes.header?.get("content-type") ?? "").startsWith("application/json") && uRes.body !== undefined) {
+    // A Connect unary error: one small JSON body, read whole before anything is written.
+    const chunks: Uint8Array[] = [];
+    for await (const chunk of uRes.body) chunks.push(chunk);
+    const original = Buffer.concat(chunks);
+    let error: { code?: string; message?: string } = {};
+    try {
+      error = JSON.parse(original.toString("utf8")) as typeof error;
+    } catch {
+      // Not a JSON error body (e.g. compressed): left as it is.
+    }
+    if (error.code === "internal" && error.message?.startsWith(parseBinaryPrefix)) {
+      const body = Buffer.from(JSON.stringify({ code: "invalid_argument", message: malformedMessage(error.message.slice(parseBinaryPrefix.length)) }));
+      uRes.header?.set("content-length", String(body.byteLength));
+      return { ...uRes, status: 400, body: bytesOnce(body) };
+    }
+    return { ...uRes, body: bytesOnce(original) };
+  }
+  if (uRes.trailer && uRes.body) {
+    const body = uRes.body;
+    const trailer = uRes.trailer;
+    return {
+      ...uRes,
+      body: (async function* () {
+        yield* body;
+        // gRPC: the status is in the trailers, written once the body has ended.
+        const message = decodeURIComponent(trailer.get("grpc-message") ?? "");
+        if (trailer.get("grpc-status") === String(Code.Internal) && message.startsWith(parseBinaryPrefix)) {
+          trailer.set("grpc-status", String(Code.InvalidArgument));
+          trailer.set("grpc-message", encodeURIComponent(malformedMessage(message.slice(parseBinaryPrefix.length))));
+        }
+      })(),
+    };
+  }
+  return uRes;
+}
+
+async function* bytesOnce(bytes: Uint8Array) {
+  yield bytes;
 }

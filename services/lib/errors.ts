@@ -20,10 +20,38 @@ export function toConnectError(err: unknown): ConnectError {
     const known = postgresCodes[sqlState];
     if (known) return new ConnectError(known.message, known.code, undefined, undefined, err);
   }
+  if (isDatabaseUnavailable(err)) {
+    return new ConnectError("the database is unavailable right now; try again shortly", Code.Unavailable, undefined, undefined, err);
+  }
   if (err instanceof Error && err.name === "AbortError") {
     return new ConnectError("the server is shutting down; try again", Code.Unavailable, undefined, undefined, err);
   }
   return new ConnectError("internal error", Code.Internal, undefined, undefined, err);
+}
+
+/** Socket errors of a connection to the database server that cannot be made or was lost. */
+const connectionErrnos = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EAI_AGAIN"]);
+
+/**
+ * Whether an error says the database cannot be reached (rather than that a query was wrong):
+ * no connection, a lost one, the server shutting down or starting (SQLSTATE 08xxx, 57P01–57P03),
+ * or the pool timing out waiting for a connection. Callers see Unavailable and retry.
+ */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  for (
+    let e = err as { code?: unknown; message?: unknown; cause?: unknown; errors?: unknown } | undefined, depth = 0;
+    e && depth < 5;
+    e = e.cause as typeof e, depth++
+  ) {
+    const code = typeof e.code === "string" ? e.code : "";
+    if (connectionErrnos.has(code) || code.startsWith("08") || code === "57P01" || code === "57P02" || code === "57P03") return true;
+    const message = typeof e.message === "string" ? e.message : "";
+    if (/^Knex: Timeout acquiring a connection|Connection terminated|connection terminated|Client has encountered a connection error/.test(message))
+      return true;
+    // AggregateError of a connect attempt to several addresses (localhost → ::1 and 127.0.0.1).
+    if (Array.isArray(e.errors) && e.errors.some((inner) => isDatabaseUnavailable(inner))) return true;
+  }
+  return false;
 }
 
 /** Whether a code means the caller did something wrong (logged as warn) rather than the server. */

@@ -44,6 +44,22 @@ test("every method but Login needs a session", async () => {
   assert.is(await codeOf(api("f".repeat(64)).listCallers({})), "Unauthenticated", "an unknown token");
 });
 
+test("a NUL byte in Login, or in any admin method's input, is InvalidArgument naming the field", async () => {
+  const login = await api()
+    .login({ email: "vendor@example.com\u0000", password })
+    .catch((e: unknown) => ConnectError.from(e));
+  assert.is((login as ConnectError).code, Code.InvalidArgument);
+  assert.match((login as ConnectError).rawMessage, /^email: must not contain a NUL byte$/);
+  const session = await api()
+    .login({ email: "vendor@example.com", password })
+    .catch((e: unknown) => assert.unreachable(String(e)));
+  const plan = await api(session!.sessionToken)
+    .setPlan({ id: "nul", name: "N\u0000", maxServers: 1, maxInstances: 1, currency: "EUR" })
+    .catch((e: unknown) => ConnectError.from(e));
+  assert.is((plan as ConnectError).code, Code.InvalidArgument);
+  assert.match((plan as ConnectError).rawMessage, /^name: must not contain a NUL byte$/, (plan as ConnectError).rawMessage);
+});
+
 test("a signed-in operator manages callers, plans and licenses; each mutation is audited", async () => {
   const session = await api().login({ email: "vendor@example.com", password });
   assert.match(session.sessionToken, /^[0-9a-f]{64}$/);

@@ -1,3 +1,4 @@
+import { toConnectError } from "../errors.js";
 import { Code, ConnectError, createContextKey, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { bodyDigestKey } from "../connect-adapter.js";
@@ -50,7 +51,12 @@ export const refusalMessage = "request signature rejected";
  */
 export function createHmacAuth(options: HmacAuthOptions) {
   const refuse = async (ctx: { requestHeader: Headers; values: HandlerContext["values"] }, procedure: string, err: unknown, callerId?: string) => {
-    if (!(err instanceof HmacError)) throw err;
+    if (!(err instanceof HmacError)) {
+      // Not a refusal: the check itself failed (e.g. the database is down). Unavailable when it is.
+      const translated = toConnectError(err);
+      options.log.error({ err, procedure, code: Code[translated.code] }, "a signed request could not be checked");
+      return translated;
+    }
     const event: HmacRefusalEvent = {
       reason: err.reason,
       callerId,

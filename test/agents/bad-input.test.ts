@@ -1,0 +1,115 @@
+import { randomUUID } from "node:crypto";
+import { connect } from "node:http2";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { AgentHealth, CommandOutcome } from "../../gen/myosicam/agent/v1/agent_pb.js";
+import { createInstallToken } from "../../services/agents/install-tokens.js";
+import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
+
+const test = suite("the panel under bad input: NUL bytes, malformed protobuf, a poisoned neighbour");
+
+let panel: PanelHost;
+const refusal = (p: Promise<unknown>) =>
+  p.then(
+    () => undefined,
+    (e: unknown) => ConnectError.from(e),
+  );
+const heartbeat = { uptimeSeconds: 5n, health: AgentHealth.OK, agentVersion: "0.1.0" };
+const resources = { cpuPercent: 1, rssBytes: 1000n, diskBytes: 1000n };
+
+async function enroll(name: string) {
+  const { token } = await createInstallToken(panel.db, { server: name, createdBy: "test" });
+  const reg = await panel.registration().register({
+    installToken: token,
+    agentId: randomUUID(),
+    hostname: name,
+    ip: "192.0.2.1",
+    os: "linux",
+    osVersion: "test",
+    arch: "x64",
+    agentVersion: "0.1.0",
+  });
+  return { id: reg.serverId, client: panel.agent(reg.serverId, reg.agentToken) };
+}
+
+/** A raw HTTP/2 POST, as curl would send it. */
+function post(path: string, contentType: string, body: Buffer): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const session = connect(panel.url, { ca: panel.ca });
+    session.on("error", reject);
+    const req = session.request({ ":method": "POST", ":path": path, "content-type": contentType });
+    let text = "";
+    let status = 0;
+    req.on("response", (h) => (status = Number(h[":status"])));
+    req.on("data", (c: Buffer) => (text += c.toString()));
+    req.on("end", () => {
+      session.close();
+      resolve({ status, body: text });
+    });
+    req.end(body);
+  });
+}
+
+test.before(async () => {
+  panel = await startPanelHost("agents_bad_input", { REGISTRATION_FAILURES_PER_MINUTE: "1000" });
+  await panel.setLicense(50, 50);
+});
+test.after(async () => {
+  await panel.stop();
+});
+
+test("a NUL byte in a string is InvalidArgument naming the field, on every agent RPC", async () => {
+  const agent = await enroll("nul-agent");
+  const cases: Array<[string, () => Promise<unknown>, RegExp]> = [
+    [
+      "Register",
+      () =>
+        panel.registration().register({
+          installToken: "a".repeat(64),
+          agentId: randomUUID(),
+          hostname: "host\u0000name",
+          ip: "192.0.2.1",
+          os: "linux",
+          osVersion: "x",
+          arch: "x64",
+          agentVersion: "0.1.0",
+        }),
+      /hostname/,
+    ],
+    ["Heartbeat", () => agent.client.heartbeat({ ...heartbeat, instances: [{ name: "ma\u0000in", resources }] }), /instances\[0\]\.name/],
+    ["Sync", () => agent.client.sync({ present: [{ name: "x\u0000", contentHash: "0".repeat(64) }] }), /present\[0\]\.name/],
+    ["ReportResult", () => agent.client.reportResult({ commandId: randomUUID(), outcome: CommandOutcome.FAILED, detail: "bad\u0000detail" }), /detail/],
+  ];
+  for (const [rpc, call, field] of cases) {
+    const err = await refusal(call());
+    assert.ok(err, `${rpc} was refused`);
+    assert.is(err!.code, Code.InvalidArgument, `${rpc}: ${err!.message}`);
+    assert.match(err!.rawMessage, field, `${rpc}: ${err!.rawMessage}`);
+  }
+});
+
+test("a truncated binary protobuf body is InvalidArgument 'malformed request body', not internal", async () => {
+  const res = await post("/myosicam.agent.v1.RegistrationService/Register", "application/proto", Buffer.from([0x08, 0xff, 0xff]));
+  assert.is(res.status, 400, res.body);
+  const body = JSON.parse(res.body);
+  assert.is(body.code, "invalid_argument");
+  assert.match(body.message, /^malformed request body/);
+  const grpc = await post("/myosicam.agent.v1.RegistrationService/Register", "application/grpc", Buffer.from([0, 0, 0, 0, 3, 0x08, 0xff, 0xff]));
+  assert.is(grpc.status, 200);
+});
+
+test("an agent whose heartbeats are refused never makes another agent's heartbeat fail", async () => {
+  const poisoned = await enroll("poisoned");
+  const good = await enroll("good");
+  for (let round = 0; round < 20; round++) {
+    const [bad, fine] = await Promise.all([
+      refusal(poisoned.client.heartbeat({ ...heartbeat, uptimeSeconds: 2n ** 64n - 1n, instances: [{ name: "x\u0000", resources }] })),
+      refusal(good.client.heartbeat({ ...heartbeat, instances: [{ name: "main", resources }] })),
+    ]);
+    assert.is(bad?.code, Code.InvalidArgument);
+    assert.is(fine, undefined, `round ${round}: ${fine?.message}`);
+  }
+});
+
+test.run();
