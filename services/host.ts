@@ -84,7 +84,7 @@ export async function startHost(config: Config, services: readonly ServiceModule
     keyFile: config.tls.keyFile,
     names: [config.panel.host, config.admin.host],
   });
-  const databases = await openDatabases(config, databasesFor(services), log);
+  const databases = await openDatabases(config, databasesFor(services), log, { serves: true });
   const servers: RunningServer[] = [];
   const listeners: Array<{ name: ListenerName; url: string; services: string[] }> = [];
   const runners = new Map<DatabaseName, JobRunner>();
@@ -273,6 +273,11 @@ async function readiness(
 ): Promise<Readiness> {
   const checks: Record<string, unknown> = {};
   let ready = true;
+  const embedded = databases.embedded?.status();
+  if (embedded && !databases.embedded!.shared) {
+    checks.embeddedPostgres = embedded;
+    ready &&= embedded.state === "running";
+  }
   for (const name of names) {
     const status = await checkDatabase(databases.get(name), migrationsFor(name));
     checks[`${name}Database`] = status;

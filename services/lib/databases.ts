@@ -24,9 +24,15 @@ export interface OpenDatabases {
 /**
  * Opens the named databases: the configured URL (`DATABASE_URL`, `ADMIN_DATABASE_URL`) or, when
  * one is unset, a database on the embedded PostgreSQL under `<dataDir>/postgres`, started here.
- * Every pool is proven with a query; a failure names the setting.
+ * Every pool is proven with a query; a failure names the setting. `serves`: this process serves
+ * the data directory (`up`, `serve`), see EmbeddedPostgresOptions.owner.
  */
-export async function openDatabases(config: Config, names: readonly DatabaseName[], log: Logger): Promise<OpenDatabases> {
+export async function openDatabases(
+  config: Config,
+  names: readonly DatabaseName[],
+  log: Logger,
+  options: { serves: boolean } = { serves: false },
+): Promise<OpenDatabases> {
   const configured: Record<DatabaseName, string | undefined> = { panel: config.databaseUrl, admin: config.adminDatabaseUrl };
   const settings: Record<DatabaseName, string> = { panel: "DATABASE_URL", admin: "ADMIN_DATABASE_URL" };
   let embedded: EmbeddedPostgres | undefined;
@@ -46,6 +52,7 @@ export async function openDatabases(config: Config, names: readonly DatabaseName
         directory: join(config.dataDir, "postgres"),
         port: config.embeddedPostgresPort,
         log: log.child({ component: "embedded-postgres" }),
+        owner: options.serves,
       });
     }
     for (const name of names) {

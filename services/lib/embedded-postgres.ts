@@ -1,10 +1,11 @@
 import { randomBytes } from "node:crypto";
-import { chmod, mkdir, readFile, stat } from "node:fs/promises";
+import { chmod, mkdir, readFile, rm, stat } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { userInfo } from "node:os";
 import type { Logger } from "pino";
 import { writeFileAtomic } from "./atomic-file.js";
+import { type PostgresProcess, startPostgresProcess } from "./postgres-process.js";
 
 /** A PostgreSQL server this process started and owns, or one it found running (`shared`). */
 export interface EmbeddedPostgres {
@@ -17,6 +18,8 @@ export interface EmbeddedPostgres {
   readonly port: number;
   /** True when another process (e.g. `npm start`) runs this server and this one only connects. */
   readonly shared: boolean;
+  /** Running, or restarting after it died. */
+  status(): EmbeddedPostgresStatus;
 }
 
 export interface EmbeddedPostgresOptions {
@@ -25,6 +28,12 @@ export interface EmbeddedPostgresOptions {
   /** TCP port on 127.0.0.1; 0 picks a free one. */
   port: number;
   log: Logger;
+  /**
+   * This process serves the data directory (`up`, `serve`): a server found running whose owner is
+   * gone (the panel was killed) is stopped and replaced; one whose owner lives is refused. When
+   * false (a CLI command), a running server is used as it is. Default true.
+   */
+  owner?: boolean;
 }
 
 const superuser = "postgres";
@@ -37,92 +46,177 @@ const superuser = "postgres";
  */
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgres> {
   const { directory, log } = options;
+  const owner = options.owner ?? true;
   const port = options.port === 0 ? await freePort() : options.port;
   const passwordFile = `${directory}.password`;
+  const ownerFile = `${directory}.owner`;
   const initialised = await exists(join(directory, "PG_VERSION"));
   const password = initialised ? await readPassword(passwordFile) : randomBytes(24).toString("hex");
   const url = (database: string, at: number) => `postgres://${superuser}:${encodeURIComponent(password)}@127.0.0.1:${at}/${encodeURIComponent(database)}`;
-
-  // A command run while `npm start` serves the same data directory uses that server.
-  const runningPort = initialised ? await runningServerPort(directory) : undefined;
-  if (runningPort !== undefined) {
-    log.debug({ port: runningPort }, "using the embedded PostgreSQL already running on this data directory");
-    const { default: pg } = await import("pg");
-    return {
-      port: runningPort,
-      shared: true,
-      url: (database) => url(database, runningPort),
-      ensureDatabase: async (database) => {
-        const client = new pg.Client({ connectionString: url("postgres", runningPort) });
-        await client.connect();
-        try {
-          const found = await client.query("select 1 from pg_database where datname = $1", [database]);
-          if (found.rowCount === 0) await client.query(`create database ${quoteIdentifier(database)}`);
-        } finally {
-          await client.end();
-        }
-      },
-      stop: async () => {},
-    };
-  }
-
-  const EmbeddedPostgresClass = await importWithoutSignalHooks();
-  const recent: string[] = [];
-  const server = new EmbeddedPostgresClass({
-    databaseDir: directory,
-    port,
-    user: superuser,
-    password,
-    authMethod: "scram-sha-256",
-    persistent: true,
-    createPostgresUser: userInfo().uid === 0,
-    postgresFlags: ["-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="],
-    onLog: (message: string) => {
-      recent.push(message.trim());
-      if (recent.length > 20) recent.shift();
-      log.debug({ postgres: message.trim() }, "postgres");
-    },
-    onError: (err: unknown) => log.debug({ err }, "postgres error output"),
-  });
-
-  if (!initialised) {
-    log.info({ directory }, "initialising embedded PostgreSQL (first start)");
-    await writeFileAtomic(passwordFile, password + "\n", 0o600);
-    await server.initialise();
-  }
-  try {
-    await server.start();
-  } catch {
-    throw new Error(`embedded PostgreSQL did not start: ${explainStartFailure(recent, port, directory)}`);
-  }
-  log.info({ port }, "embedded PostgreSQL started");
-
-  let stopped = false;
-  const admin = async <T>(fn: (client: import("pg").Client) => Promise<T>): Promise<T> => {
-    const client = server.getPgClient("postgres", "127.0.0.1");
+  const { default: pg } = await import("pg");
+  const ensureDatabaseAt = (at: number) => async (database: string) => {
+    const client = new pg.Client({ connectionString: url("postgres", at) });
     await client.connect();
     try {
-      return await fn(client);
+      const found = await client.query("select 1 from pg_database where datname = $1", [database]);
+      if (found.rowCount === 0) await client.query(`create database ${quoteIdentifier(database)}`);
     } finally {
       await client.end();
     }
   };
+
+  const running = initialised ? await runningServer(directory) : undefined;
+  if (running !== undefined) {
+    const liveOwnerPid = await liveOwner(ownerFile);
+    if (!owner || liveOwnerPid !== undefined) {
+      if (owner) throw new Error(`${directory} is served by another MyOsicam (pid ${liveOwnerPid}); stop it first, or use another MYOSICAM_DATA_DIR`);
+      // A command run while `npm start` serves the same data directory uses that server.
+      log.debug({ port: running.port }, "using the embedded PostgreSQL already running on this data directory");
+      return {
+        port: running.port,
+        shared: true,
+        url: (database) => url(database, running.port),
+        ensureDatabase: ensureDatabaseAt(running.port),
+        stop: async () => {},
+        status: () => ({ state: "running", restarts: 0 }),
+      };
+    }
+    // Left running by a panel that was killed (SIGKILL, a crash): nobody owns it. Stop it cleanly
+    // (fast shutdown) and start our own, rather than silently serving from an orphan.
+    log.warn(
+      { pid: running.pid, port: running.port },
+      "an embedded PostgreSQL was left running on this data directory by a MyOsicam that did not stop cleanly; stopping it",
+    );
+    await stopOrphan(running.pid);
+  }
+
+  if (!initialised) {
+    log.info({ directory }, "initialising embedded PostgreSQL (first start)");
+    await writeFileAtomic(passwordFile, password + "\n", 0o600);
+    const EmbeddedPostgresClass = await importWithoutSignalHooks();
+    await new EmbeddedPostgresClass({
+      databaseDir: directory,
+      port,
+      user: superuser,
+      password,
+      authMethod: "scram-sha-256",
+      persistent: true,
+      createPostgresUser: userInfo().uid === 0,
+      onLog: (message: string) => log.debug({ postgres: message.trim() }, "postgres"),
+      onError: (err: unknown) => log.debug({ err }, "postgres error output"),
+    }).initialise();
+  }
+
+  const recent: string[] = [];
+  const start = () =>
+    startPostgresProcess({
+      directory,
+      port,
+      flags: ["-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="],
+      onLog: (line) => {
+        recent.push(line.trim());
+        if (recent.length > 20) recent.shift();
+        log.debug({ postgres: line.trim() }, "postgres");
+      },
+    });
+  let current: PostgresProcess;
+  try {
+    current = await start();
+  } catch {
+    throw new Error(`embedded PostgreSQL did not start: ${explainStartFailure(recent, port, directory)}`);
+  }
+  if (owner) await writeFileAtomic(ownerFile, `${process.pid}\n`, 0o600);
+  log.info({ port }, "embedded PostgreSQL started");
+
+  // Supervision: a server that exits while it should run is logged once and restarted with
+  // backoff; /readyz says so meanwhile (test: "the embedded PostgreSQL is restarted after it died").
+  let stopping = false;
+  let state: EmbeddedPostgresStatus = { state: "running", restarts: 0 };
+  const supervise = (proc: PostgresProcess) => {
+    void proc.exited.then(async ({ code, signal }) => {
+      if (stopping) return;
+      const lastLines = recent.slice(-5);
+      log.error({ code, signal, lastLines }, "the embedded PostgreSQL exited unexpectedly; restarting it");
+      for (let attempt = 1; !stopping; attempt++) {
+        state = { state: "restarting", restarts: state.restarts, lastExit: signal ?? `code ${code}`, attempt };
+        await delay(Math.min(30_000, 500 * 2 ** (attempt - 1)));
+        if (stopping) return;
+        try {
+          current = await start();
+          state = { state: "running", restarts: state.restarts + 1, lastExit: signal ?? `code ${code}` };
+          log.info({ attempt }, "embedded PostgreSQL restarted");
+          supervise(current);
+          return;
+        } catch (err) {
+          if (attempt === 1) log.error({ err, lastLines: recent.slice(-5) }, "the embedded PostgreSQL did not restart; retrying with backoff");
+        }
+      }
+    });
+  };
+  supervise(current);
+
+  let stopped = false;
   return {
     port,
     shared: false,
     url: (database) => url(database, port),
-    ensureDatabase: (database) =>
-      admin(async (client) => {
-        const found = await client.query("select 1 from pg_database where datname = $1", [database]);
-        if (found.rowCount === 0) await client.query(`create database ${quoteIdentifier(database)}`);
-      }),
+    ensureDatabase: ensureDatabaseAt(port),
+    status: () => state,
     stop: async () => {
       if (stopped) return;
-      stopped = true;
-      await server.stop();
+      stopped = stopping = true;
+      await current.stop();
+      if (owner) await rm(ownerFile, { force: true });
       log.info("embedded PostgreSQL stopped");
     },
   };
+}
+
+/** What /readyz says about the embedded server. */
+export interface EmbeddedPostgresStatus {
+  state: "running" | "restarting";
+  /** How often it was restarted after dying. */
+  restarts: number;
+  /** How it last exited unexpectedly, e.g. "SIGKILL". */
+  lastExit?: string;
+  /** The current restart attempt, while restarting. */
+  attempt?: number;
+}
+
+const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The pid in the owner file, if that process is alive and is not this one. */
+async function liveOwner(ownerFile: string): Promise<number | undefined> {
+  const pid = Number((await readFile(ownerFile, "utf8").catch(() => "")).trim());
+  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return undefined;
+  return isAlive(pid) ? pid : undefined;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: alive, but another user's (the postgres user when we run as root).
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Fast shutdown of a postmaster nobody owns (SIGINT), then SIGQUIT after 30 s; resolves when it is gone. */
+async function stopOrphan(pid: number): Promise<void> {
+  const signal = (s: NodeJS.Signals) => {
+    try {
+      process.kill(pid, s);
+    } catch {
+      // Gone already.
+    }
+  };
+  signal("SIGINT");
+  for (let waited = 0; isAlive(pid); waited += 100) {
+    if (waited === 30_000) signal("SIGQUIT");
+    if (waited > 60_000) throw new Error(`the PostgreSQL left running (pid ${pid}) does not stop; stop it by hand`);
+    await delay(100);
+  }
 }
 
 /** Double-quotes a PostgreSQL identifier. */
@@ -174,22 +268,16 @@ function explainStartFailure(recent: string[], port: number, directory: string):
 }
 
 /**
- * The port of a live PostgreSQL serving `directory` (from its postmaster.pid: line 1 the pid,
- * line 4 the port), or undefined when none runs (no file, or a stale one).
+ * The pid and port of a live PostgreSQL serving `directory` (from its postmaster.pid: line 1 the
+ * pid, line 4 the port), or undefined when none runs (no file, or a stale one).
  */
-async function runningServerPort(directory: string): Promise<number | undefined> {
+async function runningServer(directory: string): Promise<{ pid: number; port: number } | undefined> {
   const text = await readFile(join(directory, "postmaster.pid"), "utf8").catch(() => undefined);
   const lines = text?.split("\n") ?? [];
   const pid = Number(lines[0]);
   const port = Number(lines[3]);
   if (!Number.isInteger(pid) || pid <= 0 || !Number.isInteger(port) || port <= 0) return undefined;
-  try {
-    process.kill(pid, 0);
-    return port;
-  } catch (err) {
-    // EPERM: alive, but another user's (the postgres user when we run as root).
-    return (err as NodeJS.ErrnoException).code === "EPERM" ? port : undefined;
-  }
+  return isAlive(pid) ? { pid, port } : undefined;
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -5,6 +5,7 @@ import { createContextValues, type ConnectRouter, type HandlerContext, type Inte
 import { createConnectAdapter } from "./connect-adapter.js";
 import type { Logger } from "pino";
 import { peerAddressKey } from "./context-keys.js";
+import { isDatabaseUnavailable } from "./errors.js";
 import { requestIdFrom, requestIdHeader } from "./request-context.js";
 import type { TlsIdentity } from "./tls.js";
 
@@ -118,9 +119,13 @@ export function createServer(options: ServerOptions) {
       const requestId = requestIdFrom(headerValue(req.headers[requestIdHeader]));
       res.setHeader(requestIdHeader, requestId);
       Promise.resolve(route.handle(req, res, requestId)).catch((err: unknown) => {
-        options.log.error({ err, requestId, path }, "HTTP endpoint failed");
-        if (!res.headersSent) sendJson(res, 500, { code: "internal", message: "internal error" });
-        else res.destroy();
+        const unavailable = isDatabaseUnavailable(err);
+        options.log.error({ err, requestId, path }, unavailable ? "HTTP endpoint failed: the database is unavailable" : "HTTP endpoint failed");
+        if (res.headersSent) res.destroy();
+        else if (unavailable) {
+          res.setHeader("retry-after", "5");
+          sendJson(res, 503, { code: "unavailable", message: "the database is unavailable right now; try again shortly" });
+        } else sendJson(res, 500, { code: "internal", message: "internal error" });
       });
       return;
     }

@@ -9,6 +9,9 @@ export interface ShutdownOptions {
   exit?: (code: number) => void;
 }
 
+/** How soon after the first signal a copy of it counts as the same one (see onSignal). */
+const duplicateWindowMs = 1000;
+
 /**
  * First SIGINT/SIGTERM: graceful stop, then exit 0 (1 when stopping failed). A second signal, or
  * the hard deadline, exits 1 at once.
@@ -16,13 +19,23 @@ export interface ShutdownOptions {
 export function exitOnSignals(options: ShutdownOptions): void {
   const exit = options.exit ?? ((code: number) => process.exit(code));
   let stopping = false;
+  let first: { signal: NodeJS.Signals; atMs: number; echoSeen: boolean } | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
+    // Ctrl+C signals the terminal's whole process group, and `npm start` also forwards that same
+    // signal to us: one copy of the first signal arriving right after it is one keypress, not two
+    // (test: "Ctrl+C through npm start stops everything and exits 0").
+    const nowMs = performance.now();
+    if (first && !first.echoSeen && signal === first.signal && nowMs - first.atMs < duplicateWindowMs) {
+      first.echoSeen = true;
+      return;
+    }
     if (stopping) {
       options.log.warn({ signal }, "second signal: exiting without waiting");
       exit(1);
       return;
     }
     stopping = true;
+    first = { signal, atMs: nowMs, echoSeen: false };
     options.log.info({ signal }, "stopping");
     setTimeout(() => {
       options.log.error({ deadlineMs: options.hardDeadlineMs }, "stop took too long: exiting");

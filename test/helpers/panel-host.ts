@@ -41,14 +41,22 @@ export interface PanelHost {
   stop(): Promise<void>;
 }
 
-export async function startPanelHost(label: string, env: Record<string, string> = {}): Promise<PanelHost> {
+/**
+ * A panel (crypto, jobs, agents, install) on its own test database. `options.databaseUrl` changes
+ * the URL the panel connects with (e.g. through a relay a test can take down); `db` stays direct.
+ */
+export async function startPanelHost(
+  label: string,
+  env: Record<string, string> = {},
+  options: { databaseUrl?: (url: string) => string } = {},
+): Promise<PanelHost> {
   const dir = await makeTempDir(label);
   const database: TestDatabase = await createTestDatabase(label);
   const logs = captureLogs();
   const port = await freePort();
   const config = loadConfig({
     MYOSICAM_DATA_DIR: dir.path,
-    DATABASE_URL: database.url,
+    DATABASE_URL: options.databaseUrl?.(database.url) ?? database.url,
     PANEL_PORT: String(port),
     ADMIN_PORT: "0",
     PANEL_ENCRYPTION_KEY: newKey,
