@@ -191,6 +191,7 @@ export async function startHost(config: Config, services: readonly ServiceModule
         log: log.child({ listener }),
         readMaxBytes: config.rpcReadMaxBytes,
         maxTimeoutMs: config.rpcMaxTimeoutSeconds * 1000,
+        bodyReadTimeoutMs: config.rpcBodyReadTimeoutSeconds * 1000,
         pingIntervalMs: config.http2PingIntervalSeconds * 1000,
       });
       const { host, port } = config[listener];

@@ -91,9 +91,7 @@ test("Ctrl+C through npm start (SIGINT to the process group) stops everything an
   await gone(postgres, "PostgreSQL");
   // What the Ctrl+C caused: the lines from "stopping" on.
   const stopping = npm.stderr().slice(npm.stderr().indexOf('"msg":"stopping"'));
-  const errors = stopping
-    .split("\n")
-    .filter((l) => /"level":(40|50|60)|ERR!|error/i.test(l));
+  const errors = stopping.split("\n").filter((l) => /"level":(40|50|60)|ERR!|error/i.test(l));
   assert.equal(errors, []);
 });
 

@@ -1,3 +1,4 @@
+import { connect as http2Connect, constants as http2Constants, type Settings as Http2Settings } from "node:http2";
 import { Code, ConnectError, createClient, createRouterTransport, type ConnectRouter } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { createValidateInterceptor } from "@connectrpc/validate";
@@ -6,9 +7,10 @@ import * as assert from "uvu/assert";
 import { AgentService } from "../gen/myosicam/agent/v1/agent_pb.js";
 import { RegistrationService } from "../gen/myosicam/agent/v1/registration_pb.js";
 import { createRequestContextInterceptor } from "../services/lib/request-context.js";
-import { createServer } from "../services/lib/server.js";
+import { createServer, http2Limits } from "../services/lib/server.js";
 import { loadTlsIdentity, type TlsIdentity } from "../services/lib/tls.js";
 import { makeTempDir } from "./helpers/cli.js";
+import { eventually } from "./helpers/eventually.js";
 import { captureLogs } from "./helpers/log-capture.js";
 
 const test = suite("the HTTPS server and its interceptors");
@@ -72,6 +74,7 @@ test("a stop drains an open server stream: the client sees Unavailable and no co
     readiness: async () => ({ ready: true, checks: {} }),
     log: logs.log,
     readMaxBytes: 1 << 20,
+    bodyReadTimeoutMs: 30_000,
     maxTimeoutMs: 60_000,
     pingIntervalMs: 30_000,
   });
@@ -109,6 +112,88 @@ test("log redaction hides secrets under their usual names, at any of the first t
     assert.not.ok(text.includes(canary), `${canary} leaked: ${text}`);
   }
   assert.ok(text.includes("alice"), "ordinary fields stay");
+});
+
+/** A server with a Register that answers at once, for the transport-level tests. */
+async function plainServer(bodyReadTimeoutMs = 30_000) {
+  const logs = captureLogs();
+  const routes = (router: ConnectRouter) =>
+    router.service(RegistrationService, {
+      register: () => ({ serverId: "s", agentToken: "t", heartbeatIntervalSeconds: 60 }),
+    });
+  const { listen } = createServer({
+    name: "panel",
+    tls,
+    routes,
+    interceptors: [createRequestContextInterceptor(logs.log, new Map())],
+    readiness: async () => ({ ready: true, checks: {} }),
+    log: logs.log,
+    readMaxBytes: 1 << 20,
+    bodyReadTimeoutMs,
+    maxTimeoutMs: 60_000,
+    pingIntervalMs: 30_000,
+  });
+  return { server: await listen(0, "127.0.0.1"), logs };
+}
+
+test("HTTP/2 limits are advertised: concurrent streams and header list size", async () => {
+  const { server } = await plainServer();
+  const session = http2Connect(server.url, { ca: tls.cert });
+  try {
+    const settings = await new Promise<Http2Settings>((resolve) => session.once("remoteSettings", resolve));
+    assert.is(settings.maxConcurrentStreams, http2Limits.maxConcurrentStreams);
+    assert.is(settings.maxHeaderListSize, http2Limits.maxHeaderListBytes);
+  } finally {
+    session.destroy();
+    await server.close(1000);
+  }
+});
+
+test("a connection that opens and resets streams abusively is closed by the server", async () => {
+  const { server, logs } = await plainServer();
+  const session = http2Connect(server.url, { ca: tls.cert });
+  session.on("error", () => {});
+  try {
+    await new Promise((resolve) => session.once("remoteSettings", resolve));
+    for (let i = 0; i < http2Limits.maxResetsPerWindow * 2; i++) {
+      const stream = session.request({ ":method": "POST", ":path": "/myosicam.agent.v1.RegistrationService/Register", "content-type": "application/proto" });
+      stream.on("error", () => {});
+      stream.close(http2Constants.NGHTTP2_CANCEL);
+      if (i % 50 === 49) await new Promise((resolve) => setImmediate(resolve));
+    }
+    await eventually(
+      async () => logs.lines().some((l) => l.msg === "closing an HTTP/2 session that resets streams abusively"),
+      (closed) => closed,
+      "the abusive session to be closed",
+    );
+  } finally {
+    session.destroy();
+    // Nothing of the abusive session is left for the close to wait on.
+    assert.is((await server.close(5000)).forced, false);
+  }
+});
+
+test("a request body that trickles in is answered 408 and closed after the body read timeout", async () => {
+  const { server, logs } = await plainServer(500);
+  const session = http2Connect(server.url, { ca: tls.cert });
+  try {
+    const stream = session.request({ ":method": "POST", ":path": "/myosicam.agent.v1.RegistrationService/Register", "content-type": "application/json" });
+    stream.on("error", () => {});
+    stream.write("{");
+    const [status, body] = await new Promise<[number, string]>((resolve) => {
+      let text = "";
+      let code = 0;
+      stream.on("response", (h) => (code = Number(h[":status"])));
+      stream.on("data", (c: Buffer) => (text += c.toString()));
+      stream.on("close", () => resolve([code, text]));
+    });
+    assert.is(status, 408);
+    assert.is(JSON.parse(body).code, "deadline_exceeded");
+    assert.ok(logs.lines().some((l) => l.msg === "request body too slow: closed"));
+  } finally {
+    session.destroy();
+    await server.close(1000);
+  }
 });
 
 test.run();

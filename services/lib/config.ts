@@ -64,6 +64,8 @@ export interface Config {
   rpcReadMaxBytes: number;
   /** Largest deadline a client may ask for. */
   rpcMaxTimeoutSeconds: number;
+  /** How long a request body may take to arrive; a slower one is answered 408 and closed. */
+  rpcBodyReadTimeoutSeconds: number;
   /** Largest accepted difference between a signed request's timestamp and this clock. */
   hmacSkewSeconds: number;
   /** How often idle job workers look for work (besides being woken by LISTEN/NOTIFY). */
@@ -110,6 +112,7 @@ export const configDefaults = {
   HTTP2_PING_INTERVAL_SECONDS: "30",
   RPC_READ_MAX_BYTES: String(8 * 1024 * 1024),
   RPC_MAX_TIMEOUT_SECONDS: "300",
+  RPC_BODY_READ_TIMEOUT_SECONDS: "30",
   HMAC_SKEW_SECONDS: "300",
   JOB_POLL_INTERVAL_SECONDS: "2",
   PANEL_CALLER_ID: "panel",
@@ -194,6 +197,7 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
     http2PingIntervalSeconds: integer(get, "HTTP2_PING_INTERVAL_SECONDS", 1, 3600),
     rpcReadMaxBytes: integer(get, "RPC_READ_MAX_BYTES", 1024, 1024 * 1024 * 1024),
     rpcMaxTimeoutSeconds: integer(get, "RPC_MAX_TIMEOUT_SECONDS", 1, 86400),
+    rpcBodyReadTimeoutSeconds: integer(get, "RPC_BODY_READ_TIMEOUT_SECONDS", 1, 3600),
     hmacSkewSeconds: integer(get, "HMAC_SKEW_SECONDS", 1, 3600),
     jobPollIntervalSeconds: decimal(get, "JOB_POLL_INTERVAL_SECONDS", 0.5, 600),
     agentHeartbeatIntervalSeconds: integer(get, "AGENT_HEARTBEAT_INTERVAL_SECONDS", 1, 3600),

@@ -3,7 +3,7 @@ import { Code, ConnectError, createConnectRouter, createContextKey, type Connect
 import type { ConnectRouterOptions } from "@connectrpc/connect";
 import type { UniversalServerResponse } from "@connectrpc/connect/protocol";
 import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
-import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import { constants as http2Constants, type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
 import type { Logger } from "pino";
 
 /** The SHA-256 of a request body, filled in once the body has been read to its end. */
@@ -21,6 +21,8 @@ export interface AdapterOptions extends Partial<ConnectRouterOptions> {
   contextValues: (req: Http2ServerRequest) => ContextValues;
   /** Largest whole request body read (a streaming request may hold several messages). */
   readMaxBytes: number;
+  /** How long the request body may take to arrive; then 408 and the stream is closed. */
+  bodyReadTimeoutMs: number;
   log: Logger;
 }
 
@@ -53,6 +55,23 @@ export function createConnectAdapter(options: AdapterOptions) {
     uReq.signal = call.signal;
     open.add(call);
     const body = uReq.body as AsyncIterable<Uint8Array>;
+    // A body that trickles in (one byte every few seconds) would hold the call for as long as the
+    // client likes: the whole body has to arrive within bodyReadTimeoutMs.
+    let bodyTimedOut = false;
+    const bodyTimer = setTimeout(() => {
+      bodyTimedOut = true;
+      options.log.warn({ rpc: handler.method.name, peer: req.socket?.remoteAddress, timeoutMs: options.bodyReadTimeoutMs }, "request body too slow: closed");
+      call.abort(new ConnectError("the request body did not arrive in time", Code.DeadlineExceeded));
+      if (!res.headersSent) {
+        const text = JSON.stringify({ code: "deadline_exceeded", message: `the request body did not arrive within ${options.bodyReadTimeoutMs / 1000} s` });
+        res.writeHead(408, { "content-type": "application/json", "cache-control": "no-store" });
+        res.end(text);
+      }
+      // HTTP/2: end the stream (its body will not be read); HTTP/1.1: the connection.
+      if (req.stream) req.stream.close(http2Constants.NGHTTP2_CANCEL);
+      else req.socket?.destroy();
+    }, options.bodyReadTimeoutMs);
+    bodyTimer.unref();
     uReq.body = (async function* () {
       const hash = createHash("sha256");
       for await (const chunk of body) {
@@ -64,15 +83,19 @@ export function createConnectAdapter(options: AdapterOptions) {
         yield chunk;
       }
       digest.sha256 = hash.digest("hex");
+      clearTimeout(bodyTimer);
     })();
     handler(uReq)
       .then(async (uRes) => universalResponseToNodeResponse(await malformedBodyAsInvalidArgument(uRes), res))
       .catch((reason: unknown) => {
-        if (ConnectError.from(reason).code !== Code.Aborted) {
+        if (!bodyTimedOut && ConnectError.from(reason).code !== Code.Aborted) {
           options.log.error({ err: reason, rpc: handler.method.name }, "writing the response failed");
         }
       })
-      .finally(() => open.delete(call));
+      .finally(() => {
+        clearTimeout(bodyTimer);
+        open.delete(call);
+      });
     return true;
   };
   return {

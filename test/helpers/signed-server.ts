@@ -60,6 +60,7 @@ export async function startSignedServer(db: Knex, tls: TlsIdentity, log: Logger,
     readiness: async () => ({ ready: true, checks: {} }),
     log,
     readMaxBytes: 1 << 20,
+    bodyReadTimeoutMs: 30_000,
     maxTimeoutMs: 60_000,
     pingIntervalMs: 30_000,
   });
