@@ -6,7 +6,7 @@ import type { Knex } from "../lib/db.js";
 import type { Logger } from "../lib/log.js";
 import type { HttpRoute } from "../lib/server.js";
 import { hashToken } from "./install-tokens.js";
-import { insertDownloadAttempt, selectInstallToken } from "./store.js";
+import { insertDownloadAttempt, recentFailures, recordThrottledAttempt, selectInstallToken } from "./store.js";
 
 export const downloadPathPrefix = "/install/agent/";
 const artifactPattern = /^(linux)-(x64|arm64)$/;
@@ -20,7 +20,7 @@ export const artifactFileName = (target: string) => `myosicam-agent-${target}`;
  * downloads, then registers with the same token. Anything else gets 401 and no byte of the
  * artifact. Every attempt is a `download_attempts` row.
  */
-export function createDownloadRoute(options: { db: Knex; artifactDir: string; log: Logger }): HttpRoute {
+export function createDownloadRoute(options: { db: Knex; artifactDir: string; log: Logger; failuresPerMinute: number }): HttpRoute {
   const { db, log } = options;
   return {
     method: "GET",
@@ -29,7 +29,8 @@ export function createDownloadRoute(options: { db: Knex; artifactDir: string; lo
       const ip = (req.socket?.remoteAddress ?? "unknown").replace(/^::ffff:/, "");
       const target = (req.url ?? "").split("?")[0]!.slice(downloadPathPrefix.length);
       const artifact = artifactPattern.test(target) ? target : "(invalid)";
-      const token = /^Bearer ([0-9a-f]{64})$/.exec(String(req.headers.authorization ?? ""))?.[1];
+      // The scheme is case-insensitive (RFC 9110); the token is hex in either case.
+      const token = /^bearer +([0-9a-f]{64})$/i.exec(String(req.headers.authorization ?? "").trim())?.[1]?.toLowerCase();
       const hashPrefix = token ? hashToken(token).slice(0, 8) : undefined;
       const refuse = async (status: number, reason: string, message: string) => {
         await insertDownloadAttempt(db, { ip, hashPrefix, outcome: "refused", reason, artifact });
@@ -37,7 +38,15 @@ export function createDownloadRoute(options: { db: Knex; artifactDir: string; lo
         res.writeHead(status, { "content-type": "application/json", ...(status === 401 ? { "www-authenticate": 'Bearer realm="myosicam-install"' } : {}) });
         res.end(JSON.stringify({ code: status === 401 ? "unauthenticated" : "not_found", message }));
       };
-      if (!token) return refuse(401, "missing_token", "send the install token as Authorization: Bearer <token>");
+      if ((await recentFailures(db, "download_attempts", ip)) >= options.failuresPerMinute) {
+        await recordThrottledAttempt(db, "download_attempts", { ip, hashPrefix, outcome: "refused", reason: "rate_limited", artifact });
+        log.warn({ ip, requestId }, "agent download refused: too many failures from this address");
+        res.writeHead(429, { "content-type": "application/json", "retry-after": "60" });
+        res.end(JSON.stringify({ code: "resource_exhausted", message: `too many failed downloads from ${ip}; wait a minute before trying again` }));
+        return;
+      }
+      if (!req.headers.authorization) return refuse(401, "missing_token", "send the install token as Authorization: Bearer <token>");
+      if (!token) return refuse(401, "malformed_token", "the Authorization header is not `Bearer <64 hex characters>`");
       const row = await selectInstallToken(db, hashToken(token));
       if (!row) return refuse(401, "unknown_token", "install token rejected");
       if (row.state !== "issued") return refuse(401, row.state, "install token rejected");

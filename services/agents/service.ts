@@ -20,7 +20,8 @@ import { storeSync } from "./sync.js";
 import {
   consumeInstallToken,
   insertRegistrationAttempt,
-  recentRegistrationFailures,
+  recentFailures,
+  recordThrottledAttempt,
   recordRegistration,
   selectInstallToken,
   selectServer,
@@ -101,7 +102,8 @@ export function createRegistrationService(deps: RegistrationDeps): ServiceImpl<t
         log.warn({ ip, reason, tokenHashPrefix: hash.slice(0, 8), requestId }, "registration refused");
         throw err;
       };
-      if ((await recentRegistrationFailures(db, ip)) >= deps.config.registrationFailuresPerMinute) {
+      if ((await recentFailures(db, "registration_attempts", ip)) >= deps.config.registrationFailuresPerMinute) {
+        await recordThrottledAttempt(db, "registration_attempts", { ip, hashPrefix: hash.slice(0, 8), outcome: "refused", reason: "rate_limited" });
         log.warn({ ip, requestId }, "registration refused: too many failures from this address");
         throw new ConnectError(`too many failed registrations from ${ip}; wait a minute before trying again`, Code.ResourceExhausted);
       }

@@ -216,9 +216,33 @@ export async function insertDownloadAttempt(db: Knex, attempt: Attempt & { artif
   });
 }
 
-/** Refused registrations from `ip` within the last minute. */
-export async function recentRegistrationFailures(db: Knex, ip: string): Promise<number> {
-  const [row] = await db("registration_attempts").where({ ip, outcome: "refused" }).where("at", ">", db.raw("now() - interval '1 minute'")).count({ n: "*" });
+/**
+ * Records an attempt refused by the rate limit: on the row of the same refusal from `ip` within
+ * the last minute when there is one (`repeats` + 1), else as a new row.
+ */
+export async function recordThrottledAttempt(db: Knex, table: "registration_attempts" | "download_attempts", attempt: Attempt & { artifact?: string }): Promise<void> {
+  const { rows } = await db.raw(
+    `update ${table} set repeats = repeats + 1, last_at = now()
+      where id = (select id from ${table} where ip = ? and reason = ? and at > now() - interval '1 minute' order by id desc limit 1)
+      returning id`,
+    [attempt.ip, attempt.reason],
+  );
+  if (rows.length > 0) return;
+  await db(table).insert({
+    ip: attempt.ip,
+    hash_prefix: attempt.hashPrefix ?? null,
+    outcome: attempt.outcome,
+    reason: attempt.reason,
+    ...(table === "download_attempts" ? { artifact: attempt.artifact ?? "(invalid)" } : {}),
+  });
+}
+
+/** Refused registrations (or downloads) from `ip` within the last minute, repeats included. */
+export async function recentFailures(db: Knex, table: "registration_attempts" | "download_attempts", ip: string): Promise<number> {
+  const [row] = await db(table)
+    .where({ ip, outcome: "refused" })
+    .where("at", ">", db.raw("now() - interval '1 minute'"))
+    .sum({ n: db.raw("1 + repeats") });
   return Number(row?.n ?? 0);
 }
 

@@ -14,11 +14,11 @@ let panel: PanelHost;
 let artifacts: Awaited<ReturnType<typeof makeTempDir>>;
 const artifact = randomBytes(64 * 1024);
 
-function download(path: string, token?: string): Promise<{ status: number; body: Buffer }> {
+function download(path: string, token?: string, authorization = token ? `Bearer ${token}` : undefined): Promise<{ status: number; body: Buffer }> {
   return new Promise((resolve, reject) => {
     const session = connect(panel.url, { ca: panel.ca });
     session.on("error", reject);
-    const req = session.request({ ":path": path, ...(token ? { authorization: `Bearer ${token}` } : {}) });
+    const req = session.request({ ":path": path, ...(authorization ? { authorization } : {}) });
     const chunks: Buffer[] = [];
     let status = 0;
     req.on("response", (h) => (status = Number(h[":status"])));
@@ -45,7 +45,7 @@ test.before(async () => {
   artifacts = await makeTempDir("artifacts");
   await mkdir(artifacts.path, { recursive: true });
   await writeFile(join(artifacts.path, "myosicam-agent-linux-x64"), artifact);
-  panel = await startPanelHost("agents_downloads", { AGENT_ARTIFACT_DIR: artifacts.path });
+  panel = await startPanelHost("agents_downloads", { AGENT_ARTIFACT_DIR: artifacts.path, REGISTRATION_FAILURES_PER_MINUTE: "200" });
 });
 test.after(async () => {
   await panel.stop();
@@ -100,6 +100,29 @@ test("the token never reaches the log", async () => {
   const token = await issue();
   await download("/install/agent/linux-x64", token);
   assert.not.ok(panel.logs.text().includes(token));
+});
+
+test("the Bearer scheme and the token's hex are read in any case", async () => {
+  const token = await issue();
+  const upper = await download("/install/agent/linux-x64", token, `Bearer ${token.toUpperCase()}`);
+  assert.is(upper.status, 200);
+  const lower = await download("/install/agent/linux-x64", token, `bearer ${token}`);
+  assert.is(lower.status, 200);
+  const bad = await download("/install/agent/linux-x64", undefined, `Bearer ${"Z".repeat(64)}`);
+  assert.is(bad.status, 401);
+  assert.is((await lastAttempt()).reason, "malformed_token");
+});
+
+// Last in this file: it leaves this address over the limit.
+test("failed downloads from one address are throttled (429), and what the limit refuses is recorded on one row", async () => {
+  const before = Number((await panel.db("download_attempts").where({ outcome: "refused" }).count({ n: "*" }))[0]!.n);
+  for (let i = 0; i < 200 - before; i++) assert.is((await download("/install/agent/linux-x64", "f".repeat(64))).status, 401);
+  for (let i = 0; i < 30; i++) assert.is((await download("/install/agent/linux-x64", "f".repeat(64))).status, 429);
+  const throttled = await panel.db("download_attempts").where({ reason: "rate_limited" });
+  assert.is(throttled.length, 1, "one row for the 30 throttled attempts");
+  assert.is(throttled[0].repeats, 29);
+  const token = await issue();
+  assert.is((await download("/install/agent/linux-x64", token)).status, 429, "throttled even with a good token, for a minute");
 });
 
 test.run();

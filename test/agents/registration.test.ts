@@ -140,4 +140,13 @@ test("heartbeats move last_seen_at, and a heartbeat returns only once it is stor
   assert.is(row.health, "ok");
 });
 
+test("registrations refused by the rate limit are recorded, counted on one row a minute", async () => {
+  await panel.db("registration_attempts").insert(Array.from({ length: 1000 }, () => ({ ip: "127.0.0.1", outcome: "refused", reason: "unknown_token" })));
+  for (let i = 0; i < 5; i++) assert.is(await codeOf(panel.registration().register(request("e".repeat(64)))), "ResourceExhausted");
+  const rows = await panel.db("registration_attempts").where({ reason: "rate_limited" });
+  assert.is(rows.length, 1);
+  assert.is(rows[0].repeats, 4);
+  await panel.db("registration_attempts").where({ reason: "unknown_token" }).delete();
+});
+
 test.run();

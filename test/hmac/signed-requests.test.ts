@@ -8,7 +8,7 @@ import { AgentService } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import { LicenseService } from "../../gen/myosicam/license/v1/license_pb.js";
 import { migrationsFor } from "../../services/host.js";
 import { createDatabase, migrateToLatest, type Knex } from "../../services/lib/db.js";
-import { purgeNonces, recordNonces } from "../../services/lib/hmac/nonce-store.js";
+import { purgeNonces, recordNonces, recordRefusal } from "../../services/lib/hmac/nonce-store.js";
 import { createSignedTransport } from "../../services/lib/hmac/signing-client.js";
 import type { RunningServer } from "../../services/lib/server.js";
 import { loadTlsIdentity, type TlsIdentity } from "../../services/lib/tls.js";
@@ -219,6 +219,34 @@ test("refusals are logged with reason and request id, never the signature or sec
   assert.not.ok(logs.text().includes(call.headers["x-signature"]!), "signature in logs");
   assert.not.ok(logs.text().includes(secret), "secret in logs");
   assert.not.ok(logs.text().includes("wrong-secret-canary"), "attempted secret in logs");
+});
+
+test("a signed request with a query string is refused as query_string: the signature does not cover it", async () => {
+  const call = signedCall("panel", secret, catalog, "{}");
+  const res = await send(server.url, tls.cert, { ...call, procedure: `${catalog}?plan=free` });
+  assert.is(res.status, 401);
+  assert.is(lastReason(), "query_string");
+});
+
+test("an X-Timestamp with a sign or a leading zero is refused as malformed", async () => {
+  const call = signedCall("panel", secret, catalog, "{}");
+  for (const timestamp of [`+${call.headers["x-timestamp"]}`, `0${call.headers["x-timestamp"]}`, `${call.headers["x-timestamp"]}.0`]) {
+    const res = await send(server.url, tls.cert, { ...call, headers: { ...call.headers, "x-timestamp": timestamp } });
+    assert.is(res.status, 401, timestamp);
+    assert.is(lastReason(), "malformed", timestamp);
+  }
+});
+
+test("identical refusals within a minute count on one audit row instead of one row each", async () => {
+  const event = { reason: "bad_signature", callerId: "flood", procedure: catalog, requestId: "r", peer: "192.0.2.7" };
+  await Promise.all(Array.from({ length: 10 }, () => recordRefusal(db, event)));
+  for (let i = 0; i < 40; i++) await recordRefusal(db, event);
+  await recordRefusal(db, { ...event, reason: "replay" });
+  const rows = await db("hmac_refusals").where({ caller_id: "flood" }).orderBy("id");
+  const total = rows.reduce((n: number, r: { repeats: number }) => n + 1 + r.repeats, 0);
+  assert.is(total, 51, "every refusal is counted");
+  assert.ok(rows.length <= 11, `${rows.length} rows for 51 refusals`);
+  assert.is(rows.at(-1).reason, "replay");
 });
 
 test.run();

@@ -78,6 +78,8 @@ export function createHmacAuth(options: HmacAuthOptions) {
     try {
       // A GET carries its message in the URL, outside the signed body.
       if (ctx.requestMethod !== "POST") throw new HmacError("malformed");
+      // The signature covers the path and the body, not a query string: a signed request has none.
+      if (new URL(ctx.url, "https://x").search !== "") throw new HmacError("query_string");
       claimed = claimedSignature((name) => ctx.requestHeader.get(name));
       const caller = await checkBeforeBody(options.verifier, claimed);
       ctx.values.set(pendingKey, { claimed, caller });

@@ -2,7 +2,7 @@ import { timingSafeEqual } from "node:crypto";
 import { hmacHeaders, signatureOf, type SignedParts } from "./canonical.js";
 
 /** Why a signed request was refused; logged and audited, never shown in detail to the caller. */
-export type HmacRefusal = "malformed" | "unknown_caller" | "inactive_caller" | "skew" | "bad_signature" | "replay" | "forbidden_method";
+export type HmacRefusal = "malformed" | "query_string" | "unknown_caller" | "inactive_caller" | "skew" | "bad_signature" | "replay" | "forbidden_method";
 
 /** A caller as the verifier needs it. */
 export interface KnownCaller {
@@ -42,7 +42,8 @@ export class HmacError extends Error {
 
 const wellFormed = {
   callerId: /^[A-Za-z0-9_.:-]{1,128}$/,
-  timestamp: /^\d{1,12}$/,
+  // Unix seconds as a plain integer: no sign, no leading zero (one spelling per value).
+  timestamp: /^(0|[1-9]\d{0,11})$/,
   nonce: /^[0-9a-f]{32}$/,
   signature: /^[0-9a-f]{64}$/,
 };
