@@ -1,6 +1,6 @@
 import { Command, CommanderError, Option } from "commander";
 import { toJson } from "@bufbuild/protobuf";
-import { InstanceSnapshotSchema } from "../gen/myosicam/agent/v1/snapshot_pb.js";
+import { type InstanceSnapshot, InstanceSnapshotSchema } from "../gen/myosicam/agent/v1/snapshot_pb.js";
 import { createLogger, type Logger } from "../services/lib/log.js";
 import { discoverInstances } from "./discovery/discover.js";
 import { createResourceSampler } from "./discovery/resources.js";
@@ -51,8 +51,9 @@ program
   .option("--print", "print the snapshots as JSON (the same code path as Sync)")
   .option("--oscam-dir <dir...>", "config dirs to include besides what systemd units and running processes show", [])
   .option("--no-probe", "do not ask each WebIF whether it answers")
+  .option("--show-secrets", "with --print, show account and WebIF passwords instead of masking them")
   .addOption(new Option("--unit-dir <dir...>", "systemd unit directories").hideHelp())
-  .action(async (opts: { print?: boolean; oscamDir: string[]; probe: boolean; unitDir?: string[] }) => {
+  .action(async (opts: { print?: boolean; oscamDir: string[]; probe: boolean; unitDir?: string[]; showSecrets?: boolean }) => {
     const instances = await discoverInstances({ configDirs: opts.oscamDir, unitDirs: opts.unitDir, probeWebif: opts.probe });
     if (!opts.print) {
       for (const i of instances) {
@@ -67,8 +68,18 @@ program
     const sampler = createResourceSampler();
     const built = [];
     for (const instance of instances) built.push(await buildSnapshot(instance, sampler));
+    // Passwords are masked unless asked for: a terminal, a screen share or a pasted bug report
+    // should not carry them. The agent sends them to the panel (sealed there); --print says so.
+    if (!opts.showSecrets) for (const b of built) maskSecrets(b.snapshot);
     process.stdout.write(
-      JSON.stringify({ instances: built.map((b) => ({ snapshot: toJson(InstanceSnapshotSchema, b.snapshot), problems: b.problems })) }, null, 2) + "\n",
+      JSON.stringify(
+        {
+          secrets: opts.showSecrets ? "shown (--show-secrets)" : "masked as ******** (the agent sends them; --show-secrets shows them)",
+          instances: built.map((b) => ({ snapshot: toJson(InstanceSnapshotSchema, b.snapshot), problems: b.problems })),
+        },
+        null,
+        2,
+      ) + "\n",
     );
   });
 
@@ -92,3 +103,10 @@ program.parseAsync(process.argv).catch((err: unknown) => {
   // RestartPreventExitStatus can stop retrying.
   process.exit(err instanceof PinMismatchError || err instanceof FatalAgentError ? 3 : 1);
 });
+
+/** Replaces the passwords of a snapshot (accounts, WebIF) with a mask, keeping whether one is set. */
+function maskSecrets(snapshot: InstanceSnapshot): void {
+  const mask = (value: string) => (value ? "********" : "");
+  for (const account of snapshot.accounts) account.password = mask(account.password);
+  if (snapshot.webif) snapshot.webif.password = mask(snapshot.webif.password);
+}

@@ -65,9 +65,10 @@ export async function buildSnapshot(instance: DiscoveredInstance, sampler: Sampl
   const readerCount = serverBytes ? summariseServerFile(serverBytes).readers.length : 0;
 
   const ports = Object.entries(conf?.ports ?? {}).flatMap(([protocol, list]) =>
-    (list ?? []).map((p) => ({ protocol, port: p.port, ssl: false, caid: p.caid ?? "" })),
+    // A section whose module the running binary lacks opens no socket (oscam.version says "no").
+    (list ?? []).map((p) => ({ protocol, port: p.port, ssl: false, caid: p.caid ?? "", notCompiledIn: instance.modules?.[protocol] === false })),
   );
-  if (instance.webif.enabled) ports.push({ protocol: "webif", port: instance.webif.port, ssl: instance.webif.ssl, caid: "" });
+  if (instance.webif.enabled) ports.push({ protocol: "webif", port: instance.webif.port, ssl: instance.webif.ssl, caid: "", notCompiledIn: false });
   const settings = Object.entries(conf?.settings ?? {}).flatMap(([section, values]) =>
     Object.entries(values ?? {}).map(([key, value]) => ({ section, key, value: value.slice(0, 4096) })),
   );
@@ -104,6 +105,7 @@ export async function buildSnapshot(instance: DiscoveredInstance, sampler: Sampl
       readOnly: conf?.webif.readonly ?? false,
     },
     runtime: { running: instance.running, pid: instance.pid ?? 0, uptimeSeconds: BigInt(instance.uptimeSeconds ?? 0) },
+    problems: problems.slice(0, 64).map((p) => p.slice(0, 1024)),
   });
   const hash = createHash("sha256")
     .update(toBinary(InstanceSnapshotSchema, { ...snapshot, runtime: snapshot.runtime && { ...snapshot.runtime, uptimeSeconds: 0n } }))

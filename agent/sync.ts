@@ -1,3 +1,4 @@
+import { currentRuntime } from "./discovery/runtime.js";
 import { watch, type FSWatcher } from "node:fs";
 import type { Client } from "@connectrpc/connect";
 import type { AgentService } from "../gen/myosicam/agent/v1/agent_pb.js";
@@ -26,7 +27,7 @@ export function createSyncer(options: { client: () => Client<typeof AgentService
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
   /** The instances of the last successful sync: what heartbeats take readings of. */
-  let synced: Array<{ name: string; pid?: number; dirs: string[] }> = [];
+  let synced: Array<{ name: string; pid?: number; dirs: string[]; pidFile: string; configDir: string }> = [];
 
   const syncOnce = async () => {
     const instances = await discoverInstances({ ...options.discovery, probeWebif: options.discovery.probeWebif ?? true });
@@ -44,7 +45,13 @@ export function createSyncer(options: { client: () => Client<typeof AgentService
       await options.client().sync({ present, snapshots: resend }, { timeoutMs: 120_000 });
       for (const s of resend) lastSent.set(s.ref!.name, s.ref!.contentHash);
     }
-    synced = instances.map((i) => ({ name: i.name, pid: i.running ? i.pid : undefined, dirs: [i.configDir, i.tempDir] }));
+    synced = instances.map((i) => ({
+      name: i.name,
+      pid: i.running ? i.pid : undefined,
+      dirs: [i.configDir, i.tempDir],
+      pidFile: i.pidFile,
+      configDir: i.configDir,
+    }));
     options.log.info({ instances: present.length, sent: changed.length + res.resend.length }, "synced with the panel");
     watchConfigDirs(instances.map((i) => i.configDir));
   };
@@ -107,7 +114,16 @@ export function createSyncer(options: { client: () => Client<typeof AgentService
      */
     async readings() {
       const instances = [];
-      for (const i of synced) instances.push({ name: i.name, resources: await sampler.instance(i.pid, i.dirs) });
+      for (const i of synced) {
+        // Runtime first: a restarted OScam (new pid) is sampled under its new pid.
+        const now = await currentRuntime(i, options.discovery.procRoot);
+        i.pid = now.pid;
+        instances.push({
+          name: i.name,
+          resources: await sampler.instance(now.pid, i.dirs),
+          runtime: { running: now.running, pid: now.pid ?? 0, uptimeSeconds: BigInt(now.uptimeSeconds ?? 0) },
+        });
+      }
       return { host: await sampler.host(), instances };
     },
     /** Whether the last sync failed (the caller retries with its next heartbeat). */

@@ -2,7 +2,8 @@ import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { readFile, realpath, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
-import { readConfFile, type ConfView } from "../oscam/conf-file.js";
+import { webifGet, WebifError, type WebifTarget } from "../apply/webif.js";
+import { readConfFile, webifPassword, type ConfView } from "../oscam/conf-file.js";
 import { OscamParseError, parseOscamFile } from "../oscam/document.js";
 import { isOscamProgram } from "./cmdline.js";
 import { findOscamProcesses, processArgv, processUptime, type OscamProcess } from "./processes.js";
@@ -41,6 +42,8 @@ export interface DiscoveredInstance {
   pid?: number;
   uptimeSeconds?: number;
   webif: { enabled: boolean; host: string; port: number; ssl: boolean; answers?: boolean };
+  /** Protocol modules of the running binary, by oscam.conf section (from oscam.version), when known. */
+  modules?: Record<string, boolean>;
   /** Why something could not be read (e.g. an oscam.conf that does not parse). */
   problems: string[];
 }
@@ -107,9 +110,12 @@ async function describe(c: Candidate, procRoot: string, options: DiscoveryOption
     server: await exists(join(c.configDir, "oscam.server")),
   };
   let conf: ConfView | undefined;
+  let webifPwd = "";
   if (files.conf) {
     try {
-      conf = readConfFile(parseOscamFile(await readFile(join(c.configDir, "oscam.conf")), "oscam.conf"));
+      const doc = parseOscamFile(await readFile(join(c.configDir, "oscam.conf")), "oscam.conf");
+      conf = readConfFile(doc);
+      webifPwd = webifPassword(doc);
     } catch (err) {
       problems.push(err instanceof OscamParseError ? err.message : `oscam.conf cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
     }
@@ -129,14 +135,23 @@ async function describe(c: Candidate, procRoot: string, options: DiscoveryOption
   const uptimeSeconds = pid === undefined ? undefined : await processUptime(procRoot, pid);
 
   const port = conf?.webif.port ?? version?.webifPort ?? 0;
+  // A WebIF bound to every address (0.0.0.0, ::) is reached, and reported, on loopback.
+  const bound = conf?.webif.serverip || "127.0.0.1";
   const webif = {
     enabled: port > 0,
-    host: conf?.webif.serverip || "127.0.0.1",
+    host: bound === "0.0.0.0" ? "127.0.0.1" : bound === "::" || bound === "[::]" ? "::1" : bound,
     port,
     ssl: conf?.webif.ssl ?? false,
     answers: undefined as boolean | undefined,
   };
-  if (options.probeWebif && webif.enabled && pid !== undefined) webif.answers = await answers(webif, options.probeTimeoutMs ?? 2000);
+  if (options.probeWebif && webif.enabled && pid !== undefined) {
+    webif.answers = await answers(webif, options.probeTimeoutMs ?? 2000);
+    // Answering is not enough: the credentials of oscam.conf must work, or every command fails.
+    if (webif.answers) {
+      const problem = await credentialProblem({ ...webif, user: conf?.webif.user ?? "", password: webifPwd }, options.probeTimeoutMs ?? 2000);
+      if (problem) problems.push(problem);
+    }
+  }
   const unitInstance = c.unit ? /@(.+)\.service$/.exec(c.unit)?.[1] : undefined;
   return {
     name: unitInstance ?? (basename(c.configDir) || c.configDir),
@@ -152,8 +167,30 @@ async function describe(c: Candidate, procRoot: string, options: DiscoveryOption
     pid,
     uptimeSeconds,
     webif,
+    modules: version?.modules ?? {},
     problems,
   };
+}
+
+/**
+ * One authenticated request to the WebIF with the credentials of oscam.conf (digest auth, as the
+ * commands use): a problem `webif_auth_failed: …` (or `webif_forbidden: …`) when it is refused.
+ */
+async function credentialProblem(target: WebifTarget, timeoutMs: number): Promise<string | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), timeoutMs)));
+  try {
+    return await Promise.race([
+      webifGet(target, "/oscamapi.html?part=status").then(
+        () => undefined,
+        (err: unknown) =>
+          err instanceof WebifError && (err.code === "webif_auth_failed" || err.code === "webif_forbidden") ? `${err.code}: ${err.message}` : undefined,
+      ),
+      timeout,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**

@@ -12,11 +12,32 @@ export interface VersionFile {
   configDir?: string;
   /** 0 means the WebIF is off; never shows the `+` of SSL. */
   webifPort?: number;
+  /**
+   * The oscam.conf sections of protocol modules, by whether the binary has them (the feature
+   * lines `camd 3.3x: yes`, `Pandora: no`, …); a section missing here was not listed.
+   */
+  modules: Record<string, boolean>;
 }
+
+/** Feature labels of oscam.version (lower case) → the oscam.conf section of that module. */
+const moduleSections: Readonly<Record<string, readonly string[]>> = {
+  "camd 3.3x": ["camd33"],
+  "camd 3.5 udp": ["cs357x"],
+  "camd 3.5 tcp": ["cs378x"],
+  newcamd: ["newcamd"],
+  cccam: ["cccam"],
+  gbox: ["gbox"],
+  radegast: ["radegast"],
+  scam: ["scam"],
+  serial: ["serial"],
+  pandora: ["pandora"],
+  streamrelay: ["streamrelay"],
+  monitor: ["monitor"],
+};
 
 /** Parses both formats: labels case-insensitive, split at the first `:`. Never throws. */
 export function parseVersionFile(text: string): VersionFile {
-  const result: VersionFile = {};
+  const result: VersionFile = { modules: {} };
   for (const line of text.split(/\r?\n/)) {
     const colon = line.indexOf(":");
     if (colon < 0) continue;
@@ -48,6 +69,8 @@ export function parseVersionFile(text: string): VersionFile {
       case "webifport":
         if (/^\+?\d+$/.test(value)) result.webifPort = Number(value.replace("+", ""));
         break;
+      default:
+        for (const section of moduleSections[label] ?? []) if (value === "yes" || value === "no") result.modules[section] = value === "yes";
     }
   }
   return result;

@@ -13,6 +13,7 @@ import { instancesAndAccounts } from "./migrations/0002-instances.js";
 import { commands } from "./migrations/0003-commands.js";
 import { hostResources } from "./migrations/0004-host-resources.js";
 import { attemptRepeats } from "./migrations/0005-attempt-repeats.js";
+import { instanceProblems } from "./migrations/0006-instance-problems.js";
 import { createCommandHub, createResultWriter, expireCommands } from "./commands.js";
 import { countLiveInstances, purgeResourceSamples, resourceRetentionDays } from "./sync.js";
 import { auditMalformedRegistrations, createAgentService, createAgentTrust, createRegistrationService } from "./service.js";
@@ -50,7 +51,7 @@ export const agentsService: ServiceModule = {
   listener: "panel",
   database: "panel",
   descriptors: [RegistrationService, AgentService],
-  migrations: [serversAndTokens, alertRecipients, instancesAndAccounts, commands, hostResources, attemptRepeats],
+  migrations: [serversAndTokens, alertRecipients, instancesAndAccounts, commands, hostResources, attemptRepeats, instanceProblems],
   // The agent tokens are sealed and opened by the key holder, in this process.
   requires: ["crypto"],
   routes: agentsRoutes,
@@ -65,7 +66,14 @@ export const agentsService: ServiceModule = {
     };
   },
   interceptors: (deps) => [auditMalformedRegistrations(deps.db, deps.log)],
-  httpRoutes: (deps) => [createDownloadRoute({ db: deps.db, artifactDir: deps.config.agentArtifactDir, log: deps.log, failuresPerMinute: deps.config.registrationFailuresPerMinute })],
+  httpRoutes: (deps) => [
+    createDownloadRoute({
+      db: deps.db,
+      artifactDir: deps.config.agentArtifactDir,
+      log: deps.log,
+      failuresPerMinute: deps.config.registrationFailuresPerMinute,
+    }),
+  ],
   jobs: (deps) => [
     ...livenessJobs({
       db: deps.db,

@@ -283,7 +283,15 @@ export function createAgentService(deps: {
           memoryTotalMb: req.host.memoryTotalMb,
           diskUsedMb: req.host.diskUsedMb,
         },
-        instances: req.instances.map((i) => ({ name: i.name, cpuPercent: i.resources!.cpuPercent, rssMb: i.resources!.rssMb, diskMb: i.resources!.diskMb })),
+        instances: req.instances.map((i) => ({
+          name: i.name,
+          cpuPercent: i.resources!.cpuPercent,
+          rssMb: i.resources!.rssMb,
+          diskMb: i.resources!.diskMb,
+          runtime: i.runtime
+            ? { running: i.runtime.running, pid: i.runtime.pid || null, uptimeSeconds: i.runtime.running ? Number(i.runtime.uptimeSeconds) : null }
+            : undefined,
+        })),
       });
       return { serverTime: timestampFromDate(new Date()), heartbeatIntervalSeconds: deps.intervalSeconds, approved: isApproved(caller) };
     },

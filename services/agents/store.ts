@@ -220,7 +220,11 @@ export async function insertDownloadAttempt(db: Knex, attempt: Attempt & { artif
  * Records an attempt refused by the rate limit: on the row of the same refusal from `ip` within
  * the last minute when there is one (`repeats` + 1), else as a new row.
  */
-export async function recordThrottledAttempt(db: Knex, table: "registration_attempts" | "download_attempts", attempt: Attempt & { artifact?: string }): Promise<void> {
+export async function recordThrottledAttempt(
+  db: Knex,
+  table: "registration_attempts" | "download_attempts",
+  attempt: Attempt & { artifact?: string },
+): Promise<void> {
   const { rows } = await db.raw(
     `update ${table} set repeats = repeats + 1, last_at = now()
       where id = (select id from ${table} where ip = ? and reason = ? and at > now() - interval '1 minute' order by id desc limit 1)
@@ -257,7 +261,14 @@ export interface HeartbeatWrite {
   /** The host's resources at this heartbeat, when the agent sent them. */
   host?: { cpuPercent: number; memoryUsedMb: number; memoryTotalMb: number; diskUsedMb: number };
   /** Each synced instance's resources at this heartbeat, by instance name. */
-  instances: Array<{ name: string; cpuPercent: number; rssMb: number; diskMb: number }>;
+  instances: Array<{
+    name: string;
+    cpuPercent: number;
+    rssMb: number;
+    diskMb: number;
+    /** Running, pid and uptime now, when the agent sent them (agents before 0.2 do not). */
+    runtime?: { running: boolean; pid: number | null; uptimeSeconds: number | null };
+  }>;
 }
 
 /**
@@ -269,6 +280,7 @@ export async function writeHeartbeats(db: Knex, beats: readonly HeartbeatWrite[]
   const values = beats.map(() => "(?::uuid, ?::timestamptz, ?::bigint, ?::text, ?::text, ?::real[])").join(", ");
   const hosts = beats.filter((b) => b.host);
   const readings = beats.flatMap((b) => b.instances.map((i) => ({ serverId: b.serverId, at: b.at.toISOString(), ...i })));
+  const runtimes = readings.filter((r) => r.runtime);
   // One statement (one round trip): the servers' update, then the resource readings of the servers
   // it updated (a revoked one is not), an unknown or gone instance's reading skipped.
   const result = await db.raw(
@@ -294,7 +306,12 @@ export async function writeHeartbeats(db: Knex, beats: readonly HeartbeatWrite[]
             select i.id, r.at, r.cpu, r.rss, r.disk
               from unnest(?::uuid[], ?::text[], ?::timestamptz[], ?::float8[], ?::float8[], ?::float8[]) as r(server_id, name, at, cpu, rss, disk)
               join updated u on u.id = r.server_id
-              join instances i on i.server_id = r.server_id and i.name = r.name and i.gone_at is null)
+              join instances i on i.server_id = r.server_id and i.name = r.name and i.gone_at is null),
+          runtimes as (
+            update instances i set running = r.running, pid = r.pid, uptime_seconds = r.uptime
+              from unnest(?::uuid[], ?::text[], ?::boolean[], ?::integer[], ?::bigint[]) as r(server_id, name, running, pid, uptime)
+              join updated u on u.id = r.server_id
+             where i.server_id = r.server_id and i.name = r.name and i.gone_at is null)
      select id, name, previous from updated`,
     [
       ...beats.flatMap((b) => [b.serverId, b.at.toISOString(), b.uptimeSeconds, b.health, b.agentVersion, b.load]),
@@ -310,6 +327,11 @@ export async function writeHeartbeats(db: Knex, beats: readonly HeartbeatWrite[]
       readings.map((r) => r.cpuPercent),
       readings.map((r) => r.rssMb),
       readings.map((r) => r.diskMb),
+      runtimes.map((r) => r.serverId),
+      runtimes.map((r) => r.name),
+      runtimes.map((r) => r.runtime!.running),
+      runtimes.map((r) => r.runtime!.pid),
+      runtimes.map((r) => r.runtime!.uptimeSeconds),
     ] as unknown as readonly Knex.RawBinding[],
   );
   return (result.rows as Array<{ id: string; name: string; previous: string }>).filter((r) => r.previous === "unreachable");

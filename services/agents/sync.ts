@@ -81,7 +81,9 @@ async function storeSnapshot(db: Knex, crypto: Client<typeof CryptoService>, ser
       pid: s.runtime?.pid || null,
       uptime_seconds: s.runtime ? s.runtime.uptimeSeconds.toString() : null,
       reader_count: s.config?.readerCount ?? 0,
-      ports: JSON.stringify((s.config?.ports ?? []).map((p) => ({ protocol: p.protocol, port: p.port, ssl: p.ssl, caid: p.caid }))),
+      // `active`: false for a configured port of a module the running binary lacks (it opens no socket).
+      ports: JSON.stringify((s.config?.ports ?? []).map((p) => ({ protocol: p.protocol, port: p.port, ssl: p.ssl, caid: p.caid, active: !p.notCompiledIn }))),
+      problems: JSON.stringify(s.problems),
       settings: JSON.stringify((s.config?.settings ?? []).map((x) => ({ section: x.section, key: x.key, value: x.value }))),
       webif: JSON.stringify({
         host: s.webif?.host ?? "",

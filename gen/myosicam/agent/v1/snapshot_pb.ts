@@ -11,7 +11,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file myosicam/agent/v1/snapshot.proto.
  */
 export const file_myosicam_agent_v1_snapshot: GenFile = /*@__PURE__*/
-  fileDesc("CiBteW9zaWNhbS9hZ2VudC92MS9zbmFwc2hvdC5wcm90bxIRbXlvc2ljYW0uYWdlbnQudjEiVAoLSW5zdGFuY2VSZWYSGAoEbmFtZRgBIAEoCUIKukgHcgUQARiAARIrCgxjb250ZW50X2hhc2gYAiABKAlCFbpIEnIQMg5eWzAtOWEtZl17NjR9JCLGAwoQSW5zdGFuY2VTbmFwc2hvdBIzCgNyZWYYASABKAsyHi5teW9zaWNhbS5hZ2VudC52MS5JbnN0YW5jZVJlZkIGukgDyAEBEhwKCmNvbmZpZ19kaXIYAiABKAlCCLpIBXIDGIAgEh0KC3dvcmtpbmdfZGlyGAMgASgJQgi6SAVyAxiAIBIaCghwaWRfZmlsZRgEIAEoCUIIukgFcgMYgCASGQoHdmVyc2lvbhgFIAEoCUIIukgFcgMYgAESMAoGY29uZmlnGAYgASgLMiAubXlvc2ljYW0uYWdlbnQudjEuQ29uZmlnU3VtbWFyeRI4CghhY2NvdW50cxgHIAMoCzIaLm15b3NpY2FtLmFnZW50LnYxLkFjY291bnRCCrpIB5IBBBCgjQYSLwoFd2ViaWYYCCABKAsyIC5teW9zaWNhbS5hZ2VudC52MS5XZWJpZkVuZHBvaW50EjMKB3J1bnRpbWUYCSABKAsyIi5teW9zaWNhbS5hZ2VudC52MS5JbnN0YW5jZVJ1bnRpbWUSNwoJcmVzb3VyY2VzGAogASgLMiQubXlvc2ljYW0uYWdlbnQudjEuSW5zdGFuY2VSZXNvdXJjZXMimQEKDUNvbmZpZ1N1bW1hcnkSFAoMcmVhZGVyX2NvdW50GAEgASgNEjkKBXBvcnRzGAIgAygLMh8ubXlvc2ljYW0uYWdlbnQudjEuUHJvdG9jb2xQb3J0Qgm6SAaSAQMQgAISNwoIc2V0dGluZ3MYAyADKAsyGi5teW9zaWNhbS5hZ2VudC52MS5TZXR0aW5nQgm6SAaSAQMQgCAiZgoMUHJvdG9jb2xQb3J0EhkKCHByb3RvY29sGAEgASgJQge6SARyAhhAEhcKBHBvcnQYAiABKA1CCbpIBioEGP//AxILCgNzc2wYAyABKAgSFQoEY2FpZBgEIAEoCUIHukgEcgIYQCJSCgdTZXR0aW5nEhgKB3NlY3Rpb24YASABKAlCB7pIBHICGEASFAoDa2V5GAIgASgJQge6SARyAhhAEhcKBXZhbHVlGAMgASgJQgi6SAVyAxiAICKuAgoHQWNjb3VudBIYCgR1c2VyGAEgASgJQgq6SAdyBRABGIABEhoKCHBhc3N3b3JkGAIgASgJQgi6SAVyAxiAAhIPCgdlbmFibGVkGAMgASgIEhgKBmdyb3VwcxgEIAMoDUIIukgFkgECEEASFgoEY2FpZBgFIAEoCUIIukgFcgMYgCASGAoFaWRlbnQYBiABKAlCCbpIBnIEGICAARI7CgtleHBpcnlfZGF0ZRgHIAEoCUImukgjciEyH14oWzAtOV17NH0tWzAtOV17Mn0tWzAtOV17Mn0pPyQSHQoLZGVzY3JpcHRpb24YCCABKAlCCLpIBXIDGIAIEjQKBWV4dHJhGAkgAygLMhoubXlvc2ljYW0uYWdlbnQudjEuU2V0dGluZ0IJukgGkgEDEIACIqsBCg1XZWJpZkVuZHBvaW50EhYKBGhvc3QYASABKAlCCLpIBXIDGP0BEhcKBHBvcnQYAiABKA1CCbpIBioEGP//AxILCgNzc2wYAyABKAgSEQoJcmVhY2hhYmxlGAQgASgIEhoKCHVzZXJuYW1lGAUgASgJQgi6SAVyAxiAAhIaCghwYXNzd29yZBgGIAEoCUIIukgFcgMYgAISEQoJcmVhZF9vbmx5GAcgASgIIlgKD0luc3RhbmNlUnVudGltZRIPCgdydW5uaW5nGAEgASgIEgsKA3BpZBgCIAEoDRInCg51cHRpbWVfc2Vjb25kcxgDIAEoBEIPukgMMgoY//////////9/In8KEUluc3RhbmNlUmVzb3VyY2VzEiUKC2NwdV9wZXJjZW50GAEgASgBQhC6SA0SC0ABKQAAAAAAAAAAEiAKBnJzc19tYhgCIAEoAUIQukgNEgtAASkAAAAAAAAAABIhCgdkaXNrX21iGAMgASgBQhC6SA0SC0ABKQAAAAAAAAAAIuEBCg1Ib3N0UmVzb3VyY2VzEiUKC2NwdV9wZXJjZW50GAEgASgBQhC6SA0SC0ABKQAAAAAAAAAAEigKDm1lbW9yeV91c2VkX21iGAIgASgBQhC6SA0SC0ABKQAAAAAAAAAAEikKD21lbW9yeV90b3RhbF9tYhgDIAEoAUIQukgNEgtAASkAAAAAAAAAABImCgxkaXNrX3VzZWRfbWIYBCABKAFCELpIDRILQAEpAAAAAAAAAAASLAoEbG9hZBgFIAEoCzIeLm15b3NpY2FtLmFnZW50LnYxLkxvYWRBdmVyYWdlIm8KC0xvYWRBdmVyYWdlEh0KA29uZRgBIAEoAUIQukgNEgtAASkAAAAAAAAAABIeCgRmaXZlGAIgASgBQhC6SA0SC0ABKQAAAAAAAAAAEiEKB2ZpZnRlZW4YAyABKAFCELpIDRILQAEpAAAAAAAAAABiBnByb3RvMw", [file_buf_validate_validate]);
+  fileDesc("CiBteW9zaWNhbS9hZ2VudC92MS9zbmFwc2hvdC5wcm90bxIRbXlvc2ljYW0uYWdlbnQudjEiVAoLSW5zdGFuY2VSZWYSGAoEbmFtZRgBIAEoCUIKukgHcgUQARiAARIrCgxjb250ZW50X2hhc2gYAiABKAlCFbpIEnIQMg5eWzAtOWEtZl17NjR9JCLpAwoQSW5zdGFuY2VTbmFwc2hvdBIzCgNyZWYYASABKAsyHi5teW9zaWNhbS5hZ2VudC52MS5JbnN0YW5jZVJlZkIGukgDyAEBEhwKCmNvbmZpZ19kaXIYAiABKAlCCLpIBXIDGIAgEh0KC3dvcmtpbmdfZGlyGAMgASgJQgi6SAVyAxiAIBIaCghwaWRfZmlsZRgEIAEoCUIIukgFcgMYgCASGQoHdmVyc2lvbhgFIAEoCUIIukgFcgMYgAESMAoGY29uZmlnGAYgASgLMiAubXlvc2ljYW0uYWdlbnQudjEuQ29uZmlnU3VtbWFyeRI4CghhY2NvdW50cxgHIAMoCzIaLm15b3NpY2FtLmFnZW50LnYxLkFjY291bnRCCrpIB5IBBBCgjQYSLwoFd2ViaWYYCCABKAsyIC5teW9zaWNhbS5hZ2VudC52MS5XZWJpZkVuZHBvaW50EjMKB3J1bnRpbWUYCSABKAsyIi5teW9zaWNhbS5hZ2VudC52MS5JbnN0YW5jZVJ1bnRpbWUSNwoJcmVzb3VyY2VzGAogASgLMiQubXlvc2ljYW0uYWdlbnQudjEuSW5zdGFuY2VSZXNvdXJjZXMSIQoIcHJvYmxlbXMYCyADKAlCD7pIDJIBCRBAIgVyAxiACCKZAQoNQ29uZmlnU3VtbWFyeRIUCgxyZWFkZXJfY291bnQYASABKA0SOQoFcG9ydHMYAiADKAsyHy5teW9zaWNhbS5hZ2VudC52MS5Qcm90b2NvbFBvcnRCCbpIBpIBAxCAAhI3CghzZXR0aW5ncxgDIAMoCzIaLm15b3NpY2FtLmFnZW50LnYxLlNldHRpbmdCCbpIBpIBAxCAICJ/CgxQcm90b2NvbFBvcnQSGQoIcHJvdG9jb2wYASABKAlCB7pIBHICGEASFwoEcG9ydBgCIAEoDUIJukgGKgQY//8DEgsKA3NzbBgDIAEoCBIVCgRjYWlkGAQgASgJQge6SARyAhhAEhcKD25vdF9jb21waWxlZF9pbhgFIAEoCCJSCgdTZXR0aW5nEhgKB3NlY3Rpb24YASABKAlCB7pIBHICGEASFAoDa2V5GAIgASgJQge6SARyAhhAEhcKBXZhbHVlGAMgASgJQgi6SAVyAxiAICKuAgoHQWNjb3VudBIYCgR1c2VyGAEgASgJQgq6SAdyBRABGIABEhoKCHBhc3N3b3JkGAIgASgJQgi6SAVyAxiAAhIPCgdlbmFibGVkGAMgASgIEhgKBmdyb3VwcxgEIAMoDUIIukgFkgECEEASFgoEY2FpZBgFIAEoCUIIukgFcgMYgCASGAoFaWRlbnQYBiABKAlCCbpIBnIEGICAARI7CgtleHBpcnlfZGF0ZRgHIAEoCUImukgjciEyH14oWzAtOV17NH0tWzAtOV17Mn0tWzAtOV17Mn0pPyQSHQoLZGVzY3JpcHRpb24YCCABKAlCCLpIBXIDGIAIEjQKBWV4dHJhGAkgAygLMhoubXlvc2ljYW0uYWdlbnQudjEuU2V0dGluZ0IJukgGkgEDEIACIqsBCg1XZWJpZkVuZHBvaW50EhYKBGhvc3QYASABKAlCCLpIBXIDGP0BEhcKBHBvcnQYAiABKA1CCbpIBioEGP//AxILCgNzc2wYAyABKAgSEQoJcmVhY2hhYmxlGAQgASgIEhoKCHVzZXJuYW1lGAUgASgJQgi6SAVyAxiAAhIaCghwYXNzd29yZBgGIAEoCUIIukgFcgMYgAISEQoJcmVhZF9vbmx5GAcgASgIIlgKD0luc3RhbmNlUnVudGltZRIPCgdydW5uaW5nGAEgASgIEgsKA3BpZBgCIAEoDRInCg51cHRpbWVfc2Vjb25kcxgDIAEoBEIPukgMMgoY//////////9/In8KEUluc3RhbmNlUmVzb3VyY2VzEiUKC2NwdV9wZXJjZW50GAEgASgBQhC6SA0SC0ABKQAAAAAAAAAAEiAKBnJzc19tYhgCIAEoAUIQukgNEgtAASkAAAAAAAAAABIhCgdkaXNrX21iGAMgASgBQhC6SA0SC0ABKQAAAAAAAAAAIuEBCg1Ib3N0UmVzb3VyY2VzEiUKC2NwdV9wZXJjZW50GAEgASgBQhC6SA0SC0ABKQAAAAAAAAAAEigKDm1lbW9yeV91c2VkX21iGAIgASgBQhC6SA0SC0ABKQAAAAAAAAAAEikKD21lbW9yeV90b3RhbF9tYhgDIAEoAUIQukgNEgtAASkAAAAAAAAAABImCgxkaXNrX3VzZWRfbWIYBCABKAFCELpIDRILQAEpAAAAAAAAAAASLAoEbG9hZBgFIAEoCzIeLm15b3NpY2FtLmFnZW50LnYxLkxvYWRBdmVyYWdlIm8KC0xvYWRBdmVyYWdlEh0KA29uZRgBIAEoAUIQukgNEgtAASkAAAAAAAAAABIeCgRmaXZlGAIgASgBQhC6SA0SC0ABKQAAAAAAAAAAEiEKB2ZpZnRlZW4YAyABKAFCELpIDRILQAEpAAAAAAAAAABiBnByb3RvMw", [file_buf_validate_validate]);
 
 /**
  * @generated from message myosicam.agent.v1.InstanceRef
@@ -109,6 +109,14 @@ export type InstanceSnapshot = Message<"myosicam.agent.v1.InstanceSnapshot"> & {
    * @generated from field: myosicam.agent.v1.InstanceResources resources = 10;
    */
   resources?: InstanceResources | undefined;
+
+  /**
+   * What the agent found wrong with the instance, each starting with a code and a colon, e.g.
+   * "webif_auth_failed: the WebIF refused httpuser/httppwd from oscam.conf".
+   *
+   * @generated from field: repeated string problems = 11;
+   */
+  problems: string[];
 };
 
 /**
@@ -166,6 +174,14 @@ export type InstanceSnapshotJson = {
    * @generated from field: myosicam.agent.v1.InstanceResources resources = 10;
    */
   resources?: InstanceResourcesJson;
+
+  /**
+   * What the agent found wrong with the instance, each starting with a code and a colon, e.g.
+   * "webif_auth_failed: the WebIF refused httpuser/httppwd from oscam.conf".
+   *
+   * @generated from field: repeated string problems = 11;
+   */
+  problems?: string[];
 };
 
 /**
@@ -257,6 +273,13 @@ export type ProtocolPort = Message<"myosicam.agent.v1.ProtocolPort"> & {
    * @generated from field: string caid = 4;
    */
   caid: string;
+
+  /**
+   * The running OScam lacks this protocol module (oscam.version says "no"): it opens no socket.
+   *
+   * @generated from field: bool not_compiled_in = 5;
+   */
+  notCompiledIn: boolean;
 };
 
 /**
@@ -286,6 +309,13 @@ export type ProtocolPortJson = {
    * @generated from field: string caid = 4;
    */
   caid?: string;
+
+  /**
+   * The running OScam lacks this protocol module (oscam.version says "no"): it opens no socket.
+   *
+   * @generated from field: bool not_compiled_in = 5;
+   */
+  notCompiledIn?: boolean;
 };
 
 /**

@@ -1,0 +1,11 @@
+import type { Migration } from "../../lib/db.js";
+
+/** What the agent found wrong with an instance at its last sync (e.g. `webif_auth_failed: …`). */
+export const instanceProblems: Migration = {
+  name: "agents/0006_instance_problems",
+  async up(db) {
+    await db.schema.alterTable("instances", (t) => {
+      t.jsonb("problems").notNullable().defaultTo("[]");
+    });
+  },
+};
