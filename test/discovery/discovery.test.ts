@@ -124,7 +124,25 @@ test("oscam.version: both formats; the PID line is the supervisor's", async () =
   );
   const legacy = parseVersionFile("Unix starttime: 1400000000\nVersion:        oscam-1.20-unstable_svn-r11540\nPID:            1\nWebifPort:      8888\n");
   assert.equal([legacy.version, legacy.startTime, legacy.supervisorPid, legacy.webifPort], ["oscam-1.20-unstable_svn-r11540", 1400000000, 1, 8888]);
-  assert.equal(parseVersionFile("\0garbage\nno colon"), {});
+  assert.equal(parseVersionFile("\0garbage\nno colon"), { modules: {} });
+});
+
+test("oscam.version says which protocol modules the binary has, by oscam.conf section", async () => {
+  const { modules } = parseVersionFile(await readFile(join(fixtures, "main/oscam.version"), "utf8"));
+  assert.equal(modules, {
+    camd33: true,
+    cs357x: true,
+    cs378x: true,
+    newcamd: true,
+    cccam: true,
+    gbox: true,
+    radegast: true,
+    scam: true,
+    serial: true,
+    pandora: false,
+    streamrelay: true,
+    monitor: true,
+  });
 });
 
 test.run();
