@@ -7,6 +7,7 @@ import { writeFileAtomic } from "../services/lib/atomic-file.js";
 import { fullJitterDelayMs } from "../services/lib/backoff.js";
 import type { Logger } from "../services/lib/log.js";
 import { applyAccounts, reloadInstanceUsers } from "./apply/apply-accounts.js";
+import type { UnloadedChanges } from "./unloaded-changes.js";
 import { applyConfig } from "./apply/apply-config.js";
 import { controlUnit, runCommand, type CommandRunner, type ServiceVerb } from "./apply/service-control.js";
 import type { DiscoveredInstance } from "./discovery/discover.js";
@@ -31,7 +32,13 @@ export type CommandExecutor = (command: Command) => Promise<Outcome>;
  * The executor: every command kind. A resync follows every change, so the panel sees the
  * instance as it is now.
  */
-export function createExecutor(deps: { resync: () => Promise<void>; discover: () => Promise<DiscoveredInstance[]>; run?: CommandRunner }): CommandExecutor {
+export function createExecutor(deps: {
+  resync: () => Promise<void>;
+  discover: () => Promise<DiscoveredInstance[]>;
+  run?: CommandRunner;
+  /** Changes written that OScam has not loaded, shared with the syncer. */
+  unloaded?: UnloadedChanges;
+}): CommandExecutor {
   /** Runs `apply` on the command's instance, or says it is not on this host; `resync` afterwards when it changed something. */
   const onInstance = async (command: Command, apply: (instance: DiscoveredInstance) => Promise<Outcome>, resync = true): Promise<Outcome> => {
     const instance = (await deps.discover()).find((i) => i.name === command.instance);
@@ -48,11 +55,11 @@ export function createExecutor(deps: { resync: () => Promise<void>; discover: ()
         await deps.resync();
         return { succeeded: true, failureCode: "", detail: "resynced: every instance's snapshot was sent again" };
       case CommandKind.APPLY_ACCOUNTS:
-        return payload.case === "applyAccounts" ? onInstance(command, (i) => applyAccounts(i, payload.value)) : missingPayload("apply_accounts");
+        return payload.case === "applyAccounts" ? onInstance(command, (i) => applyAccounts(i, payload.value, deps.unloaded)) : missingPayload("apply_accounts");
       case CommandKind.APPLY_CONFIG:
         return payload.case === "applyConfig" ? onInstance(command, (i) => applyConfig(i, payload.value)) : missingPayload("apply_config");
       case CommandKind.RELOAD:
-        return onInstance(command, (i) => reloadInstanceUsers(i), false);
+        return onInstance(command, (i) => reloadInstanceUsers(i, undefined, deps.unloaded), false);
       case CommandKind.START:
       case CommandKind.STOP:
       case CommandKind.RESTART: {

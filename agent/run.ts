@@ -14,6 +14,7 @@ import { discoverInstances, type DiscoveryOptions } from "./discovery/discover.j
 import { createExecutor, runCommandStream } from "./commands.js";
 import { retryBaseMs, retryCapMs } from "./timing.js";
 import { createSyncer } from "./sync.js";
+import { createUnloadedChanges } from "./unloaded-changes.js";
 import { agentVersion } from "./version.js";
 
 /** Where a bootstrap re-run leaves a fresh install token for a running agent whose token was refused. */
@@ -37,7 +38,8 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
   let state = await loadRegisteredState(stateDir);
   let client = clientFor(state, await machineKey(stateDir), log);
   const discovery: DiscoveryOptions = { ...options.discovery, configDirs: [...(state.oscamDirs ?? []), ...(options.discovery?.configDirs ?? [])] };
-  const syncer = createSyncer({ client: () => client, discovery, log });
+  const unloaded = createUnloadedChanges();
+  const syncer = createSyncer({ client: () => client, discovery, log, unloaded });
   let synced = false;
   let streaming: Promise<void> | undefined;
   let link: Link = "starting";
@@ -69,7 +71,7 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
       } else if (res.approved) syncer.retryIfFailed();
       // A pending agent gets no commands: the stream opens once it is approved.
       if (res.approved && !streaming) {
-        const execute = createExecutor({ resync: () => syncer.syncNow(), discover: () => discoverInstances({ ...discovery, probeWebif: false }) });
+        const execute = createExecutor({ resync: () => syncer.syncNow(), discover: () => discoverInstances({ ...discovery, probeWebif: false }), unloaded });
         streaming = runCommandStream({ client: () => client, execute, stateDir, log, signal });
       }
       waitMs = withJitter((res.heartbeatIntervalSeconds || 60) * 1000, 0.1);

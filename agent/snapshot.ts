@@ -9,6 +9,7 @@ import { readConfFile, webifPassword, type ConfView } from "./oscam/conf-file.js
 import { OscamParseError, parseOscamFile, scanOscamFile } from "./oscam/document.js";
 import { summariseServerFile } from "./oscam/server-file.js";
 import { readUserFile, type Account } from "./oscam/user-file.js";
+import type { UnloadedChanges } from "./unloaded-changes.js";
 
 /** Account keys carried in their own snapshot fields (everything else goes to `extra`). */
 const accountFields = new Set(["user", "pwd", "disabled", "group", "caid", "ident", "expdate", "description"]);
@@ -35,8 +36,10 @@ async function readIfPresent(dir: string, file: string): Promise<Buffer | undefi
  * on the panel). The content hash covers everything but the resources and uptime, so an
  * unchanged instance is not resent.
  */
-export async function buildSnapshot(instance: DiscoveredInstance, sampler: Sampler): Promise<BuiltSnapshot> {
+export async function buildSnapshot(instance: DiscoveredInstance, sampler: Sampler, unloaded?: UnloadedChanges): Promise<BuiltSnapshot> {
   const problems = [...instance.problems];
+  const restartNeeded = instance.running ? unloaded?.problem(instance.configDir, instance.pid) : undefined;
+  if (restartNeeded) problems.push(restartNeeded);
   const dir = instance.configDir;
   let conf: ConfView | undefined;
   let webifPwd = "";

@@ -6,6 +6,7 @@ import type { Logger } from "../services/lib/log.js";
 import { discoverInstances, type DiscoveryOptions } from "./discovery/discover.js";
 import { createResourceSampler } from "./discovery/resources.js";
 import { buildSnapshot } from "./snapshot.js";
+import type { UnloadedChanges } from "./unloaded-changes.js";
 
 /** Quiet time after a config file changes before the agent syncs (editors write in bursts). */
 export const syncDebounceMs = 2000;
@@ -18,7 +19,7 @@ const watchedFiles = new Set(["oscam.conf", "oscam.user", "oscam.server"]);
  * its content hash differs from what was last sent, or when the panel asks for it (`resend`).
  * Syncs never overlap; a trigger during a sync runs one more afterwards.
  */
-export function createSyncer(options: { client: () => Client<typeof AgentService>; discovery: DiscoveryOptions; log: Logger }) {
+export function createSyncer(options: { client: () => Client<typeof AgentService>; discovery: DiscoveryOptions; log: Logger; unloaded?: UnloadedChanges }) {
   const sampler = createResourceSampler(options.discovery.procRoot);
   const lastSent = new Map<string, string>();
   const watchers = new Map<string, FSWatcher>();
@@ -32,7 +33,7 @@ export function createSyncer(options: { client: () => Client<typeof AgentService
   const syncOnce = async () => {
     const instances = await discoverInstances({ ...options.discovery, probeWebif: options.discovery.probeWebif ?? true });
     const built = [];
-    for (const instance of instances) built.push(await buildSnapshot(instance, sampler));
+    for (const instance of instances) built.push(await buildSnapshot(instance, sampler, options.unloaded));
     for (const b of built)
       for (const problem of b.problems) options.log.warn({ instance: b.snapshot.ref!.name, problem }, "part of an instance could not be read");
     const present = built.map((b) => ({ name: b.snapshot.ref!.name, contentHash: b.snapshot.ref!.contentHash }));

@@ -6,6 +6,7 @@ import { readConfFile, webifPassword } from "../oscam/conf-file.js";
 import { OscamParseError, parseOscamFile, printOscamFile } from "../oscam/document.js";
 import { type AccountChange, applyAccountChanges } from "../oscam/account-edits.js";
 import { OscamEditError } from "../oscam/edit.js";
+import type { UnloadedChanges } from "../unloaded-changes.js";
 import { replaceConfigFile } from "./config-file.js";
 import { reloadUsers, WebifError } from "./webif.js";
 
@@ -42,7 +43,7 @@ function changesOf(payload: ApplyAccounts): AccountChange[] {
  * lines move — written atomically with a backup, then OScam is asked to re-read the file at once
  * through its WebIF. Each way to fail has its own code.
  */
-export async function applyAccounts(instance: DiscoveredInstance, payload: ApplyAccounts): Promise<ApplyOutcome> {
+export async function applyAccounts(instance: DiscoveredInstance, payload: ApplyAccounts, unloaded?: UnloadedChanges): Promise<ApplyOutcome> {
   const path = join(instance.configDir, "oscam.user");
   let before: Buffer;
   try {
@@ -67,7 +68,13 @@ export async function applyAccounts(instance: DiscoveredInstance, payload: Apply
       detail: `${path} could not be written (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); it is unchanged`,
     };
   }
-  return reloadInstanceUsers(instance, `oscam.user written (${payload.changes.length} change${payload.changes.length === 1 ? "" : "s"})`);
+  const outcome = await reloadInstanceUsers(
+    instance,
+    `oscam.user written (${payload.changes.length} change${payload.changes.length === 1 ? "" : "s"})`,
+    unloaded,
+  );
+  if (!outcome.succeeded && instance.running) unloaded?.written(instance.configDir, instance.pid, payload.changes.length);
+  return outcome;
 }
 
 /**
@@ -75,7 +82,7 @@ export async function applyAccounts(instance: DiscoveredInstance, payload: Apply
  * says what happened before (a write), and prefixes every outcome; without it (the `reload`
  * command) a failure is `reload_failed` rather than `file_written_reload_failed`.
  */
-export async function reloadInstanceUsers(instance: DiscoveredInstance, done?: string): Promise<ApplyOutcome> {
+export async function reloadInstanceUsers(instance: DiscoveredInstance, done?: string, unloaded?: UnloadedChanges): Promise<ApplyOutcome> {
   const prefix = done ? `${done}; ` : "";
   const failed = done ? "file_written_reload_failed" : "reload_failed";
   const confDoc = parseOscamFile(await readFile(join(instance.configDir, "oscam.conf")).catch(() => Buffer.alloc(0)), "oscam.conf");
@@ -98,5 +105,6 @@ export async function reloadInstanceUsers(instance: DiscoveredInstance, done?: s
       detail: `${prefix}OScam was not told to reload oscam.user: ${err.message}`,
     };
   }
+  unloaded?.loaded(instance.configDir);
   return { succeeded: true, failureCode: "", detail: done ? `${done} and reloaded by OScam` : "OScam re-read oscam.user" };
 }
