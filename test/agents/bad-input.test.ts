@@ -4,7 +4,6 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { AgentHealth, CommandOutcome } from "../../gen/myosicam/agent/v1/agent_pb.js";
-import { createInstallToken } from "../../services/agents/install-tokens.js";
 import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
 
 const test = suite("the panel under bad input: NUL bytes, malformed protobuf, a poisoned neighbour");
@@ -18,20 +17,7 @@ const refusal = (p: Promise<unknown>) =>
 const heartbeat = { uptimeSeconds: 5n, health: AgentHealth.OK, agentVersion: "0.1.0" };
 const resources = { cpuPercent: 1, rssBytes: 1000n, diskBytes: 1000n };
 
-async function enroll(name: string) {
-  const { token } = await createInstallToken(panel.db, { server: name, createdBy: "test" });
-  const reg = await panel.registration().register({
-    installToken: token,
-    agentId: randomUUID(),
-    hostname: name,
-    ip: "192.0.2.1",
-    os: "linux",
-    osVersion: "test",
-    arch: "x64",
-    agentVersion: "0.1.0",
-  });
-  return { id: reg.serverId, client: panel.agent(reg.serverId, reg.agentToken) };
-}
+const enroll = (name: string) => panel.enroll(name);
 
 /** A raw HTTP/2 POST, as curl would send it. */
 function post(path: string, contentType: string, body: Buffer): Promise<{ status: number; body: string }> {

@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import { cp, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -231,21 +230,7 @@ test("two panel replicas on one database: a command created through replica B re
 });
 
 test("results: many at once are each recorded, a repeat changes nothing, another server's command is NotFound", async () => {
-  const enroll = async (name: string) => {
-    const { token } = await createInstallToken(panel.db, { server: name, createdBy: "test" });
-    const reg = await panel.registration().register({
-      installToken: token,
-      agentId: randomUUID(),
-      hostname: name,
-      ip: "192.0.2.9",
-      os: "linux",
-      osVersion: "test",
-      arch: "x64",
-      agentVersion: "0.1.0",
-    });
-    return { id: reg.serverId, client: panel.agent(reg.serverId, reg.agentToken) };
-  };
-  const [a, b] = [await enroll("results-a"), await enroll("results-b")];
+  const [a, b] = [await panel.enroll("results-a"), await panel.enroll("results-b")];
   const created = await createCommands(panel.db, crypto(), { serverIds: Array.from({ length: 40 }, () => a.id), kind: "resync", createdBy: "test" });
   await Promise.all(
     created.map((c, i) =>

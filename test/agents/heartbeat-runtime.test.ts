@@ -1,8 +1,6 @@
-import { randomUUID } from "node:crypto";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { AgentHealth } from "../../gen/myosicam/agent/v1/agent_pb.js";
-import { createInstallToken } from "../../services/agents/install-tokens.js";
 import { eventually } from "../helpers/eventually.js";
 import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
 
@@ -29,23 +27,12 @@ test.after(async () => {
 test("a stopped OScam, or one restarted with a new pid, shows at the next heartbeat", () => scenario().catch((e: unknown) => assert.unreachable(String(e))));
 
 async function scenario() {
-  const { token } = await createInstallToken(panel.db, { server: "runtime-1", createdBy: "test" });
-  const reg = await panel.registration().register({
-    installToken: token,
-    agentId: randomUUID(),
-    hostname: "h",
-    ip: "192.0.2.1",
-    os: "linux",
-    osVersion: "x",
-    arch: "x64",
-    agentVersion: "0.1.0",
-  });
-  const agent = panel.agent(reg.serverId, reg.agentToken);
+  const { id: serverId, client: agent } = await panel.enroll("runtime-1");
   await agent.sync({
     present: [{ name: "main", contentHash: "a".repeat(64) }],
     snapshots: [{ ref: { name: "main", contentHash: "a".repeat(64) }, configDir: "/etc/oscam", runtime: { running: true, pid: 100, uptimeSeconds: 50n } }],
   });
-  const instance = () => panel.db("instances").where({ server_id: reg.serverId, name: "main" }).first();
+  const instance = () => panel.db("instances").where({ server_id: serverId, name: "main" }).first();
   assert.is((await instance()).pid, 100);
   const resources = { cpuPercent: 0, rssMb: 0, diskMb: 0 };
   const beat = (runtime: { running: boolean; pid: number; uptimeSeconds: bigint }) =>

@@ -1,9 +1,11 @@
+import { randomUUID } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { AgentService } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import { RegistrationService } from "../../gen/myosicam/agent/v1/registration_pb.js";
 import { selectServices } from "../../services/index.js";
+import { createInstallToken } from "../../services/agents/install-tokens.js";
 import { startHost, type Host } from "../../services/host.js";
 import { loadConfig, type Config } from "../../services/lib/config.js";
 import { createDatabase, type Knex } from "../../services/lib/db.js";
@@ -33,6 +35,8 @@ export interface PanelHost {
   logs: ReturnType<typeof captureLogs>;
   registration(): ReturnType<typeof createClient<typeof RegistrationService>>;
   agent(serverId: string, token: string): ReturnType<typeof createClient<typeof AgentService>>;
+  /** Creates an install token for `server` and registers with it: the server id, agent token and a signed client. */
+  enroll(server: string): Promise<{ id: string; token: string; client: ReturnType<typeof createClient<typeof AgentService>> }>;
   setLicense(maxServers: number, maxInstances?: number): Promise<void>;
   /** Stops the listener and jobs, keeping database, data directory and port. */
   pause(): Promise<void>;
@@ -83,6 +87,20 @@ export async function startPanelHost(
     logs,
     registration: () => createClient(RegistrationService, createConnectTransport({ baseUrl: url, httpVersion: "2", nodeOptions: { ca } })),
     agent: (serverId, token) => createClient(AgentService, createSignedTransport({ baseUrl: url, credentials: { callerId: serverId, secret: token }, ca })),
+    async enroll(server) {
+      const { token: installToken } = await createInstallToken(db, { server, createdBy: "test" });
+      const reg = await panel.registration().register({
+        installToken,
+        agentId: randomUUID(),
+        hostname: server,
+        ip: "192.0.2.1",
+        os: "linux",
+        osVersion: "test",
+        arch: "x64",
+        agentVersion: "0.1.0",
+      });
+      return { id: reg.serverId, token: reg.agentToken, client: panel.agent(reg.serverId, reg.agentToken) };
+    },
     async setLicense(maxServers, maxInstances = 0) {
       await writeLicenseAnswer(
         db,

@@ -5,7 +5,6 @@
  */
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
-import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import { freePort } from "../../services/lib/embedded-postgres.js";
 
@@ -79,27 +78,5 @@ export async function startSshd(dir: string): Promise<Sshd> {
       child.kill("SIGTERM");
       await exited;
     },
-  };
-}
-
-/** A TCP relay in front of sshd whose connections a test can cut, as a network failure would. */
-export async function startCuttableRelay(targetPort: number): Promise<{ port: number; cut(): void; stop(): Promise<void> }> {
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((inbound) => {
-    const outbound = createConnection({ host: "127.0.0.1", port: targetPort });
-    for (const s of [inbound, outbound]) {
-      sockets.add(s);
-      s.on("close", () => sockets.delete(s));
-      s.on("error", () => {});
-    }
-    inbound.pipe(outbound).pipe(inbound);
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    port: (server.address() as { port: number }).port,
-    cut: () => {
-      for (const s of sockets) s.destroy();
-    },
-    stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }

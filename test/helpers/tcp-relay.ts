@@ -7,6 +7,8 @@ export interface TcpRelay {
   down(): Promise<void>;
   /** Accepts connections again, on the same port. */
   up(): Promise<void>;
+  /** Cuts every open connection, as a network failure would; new ones are still accepted. */
+  cut(): void;
   stop(): Promise<void>;
 }
 
@@ -40,5 +42,8 @@ export async function startTcpRelay(targetPort: number): Promise<TcpRelay> {
       server = undefined;
     });
   await listen();
-  return { port, down: close, up: listen, stop: close };
+  const cut = () => {
+    for (const s of sockets) s.destroy();
+  };
+  return { port, down: close, up: listen, cut, stop: close };
 }

@@ -10,7 +10,8 @@ import { JobService, JobState } from "../../gen/myosicam/jobs/v1/jobs_pb.js";
 import { addSavedServer, findSavedServer, forgetHostKey } from "../../services/install/saved-servers.js";
 import { makeTempDir, runCli } from "../helpers/cli.js";
 import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
-import { startCuttableRelay, startSshd, type Sshd } from "../helpers/sshd.js";
+import { startSshd, type Sshd } from "../helpers/sshd.js";
+import { startTcpRelay, type TcpRelay } from "../helpers/tcp-relay.js";
 
 const test = suite("installing the agent over real SSH: key and password, root and sudo, failures named by their step");
 
@@ -20,7 +21,7 @@ const testPassword = "It-Pw-7c1e9a";
 const noSystemdMarker = "/etc/myosicam-agent.no-systemd";
 let panel: PanelHost;
 let sshd: Sshd;
-let relay: Awaited<ReturnType<typeof startCuttableRelay>>;
+let relay: TcpRelay;
 let dir: Awaited<ReturnType<typeof makeTempDir>>;
 
 const crypto = () => createClient(CryptoService, panel.host.transportFor(CryptoService));
@@ -76,7 +77,7 @@ async function setUp() {
   panel = await startPanelHost("install_ssh", { AGENT_HEARTBEAT_INTERVAL_SECONDS: "1", AGENT_ARTIFACT_DIR: artifacts });
   await panel.setLicense(10, 10);
   sshd = await startSshd(join(dir.path, "sshd"));
-  relay = await startCuttableRelay(sshd.port);
+  relay = await startTcpRelay(sshd.port);
   // A run that was killed may have left its user behind.
   spawnSync("userdel", ["--remove", testUser], { stdio: "ignore" });
   execFileSync("useradd", ["--create-home", "--shell", "/bin/sh", testUser]);
