@@ -66,19 +66,7 @@ test("a stop drains an open server stream: the client sees Unavailable and no co
         ctx.signal.throwIfAborted();
       },
     });
-  const { listen } = createServer({
-    name: "panel",
-    tls,
-    routes,
-    interceptors: [createRequestContextInterceptor(logs.log, new Map())],
-    readiness: async () => ({ ready: true, checks: {} }),
-    log: logs.log,
-    readMaxBytes: 1 << 20,
-    bodyReadTimeoutMs: 30_000,
-    maxTimeoutMs: 60_000,
-    pingIntervalMs: 30_000,
-  });
-  const server = await listen(0, "127.0.0.1");
+  const { server } = await plainServer({ routes, logs });
   const client = createClient(AgentService, createConnectTransport({ baseUrl: server.url, httpVersion: "2", nodeOptions: { ca: tls.cert } }));
   const received: string[] = [];
   const consumed = (async () => {
@@ -114,13 +102,15 @@ test("log redaction hides secrets under their usual names, at any of the first t
   assert.ok(text.includes("alice"), "ordinary fields stay");
 });
 
-/** A server with a Register that answers at once, for the transport-level tests. */
-async function plainServer(bodyReadTimeoutMs = 30_000) {
-  const logs = captureLogs();
-  const routes = (router: ConnectRouter) =>
-    router.service(RegistrationService, {
-      register: () => ({ serverId: "s", agentToken: "t", heartbeatIntervalSeconds: 60 }),
-    });
+/** A server on a free port; by default with a Register that answers at once, for the transport-level tests. */
+async function plainServer(options: { routes?: (router: ConnectRouter) => void; logs?: ReturnType<typeof captureLogs>; bodyReadTimeoutMs?: number } = {}) {
+  const logs = options.logs ?? captureLogs();
+  const routes =
+    options.routes ??
+    ((router: ConnectRouter) =>
+      router.service(RegistrationService, {
+        register: () => ({ serverId: "s", agentToken: "t", heartbeatIntervalSeconds: 60 }),
+      }));
   const { listen } = createServer({
     name: "panel",
     tls,
@@ -129,7 +119,7 @@ async function plainServer(bodyReadTimeoutMs = 30_000) {
     readiness: async () => ({ ready: true, checks: {} }),
     log: logs.log,
     readMaxBytes: 1 << 20,
-    bodyReadTimeoutMs,
+    bodyReadTimeoutMs: options.bodyReadTimeoutMs ?? 30_000,
     maxTimeoutMs: 60_000,
     pingIntervalMs: 30_000,
   });
@@ -174,7 +164,7 @@ test("a connection that opens and resets streams abusively is closed by the serv
 });
 
 test("a request body that trickles in is answered 408 and closed after the body read timeout", async () => {
-  const { server, logs } = await plainServer(500);
+  const { server, logs } = await plainServer({ bodyReadTimeoutMs: 500 });
   const session = http2Connect(server.url, { ca: tls.cert });
   try {
     const stream = session.request({ ":method": "POST", ":path": "/myosicam.agent.v1.RegistrationService/Register", "content-type": "application/json" });
