@@ -20,18 +20,20 @@ const resources = { cpuPercent: 1, rssBytes: 1000n, diskBytes: 1000n };
 const enroll = (name: string) => panel.enroll(name);
 
 /** A raw HTTP/2 POST, as curl would send it. */
-function post(path: string, contentType: string, body: Buffer): Promise<{ status: number; body: string }> {
+function post(path: string, contentType: string, body: Buffer): Promise<{ status: number; body: string; trailers: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
     const session = connect(panel.url, { ca: panel.ca });
     session.on("error", reject);
     const req = session.request({ ":method": "POST", ":path": path, "content-type": contentType });
     let text = "";
     let status = 0;
+    let trailers: Record<string, unknown> = {};
     req.on("response", (h) => (status = Number(h[":status"])));
+    req.on("trailers", (t) => (trailers = t));
     req.on("data", (c: Buffer) => (text += c.toString()));
     req.on("end", () => {
       session.close();
-      resolve({ status, body: text });
+      resolve({ status, body: text, trailers });
     });
     req.end(body);
   });
@@ -83,6 +85,8 @@ test("a truncated binary protobuf body is InvalidArgument 'malformed request bod
   assert.match(body.message, /^malformed request body/);
   const grpc = await post("/myosicam.agent.v1.RegistrationService/Register", "application/grpc", Buffer.from([0, 0, 0, 0, 3, 0x08, 0xff, 0xff]));
   assert.is(grpc.status, 200);
+  assert.is(grpc.trailers["grpc-status"], String(Code.InvalidArgument));
+  assert.match(decodeURIComponent(String(grpc.trailers["grpc-message"])), /^malformed request body/);
 });
 
 test("an agent whose heartbeats are refused never makes another agent's heartbeat fail", async () => {
