@@ -82,7 +82,7 @@ export async function buildSnapshot(instance: DiscoveredInstance, sampler: Sampl
     workingDir: instance.tempDir,
     pidFile: instance.pidFile,
     version: instance.version ?? "",
-    config: { readerCount, ports, settings },
+    config: { readerCount, ports, settings, readersLoaded: instance.readers?.loaded, readersEnabled: instance.readers?.enabled },
     accounts: accounts
       .filter((a) => a.user !== "")
       .map((a) => ({

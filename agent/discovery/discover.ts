@@ -42,6 +42,8 @@ export interface DiscoveredInstance {
   pid?: number;
   uptimeSeconds?: number;
   webif: { enabled: boolean; host: string; port: number; ssl: boolean; answers?: boolean };
+  /** Readers the running OScam instantiated and enabled, when its WebIF told. */
+  readers?: { loaded: number; enabled: number };
   /** Protocol modules of the running binary, by oscam.conf section (from oscam.version), when known. */
   modules?: Record<string, boolean>;
   /** Why something could not be read (e.g. an oscam.conf that does not parse). */
@@ -144,12 +146,15 @@ async function describe(c: Candidate, procRoot: string, options: DiscoveryOption
     ssl: conf?.webif.ssl ?? false,
     answers: undefined as boolean | undefined,
   };
+  let readers: { loaded: number; enabled: number } | undefined;
   if (options.probeWebif && webif.enabled && pid !== undefined) {
     webif.answers = await answers(webif, options.probeTimeoutMs ?? 2000);
     // Answering is not enough: the credentials of oscam.conf must work, or every command fails.
     if (webif.answers) {
-      const problem = await credentialProblem({ ...webif, user: conf?.webif.user ?? "", password: webifPwd }, options.probeTimeoutMs ?? 2000);
+      const target = { ...webif, user: conf?.webif.user ?? "", password: webifPwd };
+      const problem = await credentialProblem(target, options.probeTimeoutMs ?? 2000);
       if (problem) problems.push(problem);
+      else readers = await loadedReaders(target, options.probeTimeoutMs ?? 2000);
     }
   }
   const unitInstance = c.unit ? /@(.+)\.service$/.exec(c.unit)?.[1] : undefined;
@@ -168,8 +173,26 @@ async function describe(c: Candidate, procRoot: string, options: DiscoveryOption
     uptimeSeconds,
     webif,
     modules: version?.modules ?? {},
+    readers,
     problems,
   };
+}
+
+/**
+ * How many readers the running OScam instantiated and how many are enabled (`readerlist`), or
+ * undefined when the WebIF does not tell. Only counted: reader labels never leave the host.
+ */
+async function loadedReaders(target: WebifTarget, timeoutMs: number): Promise<{ loaded: number; enabled: number } | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), timeoutMs)));
+  try {
+    const xml = await Promise.race([webifGet(target, "/oscamapi.html?part=readerlist").catch(() => undefined), timeout]);
+    if (xml === undefined || !xml.includes("<readers")) return undefined;
+    const readers = xml.match(/<reader\s[^>]*>/g) ?? [];
+    return { loaded: readers.length, enabled: readers.filter((r) => /\senabled="1"/.test(r)).length };
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**

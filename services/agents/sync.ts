@@ -81,6 +81,8 @@ async function storeSnapshot(db: Knex, crypto: Client<typeof CryptoService>, ser
       pid: s.runtime?.pid || null,
       uptime_seconds: s.runtime ? s.runtime.uptimeSeconds.toString() : null,
       reader_count: s.config?.readerCount ?? 0,
+      readers_loaded: s.config?.readersLoaded ?? null,
+      readers_enabled: s.config?.readersEnabled ?? null,
       // `active`: false for a configured port of a module the running binary lacks (it opens no socket).
       ports: JSON.stringify((s.config?.ports ?? []).map((p) => ({ protocol: p.protocol, port: p.port, ssl: p.ssl, caid: p.caid, active: !p.notCompiledIn }))),
       problems: JSON.stringify(s.problems),

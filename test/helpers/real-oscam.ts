@@ -38,7 +38,10 @@ export interface RealOscam {
 }
 
 /** Writes a config dir under `dir` (oscam.conf with a WebIF on a free port, plus `extraConf`) and starts OScam on it. */
-export async function startRealOscam(dir: string, options: { users?: string; extraConf?: string; serverip?: string } = {}): Promise<RealOscam> {
+export async function startRealOscam(
+  dir: string,
+  options: { users?: string; server?: string; extraConf?: string; serverip?: string } = {},
+): Promise<RealOscam> {
   const configDir = join(dir, "conf");
   const tempDir = join(dir, "tmp");
   const pidFile = join(dir, "oscam.pid");
@@ -52,7 +55,7 @@ export async function startRealOscam(dir: string, options: { users?: string; ext
     `[global]\nlogfile = stdout\n\n${options.extraConf ?? ""}\n[webif]\nhttpport = ${webifPort}\nhttpuser = ${user}\nhttppwd = ${password}\nhttpallowed = 127.0.0.1\n${options.serverip ? `serverip = ${options.serverip}\n` : ""}`,
   );
   await writeFile(join(configDir, "oscam.user"), options.users ?? "");
-  await writeFile(join(configDir, "oscam.server"), "");
+  await writeFile(join(configDir, "oscam.server"), options.server ?? "");
   let child: ChildProcess;
   let output = "";
   const target = { host: "127.0.0.1", port: webifPort, ssl: false, user, password };

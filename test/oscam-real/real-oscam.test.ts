@@ -1,6 +1,6 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { create } from "@bufbuild/protobuf";
+import { create, toJson } from "@bufbuild/protobuf";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { applyAccounts } from "../../agent/apply/apply-accounts.js";
@@ -9,6 +9,7 @@ import { createResourceSampler } from "../../agent/discovery/resources.js";
 import { currentRuntime } from "../../agent/discovery/runtime.js";
 import { buildSnapshot } from "../../agent/snapshot.js";
 import { AccountOperation, ApplyAccountsSchema } from "../../gen/myosicam/agent/v1/agent_pb.js";
+import { InstanceSnapshotSchema } from "../../gen/myosicam/agent/v1/snapshot_pb.js";
 import { checkPayload } from "../../services/agents/commands.js";
 import { freePort } from "../../services/lib/embedded-postgres.js";
 import { makeTempDir } from "../helpers/cli.js";
@@ -37,6 +38,12 @@ test.before(async () => {
   oscam = await startRealOscam(dir.path, {
     users,
     serverip: "0.0.0.0",
+    // Three reader sections: one enabled, one disabled, one of a protocol OScam does not know (not loaded).
+    server: [
+      "[reader]\nlabel = net1\nprotocol = cccam\ndevice = 127.0.0.1,1\nuser = u\npassword = reader-secret\nenable = 1\n",
+      "[reader]\nlabel = off1\nprotocol = cccam\ndevice = 127.0.0.1,2\nuser = u\npassword = reader-secret\nenable = 0\n",
+      "[reader]\nlabel = odd\nprotocol = no-such-protocol\ndevice = 127.0.0.1,3\nenable = 1\n",
+    ].join("\n"),
     extraConf: `[newcamd]\nport = ${await freePort()}@0963:000000\nkey = 0102030405060708091011121314\n\n[radegast]\nport = ${await freePort()}\n`,
   });
 });
@@ -75,6 +82,16 @@ it("ports of modules the running binary lacks are marked not compiled in", async
   assert.is(byProtocol.get("radegast")?.notCompiledIn, true);
   assert.is(byProtocol.get("newcamd")?.notCompiledIn, false);
   assert.match(oscam.log(), /section \[radegast\] is ignored \(support not compiled in\)/);
+});
+
+it("the snapshot says how many of the configured readers OScam loaded and enabled, and names none of them", async () => {
+  const { snapshot } = await buildSnapshot(await discover(), createResourceSampler());
+  // The file holds three sections; the one of an unknown protocol is neither counted nor loaded.
+  assert.is(snapshot.config!.readerCount, 2);
+  assert.is(snapshot.config!.readersLoaded, 2, "what the running OScam instantiated (its readerlist)");
+  assert.is(snapshot.config!.readersEnabled, 1);
+  const bytes = JSON.stringify(toJson(InstanceSnapshotSchema, snapshot));
+  for (const secret of ["net1", "off1", "reader-secret"]) assert.not.ok(bytes.includes(secret), `${secret} left the host`);
 });
 
 it("a WebIF password OScam does not accept is a webif_auth_failed problem, though the WebIF answers", async () => {
