@@ -1,3 +1,4 @@
+import { findOscamProcesses, type OscamProcess } from "./discovery/processes.js";
 import { currentRuntime } from "./discovery/runtime.js";
 import { watch, type FSWatcher } from "node:fs";
 import type { Client } from "@connectrpc/connect";
@@ -115,9 +116,13 @@ export function createSyncer(options: { client: () => Client<typeof AgentService
      */
     async readings() {
       const instances = [];
+      const procRoot = options.discovery.procRoot ?? "/proc";
+      // One scan of /proc for all instances, and only if a pid file does not tell.
+      let scanned: Promise<OscamProcess[]> | undefined;
+      const processes = () => (scanned ??= findOscamProcesses(procRoot));
       for (const i of synced) {
         // Runtime first: a restarted OScam (new pid) is sampled under its new pid.
-        const now = await currentRuntime(i, options.discovery.procRoot);
+        const now = await currentRuntime(i, procRoot, processes);
         i.pid = now.pid;
         instances.push({
           name: i.name,

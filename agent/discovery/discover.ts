@@ -183,34 +183,36 @@ async function describe(c: Candidate, procRoot: string, options: DiscoveryOption
  * undefined when the WebIF does not tell. Only counted: reader labels never leave the host.
  */
 async function loadedReaders(target: WebifTarget, timeoutMs: number): Promise<{ loaded: number; enabled: number } | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), timeoutMs)));
-  try {
-    const xml = await Promise.race([webifGet(target, "/oscamapi.html?part=readerlist").catch(() => undefined), timeout]);
-    if (xml === undefined || !xml.includes("<readers")) return undefined;
-    const readers = xml.match(/<reader\s[^>]*>/g) ?? [];
-    return { loaded: readers.length, enabled: readers.filter((r) => /\senabled="1"/.test(r)).length };
-  } finally {
-    clearTimeout(timer);
-  }
+  const xml = await withinMs(
+    webifGet(target, "/oscamapi.html?part=readerlist").catch(() => undefined),
+    timeoutMs,
+  );
+  if (xml === undefined || !xml.includes("<readers")) return undefined;
+  const readers = xml.match(/<reader\s[^>]*>/g) ?? [];
+  return { loaded: readers.length, enabled: readers.filter((r) => /\senabled="1"/.test(r)).length };
 }
 
 /**
  * One authenticated request to the WebIF with the credentials of oscam.conf (digest auth, as the
  * commands use): a problem `webif_auth_failed: …` (or `webif_forbidden: …`) when it is refused.
  */
-async function credentialProblem(target: WebifTarget, timeoutMs: number): Promise<string | undefined> {
+function credentialProblem(target: WebifTarget, timeoutMs: number): Promise<string | undefined> {
+  return withinMs(
+    webifGet(target, "/oscamapi.html?part=status").then(
+      () => undefined,
+      (err: unknown) =>
+        err instanceof WebifError && (err.code === "webif_auth_failed" || err.code === "webif_forbidden") ? `${err.code}: ${err.message}` : undefined,
+    ),
+    timeoutMs,
+  );
+}
+
+/** `work`'s answer, or undefined when it takes longer than `timeoutMs` (a WebIF that hangs must not hold up discovery). */
+async function withinMs<T>(work: Promise<T>, timeoutMs: number): Promise<T | undefined> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), timeoutMs)));
   try {
-    return await Promise.race([
-      webifGet(target, "/oscamapi.html?part=status").then(
-        () => undefined,
-        (err: unknown) =>
-          err instanceof WebifError && (err.code === "webif_auth_failed" || err.code === "webif_forbidden") ? `${err.code}: ${err.message}` : undefined,
-      ),
-      timeout,
-    ]);
+    return await Promise.race([work, timeout]);
   } finally {
     clearTimeout(timer);
   }

@@ -29,6 +29,8 @@ export function userNameProblem(user: string): string | undefined {
 interface Section {
   /** Its lines, the header first (no header for the part before the first one, or what a deletion left). */
   lines: OscamLine[];
+  /** Its index in the document's sections (sections are only ever appended, never removed). */
+  readonly position: number;
 }
 
 /**
@@ -64,10 +66,11 @@ export function applyAccountChanges(doc: OscamDocument, changes: readonly Accoun
         const entries: Array<[string, string]> = [["user", change.user], ...Object.entries(change.set).filter(([k]) => k.toLowerCase() !== "user")];
         for (const [k, v] of entries) checkKeyValue(k, v);
         // After a blank line, as the accounts of a file are separated.
-        const last = [...sections].reverse().find((s) => s.lines.length > 0);
+        const last = lastSectionWithLines(sections, sections.length);
         if (last && last.lines.at(-1)!.kind !== "blank") last.lines.push(classifiedLine("", eol));
         const section: Section = {
           lines: [classifiedLine("[account]", eol), ...entries.map(([k, v]) => classifiedLine(entryText(fileStyle, k.toLowerCase(), v), eol))],
+          position: sections.length,
         };
         sections.push(section);
         // Appended last, it loads under its own name: no earlier account has it (checked above).
@@ -107,9 +110,9 @@ export function applyAccountChanges(doc: OscamDocument, changes: readonly Accoun
 }
 
 function splitSections(doc: OscamDocument): Section[] {
-  const sections: Section[] = [{ lines: [] }];
+  const sections: Section[] = [{ lines: [], position: 0 }];
   for (const line of doc.lines) {
-    if (line.kind === "section") sections.push({ lines: [] });
+    if (line.kind === "section") sections.push({ lines: [], position: sections.length });
     sections.at(-1)!.lines.push(line);
   }
   return sections;
@@ -185,8 +188,8 @@ function deleteSection(sections: Section[], section: Section): void {
   let ownEnd = 1;
   for (let i = 1; i < lines.length; i++) if (lines[i]!.kind === "entry" || lines[i]!.kind === "ignored") ownEnd = i + 1;
   let rest = lines.slice(ownEnd);
-  const position = sections.indexOf(section);
-  const before = previousLine(sections, position);
+  const { position } = section;
+  const before = lastSectionWithLines(sections, position)?.lines.at(-1);
   // With a blank line (or nothing) before it, the blank lines after it would double up.
   if (before === undefined || before.kind === "blank") {
     let skip = 0;
@@ -195,7 +198,9 @@ function deleteSection(sections: Section[], section: Section): void {
   }
   section.lines = rest;
   // The file's last account gone: no blank line left trailing at the end of the file.
-  if (sections.slice(position).every((s) => s.lines.length === 0)) {
+  let lastInFile = true;
+  for (let p = position; p < sections.length && lastInFile; p++) lastInFile = sections[p]!.lines.length === 0;
+  if (lastInFile) {
     for (let p = position - 1; p >= 0; p--) {
       const prior = sections[p]!.lines;
       while (prior.length > 0 && prior.at(-1)!.kind === "blank") prior.pop();
@@ -204,11 +209,9 @@ function deleteSection(sections: Section[], section: Section): void {
   }
 }
 
-function previousLine(sections: readonly Section[], position: number): OscamLine | undefined {
-  for (let p = position - 1; p >= 0; p--) {
-    const last = sections[p]!.lines.at(-1);
-    if (last) return last;
-  }
+/** The last section before `position` that has any line (what a new or deleted section follows). */
+function lastSectionWithLines(sections: readonly Section[], position: number): Section | undefined {
+  for (let p = position - 1; p >= 0; p--) if (sections[p]!.lines.length > 0) return sections[p];
   return undefined;
 }
 

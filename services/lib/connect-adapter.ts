@@ -138,7 +138,9 @@ async function malformedBodyAsInvalidArgument(uRes: UniversalServerResponse): Pr
     }
     return { ...uRes, body: bytesOnce(original) };
   }
-  if (uRes.trailer && uRes.body) {
+  // gRPC only (gRPC-Web carries its trailers in the body): other responses pass untouched.
+  const contentType = uRes.header?.get("content-type") ?? "";
+  if (uRes.trailer && uRes.body && contentType.startsWith("application/grpc") && !contentType.startsWith("application/grpc-web")) {
     const body = uRes.body;
     const trailer = uRes.trailer;
     return {
