@@ -131,6 +131,9 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   // Supervision: a server that exits while it should run is logged once and restarted with
   // backoff; /readyz says so meanwhile (test: "the embedded PostgreSQL is restarted after it died").
   let stopping = false;
+  // A restart under way, which a stop waits for (and then stops what it started).
+  let restarting: Promise<PostgresProcess> | undefined;
+  let backoff: NodeJS.Timeout | undefined;
   let state: EmbeddedPostgresStatus = { state: "running", restarts: 0 };
   const supervise = (proc: PostgresProcess) => {
     void proc.exited.then(async ({ code, signal }) => {
@@ -139,10 +142,13 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
       log.error({ code, signal, lastLines }, "the embedded PostgreSQL exited unexpectedly; restarting it");
       for (let attempt = 1; !stopping; attempt++) {
         state = { state: "restarting", restarts: state.restarts, lastExit: signal ?? `code ${code}`, attempt };
-        await delay(Math.min(30_000, 500 * 2 ** (attempt - 1)));
+        // Cleared by stop(): a stopping panel does not wait out the backoff.
+        await new Promise((resolve) => (backoff = setTimeout(resolve, Math.min(30_000, 500 * 2 ** (attempt - 1)))));
         if (stopping) return;
         try {
-          current = await start();
+          restarting = start();
+          current = await restarting;
+          if (stopping) return;
           state = { state: "running", restarts: state.restarts + 1, lastExit: signal ?? `code ${code}` };
           log.info({ attempt }, "embedded PostgreSQL restarted");
           supervise(current);
@@ -165,6 +171,8 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     stop: async () => {
       if (stopped) return;
       stopped = stopping = true;
+      clearTimeout(backoff);
+      await restarting?.catch(() => {});
       await current.stop();
       if (owner) await rm(ownerFile, { force: true });
       log.info("embedded PostgreSQL stopped");
