@@ -5,7 +5,7 @@ import { createLogger, type Logger } from "../services/lib/log.js";
 import { discoverInstances } from "./discovery/discover.js";
 import { createResourceSampler } from "./discovery/resources.js";
 import { buildSnapshot } from "./snapshot.js";
-import { PinMismatchError } from "./panel-tls.js";
+import { PinMismatchError } from "../services/lib/pinned-certificate.js";
 import { registerAgent } from "./register.js";
 import { FatalAgentError, runAgent } from "./run.js";
 import { defaultStateDir } from "./state.js";

@@ -4,7 +4,7 @@ import { AgentService } from "../gen/myosicam/agent/v1/agent_pb.js";
 import { RegistrationService } from "../gen/myosicam/agent/v1/registration_pb.js";
 import { createSignedTransport } from "../services/lib/hmac/signing-client.js";
 import type { Logger } from "../services/lib/log.js";
-import { pinCheck } from "./panel-tls.js";
+import { pinCheck } from "../services/lib/pinned-certificate.js";
 
 /** How the agent reaches the panel: its URL and, when pinned, the certificate and fingerprint. */
 export interface PanelEndpoint {

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { ConnectError } from "@connectrpc/connect";
 import type { Logger } from "../services/lib/log.js";
 import { checkPanelUrl, registrationClient, type PanelEndpoint } from "./panel.js";
-import { fetchPinnedCertificate, pinPattern } from "./panel-tls.js";
+import { fetchPinnedCertificate, pinPattern } from "../services/lib/pinned-certificate.js";
 import { machineKey, readState, sealToken, writeState, type AgentState } from "./state.js";
 import { hostFacts } from "./system.js";
 import { agentVersion } from "./version.js";

@@ -6,7 +6,7 @@ import { AgentHealth } from "../gen/myosicam/agent/v1/agent_pb.js";
 import { fullJitterDelayMs, withJitter } from "../services/lib/backoff.js";
 import type { Logger } from "../services/lib/log.js";
 import { agentClient, type PanelEndpoint } from "./panel.js";
-import { PinMismatchError } from "./panel-tls.js";
+import { PinMismatchError } from "../services/lib/pinned-certificate.js";
 import { registerAgent } from "./register.js";
 import { machineKey, openToken, readState, type AgentState } from "./state.js";
 import { hostUptimeSeconds, loadAverage } from "./system.js";

@@ -59,7 +59,7 @@ try {
     PANEL_LICENSE_KEY: licenseKey,
     LOG_LEVEL: "silent",
   });
-  const host = await startHost(config, selectServices(["crypto", "jobs", "agents"]), log);
+  const host = await startHost(config, selectServices(["crypto", "jobs", "agents", "panel"]), log);
   const db = createDatabase(postgres.url("panel"), log);
   await writeLicenseAnswer(
     db,

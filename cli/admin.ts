@@ -1,5 +1,4 @@
 import { userInfo } from "node:os";
-import { createInterface } from "node:readline";
 import type { Knex } from "knex";
 import { adminCallers } from "../services/admin/index.js";
 import type { CallerInfo } from "../services/admin/callers.js";
@@ -8,6 +7,7 @@ import { createOperatorDesk } from "../services/admin/operators.js";
 import { insertAudit } from "../services/admin/store.js";
 import { createCommandContext, printJson, type CommandContext } from "./context.js";
 import { withDatabase } from "./database.js";
+import { readPassword } from "./stdin.js";
 
 /** Who the audit trail names for a command run on the admin host. */
 const cliActor = () => `cli:${userInfo().username}`;
@@ -156,27 +156,6 @@ export async function licenseRevokeCommand(id: string, options: { reason: string
     if (options.json) return printJson({ revoked: id });
     process.stdout.write(`license ${id} revoked: its panel is refused at its next check (within 6 hours, or at its next start)\n`);
   });
-}
-
-/** Reads a password: all of stdin when it is not a terminal, else a prompt that does not echo. */
-async function readPassword(prompt: string): Promise<string> {
-  if (!process.stdin.isTTY) {
-    const chunks: Buffer[] = [];
-    for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-    return Buffer.concat(chunks)
-      .toString("utf8")
-      .replace(/\r?\n$/, "");
-  }
-  const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true });
-  const output = rl as unknown as { _writeToOutput: (s: string) => void };
-  process.stderr.write(prompt);
-  output._writeToOutput = () => {};
-  try {
-    return await new Promise<string>((resolve) => rl.question("", resolve));
-  } finally {
-    rl.close();
-    process.stderr.write("\n");
-  }
 }
 
 export async function operatorCreateCommand(options: { email: string; json: boolean }): Promise<void> {

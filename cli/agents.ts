@@ -1,130 +1,134 @@
 import { readFile } from "node:fs/promises";
-import { randomUUID } from "node:crypto";
-import { userInfo } from "node:os";
-import type { Knex } from "knex";
-import type { JsonValue } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
-import { CryptoService } from "../gen/myosicam/crypto/v1/crypto_pb.js";
-import { createCommands, listCommands, waitForCommands, type CommandInfo } from "../services/agents/commands.js";
-import { createCryptoService } from "../services/crypto/service.js";
-import { keyringFromConfig } from "../services/crypto/index.js";
-import { createInstallToken, listInstallTokens, revokeInstallTokenByPrefix, type InstallTokenInfo } from "../services/agents/install-tokens.js";
-import { approveServer, revokeServer, selectServers, type ServerRow } from "../services/agents/store.js";
-import { publicKeyPin } from "../services/install/install-job.js";
-import { writeMailSettings, type MailSettingsInput } from "../services/lib/email/settings.js";
-import { loadTlsIdentity } from "../services/lib/tls.js";
-import { createCommandContext, printJson, type CommandContext } from "./context.js";
-import { withDatabase } from "./database.js";
-import { readStdin } from "./stdin.js";
+import { fromJson, type JsonValue, type MessageInitShape } from "@bufbuild/protobuf";
+import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import { ApplyAccountsSchema, ApplyConfigSchema, CommandKind } from "../gen/myosicam/agent/v1/agent_pb.js";
+import { CommandService, CommandStatus, type Command, type SendCommandRequestSchema } from "../gen/myosicam/panel/v1/command_pb.js";
+import { InstallTokenState, ServerService, ServerStatus, type Bootstrap, type InstallToken, type Server } from "../gen/myosicam/panel/v1/server_pb.js";
+import { printJson } from "./context.js";
+import { panelApi } from "./panel-client.js";
 
-const actor = () => `cli:${userInfo().username}`;
-const iso = (d: Date | null | undefined) => (d ? new Date(d).toISOString() : null);
+const iso = (t: Timestamp | undefined) => (t ? timestampDate(t).toISOString() : null);
+const lower = (name: string) => name.toLowerCase();
 
-async function onPanel<T>(fn: (db: Knex, context: CommandContext) => Promise<T>): Promise<T> {
-  const context = await createCommandContext();
-  return withDatabase(context, "panel", (db) => fn(db, context));
+const tokenStates: Record<InstallTokenState, string> = {
+  [InstallTokenState.UNSPECIFIED]: "unknown",
+  [InstallTokenState.ISSUED]: "issued",
+  [InstallTokenState.EXPIRED]: "expired",
+  [InstallTokenState.CONSUMED]: "consumed",
+  [InstallTokenState.REVOKED]: "revoked",
+};
+
+/** `ServerStatus.ONLINE` → `online`. */
+export const serverStatusName = (s: ServerStatus) => lower(ServerStatus[s] ?? "unknown");
+
+function tokenJson(t: InstallToken) {
+  return {
+    hashPrefix: t.hashPrefix,
+    server: t.serverName,
+    serverId: t.serverId,
+    state: tokenStates[t.state],
+    createdBy: t.createdBy,
+    createdAt: iso(t.createdAt),
+    expiresAt: iso(t.expiresAt),
+    consumedAt: iso(t.consumedAt),
+  };
 }
 
-function tokenJson(t: InstallTokenInfo) {
-  return { ...t, createdAt: iso(t.createdAt), expiresAt: iso(t.expiresAt), consumedAt: iso(t.consumedAt) };
+/** Every server in scope, page by page. */
+export async function allServers(servers: Client<typeof ServerService>): Promise<Server[]> {
+  const all: Server[] = [];
+  let pageToken = "";
+  do {
+    const page = await servers.listServers({ pageSize: 500, pageToken });
+    all.push(...page.servers);
+    pageToken = page.nextPageToken;
+  } while (pageToken);
+  return all;
 }
 
-/** `token create`: prints the token once and the bootstrap command that uses it. */
+/** `token create`: a new server and its bootstrap, or a re-run of an existing server's bootstrap. */
 export async function tokenCreateCommand(options: { server: string; ttlSeconds: number; json: boolean }): Promise<void> {
-  await onPanel(async (db, context) => {
-    const { token, info } = await createInstallToken(db, { server: options.server, ttlSeconds: options.ttlSeconds, createdBy: actor() });
-    const { config } = context;
-    const tls = await loadTlsIdentity({ dataDir: config.dataDir, certFile: config.tls.certFile, keyFile: config.tls.keyFile, names: [config.panel.host] });
-    const panelUrl = config.panelPublicUrl ?? `https://${config.panel.host === "0.0.0.0" ? "<panel address>" : config.panel.host}:${config.panel.port}`;
-    // Through stdin, so the token never shows in the target's process list.
-    const command =
-      `printf '%s\\n' '${token}' | MYOSICAM_PANEL_URL=${panelUrl} MYOSICAM_PANEL_FINGERPRINT=${tls.fingerprint} ` +
-      `MYOSICAM_PANEL_PUBKEY_PIN='${publicKeyPin(tls.cert)}' sh bootstrap.sh`;
-    if (options.json)
-      return printJson({
-        token,
-        server: info.server,
-        serverId: info.serverId,
-        hashPrefix: info.hashPrefix,
-        expiresAt: iso(info.expiresAt),
-        panelUrl,
-        fingerprint: tls.fingerprint,
-        command,
-      });
-    process.stdout.write(
-      `install token for server ${info.server} (valid until ${iso(info.expiresAt)}, single use; shown once):\n${token}\n\n` +
-        `on the OScam server, as root, with deploy/bootstrap.sh of this repository:\n  ${command}\n`,
-    );
-  });
+  const api = await panelApi();
+  const servers = api.client(ServerService);
+  const [existing] = (await servers.listServers({ filter: { name: options.server }, pageSize: 1 })).servers;
+  let bootstrap: Bootstrap | undefined;
+  let server: { id: string; name: string };
+  if (existing) {
+    bootstrap = (await servers.rerunBootstrap({ serverId: existing.id, tokenTtlSeconds: options.ttlSeconds })).bootstrap;
+    server = existing;
+  } else {
+    const added = await servers.addServer({ name: options.server, tokenTtlSeconds: options.ttlSeconds });
+    bootstrap = added.bootstrap;
+    server = added.server!;
+  }
+  const b = bootstrap!;
+  if (options.json)
+    return printJson({
+      token: b.installToken,
+      server: server.name,
+      serverId: server.id,
+      hashPrefix: b.tokenHashPrefix,
+      expiresAt: iso(b.expiresAt),
+      panelUrl: b.panelUrl,
+      fingerprint: b.panelFingerprint,
+      command: b.command,
+    });
+  process.stdout.write(
+    `install token for server ${server.name} (valid until ${iso(b.expiresAt)}, single use; shown once):\n${b.installToken}\n\n` +
+      `on the OScam server, as root, with deploy/bootstrap.sh of this repository:\n  ${b.command}\n` +
+      (existing ? "when the agent registers with it, the server's earlier agent token stops working\n" : ""),
+  );
 }
 
 export async function tokenListCommand(options: { json: boolean }): Promise<void> {
-  await onPanel(async (db) => {
-    const tokens = await listInstallTokens(db);
-    if (options.json) return printJson({ tokens: tokens.map(tokenJson) });
-    const lines = tokens.map(
-      (t) =>
-        `${t.hashPrefix}  ${t.state.padEnd(8)} ${t.server.padEnd(20)} created ${iso(t.createdAt)} by ${t.createdBy}, expires ${iso(t.expiresAt)}${t.consumedAt ? `, used ${iso(t.consumedAt)}` : ""}`,
-    );
-    process.stdout.write(lines.length ? lines.join("\n") + "\n" : "no install tokens\n");
-  });
+  const { tokens } = await (await panelApi()).client(ServerService).listInstallTokens({});
+  if (options.json) return printJson({ tokens: tokens.map(tokenJson) });
+  const lines = tokens.map(
+    (t) =>
+      `${t.hashPrefix}  ${tokenStates[t.state].padEnd(8)} ${t.serverName.padEnd(20)} created ${iso(t.createdAt)} by ${t.createdBy}, expires ${iso(t.expiresAt)}${t.consumedAt ? `, used ${iso(t.consumedAt)}` : ""}`,
+  );
+  process.stdout.write(lines.length ? lines.join("\n") + "\n" : "no install tokens\n");
 }
 
 export async function tokenRevokeCommand(prefix: string, options: { json: boolean }): Promise<void> {
-  await onPanel(async (db) => {
-    const info = await revokeInstallTokenByPrefix(db, prefix);
-    if (options.json) return printJson({ token: tokenJson(info) });
-    process.stdout.write(`install token ${info.hashPrefix} for ${info.server} revoked\n`);
-  });
+  if (!/^[0-9a-f]{8,64}$/.test(prefix))
+    throw new ConnectError("give the token's hash prefix as `token list` shows it (8 hex characters)", Code.InvalidArgument);
+  const { token } = await (await panelApi()).client(ServerService).revokeInstallToken({ hashPrefix: prefix });
+  if (options.json) return printJson({ token: tokenJson(token!) });
+  process.stdout.write(`install token ${token!.hashPrefix} for ${token!.serverName} revoked\n`);
 }
 
-function agentJson(s: ServerRow) {
+export function agentJson(s: Server) {
   return {
     id: s.id,
     name: s.name,
-    status: s.status,
+    status: serverStatusName(s.status),
     approved: s.approved,
-    hostname: s.hostname,
-    ip: s.seen_ip,
-    reportedIp: s.reported_ip,
-    os: s.os,
-    osVersion: s.os_version,
-    arch: s.arch,
-    agentVersion: s.agent_version,
-    registeredAt: iso(s.registered_at),
-    lastSeenAt: iso(s.last_seen_at),
-    unreachableSince: iso(s.unreachable_since),
+    tags: s.tags,
+    hostname: s.hostname || null,
+    ip: s.ip || null,
+    reportedIp: s.reportedIp || null,
+    os: s.os || null,
+    osVersion: s.osVersion || null,
+    arch: s.arch || null,
+    agentVersion: s.agentVersion || null,
+    registeredAt: iso(s.registeredAt),
+    lastSeenAt: iso(s.lastSeenAt),
+    unreachableSince: iso(s.unreachableSince),
+    instances: s.instanceCount,
+    runningInstances: s.runningInstanceCount,
   };
 }
 
 export async function agentListCommand(options: { json: boolean }): Promise<void> {
-  await onPanel(async (db) => {
-    const servers = await selectServers(db);
-    if (options.json) return printJson({ agents: servers.map(agentJson) });
-    const lines = servers.map(
-      (s) =>
-        `${s.id}  ${s.name.padEnd(20)} ${s.status.padEnd(11)} ${(s.hostname ?? "-").padEnd(20)} ${(s.agent_version ?? "-").padEnd(8)} last seen ${iso(s.last_seen_at) ?? "never"}`,
-    );
-    process.stdout.write(lines.length ? lines.join("\n") + "\n" : "no servers yet: npx myosicam token create --server <name>\n");
-  });
-}
-
-export async function agentApproveCommand(id: string, options: { json: boolean }): Promise<void> {
-  await onPanel(async (db) => {
-    const row = await approveServer(db, checkId(id));
-    if (!row) throw new ConnectError(`no server ${id} that can be approved (unknown or revoked); see \`npx myosicam agent list\``, Code.NotFound);
-    if (options.json) return printJson({ agent: agentJson(row) });
-    process.stdout.write(`agent of ${row.name} approved: it may sync and receive commands\n`);
-  });
-}
-
-export async function agentRevokeCommand(id: string, options: { json: boolean }): Promise<void> {
-  await onPanel(async (db) => {
-    const row = await revokeServer(db, checkId(id));
-    if (!row) throw new ConnectError(`no server ${id}; see \`npx myosicam agent list\``, Code.NotFound);
-    if (options.json) return printJson({ agent: agentJson(row) });
-    process.stdout.write(`agent of ${row.name} revoked: its next call is refused; a new install token re-enrolls it\n`);
-  });
+  const servers = await allServers((await panelApi()).client(ServerService));
+  if (options.json) return printJson({ agents: servers.map(agentJson) });
+  const lines = servers.map(
+    (s) =>
+      `${s.id}  ${s.name.padEnd(20)} ${serverStatusName(s.status).padEnd(11)} ${(s.hostname || "-").padEnd(20)} ${(s.agentVersion || "-").padEnd(8)} last seen ${iso(s.lastSeenAt) ?? "never"}`,
+  );
+  process.stdout.write(lines.length ? lines.join("\n") + "\n" : "no servers yet: npx myosicam token create --server <name>\n");
 }
 
 function checkId(id: string): string {
@@ -134,43 +138,48 @@ function checkId(id: string): string {
   return id;
 }
 
-const emailPattern = /^[^\s@]{1,64}@[^\s@]{1,255}$/;
-
-function checkAddresses(from: string, to: string[]): void {
-  for (const address of [from, ...to]) {
-    if (!emailPattern.test(address)) throw new ConnectError(`"${address}" is not an e-mail address`, Code.InvalidArgument);
+/** One server's result of a bulk call: its row, or the refusal in words (exit 1). */
+function singleResult(results: Array<{ ok: boolean; error: string; server?: Server }>, id: string): Server {
+  const result = results[0];
+  if (!result?.ok || !result.server) {
+    throw new ConnectError(`${result?.error ?? `no server ${id}`}; see \`npx myosicam agent list\``, result?.server ? Code.FailedPrecondition : Code.NotFound);
   }
+  return result.server;
 }
 
-/** `email smtp|mailgun|off`: the route of alert e-mails; secrets are read from stdin and sealed. */
-export async function emailSetCommand(input: MailSettingsInput & { secretFromStdin: boolean }, options: { json: boolean }): Promise<void> {
-  if (input.provider !== "none") checkAddresses(input.from ?? "", input.recipients);
-  const secret = input.secretFromStdin ? await readStdin() : undefined;
-  const settings: MailSettingsInput = {
-    ...input,
-    smtp: input.smtp && { ...input.smtp, password: secret ?? input.smtp.password },
-    mailgun: input.mailgun && { ...input.mailgun, apiKey: secret ?? input.mailgun.apiKey },
+export async function agentApproveCommand(id: string, options: { json: boolean }): Promise<void> {
+  const { results } = await (await panelApi()).client(ServerService).approveServers({ serverIds: [checkId(id)] });
+  const server = singleResult(results, id);
+  if (options.json) return printJson({ agent: agentJson(server) });
+  process.stdout.write(`agent of ${server.name} approved: it may sync and receive commands\n`);
+}
+
+export async function agentRevokeCommand(id: string, options: { json: boolean }): Promise<void> {
+  const { results } = await (await panelApi()).client(ServerService).revokeServers({ serverIds: [checkId(id)] });
+  const server = singleResult(results, id);
+  if (options.json) return printJson({ agent: agentJson(server) });
+  process.stdout.write(`agent of ${server.name} revoked: its next call is refused; a new install token re-enrolls it\n`);
+}
+
+const commandStatusName = (s: CommandStatus) => lower(CommandStatus[s] ?? "unknown");
+const commandKindName = (k: CommandKind) => lower(CommandKind[k] ?? "unknown");
+
+function commandJson(c: Command) {
+  return {
+    id: c.id,
+    serverId: c.serverId,
+    server: c.serverName,
+    instance: c.instance,
+    kind: commandKindName(c.kind),
+    status: commandStatusName(c.status),
+    result: c.result,
+    failureCode: c.failureCode,
+    createdBy: c.createdBy,
+    createdAt: iso(c.createdAt),
+    deliveredAt: iso(c.deliveredAt),
+    finishedAt: iso(c.finishedAt),
+    deadline: iso(c.deadline),
   };
-  if (settings.mailgun && !settings.mailgun.apiKey) throw new ConnectError("pass the Mailgun API key on stdin with --api-key-stdin", Code.InvalidArgument);
-  await onPanel(async (db, context) => {
-    const keyring = keyringFromConfig(context.config);
-    await writeMailSettings(
-      db,
-      settings,
-      async (plaintext, column, rowId) => keyring.seal(Buffer.from(plaintext, "utf8"), { table: "email_settings", column, rowId }),
-      randomUUID(),
-    );
-    if (options.json) return printJson({ provider: settings.provider, recipients: settings.recipients });
-    process.stdout.write(
-      settings.provider === "none"
-        ? "alert e-mail is off; alerts stay in the console\n"
-        : `alert e-mail goes through ${settings.provider} to ${settings.recipients.join(", ")}\n`,
-    );
-  });
-}
-
-function commandJson(c: CommandInfo) {
-  return { ...c, createdAt: iso(c.createdAt), deliveredAt: iso(c.deliveredAt), finishedAt: iso(c.finishedAt), deadline: iso(c.deadline) };
 }
 
 /**
@@ -207,6 +216,39 @@ async function readPayload(options: { payload?: string; payloadFile?: string }):
   }
 }
 
+const kinds: Record<string, CommandKind> = {
+  apply_accounts: CommandKind.APPLY_ACCOUNTS,
+  apply_config: CommandKind.APPLY_CONFIG,
+  start: CommandKind.START,
+  stop: CommandKind.STOP,
+  restart: CommandKind.RESTART,
+  reload: CommandKind.RELOAD,
+  resync: CommandKind.RESYNC,
+};
+
+/** The request's kind and typed payload from the command line's words and JSON. */
+function commandPayload(kind: string, payload: JsonValue | undefined): Pick<MessageInitShape<typeof SendCommandRequestSchema>, "kind" | "payload"> {
+  const value = kinds[kind];
+  if (value === undefined) throw new ConnectError(`kind must be one of ${Object.keys(kinds).join(", ")}, got "${kind}"`, Code.InvalidArgument);
+  const parse = <T>(fn: () => T): T => {
+    try {
+      return fn();
+    } catch (err) {
+      throw new ConnectError(`payload: ${(err as Error).message}`, Code.InvalidArgument);
+    }
+  };
+  if (value === CommandKind.APPLY_ACCOUNTS) {
+    return { kind: value, payload: { case: "applyAccounts", value: parse(() => fromJson(ApplyAccountsSchema, payload ?? {})) } };
+  }
+  if (value === CommandKind.APPLY_CONFIG) {
+    return { kind: value, payload: { case: "applyConfig", value: parse(() => fromJson(ApplyConfigSchema, payload ?? {})) } };
+  }
+  if (payload !== undefined && payload !== null && !(typeof payload === "object" && Object.keys(payload).length === 0)) {
+    throw new ConnectError(`${kind} takes no payload`, Code.InvalidArgument);
+  }
+  return { kind: value };
+}
+
 /** `command send`: one command for a server (by id or name); `--wait` until it finished. */
 export async function commandSendCommand(options: {
   server: string;
@@ -217,31 +259,37 @@ export async function commandSendCommand(options: {
   wait: boolean;
   json: boolean;
 }): Promise<void> {
-  const payload = await readPayload(options);
-  await onPanel(async (db, context) => {
-    const server = (await selectServers(db)).find((s) => s.id === options.server || s.name === options.server);
-    if (!server) throw new ConnectError(`no server "${options.server}"; see \`npx myosicam agent list\``, Code.NotFound);
-    const crypto = createClient(
-      CryptoService,
-      createRouterTransport((router) => router.service(CryptoService, createCryptoService({ keyring: keyringFromConfig(context.config), db }))),
-    );
-    let [command] = await createCommands(db, crypto, { serverIds: [server.id], instance: options.instance, kind: options.kind, payload, createdBy: actor() });
-    if (options.wait) [command] = await waitForCommands(db, [command!.id], 15 * 60_000);
-    // The exit code says whether a waited-for command succeeded, whatever the output format.
-    if (options.wait && command!.status !== "succeeded") process.exitCode = 1;
-    if (options.json) return printJson({ command: commandJson(command!) });
-    process.stdout.write(`command ${command!.id} (${command!.kind}) for ${server.name}: ${command!.status}${command!.result ? ` — ${command!.result}` : ""}\n`);
-  });
+  const payload = commandPayload(options.kind, await readPayload(options));
+  const api = await panelApi();
+  const servers = api.client(ServerService);
+  const byId = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(options.server);
+  const [server] = byId
+    ? [(await servers.getServer({ serverId: options.server })).server!]
+    : (await servers.listServers({ filter: { name: options.server }, pageSize: 1 })).servers;
+  if (!server) throw new ConnectError(`no server "${options.server}"; see \`npx myosicam agent list\``, Code.NotFound);
+  const commands = api.client(CommandService);
+  let [command] = (await commands.sendCommand({ targets: [{ serverId: server.id, instance: options.instance ?? "" }], ...payload })).commands;
+  if (options.wait) {
+    // Read to the stream's end (the panel ends it once the command is final): leaving it early
+    // would keep its HTTP/2 stream, and so this process, alive.
+    for await (const update of commands.watchCommands({ commandIds: [command!.id] }, { timeoutMs: 0 })) {
+      command = update.commands.find((c) => c.id === command!.id) ?? command;
+    }
+  }
+  // The exit code says whether a waited-for command succeeded, whatever the output format.
+  if (options.wait && command!.status !== CommandStatus.SUCCEEDED) process.exitCode = 1;
+  if (options.json) return printJson({ command: commandJson(command!) });
+  process.stdout.write(
+    `command ${command!.id} (${commandKindName(command!.kind)}) for ${server.name}: ${commandStatusName(command!.status)}${command!.result ? ` — ${command!.result}` : ""}\n`,
+  );
 }
 
 export async function commandListCommand(options: { json: boolean }): Promise<void> {
-  await onPanel(async (db) => {
-    const commands = await listCommands(db);
-    if (options.json) return printJson({ commands: commands.map(commandJson) });
-    const lines = commands.map(
-      (c) =>
-        `${c.id}  ${c.kind.padEnd(14)} ${c.status.padEnd(9)} server ${c.serverId}${c.instance ? `/${c.instance}` : ""}  ${iso(c.createdAt)}${c.result ? `  ${c.result}` : ""}`,
-    );
-    process.stdout.write(lines.length ? lines.join("\n") + "\n" : "no commands\n");
-  });
+  const { commands } = await (await panelApi()).client(CommandService).listCommands({ pageSize: 100 });
+  if (options.json) return printJson({ commands: commands.map(commandJson) });
+  const lines = commands.map(
+    (c) =>
+      `${c.id}  ${commandKindName(c.kind).padEnd(14)} ${commandStatusName(c.status).padEnd(9)} server ${c.serverName}${c.instance ? `/${c.instance}` : ""}  ${iso(c.createdAt)}${c.result ? `  ${c.result}` : ""}`,
+  );
+  process.stdout.write(lines.length ? lines.join("\n") + "\n" : "no commands\n");
 }

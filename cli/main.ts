@@ -22,11 +22,23 @@ import {
   agentRevokeCommand,
   commandListCommand,
   commandSendCommand,
-  emailSetCommand,
   tokenCreateCommand,
   tokenListCommand,
   tokenRevokeCommand,
 } from "./agents.js";
+import { apiClientCreateCommand, apiClientListCommand, apiClientRevokeCommand, apiClientRotateCommand } from "./api-clients.js";
+import { auditExportCommand, auditListCommand, auditVerifyCommand, type AuditFilterOptions } from "./audit.js";
+import { loginCommand } from "./login.js";
+import {
+  operatorCreateCommand as panelOperatorCreateCommand,
+  operatorDeleteCommand,
+  operatorDisableCommand,
+  operatorListCommand as panelOperatorListCommand,
+  operatorResetPasswordCommand,
+  operatorUpdateCommand,
+  whoAmICommand,
+} from "./operators.js";
+import { alertAckCommand, alertListCommand, emailSetCommand, emailShowCommand, emailTestCommand, livenessCommand } from "./alerts.js";
 import { keysGenerateCommand, keysRotateCommand, keysStatusCommand } from "./keys.js";
 import {
   serverAddCommand,
@@ -368,7 +380,7 @@ email
   .addOption(json())
   .action((opts: { domain: string; region: "us" | "eu"; from: string; to: string[]; json?: boolean }) =>
     emailSetCommand(
-      { provider: "mailgun", from: opts.from, recipients: opts.to, mailgun: { domain: opts.domain, region: opts.region, apiKey: "" }, secretFromStdin: true },
+      { provider: "mailgun", from: opts.from, recipients: opts.to, mailgun: { domain: opts.domain, region: opts.region }, secretFromStdin: true },
       { json: Boolean(opts.json) },
     ),
   );
@@ -377,6 +389,162 @@ email
   .description("stop alert e-mails (alerts stay in the console)")
   .addOption(json())
   .action((opts: { json?: boolean }) => emailSetCommand({ provider: "none", recipients: [], secretFromStdin: false }, { json: Boolean(opts.json) }));
+email
+  .command("show")
+  .description("where alert e-mails go (secrets are shown only as set or not set)")
+  .addOption(json())
+  .action((opts: { json?: boolean }) => emailShowCommand({ json: Boolean(opts.json) }));
+email
+  .command("test")
+  .description("send one test e-mail through the stored route, now")
+  .addOption(json())
+  .action((opts: { json?: boolean }) => emailTestCommand({ json: Boolean(opts.json) }));
+
+const alerts = program.command("alerts").description("alerts the panel raised: list, acknowledge");
+alerts
+  .command("list")
+  .description("the latest alerts, newest first")
+  .option("--open", "only those not yet acknowledged")
+  .addOption(json())
+  .action((opts: { open?: boolean; json?: boolean }) => alertListCommand({ open: Boolean(opts.open), json: Boolean(opts.json) }));
+alerts
+  .command("ack <ids...>")
+  .description("acknowledge alerts by id")
+  .addOption(json())
+  .action((ids: string[], opts: { json?: boolean }) => alertAckCommand(ids, { json: Boolean(opts.json) }));
+
+program
+  .command("liveness [missed-heartbeats]")
+  .description("show, or set, how many missed heartbeats make a server unreachable")
+  .addOption(json())
+  .action((missed: string | undefined, opts: { json?: boolean }) =>
+    livenessCommand(missed === undefined ? undefined : count("missed-heartbeats")(missed), { json: Boolean(opts.json) }),
+  );
+
+program
+  .command("login")
+  .description("sign in to a panel from this machine: stores an API client credential in ~/.config/myosicam (0600)")
+  .requiredOption("--panel <url>", "the panel, e.g. https://panel.example.com:8443")
+  .requiredOption("--email <address>", "your operator e-mail")
+  .requiredOption("--fingerprint <sha256:hex>", "the panel certificate's SHA-256, as `npm start` printed it")
+  .addOption(json())
+  .action((opts: { panel: string; email: string; fingerprint: string; json?: boolean }) => loginCommand({ ...opts, json: Boolean(opts.json) }));
+
+program
+  .command("whoami")
+  .description("who this command line acts as, on which panel")
+  .addOption(json())
+  .action((opts: { json?: boolean }) => whoAmICommand({ json: Boolean(opts.json) }));
+
+const scopeOptions = (c: Command) =>
+  c.option("--tag <tags...>", "limit to servers carrying any of these tags").option("--server-id <ids...>", "limit to these servers");
+
+const panelOperator = program.command("operator").description("the people who sign in to this panel: list, create, update, disable, delete");
+panelOperator
+  .command("list")
+  .description("every operator with role, scope and last sign-in")
+  .addOption(json())
+  .action((opts: { json?: boolean }) => panelOperatorListCommand({ json: Boolean(opts.json) }));
+scopeOptions(
+  panelOperator
+    .command("create")
+    .description("create an operator; prints a one-time password (a new one is chosen at the first sign-in)")
+    .requiredOption("--email <address>", "the sign-in name")
+    .requiredOption("--role <role>", "viewer, operator, admin or owner"),
+)
+  .addOption(json())
+  .action((opts: { email: string; role: string; tag?: string[]; serverId?: string[]; json?: boolean }) =>
+    panelOperatorCreateCommand({ ...opts, json: Boolean(opts.json) }),
+  );
+scopeOptions(
+  panelOperator
+    .command("update <email>")
+    .description("set an operator's role and scope (no --tag/--server-id: every server)")
+    .requiredOption("--role <role>", "viewer, operator, admin or owner"),
+)
+  .addOption(json())
+  .action((email: string, opts: { role: string; tag?: string[]; serverId?: string[]; json?: boolean }) =>
+    operatorUpdateCommand(email, { ...opts, json: Boolean(opts.json) }),
+  );
+panelOperator
+  .command("disable <email>")
+  .description("disable an operator: their sessions and API clients end at once")
+  .addOption(json())
+  .action((email: string, opts: { json?: boolean }) => operatorDisableCommand(email, true, { json: Boolean(opts.json) }));
+panelOperator
+  .command("enable <email>")
+  .description("let a disabled operator sign in again")
+  .addOption(json())
+  .action((email: string, opts: { json?: boolean }) => operatorDisableCommand(email, false, { json: Boolean(opts.json) }));
+panelOperator
+  .command("delete <email>")
+  .description("delete an operator (the last owner cannot be deleted)")
+  .addOption(json())
+  .action((email: string, opts: { json?: boolean }) => operatorDeleteCommand(email, { json: Boolean(opts.json) }));
+panelOperator
+  .command("reset-password")
+  .description("on the panel host, in its database: give an operator a new password (the way back in)")
+  .requiredOption("--email <address>", "whose password")
+  .option("--password-stdin", "read the new password from stdin instead of generating one")
+  .addOption(json())
+  .action((opts: { email: string; passwordStdin?: boolean; json?: boolean }) =>
+    operatorResetPasswordCommand({ email: opts.email, passwordStdin: Boolean(opts.passwordStdin), json: Boolean(opts.json) }),
+  );
+
+const apiclient = program.command("apiclient").description("API clients for scripts and integrators (HMAC-signed requests, docs/api.md)");
+scopeOptions(
+  apiclient
+    .command("create <name>")
+    .description("create an API client; prints its id and secret once")
+    .requiredOption("--role <role>", "viewer, operator, admin or owner (at most your own)")
+    .option("--description <text>", "what it is for"),
+)
+  .addOption(json())
+  .action((name: string, opts: { role: string; description?: string; tag?: string[]; serverId?: string[]; json?: boolean }) =>
+    apiClientCreateCommand(name, { ...opts, json: Boolean(opts.json) }),
+  );
+apiclient
+  .command("list")
+  .description("API clients with their last use (never a secret)")
+  .addOption(json())
+  .action((opts: { json?: boolean }) => apiClientListCommand({ json: Boolean(opts.json) }));
+apiclient
+  .command("rotate <id>")
+  .description("a new secret; the old one stays valid for --overlap so the client can switch without downtime")
+  .addOption(new Option("--overlap <duration>", "0, 30m, 24h, 7d").default("24h"))
+  .addOption(json())
+  .action((id: string, opts: { overlap: string; json?: boolean }) =>
+    apiClientRotateCommand(id, { overlapSeconds: duration("--overlap", 30 * 86400)(opts.overlap), json: Boolean(opts.json) }),
+  );
+apiclient
+  .command("revoke <id>")
+  .description("revoke an API client: its next request is refused")
+  .addOption(json())
+  .action((id: string, opts: { json?: boolean }) => apiClientRevokeCommand(id, { json: Boolean(opts.json) }));
+
+const auditFilters = (c: Command) =>
+  c
+    .option("--actor <who>", "operator e-mail, API client name or id")
+    .option("--action <rpc>", "e.g. ServerService.ApproveServers, or ServerService. for all of a service")
+    .option("--target <text>", "part of the target, e.g. a server id")
+    .option("--since <when>", "from this date or time (UTC)")
+    .option("--until <when>", "before this date or time (UTC)")
+    .option("--failures", "only refused or failed calls");
+const audit = program.command("audit").description("the audit log of every change: list, export as CSV, verify the hash chain");
+auditFilters(audit.command("list").description("the newest audit rows"))
+  .addOption(new Option("--limit <n>", "how many rows (at most 500)").default(50).argParser(count("--limit")))
+  .addOption(json())
+  .action((opts: AuditFilterOptions & { limit: number; json?: boolean }) =>
+    auditListCommand({ ...opts, limit: Math.min(opts.limit, 500), json: Boolean(opts.json) }),
+  );
+auditFilters(audit.command("export").description("every matching row as CSV on stdout, oldest first")).action((opts: AuditFilterOptions) =>
+  auditExportCommand(opts),
+);
+audit
+  .command("verify")
+  .description("on the panel host: recompute the hash chain and report the first row that was edited or removed (exit 1)")
+  .addOption(json())
+  .action((opts: { json?: boolean }) => auditVerifyCommand({ json: Boolean(opts.json) }));
 
 function databaseOption() {
   return new Option("--database <name>", "whose secrets: panel (PANEL_ENCRYPTION_KEY) or admin (ADMIN_ENCRYPTION_KEY)")

@@ -55,6 +55,8 @@ function describeHost(host: Host, context: CommandContext) {
     embeddedPostgresPort: host.embeddedPostgresPort ?? null,
     installations: host.installations,
     generatedSettings: context.generated?.settings ?? [],
+    // Only on the first start of an empty panel: the owner's e-mail and generated password.
+    ...(host.report.firstLogin && { firstLogin: host.report.firstLogin }),
   };
 }
 
@@ -78,6 +80,21 @@ function generatedLines({ generated }: CommandContext): string[] {
   return lines;
 }
 
+/** The first login, printed once: the first start of an empty panel. */
+function firstLoginLines(host: Host): string[] {
+  const first = host.report.firstLogin;
+  if (!first) return [];
+  const panel = host.listeners.find((l) => l.services.includes("panel"));
+  return [
+    "",
+    "First login (shown once; a new password is asked for at the first sign-in):",
+    `  URL        ${panel?.url ?? "the panel's listener"}`,
+    `  e-mail     ${first.email}`,
+    `  password   ${first.password}`,
+    "  Lost it? On this host: npx myosicam operator reset-password --email " + first.email,
+  ];
+}
+
 function banner(host: Host, context: CommandContext): string {
   const { config } = context;
   const shortPath = relative(process.cwd(), host.tls.certFile);
@@ -98,11 +115,17 @@ function banner(host: Host, context: CommandContext): string {
         ]
       : []),
     ...generatedLines(context),
+    ...firstLoginLines(host),
     "",
     "Next:",
     ...(first ? [`  curl --cacert ${cert} ${first.url}/readyz`] : []),
-    "  Agents pin the fingerprint above (`--pin`). The operator console and its first login",
-    "  arrive with the operator API; until then the panel is driven with `npx myosicam --help`.",
+    ...(host.listeners.some((l) => l.services.includes("panel"))
+      ? [
+          "  On this host `npx myosicam …` is signed in already (its credential is in the data directory):",
+          "  npx myosicam agent list, npx myosicam token create --server <name>, npx myosicam --help.",
+        ]
+      : []),
+    "  Agents pin the fingerprint above (`--pin`).",
     "  Stop with Ctrl+C: open streams are drained and the database is stopped cleanly.",
     "",
   ];

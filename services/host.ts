@@ -16,7 +16,7 @@ import { jobMigrations } from "./lib/jobs/store.js";
 import { getInstallation, installationMigrations } from "./lib/installation.js";
 import { createRequestContextInterceptor } from "./lib/request-context.js";
 import { createServer, type Readiness, type RunningServer } from "./lib/server.js";
-import type { DatabaseName, ListenerName, ServiceDeps, ServiceModule } from "./lib/service-module.js";
+import type { DatabaseName, ListenerName, ServiceDeps, ServiceModule, StartReport } from "./lib/service-module.js";
 import { loadTlsIdentity, type TlsIdentity } from "./lib/tls.js";
 import { serviceRegistry } from "./index.js";
 
@@ -31,6 +31,8 @@ export interface Host {
   readonly installations: Partial<Record<DatabaseName, string>>;
   /** Whether the embedded PostgreSQL runs in this process, and on which port. */
   readonly embeddedPostgresPort?: number;
+  /** What the services' first start has to tell, once (e.g. the owner's first login). */
+  readonly report: StartReport;
   /** A transport reaching any hosted service in memory (same interceptors as the network). */
   transportFor(service: DescService): Transport;
   /** Queues a job on a database's queue; answers its id. */
@@ -137,6 +139,7 @@ export async function startHost(config: Config, services: readonly ServiceModule
       onStop,
       adminUrl,
       panelUrl,
+      listenerUrl: () => listeners.find((l) => l.name === s.listener)?.url,
       config: configFor(s),
       db: databases.get(s.database),
       dbUrl: databases.url(s.database),
@@ -208,7 +211,8 @@ export async function startHost(config: Config, services: readonly ServiceModule
       log.info({ listener, url: server.url, services: subset.map((s) => s.name) }, "listening");
     }
 
-    for (const s of services) await s.afterStart?.(depsOf(s));
+    const report: StartReport = {};
+    for (const s of services) Object.assign(report, await s.afterStart?.(depsOf(s)));
 
     let stopping: Promise<void> | undefined;
     const stop = () =>
@@ -224,7 +228,7 @@ export async function startHost(config: Config, services: readonly ServiceModule
       })());
     const enqueueJob = (database: DatabaseName, queue: string, data?: Record<string, unknown>) => enqueueIn(database)(queue, data);
     const inProcessServices = services.filter((s) => s.listener === "in-process").map((s) => s.name);
-    return { listeners, inProcessServices, tls, installations, embeddedPostgresPort: databases.embedded?.port, transportFor, enqueueJob, stop };
+    return { listeners, inProcessServices, tls, installations, embeddedPostgresPort: databases.embedded?.port, report, transportFor, enqueueJob, stop };
   } catch (err) {
     await Promise.all(servers.map((s) => s.close(1000)));
     await stopRunners(1000);
@@ -247,6 +251,7 @@ function signedCallAuth(services: readonly ServiceModule[], depsOf: (s: ServiceM
       createHmacAuth({
         verifier: { ...signed.verifier, nowSeconds: () => Date.now() / 1000, skewSeconds },
         protectedServices: new Set(signed.services.map((d) => d.typeName)),
+        applies: signed.applies,
         log: deps.log,
         onRefusal: (event) =>
           recordRefusal(deps.db, event).catch((err: unknown) => log.error({ err, requestId: event.requestId }, "could not record a refused signed request")),

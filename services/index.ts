@@ -4,10 +4,20 @@ import { cryptoService } from "./crypto/index.js";
 import { installService } from "./install/index.js";
 import { jobsService } from "./jobs/index.js";
 import { licensingService } from "./licensing/index.js";
+import { panelService } from "./panel/index.js";
 import type { ServiceModule } from "./lib/service-module.js";
 
 /** Every service a MyOsicam process can host, by name; read by `up` and `serve`. */
-export const serviceRegistry: readonly ServiceModule[] = [cryptoService, jobsService, licensingService, agentsService, installService, adminService];
+export const serviceRegistry: readonly ServiceModule[] = [
+  cryptoService,
+  jobsService,
+  licensingService,
+  agentsService,
+  installService,
+  adminService,
+  // Last: its first start (the owner's password, printed once) runs after every other service started.
+  panelService,
+];
 
 /** The services named in `names` (comma-separated list of registry names), in registry order. */
 export function selectServices(names: readonly string[]): ServiceModule[] {

@@ -70,12 +70,15 @@ test("an unreachable DATABASE_URL stops start-up naming it, without echoing its 
 
 test("serve refuses an unknown service name and lists the known ones", async () => {
   const cli = runCli(["serve", "--services=agents,billing"], { MYOSICAM_DATA_DIR: join(dir.path, "data") });
-  assertOneLine({ code: await cli.exited, stderr: cli.stderr() }, /unknown service billing; known services: crypto, jobs, licensing, agents, install, admin/);
+  assertOneLine(
+    { code: await cli.exited, stderr: cli.stderr() },
+    /unknown service billing; known services: crypto, jobs, licensing, agents, install, admin, panel/,
+  );
 });
 
 test("serve refuses a service without the services it needs in the same process, and says what to run", async () => {
   const cli = runCli(["serve", "--services=agents"], { MYOSICAM_DATA_DIR: join(dir.path, "data") });
-  assertOneLine({ code: await cli.exited, stderr: cli.stderr() }, /agents needs crypto in the same process: run --services=crypto,agents/);
+  assertOneLine({ code: await cli.exited, stderr: cli.stderr() }, /agents needs crypto, panel in the same process: run --services=crypto,panel,agents/);
 });
 
 test("an unknown command is a usage error (exit 2)", async () => {

@@ -34,6 +34,7 @@ const agentMayImport = new Set([
   "services/lib/log.ts",
   "services/lib/backoff.ts",
   "services/lib/atomic-file.ts",
+  "services/lib/pinned-certificate.ts",
   "services/lib/context-keys.ts",
   "services/lib/request-context.ts",
 ]);

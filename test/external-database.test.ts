@@ -63,7 +63,7 @@ test("serve --services=admin runs only admin, on the configured database, with n
 
 test("readyz answers 503 when the database goes away, and names the check", async () => {
   const scratch = await createTestDatabase("vanishing");
-  const serve = runCli(["serve", "--services=crypto,agents", "--json"], { ...env(), DATABASE_URL: scratch.url });
+  const serve = runCli(["serve", "--services=crypto,panel,agents", "--json"], { ...env(), DATABASE_URL: scratch.url });
   try {
     const report = await serve.firstJson<{ listeners: Record<string, { url: string }> }>();
     const ca = await readFile(join(dir.path, "data/tls/panel.crt"), "utf8");

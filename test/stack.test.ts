@@ -20,6 +20,7 @@ interface UpReport {
   embeddedPostgresPort: number;
   installations: Record<"panel" | "admin", string>;
   generatedSettings: string[];
+  firstLogin?: { email: string; password: string };
 }
 
 const test = suite("the whole stack started with `myosicam up` on a fresh data directory");
@@ -68,7 +69,7 @@ test("it prints one JSON object with both URLs, the fingerprint and the data dir
   assert.is(report.status, "running");
   assert.match(report.listeners.panel.url, /^https:\/\/127\.0\.0\.1:\d+$/);
   assert.match(report.listeners.admin.url, /^https:\/\/127\.0\.0\.1:\d+$/);
-  assert.equal(report.listeners.panel.services, ["agents"]);
+  assert.equal(report.listeners.panel.services, ["agents", "panel"]);
   assert.equal(report.listeners.admin.services, ["admin"]);
   assert.equal(
     report.inProcessServices,
@@ -80,6 +81,8 @@ test("it prints one JSON object with both URLs, the fingerprint and the data dir
   assert.is(report.tls.source, "self-signed (new)");
   assert.is(report.dataDir, join(dir.path, "data"));
   assert.is(up.stdout().trim().split("\n").length, 1, "stdout holds exactly one line");
+  assert.is(report.firstLogin?.email, "owner@localhost");
+  assert.ok((report.firstLogin?.password.length ?? 0) >= 16, "a generated password of at least 16 characters");
 });
 
 test("the generated TLS key and the configuration file with the generated keys are owner-only", async () => {
@@ -183,6 +186,9 @@ test("no log line holds the embedded database password or the install token", as
   assert.ok(password.length >= 32);
   assert.not.ok(up.stderr().includes(password), "database password in logs");
   assert.not.ok(up.stderr().includes(validRegistration.installToken), "install token in logs");
+  assert.not.ok(up.stderr().includes(report.firstLogin!.password), "the owner's first password in logs");
+  const credential = JSON.parse(await readFile(join(dir.path, "data/cli-credential.json"), "utf8")) as { secret: string };
+  assert.not.ok(up.stderr().includes(credential.secret), "the local CLI's secret in logs");
   const text = await readFile(configFile, "utf8");
   for (const name of ["PANEL_ENCRYPTION_KEY", "ADMIN_ENCRYPTION_KEY", "PANEL_CALLER_SECRET", "PANEL_LICENSE_KEY"]) {
     const value = new RegExp(`^${name}=(\\S+)$`, "m").exec(text)![1]!;
@@ -206,6 +212,7 @@ test("SIGTERM drains, stops PostgreSQL and exits 0; a second start keeps the dat
     assert.is(text.match(new RegExp(`^${name}=`, "gm"))?.length, 1, `${name} is generated once`);
   }
   assert.equal(again.generatedSettings, []);
+  assert.is(again.firstLogin, undefined, "the first login is printed once, on the first start only");
   const ready = await getHttp2(`${again.listeners.panel.url}/readyz`, ca);
   assert.is(ready.status, 200);
   up.child.kill("SIGINT");

@@ -50,7 +50,7 @@ export async function startBenchPanel(extra: ServiceModule[] = []): Promise<Benc
     REGISTRATION_FAILURES_PER_MINUTE: "100000",
     LOG_LEVEL: "silent",
   });
-  const host = await startHost(config, [...selectServices(["crypto", "jobs", "agents"]), ...extra], benchLog);
+  const host = await startHost(config, [...selectServices(["crypto", "jobs", "agents", "panel"]), ...extra], benchLog);
   const db = createDatabase(postgres.url("panel"), benchLog);
   await writeLicenseAnswer(
     db,

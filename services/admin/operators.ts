@@ -1,7 +1,7 @@
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
-import argon2 from "argon2";
 import type { Knex } from "../lib/db.js";
+import { checkNewPassword, createDecoyHash, hashPassword, verifyPassword } from "../lib/passwords.js";
 import {
   deleteSession,
   insertLoginFailures,
@@ -24,23 +24,10 @@ export interface AdminOperator {
 export const loginFailuresPerMinute = 5;
 /** How long an admin session lasts. */
 export const sessionTtlSeconds = 12 * 3600;
-export const minimumPasswordLength = 12;
 
 const emailPattern = /^[^\s@]{1,64}@[^\s@]{1,255}$/;
 
 const hashToken = (token: string) => createHash("sha256").update(token, "utf8").digest("hex");
-
-/** Argon2id with the library's defaults (m = 64 MiB, t = 3, p = 4). */
-export function hashPassword(password: string): Promise<string> {
-  return argon2.hash(password, { type: argon2.argon2id });
-}
-
-function checkPassword(password: string): void {
-  if (password.length < minimumPasswordLength) {
-    throw new ConnectError(`the password must be at least ${minimumPasswordLength} characters`, Code.InvalidArgument);
-  }
-  if (password.length > 1024) throw new ConnectError("the password must be at most 1024 characters", Code.InvalidArgument);
-}
 
 function normalisedEmail(email: string): string {
   const normal = email.trim().toLowerCase();
@@ -51,12 +38,12 @@ function normalisedEmail(email: string): string {
 /** Admin operators (Argon2id passwords) and their revocable server-side sessions. */
 export function createOperatorDesk(db: Knex) {
   // Verified against when the e-mail is unknown, so an unknown user costs the same time.
-  let decoy: Promise<string> | undefined;
+  const decoy = createDecoyHash();
 
   return {
     async create(email: string, password: string): Promise<AdminOperator> {
       const normal = normalisedEmail(email);
-      checkPassword(password);
+      checkNewPassword(password);
       const id = randomUUID();
       if (!(await insertOperator(db, { id, email: normal, passwordHash: await hashPassword(password) }))) {
         throw new ConnectError(
@@ -69,7 +56,7 @@ export function createOperatorDesk(db: Knex) {
 
     async setPassword(email: string, password: string): Promise<void> {
       const normal = normalisedEmail(email);
-      checkPassword(password);
+      checkNewPassword(password);
       if (!(await updateOperatorPassword(db, normal, await hashPassword(password)))) {
         throw new ConnectError(`no admin operator ${normal}`, Code.NotFound);
       }
@@ -88,8 +75,7 @@ export function createOperatorDesk(db: Knex) {
         throw new ConnectError("too many failed logins; wait a minute and try again", Code.ResourceExhausted);
       }
       const operator = await selectOperatorByEmail(db, normal);
-      const hash = operator?.password_hash ?? (await (decoy ??= hashPassword(randomBytes(16).toString("hex"))));
-      const matches = await argon2.verify(hash, password).catch(() => false);
+      const matches = await verifyPassword(operator?.password_hash ?? (await decoy()), password);
       if (!operator || !matches || operator.disabled_at !== null) {
         await insertLoginFailures(db, subjects);
         throw new ConnectError("wrong e-mail address or password", Code.Unauthenticated);

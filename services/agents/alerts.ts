@@ -2,6 +2,7 @@ import type { Knex } from "../lib/db.js";
 import { sendMail } from "../lib/email/send.js";
 import { readMailSettings, type OpenSecret } from "../lib/email/settings.js";
 import type { JobDefinition } from "../lib/jobs/runner.js";
+import { selectMissedHeartbeats } from "./alert-store.js";
 import { insertAlerts, markAlertEmailed, markUnreachable, selectAlert } from "./store.js";
 
 /** Queue of the alert e-mails: one job per alert, retried by the queue. */
@@ -53,7 +54,9 @@ export function livenessJobs(options: { db: Knex; enqueue: Enqueue; open: OpenSe
       cron: "* * * * *",
       retryLimit: 0,
       async run(ctx) {
-        const count = await scanLiveness(db, options.enqueue, options.intervalSeconds, options.missed);
+        // The operators' setting (AlertService) wins over AGENT_MISSED_HEARTBEATS once set.
+        const missed = (await selectMissedHeartbeats(db)) ?? options.missed;
+        const count = await scanLiveness(db, options.enqueue, options.intervalSeconds, missed);
         await ctx.output(`${count} servers became unreachable`);
       },
     },

@@ -14,6 +14,14 @@ import { commands } from "./migrations/0003-commands.js";
 import { hostResources } from "./migrations/0004-host-resources.js";
 import { attemptRepeats } from "./migrations/0005-attempt-repeats.js";
 import { instanceProblems } from "./migrations/0006-instance-problems.js";
+import { serverTags } from "./migrations/0007-server-tags.js";
+import { CommandService } from "../../gen/myosicam/panel/v1/command_pb.js";
+import { ServerService } from "../../gen/myosicam/panel/v1/server_pb.js";
+import { createCommandService } from "./command-service.js";
+import { AlertService } from "../../gen/myosicam/panel/v1/alert_pb.js";
+import { createAlertService } from "./alert-service.js";
+import { alertAcknowledgement } from "./migrations/0008-alert-acknowledgement.js";
+import { createServerService } from "./server-service.js";
 import { createCommandHub, createResultWriter, expireCommands } from "./commands.js";
 import { countLiveInstances, purgeResourceSamples, resourceRetentionDays } from "./sync.js";
 import { auditMalformedRegistrations, createAgentService, createAgentTrust, createRegistrationService } from "./service.js";
@@ -40,9 +48,22 @@ export function agentsRoutes(deps: ServiceDeps) {
   const results = createResultWriter(deps.db);
   deps.onStop(() => results.stop());
   const agent = createAgentService({ writer, intervalSeconds: deps.config.agentHeartbeatIntervalSeconds, db: deps.db, crypto, hub, results });
+  // The operator API over this service's tables; the panel service authenticates, authorizes and
+  // audits every call before these handlers run.
+  const servers = createServerService({ db: deps.db, panelUrl: deps.panelUrl, certificate: deps.ownCertificate });
+  const commands = createCommandService({ db: deps.db, crypto });
+  const alerts = createAlertService({
+    db: deps.db,
+    crypto,
+    heartbeatIntervalSeconds: deps.config.agentHeartbeatIntervalSeconds,
+    defaultMissedHeartbeats: deps.config.agentMissedHeartbeats,
+  });
   return (router: ConnectRouter) => {
     router.service(RegistrationService, registration);
     router.service(AgentService, agent);
+    router.service(ServerService, servers);
+    router.service(CommandService, commands);
+    router.service(AlertService, alerts);
   };
 }
 
@@ -50,10 +71,21 @@ export const agentsService: ServiceModule = {
   name: "agents",
   listener: "panel",
   database: "panel",
-  descriptors: [RegistrationService, AgentService],
-  migrations: [serversAndTokens, alertRecipients, instancesAndAccounts, commands, hostResources, attemptRepeats, instanceProblems],
-  // The agent tokens are sealed and opened by the key holder, in this process.
-  requires: ["crypto"],
+  descriptors: [RegistrationService, AgentService, ServerService, CommandService, AlertService],
+  migrations: [
+    serversAndTokens,
+    alertRecipients,
+    instancesAndAccounts,
+    commands,
+    hostResources,
+    attemptRepeats,
+    instanceProblems,
+    serverTags,
+    alertAcknowledgement,
+  ],
+  // The agent tokens are sealed and opened by the key holder, in this process; the operator API's
+  // authentication, authorization and audit are the panel service's, in this process too.
+  requires: ["crypto", "panel"],
   routes: agentsRoutes,
   signedCalls(deps) {
     // Concurrent signed calls check their nonces together: one statement per few milliseconds.

@@ -21,6 +21,8 @@ export interface ServerRow {
   registered_at: Date | null;
   last_seen_at: Date | null;
   unreachable_since: Date | null;
+  uptime_seconds: string | null;
+  tags: string[];
   created_at: Date;
 }
 

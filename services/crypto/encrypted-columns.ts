@@ -11,6 +11,8 @@ export const encryptedColumns: readonly EncryptedColumn[] = [
   { table: "servers", column: "agent_token", idColumn: "id" },
   { table: "accounts", column: "password", idColumn: "id" },
   { table: "commands", column: "payload", idColumn: "id" },
+  { table: "api_clients", column: "secret", idColumn: "id" },
+  { table: "api_clients", column: "previous_secret", idColumn: "id" },
 ];
 
 /**
@@ -21,4 +23,6 @@ export const encryptedColumns: readonly EncryptedColumn[] = [
 export const hashedColumns: readonly HashedColumn[] = [
   { table: "license_status", column: "key_hash" },
   { table: "install_tokens", column: "token_hash" },
+  { table: "operators", column: "password_hash" },
+  { table: "operator_sessions", column: "token_hash" },
 ];

@@ -5,7 +5,6 @@
  * deletes itself), run it as root once, stream its steps and output into the job, and succeed
  * only when the new agent has registered and sent a heartbeat.
  */
-import { createHash, X509Certificate } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Client } from "@connectrpc/connect";
@@ -14,7 +13,7 @@ import { createInstallToken } from "../agents/install-tokens.js";
 import { revokeServer } from "../agents/store.js";
 import type { Knex } from "../lib/db.js";
 import type { JobContext, JobDefinition } from "../lib/jobs/runner.js";
-import { fingerprintOf } from "../lib/tls.js";
+import { fingerprintOf, publicKeyPin } from "../lib/tls.js";
 import { findSavedServer, openCredential, pinHostKey } from "./saved-servers.js";
 import { connectSsh, InstallFailure, type SshConnection } from "./ssh.js";
 
@@ -63,12 +62,6 @@ const steps: Record<string, number> = {
 
 const bootstrapFile = new URL("../../deploy/bootstrap.sh", import.meta.url);
 const uninstallFile = new URL("../../deploy/uninstall.sh", import.meta.url);
-
-/** `sha256//<base64>` of the certificate's public key, the form curl's --pinnedpubkey takes. */
-export function publicKeyPin(certificate: string): string {
-  const spki = new X509Certificate(certificate).publicKey.export({ type: "spki", format: "der" });
-  return "sha256//" + createHash("sha256").update(spki).digest("base64");
-}
 
 /** The bootstrap with its values filled in. Every value is checked to hold no quote or newline. */
 export async function renderBootstrap(values: {

@@ -82,6 +82,12 @@ export interface Config {
   panelPublicUrl?: string;
   /** Directory of agent artifacts served by the gated download (`myosicam-agent-<os>-<arch>`). */
   agentArtifactDir: string;
+  /** The e-mail of the owner account a first start creates (when there is no operator yet). */
+  ownerEmail: string;
+  /** Operator sessions end after this long unused (DESIGN.md §3.7: 12 h). */
+  sessionIdleSeconds: number;
+  /** Operator sessions end after this long whatever their use (7 days). */
+  sessionLifetimeSeconds: number;
 }
 
 /** A configuration problem, reported as one line naming the setting. */
@@ -121,6 +127,9 @@ export const configDefaults = {
   REQUIRE_AGENT_APPROVAL: "false",
   REGISTRATION_FAILURES_PER_MINUTE: "10",
   AGENT_ARTIFACT_DIR: "./dist/agent",
+  PANEL_OWNER_EMAIL: "owner@localhost",
+  SESSION_IDLE_TIMEOUT_SECONDS: String(12 * 3600),
+  SESSION_LIFETIME_SECONDS: String(7 * 86400),
 } as const;
 
 /** Default location of the optional configuration file, relative to the working directory. */
@@ -206,6 +215,9 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
     registrationFailuresPerMinute: integer(get, "REGISTRATION_FAILURES_PER_MINUTE", 1, 100_000),
     panelPublicUrl: httpsOrigin(optional, "PANEL_PUBLIC_URL", "https://panel.example.com:8443"),
     agentArtifactDir: absolute(get("AGENT_ARTIFACT_DIR"), cwd),
+    ownerEmail: email(get, "PANEL_OWNER_EMAIL"),
+    sessionIdleSeconds: integer(get, "SESSION_IDLE_TIMEOUT_SECONDS", 60, 30 * 86400),
+    sessionLifetimeSeconds: integer(get, "SESSION_LIFETIME_SECONDS", 60, 90 * 86400),
   };
   const samePort = config.panel.port !== 0 && config.panel.port === config.admin.port;
   if (samePort && config.panel.host === config.admin.host) {
@@ -226,6 +238,12 @@ function integer(get: Getter, name: keyof typeof configDefaults, min: number, ma
   const value = Number(raw);
   if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`);
   return value;
+}
+
+function email(get: Getter, name: keyof typeof configDefaults): string {
+  const raw = get(name).toLowerCase();
+  if (!/^[^\s@]{1,64}@[^\s@]{1,255}$/.test(raw)) throw new ConfigError(name, `must be an e-mail address, got "${raw}"`);
+  return raw;
 }
 
 function boolean(get: Getter, name: keyof typeof configDefaults): boolean {

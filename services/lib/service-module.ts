@@ -20,6 +20,8 @@ export interface SignedCalls {
   services: readonly DescService[];
   /** Finds callers and records nonces (refusals go to `hmac_refusals` of the service's database). */
   verifier: Omit<HmacVerifierDeps, "nowSeconds" | "skewSeconds">;
+  /** Which requests must be signed (default all); the others are left to the module's `gate`. */
+  applies?: (header: Headers) => boolean;
 }
 
 /** What a service's routes are built from. */
@@ -38,6 +40,8 @@ export interface ServiceDeps {
   adminUrl(): string;
   /** Where agents reach the panel: PANEL_PUBLIC_URL, else the panel's listener in this process, else PANEL_HOST:PANEL_PORT. */
   panelUrl(): string;
+  /** This service's own listener in this process, once it listens (undefined before, and in-process). */
+  listenerUrl(): string | undefined;
   /** This process's TLS certificate (PEM): a trust anchor for calls to services on this host. */
   ownCertificate: string;
   /** A transport reaching another service, in process when it is hosted here. */
@@ -48,6 +52,12 @@ export interface ServiceDeps {
   currentUsage(): Promise<Usage>;
   /** Queues a job of a queue defined in this service's database; answers its id. */
   enqueueJob(queue: string, data?: Record<string, unknown>): Promise<string>;
+}
+
+/** What a start tells the person who started it, once (the banner, `--json`). */
+export interface StartReport {
+  /** A first start created the owner account: its e-mail and generated password. */
+  firstLogin?: { email: string; password: string };
 }
 
 /** How a service folder presents itself to the registry (`services/index.ts`). */
@@ -83,8 +93,11 @@ export interface ServiceModule {
   gate?(deps: ServiceDeps): (ctx: HandlerContext) => Promise<void>;
   /** Runs after migrations, before listening; throws (ConfigError for settings) to refuse start. */
   checkStartup?(deps: ServiceDeps): Promise<void>;
-  /** Runs once every listener is up (e.g. queue a first check that calls another listener). */
-  afterStart?(deps: ServiceDeps): Promise<void>;
+  /**
+   * Runs once every listener is up (e.g. queue a first check that calls another listener); may
+   * answer what the start must tell whoever started it, once (see StartReport).
+   */
+  afterStart?(deps: ServiceDeps): Promise<StartReport | undefined>;
   /** Details this service adds to `/readyz` (never makes the listener unready). */
   readinessDetails?(deps: ServiceDeps): Promise<Record<string, unknown>>;
   /**

@@ -1,4 +1,4 @@
-import { X509Certificate, createPrivateKey } from "node:crypto";
+import { X509Certificate, createHash, createPrivateKey } from "node:crypto";
 import { mkdir, readFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { isIP } from "node:net";
@@ -67,6 +67,23 @@ export function fingerprintOf(pem: string, setting: string): string {
   } catch {
     throw new ConfigError(setting, "the certificate is not a PEM X.509 certificate");
   }
+}
+
+/** `sha256//<base64>` of the certificate's public key, the form curl's --pinnedpubkey takes. */
+export function publicKeyPin(certificate: string): string {
+  const spki = new X509Certificate(certificate).publicKey.export({ type: "spki", format: "der" });
+  return "sha256//" + createHash("sha256").update(spki).digest("base64");
+}
+
+/**
+ * The command that enrolls an agent, run as root on the server beside deploy/bootstrap.sh: the
+ * token goes in on stdin (never in the process list), with the panel's URL and both pins.
+ */
+export function bootstrapCommand(token: string, panelUrl: string, certificate: string): string {
+  return (
+    `printf '%s\\n' '${token}' | MYOSICAM_PANEL_URL=${panelUrl} MYOSICAM_PANEL_FINGERPRINT=${fingerprintOf(certificate, "PANEL_TLS_CERT")} ` +
+    `MYOSICAM_PANEL_PUBKEY_PIN='${publicKeyPin(certificate)}' sh bootstrap.sh`
+  );
 }
 
 async function createSelfSigned(extraNames: string[]): Promise<{ cert: string; key: string }> {

@@ -49,6 +49,7 @@ export const licensingService: ServiceModule = {
   async afterStart(deps) {
     // Through the queue, so the first check runs once the admin listener (maybe this process's) is up.
     await deps.enqueueJob(licenseCheckQueue);
+    return undefined;
   },
   async readinessDetails(deps) {
     const standing = await currentStanding(deps.db, deps.config.licenseKey);

@@ -1,30 +1,19 @@
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { makeTempDir, cliWith } from "../helpers/cli.js";
-import { createTestDatabase, type TestDatabase } from "../helpers/database.js";
-import { newKey } from "../helpers/keys.js";
+import { cliWith } from "../helpers/cli.js";
+import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
 
-const test = suite("`myosicam token …`, `agent …` and `email …` on the panel's database");
+const test = suite("`myosicam token …`, `agent …` and `email …` against a running panel, over the operator API");
 
-let database: TestDatabase;
-let dir: Awaited<ReturnType<typeof makeTempDir>>;
-const env = () => ({
-  MYOSICAM_DATA_DIR: dir.path,
-  DATABASE_URL: database.url,
-  PANEL_ENCRYPTION_KEY: newKey,
-  LOG_LEVEL: "warn",
-  PANEL_PUBLIC_URL: "https://panel.example.com:8443",
-});
+let panel: PanelHost;
+// Only the data directory: the CLI finds the credential the panel's first start wrote there.
+const env = () => ({ MYOSICAM_DATA_DIR: panel.dataDir, LOG_LEVEL: "warn" });
 const cli = cliWith(env);
 
 test.before(async () => {
-  dir = await makeTempDir("agents_cli");
-  database = await createTestDatabase("agents_cli");
+  panel = await startPanelHost("agents_cli", { PANEL_PUBLIC_URL: "https://panel.example.com:8443" });
 });
-test.after(async () => {
-  await database.drop();
-  await dir.remove();
-});
+test.after(() => panel.stop());
 
 test("token create prints the token once and a bootstrap command that passes it on stdin", async () => {
   const created = await cli<{ token: string; command: string; expiresAt: string; hashPrefix: string }>([
@@ -85,13 +74,17 @@ test("email smtp stores the password sealed, read from stdin", async () => {
     "smtp-pass-42\n",
   );
   assert.is(set.code, 0, set.stderr);
-  const { default: pg } = await import("pg");
-  const client = new pg.Client({ connectionString: database.url });
-  await client.connect();
-  const { rows } = await client.query("select smtp_password, alert_recipients from email_settings");
-  await client.end();
-  assert.match(rows[0].smtp_password, /^enc:v1:/);
-  assert.equal(rows[0].alert_recipients, ["ops@example.com"]);
+  const [row] = await panel.db("email_settings").select("smtp_password", "alert_recipients");
+  assert.match(row.smtp_password, /^enc:v1:/);
+  assert.equal(row.alert_recipients, ["ops@example.com"]);
+  const shown = await cli(["email", "show", "--json"]);
+  assert.equal(shown.json, {
+    provider: "smtp",
+    from: "panel@example.com",
+    recipients: ["ops@example.com"],
+    smtp: { host: "smtp.example.com", port: 587, secure: false, username: "alerts", passwordSet: true },
+  });
+  assert.not.ok(shown.stdout.includes("smtp-pass-42"), "the password is never answered");
   const bad = await cli(["email", "smtp", "--host", "h", "--from", "not-an-address", "--to", "ops@example.com"]);
   assert.match(bad.stderr, /"not-an-address" is not an e-mail address/);
 });

@@ -210,7 +210,7 @@ test("a command past its deadline expires", async () => {
 test("two panel replicas on one database: a command created through replica B reaches the agent on replica A, also after A restarts", async () => {
   const replicaB = await startHost(
     { ...panel.config, panel: { ...panel.config.panel, port: 0 } },
-    selectServices(["crypto", "jobs", "agents"]),
+    selectServices(["crypto", "jobs", "agents", "panel"]),
     panel.logs.log,
   );
   try {

@@ -119,7 +119,7 @@ test("without the previous key configured, rotate refuses with one line naming i
 
 test("a panel started with a key that did not seal the stored secrets refuses to start", async () => {
   const other = "5b2f8c1d9e3a7f604b1c2d3e4f5a69788796a5b4c3d2e1f00f1e2d3c4b5a6978";
-  const cli = runCli(["serve", "--services=crypto,agents"], {
+  const cli = runCli(["serve", "--services=crypto,panel,agents"], {
     ...env(),
     PANEL_ENCRYPTION_KEY: other,
     PANEL_ENCRYPTION_KEY_PREVIOUS: "",

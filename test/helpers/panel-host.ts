@@ -68,7 +68,7 @@ export async function startPanelHost(
     JOB_POLL_INTERVAL_SECONDS: "0.5",
     ...env,
   });
-  const services = selectServices(["crypto", "jobs", "agents", "install"]);
+  const services = selectServices(["crypto", "jobs", "agents", "install", "panel"]);
   let host = await startHost(config, services, logs.log);
   const db = createDatabase(database.url, logs.log);
   const url = host.listeners[0]!.url;

@@ -8,6 +8,7 @@ export function soloServiceDeps(deps: Pick<ServiceDeps, "config" | "db" | "log">
     ownCertificate: "",
     adminUrl: () => deps.config.adminUrl ?? "https://127.0.0.1:8444",
     panelUrl: () => deps.config.panelPublicUrl ?? "https://127.0.0.1:8443",
+    listenerUrl: () => undefined,
     currentUsage: async () => ({ servers: 0, instances: 0 }),
     onStop: () => {},
     transportFor: (service) => {

@@ -44,7 +44,11 @@ export interface MailSettingsInput {
   mailgun?: { domain: string; region: "us" | "eu"; apiKey: string };
 }
 
-/** Replaces the panel's mail route (one row). `seal(plaintext, column, rowId)` makes envelopes. */
+/**
+ * Replaces the panel's mail route (one row). `seal(plaintext, column, rowId)` makes envelopes. A
+ * secret not given keeps the stored one when the provider stays the same (secrets are
+ * write-only: a form that shows "set" sends none back).
+ */
 export async function writeMailSettings(
   db: Knex,
   input: MailSettingsInput,
@@ -64,13 +68,27 @@ export async function writeMailSettings(
       smtp_port: input.smtp?.port ?? null,
       smtp_secure: input.smtp?.secure ?? true,
       smtp_username: input.smtp?.username ?? null,
-      smtp_password: input.smtp?.password ? await seal(input.smtp.password, "smtp_password", id) : null,
+      smtp_password: input.smtp?.password
+        ? await seal(input.smtp.password, "smtp_password", id)
+        : input.smtp && existing?.provider === "smtp"
+          ? existing.smtp_password
+          : null,
       mailgun_domain: input.mailgun?.domain ?? null,
       mailgun_region: input.mailgun?.region ?? null,
-      mailgun_api_key: input.mailgun ? await seal(input.mailgun.apiKey, "mailgun_api_key", id) : null,
+      mailgun_api_key: input.mailgun?.apiKey
+        ? await seal(input.mailgun.apiKey, "mailgun_api_key", id)
+        : input.mailgun && existing?.provider === "mailgun"
+          ? existing.mailgun_api_key
+          : null,
       updated_at: trx.fn.now(),
     };
+    if (input.provider === "mailgun" && !row.mailgun_api_key) throw new MailSettingsError("a Mailgun route needs its API key");
     if (existing) await trx("email_settings").where({ id }).update(row);
     else await trx("email_settings").insert(row);
   });
+}
+
+/** Settings that cannot be stored as given (the caller's mistake). */
+export class MailSettingsError extends Error {
+  override name = "MailSettingsError";
 }

@@ -38,6 +38,11 @@ export interface HmacAuthOptions {
   log: Logger;
   /** Called for each refusal (the audit table, metrics). */
   onRefusal?: (event: HmacRefusalEvent) => void | Promise<void>;
+  /**
+   * Which requests of the protected services must be signed; default all. Those it answers false
+   * for are left to another authenticator (the operator API: a session cookie instead).
+   */
+  applies?: (header: Headers) => boolean;
 }
 
 /** The public message of every refusal: short, the same for all reasons. */
@@ -71,8 +76,9 @@ export function createHmacAuth(options: HmacAuthOptions) {
     return refusal;
   };
 
+  const applies = options.applies ?? (() => true);
   const requestGate = async (ctx: HandlerContext) => {
-    if (!options.protectedServices.has(ctx.service.typeName)) return;
+    if (!options.protectedServices.has(ctx.service.typeName) || !applies(ctx.requestHeader)) return;
     const procedure = `/${ctx.service.typeName}/${ctx.method.name}`;
     let claimed: ClaimedSignature | undefined;
     try {
@@ -89,7 +95,7 @@ export function createHmacAuth(options: HmacAuthOptions) {
   };
 
   const interceptor: Interceptor = (next) => async (req) => {
-    if (!options.protectedServices.has(req.service.typeName)) return next(req);
+    if (!options.protectedServices.has(req.service.typeName) || !applies(req.header)) return next(req);
     const procedure = `/${req.service.typeName}/${req.method.name}`;
     const ctx = { requestHeader: req.header, values: req.contextValues };
     const pending = req.contextValues.get(pendingKey);

@@ -1,4 +1,4 @@
-import type { Transport } from "@connectrpc/connect";
+import type { Interceptor, Transport } from "@connectrpc/connect";
 import type { UniversalClientFn } from "@connectrpc/connect/protocol";
 import { createTransport } from "@connectrpc/connect/protocol-connect";
 import { Http2SessionManager, compressionGzip, createNodeHttpClient } from "@connectrpc/connect-node";
@@ -51,6 +51,8 @@ export interface SignedTransportOptions {
   nowSeconds?: () => number;
   /** Deadline for unary calls; a stream call passes `timeoutMs: 0` itself. */
   defaultTimeoutMs?: number;
+  /** Client interceptors (e.g. translating errors into words for a person). */
+  interceptors?: Interceptor[];
 }
 
 /** A Connect transport whose every call is HMAC-signed: what services and agents use to call out. */
@@ -78,7 +80,7 @@ export function createSignedTransport(options: SignedTransportOptions): Transpor
     baseUrl: options.baseUrl,
     httpClient: createSigningHttpClient(inner, credentials, options.nowSeconds),
     useBinaryFormat: true,
-    interceptors: [],
+    interceptors: options.interceptors ?? [],
     acceptCompression: [compressionGzip],
     sendCompression: null,
     compressMinBytes: 1024,

@@ -1,0 +1,159 @@
+import type { Knex } from "../lib/db.js";
+import { isScoped, type ServerScope } from "../lib/principal.js";
+import type { ServerRow, ServerStatus } from "./store.js";
+
+/** The operator's view of the fleet: servers filtered, scoped and paged (ServerService). */
+
+/** Limits `query` (over `servers` as `alias`) to the servers of `scope`. */
+export function whereInScope<T extends Knex.QueryBuilder>(query: T, scope: ServerScope, alias = "servers"): T {
+  if (!isScoped(scope)) return query;
+  return query.where((q) => {
+    if (scope.serverIds.length > 0) q.orWhereIn(`${alias}.id`, [...scope.serverIds]);
+    if (scope.tags.length > 0) q.orWhereRaw(`${alias}.tags && ?::text[]`, [[...scope.tags]]);
+  }) as T;
+}
+
+export interface ServerFilter {
+  statuses?: readonly ServerStatus[];
+  /** Servers carrying every one of these. */
+  tags?: readonly string[];
+  /** Substring of name, hostname or addresses, any case. */
+  query?: string;
+  name?: string;
+}
+
+/** Where the text search looks: the expression the trigram index `servers_search` covers. */
+const searchable = "lower(name || ' ' || coalesce(hostname, '') || ' ' || coalesce(seen_ip, '') || ' ' || coalesce(reported_ip, ''))";
+
+function filtered(db: Knex, scope: ServerScope, filter: ServerFilter) {
+  const query = whereInScope(db("servers"), scope);
+  if (filter.statuses?.length) query.whereIn("status", [...filter.statuses]);
+  if (filter.tags?.length) query.whereRaw("tags @> ?::text[]", [[...filter.tags]]);
+  if (filter.query) query.whereRaw(`${searchable} like ?`, [`%${filter.query.toLowerCase().replace(/[\\%_]/g, "\\$&")}%`]);
+  if (filter.name) query.where("name", filter.name);
+  return query;
+}
+
+/** One page of servers in name order after the cursor `afterName`, and how many match in all. */
+export async function selectServerPage(
+  db: Knex,
+  scope: ServerScope,
+  filter: ServerFilter,
+  limit: number,
+  afterName?: string,
+): Promise<{ rows: ServerRow[]; total: number }> {
+  const page = filtered(db, scope, filter).orderBy("name").limit(limit).select("*");
+  if (afterName !== undefined) page.where("name", ">", afterName);
+  const [rows, [count]] = await Promise.all([page, filtered(db, scope, filter).count<Array<{ n: string }>>({ n: "*" })]);
+  return { rows, total: Number(count?.n ?? 0) };
+}
+
+/** Servers in scope (and carrying every tag of `tags`) counted per status. */
+export async function countServersByStatus(db: Knex, scope: ServerScope, tags: readonly string[]): Promise<Record<string, number>> {
+  const rows = await filtered(db, scope, { tags }).groupBy("status").select("status").count<Array<{ status: string; n: string }>>({ n: "*" });
+  return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
+}
+
+/** Servers of `ids` that are in scope (others are left out, as if they did not exist). */
+export async function selectServersInScope(db: Knex, scope: ServerScope, ids: readonly string[]): Promise<ServerRow[]> {
+  if (ids.length === 0) return [];
+  return whereInScope(db("servers"), scope).whereIn("id", [...ids]);
+}
+
+/** Instances reported now (not gone) and how many run, per server of `ids`. */
+export async function countInstances(db: Knex, ids: readonly string[]): Promise<Map<string, { total: number; running: number }>> {
+  if (ids.length === 0) return new Map();
+  const rows = await db("instances")
+    .whereIn("server_id", [...ids])
+    .whereNull("gone_at")
+    .groupBy("server_id")
+    .select("server_id", db.raw("count(*)::int as total"), db.raw("(count(*) filter (where running))::int as running"));
+  return new Map(rows.map((r: { server_id: string; total: number; running: number }) => [r.server_id, { total: r.total, running: r.running }]));
+}
+
+export interface InstanceSummaryRow {
+  id: string;
+  name: string;
+  version: string;
+  running: boolean;
+  pid: number | null;
+  uptime_seconds: string | null;
+  reader_count: number;
+  problems: string[];
+  synced_at: Date;
+}
+
+export async function selectServerInstances(db: Knex, serverId: string): Promise<InstanceSummaryRow[]> {
+  return db("instances")
+    .where({ server_id: serverId })
+    .whereNull("gone_at")
+    .orderBy("name")
+    .select("id", "name", "version", "running", "pid", "uptime_seconds", "reader_count", "problems", "synced_at");
+}
+
+export interface HostReadingRow {
+  at: Date;
+  cpu_percent: number;
+  memory_used_mb: number;
+  memory_total_mb: number;
+  disk_used_mb: number;
+  load_average: number[];
+}
+
+export async function selectLatestHostReading(db: Knex, serverId: string): Promise<HostReadingRow | undefined> {
+  return db("host_resource_samples").where({ server_id: serverId }).orderBy("at", "desc").first();
+}
+
+/** Creates a server record; undefined when the name is taken. */
+export async function insertServer(db: Knex, server: { id: string; name: string; tags: readonly string[]; createdBy: string }): Promise<ServerRow | undefined> {
+  const [row] = await db("servers")
+    .insert({ id: server.id, name: server.name, tags: [...server.tags], created_by: server.createdBy })
+    .onConflict("name")
+    .ignore()
+    .returning("*");
+  return row;
+}
+
+/** Adds and removes tags on servers of `ids`; answers the rows as they are now. */
+export async function updateServerTags(db: Knex, ids: readonly string[], add: readonly string[], remove: readonly string[]): Promise<ServerRow[]> {
+  return db("servers")
+    .whereIn("id", [...ids])
+    .update({
+      tags: db.raw("array(select distinct t from unnest(tags || ?::text[]) as t where t <> all(?::text[]) order by t)", [[...add], [...remove]]),
+      updated_at: db.fn.now(),
+    })
+    .returning("*");
+}
+
+export async function deleteServer(db: Knex, id: string): Promise<boolean> {
+  return (await db("servers").where({ id }).delete()) === 1;
+}
+
+/** Commands in scope, newest first, before the cursor (created_at, id). */
+export async function selectCommandPage(
+  db: Knex,
+  scope: ServerScope,
+  filter: { serverId?: string; statuses?: readonly string[]; kind?: string },
+  limit: number,
+  before?: { createdAt: Date; id: string },
+) {
+  const query = whereInScope(db("commands as c").join("servers as servers", "servers.id", "c.server_id"), scope)
+    .orderBy([
+      { column: "c.created_at", order: "desc" },
+      { column: "c.id", order: "desc" },
+    ])
+    .limit(limit)
+    .select("c.*", { server_name: "servers.name" });
+  if (filter.serverId) query.where("c.server_id", filter.serverId);
+  if (filter.statuses?.length) query.whereIn("c.status", [...filter.statuses]);
+  if (filter.kind) query.where("c.kind", filter.kind);
+  if (before) query.whereRaw("(c.created_at, c.id) < (?, ?)", [before.createdAt, before.id]);
+  return query;
+}
+
+/** Commands of `ids` in scope, with their server's name. */
+export async function selectCommandsInScope(db: Knex, scope: ServerScope, ids: readonly string[]) {
+  return whereInScope(db("commands as c").join("servers as servers", "servers.id", "c.server_id"), scope)
+    .whereIn("c.id", [...ids])
+    .select("c.*", { server_name: "servers.name" });
+}

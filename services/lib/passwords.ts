@@ -1,0 +1,44 @@
+import { randomBytes, randomInt } from "node:crypto";
+import { Code, ConnectError } from "@connectrpc/connect";
+import argon2 from "argon2";
+
+/** Shortest password accepted for an operator. */
+export const minimumPasswordLength = 12;
+/** Longest (Argon2 takes any length; this bounds the work a request can ask for). */
+export const maximumPasswordLength = 1024;
+
+/** Argon2id with the library's defaults (m = 64 MiB, t = 3, p = 4). */
+export function hashPassword(password: string): Promise<string> {
+  return argon2.hash(password, { type: argon2.argon2id });
+}
+
+/** Whether `password` matches `hash`; false for a malformed hash rather than an error. */
+export function verifyPassword(hash: string, password: string): Promise<boolean> {
+  return argon2.verify(hash, password).catch(() => false);
+}
+
+/**
+ * A hash to verify against when the account is unknown, so that an unknown e-mail costs the same
+ * time as a wrong password. Made once per process, lazily.
+ */
+export function createDecoyHash(): () => Promise<string> {
+  let decoy: Promise<string> | undefined;
+  return () => (decoy ??= hashPassword(randomBytes(16).toString("hex")));
+}
+
+/** InvalidArgument naming the rule when a new password is too short or too long. */
+export function checkNewPassword(password: string): void {
+  if (password.length < minimumPasswordLength) {
+    throw new ConnectError(`the password must be at least ${minimumPasswordLength} characters`, Code.InvalidArgument);
+  }
+  if (password.length > maximumPasswordLength) throw new ConnectError(`the password must be at most ${maximumPasswordLength} characters`, Code.InvalidArgument);
+}
+
+const alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+
+/** A random password of `length` (default 20) unambiguous letters and digits (≈ 5.8 bits each). */
+export function generatePassword(length = 20): string {
+  let out = "";
+  for (let i = 0; i < length; i++) out += alphabet[randomInt(alphabet.length)];
+  return out;
+}
