@@ -1,10 +1,6 @@
 import { userInfo } from "node:os";
 import type { Knex } from "knex";
-import { adminCallers } from "../services/admin/index.js";
-import type { CallerInfo } from "../services/admin/callers.js";
-import { createLicenseBook, type LicenseInfo, type Plan } from "../services/admin/licenses.js";
-import { createOperatorDesk } from "../services/admin/operators.js";
-import { insertAudit } from "../services/admin/store.js";
+import { adminCallers, createLicenseBook, createOperatorDesk, insertAudit, type CallerInfo, type LicenseInfo, type Plan } from "../services/admin/index.js";
 import { createCommandContext, printJson, type CommandContext } from "./context.js";
 import { withDatabase } from "./database.js";
 import { readPassword } from "./stdin.js";

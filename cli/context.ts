@@ -2,8 +2,7 @@ import { loadConfig, readEnv, type Config } from "../services/lib/config.js";
 import { appendSetting, configFilePath, generateKeyHex } from "../services/lib/config-file.js";
 import { createLogger, type Logger } from "../services/lib/log.js";
 import { terminalDestination } from "../services/lib/log-terminal.js";
-import { generateCallerSecret } from "../services/admin/callers.js";
-import { generateLicenseKey } from "../services/admin/licenses.js";
+import { generateCallerSecret, generateLicenseKey } from "../services/admin/index.js";
 
 /** Settings a first start may generate into the configuration file. */
 export type GeneratedSetting = "PANEL_ENCRYPTION_KEY" | "ADMIN_ENCRYPTION_KEY" | "PANEL_CALLER_SECRET" | "PANEL_LICENSE_KEY";

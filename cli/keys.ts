@@ -1,7 +1,5 @@
-import { adminKeyringFromConfig } from "../services/admin/index.js";
-import { adminEncryptedColumns } from "../services/admin/encrypted-columns.js";
-import { encryptedColumns } from "../services/crypto/encrypted-columns.js";
-import { keyringFromConfig } from "../services/crypto/index.js";
+import { adminEncryptedColumns, adminKeyringFromConfig } from "../services/admin/index.js";
+import { encryptedColumns, keyringFromConfig } from "../services/crypto/index.js";
 import { deriveKey } from "../services/lib/secrets/keyring.js";
 import { pendingRotation, rotateSecrets, type RotationProgress } from "../services/lib/secrets/rotate.js";
 import { ConfigError } from "../services/lib/config.js";

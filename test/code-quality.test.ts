@@ -9,7 +9,7 @@ const run = promisify(execFile);
 const repo = resolve(import.meta.dirname, "..");
 const bin = join(repo, "node_modules/.bin");
 
-const test = suite("types, style and the agent's import fence");
+const test = suite("types, style and the import fences of the agent and the CLI");
 
 async function tool(name: string, args: string[]) {
   try {
@@ -66,6 +66,58 @@ test("the agent bundle imports only the dependency-free parts of services/lib an
   const forbidden = [...new Set(packages.filter((p) => serverOnlyPackages.some((s) => p === s || p.startsWith(`${s}/`))))];
   assert.equal(forbidden, [], `the agent bundle includes server-only packages: ${forbidden.join(", ")}`);
   assert.ok(inputs.includes("agent/main.ts"));
+});
+
+/** What each file under `dir` imports directly (esbuild resolves the paths; packages stay out). */
+async function directImports(entry: string, dir: string): Promise<Array<{ from: string; to: string }>> {
+  const result = await build({
+    entryPoints: [join(repo, entry)],
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    packages: "external",
+    write: false,
+    metafile: true,
+    logLevel: "silent",
+  });
+  return Object.entries(result.metafile.inputs)
+    .filter(([file]) => file.startsWith(`${dir}/`))
+    .flatMap(([from, input]) => input.imports.filter((i) => !i.external).map((i) => ({ from, to: i.path })));
+}
+
+// A service's folder is private but for its index.ts (what the registry and its own commands
+// use); services/lib is shared; the registry and the host are how a process starts services.
+const cliMayImport = (path: string) =>
+  !path.startsWith("services/") ||
+  path.startsWith("services/lib/") ||
+  path === "services/index.ts" ||
+  path === "services/host.ts" ||
+  /^services\/[a-z-]+\/index\.ts$/.test(path);
+
+// The commands that may open a database themselves (DESIGN.md: up, serve, migrate, keys, audit
+// verify, operator reset-password, and admin's own commands); everything else asks the API.
+const cliDatabaseModules = new Set(["cli/database.ts", "cli/migrate.ts", "cli/keys.ts", "cli/admin.ts", "cli/audit.ts", "cli/operators.ts"]);
+const databaseModules = new Set(["cli/database.ts", "services/lib/databases.ts", "services/lib/db.ts"]);
+
+test("no module under cli/ imports a service's internal files, and only the database commands open a database", async () => {
+  const imports = await directImports("cli/main.ts", "cli");
+  assert.ok(
+    imports.some((i) => i.from === "cli/agents.ts"),
+    "the walk reached the command modules",
+  );
+  const internal = imports.filter((i) => !cliMayImport(i.to)).map((i) => `${i.from} → ${i.to}`);
+  assert.equal(internal, [], `the CLI reaches into services: ${internal.join(", ")}`);
+  const opensDatabase = imports.filter((i) => databaseModules.has(i.to) && !cliDatabaseModules.has(i.from)).map((i) => `${i.from} → ${i.to}`);
+  assert.equal(opensDatabase, [], `these commands must use the operator API instead: ${opensDatabase.join(", ")}`);
+});
+
+test("no module under agent/ imports anything of services/ but its dependency-free parts", async () => {
+  const imports = await directImports("agent/main.ts", "agent");
+  assert.ok(imports.length > 10, "the walk reached the agent's modules");
+  const bad = imports
+    .filter((i) => i.to.startsWith("services/") && !agentMayImport.has(i.to) && !agentMayImportUnder.includes(i.to))
+    .map((i) => `${i.from} → ${i.to}`);
+  assert.equal(bad, [], bad.join(", "));
 });
 
 test.run();

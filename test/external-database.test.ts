@@ -39,7 +39,7 @@ test("migrate applies every migration once, then reports nothing to do", async (
       .map((m) => m.name)
       .sort();
   assert.equal(JSON.parse(first.stdout()), { applied: { panel: names("panel"), admin: names("admin") } });
-  assert.ok(names("panel").includes("crypto/0001_secret_tables") && names("admin").includes("core/0001_installation"));
+  assert.ok(names("panel").includes("agents/0009_sealed_tables") && names("admin").includes("core/0001_installation"));
   const second = runCli(["migrate", "--json"], env());
   assert.is(await second.exited, 0, second.stderr());
   assert.equal(JSON.parse(second.stdout()), { applied: { panel: [], admin: [] } });

@@ -82,3 +82,10 @@ export const adminService: ServiceModule = {
     },
   ],
 };
+
+// What admin's own commands (`myosicam caller|admin …` on the admin host) use of this service.
+export { generateCallerSecret, type CallerInfo } from "./callers.js";
+export { adminEncryptedColumns } from "./encrypted-columns.js";
+export { createLicenseBook, generateLicenseKey, type LicenseInfo, type Plan } from "./licenses.js";
+export { createOperatorDesk } from "./operators.js";
+export { insertAudit } from "./store.js";

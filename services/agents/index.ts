@@ -20,6 +20,9 @@ import { ServerService } from "../../gen/myosicam/panel/v1/server_pb.js";
 import { createCommandService } from "./command-service.js";
 import { AlertService } from "../../gen/myosicam/panel/v1/alert_pb.js";
 import { createAlertService } from "./alert-service.js";
+import { EnrollmentService } from "../../gen/myosicam/agent/v1/enrollment_pb.js";
+import { createEnrollmentService } from "./enrollment-service.js";
+import { sealedTables } from "./migrations/0009-sealed-tables.js";
 import { alertAcknowledgement } from "./migrations/0008-alert-acknowledgement.js";
 import { createServerService } from "./server-service.js";
 import { createCommandHub, createResultWriter, expireCommands } from "./commands.js";
@@ -64,6 +67,8 @@ export function agentsRoutes(deps: ServiceDeps) {
     router.service(ServerService, servers);
     router.service(CommandService, commands);
     router.service(AlertService, alerts);
+    // For other panel services in this process (the installer); refused on the network.
+    router.service(EnrollmentService, createEnrollmentService({ db: deps.db }));
   };
 }
 
@@ -71,7 +76,7 @@ export const agentsService: ServiceModule = {
   name: "agents",
   listener: "panel",
   database: "panel",
-  descriptors: [RegistrationService, AgentService, ServerService, CommandService, AlertService],
+  descriptors: [RegistrationService, AgentService, ServerService, CommandService, AlertService, EnrollmentService],
   migrations: [
     serversAndTokens,
     alertRecipients,
@@ -82,6 +87,7 @@ export const agentsService: ServiceModule = {
     instanceProblems,
     serverTags,
     alertAcknowledgement,
+    sealedTables,
   ],
   // The agent tokens are sealed and opened by the key holder, in this process; the operator API's
   // authentication, authorization and audit are the panel service's, in this process too.

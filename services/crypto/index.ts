@@ -3,7 +3,6 @@ import { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
 import { ConfigError } from "../lib/config.js";
 import type { ServiceDeps, ServiceModule } from "../lib/service-module.js";
 import { createKeyring, type Keyring } from "../lib/secrets/keyring.js";
-import { secretTables } from "./migrations/0001-secret-tables.js";
 import { refuseUnknownKeys } from "../lib/secrets/rotate.js";
 import { encryptedColumns } from "./encrypted-columns.js";
 import { createCryptoService } from "./service.js";
@@ -33,8 +32,13 @@ export const cryptoService: ServiceModule = {
   listener: "in-process",
   database: "panel",
   descriptors: [CryptoService],
-  migrations: [secretTables],
+  // Its first migration once created other services' tables; they create their own now
+  // (agents/0009_sealed_tables, install/0001_saved_servers). The key holder owns no table.
+  migrations: [],
   encryptionKeys: "panel",
   routes: cryptoRoutes,
   checkStartup: checkKeys,
 };
+
+// What `myosicam keys …` (the key holder's own commands on the panel host) uses.
+export { encryptedColumns } from "./encrypted-columns.js";

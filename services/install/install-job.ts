@@ -7,10 +7,10 @@
  */
 import { readdir, readFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { Client } from "@connectrpc/connect";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import type { EnrollmentService } from "../../gen/myosicam/agent/v1/enrollment_pb.js";
 import type { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
-import { createInstallToken } from "../agents/install-tokens.js";
-import { revokeServer } from "../agents/store.js";
 import type { Knex } from "../lib/db.js";
 import type { JobContext, JobDefinition } from "../lib/jobs/runner.js";
 import { fingerprintOf, publicKeyPin } from "../lib/tls.js";
@@ -32,6 +32,8 @@ export interface InstallJobData {
 export interface InstallDeps {
   db: Knex;
   crypto: Client<typeof CryptoService>;
+  /** The agents service, for the install token, the first heartbeat and the revocation. */
+  enrollment: Client<typeof EnrollmentService>;
   /** Where the new agent reaches the panel. */
   panelUrl(): string;
   /** The panel's certificate (PEM): its fingerprint and public key are pinned by the bootstrap. */
@@ -252,8 +254,8 @@ async function runInstall(deps: InstallDeps, ctx: JobContext): Promise<void> {
     data.savedServerId,
     async ({ saved, credential, connection }, at) => {
       await at.enter("install token");
-      const { token, info } = await createInstallToken(deps.db, { server: saved.name, ttlSeconds: 30 * 60, createdBy: data.requestedBy });
-      await ctx.output(`install token ${info.hashPrefix}… issued for server ${saved.name}, valid 30 minutes`);
+      const { token, hashPrefix } = await deps.enrollment.issueInstallToken({ serverName: saved.name, ttlSeconds: 30 * 60, createdBy: data.requestedBy });
+      await ctx.output(`install token ${hashPrefix}… issued for server ${saved.name}, valid 30 minutes`);
       // Neither should ever be printed on the server; if one is, it stops here.
       const hide = (line: string) => {
         const masked = line.replaceAll(token, "[install token]");
@@ -269,7 +271,7 @@ async function runInstall(deps: InstallDeps, ctx: JobContext): Promise<void> {
       await runScriptAsRoot(connection, ctx, at, { script, root: data.root, credential, hide, runStep: "root" });
 
       await at.enter("registered");
-      await waitForAgent(deps.db, saved.name, startedAt, data.waitSeconds, ctx.signal);
+      await waitForAgent(deps.enrollment, saved.name, startedAt, data.waitSeconds, ctx.signal);
       await ctx.output(`the agent registered as server ${saved.name} and sent its first heartbeat`);
     },
     preflight,
@@ -294,7 +296,7 @@ export function uninstallJob(deps: InstallDeps): JobDefinition {
         const hide = (line: string) => (credential.length >= 4 ? line.replaceAll(credential, "[credential]") : line);
         await runScriptAsRoot(connection, ctx, at, { script: await readFile(uninstallFile, "utf8"), root: data.root, credential, hide, runStep: "uninstall" });
         await at.enter("revoke");
-        const revoked = await revokeServerByName(deps.db, saved.name);
+        const { revoked } = await deps.enrollment.revokeServerByName({ serverName: saved.name });
         await ctx.output(
           revoked ? `the agent of server ${saved.name} is revoked on the panel` : `no enrolled server ${saved.name} on the panel: nothing to revoke`,
         );
@@ -303,18 +305,21 @@ export function uninstallJob(deps: InstallDeps): JobDefinition {
   };
 }
 
-/** Revokes the enrolled server of that name, if there is one; answers whether there was. */
-async function revokeServerByName(db: Knex, name: string): Promise<boolean> {
-  const row = await db("servers").where({ name }).first("id");
-  return row ? Boolean(await revokeServer(db, row.id)) : false;
-}
-
 /** Waits until the server's agent registered and heartbeated after `since`. */
-async function waitForAgent(db: Knex, server: string, since: Date, waitSeconds: number, signal: AbortSignal): Promise<void> {
+async function waitForAgent(
+  enrollment: Client<typeof EnrollmentService>,
+  server: string,
+  since: Date,
+  waitSeconds: number,
+  signal: AbortSignal,
+): Promise<void> {
   const deadline = Date.now() + waitSeconds * 1000;
   for (;;) {
-    const row = await db("servers").where({ name: server }).first("status", "last_seen_at");
-    if (row?.last_seen_at && new Date(row.last_seen_at) >= since && row.status !== "revoked") return;
+    const row = await enrollment.getServerLiveness({ serverName: server }).catch((err: unknown) => {
+      if (ConnectError.from(err).code === Code.NotFound) return undefined;
+      throw err;
+    });
+    if (row?.lastSeenAt && timestampDate(row.lastSeenAt) >= since && row.status !== "revoked") return;
     if (Date.now() > deadline) {
       throw new InstallFailure(
         "registered",

@@ -5,7 +5,7 @@ import { callerKey } from "../lib/hmac/server-auth.js";
 import { principalKey } from "../lib/principal.js";
 import { requestIdFrom, requestIdHeader } from "../lib/request-context.js";
 import type { ApiClientCaller } from "./api-clients.js";
-import { isOperatorService, policyOf, unlistedMethod, type Policy } from "./authorization.js";
+import { internalMethod, isOperatorService, policyOf, unlistedMethod, type Policy } from "./authorization.js";
 import { sessionTokenFrom, type Sessions } from "./sessions.js";
 
 /** Requests that say who signs them are API clients; the HMAC checks take them (docs/api.md). */
@@ -44,14 +44,18 @@ export function checkCsrf(ctx: Pick<HandlerContext, "requestHeader" | "url">, al
 /**
  * The operator API's check before the body is read: a request signed as an API client is left
  * to the HMAC checks; any other needs a live session cookie (but Login), and a mutation must pass
- * the CSRF checks. Methods without an access rule are refused. Sets the principal.
+ * the CSRF checks. On the whole listener, methods without an access rule and internal ones are
+ * refused. Sets the principal.
  */
 export function createOperatorGate(deps: { sessions: Sessions; allowedOrigins: readonly string[]; log: Logger }) {
   return async (ctx: HandlerContext) => {
-    if (!isOperatorService(ctx.service.typeName)) return;
     const procedure = `/${ctx.service.typeName}/${ctx.method.name}`;
     const policy: Policy | undefined = policyOf(procedure);
+    // Every call on the panel listener passes here: what the table does not know is refused, and
+    // in-process services never answer the network (in-memory transports have no gate).
     if (!policy) throw unlistedMethod(procedure);
+    if (policy.access === "internal") throw internalMethod(procedure);
+    if (!isOperatorService(ctx.service.typeName)) return;
     if (isSignedRequest(ctx.requestHeader)) return;
     try {
       if (policy.mutation) checkCsrf(ctx, deps.allowedOrigins);

@@ -1,6 +1,9 @@
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { AgentService } from "../../gen/myosicam/agent/v1/agent_pb.js";
+import { EnrollmentService } from "../../gen/myosicam/agent/v1/enrollment_pb.js";
+import { InstallerService } from "../../gen/myosicam/install/v1/install_pb.js";
+import { InstallService } from "../../gen/myosicam/panel/v1/install_pb.js";
 import { AlertService } from "../../gen/myosicam/panel/v1/alert_pb.js";
 import { RegistrationService } from "../../gen/myosicam/agent/v1/registration_pb.js";
 import { ApiClientService } from "../../gen/myosicam/panel/v1/api_client_pb.js";
@@ -16,10 +19,11 @@ import { isScoped, principalOf, roleAtLeast, type RoleName } from "../lib/princi
  * - `public`: anyone (Login);
  * - `agent`: an enrolled agent, by HMAC with its agent token (the agents service checks it);
  * - `install_token`: whoever holds a valid install token (registration checks it);
+ * - `internal`: other services of this process only; refused on the network;
  * - `signed_in`: any operator or API client, even one that must change its password first;
  * - a role: at least that role.
  */
-export type Access = "public" | "agent" | "install_token" | "signed_in" | RoleName;
+export type Access = "public" | "agent" | "install_token" | "internal" | "signed_in" | RoleName;
 
 /**
  * Which servers a method touches:
@@ -51,6 +55,13 @@ export const panelPolicies: Readonly<Record<string, Policy>> = {
   [`/${AgentService.typeName}/Sync`]: read("agent", "none"),
   [`/${AgentService.typeName}/Subscribe`]: read("agent", "none"),
   [`/${AgentService.typeName}/ReportResult`]: read("agent", "none"),
+
+  // Between services of one panel process, through in-memory transports.
+  [`/${EnrollmentService.typeName}/IssueInstallToken`]: read("internal", "none"),
+  [`/${EnrollmentService.typeName}/GetServerLiveness`]: read("internal", "none"),
+  [`/${EnrollmentService.typeName}/RevokeServerByName`]: read("internal", "none"),
+  [`/${InstallerService.typeName}/StartInstall`]: read("internal", "none"),
+  [`/${InstallerService.typeName}/StartUninstall`]: read("internal", "none"),
 
   [`/${AuthService.typeName}/Login`]: write("public", "self"),
   [`/${AuthService.typeName}/Logout`]: write("signed_in", "self"),
@@ -101,6 +112,16 @@ export const panelPolicies: Readonly<Record<string, Policy>> = {
   [`/${AlertService.typeName}/SendTestEmail`]: write("admin", "fleet"),
   [`/${AlertService.typeName}/GetLivenessSettings`]: read("viewer", "servers"),
   [`/${AlertService.typeName}/SetLivenessSettings`]: write("admin", "fleet"),
+
+  // Saved servers hold root-capable SSH credentials: admins keep them; operators run installs.
+  [`/${InstallService.typeName}/AddSavedServer`]: write("admin", "fleet"),
+  [`/${InstallService.typeName}/ListSavedServers`]: read("operator", "fleet"),
+  [`/${InstallService.typeName}/RemoveSavedServer`]: write("admin", "fleet"),
+  [`/${InstallService.typeName}/ForgetHostKey`]: write("admin", "fleet"),
+  [`/${InstallService.typeName}/StartInstall`]: write("operator", "fleet"),
+  [`/${InstallService.typeName}/StartUninstall`]: write("admin", "fleet"),
+  [`/${InstallService.typeName}/ListInstallJobs`]: read("operator", "fleet"),
+  [`/${InstallService.typeName}/WatchInstallJob`]: read("operator", "fleet"),
 };
 
 /** The services of the operator API (`myosicam.panel.v1`) this panel serves. */
@@ -112,6 +133,7 @@ export const operatorServices: readonly DescService[] = [
   ServerService,
   CommandService,
   AlertService,
+  InstallService,
 ];
 
 const operatorTypeNames = new Set(operatorServices.map((s) => s.typeName));
@@ -121,6 +143,10 @@ export const isOperatorService = (typeName: string): boolean => operatorTypeName
 
 /** The policy of a procedure (`/<service>/<method>`); undefined when the table has no entry. */
 export const policyOf = (procedure: string): Policy | undefined => panelPolicies[procedure];
+
+/** The refusal of an in-process service called over the network. */
+export const internalMethod = (procedure: string) =>
+  new ConnectError(`${procedure} is internal to the panel and not served on the network`, Code.PermissionDenied);
 
 /** The refusal for a method the table does not know: deny by default. */
 export const unlistedMethod = (procedure: string) =>
@@ -139,7 +165,7 @@ export function createAuthorizationInterceptor(): Interceptor {
     if (policy.access === "public") return next(req);
     const principal = principalOf({ values: req.contextValues });
     if (policy.access === "signed_in") return next(req);
-    if (policy.access === "agent" || policy.access === "install_token") throw unlistedMethod(procedure);
+    if (policy.access === "agent" || policy.access === "install_token" || policy.access === "internal") throw unlistedMethod(procedure);
     if (principal.mustChangePassword) {
       throw new ConnectError("choose a new password first (AuthService.ChangePassword); the one you signed in with was temporary", Code.FailedPrecondition);
     }

@@ -2,6 +2,8 @@ import { create, type DescMethod, type DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
+import { EnrollmentService } from "../../gen/myosicam/agent/v1/enrollment_pb.js";
+import { InstallerService } from "../../gen/myosicam/install/v1/install_pb.js";
 import { AlertService } from "../../gen/myosicam/panel/v1/alert_pb.js";
 import { CommandService } from "../../gen/myosicam/panel/v1/command_pb.js";
 import { Role } from "../../gen/myosicam/panel/v1/common_pb.js";
@@ -135,6 +137,20 @@ test("a scoped operator sees only its servers: lists are filtered, and an id out
   // A new server must land inside the scope.
   assert.is(await refused(() => mine.addServer({ name: "scope-outside" })), "PermissionDenied");
   assert.is((await mine.addServer({ name: "scope-eu-2", tags: ["eu", "new"] })).server!.name, "scope-eu-2");
+});
+
+test("services internal to the panel (enrollment, the installer) are refused on the network, even to an owner", async () => {
+  const owner = await ownerApi(panel);
+  const enrollment = owner.client(EnrollmentService);
+  const err = await enrollment.issueInstallToken({ serverName: "sneaky", ttlSeconds: 600, createdBy: "x" }).catch((e: unknown) => ConnectError.from(e));
+  assert.is((err as ConnectError).code, Code.PermissionDenied);
+  assert.match((err as ConnectError).rawMessage, /internal to the panel/);
+  const installer = await owner
+    .client(InstallerService)
+    .startInstall({})
+    .catch((e: unknown) => ConnectError.from(e));
+  assert.is((installer as ConnectError).code, Code.PermissionDenied);
+  assert.is(await panel.db("servers").where({ name: "sneaky" }).first(), undefined);
 });
 
 test.run();

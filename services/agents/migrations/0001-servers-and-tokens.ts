@@ -74,7 +74,7 @@ export const serversAndTokens: Migration = {
   },
 };
 
-/** Who alert e-mails go to. Named to sort after crypto/0001, which creates `email_settings`. */
+/** Who alert e-mails go to. Named to sort after agents/0009, which creates `email_settings`. */
 export const alertRecipients: Migration = {
   name: "email/0001_alert_recipients",
   async up(db) {
