@@ -22,6 +22,8 @@ import { AlertService } from "../../gen/myosicam/panel/v1/alert_pb.js";
 import { createAlertService } from "./alert-service.js";
 import { EnrollmentService } from "../../gen/myosicam/agent/v1/enrollment_pb.js";
 import { createEnrollmentService } from "./enrollment-service.js";
+import { InstanceService } from "../../gen/myosicam/panel/v1/instance_pb.js";
+import { createInstanceService } from "./instance-service.js";
 import { sealedTables } from "./migrations/0009-sealed-tables.js";
 import { alertAcknowledgement } from "./migrations/0008-alert-acknowledgement.js";
 import { createServerService } from "./server-service.js";
@@ -67,6 +69,7 @@ export function agentsRoutes(deps: ServiceDeps) {
     router.service(ServerService, servers);
     router.service(CommandService, commands);
     router.service(AlertService, alerts);
+    router.service(InstanceService, createInstanceService({ db: deps.db }));
     // For other panel services in this process (the installer); refused on the network.
     router.service(EnrollmentService, createEnrollmentService({ db: deps.db }));
   };
@@ -76,7 +79,7 @@ export const agentsService: ServiceModule = {
   name: "agents",
   listener: "panel",
   database: "panel",
-  descriptors: [RegistrationService, AgentService, ServerService, CommandService, AlertService, EnrollmentService],
+  descriptors: [RegistrationService, AgentService, ServerService, CommandService, AlertService, InstanceService, EnrollmentService],
   migrations: [
     serversAndTokens,
     alertRecipients,

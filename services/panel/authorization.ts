@@ -4,6 +4,7 @@ import { AgentService } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import { EnrollmentService } from "../../gen/myosicam/agent/v1/enrollment_pb.js";
 import { InstallerService } from "../../gen/myosicam/install/v1/install_pb.js";
 import { InstallService } from "../../gen/myosicam/panel/v1/install_pb.js";
+import { InstanceService } from "../../gen/myosicam/panel/v1/instance_pb.js";
 import { AlertService } from "../../gen/myosicam/panel/v1/alert_pb.js";
 import { RegistrationService } from "../../gen/myosicam/agent/v1/registration_pb.js";
 import { ApiClientService } from "../../gen/myosicam/panel/v1/api_client_pb.js";
@@ -105,6 +106,9 @@ export const panelPolicies: Readonly<Record<string, Policy>> = {
   [`/${CommandService.typeName}/GetCommand`]: read("viewer", "servers"),
   [`/${CommandService.typeName}/WatchCommands`]: read("viewer", "servers"),
 
+  [`/${InstanceService.typeName}/ListInstances`]: read("viewer", "servers"),
+  [`/${InstanceService.typeName}/GetResourceHistory`]: read("viewer", "servers"),
+
   [`/${AlertService.typeName}/ListAlerts`]: read("viewer", "servers"),
   [`/${AlertService.typeName}/AcknowledgeAlerts`]: write("operator", "servers"),
   [`/${AlertService.typeName}/GetEmailSettings`]: read("admin", "fleet"),
@@ -134,6 +138,7 @@ export const operatorServices: readonly DescService[] = [
   CommandService,
   AlertService,
   InstallService,
+  InstanceService,
 ];
 
 const operatorTypeNames = new Set(operatorServices.map((s) => s.typeName));
