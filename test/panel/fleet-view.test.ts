@@ -93,7 +93,7 @@ test("instances with ports, WebIF endpoint and reachability, config summary and 
 test("resource history: raw readings for a short span, averaged buckets for a long one", async () => {
   const instanceId = (await owner.client(InstanceService).listInstances({ serverId })).instances[0]!.id;
   // Readings over the last two days, one an hour, for the host and the instance.
-  const hours = Array.from({ length: 48 }, (_, i) => new Date(Date.now() - (i + 1) * 3600_000));
+  const hours = Array.from({ length: 48 }, (_, i) => new Date(Date.now() - (i + 0.75) * 3600_000));
   await panel
     .db("host_resource_samples")
     .insert(
