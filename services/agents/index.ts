@@ -24,6 +24,10 @@ import { EnrollmentService } from "../../gen/myosicam/agent/v1/enrollment_pb.js"
 import { createEnrollmentService } from "./enrollment-service.js";
 import { InstanceService } from "../../gen/myosicam/panel/v1/instance_pb.js";
 import { createInstanceService } from "./instance-service.js";
+import { FleetService } from "../../gen/myosicam/panel/v1/fleet_pb.js";
+import { createFleetEventHub, fleetEventRetentionSeconds, purgeFleetEvents } from "./fleet-events.js";
+import { createFleetService } from "./fleet-service.js";
+import { fleetEvents } from "./migrations/0010-fleet-events.js";
 import { sealedTables } from "./migrations/0009-sealed-tables.js";
 import { alertAcknowledgement } from "./migrations/0008-alert-acknowledgement.js";
 import { createServerService } from "./server-service.js";
@@ -50,6 +54,8 @@ export function agentsRoutes(deps: ServiceDeps) {
   const registration = createRegistrationService({ db: deps.db, config: deps.config, crypto, currentUsage: deps.currentUsage, log: deps.log });
   const hub = createCommandHub(deps.dbUrl, deps.log);
   deps.onStop(() => hub.stop());
+  const fleetHub = createFleetEventHub(deps.db, deps.dbUrl, deps.log);
+  deps.onStop(() => fleetHub.stop());
   const results = createResultWriter(deps.db);
   deps.onStop(() => results.stop());
   const agent = createAgentService({ writer, intervalSeconds: deps.config.agentHeartbeatIntervalSeconds, db: deps.db, crypto, hub, results });
@@ -70,6 +76,7 @@ export function agentsRoutes(deps: ServiceDeps) {
     router.service(CommandService, commands);
     router.service(AlertService, alerts);
     router.service(InstanceService, createInstanceService({ db: deps.db }));
+    router.service(FleetService, createFleetService({ db: deps.db, hub: fleetHub }));
     // For other panel services in this process (the installer); refused on the network.
     router.service(EnrollmentService, createEnrollmentService({ db: deps.db }));
   };
@@ -79,7 +86,7 @@ export const agentsService: ServiceModule = {
   name: "agents",
   listener: "panel",
   database: "panel",
-  descriptors: [RegistrationService, AgentService, ServerService, CommandService, AlertService, InstanceService, EnrollmentService],
+  descriptors: [RegistrationService, AgentService, ServerService, CommandService, AlertService, InstanceService, FleetService, EnrollmentService],
   migrations: [
     serversAndTokens,
     alertRecipients,
@@ -91,6 +98,7 @@ export const agentsService: ServiceModule = {
     serverTags,
     alertAcknowledgement,
     sealedTables,
+    fleetEvents,
   ],
   // The agent tokens are sealed and opened by the key holder, in this process; the operator API's
   // authentication, authorization and audit are the panel service's, in this process too.
@@ -128,6 +136,13 @@ export const agentsService: ServiceModule = {
       cron: "* * * * *",
       async run(ctx) {
         await ctx.output(`${await expireCommands(deps.db)} commands expired`);
+      },
+    },
+    {
+      queue: "agents.fleet-event-retention",
+      cron: "7 * * * *",
+      async run(ctx) {
+        await ctx.output(`deleted ${await purgeFleetEvents(deps.db)} fleet events older than ${fleetEventRetentionSeconds / 3600} hours`);
       },
     },
     {

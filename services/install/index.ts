@@ -8,6 +8,7 @@ import type { ServiceDeps, ServiceModule } from "../lib/service-module.js";
 import { installJob, uninstallJob, type InstallDeps } from "./install-job.js";
 import { createInstallService } from "./install-service.js";
 import { savedServers } from "./migrations/0001-saved-servers.js";
+import { installJobEvents } from "./migrations/0002-install-job-events.js";
 import { createInstallerService } from "./service.js";
 
 /**
@@ -20,7 +21,7 @@ export const installService: ServiceModule = {
   listener: "panel",
   database: "panel",
   descriptors: [InstallerService, InstallService],
-  migrations: [savedServers],
+  migrations: [savedServers, installJobEvents],
   // Credentials are opened by the key holder; jobs and enrollment are asked in this process.
   requires: ["crypto", "jobs", "agents", "panel"],
   routes: (deps: ServiceDeps) => {

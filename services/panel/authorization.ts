@@ -5,6 +5,7 @@ import { EnrollmentService } from "../../gen/myosicam/agent/v1/enrollment_pb.js"
 import { InstallerService } from "../../gen/myosicam/install/v1/install_pb.js";
 import { InstallService } from "../../gen/myosicam/panel/v1/install_pb.js";
 import { InstanceService } from "../../gen/myosicam/panel/v1/instance_pb.js";
+import { FleetService } from "../../gen/myosicam/panel/v1/fleet_pb.js";
 import { AlertService } from "../../gen/myosicam/panel/v1/alert_pb.js";
 import { RegistrationService } from "../../gen/myosicam/agent/v1/registration_pb.js";
 import { ApiClientService } from "../../gen/myosicam/panel/v1/api_client_pb.js";
@@ -109,6 +110,9 @@ export const panelPolicies: Readonly<Record<string, Policy>> = {
   [`/${InstanceService.typeName}/ListInstances`]: read("viewer", "servers"),
   [`/${InstanceService.typeName}/GetResourceHistory`]: read("viewer", "servers"),
 
+  // Each event is filtered by the watcher's scope (and install jobs by role) in the handler.
+  [`/${FleetService.typeName}/WatchEvents`]: read("viewer", "servers"),
+
   [`/${AlertService.typeName}/ListAlerts`]: read("viewer", "servers"),
   [`/${AlertService.typeName}/AcknowledgeAlerts`]: write("operator", "servers"),
   [`/${AlertService.typeName}/GetEmailSettings`]: read("admin", "fleet"),
@@ -139,6 +143,7 @@ export const operatorServices: readonly DescService[] = [
   AlertService,
   InstallService,
   InstanceService,
+  FleetService,
 ];
 
 const operatorTypeNames = new Set(operatorServices.map((s) => s.typeName));

@@ -94,19 +94,17 @@ test("resource history: raw readings for a short span, averaged buckets for a lo
   const instanceId = (await owner.client(InstanceService).listInstances({ serverId })).instances[0]!.id;
   // Readings over the last two days, one an hour, for the host and the instance.
   const hours = Array.from({ length: 48 }, (_, i) => new Date(Date.now() - (i + 0.75) * 3600_000));
-  await panel
-    .db("host_resource_samples")
-    .insert(
-      hours.map((at, i) => ({
-        server_id: serverId,
-        at,
-        cpu_percent: i % 2 === 0 ? 10 : 30,
-        memory_used_mb: 100,
-        memory_total_mb: 200,
-        disk_used_mb: 50,
-        load_average: [1, 1, 1],
-      })),
-    );
+  await panel.db("host_resource_samples").insert(
+    hours.map((at, i) => ({
+      server_id: serverId,
+      at,
+      cpu_percent: i % 2 === 0 ? 10 : 30,
+      memory_used_mb: 100,
+      memory_total_mb: 200,
+      disk_used_mb: 50,
+      load_average: [1, 1, 1],
+    })),
+  );
   await panel.db("resource_samples").insert(hours.map((at) => ({ instance_id: instanceId, at, cpu_percent: 2, rss_mb: 20, disk_mb: 1 })));
   const instances = owner.client(InstanceService);
   const hour = await instances.getResourceHistory({ serverId, since: timestampFromDate(new Date(Date.now() - 30 * 60_000)) });

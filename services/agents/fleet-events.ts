@@ -1,0 +1,143 @@
+import pg from "pg";
+import type { Knex } from "../lib/db.js";
+import type { Logger } from "../lib/log.js";
+import { fleetEventChannel } from "./migrations/0010-fleet-events.js";
+
+/** A fleet event as stored, with the tags its server has now (for scope checks). */
+export interface FleetEventRow {
+  id: string;
+  at: Date;
+  kind: "server" | "instance" | "command" | "alert" | "install_job";
+  server_id: string | null;
+  data: Record<string, unknown>;
+  tags: string[] | null;
+}
+
+/** How long events are kept: the window a watcher can resume in. */
+export const fleetEventRetentionSeconds = 86400;
+
+export async function selectFleetEventsAfter(db: Knex, afterId: string, limit: number): Promise<FleetEventRow[]> {
+  return db("fleet_events as e")
+    .leftJoin("servers as s", "s.id", "e.server_id")
+    .where("e.id", ">", afterId)
+    .orderBy("e.id")
+    .limit(limit)
+    .select("e.id", "e.at", "e.kind", "e.server_id", "e.data", { tags: "s.tags" });
+}
+
+/** The newest event id (0 when there is none). */
+export async function selectLastFleetEventId(db: Knex): Promise<string> {
+  const row = await db("fleet_events").max<{ max: string | null }>("id as max").first();
+  return row?.max ?? "0";
+}
+
+/** The oldest event still kept, if any. */
+export async function selectOldestFleetEventId(db: Knex): Promise<string | undefined> {
+  const row = await db("fleet_events").min<{ min: string | null }>("id as min").first();
+  return row?.min ?? undefined;
+}
+
+export async function purgeFleetEvents(db: Knex, olderThanSeconds = fleetEventRetentionSeconds): Promise<number> {
+  return db("fleet_events")
+    .where("at", "<", db.raw("now() - make_interval(secs => ?)", [olderThanSeconds]))
+    .delete();
+}
+
+/** Largest batch read at once; a burst larger than this is read in several. */
+const batchSize = 2000;
+/** A lost notification (a reconnect) is caught up with at the latest after this long. */
+const pollIntervalMs = 5000;
+
+/**
+ * One LISTEN connection per process for every watcher of fleet events: a NOTIFY (or the poll that
+ * covers lost ones) triggers one read of the events after the last one read, shared by all
+ * watchers, which filter it each for their principal. Reads never overlap; notifications that
+ * arrive during one are folded into the next.
+ */
+export function createFleetEventHub(db: Knex, url: string, log: Logger) {
+  const subscribers = new Set<(rows: readonly FleetEventRow[]) => void>();
+  let last: Promise<string> | undefined;
+  let reading: Promise<void> | undefined;
+  let again = false;
+  let client: pg.Client | undefined;
+  let retry: NodeJS.Timeout | undefined;
+  let poll: NodeJS.Timeout | undefined;
+  let stopped = false;
+  let started = false;
+
+  const head = () => (last ??= selectLastFleetEventId(db));
+  const read = async () => {
+    let after = await head();
+    for (;;) {
+      const rows = await selectFleetEventsAfter(db, after, batchSize);
+      if (rows.length === 0) return;
+      after = rows.at(-1)!.id;
+      last = Promise.resolve(after);
+      for (const deliver of subscribers) deliver(rows);
+      if (rows.length < batchSize) return;
+    }
+  };
+  const schedule = () => {
+    if (stopped || subscribers.size === 0) return;
+    if (reading) {
+      again = true;
+      return;
+    }
+    reading = read()
+      .catch((err: unknown) => log.warn({ err }, "could not read fleet events; the next notification or poll tries again"))
+      .finally(() => {
+        reading = undefined;
+        if (again) {
+          again = false;
+          schedule();
+        }
+      });
+  };
+  const connect = async () => {
+    if (stopped) return;
+    const next = new pg.Client({ connectionString: url });
+    next.on("notification", schedule);
+    next.on("error", (err) => {
+      log.warn({ err: err.message }, "fleet event notifications lost their connection; reconnecting");
+      next.end().catch(() => {});
+      if (client === next) client = undefined;
+      if (!stopped) retry = setTimeout(() => void connect(), 1000);
+    });
+    try {
+      await next.connect();
+      await next.query(`listen ${fleetEventChannel}`);
+      client = next;
+      schedule();
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, "cannot listen for fleet events yet; retrying");
+      await next.end().catch(() => {});
+      if (!stopped) retry = setTimeout(() => void connect(), 1000);
+    }
+  };
+
+  return {
+    /** The id of the newest event read (or in the table, before the first read). */
+    head,
+    /** Delivers every new event to `deliver`, in order, until the returned function is called. */
+    subscribe(deliver: (rows: readonly FleetEventRow[]) => void): () => void {
+      if (!started) {
+        started = true;
+        void connect();
+      }
+      poll ??= setInterval(schedule, pollIntervalMs).unref();
+      subscribers.add(deliver);
+      return () => {
+        subscribers.delete(deliver);
+      };
+    },
+    async stop() {
+      stopped = true;
+      if (retry) clearTimeout(retry);
+      if (poll) clearInterval(poll);
+      await reading;
+      await client?.end().catch(() => {});
+    },
+  };
+}
+
+export type FleetEventHub = ReturnType<typeof createFleetEventHub>;
