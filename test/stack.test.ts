@@ -69,13 +69,9 @@ test("it prints one JSON object with both URLs, the fingerprint and the data dir
   assert.is(report.status, "running");
   assert.match(report.listeners.panel.url, /^https:\/\/127\.0\.0\.1:\d+$/);
   assert.match(report.listeners.admin.url, /^https:\/\/127\.0\.0\.1:\d+$/);
-  assert.equal(report.listeners.panel.services, ["agents", "panel"]);
+  assert.equal(report.listeners.panel.services, ["agents", "install", "panel"]);
   assert.equal(report.listeners.admin.services, ["admin"]);
-  assert.equal(
-    report.inProcessServices,
-    ["crypto", "jobs", "licensing", "install"],
-    "the key holder, the job service, the license check and the installer are on no port",
-  );
+  assert.equal(report.inProcessServices, ["crypto", "jobs", "licensing"], "the key holder, the job service and the license check are on no port");
   assert.equal(report.generatedSettings, ["PANEL_ENCRYPTION_KEY", "ADMIN_ENCRYPTION_KEY", "PANEL_CALLER_SECRET", "PANEL_LICENSE_KEY"]);
   assert.match(report.tls.fingerprint, /^sha256:[0-9a-f]{64}$/);
   assert.is(report.tls.source, "self-signed (new)");

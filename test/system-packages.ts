@@ -3,7 +3,7 @@
  * missing, and installing them with apt-get when this runs as root on a machine that has it.
  */
 import { spawnSync } from "node:child_process";
-import { accessSync, constants, readFileSync } from "node:fs";
+import { accessSync, constants, existsSync, readFileSync } from "node:fs";
 import { delimiter, join } from "node:path";
 
 export interface SystemTool {
@@ -35,7 +35,10 @@ export function hasCommand(command: string, path = process.env.PATH ?? ""): bool
   });
 }
 
-const missingPackages = (tools: readonly SystemTool[]) => [...new Set(tools.filter((t) => !hasCommand(t.command)).map((t) => t.debianPackage))];
+/** Whether a tool is there: an absolute path names a file its package installs (a library, a module). */
+const present = (t: SystemTool) => (t.command.startsWith("/") ? existsSync(t.command) : hasCommand(t.command));
+
+const missingPackages = (tools: readonly SystemTool[]) => [...new Set(tools.filter((t) => !present(t)).map((t) => t.debianPackage))];
 
 /**
  * Installs what is missing when running as root with apt-get; answers undefined when everything is

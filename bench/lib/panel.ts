@@ -1,5 +1,5 @@
 /**
- * What the panel benchmarks share: a panel (crypto, jobs and agents in this process) on an
+ * What the panel benchmarks share: a panel (crypto, jobs, agents and the operator API in this process) on an
  * embedded PostgreSQL in a temporary directory with an unlimited license, and simulated agents
  * enrolled through the real RegistrationService, each with its own signed HTTP/2 TLS connection.
  */
@@ -27,6 +27,8 @@ export const benchLog = createLogger({ level: "silent" });
 
 export interface BenchPanel {
   host: Host;
+  /** The data directory (the owner's CLI credential is in it). */
+  dataDir: string;
   db: Knex;
   url: string;
   ca: string;
@@ -60,6 +62,7 @@ export async function startBenchPanel(extra: ServiceModule[] = []): Promise<Benc
   );
   return {
     host,
+    dataDir: root,
     db,
     url: host.listeners[0]!.url,
     ca: host.tls.cert,

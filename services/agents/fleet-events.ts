@@ -45,6 +45,8 @@ export async function purgeFleetEvents(db: Knex, olderThanSeconds = fleetEventRe
 
 /** Largest batch read at once; a burst larger than this is read in several. */
 const batchSize = 2000;
+/** How long a notification waits for the ones right behind it before the read. */
+export const gatherMs = 5;
 /** A lost notification (a reconnect) is caught up with at the latest after this long. */
 const pollIntervalMs = 5000;
 
@@ -83,7 +85,10 @@ export function createFleetEventHub(db: Knex, url: string, log: Logger) {
       again = true;
       return;
     }
-    reading = read()
+    // A short window gathers a burst (a fan-out's thousand commands, a sync's instances) into one
+    // read and one message per watcher, instead of one per notification; a lone event waits it out.
+    reading = new Promise<void>((resolve) => setTimeout(resolve, gatherMs))
+      .then(read)
       .catch((err: unknown) => log.warn({ err }, "could not read fleet events; the next notification or poll tries again"))
       .finally(() => {
         reading = undefined;

@@ -1,7 +1,14 @@
-import type { MessageInitShape } from "@bufbuild/protobuf";
+import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
-import type { FleetEventSchema, FleetService, WatchEventsResponseSchema } from "../../gen/myosicam/panel/v1/fleet_pb.js";
+import {
+  FleetEventSchema,
+  WatchEventsResponseSchema,
+  type FleetEvent,
+  type FleetService,
+  type WatchEventsResponse,
+} from "../../gen/myosicam/panel/v1/fleet_pb.js";
 import type { Knex } from "../lib/db.js";
 import { isScoped, principalOf, roleAtLeast, scopeIncludes, type Principal } from "../lib/principal.js";
 import { selectFleetEventsAfter, selectOldestFleetEventId, type FleetEventHub, type FleetEventRow } from "./fleet-events.js";
@@ -62,7 +69,41 @@ export function fleetEventMessage(row: FleetEventRow): MessageInitShape<typeof F
   }
 }
 
-type Response = MessageInitShape<typeof WatchEventsResponseSchema>;
+type Response = MessageInitShape<typeof WatchEventsResponseSchema> | WatchEventsResponse;
+
+// Every watcher gets the same rows from the hub: each row becomes a message once, not once per
+// watcher (200 open pages and a burst of 1,000 events would otherwise build 200,000 messages).
+const built = new WeakMap<FleetEventRow, FleetEvent>();
+const messageOf = (row: FleetEventRow): FleetEvent => {
+  let message = built.get(row);
+  if (!message) built.set(row, (message = create(FleetEventSchema, fleetEventMessage(row))));
+  return message;
+};
+
+/** `events` (field 1) of WatchEventsResponse: the field's length-delimited bytes of one event. */
+const eventsFieldNo = WatchEventsResponseSchema.field.events.number;
+const encoded = new WeakMap<FleetEventRow, Uint8Array>();
+const encodedOf = (row: FleetEventRow): Uint8Array => {
+  let bytes = encoded.get(row);
+  if (!bytes) encoded.set(row, (bytes = new BinaryWriter().bytes(toBinary(FleetEventSchema, messageOf(row))).finish()));
+  return bytes;
+};
+
+/**
+ * A response for a binary client (Connect proto, gRPC, gRPC-Web): each event's bytes are made
+ * once and reused by every watcher, carried as the raw occurrences of field 1 (what `events`
+ * is on the wire: a repeated field is its occurrences, wherever they stand). Serializing the
+ * response copies them instead of encoding 1,000 events again for each of 200 watchers; a
+ * client decodes them as `events` like any other. JSON clients get the events as fields.
+ */
+function binaryResponse(rows: readonly FleetEventRow[], cursor: bigint, reset = false): WatchEventsResponse {
+  const response = create(WatchEventsResponseSchema, { cursor, reset });
+  response.$unknown = rows.map((row) => ({ no: eventsFieldNo, wireType: WireType.LengthDelimited, data: encodedOf(row) }));
+  return response;
+}
+
+/** Whether the call's messages travel as protobuf binary (then `binaryResponse` applies). */
+const binaryCodec = (contentType: string | null) => /^application\/(connect\+proto|grpc(-web)?(\+proto)?)(;|$)/.test(contentType ?? "");
 
 /** Handlers of `myosicam.panel.v1.FleetService`. */
 export function createFleetService(deps: { db: Knex; hub: FleetEventHub; keepaliveMs?: number }): ServiceImpl<typeof FleetService> {
@@ -70,6 +111,9 @@ export function createFleetService(deps: { db: Knex; hub: FleetEventHub; keepali
   return {
     async *watchEvents(req, ctx): AsyncGenerator<Response> {
       const principal = principalOf(ctx);
+      const binary = binaryCodec(ctx.requestHeader.get("content-type"));
+      const respond = (rows: readonly FleetEventRow[], cursor: bigint): Response =>
+        binary ? binaryResponse(rows, cursor) : { events: rows.map(messageOf), cursor };
       // Subscribed first, so nothing that happens during the replay is missed; what both the
       // replay and the live feed deliver is sent once (by id).
       const live: FleetEventRow[] = [];
@@ -97,9 +141,9 @@ export function createFleetService(deps: { db: Knex; hub: FleetEventHub; keepali
             const rows = await selectFleetEventsAfter(deps.db, String(cursor), 1000);
             if (rows.length === 0) break;
             cursor = BigInt(rows.at(-1)!.id);
-            const events = rows.filter((r) => eventVisible(principal, r)).map(fleetEventMessage);
-            if (events.length > 0 || !sentFirst) {
-              yield { events, cursor };
+            const visible = rows.filter((r) => eventVisible(principal, r));
+            if (visible.length > 0 || !sentFirst) {
+              yield respond(visible, cursor);
               sentFirst = true;
             }
             if (rows.length < 1000) break;
@@ -112,7 +156,7 @@ export function createFleetService(deps: { db: Knex; hub: FleetEventHub; keepali
           const next = seen > cursor ? seen : cursor;
           if (fresh.length > 0 || next > cursor) {
             cursor = next;
-            if (fresh.length > 0) yield { events: fresh.map(fleetEventMessage), cursor };
+            if (fresh.length > 0) yield respond(fresh, cursor);
             continue;
           }
           const outcome = await new Promise<"event" | "keepalive">((resolve) => {

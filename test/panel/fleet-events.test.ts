@@ -7,7 +7,20 @@ import { CommandService } from "../../gen/myosicam/panel/v1/command_pb.js";
 import { Role } from "../../gen/myosicam/panel/v1/common_pb.js";
 import { FleetService, type FleetEvent, type WatchEventsResponse } from "../../gen/myosicam/panel/v1/fleet_pb.js";
 import { ServerService } from "../../gen/myosicam/panel/v1/server_pb.js";
-import { apiClientWith, ownerApi, type OperatorApi } from "../helpers/operator-api.js";
+import { toJson } from "@bufbuild/protobuf";
+import { AuthService } from "../../gen/myosicam/panel/v1/auth_pb.js";
+import { FleetEventSchema } from "../../gen/myosicam/panel/v1/fleet_pb.js";
+import { apiClientWith, ownerApi, sessionApi, type OperatorApi } from "../helpers/operator-api.js";
+
+/** Gives the owner a known password (the first start's one is printed, not kept). */
+async function ownerPassword(): Promise<string> {
+  const { hashPassword } = await import("../../services/lib/passwords.js");
+  await panel
+    .db("operators")
+    .where({ email: "owner@localhost" })
+    .update({ password_hash: await hashPassword("owner-test-password"), temporary_login: false });
+  return "owner-test-password";
+}
 import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
 
 const test = suite("FleetService.WatchEvents: live fleet changes per scope, resumable across a panel restart");
@@ -124,6 +137,22 @@ test("a server's status, a command's progress and an instance's runtime reach a 
   );
   assert.is(new Set(ids).size, ids.length, "each once");
   await watcher.stop();
+});
+
+test("a browser's JSON stream and a binary one carry the same events", async () => {
+  const owner = await ownerApi(panel);
+  const binary = watch(owner);
+  const browser = sessionApi(panel);
+  await browser.client(AuthService).login({ email: "owner@localhost", password: await ownerPassword() });
+  const json = watch(browser);
+  await Promise.all([binary.first(), json.first()]);
+  const { server } = await owner.client(ServerService).addServer({ name: "both-codecs", tags: ["x"] });
+  const a = await binary.until("the server in binary", (e) => e.serverId === server!.id);
+  const b = await json.until("the server in JSON", (e) => e.serverId === server!.id);
+  assert.equal(toJson(FleetEventSchema, a), toJson(FleetEventSchema, b));
+  assert.equal(a.change.case === "server" && a.change.value.tags, ["x"]);
+  await binary.stop();
+  await json.stop();
 });
 
 test("a scoped watcher sees only its servers' events", async () => {

@@ -53,6 +53,8 @@ export interface SignedTransportOptions {
   defaultTimeoutMs?: number;
   /** Client interceptors (e.g. translating errors into words for a person). */
   interceptors?: Interceptor[];
+  /** Whether responses may come gzip-compressed (default true). */
+  acceptCompression?: boolean;
 }
 
 /** A Connect transport whose every call is HMAC-signed: what services and agents use to call out. */
@@ -81,7 +83,7 @@ export function createSignedTransport(options: SignedTransportOptions): Transpor
     httpClient: createSigningHttpClient(inner, credentials, options.nowSeconds),
     useBinaryFormat: true,
     interceptors: options.interceptors ?? [],
-    acceptCompression: [compressionGzip],
+    acceptCompression: options.acceptCompression === false ? [] : [compressionGzip],
     sendCompression: null,
     compressMinBytes: 1024,
     readMaxBytes: 0xffffffff,
