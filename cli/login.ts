@@ -8,9 +8,36 @@ import { AuthService } from "../gen/myosicam/panel/v1/auth_pb.js";
 import { userCredentialFile, writeCliCredential } from "../services/lib/cli-credential.js";
 import { fetchPinnedCertificate, fingerprintOf, pinPattern } from "../services/lib/pinned-certificate.js";
 import { X509Certificate } from "node:crypto";
+import { isIP } from "node:net";
+import { connect as tlsConnect } from "node:tls";
 import { printJson } from "./context.js";
 import { roleName, scopeText } from "./operators.js";
 import { readPassword } from "./stdin.js";
+
+/** The certificate of a panel whose certificate this machine's trust store accepts. */
+function fetchTrustedCertificate(url: URL): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({
+      host: url.hostname,
+      port: Number(url.port || 443),
+      servername: isIP(url.hostname) ? undefined : url.hostname,
+      minVersion: "TLSv1.3",
+    });
+    socket.setTimeout(15_000, () => socket.destroy(new Error("no TLS answer within 15 s")));
+    socket.once("secureConnect", () => {
+      const raw = socket.getPeerCertificate().raw;
+      socket.end();
+      resolve(new X509Certificate(raw).toString());
+    });
+    socket.once("error", (err: NodeJS.ErrnoException) =>
+      reject(
+        /self.signed|unable to verify|certificate/i.test(err.message)
+          ? new Error(`its certificate is not one this machine trusts (${err.message}); pass --fingerprint sha256:… as \`npm start\` printed it`)
+          : err,
+      ),
+    );
+  });
+}
 
 /**
  * `login --panel URL --email …`: signs in once with the operator's password, creates an API
@@ -18,7 +45,7 @@ import { readPassword } from "./stdin.js";
  * ~/.config/myosicam/credentials.json (0600; MYOSICAM_CREDENTIALS names another file), and signs
  * out. Every later command signs its requests with it; no password or session is kept.
  */
-export async function loginCommand(options: { panel: string; email: string; fingerprint: string; json: boolean }): Promise<void> {
+export async function loginCommand(options: { panel: string; email: string; fingerprint?: string; json: boolean }): Promise<void> {
   let url: URL;
   try {
     url = new URL(options.panel);
@@ -26,12 +53,16 @@ export async function loginCommand(options: { panel: string; email: string; fing
     throw new ConnectError(`--panel must be the panel's URL, e.g. https://panel.example.com:8443 (got "${options.panel}")`, Code.InvalidArgument);
   }
   if (url.protocol !== "https:") throw new ConnectError("--panel must start with https://", Code.InvalidArgument);
-  if (!pinPattern.test(options.fingerprint)) {
+  if (options.fingerprint !== undefined && !pinPattern.test(options.fingerprint)) {
     throw new ConnectError("--fingerprint is the panel certificate's SHA-256 as `npm start` prints it: sha256:<64 hex>", Code.InvalidArgument);
   }
-  const certificate = await fetchPinnedCertificate(url.origin, options.fingerprint).catch((err: Error) => {
-    throw new ConnectError(`cannot reach ${url.origin}: ${err.message}`, Code.Unavailable);
-  });
+  // With a fingerprint, the certificate it names; without, one this machine already trusts (a
+  // panel with a real certificate). Either way it is stored and pinned from then on.
+  const certificate = await (options.fingerprint ? fetchPinnedCertificate(url.origin, options.fingerprint) : fetchTrustedCertificate(url)).catch(
+    (err: Error) => {
+      throw new ConnectError(`cannot reach ${url.origin}: ${err.message}`, Code.Unavailable);
+    },
+  );
   const pin = fingerprintOf(new X509Certificate(certificate).raw);
   let cookie: string | undefined;
   // A browser-like session for this one exchange: the cookie, and the panel's own Origin.

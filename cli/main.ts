@@ -426,9 +426,9 @@ program
   .description("sign in to a panel from this machine: stores an API client credential in ~/.config/myosicam (0600)")
   .requiredOption("--panel <url>", "the panel, e.g. https://panel.example.com:8443")
   .requiredOption("--email <address>", "your operator e-mail")
-  .requiredOption("--fingerprint <sha256:hex>", "the panel certificate's SHA-256, as `npm start` printed it")
+  .option("--fingerprint <sha256:hex>", "the panel certificate's SHA-256, as `npm start` printed it (needed unless this machine trusts its certificate)")
   .addOption(json())
-  .action((opts: { panel: string; email: string; fingerprint: string; json?: boolean }) => loginCommand({ ...opts, json: Boolean(opts.json) }));
+  .action((opts: { panel: string; email: string; fingerprint?: string; json?: boolean }) => loginCommand({ ...opts, json: Boolean(opts.json) }));
 
 program
   .command("whoami")

@@ -3,10 +3,10 @@ import { create, fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { createValidator } from "@bufbuild/protovalidate";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
-import pg from "pg";
 import { ApplyAccountsSchema, ApplyConfigSchema, CommandKind, CommandSchema, type Command } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import type { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
 import { createBatcher } from "../lib/batcher.js";
+import { createPgListener } from "../lib/pg-listener.js";
 import type { Knex } from "../lib/db.js";
 import type { Logger } from "../lib/log.js";
 
@@ -319,40 +319,26 @@ export function createResultWriter(db: Knex) {
  */
 export function createCommandHub(url: string, log: Logger) {
   const waiting = new Map<string, Set<() => void>>();
-  let client: pg.Client | undefined;
-  let stopped = false;
-  let retry: NodeJS.Timeout | undefined;
-  const connect = async () => {
-    if (stopped) return;
-    const next = new pg.Client({ connectionString: url });
-    next.on("notification", (n) => {
-      for (const wake of waiting.get(n.payload ?? "") ?? []) wake();
-    });
-    next.on("error", (err) => {
-      log.warn({ err: err.message }, "command notifications lost their connection; reconnecting");
-      next.end().catch(() => {});
-      if (client === next) client = undefined;
-      if (!stopped) retry = setTimeout(() => void connect(), 1000);
-    });
-    try {
-      await next.connect();
-      await next.query(`listen ${commandChannel}`);
-      client = next;
-      // Whatever was announced while not listening: wake everyone to look.
+  const listener = createPgListener({
+    url,
+    channel: commandChannel,
+    log,
+    what: "command notifications",
+    onNotify: (serverId) => {
+      for (const wake of waiting.get(serverId) ?? []) wake();
+    },
+    // Whatever was announced while not listening: wake everyone to look.
+    onConnect: () => {
       for (const set of waiting.values()) for (const wake of set) wake();
-    } catch (err) {
-      log.warn({ err: (err as Error).message }, "cannot listen for commands yet; retrying");
-      await next.end().catch(() => {});
-      if (!stopped) retry = setTimeout(() => void connect(), 1000);
-    }
-  };
+    },
+  });
   let started = false;
   return {
     /** Registers a stream's wake-up; answers the function that unregisters it. */
     subscribe(serverId: string, wake: () => void): () => void {
       if (!started) {
         started = true;
-        void connect();
+        listener.start();
       }
       const set = waiting.get(serverId) ?? waiting.set(serverId, new Set()).get(serverId)!;
       set.add(wake);
@@ -361,10 +347,6 @@ export function createCommandHub(url: string, log: Logger) {
         if (set.size === 0) waiting.delete(serverId);
       };
     },
-    async stop() {
-      stopped = true;
-      if (retry) clearTimeout(retry);
-      await client?.end().catch(() => {});
-    },
+    stop: () => listener.stop(),
   };
 }

@@ -1,4 +1,4 @@
-import pg from "pg";
+import { createPgListener } from "../lib/pg-listener.js";
 import type { Knex } from "../lib/db.js";
 import type { Logger } from "../lib/log.js";
 import { fleetEventChannel } from "./migrations/0010-fleet-events.js";
@@ -61,8 +61,6 @@ export function createFleetEventHub(db: Knex, url: string, log: Logger) {
   let last: Promise<string> | undefined;
   let reading: Promise<void> | undefined;
   let again = false;
-  let client: pg.Client | undefined;
-  let retry: NodeJS.Timeout | undefined;
   let poll: NodeJS.Timeout | undefined;
   let stopped = false;
   let started = false;
@@ -98,27 +96,7 @@ export function createFleetEventHub(db: Knex, url: string, log: Logger) {
         }
       });
   };
-  const connect = async () => {
-    if (stopped) return;
-    const next = new pg.Client({ connectionString: url });
-    next.on("notification", schedule);
-    next.on("error", (err) => {
-      log.warn({ err: err.message }, "fleet event notifications lost their connection; reconnecting");
-      next.end().catch(() => {});
-      if (client === next) client = undefined;
-      if (!stopped) retry = setTimeout(() => void connect(), 1000);
-    });
-    try {
-      await next.connect();
-      await next.query(`listen ${fleetEventChannel}`);
-      client = next;
-      schedule();
-    } catch (err) {
-      log.warn({ err: (err as Error).message }, "cannot listen for fleet events yet; retrying");
-      await next.end().catch(() => {});
-      if (!stopped) retry = setTimeout(() => void connect(), 1000);
-    }
-  };
+  const listener = createPgListener({ url, channel: fleetEventChannel, log, what: "fleet event notifications", onNotify: schedule, onConnect: schedule });
 
   return {
     /** The id of the newest event read (or in the table, before the first read). */
@@ -127,7 +105,7 @@ export function createFleetEventHub(db: Knex, url: string, log: Logger) {
     subscribe(deliver: (rows: readonly FleetEventRow[]) => void): () => void {
       if (!started) {
         started = true;
-        void connect();
+        listener.start();
       }
       poll ??= setInterval(schedule, pollIntervalMs).unref();
       subscribers.add(deliver);
@@ -137,10 +115,9 @@ export function createFleetEventHub(db: Knex, url: string, log: Logger) {
     },
     async stop() {
       stopped = true;
-      if (retry) clearTimeout(retry);
       if (poll) clearInterval(poll);
       await reading;
-      await client?.end().catch(() => {});
+      await listener.stop();
     },
   };
 }

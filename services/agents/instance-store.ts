@@ -61,64 +61,44 @@ export interface ReadingPoint {
   samples: number;
 }
 
-const span = (query: Knex.QueryBuilder, since: Date, until: Date) => query.where("at", ">=", since).where("at", "<", until);
+/** Where a series comes from: its table, whose rows, and the expression of each figure. */
+interface SeriesSource {
+  table: string;
+  where: Record<string, string>;
+  figures: Record<"cpu_percent" | "memory_mb" | "memory_total_mb" | "disk_mb" | "load1", string>;
+}
 
-/** Host readings of a server in [since, until): raw when `bucketSeconds` is 0, else averaged per bucket. */
-export async function selectHostSeries(db: Knex, serverId: string, since: Date, until: Date, bucketSeconds: number): Promise<ReadingPoint[]> {
-  const base = span(db("host_resource_samples").where({ server_id: serverId }), since, until);
+/** Readings in [since, until): raw when `bucketSeconds` is 0, else averaged per bucket from `since`. */
+async function selectSeries(db: Knex, source: SeriesSource, since: Date, until: Date, bucketSeconds: number): Promise<ReadingPoint[]> {
+  const query = db(source.table).where(source.where).where("at", ">=", since).where("at", "<", until);
+  const figures = Object.entries(source.figures);
   if (bucketSeconds === 0) {
-    return base
-      .orderBy("at")
-      .select(
-        "at",
-        "cpu_percent",
-        { memory_mb: "memory_used_mb" },
-        "memory_total_mb",
-        { disk_mb: "disk_used_mb" },
-        db.raw("coalesce(load_average[1], 0) as load1"),
-        db.raw("1 as samples"),
-      );
+    return query.orderBy("at").select("at", ...figures.map(([name, expr]) => db.raw(`${expr} as ${name}`)), db.raw("1 as samples"));
   }
-  return base
+  return query
     .groupByRaw("1")
     .orderByRaw("1")
     .select(
       db.raw("date_bin(make_interval(secs => ?), at, ?::timestamptz) as at", [bucketSeconds, since]),
-      db.raw("avg(cpu_percent) as cpu_percent"),
-      db.raw("avg(memory_used_mb) as memory_mb"),
-      db.raw("avg(memory_total_mb) as memory_total_mb"),
-      db.raw("avg(disk_used_mb) as disk_mb"),
-      db.raw("avg(coalesce(load_average[1], 0)) as load1"),
+      ...figures.map(([name, expr]) => db.raw(`avg(${expr}) as ${name}`)),
       db.raw("count(*)::int as samples"),
     );
 }
 
-/** An instance's readings in [since, until), raw or averaged per bucket. */
-export async function selectInstanceSeries(db: Knex, instanceId: string, since: Date, until: Date, bucketSeconds: number): Promise<ReadingPoint[]> {
-  const base = span(db("resource_samples").where({ instance_id: instanceId }), since, until);
-  if (bucketSeconds === 0) {
-    return base
-      .orderBy("at")
-      .select(
-        "at",
-        "cpu_percent",
-        { memory_mb: "rss_mb" },
-        db.raw("0 as memory_total_mb"),
-        { disk_mb: "disk_mb" },
-        db.raw("0 as load1"),
-        db.raw("1 as samples"),
-      );
-  }
-  return base
-    .groupByRaw("1")
-    .orderByRaw("1")
-    .select(
-      db.raw("date_bin(make_interval(secs => ?), at, ?::timestamptz) as at", [bucketSeconds, since]),
-      db.raw("avg(cpu_percent) as cpu_percent"),
-      db.raw("avg(rss_mb) as memory_mb"),
-      db.raw("0 as memory_total_mb"),
-      db.raw("avg(disk_mb) as disk_mb"),
-      db.raw("0 as load1"),
-      db.raw("count(*)::int as samples"),
-    );
+/** Host readings of a server. */
+export function selectHostSeries(db: Knex, serverId: string, since: Date, until: Date, bucketSeconds: number): Promise<ReadingPoint[]> {
+  const figures = {
+    cpu_percent: "cpu_percent",
+    memory_mb: "memory_used_mb",
+    memory_total_mb: "memory_total_mb",
+    disk_mb: "disk_used_mb",
+    load1: "coalesce(load_average[1], 0)",
+  };
+  return selectSeries(db, { table: "host_resource_samples", where: { server_id: serverId }, figures }, since, until, bucketSeconds);
+}
+
+/** An instance's readings (no total memory or load: those are the host's). */
+export function selectInstanceSeries(db: Knex, instanceId: string, since: Date, until: Date, bucketSeconds: number): Promise<ReadingPoint[]> {
+  const figures = { cpu_percent: "cpu_percent", memory_mb: "rss_mb", memory_total_mb: "0", disk_mb: "disk_mb", load1: "0" };
+  return selectSeries(db, { table: "resource_samples", where: { instance_id: instanceId }, figures }, since, until, bucketSeconds);
 }

@@ -23,6 +23,9 @@ export const secretFieldNames = [
   "encryptionKeyHex",
   "x-signature",
   "set-cookie",
+  "oneTimePassword",
+  "currentPassword",
+  "newPassword",
 ] as const;
 
 /** pino redaction paths built from `secretFieldNames`. */

@@ -1,6 +1,6 @@
 import { X509Certificate } from "node:crypto";
 import type { DescService } from "@bufbuild/protobuf";
-import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { ApiClientService } from "../../gen/myosicam/panel/v1/api_client_pb.js";
 import { AuthService } from "../../gen/myosicam/panel/v1/auth_pb.js";
@@ -80,3 +80,13 @@ export async function operatorSession(
 
 /** SHA-256 fingerprint of the panel's certificate, as `npm start` prints it. */
 export const panelFingerprint = (panel: PanelHost) => `sha256:${new X509Certificate(panel.ca).fingerprint256.replaceAll(":", "").toLowerCase()}`;
+
+/** "ok", or the name of the code the call was refused with (e.g. "NotFound"). */
+export async function codeOf(fn: () => Promise<unknown>): Promise<string> {
+  try {
+    await fn();
+    return "ok";
+  } catch (err) {
+    return Code[ConnectError.from(err).code];
+  }
+}

@@ -6,7 +6,7 @@ import { AuthService } from "../../gen/myosicam/panel/v1/auth_pb.js";
 import { PrincipalKind, Role } from "../../gen/myosicam/panel/v1/common_pb.js";
 import { OperatorService } from "../../gen/myosicam/panel/v1/operator_pb.js";
 import { ServerService } from "../../gen/myosicam/panel/v1/server_pb.js";
-import { apiClientWith, operatorSession, ownerApi, signedApi } from "../helpers/operator-api.js";
+import { codeOf, apiClientWith, operatorSession, ownerApi, signedApi } from "../helpers/operator-api.js";
 import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
 
 const test = suite("API clients: HMAC-signed calls to the operator API, revocation, rotation with overlap, and whom they act for");
@@ -16,15 +16,6 @@ test.before(async () => {
   panel = await startPanelHost("api_clients");
 });
 test.after(() => panel.stop());
-
-const codeOf = async (fn: () => Promise<unknown>) => {
-  try {
-    await fn();
-    return "ok";
-  } catch (err) {
-    return Code[ConnectError.from(err).code];
-  }
-};
 
 test("a client signs its calls with its secret; the secret is shown once and stored sealed", async () => {
   const ci = await apiClientWith(panel, "ci-pipeline", Role.OPERATOR, { tags: ["ci"] });
@@ -107,6 +98,19 @@ test("a client acts for its operator: capped at their new role when demoted, rev
   assert.is(await codeOf(() => api.client(OperatorService).listOperators({})), "PermissionDenied");
   await owner.setOperatorDisabled({ operatorId: paul.id, disabled: true });
   assert.is(await codeOf(() => api.client(AuthService).whoAmI({})), "Unauthenticated");
+});
+
+test("no log line holds an API client's secret or a signature", async () => {
+  const ci = await apiClientWith(panel, "ci-logs", Role.VIEWER);
+  await ci.client(AuthService).whoAmI({});
+  await signedApi(panel, ci.clientId, "f".repeat(64))
+    .client(AuthService)
+    .whoAmI({})
+    .catch(() => {});
+  const logs = panel.logs.text();
+  assert.ok(logs.includes(ci.clientId), "the logs name the client");
+  assert.not.ok(logs.includes(ci.secret), "its secret");
+  assert.not.ok(/"x-signature"\s*:\s*"[0-9a-f]{64}"/.test(logs), "a signature");
 });
 
 test.run();

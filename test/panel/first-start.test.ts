@@ -79,8 +79,10 @@ test("the local CLI's credential is in the data directory, owner-only, and the C
   assert.is(token.code, 0, token.stderr);
 });
 
-test("the owner signs in with the printed password and must choose a new one", async () => {
-  const auth = createClient(
+/** AuthService as the console calls it: the panel's Origin, and the session cookie it was given. */
+function consoleAuth() {
+  let cookie: string | undefined;
+  return createClient(
     AuthService,
     createConnectTransport({
       baseUrl: panelUrl,
@@ -89,11 +91,18 @@ test("the owner signs in with the printed password and must choose a new one", a
       interceptors: [
         (next) => async (req) => {
           req.header.set("origin", panelUrl);
-          return next(req);
+          if (cookie) req.header.set("cookie", cookie);
+          const res = await next(req);
+          cookie = res.header.get("set-cookie")?.split(";")[0] ?? cookie;
+          return res;
         },
       ],
     }),
   );
+}
+
+test("the owner signs in with the printed password and must choose a new one", async () => {
+  const auth = consoleAuth();
   const { identity } = await auth.login({ email: "owner@localhost", password: firstPassword });
   assert.ok(identity!.mustChangePassword);
 });
@@ -110,29 +119,14 @@ test("operator reset-password on the panel host is the way back in; `login` from
   assert.match(refused.stderr, /one-time password: sign in to the console once and choose a new one/);
 
   // Choose a password as the console would, then log in from "another machine".
-  const session: string[] = [];
-  const auth = createClient(
-    AuthService,
-    createConnectTransport({
-      baseUrl: panelUrl,
-      httpVersion: "2",
-      nodeOptions: { ca },
-      interceptors: [
-        (next) => async (req) => {
-          req.header.set("origin", panelUrl);
-          if (session[0]) req.header.set("cookie", session[0]);
-          const res = await next(req);
-          const set = res.header.get("set-cookie");
-          if (set) session[0] = set.split(";")[0]!;
-          return res;
-        },
-      ],
-    }),
-  );
+  const auth = consoleAuth();
   await auth.login({ email: "owner@localhost", password: "recovered-password-1" });
   await auth.changePassword({ currentPassword: "recovered-password-1", newPassword: "my-own-password-2" });
 
   const remote = cliWith(() => ({ ...env(), MYOSICAM_DATA_DIR: join(dir.path, "elsewhere"), MYOSICAM_CREDENTIALS: credentials }));
+  const untrusted = await remote(["login", "--panel", panelUrl, "--email", "owner@localhost"], "my-own-password-2");
+  assert.is(untrusted.code, 1);
+  assert.match(untrusted.stderr, /not one this machine trusts .*pass --fingerprint/);
   const wrongPin = await remote(["login", "--panel", panelUrl, "--email", "owner@localhost", "--fingerprint", `sha256:${"0".repeat(64)}`], "my-own-password-2");
   assert.is(wrongPin.code, 1);
   assert.match(wrongPin.stderr, /pinned fingerprint/);

@@ -7,7 +7,7 @@ import { Role } from "../../gen/myosicam/panel/v1/common_pb.js";
 import { OperatorService } from "../../gen/myosicam/panel/v1/operator_pb.js";
 import { ServerService } from "../../gen/myosicam/panel/v1/server_pb.js";
 import { securityHeaders } from "../../services/lib/server.js";
-import { ownerApi, operatorSession, sessionApi } from "../helpers/operator-api.js";
+import { codeOf, ownerApi, operatorSession, sessionApi } from "../helpers/operator-api.js";
 import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
 
 const test = suite("operator sessions: sign-in, cookies, expiry, revocation, the failed-login limit and CSRF");
@@ -17,15 +17,6 @@ test.before(async () => {
   panel = await startPanelHost("sessions");
 });
 test.after(() => panel.stop());
-
-const codeOf = async (fn: () => Promise<unknown>) => {
-  try {
-    await fn();
-    return "ok";
-  } catch (err) {
-    return Code[ConnectError.from(err).code];
-  }
-};
 
 /** A raw HTTP/2 POST, as a browser or a forged page would send it. */
 function post(path: string, headers: Record<string, string>, body: string): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
@@ -225,6 +216,16 @@ test("CSRF: a cross-origin form post with the session cookie is refused, and so 
     JSON.stringify({ email: "ivan@example.com", role: "ROLE_VIEWER" }),
   );
   assert.is(own.status, 200, own.body);
+});
+
+test("no log line holds a password, a session token or a cookie", async () => {
+  const logs = panel.logs.text();
+  // The passwords this file chose (the generated ones end in "-chosen", see operatorSession).
+  const secrets = ["a-new-password-1", "frank-new-password", "-chosen"];
+  const tokens = [...logs.matchAll(/__Host-myosicam_session=([0-9a-f]{64})/g)];
+  assert.is(tokens.length, 0, "no cookie value in the logs");
+  for (const secret of secrets) assert.not.ok(logs.includes(secret), "a password in the logs");
+  assert.ok(logs.includes('"rpc":"Login"'), "the logs were captured");
 });
 
 test.run();
