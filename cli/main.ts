@@ -48,6 +48,7 @@ import {
   serverRemoveCommand,
   serverUninstallCommand,
 } from "./servers.js";
+import { errorLine } from "./errors.js";
 import { migrateCommand } from "./migrate.js";
 import { allServiceNames, serveCommand } from "./serve.js";
 
@@ -598,15 +599,7 @@ try {
     // --help and --version end here with code 0; usage errors were already printed.
     process.exit(err.exitCode === 0 ? 0 : 2);
   }
-  const message =
-    err instanceof ConfigError
-      ? `configuration error: ${err.message}`
-      : err instanceof ConnectError
-        ? err.rawMessage
-        : err instanceof Error
-          ? err.message
-          : String(err);
-  process.stderr.write(`myosicam: ${message}\n`);
+  process.stderr.write(`myosicam: ${errorLine(err)}\n`);
   if (process.env.LOG_LEVEL === "debug" && err instanceof Error && !(err instanceof ConfigError)) {
     process.stderr.write(`${err.stack}\n`);
   }
