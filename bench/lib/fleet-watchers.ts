@@ -7,15 +7,14 @@
  * watcher.
  *
  * 200 tabs are 200 browsers, each decoding only its own stream; here one process reads them all,
- * so it reads them lean: the response envelopes are split and each event's id and time are read
- * straight from the wire (protobuf field by field), without building message objects. What is
- * measured is then the panel's delivery, not this process's decoding.
+ * so it reads them lean: the response envelopes are split and each event's time is read straight
+ * from the wire (protobuf's varints, in place), without building message objects or readers.
+ * What is measured is then the panel's delivery, not this process's decoding.
  *
  *   BENCH_URL=… BENCH_CA=<pem> BENCH_CLIENT_ID=… BENCH_SECRET=… WATCHERS=200 EXPECT=1000 node --import tsx bench/lib/fleet-watchers.ts
  */
 import { connect } from "node:http2";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import { WatchEventsRequestSchema } from "../../gen/myosicam/panel/v1/fleet_pb.js";
 import { signingHeaders } from "../../services/lib/hmac/canonical.js";
 
@@ -35,39 +34,68 @@ const finish = () => {
 };
 process.on("SIGTERM", finish);
 
-/** The Unix time in ms of a FleetEvent's `at` (field 2, a Timestamp), and whether it is an alert (field 7). */
-function readEvent(bytes: Uint8Array): { atMs: number; alert: boolean } {
-  const reader = new BinaryReader(bytes);
-  let atMs = 0;
-  let alert = false;
-  while (reader.pos < reader.len) {
-    const [no, wireType] = reader.tag();
-    if (no === 2 && wireType === WireType.LengthDelimited) {
-      const ts = new BinaryReader(reader.bytes());
-      let seconds = 0;
-      let nanos = 0;
-      while (ts.pos < ts.len) {
-        const [f, w] = ts.tag();
-        if (f === 1) seconds = Number(ts.int64());
-        else if (f === 2) nanos = ts.int32();
-        else ts.skip(w);
-      }
-      atMs = seconds * 1000 + nanos / 1e6;
-    } else {
-      if (no === 7) alert = true;
-      reader.skip(wireType);
-    }
+/**
+ * Reads protobuf's wire format in place, without allocating: a varint at `pos`, and where a field
+ * of a given number and wire type starts. Enough to read what the latency needs.
+ */
+function varint(buf: Uint8Array, pos: number): [value: number, next: number] {
+  let value = 0;
+  let shift = 1;
+  for (;;) {
+    const byte = buf[pos++]!;
+    value += (byte & 0x7f) * shift;
+    if (byte < 0x80) return [value, pos];
+    shift *= 128;
   }
-  return { atMs, alert };
 }
 
-/** Each event (field 1) of a WatchEventsResponse. */
-function* eventsOf(message: Uint8Array): Generator<Uint8Array> {
-  const reader = new BinaryReader(message);
-  while (reader.pos < reader.len) {
-    const [no, wireType] = reader.tag();
-    if (no === 1 && wireType === WireType.LengthDelimited) yield reader.bytes();
-    else reader.skip(wireType);
+/** Skips a field's value of `wireType` at `pos`; answers where the next field starts. */
+function skip(buf: Uint8Array, pos: number, wireType: number): number {
+  if (wireType === 0) return varint(buf, pos)[1];
+  if (wireType === 1) return pos + 8;
+  if (wireType === 5) return pos + 4;
+  const [length, start] = varint(buf, pos);
+  return start + length;
+}
+
+/**
+ * Visits each alert event of a WatchEventsResponse in buf[start, end): `events` is field 1; in a
+ * FleetEvent, `at` is field 2 (a Timestamp: seconds 1, nanos 2) and an alert is field 7.
+ */
+function forEachAlert(buf: Uint8Array, start: number, end: number, visit: (atMs: number) => void): void {
+  let pos = start;
+  while (pos < end) {
+    const [tag, afterTag] = varint(buf, pos);
+    if (tag !== ((1 << 3) | 2)) {
+      pos = skip(buf, afterTag, tag & 7);
+      continue;
+    }
+    const [length, eventStart] = varint(buf, afterTag);
+    const eventEnd = eventStart + length;
+    let atMs = 0;
+    let alert = false;
+    for (let p = eventStart; p < eventEnd; ) {
+      const [t, q] = varint(buf, p);
+      if (t === ((2 << 3) | 2)) {
+        const [tsLength, tsStart] = varint(buf, q);
+        let seconds = 0;
+        let nanos = 0;
+        for (let r = tsStart; r < tsStart + tsLength; ) {
+          const [tt, rr] = varint(buf, r);
+          const [value, next] = varint(buf, rr);
+          if (tt >> 3 === 1) seconds = value;
+          else if (tt >> 3 === 2) nanos = value;
+          r = next;
+        }
+        atMs = seconds * 1000 + nanos / 1e6;
+        p = tsStart + tsLength;
+      } else {
+        if (t >> 3 === 7) alert = true;
+        p = skip(buf, q, t & 7);
+      }
+    }
+    if (alert) visit(atMs);
+    pos = eventEnd;
   }
 }
 
@@ -108,12 +136,10 @@ function watch() {
         first = false;
         if (++ready === watchers) process.stdout.write("ready\n");
       }
-      for (const event of eventsOf(payload)) {
-        const { atMs, alert } = readEvent(event);
-        if (!alert) continue;
+      forEachAlert(payload, 0, payload.length, (atMs) => {
         latencies.push(now - atMs);
         if (++received === watchers * expect) finish();
-      }
+      });
     }
   });
   stream.on("error", (err) => {

@@ -6,6 +6,8 @@ import { fleetEventChannel } from "./migrations/0010-fleet-events.js";
 /** A fleet event as stored, with the tags its server has now (for scope checks). */
 export interface FleetEventRow {
   id: string;
+  /** `id` as a number, made once for every watcher to compare with its cursor. */
+  seq: bigint;
   at: Date;
   kind: "server" | "instance" | "command" | "alert" | "install_job";
   server_id: string | null;
@@ -17,12 +19,13 @@ export interface FleetEventRow {
 export const fleetEventRetentionSeconds = 86400;
 
 export async function selectFleetEventsAfter(db: Knex, afterId: string, limit: number): Promise<FleetEventRow[]> {
-  return db("fleet_events as e")
+  const rows: Array<Omit<FleetEventRow, "seq">> = await db("fleet_events as e")
     .leftJoin("servers as s", "s.id", "e.server_id")
     .where("e.id", ">", afterId)
     .orderBy("e.id")
     .limit(limit)
     .select("e.id", "e.at", "e.kind", "e.server_id", "e.data", { tags: "s.tags" });
+  return rows.map((r) => ({ ...r, seq: BigInt(r.id) }));
 }
 
 /** The newest event id (0 when there is none). */
@@ -45,8 +48,6 @@ export async function purgeFleetEvents(db: Knex, olderThanSeconds = fleetEventRe
 
 /** Largest batch read at once; a burst larger than this is read in several. */
 const batchSize = 2000;
-/** How long a notification waits for the ones right behind it before the read. */
-export const gatherMs = 5;
 /** A lost notification (a reconnect) is caught up with at the latest after this long. */
 const pollIntervalMs = 5000;
 
@@ -83,10 +84,8 @@ export function createFleetEventHub(db: Knex, url: string, log: Logger) {
       again = true;
       return;
     }
-    // A short window gathers a burst (a fan-out's thousand commands, a sync's instances) into one
-    // read and one message per watcher, instead of one per notification; a lone event waits it out.
-    reading = new Promise<void>((resolve) => setTimeout(resolve, gatherMs))
-      .then(read)
+    // No waiting window: a burst gathers by itself into the next read while one runs.
+    reading = read()
       .catch((err: unknown) => log.warn({ err }, "could not read fleet events; the next notification or poll tries again"))
       .finally(() => {
         reading = undefined;

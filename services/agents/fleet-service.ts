@@ -80,25 +80,40 @@ const messageOf = (row: FleetEventRow): FleetEvent => {
   return message;
 };
 
-/** `events` (field 1) of WatchEventsResponse: the field's length-delimited bytes of one event. */
-const eventsFieldNo = WatchEventsResponseSchema.field.events.number;
-const encoded = new WeakMap<FleetEventRow, Uint8Array>();
-const encodedOf = (row: FleetEventRow): Uint8Array => {
-  let bytes = encoded.get(row);
-  if (!bytes) encoded.set(row, (bytes = new BinaryWriter().bytes(toBinary(FleetEventSchema, messageOf(row))).finish()));
+/**
+ * One event as it stands inside a WatchEventsResponse on the wire: the tag of `events` (field 1,
+ * length-delimited: one byte), the length, the FleetEvent's bytes. Made once per event.
+ */
+const eventsTag = (WatchEventsResponseSchema.field.events.number << 3) | WireType.LengthDelimited;
+const occurrences = new WeakMap<FleetEventRow, Uint8Array>();
+const occurrenceOf = (row: FleetEventRow): Uint8Array => {
+  let bytes = occurrences.get(row);
+  if (!bytes)
+    occurrences.set(
+      row,
+      (bytes = new BinaryWriter()
+        .uint32(eventsTag)
+        .bytes(toBinary(FleetEventSchema, messageOf(row)))
+        .finish()),
+    );
   return bytes;
 };
 
 /**
- * A response for a binary client (Connect proto, gRPC, gRPC-Web): each event's bytes are made
- * once and reused by every watcher, carried as the raw occurrences of field 1 (what `events`
- * is on the wire: a repeated field is its occurrences, wherever they stand). Serializing the
- * response copies them instead of encoding 1,000 events again for each of 200 watchers; a
- * client decodes them as `events` like any other. JSON clients get the events as fields.
+ * A response for a binary client (Connect proto, gRPC, gRPC-Web). Each event's bytes are made once
+ * and shared by every watcher: the response carries them as raw occurrences of field 1 (a
+ * repeated field on the wire is just its occurrences, one after another), so serializing it is one
+ * copy of bytes instead of encoding every event again for each of 200 watchers. The client
+ * decodes them as `events` like any other. (`$unknown` holds them: the writer writes an entry's
+ * tag, then its bytes; the one entry's bytes are all occurrences but the first one's tag.)
+ * JSON clients get the events as fields.
  */
 function binaryResponse(rows: readonly FleetEventRow[], cursor: bigint, reset = false): WatchEventsResponse {
   const response = create(WatchEventsResponseSchema, { cursor, reset });
-  response.$unknown = rows.map((row) => ({ no: eventsFieldNo, wireType: WireType.LengthDelimited, data: encodedOf(row) }));
+  if (rows.length > 0) {
+    const all = Buffer.concat(rows.map(occurrenceOf));
+    response.$unknown = [{ no: WatchEventsResponseSchema.field.events.number, wireType: WireType.LengthDelimited, data: all.subarray(1) }];
+  }
   return response;
 }
 
@@ -121,7 +136,7 @@ export function createFleetService(deps: { db: Knex; hub: FleetEventHub; keepali
       let seen = 0n;
       const unsubscribe = deps.hub.subscribe((rows) => {
         for (const row of rows) if (eventVisible(principal, row)) live.push(row);
-        const lastId = BigInt(rows.at(-1)!.id);
+        const lastId = rows.at(-1)!.seq;
         if (lastId > seen) seen = lastId;
         wake?.();
       });
@@ -140,7 +155,7 @@ export function createFleetService(deps: { db: Knex; hub: FleetEventHub; keepali
           for (;;) {
             const rows = await selectFleetEventsAfter(deps.db, String(cursor), 1000);
             if (rows.length === 0) break;
-            cursor = BigInt(rows.at(-1)!.id);
+            cursor = rows.at(-1)!.seq;
             const visible = rows.filter((r) => eventVisible(principal, r));
             if (visible.length > 0 || !sentFirst) {
               yield respond(visible, cursor);
@@ -152,7 +167,7 @@ export function createFleetService(deps: { db: Knex; hub: FleetEventHub; keepali
         if (!sentFirst) yield { events: [], cursor, reset };
         for (;;) {
           ctx.signal.throwIfAborted();
-          const fresh = live.splice(0).filter((r) => BigInt(r.id) > cursor);
+          const fresh = live.splice(0).filter((r) => r.seq > cursor);
           const next = seen > cursor ? seen : cursor;
           if (fresh.length > 0 || next > cursor) {
             cursor = next;

@@ -25,7 +25,8 @@ export const fleetEvents: Migration = {
       declare
         new_id bigint;
       begin
-        insert into fleet_events (kind, server_id, data) values (kind, server, data) returning id into new_id;
+        -- The time of the change itself, not of its transaction's start (a long one would backdate it).
+        insert into fleet_events (at, kind, server_id, data) values (clock_timestamp(), kind, server, data) returning id into new_id;
         perform pg_notify('${fleetEventChannel}', new_id::text);
       end $$;
 
