@@ -216,15 +216,12 @@ async function readPayload(options: { payload?: string; payloadFile?: string }):
   }
 }
 
-const kinds: Record<string, CommandKind> = {
-  apply_accounts: CommandKind.APPLY_ACCOUNTS,
-  apply_config: CommandKind.APPLY_CONFIG,
-  start: CommandKind.START,
-  stop: CommandKind.STOP,
-  restart: CommandKind.RESTART,
-  reload: CommandKind.RELOAD,
-  resync: CommandKind.RESYNC,
-};
+/** `apply_accounts` → CommandKind.APPLY_ACCOUNTS: the kinds are the enum's names in lower case. */
+const kinds: Record<string, CommandKind> = Object.fromEntries(
+  Object.entries(CommandKind)
+    .filter((e): e is [string, CommandKind] => typeof e[1] === "number" && e[1] !== CommandKind.UNSPECIFIED)
+    .map(([name, value]) => [name.toLowerCase(), value]),
+);
 
 /** The request's kind and typed payload from the command line's words and JSON. */
 function commandPayload(kind: string, payload: JsonValue | undefined): Pick<MessageInitShape<typeof SendCommandRequestSchema>, "kind" | "payload"> {

@@ -1,7 +1,7 @@
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Knex } from "../lib/db.js";
-import { checkNewPassword, createDecoyHash, hashPassword, verifyPassword } from "../lib/passwords.js";
+import { checkNewPassword, createSignInCheck, hashPassword } from "../lib/passwords.js";
 import {
   deleteSession,
   insertLoginFailures,
@@ -20,8 +20,6 @@ export interface AdminOperator {
   email: string;
 }
 
-/** Failed logins allowed per minute per IP and per e-mail address (DESIGN.md §3.7). */
-export const loginFailuresPerMinute = 5;
 /** How long an admin session lasts. */
 export const sessionTtlSeconds = 12 * 3600;
 
@@ -37,8 +35,11 @@ function normalisedEmail(email: string): string {
 
 /** Admin operators (Argon2id passwords) and their revocable server-side sessions. */
 export function createOperatorDesk(db: Knex) {
-  // Verified against when the e-mail is unknown, so an unknown user costs the same time.
-  const decoy = createDecoyHash();
+  const checkPassword = createSignInCheck({
+    recentFailures: (subjects, seconds) => recentLoginFailures(db, subjects, seconds),
+    recordFailures: (subjects) => insertLoginFailures(db, subjects),
+    findAccount: (email) => selectOperatorByEmail(db, email),
+  });
 
   return {
     async create(email: string, password: string): Promise<AdminOperator> {
@@ -69,17 +70,7 @@ export function createOperatorDesk(db: Knex) {
      * within a minute from one IP or for one address, refuses without checking.
      */
     async login(email: string, password: string, ip: string): Promise<{ token: string; expiresAt: Date; operator: AdminOperator }> {
-      const normal = email.trim().toLowerCase();
-      const subjects = [`ip:${ip}`, `email:${normal}`];
-      if ((await recentLoginFailures(db, subjects, 60)) >= loginFailuresPerMinute) {
-        throw new ConnectError("too many failed logins; wait a minute and try again", Code.ResourceExhausted);
-      }
-      const operator = await selectOperatorByEmail(db, normal);
-      const matches = await verifyPassword(operator?.password_hash ?? (await decoy()), password);
-      if (!operator || !matches || operator.disabled_at !== null) {
-        await insertLoginFailures(db, subjects);
-        throw new ConnectError("wrong e-mail address or password", Code.Unauthenticated);
-      }
+      const operator = await checkPassword(email, password, ip);
       const token = randomBytes(32).toString("hex");
       const expiresAt = await insertSession(db, { tokenHash: hashToken(token), operatorId: operator.id, ttlSeconds: sessionTtlSeconds, ip });
       return { token, expiresAt, operator: { id: operator.id, email: operator.email } };

@@ -42,3 +42,37 @@ export function generatePassword(length = 20): string {
   for (let i = 0; i < length; i++) out += alphabet[randomInt(alphabet.length)];
   return out;
 }
+
+/** Failed sign-ins allowed per minute per address and per e-mail (DESIGN.md §3.7). */
+export const signInFailuresPerMinute = 5;
+
+/** What a password sign-in checks: the failed-attempt record and the account. */
+export interface SignInStore<Account extends { password_hash: string; disabled_at: Date | null }> {
+  recentFailures(subjects: readonly string[], seconds: number): Promise<number>;
+  recordFailures(subjects: readonly string[]): Promise<void>;
+  findAccount(email: string): Promise<Account | undefined>;
+}
+
+/**
+ * A password check for sign-ins: after 5 failures within a minute from one address or for one
+ * e-mail it refuses without checking (ResourceExhausted); an unknown e-mail is checked against a
+ * decoy hash, so it costs the time of a wrong password; every refusal is recorded and says the
+ * same. Answers the account.
+ */
+export function createSignInCheck<Account extends { password_hash: string; disabled_at: Date | null }>(store: SignInStore<Account>) {
+  const decoy = createDecoyHash();
+  return async (email: string, password: string, ip: string): Promise<Account> => {
+    const normal = email.trim().toLowerCase();
+    const subjects = [`ip:${ip}`, `email:${normal}`];
+    if ((await store.recentFailures(subjects, 60)) >= signInFailuresPerMinute) {
+      throw new ConnectError("too many failed sign-ins; wait a minute and try again", Code.ResourceExhausted);
+    }
+    const account = await store.findAccount(normal);
+    const matches = await verifyPassword(account?.password_hash ?? (await decoy()), password);
+    if (!account || !matches || account.disabled_at !== null) {
+      await store.recordFailures(subjects);
+      throw new ConnectError("wrong e-mail address or password", Code.Unauthenticated);
+    }
+    return account;
+  };
+}

@@ -1,7 +1,6 @@
 import { createHash, randomBytes, randomUUID } from "node:crypto";
-import { Code, ConnectError } from "@connectrpc/connect";
 import type { Knex } from "../lib/db.js";
-import { createDecoyHash, verifyPassword } from "../lib/passwords.js";
+import { createSignInCheck } from "../lib/passwords.js";
 import type { Principal } from "../lib/principal.js";
 import {
   insertLoginFailures,
@@ -21,9 +20,6 @@ import {
  * sibling subdomain cannot plant or shadow it.
  */
 export const sessionCookieName = "__Host-myosicam_session";
-
-/** Failed logins allowed per minute per address and per e-mail (DESIGN.md §3.7). */
-export const loginFailuresPerMinute = 5;
 
 /** A session's idle clock moves at most this often (one write a minute for a busy console). */
 const touchAfterSeconds = 60;
@@ -65,7 +61,11 @@ export function operatorPrincipal(operator: OperatorRow, session?: SessionRow, i
 
 /** Operators' sign-in: passwords (Argon2id), the failed-login limit, and server-side sessions. */
 export function createSessions(db: Knex, options: { idleSeconds: number; lifetimeSeconds: number }) {
-  const decoy = createDecoyHash();
+  const checkPassword = createSignInCheck({
+    recentFailures: (subjects, seconds) => recentLoginFailures(db, subjects, seconds),
+    recordFailures: (subjects) => insertLoginFailures(db, subjects),
+    findAccount: (email) => selectOperatorByEmail(db, email),
+  });
   return {
     /**
      * Checks the password and opens a session; answers its token (for the cookie only). After 5
@@ -73,17 +73,7 @@ export function createSessions(db: Knex, options: { idleSeconds: number; lifetim
      * Unknown e-mails cost the same time as wrong passwords.
      */
     async login(email: string, password: string, client: { ip: string; userAgent: string }): Promise<{ token: string; principal: Principal }> {
-      const normal = email.trim().toLowerCase();
-      const subjects = [`ip:${client.ip}`, `email:${normal}`];
-      if ((await recentLoginFailures(db, subjects, 60)) >= loginFailuresPerMinute) {
-        throw new ConnectError("too many failed sign-ins; wait a minute and try again", Code.ResourceExhausted);
-      }
-      const operator = await selectOperatorByEmail(db, normal);
-      const matches = await verifyPassword(operator?.password_hash ?? (await decoy()), password);
-      if (!operator || !matches || operator.disabled_at !== null) {
-        await insertLoginFailures(db, subjects);
-        throw new ConnectError("wrong e-mail address or password", Code.Unauthenticated);
-      }
+      const operator = await checkPassword(email, password, client.ip);
       const token = randomBytes(32).toString("hex");
       const session = await insertSession(db, {
         id: randomUUID(),
