@@ -41,6 +41,8 @@ interface CommandRow {
   delivered_at: Date | null;
   finished_at: Date | null;
   deadline: Date;
+  /** created_at to the microsecond, as PostgreSQL writes it (pages only). */
+  cursor_at?: string;
 }
 
 export function commandMessage(r: CommandRow): MessageInitShape<typeof CommandSchema> {
@@ -61,13 +63,14 @@ export function commandMessage(r: CommandRow): MessageInitShape<typeof CommandSc
   };
 }
 
-const encodeCursor = (r: CommandRow) => Buffer.from(JSON.stringify([new Date(r.created_at).toISOString(), r.id])).toString("base64url");
-function decodeCursor(token: string): { createdAt: Date; id: string } | undefined {
+const encodeCursor = (r: CommandRow) => Buffer.from(JSON.stringify([r.cursor_at, r.id])).toString("base64url");
+function decodeCursor(token: string): { createdAt: string; id: string } | undefined {
   if (token === "") return undefined;
   try {
-    const [at, id] = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as [string, string];
-    const createdAt = new Date(at);
-    if (Number.isNaN(createdAt.getTime()) || !/^[0-9a-f-]{36}$/.test(id)) throw new Error("bad cursor");
+    const [createdAt, id] = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as [string, string];
+    if (typeof createdAt !== "string" || !/^\d{4}-\d{2}-\d{2} [\d:.]+[+-]\d{2}(:\d{2})?$/.test(createdAt) || !/^[0-9a-f-]{36}$/.test(id)) {
+      throw new Error("bad cursor");
+    }
     return { createdAt, id };
   } catch {
     throw new ConnectError("page_token: pass next_page_token of the previous page unchanged", Code.InvalidArgument);

@@ -135,7 +135,7 @@ export async function selectCommandPage(
   scope: ServerScope,
   filter: { serverId?: string; statuses?: readonly string[]; kind?: string },
   limit: number,
-  before?: { createdAt: Date; id: string },
+  before?: { createdAt: string; id: string },
 ) {
   const query = whereInScope(db("commands as c").join("servers as servers", "servers.id", "c.server_id"), scope)
     .orderBy([
@@ -143,11 +143,13 @@ export async function selectCommandPage(
       { column: "c.id", order: "desc" },
     ])
     .limit(limit)
-    .select("c.*", { server_name: "servers.name" });
+    // The cursor keeps PostgreSQL's microseconds (a JavaScript Date would drop them, and with them
+    // the commands one transaction created together).
+    .select("c.*", { server_name: "servers.name" }, db.raw("c.created_at::text as cursor_at"));
   if (filter.serverId) query.where("c.server_id", filter.serverId);
   if (filter.statuses?.length) query.whereIn("c.status", [...filter.statuses]);
   if (filter.kind) query.where("c.kind", filter.kind);
-  if (before) query.whereRaw("(c.created_at, c.id) < (?, ?)", [before.createdAt, before.id]);
+  if (before) query.whereRaw("(c.created_at, c.id) < (?::timestamptz, ?::uuid)", [before.createdAt, before.id]);
   return query;
 }
 
