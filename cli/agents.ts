@@ -1,14 +1,12 @@
 import { readFile } from "node:fs/promises";
 import { fromJson, type JsonValue, type MessageInitShape } from "@bufbuild/protobuf";
-import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { ApplyAccountsSchema, ApplyConfigSchema, CommandKind } from "../gen/myosicam/agent/v1/agent_pb.js";
 import { CommandService, CommandStatus, type Command, type SendCommandRequestSchema } from "../gen/myosicam/panel/v1/command_pb.js";
 import { InstallTokenState, ServerService, ServerStatus, type Bootstrap, type InstallToken, type Server } from "../gen/myosicam/panel/v1/server_pb.js";
-import { printJson } from "./context.js";
+import { isoOf, printJson } from "./context.js";
 import { panelApi } from "./panel-client.js";
 
-const iso = (t: Timestamp | undefined) => (t ? timestampDate(t).toISOString() : null);
 const lower = (name: string) => name.toLowerCase();
 
 const tokenStates: Record<InstallTokenState, string> = {
@@ -29,9 +27,9 @@ function tokenJson(t: InstallToken) {
     serverId: t.serverId,
     state: tokenStates[t.state],
     createdBy: t.createdBy,
-    createdAt: iso(t.createdAt),
-    expiresAt: iso(t.expiresAt),
-    consumedAt: iso(t.consumedAt),
+    createdAt: isoOf(t.createdAt),
+    expiresAt: isoOf(t.expiresAt),
+    consumedAt: isoOf(t.consumedAt),
   };
 }
 
@@ -69,13 +67,13 @@ export async function tokenCreateCommand(options: { server: string; ttlSeconds: 
       server: server.name,
       serverId: server.id,
       hashPrefix: b.tokenHashPrefix,
-      expiresAt: iso(b.expiresAt),
+      expiresAt: isoOf(b.expiresAt),
       panelUrl: b.panelUrl,
       fingerprint: b.panelFingerprint,
       command: b.command,
     });
   process.stdout.write(
-    `install token for server ${server.name} (valid until ${iso(b.expiresAt)}, single use; shown once):\n${b.installToken}\n\n` +
+    `install token for server ${server.name} (valid until ${isoOf(b.expiresAt)}, single use; shown once):\n${b.installToken}\n\n` +
       `on the OScam server, as root, with deploy/bootstrap.sh of this repository:\n  ${b.command}\n` +
       (existing ? "when the agent registers with it, the server's earlier agent token stops working\n" : ""),
   );
@@ -86,7 +84,7 @@ export async function tokenListCommand(options: { json: boolean }): Promise<void
   if (options.json) return printJson({ tokens: tokens.map(tokenJson) });
   const lines = tokens.map(
     (t) =>
-      `${t.hashPrefix}  ${tokenStates[t.state].padEnd(8)} ${t.serverName.padEnd(20)} created ${iso(t.createdAt)} by ${t.createdBy}, expires ${iso(t.expiresAt)}${t.consumedAt ? `, used ${iso(t.consumedAt)}` : ""}`,
+      `${t.hashPrefix}  ${tokenStates[t.state].padEnd(8)} ${t.serverName.padEnd(20)} created ${isoOf(t.createdAt)} by ${t.createdBy}, expires ${isoOf(t.expiresAt)}${t.consumedAt ? `, used ${isoOf(t.consumedAt)}` : ""}`,
   );
   process.stdout.write(lines.length ? lines.join("\n") + "\n" : "no install tokens\n");
 }
@@ -113,9 +111,9 @@ export function agentJson(s: Server) {
     osVersion: s.osVersion || null,
     arch: s.arch || null,
     agentVersion: s.agentVersion || null,
-    registeredAt: iso(s.registeredAt),
-    lastSeenAt: iso(s.lastSeenAt),
-    unreachableSince: iso(s.unreachableSince),
+    registeredAt: isoOf(s.registeredAt),
+    lastSeenAt: isoOf(s.lastSeenAt),
+    unreachableSince: isoOf(s.unreachableSince),
     instances: s.instanceCount,
     runningInstances: s.runningInstanceCount,
   };
@@ -126,7 +124,7 @@ export async function agentListCommand(options: { json: boolean }): Promise<void
   if (options.json) return printJson({ agents: servers.map(agentJson) });
   const lines = servers.map(
     (s) =>
-      `${s.id}  ${s.name.padEnd(20)} ${serverStatusName(s.status).padEnd(11)} ${(s.hostname || "-").padEnd(20)} ${(s.agentVersion || "-").padEnd(8)} last seen ${iso(s.lastSeenAt) ?? "never"}`,
+      `${s.id}  ${s.name.padEnd(20)} ${serverStatusName(s.status).padEnd(11)} ${(s.hostname || "-").padEnd(20)} ${(s.agentVersion || "-").padEnd(8)} last seen ${isoOf(s.lastSeenAt) ?? "never"}`,
   );
   process.stdout.write(lines.length ? lines.join("\n") + "\n" : "no servers yet: npx myosicam token create --server <name>\n");
 }
@@ -175,10 +173,10 @@ function commandJson(c: Command) {
     result: c.result,
     failureCode: c.failureCode,
     createdBy: c.createdBy,
-    createdAt: iso(c.createdAt),
-    deliveredAt: iso(c.deliveredAt),
-    finishedAt: iso(c.finishedAt),
-    deadline: iso(c.deadline),
+    createdAt: isoOf(c.createdAt),
+    deliveredAt: isoOf(c.deliveredAt),
+    finishedAt: isoOf(c.finishedAt),
+    deadline: isoOf(c.deadline),
   };
 }
 
@@ -286,7 +284,7 @@ export async function commandListCommand(options: { json: boolean }): Promise<vo
   if (options.json) return printJson({ commands: commands.map(commandJson) });
   const lines = commands.map(
     (c) =>
-      `${c.id}  ${commandKindName(c.kind).padEnd(14)} ${commandStatusName(c.status).padEnd(9)} server ${c.serverName}${c.instance ? `/${c.instance}` : ""}  ${iso(c.createdAt)}${c.result ? `  ${c.result}` : ""}`,
+      `${c.id}  ${commandKindName(c.kind).padEnd(14)} ${commandStatusName(c.status).padEnd(9)} server ${c.serverName}${c.instance ? `/${c.instance}` : ""}  ${isoOf(c.createdAt)}${c.result ? `  ${c.result}` : ""}`,
   );
   process.stdout.write(lines.length ? lines.join("\n") + "\n" : "no commands\n");
 }

@@ -1,11 +1,9 @@
-import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { AlertKind, AlertService, EmailProvider, type Alert, type EmailSettings } from "../gen/myosicam/panel/v1/alert_pb.js";
-import { printJson } from "./context.js";
+import { isoOf, printJson } from "./context.js";
 import { panelApi } from "./panel-client.js";
 import { readStdin } from "./stdin.js";
 
-const iso = (t: Timestamp | undefined) => (t ? timestampDate(t).toISOString() : null);
 const emailPattern = /^[^\s@]{1,64}@[^\s@]{1,255}$/;
 
 /** What `email smtp|mailgun|off` was given. */
@@ -85,10 +83,10 @@ function alertJson(a: Alert) {
     server: a.serverName,
     kind: AlertKind[a.kind].toLowerCase(),
     message: a.message,
-    raisedAt: iso(a.raisedAt),
-    emailedAt: iso(a.emailedAt),
+    raisedAt: isoOf(a.raisedAt),
+    emailedAt: isoOf(a.emailedAt),
     emailError: a.emailError || null,
-    acknowledgedAt: iso(a.acknowledgedAt),
+    acknowledgedAt: isoOf(a.acknowledgedAt),
     acknowledgedBy: a.acknowledgedBy || null,
   };
 }
@@ -99,7 +97,7 @@ export async function alertListCommand(options: { open: boolean; json: boolean }
   if (options.json) return printJson({ alerts: res.alerts.map(alertJson), unacknowledged: res.unacknowledged });
   const lines = res.alerts.map(
     (a) =>
-      `${String(a.id).padStart(6)}  ${iso(a.raisedAt)}  ${a.acknowledgedAt ? "ack " : "OPEN"}  ${a.message}${a.emailError ? `  (e-mail failed: ${a.emailError})` : ""}`,
+      `${String(a.id).padStart(6)}  ${isoOf(a.raisedAt)}  ${a.acknowledgedAt ? "ack " : "OPEN"}  ${a.message}${a.emailError ? `  (e-mail failed: ${a.emailError})` : ""}`,
   );
   process.stdout.write(lines.length ? `${lines.join("\n")}\n${res.unacknowledged} not acknowledged\n` : "no alerts\n");
 }

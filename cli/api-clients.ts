@@ -1,11 +1,8 @@
-import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ApiClientService, type ApiClient } from "../gen/myosicam/panel/v1/api_client_pb.js";
-import { printJson } from "./context.js";
+import { isoOf, printJson } from "./context.js";
 import { parseRole, roleName, scopeOf, scopeText } from "./operators.js";
 import { panelApi } from "./panel-client.js";
-
-const iso = (t: Timestamp | undefined) => (t ? timestampDate(t).toISOString() : null);
 
 function clientJson(c: ApiClient) {
   return {
@@ -16,10 +13,10 @@ function clientJson(c: ApiClient) {
     scope: { serverIds: c.scope?.serverIds ?? [], tags: c.scope?.tags ?? [] },
     revoked: c.revoked,
     createdBy: c.createdBy,
-    createdAt: iso(c.createdAt),
-    lastUsedAt: iso(c.lastUsedAt),
-    rotatedAt: iso(c.rotatedAt),
-    previousSecretValidUntil: iso(c.previousSecretValidUntil),
+    createdAt: isoOf(c.createdAt),
+    lastUsedAt: isoOf(c.lastUsedAt),
+    rotatedAt: isoOf(c.rotatedAt),
+    previousSecretValidUntil: isoOf(c.previousSecretValidUntil),
   };
 }
 
@@ -48,7 +45,7 @@ export async function apiClientListCommand(options: { json: boolean }): Promise<
   if (options.json) return printJson({ clients: clients.map(clientJson) });
   const lines = clients.map(
     (c) =>
-      `${c.id}  ${c.name.padEnd(28)} ${roleName(c.role).padEnd(8)} ${c.revoked ? "revoked" : "active "} ${scopeText(c.scope)}; last used ${iso(c.lastUsedAt) ?? "never"}`,
+      `${c.id}  ${c.name.padEnd(28)} ${roleName(c.role).padEnd(8)} ${c.revoked ? "revoked" : "active "} ${scopeText(c.scope)}; last used ${isoOf(c.lastUsedAt) ?? "never"}`,
   );
   process.stdout.write(lines.length ? `${lines.join("\n")}\n` : "no API clients\n");
 }
@@ -56,7 +53,7 @@ export async function apiClientListCommand(options: { json: boolean }): Promise<
 export async function apiClientRotateCommand(id: string, options: { overlapSeconds: number; json: boolean }): Promise<void> {
   const res = await (await panelApi()).client(ApiClientService).rotateApiClientSecret({ clientId: checkId(id), overlapSeconds: options.overlapSeconds });
   if (options.json) return printJson({ client: clientJson(res.client!), secret: res.secret });
-  const until = iso(res.client!.previousSecretValidUntil);
+  const until = isoOf(res.client!.previousSecretValidUntil);
   process.stdout.write(
     `new secret of ${res.client!.name} (shown once): ${res.secret}\n${until ? `the old one stays valid until ${until}\n` : "the old one no longer works\n"}`,
   );

@@ -1,13 +1,11 @@
-import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { AuditService, type AuditEvent } from "../gen/myosicam/panel/v1/audit_pb.js";
 import { PrincipalKind } from "../gen/myosicam/panel/v1/common_pb.js";
 import { verifyAuditChain } from "../services/panel/index.js";
-import { createCommandContext, printJson } from "./context.js";
+import { createCommandContext, isoOf, printJson } from "./context.js";
 import { withDatabase } from "./database.js";
 import { panelApi } from "./panel-client.js";
-
-const iso = (t: Timestamp | undefined) => (t ? timestampDate(t).toISOString() : null);
 
 export interface AuditFilterOptions {
   actor?: string;
@@ -37,7 +35,7 @@ const filterOf = (o: AuditFilterOptions) => ({
 function eventJson(e: AuditEvent) {
   return {
     id: Number(e.id),
-    at: iso(e.at),
+    at: isoOf(e.at),
     actorKind: e.actorKind === PrincipalKind.API_CLIENT ? "api_client" : e.actorKind === PrincipalKind.OPERATOR ? "operator" : "system",
     actorId: e.actorId,
     actor: e.actorName,
@@ -55,7 +53,7 @@ export async function auditListCommand(options: AuditFilterOptions & { limit: nu
   const { events } = await (await panelApi()).client(AuditService).listAuditEvents({ filter: filterOf(options), pageSize: options.limit });
   if (options.json) return printJson({ events: events.map(eventJson) });
   const lines = events.map(
-    (e) => `${iso(e.at)}  ${e.actorName.padEnd(24)} ${e.action.padEnd(36)} ${e.outcome.padEnd(10)} ${e.target}${e.detail ? `  (${e.detail})` : ""}`,
+    (e) => `${isoOf(e.at)}  ${e.actorName.padEnd(24)} ${e.action.padEnd(36)} ${e.outcome.padEnd(10)} ${e.target}${e.detail ? `  (${e.detail})` : ""}`,
   );
   process.stdout.write(lines.length ? `${lines.join("\n")}\n` : "no audit rows match\n");
 }

@@ -1,3 +1,4 @@
+import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { loadConfig, readEnv, type Config } from "../services/lib/config.js";
 import { appendSetting, configFilePath, generateKeyHex } from "../services/lib/config-file.js";
 import { createLogger, type Logger } from "../services/lib/log.js";
@@ -52,6 +53,9 @@ export async function createCommandContext(options: ContextOptions = {}, process
   const config = { ...loadConfig(env), developmentTrust: Boolean(options.developmentTrust) };
   return { config, log: createLogger({ level: config.logLevel, destination: terminalDestination() }), generated };
 }
+
+/** A Timestamp of an API answer as ISO 8601 text, or null when unset (what `--json` prints). */
+export const isoOf = (t: Timestamp | undefined): string | null => (t ? timestampDate(t).toISOString() : null);
 
 /** Prints exactly one JSON object on stdout (what `--json` promises scripts). */
 export function printJson(value: unknown): void {

@@ -1,5 +1,4 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
-import { ConnectError } from "@connectrpc/connect";
 import { ConfigError } from "../services/lib/config.js";
 import type { DatabaseName } from "../services/lib/service-module.js";
 import {

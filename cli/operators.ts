@@ -1,17 +1,14 @@
 import { userInfo } from "node:os";
-import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { AuthService } from "../gen/myosicam/panel/v1/auth_pb.js";
 import { Role, type ServerScope } from "../gen/myosicam/panel/v1/common_pb.js";
 import { OperatorService, type Operator } from "../gen/myosicam/panel/v1/operator_pb.js";
 import { resetOperatorPassword } from "../services/panel/index.js";
 import { generatePassword } from "../services/lib/passwords.js";
-import { createCommandContext, printJson } from "./context.js";
+import { createCommandContext, isoOf, printJson } from "./context.js";
 import { withDatabase } from "./database.js";
 import { panelApi } from "./panel-client.js";
 import { readStdin } from "./stdin.js";
-
-const iso = (t: Timestamp | undefined) => (t ? timestampDate(t).toISOString() : null);
 
 export const roleNames: Record<string, Role> = { viewer: Role.VIEWER, operator: Role.OPERATOR, admin: Role.ADMIN, owner: Role.OWNER };
 export const roleName = (r: Role) => Role[r]?.toLowerCase() ?? "unknown";
@@ -39,8 +36,8 @@ function operatorJson(o: Operator) {
     disabled: o.disabled,
     mustChangePassword: o.mustChangePassword,
     createdBy: o.createdBy,
-    createdAt: iso(o.createdAt),
-    lastLoginAt: iso(o.lastLoginAt),
+    createdAt: isoOf(o.createdAt),
+    lastLoginAt: isoOf(o.lastLoginAt),
   };
 }
 
@@ -58,7 +55,7 @@ export async function operatorListCommand(options: { json: boolean }): Promise<v
   if (options.json) return printJson({ operators: operators.map(operatorJson) });
   const lines = operators.map(
     (o) =>
-      `${o.email.padEnd(32)} ${roleName(o.role).padEnd(8)} ${o.disabled ? "disabled" : "active  "} ${scopeText(o.scope)}; last sign-in ${iso(o.lastLoginAt) ?? "never"}`,
+      `${o.email.padEnd(32)} ${roleName(o.role).padEnd(8)} ${o.disabled ? "disabled" : "active  "} ${scopeText(o.scope)}; last sign-in ${isoOf(o.lastLoginAt) ?? "never"}`,
   );
   process.stdout.write(`${lines.join("\n")}\n`);
 }

@@ -1,8 +1,7 @@
 import { readFile } from "node:fs/promises";
-import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { InstallJobState, InstallService, RootAccess, SshAuthKind, type SavedServer } from "../gen/myosicam/panel/v1/install_pb.js";
-import { printJson } from "./context.js";
+import { isoOf, printJson } from "./context.js";
 import { panelApi } from "./panel-client.js";
 import { readStdin } from "./stdin.js";
 
@@ -16,7 +15,7 @@ function serverJson(s: SavedServer) {
     authKind: s.authKind === SshAuthKind.PASSWORD ? "password" : "private_key",
     hostKeyFingerprint: s.hostKeyFingerprint || null,
     createdBy: s.createdBy,
-    createdAt: s.createdAt ? timestampDate(s.createdAt).toISOString() : null,
+    createdAt: isoOf(s.createdAt),
   };
 }
 

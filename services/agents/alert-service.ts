@@ -1,10 +1,11 @@
 import { randomUUID } from "node:crypto";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client, type ServiceImpl } from "@connectrpc/connect";
 import type { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
 import { AlertKind, EmailProvider, type AlertSchema, type AlertService, type EmailSettingsSchema } from "../../gen/myosicam/panel/v1/alert_pb.js";
 import type { Knex } from "../lib/db.js";
+import { idCursor } from "../lib/paging.js";
+import { timestampOf } from "../lib/timestamps.js";
 import { sendMail } from "../lib/email/send.js";
 import { MailSettingsError, readMailSettings, writeMailSettings, type MailSettingsInput } from "../lib/email/settings.js";
 import { principalOf, writeDb } from "../lib/principal.js";
@@ -18,8 +19,6 @@ import {
   type AlertRow,
 } from "./alert-store.js";
 
-const ts = (d: Date | string | null | undefined) => (d ? timestampFromDate(new Date(d)) : undefined);
-
 const kinds: Record<string, AlertKind> = { server_unreachable: AlertKind.SERVER_UNREACHABLE, server_recovered: AlertKind.SERVER_RECOVERED };
 const kindNames = new Map<AlertKind, string>(Object.entries(kinds).map(([n, v]) => [v, n]));
 const providers = { none: EmailProvider.NONE, smtp: EmailProvider.SMTP, mailgun: EmailProvider.MAILGUN } as const;
@@ -31,10 +30,10 @@ function alertMessage(r: AlertRow): MessageInitShape<typeof AlertSchema> {
     serverName: r.server_name ?? "",
     kind: kinds[r.kind] ?? AlertKind.UNSPECIFIED,
     message: r.message,
-    raisedAt: ts(r.raised_at),
-    emailedAt: ts(r.emailed_at),
+    raisedAt: timestampOf(r.raised_at),
+    emailedAt: timestampOf(r.emailed_at),
     emailError: r.email_error ?? "",
-    acknowledgedAt: ts(r.acknowledged_at),
+    acknowledgedAt: timestampOf(r.acknowledged_at),
     acknowledgedBy: r.acknowledged_by ?? "",
   };
 }
@@ -86,13 +85,10 @@ export function createAlertService(deps: AlertServiceDeps): ServiceImpl<typeof A
   return {
     async listAlerts(req, ctx) {
       const principal = principalOf(ctx);
-      if (req.pageToken !== "" && !/^\d{1,19}$/.test(req.pageToken)) {
-        throw new ConnectError("page_token: pass next_page_token of the previous page unchanged", Code.InvalidArgument);
-      }
       const size = req.pageSize || 50;
       const filter = { serverId: req.serverId || undefined, kinds: req.kinds.map((k) => kindNames.get(k)!), unacknowledgedOnly: req.unacknowledgedOnly };
       const [rows, unacknowledged] = await Promise.all([
-        selectAlertPage(db, principal.scope, filter, size + 1, req.pageToken || undefined),
+        selectAlertPage(db, principal.scope, filter, size + 1, idCursor(req.pageToken)),
         countUnacknowledged(db, principal.scope),
       ]);
       const page = rows.slice(0, size);

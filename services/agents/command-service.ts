@@ -1,16 +1,15 @@
 import { toJson, type JsonValue, type MessageInitShape } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client, type ServiceImpl } from "@connectrpc/connect";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ApplyAccountsSchema, ApplyConfigSchema, CommandKind } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import type { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
 import { CommandStatus, type CommandSchema, type CommandService } from "../../gen/myosicam/panel/v1/command_pb.js";
 import type { Knex } from "../lib/db.js";
+import { badPageToken } from "../lib/paging.js";
+import { timestampOf } from "../lib/timestamps.js";
 import { principalOf, writeDb } from "../lib/principal.js";
 import { commandKinds, createCommands, type CommandKindName } from "./commands.js";
 import { selectCommandPage, selectCommandsInScope, selectServersInScope } from "./fleet-store.js";
-
-const ts = (d: Date | string | null | undefined) => (d ? timestampFromDate(new Date(d)) : undefined);
 
 const statuses = {
   pending: CommandStatus.PENDING,
@@ -56,10 +55,10 @@ export function commandMessage(r: CommandRow): MessageInitShape<typeof CommandSc
     result: r.result ?? "",
     failureCode: r.failure_code ?? "",
     createdBy: r.created_by,
-    createdAt: ts(r.created_at),
-    deliveredAt: ts(r.delivered_at),
-    finishedAt: ts(r.finished_at),
-    deadline: ts(r.deadline),
+    createdAt: timestampOf(r.created_at),
+    deliveredAt: timestampOf(r.delivered_at),
+    finishedAt: timestampOf(r.finished_at),
+    deadline: timestampOf(r.deadline),
   };
 }
 
@@ -73,7 +72,7 @@ function decodeCursor(token: string): { createdAt: string; id: string } | undefi
     }
     return { createdAt, id };
   } catch {
-    throw new ConnectError("page_token: pass next_page_token of the previous page unchanged", Code.InvalidArgument);
+    throw badPageToken();
   }
 }
 

@@ -2,6 +2,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { EnrollmentService } from "../../gen/myosicam/agent/v1/enrollment_pb.js";
 import type { Knex } from "../lib/db.js";
+import { timestampOf } from "../lib/timestamps.js";
 import { createInstallToken } from "./install-tokens.js";
 import { revokeServer, selectServerByName } from "./store.js";
 
@@ -21,7 +22,7 @@ export function createEnrollmentService(deps: { db: Knex }): ServiceImpl<typeof 
     async getServerLiveness(req) {
       const row = await selectServerByName(db, req.serverName);
       if (!row) throw new ConnectError(`no server ${req.serverName}`, Code.NotFound);
-      return { serverId: row.id, status: row.status, lastSeenAt: row.last_seen_at ? timestampFromDate(new Date(row.last_seen_at)) : undefined };
+      return { serverId: row.id, status: row.status, lastSeenAt: timestampOf(row.last_seen_at) };
     },
 
     async revokeServerByName(req) {

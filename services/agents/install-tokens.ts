@@ -1,7 +1,7 @@
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Knex } from "../lib/db.js";
-import { ensureServer, insertInstallToken, revokeInstallToken, selectInstallTokens, selectInstallTokensByPrefix, type InstallTokenRow } from "./store.js";
+import { ensureServer, insertInstallToken, selectInstallTokens, selectInstallTokensByPrefix, type InstallTokenRow } from "./store.js";
 
 /** Default lifetime of an install token (DESIGN.md §3.2). */
 export const defaultInstallTokenTtlSeconds = 30 * 60;
@@ -66,16 +66,4 @@ export async function createInstallToken(
 
 export async function listInstallTokens(db: Knex): Promise<InstallTokenInfo[]> {
   return (await selectInstallTokens(db)).map(infoOf);
-}
-
-/** Revokes an unused token by its hash prefix (at least 8 hex characters, as `token list` shows). */
-export async function revokeInstallTokenByPrefix(db: Knex, prefix: string): Promise<InstallTokenInfo> {
-  if (!/^[0-9a-f]{8,64}$/.test(prefix))
-    throw new ConnectError("give the token's hash prefix as `token list` shows it (8 hex characters)", Code.InvalidArgument);
-  const matches = await selectInstallTokensByPrefix(db, prefix);
-  if (matches.length === 0) throw new ConnectError(`no install token ${prefix}; see \`npx myosicam token list\``, Code.NotFound);
-  if (matches.length > 1) throw new ConnectError(`${prefix} matches ${matches.length} tokens; give more characters`, Code.InvalidArgument);
-  const row = matches[0]!;
-  if (!(await revokeInstallToken(db, row.token_hash))) throw new ConnectError(`install token ${prefix} is already ${row.state}`, Code.FailedPrecondition);
-  return { ...infoOf(row), state: "revoked" };
 }

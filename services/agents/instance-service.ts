@@ -1,13 +1,12 @@
-import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { InstanceService } from "../../gen/myosicam/panel/v1/instance_pb.js";
 import type { Knex } from "../lib/db.js";
+import { timestampOf } from "../lib/timestamps.js";
 import { principalOf } from "../lib/principal.js";
-import { selectServersInScope } from "./fleet-store.js";
+import { serverInScope } from "./server-scope.js";
 import { instanceBelongsTo, selectHostSeries, selectInstanceSeries, selectInstances } from "./instance-store.js";
 import { resourceRetentionDays } from "./sync.js";
-
-const ts = (d: Date | string | null | undefined) => (d ? timestampFromDate(new Date(d)) : undefined);
 
 /** Spans up to this long are answered with raw readings when no resolution is asked for. */
 const rawSpanSeconds = 6 * 3600;
@@ -24,14 +23,9 @@ export function chooseResolution(spanSeconds: number, asked: number): number {
 /** Handlers of `myosicam.panel.v1.InstanceService`. */
 export function createInstanceService(deps: { db: Knex }): ServiceImpl<typeof InstanceService> {
   const { db } = deps;
-  const serverInScope = async (ctx: Parameters<typeof principalOf>[0], serverId: string) => {
-    const [server] = await selectServersInScope(db, principalOf(ctx).scope, [serverId]);
-    if (!server) throw new ConnectError(`no server ${serverId}; see ServerService.ListServers`, Code.NotFound);
-    return server;
-  };
   return {
     async listInstances(req, ctx) {
-      await serverInScope(ctx, req.serverId);
+      await serverInScope(db, principalOf(ctx).scope, req.serverId);
       const rows = await selectInstances(db, req.serverId, req.includeGone);
       return {
         instances: rows.map((r) => ({
@@ -57,14 +51,14 @@ export function createInstanceService(deps: { db: Knex }): ServiceImpl<typeof In
           },
           settings: r.settings,
           problems: r.problems,
-          syncedAt: ts(r.synced_at),
-          goneAt: ts(r.gone_at),
+          syncedAt: timestampOf(r.synced_at),
+          goneAt: timestampOf(r.gone_at),
         })),
       };
     },
 
     async getResourceHistory(req, ctx) {
-      await serverInScope(ctx, req.serverId);
+      await serverInScope(db, principalOf(ctx).scope, req.serverId);
       const since = timestampDate(req.since!);
       const until = req.until ? timestampDate(req.until) : new Date();
       if (since >= until) throw new ConnectError("since must be before until", Code.InvalidArgument);
@@ -82,7 +76,7 @@ export function createInstanceService(deps: { db: Knex }): ServiceImpl<typeof In
       return {
         resolutionSeconds: resolution,
         points: rows.map((p) => ({
-          at: ts(p.at),
+          at: timestampOf(p.at),
           cpuPercent: Number(p.cpu_percent),
           memoryMb: Number(p.memory_mb),
           memoryTotalMb: Number(p.memory_total_mb),

@@ -1,6 +1,5 @@
 import { randomUUID } from "node:crypto";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import {
   InstallTokenState,
@@ -11,6 +10,9 @@ import {
   type ServerService,
 } from "../../gen/myosicam/panel/v1/server_pb.js";
 import type { Knex } from "../lib/db.js";
+import { badPageToken } from "../lib/paging.js";
+import { timestampOf } from "../lib/timestamps.js";
+import { serverInScope } from "./server-scope.js";
 import { isScoped, principalOf, writeDb, type Principal } from "../lib/principal.js";
 import { bootstrapCommand, fingerprintOf } from "../lib/tls.js";
 import {
@@ -26,8 +28,6 @@ import {
 } from "./fleet-store.js";
 import { createInstallToken, defaultInstallTokenTtlSeconds, listInstallTokens, type InstallTokenInfo } from "./install-tokens.js";
 import { approveServer, revokeInstallToken, revokeServer, selectInstallTokensByPrefix, type ServerRow, type ServerStatus as StatusName } from "./store.js";
-
-const ts = (d: Date | string | null | undefined) => (d ? timestampFromDate(new Date(d)) : undefined);
 
 const statuses: Record<StatusName, ServerStatus> = {
   new: ServerStatus.NEW,
@@ -59,13 +59,13 @@ export function serverMessage(row: ServerRow, instances?: { total: number; runni
     osVersion: row.os_version ?? "",
     arch: row.arch ?? "",
     agentVersion: row.agent_version ?? "",
-    registeredAt: ts(row.registered_at),
-    lastSeenAt: ts(row.last_seen_at),
-    unreachableSince: ts(row.unreachable_since),
+    registeredAt: timestampOf(row.registered_at),
+    lastSeenAt: timestampOf(row.last_seen_at),
+    unreachableSince: timestampOf(row.unreachable_since),
     uptimeSeconds: BigInt(row.uptime_seconds ?? 0),
     instanceCount: instances?.total ?? 0,
     runningInstanceCount: instances?.running ?? 0,
-    createdAt: ts(row.created_at),
+    createdAt: timestampOf(row.created_at),
   };
 }
 
@@ -76,9 +76,9 @@ function tokenMessage(t: InstallTokenInfo): MessageInitShape<typeof InstallToken
     serverName: t.server,
     state: tokenStates[t.state],
     createdBy: t.createdBy,
-    createdAt: ts(t.createdAt),
-    expiresAt: ts(t.expiresAt),
-    consumedAt: ts(t.consumedAt),
+    createdAt: timestampOf(t.createdAt),
+    expiresAt: timestampOf(t.expiresAt),
+    consumedAt: timestampOf(t.consumedAt),
   };
 }
 
@@ -87,9 +87,7 @@ const encodeCursor = (name: string) => Buffer.from(name, "utf8").toString("base6
 function decodeCursor(token: string): string | undefined {
   if (token === "") return undefined;
   const name = Buffer.from(token, "base64url").toString("utf8");
-  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(name)) {
-    throw new ConnectError("page_token: pass next_page_token of the previous page unchanged", Code.InvalidArgument);
-  }
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(name)) throw badPageToken();
   return name;
 }
 
@@ -105,18 +103,14 @@ export interface ServerServiceDeps {
 export function createServerService(deps: ServerServiceDeps): ServiceImpl<typeof ServerService> {
   const { db } = deps;
   const notFound = (id: string) => new ConnectError(`no server ${id}; see ServerService.ListServers (\`npx myosicam agent list\`)`, Code.NotFound);
-  const inScope = async (principal: Principal, id: string, trx: Knex = db) => {
-    const [row] = await selectServersInScope(trx, principal.scope, [id]);
-    if (!row) throw notFound(id);
-    return row;
-  };
+  const inScope = (principal: Principal, id: string, trx: Knex = db) => serverInScope(trx, principal.scope, id);
   const bootstrap = async (trx: Knex, server: string, ttlSeconds: number, createdBy: string): Promise<MessageInitShape<typeof BootstrapSchema>> => {
     const { token, info } = await createInstallToken(trx, { server, ttlSeconds: ttlSeconds || defaultInstallTokenTtlSeconds, createdBy });
     const panelUrl = deps.panelUrl();
     return {
       installToken: token,
       tokenHashPrefix: info.hashPrefix,
-      expiresAt: ts(info.expiresAt),
+      expiresAt: timestampOf(info.expiresAt),
       panelUrl,
       panelFingerprint: fingerprintOf(deps.certificate, "PANEL_TLS_CERT"),
       command: bootstrapCommand(token, panelUrl, deps.certificate),
@@ -194,10 +188,10 @@ export function createServerService(deps: ServerServiceDeps): ServiceImpl<typeof
           uptimeSeconds: BigInt(i.uptime_seconds ?? 0),
           readerCount: i.reader_count,
           problems: i.problems,
-          syncedAt: ts(i.synced_at),
+          syncedAt: timestampOf(i.synced_at),
         })),
         latestHostReading: reading && {
-          at: ts(reading.at),
+          at: timestampOf(reading.at),
           cpuPercent: reading.cpu_percent,
           memoryUsedMb: reading.memory_used_mb,
           memoryTotalMb: reading.memory_total_mb,

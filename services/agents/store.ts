@@ -47,10 +47,6 @@ export async function selectServersTrust(
   return ids.map((id) => byId.get(id));
 }
 
-export async function selectServers(db: Knex): Promise<ServerRow[]> {
-  return db("servers").orderBy("name");
-}
-
 /** Creates a server record named `name` unless one exists; answers its id. */
 export async function ensureServer(db: Knex, server: { id: string; name: string; createdBy: string }): Promise<string> {
   await db("servers").insert({ id: server.id, name: server.name, created_by: server.createdBy }).onConflict("name").ignore();

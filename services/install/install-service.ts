@@ -1,5 +1,4 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client, type ServiceImpl } from "@connectrpc/connect";
 import type { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
 import { RootMethod, type InstallerService } from "../../gen/myosicam/install/v1/install_pb.js";
@@ -13,11 +12,10 @@ import {
   type SavedServerSchema,
 } from "../../gen/myosicam/panel/v1/install_pb.js";
 import type { Knex } from "../lib/db.js";
+import { timestampOf } from "../lib/timestamps.js";
 import { principalOf, writeDb } from "../lib/principal.js";
 import { installQueue, uninstallQueue } from "./install-job.js";
 import { addSavedServer, findSavedServer, forgetHostKey, listSavedServers, removeSavedServer, type SavedServer } from "./saved-servers.js";
-
-const ts = (d: Date | null | undefined) => (d ? timestampFromDate(new Date(d)) : undefined);
 
 function savedServerMessage(s: SavedServer): MessageInitShape<typeof SavedServerSchema> {
   return {
@@ -29,7 +27,7 @@ function savedServerMessage(s: SavedServer): MessageInitShape<typeof SavedServer
     authKind: s.authKind === "password" ? SshAuthKind.PASSWORD : SshAuthKind.PRIVATE_KEY,
     hostKeyFingerprint: s.hostKeyFingerprint ?? "",
     createdBy: s.createdBy,
-    createdAt: ts(s.createdAt),
+    createdAt: timestampOf(s.createdAt),
   };
 }
 

@@ -3,6 +3,7 @@ import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { stringify } from "csv-stringify/sync";
 import type { AuditFilter, AuditService } from "../../gen/myosicam/panel/v1/audit_pb.js";
 import type { Knex } from "../lib/db.js";
+import { idCursor } from "../lib/paging.js";
 import type { AuditRow } from "./audit-log.js";
 import { auditEventMessage } from "./messages.js";
 import { selectAuditBatch, selectAuditPage, type AuditQuery } from "./store.js";
@@ -16,18 +17,12 @@ function queryOf(filter: AuditFilter | undefined): AuditQuery {
   return { actor: filter?.actor, action: filter?.action, target: filter?.target, since, until, failuresOnly: filter?.failuresOnly };
 }
 
-function pageCursor(token: string): string | undefined {
-  if (token === "") return undefined;
-  if (!/^\d{1,19}$/.test(token)) throw new ConnectError("page_token: pass next_page_token of the previous page unchanged", Code.InvalidArgument);
-  return token;
-}
-
 /** Handlers of `myosicam.panel.v1.AuditService`: reading the log; nothing here writes it. */
 export function createAuditService(deps: { db: Knex }): ServiceImpl<typeof AuditService> {
   return {
     async listAuditEvents(req) {
       const size = req.pageSize || 50;
-      const rows: AuditRow[] = await selectAuditPage(deps.db, queryOf(req.filter), size + 1, pageCursor(req.pageToken));
+      const rows: AuditRow[] = await selectAuditPage(deps.db, queryOf(req.filter), size + 1, idCursor(req.pageToken));
       const page = rows.slice(0, size);
       return { events: page.map(auditEventMessage), nextPageToken: rows.length > size ? String(page.at(-1)!.id) : "" };
     },

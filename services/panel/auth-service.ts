@@ -2,9 +2,10 @@ import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@conn
 import type { AuthService } from "../../gen/myosicam/panel/v1/auth_pb.js";
 import { peerAddressKey } from "../lib/context-keys.js";
 import type { Knex } from "../lib/db.js";
+import { timestampOf } from "../lib/timestamps.js";
 import { checkNewPassword, hashPassword, verifyPassword } from "../lib/passwords.js";
 import { auditTargets, principalKey, principalOf, roleAtLeast, writeDb } from "../lib/principal.js";
-import { principalMessage, ts } from "./messages.js";
+import { principalMessage } from "./messages.js";
 import { clearedSessionCookie, sessionCookie, type Sessions } from "./sessions.js";
 import { deleteOperatorSessions, deleteSession, selectOperator, selectSession, selectSessions, updateOperatorPassword } from "./store.js";
 
@@ -70,9 +71,9 @@ export function createAuthService(deps: { db: Knex; sessions: Sessions; idleSeco
           id: s.id,
           operatorId: s.operator_id,
           operatorEmail: s.operator_email,
-          createdAt: ts(s.created_at),
-          lastSeenAt: ts(s.last_seen_at),
-          expiresAt: ts(new Date(Math.min(new Date(s.last_seen_at).getTime() + deps.idleSeconds * 1000, new Date(s.expires_at).getTime()))),
+          createdAt: timestampOf(s.created_at),
+          lastSeenAt: timestampOf(s.last_seen_at),
+          expiresAt: timestampOf(new Date(Math.min(new Date(s.last_seen_at).getTime() + deps.idleSeconds * 1000, new Date(s.expires_at).getTime()))),
           ip: s.ip,
           userAgent: s.user_agent,
           current: s.id === principal.session?.id,

@@ -1,5 +1,4 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { ApiClientSchema } from "../../gen/myosicam/panel/v1/api_client_pb.js";
 import type { AuditEventSchema } from "../../gen/myosicam/panel/v1/audit_pb.js";
@@ -7,11 +6,9 @@ import type { WhoAmIResponseSchema } from "../../gen/myosicam/panel/v1/auth_pb.j
 import { PrincipalKind, Role, type ServerScope as ServerScopeMessage } from "../../gen/myosicam/panel/v1/common_pb.js";
 import type { OperatorSchema } from "../../gen/myosicam/panel/v1/operator_pb.js";
 import type { Principal, RoleName, ServerScope } from "../lib/principal.js";
+import { timestampOf } from "../lib/timestamps.js";
 import type { AuditRow } from "./audit-log.js";
 import { scopeOf, type ApiClientRow, type OperatorRow } from "./store.js";
-
-/** A timestamp field from a database value (unset for null). */
-export const ts = (d: Date | string | null | undefined): Timestamp | undefined => (d ? timestampFromDate(new Date(d)) : undefined);
 
 const roles: Record<RoleName, Role> = { viewer: Role.VIEWER, operator: Role.OPERATOR, admin: Role.ADMIN, owner: Role.OWNER };
 
@@ -35,8 +32,8 @@ export function principalMessage(p: Principal): MessageInitShape<typeof WhoAmIRe
     name: p.name,
     role: roleMessage(p.role),
     scope: scopeMessage(p.scope),
-    sessionIdleExpiresAt: ts(p.session?.idleExpiresAt),
-    sessionExpiresAt: ts(p.session?.expiresAt),
+    sessionIdleExpiresAt: timestampOf(p.session?.idleExpiresAt),
+    sessionExpiresAt: timestampOf(p.session?.expiresAt),
     mustChangePassword: p.mustChangePassword ?? false,
   };
 }
@@ -49,8 +46,8 @@ export function operatorMessage(row: OperatorRow): MessageInitShape<typeof Opera
     scope: scopeMessage(scopeOf(row)),
     disabled: row.disabled_at !== null,
     mustChangePassword: row.temporary_login,
-    createdAt: ts(row.created_at),
-    lastLoginAt: ts(row.last_login_at),
+    createdAt: timestampOf(row.created_at),
+    lastLoginAt: timestampOf(row.last_login_at),
     createdBy: row.created_by,
   };
 }
@@ -64,11 +61,11 @@ export function apiClientMessage(row: ApiClientRow): MessageInitShape<typeof Api
     role: roleMessage(row.role),
     scope: scopeMessage(scopeOf(row)),
     revoked: row.revoked_at !== null,
-    createdAt: ts(row.created_at),
+    createdAt: timestampOf(row.created_at),
     createdBy: row.created_by,
-    lastUsedAt: ts(row.last_used_at),
-    rotatedAt: ts(row.rotated_at),
-    previousSecretValidUntil: overlapping ? ts(row.previous_valid_until) : undefined,
+    lastUsedAt: timestampOf(row.last_used_at),
+    rotatedAt: timestampOf(row.rotated_at),
+    previousSecretValidUntil: overlapping ? timestampOf(row.previous_valid_until) : undefined,
   };
 }
 
@@ -77,7 +74,7 @@ const actorKinds: Record<string, PrincipalKind> = { operator: PrincipalKind.OPER
 export function auditEventMessage(row: AuditRow): MessageInitShape<typeof AuditEventSchema> {
   return {
     id: BigInt(row.id),
-    at: ts(row.at),
+    at: timestampOf(row.at),
     actorKind: actorKinds[row.actor_kind] ?? PrincipalKind.UNSPECIFIED,
     actorId: row.actor_id,
     actorName: row.actor_name,

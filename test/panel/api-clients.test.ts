@@ -1,4 +1,3 @@
-import { Code, ConnectError } from "@connectrpc/connect";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { ApiClientService } from "../../gen/myosicam/panel/v1/api_client_pb.js";
