@@ -1,4 +1,3 @@
-import { X509Certificate } from "node:crypto";
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
@@ -77,9 +76,6 @@ export async function operatorSession(
   await auth.changePassword({ currentPassword: created.oneTimePassword, newPassword: password });
   return { ...session, id: created.operator!.id, password };
 }
-
-/** SHA-256 fingerprint of the panel's certificate, as `npm start` prints it. */
-export const panelFingerprint = (panel: PanelHost) => `sha256:${new X509Certificate(panel.ca).fingerprint256.replaceAll(":", "").toLowerCase()}`;
 
 /** "ok", or the name of the code the call was refused with (e.g. "NotFound"). */
 export async function codeOf(fn: () => Promise<unknown>): Promise<string> {
