@@ -2,11 +2,11 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ConnectError, type Client } from "@connectrpc/connect";
-import { CommandKind, CommandOutcome, type AgentService, type Command } from "../gen/myosicam/agent/v1/agent_pb.js";
+import { AccountChangeStatus, CommandKind, CommandOutcome, type AgentService, type Command } from "../gen/myosicam/agent/v1/agent_pb.js";
 import { writeFileAtomic } from "../services/lib/atomic-file.js";
 import { fullJitterDelayMs } from "../services/lib/backoff.js";
 import type { Logger } from "../services/lib/log.js";
-import { applyAccounts, reloadInstanceUsers } from "./apply/apply-accounts.js";
+import { type AccountChangeResult, applyAccounts, reloadInstanceUsers } from "./apply/apply-accounts.js";
 import type { UnloadedChanges } from "./unloaded-changes.js";
 import { applyConfig } from "./apply/apply-config.js";
 import { controlUnit, runCommand, type CommandRunner, type ServiceVerb } from "./apply/service-control.js";
@@ -23,6 +23,39 @@ interface Outcome {
   detail: string;
   /** apply_config: changed keys that take effect only after a restart. */
   restartRequiredKeys?: string[];
+  /** apply_accounts: one result per change. */
+  accountResults?: AccountChangeResult[];
+}
+
+/** Of the remembered outcomes, only the newest keep their per-account results (they can be large). */
+const rememberedAccountResults = 20;
+
+const changeStatuses = {
+  applied: AccountChangeStatus.APPLIED,
+  unchanged: AccountChangeStatus.UNCHANGED,
+  failed: AccountChangeStatus.FAILED,
+} as const;
+
+/** Keys a report can carry (the contract's pattern); a key OScam ignores anyway is left out. */
+const reportableKey = /^[A-Za-z0-9_]{1,64}$/;
+const entriesMessage = (entries: Record<string, string> | undefined) =>
+  entries && {
+    entries: Object.entries(entries)
+      .filter(([key, value]) => reportableKey.test(key) && value.length <= 4096)
+      .map(([key, value]) => ({ key, value })),
+  };
+
+/** The per-change results as the report carries them. */
+function accountResultsMessage(results: readonly AccountChangeResult[] | undefined) {
+  return (results ?? []).map((r) => ({
+    index: r.index,
+    status: changeStatuses[r.status],
+    failureCode: r.failureCode,
+    detail: r.detail.slice(0, 4000),
+    before: entriesMessage(r.before),
+    after: entriesMessage(r.after),
+    followedBy: r.followedBy ?? "",
+  }));
 }
 
 /** What the agent can run; a kind it cannot is reported as failed, never as done. */
@@ -59,7 +92,7 @@ export function createExecutor(deps: {
       case CommandKind.APPLY_CONFIG:
         return payload.case === "applyConfig" ? onInstance(command, (i) => applyConfig(i, payload.value)) : missingPayload("apply_config");
       case CommandKind.RELOAD:
-        return onInstance(command, (i) => reloadInstanceUsers(i, undefined, deps.unloaded), false);
+        return onInstance(command, (i) => reloadInstanceUsers(i, deps.unloaded), false);
       case CommandKind.START:
       case CommandKind.STOP:
       case CommandKind.RESTART: {
@@ -138,6 +171,8 @@ export async function runCommandStream(options: {
   const remember = async (id: string, outcome: Outcome) => {
     remembered.set(id, outcome);
     while (remembered.size > rememberedCommands) remembered.delete(remembered.keys().next().value!);
+    const newest = [...remembered.keys()].slice(-rememberedAccountResults);
+    for (const [key, value] of remembered) if (value.accountResults && !newest.includes(key)) remembered.set(key, { ...value, accountResults: undefined });
     await writeFileAtomic(file, JSON.stringify(Object.fromEntries(remembered)), 0o600);
   };
   let state: "connecting" | "open" | "broken" = "connecting";
@@ -165,6 +200,7 @@ export async function runCommandStream(options: {
           failureCode: outcome.failureCode,
           detail: outcome.detail,
           restartRequiredKeys: outcome.restartRequiredKeys ?? [],
+          accountResults: accountResultsMessage(outcome.accountResults),
         });
       }
       // A clean end (a panel restart, a proxy): reconnect like after an error.

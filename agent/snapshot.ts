@@ -93,6 +93,7 @@ export async function buildSnapshot(instance: DiscoveredInstance, sampler: Sampl
         caid: a.raw.caid ?? "",
         ident: a.raw.ident ?? "",
         expiryDate: a.expdateValid ? (a.expdate ?? "") : "",
+        unreadableExpiry: a.expdateValid ? "" : (a.raw.expdate ?? "").slice(0, 128),
         description: a.description.slice(0, 1024),
         extra: Object.entries(a.raw)
           .filter(([k]) => !accountFields.has(k))

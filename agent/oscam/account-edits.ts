@@ -1,11 +1,11 @@
-import { classifiedLine, dominantEol, latin1Of, type OscamDocument, type OscamLine } from "./document.js";
+import { classifiedLine, dominantEol, latin1Of, type OscamDocument, type OscamLine, utf8Of } from "./document.js";
 import { checkKeyValue, OscamEditError } from "./edit.js";
 import { type EntryStyle, entryText, lastEntryStyle, prevailingStyle } from "./entry-style.js";
 import { readUserFile } from "./user-file.js";
 
 /** An account change, as commands carry it (`apply_accounts`). */
 export type AccountChange =
-  | { op: "add"; user: string; set: Record<string, string> }
+  | { op: "add"; user: string; set: Record<string, string>; beforeUser?: string }
   | { op: "update"; user: string; set?: Record<string, string>; unset?: string[] }
   | { op: "disable" | "enable" | "delete"; user: string };
 
@@ -29,16 +29,44 @@ export function userNameProblem(user: string): string | undefined {
 interface Section {
   /** Its lines, the header first (no header for the part before the first one, or what a deletion left). */
   lines: OscamLine[];
-  /** Its index in the document's sections (sections are only ever appended, never removed). */
-  readonly position: number;
+  /** Its index in the document's sections (kept up to date when a section is inserted). */
+  position: number;
+}
+
+/** An account's keys as written (the last value of each, UTF-8), in the order they first appear. */
+export type AccountEntries = Record<string, string>;
+
+/** How one change went; `before`/`after` are absent when the account did not exist then. */
+export interface ChangeReport {
+  status: "applied" | "unchanged" | "failed";
+  /** Why it failed (failed only). */
+  reason?: string;
+  before?: AccountEntries;
+  after?: AccountEntries;
+  /** delete: the account that followed the deleted one in the file. */
+  followedBy?: string;
 }
 
 /**
- * Applies account changes in order; each touches only the lines it must. The document is split
- * into sections once and accounts found through an index, so 10,000 changes to a file of 10,000
- * accounts take one pass over it, not one per change.
+ * Applies account changes in order; each touches only the lines it must. All-or-nothing: the
+ * first change that cannot be made throws OscamEditError and nothing is returned.
  */
 export function applyAccountChanges(doc: OscamDocument, changes: readonly AccountChange[]): OscamDocument {
+  return editAccounts(doc, changes, { independent: false }).doc;
+}
+
+/**
+ * Applies account changes in order and reports each with the account's keys before and after.
+ * Independent: a change that cannot be made is reported failed and leaves the document as it was
+ * (each change is checked whole before any line moves); otherwise it throws OscamEditError. The
+ * document is split into sections once and accounts found through an index, so 10,000 changes
+ * to a file of 10,000 accounts take one pass over it, not one per change.
+ */
+export function editAccounts(
+  doc: OscamDocument,
+  changes: readonly AccountChange[],
+  options: { independent: boolean },
+): { doc: OscamDocument; reports: ChangeReport[] } {
   const eol = dominantEol(doc);
   const fileStyle = prevailingStyle(doc.lines);
   const sections = splitSections(doc);
@@ -56,8 +84,19 @@ export function applyAccountChanges(doc: OscamDocument, changes: readonly Accoun
     if (!section) throw new OscamEditError(`there is no account "${user}" in oscam.user`);
     return section;
   };
+  const reports: ChangeReport[] = [];
 
   for (const [i, change] of changes.entries()) {
+    try {
+      reports.push(applyOne(i, change));
+    } catch (err) {
+      if (!options.independent || !(err instanceof OscamEditError)) throw err;
+      reports.push({ status: "failed", reason: err.message });
+    }
+  }
+  return { doc: { ...doc, lines: joinSections(sections, eol) }, reports };
+
+  function applyOne(i: number, change: AccountChange): ChangeReport {
     const problem = userNameProblem(change.user);
     if (problem) throw new OscamEditError(`change ${i + 1}: ${problem}`);
     switch (change.op) {
@@ -65,48 +104,104 @@ export function applyAccountChanges(doc: OscamDocument, changes: readonly Accoun
         if (current().has(change.user)) throw new OscamEditError(`an account "${change.user}" exists already`);
         const entries: Array<[string, string]> = [["user", change.user], ...Object.entries(change.set).filter(([k]) => k.toLowerCase() !== "user")];
         for (const [k, v] of entries) checkKeyValue(k, v);
-        // After a blank line, as the accounts of a file are separated.
-        const last = lastSectionWithLines(sections, sections.length);
-        if (last && last.lines.at(-1)!.kind !== "blank") last.lines.push(classifiedLine("", eol));
-        const section: Section = {
-          lines: [classifiedLine("[account]", eol), ...entries.map(([k, v]) => classifiedLine(entryText(fileStyle, k.toLowerCase(), v), eol))],
-          position: sections.length,
-        };
-        sections.push(section);
-        // Appended last, it loads under its own name: no earlier account has it (checked above).
+        const lines = entries.map(([k, v]) => classifiedLine(entryText(fileStyle, k.toLowerCase(), v), eol));
+        const next = change.beforeUser ? current().get(change.beforeUser) : undefined;
+        let section: Section;
+        if (next) {
+          // Put back where a deleted account was: before the account that followed it, with a
+          // blank line after it when the accounts there are separated by one.
+          const previous = lastSectionWithLines(sections, next.position)?.lines.at(-1);
+          const separated = previous === undefined || previous.kind === "blank";
+          section = { lines: [classifiedLine("[account]", eol), ...lines, ...(separated ? [classifiedLine("", eol)] : [])], position: next.position };
+          sections.splice(next.position, 0, section);
+          for (let p = next.position + 1; p < sections.length; p++) sections[p]!.position = p;
+        } else {
+          // After a blank line, as the accounts of a file are separated.
+          const last = lastSectionWithLines(sections, sections.length);
+          if (last && last.lines.at(-1)!.kind !== "blank") last.lines.push(classifiedLine("", eol));
+          section = { lines: [classifiedLine("[account]", eol), ...lines], position: sections.length };
+          sections.push(section);
+        }
+        // It loads under its own name: no other account has it (checked above). Placed before
+        // another, a later duplicate of it would have been renamed: the index is rebuilt then.
         index.set(change.user, section);
-        break;
+        if (next && renamed) stale = true;
+        return { status: "applied", after: entriesOf(section) };
       }
       case "update": {
         const section = find(change.user);
-        for (const [k, v] of Object.entries(change.set ?? {})) {
+        const set = Object.entries(change.set ?? {});
+        // Checked whole before any line moves, so a refused change leaves the account as it was.
+        for (const [k, v] of set) {
+          checkKeyValue(k, v);
           if (k.toLowerCase() === "user") {
             const renameProblem = userNameProblem(v);
             if (renameProblem) throw new OscamEditError(`change ${i + 1}: ${renameProblem}`);
-            stale = true;
           }
-          setIn(section, k, v, fileStyle, eol);
         }
         for (const k of change.unset ?? []) {
+          checkKeyValue(k);
           if (k.toLowerCase() === "user") throw new OscamEditError(`change ${i + 1}: an account cannot be without a user name; delete it instead`);
-          unsetIn(section, k);
         }
-        break;
+        const before = entriesOf(section);
+        for (const [k, v] of set) {
+          if (k.toLowerCase() === "user") stale = true;
+          setIn(section, k, v, fileStyle, eol);
+        }
+        for (const k of change.unset ?? []) unsetIn(section, k);
+        return reportOf(before, entriesOf(section));
       }
-      case "disable":
-        setIn(find(change.user), "disabled", "1", fileStyle, eol);
-        break;
-      case "enable":
-        unsetIn(find(change.user), "disabled");
-        break;
-      case "delete":
-        deleteSection(sections, find(change.user));
+      case "disable": {
+        const section = find(change.user);
+        const before = entriesOf(section);
+        setIn(section, "disabled", "1", fileStyle, eol);
+        return reportOf(before, entriesOf(section));
+      }
+      case "enable": {
+        const section = find(change.user);
+        const before = entriesOf(section);
+        unsetIn(section, "disabled");
+        return reportOf(before, entriesOf(section));
+      }
+      case "delete": {
+        const section = find(change.user);
+        const before = entriesOf(section);
+        const followedBy = nextAccountUser(sections, section.position);
+        deleteSection(sections, section);
         index.delete(change.user);
         if (renamed) stale = true;
-        break;
+        return { status: "applied", before, ...(followedBy === undefined ? {} : { followedBy }) };
+      }
     }
   }
-  return { ...doc, lines: joinSections(sections, eol) };
+}
+
+const reportOf = (before: AccountEntries, after: AccountEntries): ChangeReport => ({
+  status: JSON.stringify(before) === JSON.stringify(after) ? "unchanged" : "applied",
+  before,
+  after,
+});
+
+/** A section's keys as written: the last value of each key, UTF-8. */
+function entriesOf(section: Section): AccountEntries {
+  const entries: AccountEntries = {};
+  for (const line of section.lines) {
+    if (line.kind !== "entry") continue;
+    const key = line.key!;
+    if (key === "__proto__" || key === "constructor" || key === "prototype") continue;
+    entries[key] = utf8Of(line.value!);
+  }
+  return entries;
+}
+
+/** The user name (as written) of the first account section after `position`. */
+function nextAccountUser(sections: readonly Section[], position: number): string | undefined {
+  for (let p = position + 1; p < sections.length; p++) {
+    const header = sections[p]!.lines[0];
+    if (header?.kind !== "section" || header.section!.toLowerCase() !== "account") continue;
+    return entriesOf(sections[p]!).user;
+  }
+  return undefined;
 }
 
 function splitSections(doc: OscamDocument): Section[] {

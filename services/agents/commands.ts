@@ -6,6 +6,7 @@ import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { ApplyAccountsSchema, ApplyConfigSchema, CommandKind, CommandSchema, type Command } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import type { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
 import { createBatcher } from "../lib/batcher.js";
+import { type AccountResultInput, recordAccountResults } from "./change-sets.js";
 import { createPgListener } from "../lib/pg-listener.js";
 import type { Knex } from "../lib/db.js";
 import type { Logger } from "../lib/log.js";
@@ -119,33 +120,58 @@ export async function createCommands(
   const knownIds = new Set(known.map((k: { id: string }) => k.id));
   const missing = input.serverIds.filter((id) => !knownIds.has(id));
   if (missing.length > 0) throw new ConnectError(`no enrolled server ${missing.join(", ")}; see \`npx myosicam agent list\``, Code.NotFound);
-  const ttl = input.ttlSeconds ?? defaultCommandTtlSeconds;
-  const rows = input.serverIds.map((serverId) => ({ id: randomUUID(), serverId }));
-  const sealed =
-    payload === undefined
+  return insertCommands(
+    db,
+    crypto,
+    input.serverIds.map((serverId) => ({ serverId, instance: input.instance ?? "", payload })),
+    { kind, createdBy: input.createdBy, ttlSeconds: input.ttlSeconds },
+  );
+}
+
+/**
+ * Inserts commands of one kind whose payloads were checked (checkPayload), each with its own
+ * target and payload, sealed in one batch, and announces them with NOTIFY in the same transaction.
+ */
+export async function insertCommands(
+  db: Knex,
+  crypto: Client<typeof CryptoService>,
+  targets: ReadonlyArray<{ id?: string; serverId: string; instance: string; payload?: JsonValue }>,
+  options: { kind: CommandKindName; createdBy: string; ttlSeconds?: number },
+): Promise<CommandInfo[]> {
+  if (targets.length === 0) return [];
+  const ttl = options.ttlSeconds ?? defaultCommandTtlSeconds;
+  const rows = targets.map((t) => ({ ...t, id: t.id ?? randomUUID() }));
+  const withPayload = rows.filter((r) => r.payload !== undefined);
+  const envelopes =
+    withPayload.length === 0
       ? []
       : (
           await crypto.encryptBatch({
-            items: rows.map((r) => ({ plaintext: Buffer.from(JSON.stringify(payload)), context: { table: "commands", column: "payload", rowId: r.id } })),
+            items: withPayload.map((r) => ({
+              plaintext: Buffer.from(JSON.stringify(r.payload)),
+              context: { table: "commands", column: "payload", rowId: r.id },
+            })),
           })
         ).envelopes;
-  const created = await db.transaction(async (trx) => {
+  const sealed = new Map(withPayload.map((r, i) => [r.id, envelopes[i]!]));
+  const insert = async (trx: Knex) => {
     const inserted = await trx("commands")
       .insert(
-        rows.map((r, i) => ({
+        rows.map((r) => ({
           id: r.id,
           server_id: r.serverId,
-          instance: input.instance ?? "",
-          kind,
-          payload: sealed[i] ?? null,
-          created_by: input.createdBy,
+          instance: r.instance,
+          kind: options.kind,
+          payload: sealed.get(r.id) ?? null,
+          created_by: options.createdBy,
           deadline: trx.raw("now() + make_interval(secs => ?)", [ttl]),
         })),
       )
       .returning("*");
-    await trx.raw("select pg_notify(?, server_id) from unnest(?::text[]) as server_id", [commandChannel, [...new Set(input.serverIds)]]);
+    await trx.raw("select pg_notify(?, server_id) from unnest(?::text[]) as server_id", [commandChannel, [...new Set(rows.map((r) => r.serverId))]]);
     return inserted;
-  });
+  };
+  const created = db.isTransaction ? await insert(db) : await db.transaction(insert);
   return created.map(infoOf);
 }
 
@@ -265,6 +291,8 @@ export interface CommandResult {
   failureCode: string;
   detail: string;
   restartRequiredKeys: readonly string[];
+  /** apply_accounts: the agent's answer per change. */
+  accountResults?: readonly AccountResultInput[];
 }
 
 /**
@@ -307,9 +335,27 @@ export async function recordResults(db: Knex, results: readonly CommandResult[])
   );
 }
 
-/** Coalesces ReportResult writes: the results that arrive while one statement runs go into the next. */
-export function createResultWriter(db: Knex) {
-  return createBatcher<CommandResult, true>({ write: (items) => recordResults(db, items), windowMs: 0, maxItems: 1000 });
+/**
+ * Coalesces ReportResult writes: the results that arrive while one transaction runs go into the
+ * next. A result and its per-account answers (change set items, history) commit together.
+ */
+export function createResultWriter(db: Knex, crypto: Client<typeof CryptoService>) {
+  return createBatcher<CommandResult, true>({
+    write: (items) =>
+      db.transaction(async (trx) => {
+        const outcomes = await recordResults(trx, items);
+        await recordAccountResults(
+          trx,
+          crypto,
+          items.flatMap((r, i) =>
+            outcomes[i] === true && r.accountResults?.length ? [{ serverId: r.serverId, commandId: r.commandId, accountResults: r.accountResults }] : [],
+          ),
+        );
+        return outcomes;
+      }),
+    windowMs: 0,
+    maxItems: 1000,
+  });
 }
 
 /**

@@ -30,6 +30,11 @@ import { createFleetService } from "./fleet-service.js";
 import { fleetEvents } from "./migrations/0010-fleet-events.js";
 import { sealedTables } from "./migrations/0009-sealed-tables.js";
 import { alertAcknowledgement } from "./migrations/0008-alert-acknowledgement.js";
+import { changeSets } from "./migrations/0011-change-sets.js";
+import { AccountService } from "../../gen/myosicam/panel/v1/account_pb.js";
+import { createAccountService } from "./account-service.js";
+import { currentStanding } from "../lib/licensing/check.js";
+import { requireQuota } from "../lib/licensing/standing.js";
 import { createServerService } from "./server-service.js";
 import { createCommandHub, createResultWriter, expireCommands } from "./commands.js";
 import { countLiveInstances, purgeResourceSamples, resourceRetentionDays } from "./sync.js";
@@ -56,7 +61,7 @@ export function agentsRoutes(deps: ServiceDeps) {
   deps.onStop(() => hub.stop());
   const fleetHub = createFleetEventHub(deps.db, deps.dbUrl, deps.log);
   deps.onStop(() => fleetHub.stop());
-  const results = createResultWriter(deps.db);
+  const results = createResultWriter(deps.db, crypto);
   deps.onStop(() => results.stop());
   const agent = createAgentService({ writer, intervalSeconds: deps.config.agentHeartbeatIntervalSeconds, db: deps.db, crypto, hub, results });
   // The operator API over this service's tables; the panel service authenticates, authorizes and
@@ -76,6 +81,15 @@ export function agentsRoutes(deps: ServiceDeps) {
     router.service(CommandService, commands);
     router.service(AlertService, alerts);
     router.service(InstanceService, createInstanceService({ db: deps.db }));
+    router.service(
+      AccountService,
+      createAccountService({
+        db: deps.db,
+        crypto,
+        // Changes need a usable license, as every other change does (nothing is added to the quotas).
+        requireLicense: async () => requireQuota(await currentStanding(deps.db, deps.config.licenseKey), await deps.currentUsage(), {}),
+      }),
+    );
     router.service(FleetService, createFleetService({ db: deps.db, hub: fleetHub }));
     // For other panel services in this process (the installer); refused on the network.
     router.service(EnrollmentService, createEnrollmentService({ db: deps.db }));
@@ -86,7 +100,17 @@ export const agentsService: ServiceModule = {
   name: "agents",
   listener: "panel",
   database: "panel",
-  descriptors: [RegistrationService, AgentService, ServerService, CommandService, AlertService, InstanceService, FleetService, EnrollmentService],
+  descriptors: [
+    RegistrationService,
+    AgentService,
+    ServerService,
+    CommandService,
+    AlertService,
+    InstanceService,
+    AccountService,
+    FleetService,
+    EnrollmentService,
+  ],
   migrations: [
     serversAndTokens,
     alertRecipients,
@@ -99,6 +123,7 @@ export const agentsService: ServiceModule = {
     alertAcknowledgement,
     sealedTables,
     fleetEvents,
+    changeSets,
   ],
   // The agent tokens are sealed and opened by the key holder, in this process; the operator API's
   // authentication, authorization and audit are the panel service's, in this process too.

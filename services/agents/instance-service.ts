@@ -5,6 +5,7 @@ import type { Knex } from "../lib/db.js";
 import { timestampOf } from "../lib/timestamps.js";
 import { principalOf } from "../lib/principal.js";
 import { serverInScope } from "./server-scope.js";
+import { countDriftedAccounts } from "./account-store.js";
 import { instanceBelongsTo, selectHostSeries, selectInstanceSeries, selectInstances } from "./instance-store.js";
 import { resourceRetentionDays } from "./sync.js";
 
@@ -27,6 +28,10 @@ export function createInstanceService(deps: { db: Knex }): ServiceImpl<typeof In
     async listInstances(req, ctx) {
       await serverInScope(db, principalOf(ctx).scope, req.serverId);
       const rows = await selectInstances(db, req.serverId, req.includeGone);
+      const drift = await countDriftedAccounts(
+        db,
+        rows.map((r) => r.id),
+      );
       return {
         instances: rows.map((r) => ({
           id: r.id,
@@ -53,6 +58,7 @@ export function createInstanceService(deps: { db: Knex }): ServiceImpl<typeof In
           problems: r.problems,
           syncedAt: timestampOf(r.synced_at),
           goneAt: timestampOf(r.gone_at),
+          driftedAccounts: drift.get(r.id) ?? 0,
         })),
       };
     },

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client, type HandlerContext, type Interceptor, type ServiceImpl } from "@connectrpc/connect";
-import { AgentHealth, CommandOutcome, type AgentService } from "../../gen/myosicam/agent/v1/agent_pb.js";
+import { AccountChangeStatus, AgentHealth, CommandOutcome, type AgentService } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import { RegistrationService } from "../../gen/myosicam/agent/v1/registration_pb.js";
 import type { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
 import type { Config } from "../lib/config.js";
@@ -199,6 +199,12 @@ const healthNames: Record<AgentHealth, string> = {
 /** Keepalive interval of the command stream: proxies close streams idle for 60 s or more. */
 export const keepaliveMs = 25_000;
 
+const accountChangeStatuses: Partial<Record<AccountChangeStatus, "applied" | "unchanged" | "failed">> = {
+  [AccountChangeStatus.APPLIED]: "applied",
+  [AccountChangeStatus.UNCHANGED]: "unchanged",
+  [AccountChangeStatus.FAILED]: "failed",
+};
+
 export function createAgentService(deps: {
   writer: HeartbeatWriter;
   intervalSeconds: number;
@@ -258,6 +264,15 @@ export function createAgentService(deps: {
         failureCode: req.failureCode,
         detail: req.detail,
         restartRequiredKeys: req.restartRequiredKeys,
+        accountResults: req.accountResults.map((a) => ({
+          index: a.index,
+          status: accountChangeStatuses[a.status] ?? "failed",
+          failureCode: a.failureCode,
+          detail: a.detail,
+          before: a.before && Object.fromEntries(a.before.entries.map((kv) => [kv.key, kv.value])),
+          after: a.after && Object.fromEntries(a.after.entries.map((kv) => [kv.key, kv.value])),
+          followedBy: a.followedBy,
+        })),
       });
       return {};
     },

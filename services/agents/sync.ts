@@ -1,9 +1,11 @@
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import type { SyncRequest } from "../../gen/myosicam/agent/v1/agent_pb.js";
-import type { InstanceSnapshot } from "../../gen/myosicam/agent/v1/snapshot_pb.js";
+import type { Account, InstanceSnapshot } from "../../gen/myosicam/agent/v1/snapshot_pb.js";
 import type { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
 import type { Knex } from "../lib/db.js";
+import { entriesOfFields } from "./account-plans.js";
+import { attributeSyncedChanges, type SyncedDifference } from "./change-sets.js";
 
 /** How long resource readings are kept (the retention job deletes older ones). */
 export const resourceRetentionDays = 7;
@@ -69,6 +71,7 @@ async function storeSnapshot(db: Knex, crypto: Client<typeof CryptoService>, ser
     seen.add(a.user);
   }
   await db.transaction(async (trx) => {
+    const known = await trx("instances").where({ server_id: serverId, name: s.ref!.name }).first("id");
     const row = {
       server_id: serverId,
       name: s.ref!.name,
@@ -105,10 +108,24 @@ async function storeSnapshot(db: Knex, crypto: Client<typeof CryptoService>, ser
       .returning("id");
     const instanceId: string = instance.id;
 
-    const existing = new Map<string, { id: string; password: string | null }>(
-      (await trx("accounts").where({ instance_id: instanceId }).select("id", "username", "password")).map(
-        (r: { id: string; username: string; password: string | null }) => [r.username, r],
-      ),
+    const existing = new Map<string, StoredAccount>(
+      (
+        await trx("accounts")
+          .where({ instance_id: instanceId })
+          .select(
+            "id",
+            "username",
+            "password",
+            "enabled",
+            "groups",
+            "caid",
+            "ident",
+            trx.raw("coalesce(to_char(expiry_date, 'YYYY-MM-DD'), '') as expiry_date"),
+            "unreadable_expiry",
+            "description",
+            "extra",
+          )
+      ).map((r: StoredAccount) => [r.username, r]),
     );
     const rows = s.accounts.map((a) => {
       const stored = existing.get(a.user);
@@ -135,15 +152,15 @@ async function storeSnapshot(db: Knex, crypto: Client<typeof CryptoService>, ser
     // their updated_at).
     if (rows.length > 0) {
       await trx.raw(
-        `insert into accounts (id, instance_id, username, password, enabled, groups, caid, ident, expiry_date, description, extra, updated_at)
-         select a.id, ?::uuid, a.username, a.password, a.enabled, coalesce(string_to_array(a.groups, ',')::integer[], '{}'), a.caid, a.ident, a.expiry_date, a.description, a.extra, now()
-           from unnest(?::uuid[], ?::text[], ?::text[], ?::boolean[], ?::text[], ?::text[], ?::text[], ?::date[], ?::text[], ?::jsonb[])
-             as a(id, username, password, enabled, groups, caid, ident, expiry_date, description, extra)
+        `insert into accounts (id, instance_id, username, password, enabled, groups, caid, ident, expiry_date, unreadable_expiry, description, extra, updated_at)
+         select a.id, ?::uuid, a.username, a.password, a.enabled, coalesce(string_to_array(a.groups, ',')::integer[], '{}'), a.caid, a.ident, a.expiry_date, a.unreadable_expiry, a.description, a.extra, now()
+           from unnest(?::uuid[], ?::text[], ?::text[], ?::boolean[], ?::text[], ?::text[], ?::text[], ?::date[], ?::text[], ?::text[], ?::jsonb[])
+             as a(id, username, password, enabled, groups, caid, ident, expiry_date, unreadable_expiry, description, extra)
          on conflict (instance_id, username) do update set password = excluded.password, enabled = excluded.enabled, groups = excluded.groups,
-           caid = excluded.caid, ident = excluded.ident, expiry_date = excluded.expiry_date, description = excluded.description,
-           extra = excluded.extra, updated_at = excluded.updated_at
-         where (accounts.password, accounts.enabled, accounts.groups, accounts.caid, accounts.ident, accounts.expiry_date, accounts.description, accounts.extra)
-           is distinct from (excluded.password, excluded.enabled, excluded.groups, excluded.caid, excluded.ident, excluded.expiry_date, excluded.description, excluded.extra)`,
+           caid = excluded.caid, ident = excluded.ident, expiry_date = excluded.expiry_date, unreadable_expiry = excluded.unreadable_expiry,
+           description = excluded.description, extra = excluded.extra, updated_at = excluded.updated_at
+         where (accounts.password, accounts.enabled, accounts.groups, accounts.caid, accounts.ident, accounts.expiry_date, accounts.unreadable_expiry, accounts.description, accounts.extra)
+           is distinct from (excluded.password, excluded.enabled, excluded.groups, excluded.caid, excluded.ident, excluded.expiry_date, excluded.unreadable_expiry, excluded.description, excluded.extra)`,
         [
           instanceId,
           rows.map((r) => r.id),
@@ -154,12 +171,18 @@ async function storeSnapshot(db: Knex, crypto: Client<typeof CryptoService>, ser
           rows.map((r) => r.account.caid),
           rows.map((r) => r.account.ident),
           rows.map((r) => r.account.expiryDate || null),
+          rows.map((r) => r.account.unreadableExpiry),
           rows.map((r) => r.account.description),
           rows.map((r) => JSON.stringify(r.account.extra.map((x) => ({ key: x.key, value: x.value })))),
         ] as unknown as readonly Knex.RawBinding[],
       );
     }
     await trx.raw("delete from accounts where instance_id = ? and not (username = any(?::text[]))", [instanceId, [...seen]]);
+    // What changed since the panel last saw this instance: a change set's doing, or drift.
+    if (known) {
+      const diffs = differences(existing, s.accounts, passwords);
+      await attributeSyncedChanges(trx, crypto, instanceId, diffs);
+    }
 
     const [install] = await trx("oscam_installs")
       .insert({ id: randomUUID(), server_id: serverId, instance_name: s.ref!.name, webif_username: s.webif?.username ?? null })
@@ -186,6 +209,53 @@ async function storeSnapshot(db: Knex, crypto: Client<typeof CryptoService>, ser
     }
   });
 }
+
+/** An account row as stored before a sync. */
+interface StoredAccount {
+  id: string;
+  username: string;
+  password: string | null;
+  enabled: boolean;
+  groups: number[];
+  caid: string;
+  ident: string;
+  expiry_date: string;
+  unreadable_expiry: string;
+  description: string;
+  extra: Array<{ key: string; value: string }>;
+}
+
+const storedEntries = (r: StoredAccount) => entriesOfFields({ ...r, expiryDate: r.expiry_date, unreadableExpiry: r.unreadable_expiry });
+const reportedEntries = (a: Account) =>
+  entriesOfFields({ ...a, expiryDate: a.expiryDate, unreadableExpiry: a.unreadableExpiry, extra: a.extra.map((x) => ({ key: x.key, value: x.value })) });
+
+/**
+ * The accounts a snapshot shows created, changed or deleted against the stored view (`sealed` is
+ * the snapshot's passwords as stored: an unchanged one is the same envelope).
+ */
+function differences(stored: ReadonlyMap<string, StoredAccount>, accounts: readonly Account[], sealed: ReadonlyArray<string | null>): SyncedDifference[] {
+  const diffs: SyncedDifference[] = [];
+  accounts.forEach((a, i) => {
+    const before = stored.get(a.user);
+    const after = reportedEntries(a);
+    if (!before) {
+      diffs.push({ username: a.user, operation: "create", before: null, after, passwordChanged: sealed[i] !== null });
+      return;
+    }
+    const previous = storedEntries(before);
+    const passwordChanged = before.password !== sealed[i];
+    if (passwordChanged || JSON.stringify(sortedEntries(previous)) !== JSON.stringify(sortedEntries(after))) {
+      diffs.push({ username: a.user, operation: "update", before: previous, after, passwordChanged });
+    }
+  });
+  const present = new Set(accounts.map((a) => a.user));
+  for (const [username, row] of stored) {
+    if (!present.has(username)) diffs.push({ username, operation: "delete", before: storedEntries(row), after: null, passwordChanged: row.password !== null });
+  }
+  return diffs;
+}
+
+const sortedEntries = (entries: Record<string, string>) => Object.entries(entries).sort(([a], [b]) => a.localeCompare(b));
 
 /** Deletes resource readings older than the retention; answers how many. */
 export async function purgeResourceSamples(db: Knex, days = resourceRetentionDays): Promise<number> {

@@ -10,6 +10,7 @@ export const encryptedColumns: readonly EncryptedColumn[] = [
   { table: "email_configurations", column: "mailgun_api_key", idColumn: "id" },
   { table: "servers", column: "agent_token", idColumn: "id" },
   { table: "accounts", column: "password", idColumn: "id" },
+  { table: "account_history", column: "password_before", idColumn: "id" },
   { table: "commands", column: "payload", idColumn: "id" },
   { table: "api_clients", column: "secret", idColumn: "id" },
   { table: "api_clients", column: "previous_secret", idColumn: "id" },

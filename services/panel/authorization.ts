@@ -5,6 +5,7 @@ import { EnrollmentService } from "../../gen/myosicam/agent/v1/enrollment_pb.js"
 import { InstallerService } from "../../gen/myosicam/install/v1/install_pb.js";
 import { InstallService } from "../../gen/myosicam/panel/v1/install_pb.js";
 import { InstanceService } from "../../gen/myosicam/panel/v1/instance_pb.js";
+import { AccountService } from "../../gen/myosicam/panel/v1/account_pb.js";
 import { FleetService } from "../../gen/myosicam/panel/v1/fleet_pb.js";
 import { AlertService } from "../../gen/myosicam/panel/v1/alert_pb.js";
 import { RegistrationService } from "../../gen/myosicam/agent/v1/registration_pb.js";
@@ -110,6 +111,21 @@ export const panelPolicies: Readonly<Record<string, Policy>> = {
   [`/${InstanceService.typeName}/ListInstances`]: read("viewer", "servers"),
   [`/${InstanceService.typeName}/GetResourceHistory`]: read("viewer", "servers"),
 
+  // Accounts of the servers in scope; a scoped caller sees only change sets wholly within it.
+  [`/${AccountService.typeName}/ListAccounts`]: read("viewer", "servers"),
+  [`/${AccountService.typeName}/RevealPassword`]: write("operator", "servers"),
+  [`/${AccountService.typeName}/CreateChangeSet`]: write("operator", "servers"),
+  [`/${AccountService.typeName}/GetChangeSet`]: read("viewer", "servers"),
+  [`/${AccountService.typeName}/ListChangeSets`]: read("viewer", "servers"),
+  [`/${AccountService.typeName}/ListChangeSetItems`]: read("viewer", "servers"),
+  [`/${AccountService.typeName}/WatchChangeSet`]: read("viewer", "servers"),
+  [`/${AccountService.typeName}/RetryChangeSet`]: write("operator", "servers"),
+  [`/${AccountService.typeName}/RevertChangeSet`]: write("operator", "servers"),
+  [`/${AccountService.typeName}/ListHistory`]: read("viewer", "servers"),
+  [`/${AccountService.typeName}/AcknowledgeDrift`]: write("operator", "servers"),
+  [`/${AccountService.typeName}/ExportAccounts`]: read("viewer", "servers"),
+  [`/${AccountService.typeName}/ImportAccounts`]: write("operator", "servers"),
+
   // Each event is filtered by the watcher's scope (and install jobs by role) in the handler.
   [`/${FleetService.typeName}/WatchEvents`]: read("viewer", "servers"),
 
@@ -143,6 +159,7 @@ export const operatorServices: readonly DescService[] = [
   AlertService,
   InstallService,
   InstanceService,
+  AccountService,
   FleetService,
 ];
 

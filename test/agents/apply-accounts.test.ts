@@ -152,15 +152,18 @@ test("the panel restarting while the agent applies: the agent reconnects, the re
   assert.ok(emulator.loaded().some((a) => a.user === "restartbox"));
 });
 
-test("a change OScam cannot be told about is reported precisely, and the file keeps the change", async () => {
+test("a change OScam cannot be told about is reported precisely, and the previous file is put back", async () => {
   emulator.setCredentials("admin", "another-password");
+  const before = await readFile(userFile());
   const auth = await send({ changes: [{ operation: "ACCOUNT_OPERATION_ENABLE", user: "bedroom" }] });
   assert.equal([auth.status, auth.failureCode], ["failed", "webif_auth_failed"]);
-  assert.match(auth.result, /oscam\.user written/);
+  assert.match(auth.result, /oscam\.user written.*refused httpuser\/httppwd.*previous oscam\.user was put back, and OScam did not reload that either/);
+  assert.ok((await readFile(userFile())).equals(before), "the file OScam last loaded is back");
   await emulator.stop();
-  const down = await send({ changes: [{ operation: "ACCOUNT_OPERATION_DISABLE", user: "bedroom" }] });
+  const down = await send({ changes: [{ operation: "ACCOUNT_OPERATION_ENABLE", user: "bedroom" }] });
   assert.equal([down.status, down.failureCode], ["failed", "file_written_reload_failed"]);
   assert.match(down.result, /cannot be reached/);
+  assert.ok((await readFile(userFile())).equals(before));
 });
 
 test("an edit the file model refuses is validation_failed, and the file is untouched", async () => {

@@ -22,6 +22,8 @@ export interface OscamEmulator {
    * can act while the agent is in the middle of an apply (file written, reload not answered).
    */
   holdNextReload(): { reached: Promise<void>; release(): void };
+  /** Answers the next `count` reinit requests with HTTP 500 without re-reading the file (OScam failing the reload). */
+  failNextReloads(count: number): void;
   stop(): Promise<void>;
 }
 
@@ -34,6 +36,7 @@ export async function startOscamEmulator(options: { configDir: string; user: str
   const paths: string[] = [];
   const nonces = new Set<string>();
   let hold: { arrived: () => void; released: Promise<void> } | undefined;
+  let failing = 0;
   const param = (header: string, name: string) => new RegExp(`${name}="?([^",]*)"?`, "i").exec(header)?.[1] ?? "";
 
   const authorised = (header: string | undefined, method: string): boolean => {
@@ -59,6 +62,12 @@ export async function startOscamEmulator(options: { configDir: string; user: str
     }
     const url = new URL(req.url ?? "/", "http://oscam");
     if (url.pathname === "/userconfig.html" && url.searchParams.get("action") === "reinit") {
+      if (failing > 0) {
+        failing--;
+        res.writeHead(500, { "content-type": "text/html" });
+        res.end("<html><body>reinit failed</body></html>");
+        return;
+      }
       const held = hold;
       hold = undefined;
       held?.arrived();
@@ -94,6 +103,9 @@ export async function startOscamEmulator(options: { configDir: string; user: str
       const reached = new Promise<void>((resolve) => (arrived = resolve));
       hold = { arrived, released: new Promise<void>((resolve) => (release = resolve)) };
       return { reached, release };
+    },
+    failNextReloads: (count) => {
+      failing = count;
     },
     stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };

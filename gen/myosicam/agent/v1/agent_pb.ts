@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file myosicam/agent/v1/agent.proto.
  */
 export const file_myosicam_agent_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("Ch1teW9zaWNhbS9hZ2VudC92MS9hZ2VudC5wcm90bxIRbXlvc2ljYW0uYWdlbnQudjEizQIKEEhlYXJ0YmVhdFJlcXVlc3QSJwoOdXB0aW1lX3NlY29uZHMYASABKARCD7pIDDIKGP//////////fxI6CgZoZWFsdGgYAiABKA4yHi5teW9zaWNhbS5hZ2VudC52MS5BZ2VudEhlYWx0aEIKukgHggEEEAEgABI0Cg1hZ2VudF92ZXJzaW9uGAMgASgJQh26SBpyGDIWXlswLTlBLVphLXouKy1dezEsNjR9JBIsCgRsb2FkGAQgASgLMh4ubXlvc2ljYW0uYWdlbnQudjEuTG9hZEF2ZXJhZ2USLgoEaG9zdBgFIAEoCzIgLm15b3NpY2FtLmFnZW50LnYxLkhvc3RSZXNvdXJjZXMSQAoJaW5zdGFuY2VzGAYgAygLMiIubXlvc2ljYW0uYWdlbnQudjEuSW5zdGFuY2VSZWFkaW5nQgm6SAaSAQMQgAIioQEKD0luc3RhbmNlUmVhZGluZxIYCgRuYW1lGAEgASgJQgq6SAdyBRABGIABEj8KCXJlc291cmNlcxgCIAEoCzIkLm15b3NpY2FtLmFnZW50LnYxLkluc3RhbmNlUmVzb3VyY2VzQga6SAPIAQESMwoHcnVudGltZRgDIAEoCzIiLm15b3NpY2FtLmFnZW50LnYxLkluc3RhbmNlUnVudGltZSJ6ChFIZWFydGJlYXRSZXNwb25zZRIvCgtzZXJ2ZXJfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIgoaaGVhcnRiZWF0X2ludGVydmFsX3NlY29uZHMYAiABKA0SEAoIYXBwcm92ZWQYAyABKAgivAEKC1N5bmNSZXF1ZXN0EjoKB3ByZXNlbnQYASADKAsyHi5teW9zaWNhbS5hZ2VudC52MS5JbnN0YW5jZVJlZkIJukgGkgEDEIACEkEKCXNuYXBzaG90cxgCIAMoCzIjLm15b3NpY2FtLmFnZW50LnYxLkluc3RhbmNlU25hcHNob3RCCbpIBpIBAxCAAhIuCgRob3N0GAMgASgLMiAubXlvc2ljYW0uYWdlbnQudjEuSG9zdFJlc291cmNlcyIeCgxTeW5jUmVzcG9uc2USDgoGcmVzZW5kGAEgAygJIkgKEFN1YnNjcmliZVJlcXVlc3QSNAoNYWdlbnRfdmVyc2lvbhgBIAEoCUIdukgachgyFl5bMC05QS1aYS16ListXXsxLDY0fSQigAEKEVN1YnNjcmliZVJlc3BvbnNlEjEKCWtlZXBhbGl2ZRgBIAEoCzIcLm15b3NpY2FtLmFnZW50LnYxLktlZXBhbGl2ZUgAEi0KB2NvbW1hbmQYAiABKAsyGi5teW9zaWNhbS5hZ2VudC52MS5Db21tYW5kSABCCQoHbWVzc2FnZSI8CglLZWVwYWxpdmUSLwoLc2VydmVyX3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIrMCCgdDb21tYW5kEhQKAmlkGAEgASgJQgi6SAVyA7ABARIaCghpbnN0YW5jZRgCIAEoCUIIukgFcgMYgAESOAoEa2luZBgDIAEoDjIeLm15b3NpY2FtLmFnZW50LnYxLkNvbW1hbmRLaW5kQgq6SAeCAQQQASAAEjoKDmFwcGx5X2FjY291bnRzGAQgASgLMiAubXlvc2ljYW0uYWdlbnQudjEuQXBwbHlBY2NvdW50c0gAEjYKDGFwcGx5X2NvbmZpZxgFIAEoCzIeLm15b3NpY2FtLmFnZW50LnYxLkFwcGx5Q29uZmlnSAASLAoIZGVhZGxpbmUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYByABKA1CCQoHcGF5bG9hZCJPCg1BcHBseUFjY291bnRzEj4KB2NoYW5nZXMYASADKAsyIC5teW9zaWNhbS5hZ2VudC52MS5BY2NvdW50Q2hhbmdlQgu6SAiSAQUIARCQTiKCAgoNQWNjb3VudENoYW5nZRJCCglvcGVyYXRpb24YASABKA4yIy5teW9zaWNhbS5hZ2VudC52MS5BY2NvdW50T3BlcmF0aW9uQgq6SAeCAQQQASAAEkYKBHVzZXIYAiABKAlCOLpINXIzEAEoPzItXlteIFx0XHJcblx4MDBdKFteXHJcblx4MDBdKlteIFx0XHJcblx4MDBdKT8kEjIKA3NldBgDIAMoCzIbLm15b3NpY2FtLmFnZW50LnYxLktleVZhbHVlQgi6SAWSAQIQQBIxCgV1bnNldBgEIAMoCUIiukgfkgEcEEAiGHIWMhReW0EtWmEtejAtOV9dezEsNjR9JCJMCgtBcHBseUNvbmZpZxI9CgdjaGFuZ2VzGAEgAygLMh8ubXlvc2ljYW0uYWdlbnQudjEuQ29uZmlnQ2hhbmdlQgu6SAiSAQUIARCAAiKuAQoMQ29uZmlnQ2hhbmdlEi0KB3NlY3Rpb24YASABKAlCHLpIGXIXMhVeW0EtWmEtejAtOV8tXXsxLDY0fSQSKAoDa2V5GAIgASgJQhu6SBhyFjIUXltBLVphLXowLTlfXXsxLDY0fSQSIwoDc2V0GAMgASgJQhS6SBFyDxiAIDIKXlteXHJcbl0qJEgAEg8KBXVuc2V0GAQgASgISABCDwoGY2hhbmdlEgW6SAIIASJZCghLZXlWYWx1ZRIoCgNrZXkYASABKAlCG7pIGHIWMhReW0EtWmEtejAtOV9dezEsNjR9JBIjCgV2YWx1ZRgCIAEoCUIUukgRcg8YgCAyCl5bXlxyXG5dKiQinAIKE1JlcG9ydFJlc3VsdFJlcXVlc3QSHAoKY29tbWFuZF9pZBgBIAEoCUIIukgFcgOwAQESPgoHb3V0Y29tZRgCIAEoDjIhLm15b3NpY2FtLmFnZW50LnYxLkNvbW1hbmRPdXRjb21lQgq6SAeCAQQQASAAEi4KDGZhaWx1cmVfY29kZRgDIAEoCUIYukgVchMyEV5bYS16MC05X117MCw2NH0kEhgKBmRldGFpbBgEIAEoCUIIukgFcgMYgCASKAoVcmVzdGFydF9yZXF1aXJlZF9rZXlzGAUgAygJQgm6SAaSAQMQgAISMwoHcnVudGltZRgGIAEoCzIiLm15b3NpY2FtLmFnZW50LnYxLkluc3RhbmNlUnVudGltZSIWChRSZXBvcnRSZXN1bHRSZXNwb25zZSpbCgtBZ2VudEhlYWx0aBIcChhBR0VOVF9IRUFMVEhfVU5TUEVDSUZJRUQQABITCg9BR0VOVF9IRUFMVEhfT0sQARIZChVBR0VOVF9IRUFMVEhfREVHUkFERUQQAirmAQoLQ29tbWFuZEtpbmQSHAoYQ09NTUFORF9LSU5EX1VOU1BFQ0lGSUVEEAASHwobQ09NTUFORF9LSU5EX0FQUExZX0FDQ09VTlRTEAESHQoZQ09NTUFORF9LSU5EX0FQUExZX0NPTkZJRxACEhYKEkNPTU1BTkRfS0lORF9TVEFSVBADEhUKEUNPTU1BTkRfS0lORF9TVE9QEAQSGAoUQ09NTUFORF9LSU5EX1JFU1RBUlQQBRIXChNDT01NQU5EX0tJTkRfUkVMT0FEEAYSFwoTQ09NTUFORF9LSU5EX1JFU1lOQxAHKskBChBBY2NvdW50T3BlcmF0aW9uEiEKHUFDQ09VTlRfT1BFUkFUSU9OX1VOU1BFQ0lGSUVEEAASGQoVQUNDT1VOVF9PUEVSQVRJT05fQUREEAESHAoYQUNDT1VOVF9PUEVSQVRJT05fVVBEQVRFEAISHQoZQUNDT1VOVF9PUEVSQVRJT05fRElTQUJMRRADEhwKGEFDQ09VTlRfT1BFUkFUSU9OX0VOQUJMRRAEEhwKGEFDQ09VTlRfT1BFUkFUSU9OX0RFTEVURRAFKmwKDkNvbW1hbmRPdXRjb21lEh8KG0NPTU1BTkRfT1VUQ09NRV9VTlNQRUNJRklFRBAAEh0KGUNPTU1BTkRfT1VUQ09NRV9TVUNDRUVERUQQARIaChZDT01NQU5EX09VVENPTUVfRkFJTEVEEAIy6gIKDEFnZW50U2VydmljZRJWCglIZWFydGJlYXQSIy5teW9zaWNhbS5hZ2VudC52MS5IZWFydGJlYXRSZXF1ZXN0GiQubXlvc2ljYW0uYWdlbnQudjEuSGVhcnRiZWF0UmVzcG9uc2USRwoEU3luYxIeLm15b3NpY2FtLmFnZW50LnYxLlN5bmNSZXF1ZXN0Gh8ubXlvc2ljYW0uYWdlbnQudjEuU3luY1Jlc3BvbnNlElgKCVN1YnNjcmliZRIjLm15b3NpY2FtLmFnZW50LnYxLlN1YnNjcmliZVJlcXVlc3QaJC5teW9zaWNhbS5hZ2VudC52MS5TdWJzY3JpYmVSZXNwb25zZTABEl8KDFJlcG9ydFJlc3VsdBImLm15b3NpY2FtLmFnZW50LnYxLlJlcG9ydFJlc3VsdFJlcXVlc3QaJy5teW9zaWNhbS5hZ2VudC52MS5SZXBvcnRSZXN1bHRSZXNwb25zZWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp, file_myosicam_agent_v1_snapshot]);
+  fileDesc("Ch1teW9zaWNhbS9hZ2VudC92MS9hZ2VudC5wcm90bxIRbXlvc2ljYW0uYWdlbnQudjEizQIKEEhlYXJ0YmVhdFJlcXVlc3QSJwoOdXB0aW1lX3NlY29uZHMYASABKARCD7pIDDIKGP//////////fxI6CgZoZWFsdGgYAiABKA4yHi5teW9zaWNhbS5hZ2VudC52MS5BZ2VudEhlYWx0aEIKukgHggEEEAEgABI0Cg1hZ2VudF92ZXJzaW9uGAMgASgJQh26SBpyGDIWXlswLTlBLVphLXouKy1dezEsNjR9JBIsCgRsb2FkGAQgASgLMh4ubXlvc2ljYW0uYWdlbnQudjEuTG9hZEF2ZXJhZ2USLgoEaG9zdBgFIAEoCzIgLm15b3NpY2FtLmFnZW50LnYxLkhvc3RSZXNvdXJjZXMSQAoJaW5zdGFuY2VzGAYgAygLMiIubXlvc2ljYW0uYWdlbnQudjEuSW5zdGFuY2VSZWFkaW5nQgm6SAaSAQMQgAIioQEKD0luc3RhbmNlUmVhZGluZxIYCgRuYW1lGAEgASgJQgq6SAdyBRABGIABEj8KCXJlc291cmNlcxgCIAEoCzIkLm15b3NpY2FtLmFnZW50LnYxLkluc3RhbmNlUmVzb3VyY2VzQga6SAPIAQESMwoHcnVudGltZRgDIAEoCzIiLm15b3NpY2FtLmFnZW50LnYxLkluc3RhbmNlUnVudGltZSJ6ChFIZWFydGJlYXRSZXNwb25zZRIvCgtzZXJ2ZXJfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIgoaaGVhcnRiZWF0X2ludGVydmFsX3NlY29uZHMYAiABKA0SEAoIYXBwcm92ZWQYAyABKAgivAEKC1N5bmNSZXF1ZXN0EjoKB3ByZXNlbnQYASADKAsyHi5teW9zaWNhbS5hZ2VudC52MS5JbnN0YW5jZVJlZkIJukgGkgEDEIACEkEKCXNuYXBzaG90cxgCIAMoCzIjLm15b3NpY2FtLmFnZW50LnYxLkluc3RhbmNlU25hcHNob3RCCbpIBpIBAxCAAhIuCgRob3N0GAMgASgLMiAubXlvc2ljYW0uYWdlbnQudjEuSG9zdFJlc291cmNlcyIeCgxTeW5jUmVzcG9uc2USDgoGcmVzZW5kGAEgAygJIkgKEFN1YnNjcmliZVJlcXVlc3QSNAoNYWdlbnRfdmVyc2lvbhgBIAEoCUIdukgachgyFl5bMC05QS1aYS16ListXXsxLDY0fSQigAEKEVN1YnNjcmliZVJlc3BvbnNlEjEKCWtlZXBhbGl2ZRgBIAEoCzIcLm15b3NpY2FtLmFnZW50LnYxLktlZXBhbGl2ZUgAEi0KB2NvbW1hbmQYAiABKAsyGi5teW9zaWNhbS5hZ2VudC52MS5Db21tYW5kSABCCQoHbWVzc2FnZSI8CglLZWVwYWxpdmUSLwoLc2VydmVyX3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIrMCCgdDb21tYW5kEhQKAmlkGAEgASgJQgi6SAVyA7ABARIaCghpbnN0YW5jZRgCIAEoCUIIukgFcgMYgAESOAoEa2luZBgDIAEoDjIeLm15b3NpY2FtLmFnZW50LnYxLkNvbW1hbmRLaW5kQgq6SAeCAQQQASAAEjoKDmFwcGx5X2FjY291bnRzGAQgASgLMiAubXlvc2ljYW0uYWdlbnQudjEuQXBwbHlBY2NvdW50c0gAEjYKDGFwcGx5X2NvbmZpZxgFIAEoCzIeLm15b3NpY2FtLmFnZW50LnYxLkFwcGx5Q29uZmlnSAASLAoIZGVhZGxpbmUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYByABKA1CCQoHcGF5bG9hZCJkCg1BcHBseUFjY291bnRzEj4KB2NoYW5nZXMYASADKAsyIC5teW9zaWNhbS5hZ2VudC52MS5BY2NvdW50Q2hhbmdlQgu6SAiSAQUIARCQThITCgtpbmRlcGVuZGVudBgCIAEoCCKgAgoNQWNjb3VudENoYW5nZRJCCglvcGVyYXRpb24YASABKA4yIy5teW9zaWNhbS5hZ2VudC52MS5BY2NvdW50T3BlcmF0aW9uQgq6SAeCAQQQASAAEkYKBHVzZXIYAiABKAlCOLpINXIzEAEoPzItXlteIFx0XHJcblx4MDBdKFteXHJcblx4MDBdKlteIFx0XHJcblx4MDBdKT8kEjIKA3NldBgDIAMoCzIbLm15b3NpY2FtLmFnZW50LnYxLktleVZhbHVlQgi6SAWSAQIQQBIxCgV1bnNldBgEIAMoCUIiukgfkgEcEEAiGHIWMhReW0EtWmEtejAtOV9dezEsNjR9JBIcCgtiZWZvcmVfdXNlchgFIAEoCUIHukgEcgIoPyJMCgtBcHBseUNvbmZpZxI9CgdjaGFuZ2VzGAEgAygLMh8ubXlvc2ljYW0uYWdlbnQudjEuQ29uZmlnQ2hhbmdlQgu6SAiSAQUIARCAAiKuAQoMQ29uZmlnQ2hhbmdlEi0KB3NlY3Rpb24YASABKAlCHLpIGXIXMhVeW0EtWmEtejAtOV8tXXsxLDY0fSQSKAoDa2V5GAIgASgJQhu6SBhyFjIUXltBLVphLXowLTlfXXsxLDY0fSQSIwoDc2V0GAMgASgJQhS6SBFyDxiAIDIKXlteXHJcbl0qJEgAEg8KBXVuc2V0GAQgASgISABCDwoGY2hhbmdlEgW6SAIIASJZCghLZXlWYWx1ZRIoCgNrZXkYASABKAlCG7pIGHIWMhReW0EtWmEtejAtOV9dezEsNjR9JBIjCgV2YWx1ZRgCIAEoCUIUukgRcg8YgCAyCl5bXlxyXG5dKiQi6AIKE1JlcG9ydFJlc3VsdFJlcXVlc3QSHAoKY29tbWFuZF9pZBgBIAEoCUIIukgFcgOwAQESPgoHb3V0Y29tZRgCIAEoDjIhLm15b3NpY2FtLmFnZW50LnYxLkNvbW1hbmRPdXRjb21lQgq6SAeCAQQQASAAEi4KDGZhaWx1cmVfY29kZRgDIAEoCUIYukgVchMyEV5bYS16MC05X117MCw2NH0kEhgKBmRldGFpbBgEIAEoCUIIukgFcgMYgCASKAoVcmVzdGFydF9yZXF1aXJlZF9rZXlzGAUgAygJQgm6SAaSAQMQgAISMwoHcnVudGltZRgGIAEoCzIiLm15b3NpY2FtLmFnZW50LnYxLkluc3RhbmNlUnVudGltZRJKCg9hY2NvdW50X3Jlc3VsdHMYByADKAsyJi5teW9zaWNhbS5hZ2VudC52MS5BY2NvdW50Q2hhbmdlUmVzdWx0Qgm6SAaSAQMQkE4itAIKE0FjY291bnRDaGFuZ2VSZXN1bHQSDQoFaW5kZXgYASABKA0SQAoGc3RhdHVzGAIgASgOMiYubXlvc2ljYW0uYWdlbnQudjEuQWNjb3VudENoYW5nZVN0YXR1c0IIukgFggECEAESLgoMZmFpbHVyZV9jb2RlGAMgASgJQhi6SBVyEzIRXlthLXowLTlfXXswLDY0fSQSGAoGZGV0YWlsGAQgASgJQgi6SAVyAxiAIBIxCgZiZWZvcmUYBSABKAsyIS5teW9zaWNhbS5hZ2VudC52MS5BY2NvdW50RW50cmllcxIwCgVhZnRlchgGIAEoCzIhLm15b3NpY2FtLmFnZW50LnYxLkFjY291bnRFbnRyaWVzEh0KC2ZvbGxvd2VkX2J5GAcgASgJQgi6SAVyAxiAASJJCg5BY2NvdW50RW50cmllcxI3CgdlbnRyaWVzGAEgAygLMhsubXlvc2ljYW0uYWdlbnQudjEuS2V5VmFsdWVCCbpIBpIBAxCAAiIWChRSZXBvcnRSZXN1bHRSZXNwb25zZSpbCgtBZ2VudEhlYWx0aBIcChhBR0VOVF9IRUFMVEhfVU5TUEVDSUZJRUQQABITCg9BR0VOVF9IRUFMVEhfT0sQARIZChVBR0VOVF9IRUFMVEhfREVHUkFERUQQAirmAQoLQ29tbWFuZEtpbmQSHAoYQ09NTUFORF9LSU5EX1VOU1BFQ0lGSUVEEAASHwobQ09NTUFORF9LSU5EX0FQUExZX0FDQ09VTlRTEAESHQoZQ09NTUFORF9LSU5EX0FQUExZX0NPTkZJRxACEhYKEkNPTU1BTkRfS0lORF9TVEFSVBADEhUKEUNPTU1BTkRfS0lORF9TVE9QEAQSGAoUQ09NTUFORF9LSU5EX1JFU1RBUlQQBRIXChNDT01NQU5EX0tJTkRfUkVMT0FEEAYSFwoTQ09NTUFORF9LSU5EX1JFU1lOQxAHKskBChBBY2NvdW50T3BlcmF0aW9uEiEKHUFDQ09VTlRfT1BFUkFUSU9OX1VOU1BFQ0lGSUVEEAASGQoVQUNDT1VOVF9PUEVSQVRJT05fQUREEAESHAoYQUNDT1VOVF9PUEVSQVRJT05fVVBEQVRFEAISHQoZQUNDT1VOVF9PUEVSQVRJT05fRElTQUJMRRADEhwKGEFDQ09VTlRfT1BFUkFUSU9OX0VOQUJMRRAEEhwKGEFDQ09VTlRfT1BFUkFUSU9OX0RFTEVURRAFKmwKDkNvbW1hbmRPdXRjb21lEh8KG0NPTU1BTkRfT1VUQ09NRV9VTlNQRUNJRklFRBAAEh0KGUNPTU1BTkRfT1VUQ09NRV9TVUNDRUVERUQQARIaChZDT01NQU5EX09VVENPTUVfRkFJTEVEEAIqpgEKE0FjY291bnRDaGFuZ2VTdGF0dXMSJQohQUNDT1VOVF9DSEFOR0VfU1RBVFVTX1VOU1BFQ0lGSUVEEAASIQodQUNDT1VOVF9DSEFOR0VfU1RBVFVTX0FQUExJRUQQARIjCh9BQ0NPVU5UX0NIQU5HRV9TVEFUVVNfVU5DSEFOR0VEEAISIAocQUNDT1VOVF9DSEFOR0VfU1RBVFVTX0ZBSUxFRBADMuoCCgxBZ2VudFNlcnZpY2USVgoJSGVhcnRiZWF0EiMubXlvc2ljYW0uYWdlbnQudjEuSGVhcnRiZWF0UmVxdWVzdBokLm15b3NpY2FtLmFnZW50LnYxLkhlYXJ0YmVhdFJlc3BvbnNlEkcKBFN5bmMSHi5teW9zaWNhbS5hZ2VudC52MS5TeW5jUmVxdWVzdBofLm15b3NpY2FtLmFnZW50LnYxLlN5bmNSZXNwb25zZRJYCglTdWJzY3JpYmUSIy5teW9zaWNhbS5hZ2VudC52MS5TdWJzY3JpYmVSZXF1ZXN0GiQubXlvc2ljYW0uYWdlbnQudjEuU3Vic2NyaWJlUmVzcG9uc2UwARJfCgxSZXBvcnRSZXN1bHQSJi5teW9zaWNhbS5hZ2VudC52MS5SZXBvcnRSZXN1bHRSZXF1ZXN0GicubXlvc2ljYW0uYWdlbnQudjEuUmVwb3J0UmVzdWx0UmVzcG9uc2ViBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_myosicam_agent_v1_snapshot]);
 
 /**
  * @generated from message myosicam.agent.v1.HeartbeatRequest
@@ -504,6 +504,15 @@ export type ApplyAccounts = Message<"myosicam.agent.v1.ApplyAccounts"> & {
    * @generated from field: repeated myosicam.agent.v1.AccountChange changes = 1;
    */
   changes: AccountChange[];
+
+  /**
+   * Each change stands alone: one that cannot be made (e.g. its account is gone) is skipped and
+   * reported in ReportResultRequest.account_results; the others are written. Without it the
+   * changes are all-or-nothing. Either way the file is written once and reloaded once.
+   *
+   * @generated from field: bool independent = 2;
+   */
+  independent: boolean;
 };
 
 /**
@@ -514,6 +523,15 @@ export type ApplyAccountsJson = {
    * @generated from field: repeated myosicam.agent.v1.AccountChange changes = 1;
    */
   changes?: AccountChangeJson[];
+
+  /**
+   * Each change stands alone: one that cannot be made (e.g. its account is gone) is skipped and
+   * reported in ReportResultRequest.account_results; the others are written. Without it the
+   * changes are all-or-nothing. Either way the file is written once and reloaded once.
+   *
+   * @generated from field: bool independent = 2;
+   */
+  independent?: boolean;
 };
 
 /**
@@ -553,6 +571,14 @@ export type AccountChange = Message<"myosicam.agent.v1.AccountChange"> & {
    * @generated from field: repeated string unset = 4;
    */
   unset: string[];
+
+  /**
+   * For add: place the new section before this account's (when it exists) instead of at the end
+   * of the file, so re-creating a deleted account puts it back where it was.
+   *
+   * @generated from field: string before_user = 5;
+   */
+  beforeUser: string;
 };
 
 /**
@@ -585,6 +611,14 @@ export type AccountChangeJson = {
    * @generated from field: repeated string unset = 4;
    */
   unset?: string[];
+
+  /**
+   * For add: place the new section before this account's (when it exists) instead of at the end
+   * of the file, so re-creating a deleted account puts it back where it was.
+   *
+   * @generated from field: string before_user = 5;
+   */
+  beforeUser?: string;
 };
 
 /**
@@ -767,6 +801,13 @@ export type ReportResultRequest = Message<"myosicam.agent.v1.ReportResultRequest
    * @generated from field: myosicam.agent.v1.InstanceRuntime runtime = 6;
    */
   runtime?: InstanceRuntime | undefined;
+
+  /**
+   * apply_accounts: one result per change, in the order of the command's changes.
+   *
+   * @generated from field: repeated myosicam.agent.v1.AccountChangeResult account_results = 7;
+   */
+  accountResults: AccountChangeResult[];
 };
 
 /**
@@ -810,6 +851,13 @@ export type ReportResultRequestJson = {
    * @generated from field: myosicam.agent.v1.InstanceRuntime runtime = 6;
    */
   runtime?: InstanceRuntimeJson;
+
+  /**
+   * apply_accounts: one result per change, in the order of the command's changes.
+   *
+   * @generated from field: repeated myosicam.agent.v1.AccountChangeResult account_results = 7;
+   */
+  accountResults?: AccountChangeResultJson[];
 };
 
 /**
@@ -818,6 +866,136 @@ export type ReportResultRequestJson = {
  */
 export const ReportResultRequestSchema: GenMessage<ReportResultRequest, {jsonType: ReportResultRequestJson}> = /*@__PURE__*/
   messageDesc(file_myosicam_agent_v1_agent, 14);
+
+/**
+ * @generated from message myosicam.agent.v1.AccountChangeResult
+ */
+export type AccountChangeResult = Message<"myosicam.agent.v1.AccountChangeResult"> & {
+  /**
+   * Index of the change in the command (0-based).
+   *
+   * @generated from field: uint32 index = 1;
+   */
+  index: number;
+
+  /**
+   * @generated from field: myosicam.agent.v1.AccountChangeStatus status = 2;
+   */
+  status: AccountChangeStatus;
+
+  /**
+   * @generated from field: string failure_code = 3;
+   */
+  failureCode: string;
+
+  /**
+   * @generated from field: string detail = 4;
+   */
+  detail: string;
+
+  /**
+   * The account's keys as written in oscam.user (the last value of each key) before and after
+   * the change; absent when the account did not exist. Sent only to be kept as history (the
+   * password sealed); never logged.
+   *
+   * @generated from field: myosicam.agent.v1.AccountEntries before = 5;
+   */
+  before?: AccountEntries | undefined;
+
+  /**
+   * @generated from field: myosicam.agent.v1.AccountEntries after = 6;
+   */
+  after?: AccountEntries | undefined;
+
+  /**
+   * For a deleted account: the account that followed it in the file (where a re-creation goes).
+   *
+   * @generated from field: string followed_by = 7;
+   */
+  followedBy: string;
+};
+
+/**
+ * @generated from message myosicam.agent.v1.AccountChangeResult
+ */
+export type AccountChangeResultJson = {
+  /**
+   * Index of the change in the command (0-based).
+   *
+   * @generated from field: uint32 index = 1;
+   */
+  index?: number;
+
+  /**
+   * @generated from field: myosicam.agent.v1.AccountChangeStatus status = 2;
+   */
+  status?: AccountChangeStatusJson;
+
+  /**
+   * @generated from field: string failure_code = 3;
+   */
+  failureCode?: string;
+
+  /**
+   * @generated from field: string detail = 4;
+   */
+  detail?: string;
+
+  /**
+   * The account's keys as written in oscam.user (the last value of each key) before and after
+   * the change; absent when the account did not exist. Sent only to be kept as history (the
+   * password sealed); never logged.
+   *
+   * @generated from field: myosicam.agent.v1.AccountEntries before = 5;
+   */
+  before?: AccountEntriesJson;
+
+  /**
+   * @generated from field: myosicam.agent.v1.AccountEntries after = 6;
+   */
+  after?: AccountEntriesJson;
+
+  /**
+   * For a deleted account: the account that followed it in the file (where a re-creation goes).
+   *
+   * @generated from field: string followed_by = 7;
+   */
+  followedBy?: string;
+};
+
+/**
+ * Describes the message myosicam.agent.v1.AccountChangeResult.
+ * Use `create(AccountChangeResultSchema)` to create a new message.
+ */
+export const AccountChangeResultSchema: GenMessage<AccountChangeResult, {jsonType: AccountChangeResultJson}> = /*@__PURE__*/
+  messageDesc(file_myosicam_agent_v1_agent, 15);
+
+/**
+ * @generated from message myosicam.agent.v1.AccountEntries
+ */
+export type AccountEntries = Message<"myosicam.agent.v1.AccountEntries"> & {
+  /**
+   * @generated from field: repeated myosicam.agent.v1.KeyValue entries = 1;
+   */
+  entries: KeyValue[];
+};
+
+/**
+ * @generated from message myosicam.agent.v1.AccountEntries
+ */
+export type AccountEntriesJson = {
+  /**
+   * @generated from field: repeated myosicam.agent.v1.KeyValue entries = 1;
+   */
+  entries?: KeyValueJson[];
+};
+
+/**
+ * Describes the message myosicam.agent.v1.AccountEntries.
+ * Use `create(AccountEntriesSchema)` to create a new message.
+ */
+export const AccountEntriesSchema: GenMessage<AccountEntries, {jsonType: AccountEntriesJson}> = /*@__PURE__*/
+  messageDesc(file_myosicam_agent_v1_agent, 16);
 
 /**
  * @generated from message myosicam.agent.v1.ReportResultResponse
@@ -836,7 +1014,7 @@ export type ReportResultResponseJson = {
  * Use `create(ReportResultResponseSchema)` to create a new message.
  */
 export const ReportResultResponseSchema: GenMessage<ReportResultResponse, {jsonType: ReportResultResponseJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_agent_v1_agent, 15);
+  messageDesc(file_myosicam_agent_v1_agent, 17);
 
 /**
  * AgentHealth is the agent's own view of itself.
@@ -1021,6 +1199,52 @@ export type CommandOutcomeJson = "COMMAND_OUTCOME_UNSPECIFIED" | "COMMAND_OUTCOM
  */
 export const CommandOutcomeSchema: GenEnum<CommandOutcome, CommandOutcomeJson> = /*@__PURE__*/
   enumDesc(file_myosicam_agent_v1_agent, 3);
+
+/**
+ * AccountChangeStatus is how one change of an apply_accounts command ended.
+ *
+ * @generated from enum myosicam.agent.v1.AccountChangeStatus
+ */
+export enum AccountChangeStatus {
+  /**
+   * @generated from enum value: ACCOUNT_CHANGE_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Written to oscam.user and loaded by OScam.
+   *
+   * @generated from enum value: ACCOUNT_CHANGE_STATUS_APPLIED = 1;
+   */
+  APPLIED = 1,
+
+  /**
+   * The file already had these values: nothing was written for it.
+   *
+   * @generated from enum value: ACCOUNT_CHANGE_STATUS_UNCHANGED = 2;
+   */
+  UNCHANGED = 2,
+
+  /**
+   * Not in effect; failure_code and detail say why.
+   *
+   * @generated from enum value: ACCOUNT_CHANGE_STATUS_FAILED = 3;
+   */
+  FAILED = 3,
+}
+
+/**
+ * AccountChangeStatus is how one change of an apply_accounts command ended.
+ *
+ * @generated from enum myosicam.agent.v1.AccountChangeStatus
+ */
+export type AccountChangeStatusJson = "ACCOUNT_CHANGE_STATUS_UNSPECIFIED" | "ACCOUNT_CHANGE_STATUS_APPLIED" | "ACCOUNT_CHANGE_STATUS_UNCHANGED" | "ACCOUNT_CHANGE_STATUS_FAILED";
+
+/**
+ * Describes the enum myosicam.agent.v1.AccountChangeStatus.
+ */
+export const AccountChangeStatusSchema: GenEnum<AccountChangeStatus, AccountChangeStatusJson> = /*@__PURE__*/
+  enumDesc(file_myosicam_agent_v1_agent, 4);
 
 /**
  * AgentService is everything an enrolled agent says to the panel. Every call is HMAC-signed with
