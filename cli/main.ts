@@ -37,6 +37,21 @@ import {
   operatorUpdateCommand,
   whoAmICommand,
 } from "./operators.js";
+import {
+  accountsAcceptDriftCommand,
+  accountsChangeCommand,
+  accountsChangeSetsCommand,
+  accountsCreateCommand,
+  accountsExportCommand,
+  accountsHistoryCommand,
+  accountsImportCommand,
+  accountsListCommand,
+  accountsPasswordCommand,
+  accountsRetryCommand,
+  accountsRevertCommand,
+  accountsShowCommand,
+  whereKeys,
+} from "./accounts.js";
 import { alertAckCommand, alertListCommand, emailSetCommand, emailShowCommand, emailTestCommand, livenessCommand } from "./alerts.js";
 import { keysGenerateCommand, keysRotateCommand, keysStatusCommand } from "./keys.js";
 import {
@@ -399,6 +414,143 @@ email
   .description("send one test e-mail through the stored route, now")
   .addOption(json())
   .action((opts: { json?: boolean }) => emailTestCommand({ json: Boolean(opts.json) }));
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+const whereOption = (c: Command) =>
+  c.option("--where <key=value>", `select accounts (repeat; all must hold): ${whereKeys.join(", ")}`, collect, [] as string[]);
+const followOption = (c: Command) => c.option("--follow", "print each account's result until the change set ends (exit 1 unless all applied)");
+const accounts = program.command("accounts").description("subscriber accounts across the fleet: list, change, history, revert, CSV");
+whereOption(accounts.command("list").description("the fleet's accounts, filtered"))
+  .option("--sort <order>", "server, user, expiry or changed", "server")
+  .option("--desc", "descending")
+  .option("--limit <n>", "at most this many", count("--limit"), 500)
+  .addOption(json())
+  .action((opts: { where: string[]; sort: string; desc?: boolean; limit: number; json?: boolean }) =>
+    accountsListCommand({ where: opts.where, sort: opts.sort, desc: Boolean(opts.desc), limit: opts.limit, json: Boolean(opts.json) }),
+  );
+followOption(whereOption(accounts.command("change").description("one change set over the selected accounts (every account matching --where, or --account …)")))
+  .option("--account <server/instance/user>", "an account to change (repeat)", collect, [] as string[])
+  .option("--enable", "enable")
+  .option("--disable", "disable")
+  .option("--delete", "delete the accounts")
+  .option("--extend <days>", "extend the expiry by this many days (e.g. 30d), from today when already expired")
+  .option("--expire <date>", "set the expiry (YYYY-MM-DD, or never)")
+  .option("--set <key=value>", "set a key (group=1,2  caid=0963  ident=…  description=…  or any account key; repeat)", collect, [] as string[])
+  .option("--unset <key>", "remove a key (repeat)", collect, [] as string[])
+  .option("--rename-group <from:to>", "replace one group by another where it is set")
+  .option("--password-stdin", "set the password read from stdin")
+  .option("--description <text>", "why, as the history shows it")
+  .option("--dry-run", "show what would change; store and send nothing")
+  .addOption(json())
+  .action(
+    (opts: {
+      where: string[];
+      account: string[];
+      enable?: boolean;
+      disable?: boolean;
+      delete?: boolean;
+      extend?: string;
+      expire?: string;
+      set: string[];
+      unset: string[];
+      renameGroup?: string;
+      passwordStdin?: boolean;
+      description?: string;
+      dryRun?: boolean;
+      follow?: boolean;
+      json?: boolean;
+    }) =>
+      accountsChangeCommand({
+        where: opts.where,
+        account: opts.account,
+        edits: opts,
+        description: opts.description,
+        dryRun: Boolean(opts.dryRun),
+        follow: Boolean(opts.follow),
+        json: Boolean(opts.json),
+      }),
+  );
+followOption(accounts.command("create").description("create one account on each --on instance, in one change set"))
+  .requiredOption("--on <server/instance>", "where (repeat)", collect, [] as string[])
+  .requiredOption("--user <name>", "the user name")
+  .option("--password-stdin", "read the password from stdin")
+  .option("--groups <list>", "e.g. 1,2")
+  .option("--expire <date>", "last valid day, YYYY-MM-DD")
+  .option("--caid <list>", "e.g. 0963,098C")
+  .option("--ident <list>", "e.g. 0963:000000")
+  .option("--description <text>", "a description")
+  .option("--disabled", "create it disabled")
+  .addOption(json())
+  .action(
+    (opts: {
+      on: string[];
+      user: string;
+      passwordStdin?: boolean;
+      groups?: string;
+      expire?: string;
+      caid?: string;
+      ident?: string;
+      description?: string;
+      disabled?: boolean;
+      follow?: boolean;
+      json?: boolean;
+    }) =>
+      accountsCreateCommand({
+        ...opts,
+        passwordStdin: Boolean(opts.passwordStdin),
+        disabled: Boolean(opts.disabled),
+        follow: Boolean(opts.follow),
+        json: Boolean(opts.json),
+      }),
+  );
+accounts
+  .command("change-sets")
+  .description("the latest change sets with their status")
+  .addOption(json())
+  .action((opts: { json?: boolean }) => accountsChangeSetsCommand({ json: Boolean(opts.json) }));
+followOption(accounts.command("show <change-set>").description("a change set's progress per instance"))
+  .addOption(json())
+  .action((id: string, opts: { follow?: boolean; json?: boolean }) => accountsShowCommand(id, { follow: Boolean(opts.follow), json: Boolean(opts.json) }));
+followOption(accounts.command("retry <change-set>").description("send the failed accounts of a change set again (only those)"))
+  .addOption(json())
+  .action((id: string, opts: { follow?: boolean; json?: boolean }) => accountsRetryCommand(id, { follow: Boolean(opts.follow), json: Boolean(opts.json) }));
+followOption(accounts.command("revert <change-set>").description("undo a change set: its inverse, sent as a new change set"))
+  .addOption(json())
+  .action((id: string, opts: { follow?: boolean; json?: boolean }) => accountsRevertCommand(id, { follow: Boolean(opts.follow), json: Boolean(opts.json) }));
+accounts
+  .command("history")
+  .description("field-level changes of one account or one change set, newest first")
+  .option("--account <server/instance/user>", "one account")
+  .option("--change-set <id>", "one change set")
+  .addOption(json())
+  .action((opts: { account?: string; changeSet?: string; json?: boolean }) => accountsHistoryCommand({ ...opts, json: Boolean(opts.json) }));
+whereOption(accounts.command("export").description("the (filtered) table as CSV on stdout, without passwords")).action((opts: { where: string[] }) =>
+  accountsExportCommand(opts),
+);
+followOption(accounts.command("import <file>").description("create the accounts of a CSV (- for stdin); preview with --dry-run"))
+  .option("--dry-run", "show what would be created where, and which rows are invalid; create nothing")
+  .option("--skip-invalid", "create the valid rows even when others are invalid")
+  .option("--description <text>", "why, as the history shows it")
+  .addOption(json())
+  .action((file: string, opts: { dryRun?: boolean; skipInvalid?: boolean; description?: string; follow?: boolean; json?: boolean }) =>
+    accountsImportCommand(file, {
+      dryRun: Boolean(opts.dryRun),
+      skipInvalid: Boolean(opts.skipInvalid),
+      description: opts.description,
+      follow: Boolean(opts.follow),
+      json: Boolean(opts.json),
+    }),
+  );
+accounts
+  .command("password <server/instance/user>")
+  .description("show one account's password (operator role; audited)")
+  .addOption(json())
+  .action((account: string, opts: { json?: boolean }) => accountsPasswordCommand(account, { json: Boolean(opts.json) }));
+accounts
+  .command("accept-drift <server/instance>")
+  .description("accept the hand edits found on an instance (clears its drift marks)")
+  .addOption(json())
+  .action((target: string, opts: { json?: boolean }) => accountsAcceptDriftCommand(target, { json: Boolean(opts.json) }));
 
 const alerts = program.command("alerts").description("alerts the panel raised: list, acknowledge");
 alerts

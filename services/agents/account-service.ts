@@ -251,6 +251,7 @@ async function planRequest(
       items.push({
         instanceId,
         serverId: target.server_id,
+        serverName: target.server_name,
         instanceName: target.name,
         user: c.user,
         operation: "create",
@@ -294,6 +295,7 @@ async function planRequest(
         items.push({
           instanceId: r.instance_id,
           serverId: r.server_id,
+          serverName: r.server_name,
           instanceName: r.instance_name,
           user: r.username,
           operation: "delete",
@@ -307,6 +309,7 @@ async function planRequest(
       items.push({
         instanceId: r.instance_id,
         serverId: r.server_id,
+        serverName: r.server_name,
         instanceName: r.instance_name,
         user: r.username,
         operation: "update",
@@ -430,6 +433,7 @@ export function createAccountService(deps: {
           instanceId: i.instanceId,
           instanceName: i.instanceName,
           serverId: i.serverId,
+          serverName: i.serverName ?? "",
           user: i.user,
           operation: operations[i.operation],
           status: i.change ? ItemStatus.PENDING : ItemStatus.UNCHANGED,

@@ -19,7 +19,7 @@ export const changesPerCommand = 5000;
 export const outsideActor = "outside the panel";
 
 /** A planned item with where it goes. */
-export type TargetedItem = PlannedItem & { serverId: string; instanceName: string };
+export type TargetedItem = PlannedItem & { serverId: string; instanceName: string; serverName?: string };
 
 export interface NewChangeSet {
   description: string;

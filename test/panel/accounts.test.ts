@@ -7,6 +7,7 @@ import { InstanceService } from "../../gen/myosicam/panel/v1/instance_pb.js";
 import { Role } from "../../gen/myosicam/panel/v1/common_pb.js";
 import { ConnectError } from "@connectrpc/connect";
 import { startAgentFleet, type AgentFleet } from "../helpers/agent-fleet.js";
+import { cliWith } from "../helpers/cli.js";
 import { eventually } from "../helpers/eventually.js";
 import { apiClientWith, codeOf, ownerApi, type OperatorApi } from "../helpers/operator-api.js";
 import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
@@ -17,6 +18,7 @@ let panel: PanelHost;
 let owner: OperatorApi;
 let fleet: AgentFleet;
 const accounts = () => owner.client(AccountService);
+const cli = cliWith(() => ({ MYOSICAM_DATA_DIR: panel.dataDir, LOG_LEVEL: "warn" }));
 const instanceIdOf = async (server: string, name: string) =>
   (
     await panel
@@ -276,6 +278,53 @@ test("a hand edit on a server shows as drift and as a change outside the panel, 
   assert.is((await accounts().acknowledgeDrift({ instanceId })).cleared, 1);
   assert.is((await accounts().listAccounts({ filter: { driftedOnly: true } })).total, 0);
   assert.is((await owner.client(InstanceService).listInstances({ serverId })).instances.find((i) => i.name === "main")!.driftedAccounts, 0);
+});
+
+test("the CLI: accounts list, change --follow, history, revert, export and import go through the operator API", async () => {
+  const list = await cli<{ total: number; accounts: Array<{ server: string; user: string; state: string }> }>([
+    "accounts",
+    "list",
+    "--where",
+    "server=acc-c",
+    "--where",
+    "user=kitchen_vu",
+    "--json",
+  ]);
+  assert.is(list.code, 0, list.stderr);
+  assert.equal(
+    list.json!.accounts.map((a) => [a.server, a.user, a.state]),
+    [["acc-c", "kitchen_vu", "active"]],
+  );
+  const bad = await cli(["accounts", "list", "--where", "colour=blue"]);
+  assert.is(bad.code, 1);
+  assert.match(bad.stderr, /--where colour: not a condition; use one of server, instance/);
+  const before = await fleet.instance("acc-c", "main").userFile();
+  const changed = await cli<{ changeSet: { id: string; status: string; counts: { applied: number } } }>([
+    "accounts",
+    "change",
+    "--where",
+    "server=acc-c",
+    "--where",
+    "user=kitchen_vu",
+    "--extend",
+    "30d",
+    "--set",
+    "group=1,3",
+    "--follow",
+    "--json",
+  ]);
+  assert.is(changed.code, 0, changed.stderr);
+  assert.equal([changed.json!.changeSet.status, changed.json!.changeSet.counts.applied], ["applied", 1]);
+  assert.match((await fleet.instance("acc-c", "main").userFile()).toString(), /user\s*= kitchen_vu\n(?:.*\n)*?group\s*= 1,3\n(?:.*\n)*?expdate\s*= 2032-01-30/);
+  const history = await cli(["accounts", "history", "--account", "acc-c/main/kitchen_vu"]);
+  assert.match(history.stdout, /expdate: 2031-12-31 → 2032-01-30/);
+  const reverted = await cli(["accounts", "revert", changed.json!.changeSet.id, "--follow"]);
+  assert.is(reverted.code, 0, reverted.stderr);
+  assert.ok((await fleet.instance("acc-c", "main").userFile()).equals(before));
+  const exported = await cli(["accounts", "export", "--where", "server=acc-a"]);
+  assert.is(exported.stdout.trim().split("\n").length, 41);
+  const preview = await cli(["accounts", "import", "-", "--dry-run"], "server,instance,user,expiry_date\nacc-a,main,cli-box,2029-01-01\nacc-a,main,,\n");
+  assert.match(preview.stdout, /line 2: acc-a\/main\/cli-box: ok\nline 3: acc-a\/main\/: user is empty\n1 valid, 1 invalid \(dry run: nothing created\)/);
 });
 
 test("a scoped operator's 'every matching account' never reaches another server", async () => {
