@@ -2,11 +2,11 @@
  * Simulated agents for the command fan-out benchmark, in a worker thread of their own (agents are
  * other machines: here they at least get their own event loop, so the panel's is its own). Each
  * agent subscribes on its own connection and reports every command it receives as succeeded at
- * once. Posts `{ subscribed }` once every stream is open, then `{ reported: n }` per batch of
+ * once (an apply_accounts command with a result per change). Posts `{ subscribed }` once every stream is open, then `{ reported: n }` per batch of
  * reports, and `{ failed: message }` when a stream breaks.
  */
 import { parentPort, workerData } from "node:worker_threads";
-import { CommandOutcome } from "../../gen/myosicam/agent/v1/agent_pb.js";
+import { AccountChangeStatus, CommandOutcome } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import { agentClient, type BenchAgent } from "./panel.js";
 
 const { url, ca, agents } = workerData as { url: string; ca: string; agents: BenchAgent[] };
@@ -38,7 +38,20 @@ await Promise.all(
         if (first && ++subscribed === agents.length) parentPort!.postMessage({ subscribed });
         first = false;
         if (message.message.case !== "command") continue;
-        await client.reportResult({ commandId: message.message.value.id, outcome: CommandOutcome.SUCCEEDED, detail: "bench" });
+        const command = message.message.value;
+        // An apply_accounts command is answered per change, as the real agent does: each applied,
+        // with the keys before and after.
+        const accountResults =
+          command.payload.case === "applyAccounts"
+            ? command.payload.value.changes.map((change, index) => ({
+                index,
+                status: AccountChangeStatus.APPLIED,
+                detail: "bench",
+                before: { entries: [{ key: "user", value: change.user }] },
+                after: { entries: [{ key: "user", value: change.user }, ...change.set] },
+              }))
+            : [];
+        await client.reportResult({ commandId: command.id, outcome: CommandOutcome.SUCCEEDED, detail: "bench", accountResults });
         report();
       }
     } catch (err) {

@@ -22,6 +22,8 @@ export const changeSets: Migration = {
     });
     await db.raw("create index accounts_search on accounts using gin (lower(username || ' ' || description) gin_trgm_ops)");
     await db.raw("create index accounts_drifted on accounts (instance_id) where drifted");
+    // The table's expiry order (never-expiring last).
+    await db.raw("create index accounts_expiry_order on accounts ((coalesce(expiry_date, '9999-12-31'::date)), id)");
     await db.schema.alterTable("instances", (t) => {
       t.timestamp("drift_acknowledged_at", { useTz: true }).comment("hand edits seen before this are accepted");
     });
