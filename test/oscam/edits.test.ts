@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { applyAccountChanges } from "../../agent/oscam/account-edits.js";
+import { applyAccountChanges, editAccounts } from "../../agent/oscam/account-edits.js";
 import { setKey, unsetKey } from "../../agent/oscam/edit.js";
 import { parseOscamFile, printOscamFile, type OscamDocument } from "../../agent/oscam/document.js";
 import { readUserFile } from "../../agent/oscam/user-file.js";
@@ -212,6 +212,37 @@ test("deleting one of two accounts with the same name renames the other as OScam
     readUserFile(after).accounts.map((a) => [a.user, a.pwd]),
     [["a", "3"]],
   );
+});
+
+test("independent changes: one that cannot be made is reported and skipped, the others applied, each with its keys before and after", () => {
+  const before = parseOscamFile(Buffer.from("[account]\nuser = a\npwd = pa\n\n[account]\nuser = b\npwd = pb\ngroup = 1\n"), "oscam.user");
+  const { doc, reports } = editAccounts(
+    before,
+    [
+      { op: "disable", user: "ghost" },
+      { op: "update", user: "b", set: { group: "2", "bad key": "x" } },
+      { op: "update", user: "b", set: { group: "2" } },
+      { op: "enable", user: "a" },
+    ],
+    { independent: true },
+  );
+  assert.equal(
+    reports.map((r) => r.status),
+    ["failed", "failed", "applied", "unchanged"],
+  );
+  assert.match(reports[0]!.reason!, /no account "ghost"/);
+  assert.equal(reports[2]!.before, { user: "b", pwd: "pb", group: "1" });
+  assert.equal(reports[2]!.after, { user: "b", pwd: "pb", group: "2" });
+  assert.is(text(doc), "[account]\nuser = a\npwd = pa\n\n[account]\nuser = b\npwd = pb\ngroup = 2\n", "the refused update left no half edit");
+});
+
+test("a deleted account re-created before the account that followed it is back byte for byte", () => {
+  const source = "[account]\nuser = a\npwd = pa\n\n[account]\nuser = b\npwd = pb\ndescription = middle\n\n[account]\nuser = c\npwd = pc\n";
+  const deleted = editAccounts(parseOscamFile(Buffer.from(source), "oscam.user"), [{ op: "delete", user: "b" }], { independent: true });
+  assert.is(deleted.reports[0]!.followedBy, "c");
+  const { user: _user, ...set } = deleted.reports[0]!.before!;
+  const back = applyAccountChanges(deleted.doc, [{ op: "add", user: "b", set, beforeUser: "c" }]);
+  assert.is(text(back), source);
 });
 
 test.run();
