@@ -88,7 +88,12 @@ export function createExecutor(deps: {
         await deps.resync();
         return { succeeded: true, failureCode: "", detail: "resynced: every instance's snapshot was sent again" };
       case CommandKind.APPLY_ACCOUNTS:
-        return payload.case === "applyAccounts" ? onInstance(command, (i) => applyAccounts(i, payload.value, deps.unloaded)) : missingPayload("apply_accounts");
+        if (payload.case !== "applyAccounts") return missingPayload("apply_accounts");
+        // Per-change results are for change sets (independent changes); an all-or-nothing command is answered as a whole.
+        return onInstance(command, async (i) => {
+          const outcome = await applyAccounts(i, payload.value, deps.unloaded);
+          return payload.value.independent ? outcome : { ...outcome, accountResults: undefined };
+        });
       case CommandKind.APPLY_CONFIG:
         return payload.case === "applyConfig" ? onInstance(command, (i) => applyConfig(i, payload.value)) : missingPayload("apply_config");
       case CommandKind.RELOAD:

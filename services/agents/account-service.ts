@@ -263,6 +263,7 @@ async function planRequest(
 
   // Edits of a selection, resolved now and stored with the change set.
   let selection = "";
+  let selectionWords = "the accounts named";
   if (req.selection && edits.length > 0) {
     let rows: AccountRow[];
     if (req.selection.selection.case === "keys") {
@@ -286,7 +287,8 @@ async function planRequest(
       if (rows.length > maxChangeSetAccounts) {
         throw new ConnectError(`the filter matches more than ${maxChangeSetAccounts} accounts; narrow it and split the change`, Code.InvalidArgument);
       }
-      selection = `${describeFilter(filter)} (${rows.length} at creation)`;
+      selectionWords = describeFilter(filter);
+      selection = `${selectionWords} (${rows.length} at creation)`;
     }
     const deleting = edits.some((e) => e.kind === "delete");
     for (const r of rows) {
@@ -319,6 +321,7 @@ async function planRequest(
     }
   }
   if (problems.length > 0) throw planRefusal(problems);
+  if (items.length === 0) throw new ConnectError(`nothing was stored or sent: the selection (${selectionWords}) matches no account`, Code.InvalidArgument);
   if (items.length > maxChangeSetAccounts)
     throw new ConnectError(`a change set touches at most ${maxChangeSetAccounts} accounts; split the change`, Code.InvalidArgument);
   return { items, selection, edits };

@@ -136,6 +136,10 @@ test("invalid changes are refused naming account and field; nothing is stored or
     await refusal({ selection: { selection: { case: "filter", value: {} } }, edits: [{ edit: { case: "setIdent", value: "0500:030B00;0100" } }] }),
     /set_ident: "0100" is not CAID:provid/,
   );
+  assert.match(
+    await refusal({ selection: { selection: { case: "filter", value: { users: ["nobody-has-this"] } } }, edits: [{ edit: { case: "disable", value: {} } }] }),
+    /nothing was stored or sent: the selection \(every account with users nobody-has-this\) matches no account/,
+  );
   assert.equal(await counts(), before, "nothing stored or sent");
 });
 
