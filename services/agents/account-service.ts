@@ -610,7 +610,7 @@ export function createAccountService(deps: {
             ...base,
             operation: "delete",
             change: { operation: "ACCOUNT_OPERATION_DELETE", user: h.username },
-            planned: plannedChanges(h.after, null, h.password_changed),
+            planned: plannedChanges(h.after, null, h.pwd_changed),
           });
         } else if (h.operation === "delete") {
           const { user: _user, ...entries } = h.before ?? {};
@@ -623,8 +623,8 @@ export function createAccountService(deps: {
         } else {
           const before = h.after ?? {};
           const after = h.before ?? {};
-          const change = updateChange(h.username, before, after, h.password_changed ? (h.password ?? "") : undefined);
-          items.push({ ...base, operation: "update", ...(change ? { change } : {}), planned: plannedChanges(before, after, h.password_changed) });
+          const change = updateChange(h.username, before, after, h.pwd_changed ? (h.password ?? "") : undefined);
+          items.push({ ...base, operation: "update", ...(change ? { change } : {}), planned: plannedChanges(before, after, h.pwd_changed) });
         }
       }
       await deps.requireLicense();
@@ -673,7 +673,7 @@ export function createAccountService(deps: {
           actor: h.actor as string,
           changeSetId: (h.change_set_id as string | null) ?? "",
           operation: operations[h.operation as keyof typeof operations],
-          changes: plannedChanges(h.before as Record<string, string> | null, h.after as Record<string, string> | null, h.password_changed as boolean),
+          changes: plannedChanges(h.before as Record<string, string> | null, h.after as Record<string, string> | null, h.pwd_changed as boolean),
         })),
         nextPageToken: rows.length > size ? (page.at(-1)!.id as string) : "",
       };

@@ -277,7 +277,7 @@ export async function recordAccountResults(
       operation: item.operation,
       before: result.before ? JSON.stringify(withoutPassword(result.before)) : null,
       after: result.after ? JSON.stringify(withoutPassword(result.after)) : null,
-      password_changed: passwordChanged,
+      pwd_changed: passwordChanged,
       followed_by: result.followedBy,
       ...(passwordBefore && (passwordChanged || item.operation === "delete") ? { passwordBefore } : {}),
     });
@@ -396,7 +396,7 @@ export async function attributeSyncedChanges(trx: Knex, crypto: Client<typeof Cr
       operation: d.operation,
       before: d.before ? JSON.stringify(d.before) : null,
       after: d.after ? JSON.stringify(d.after) : null,
-      password_changed: d.passwordChanged,
+      pwd_changed: d.passwordChanged,
     })),
   );
   await trx("accounts")
@@ -463,7 +463,7 @@ export async function selectAppliedHistory(
     operation: ItemOperationName;
     before: Entries | null;
     after: Entries | null;
-    password_changed: boolean;
+    pwd_changed: boolean;
     password: string | undefined;
     followed_by: string;
   }>
@@ -484,7 +484,7 @@ export async function selectAppliedHistory(
     operation: r.operation as ItemOperationName,
     before: r.before as Entries | null,
     after: r.after as Entries | null,
-    password_changed: r.password_changed as boolean,
+    pwd_changed: r.pwd_changed as boolean,
     password: passwords.get(String(r.id)),
     followed_by: r.followed_by as string,
   }));

@@ -71,7 +71,7 @@ export const changeSets: Migration = {
       // json, not jsonb: the keys keep the order they have in the file (a re-created account gets them back in it).
       t.json("before").comment("keys as written before, without pwd; null when the account did not exist");
       t.json("after").comment("keys as written after, without pwd; null when deleted");
-      t.boolean("password_changed").notNullable().defaultTo(false);
+      t.boolean("pwd_changed").notNullable().defaultTo(false);
       t.text("password_before").comment("crypto envelope of the previous password (for Revert)");
       t.text("followed_by").notNullable().defaultTo("").comment("delete: the account after it in the file");
       t.index(["instance_id", "username", "id"]);
