@@ -15,9 +15,8 @@ import {
   type ChangeSet,
 } from "../gen/myosicam/panel/v1/account_pb.js";
 import { InstanceService } from "../gen/myosicam/panel/v1/instance_pb.js";
-import { ServerService } from "../gen/myosicam/panel/v1/server_pb.js";
 import { isoOf, printJson } from "./context.js";
-import { panelApi } from "./panel-client.js";
+import { findServer, panelApi } from "./panel-client.js";
 import { readStdin } from "./stdin.js";
 
 /** `myosicam accounts …`: the fleet-wide account table and change sets, through AccountService. */
@@ -51,22 +50,22 @@ export const whereKeys = [
   "expiring-days",
 ] as const;
 
-/** Server and instance names → ids, as the caller may see them. */
-async function instanceDirectory(api: Api) {
-  const servers: Array<{ id: string; name: string }> = [];
-  let token = "";
-  do {
-    const page = await api.client(ServerService).listServers({ pageSize: 500, pageToken: token });
-    servers.push(...page.servers.map((s) => ({ id: s.id, name: s.name })));
-    token = page.nextPageToken;
-  } while (token);
-  const serverId = (name: string) => {
-    const found = servers.find((s) => s.name === name || s.id === name);
-    if (!found) throw new ConnectError(`no server "${name}"; see \`npx myosicam agent list\``, Code.NotFound);
-    return found.id;
+/**
+ * Server and instance names → ids, as the caller may see them. Each server name is looked up
+ * once, when first needed (a command without names asks nothing).
+ */
+function instanceDirectory(api: Api) {
+  const servers = new Map<string, Promise<string>>();
+  const serverId = (name: string): Promise<string> => {
+    let id = servers.get(name);
+    if (!id) {
+      id = findServer(api, name).then((s) => s.id);
+      servers.set(name, id);
+    }
+    return id;
   };
   const instanceId = async (server: string, instance: string) => {
-    const id = serverId(server);
+    const id = await serverId(server);
     const { instances } = await api.client(InstanceService).listInstances({ serverId: id });
     const found = instances.find((i) => i.name === instance || i.id === instance);
     if (!found)
@@ -77,9 +76,8 @@ async function instanceDirectory(api: Api) {
 }
 
 /** `--where key=value` conditions as an AccountFilter (every one must hold). */
-export async function filterOf(api: Api, where: readonly string[]): Promise<Filter> {
+export async function filterOf(api: Api, where: readonly string[], directory = instanceDirectory(api)): Promise<Filter> {
   const filter: Filter = {};
-  const directory = await instanceDirectory(api);
   const instances: string[] = [];
   for (const condition of where) {
     const eq = condition.indexOf("=");
@@ -91,7 +89,7 @@ export async function filterOf(api: Api, where: readonly string[]): Promise<Filt
     switch (key) {
       case "server":
         needs("a server name");
-        filter.serverIds = [...(filter.serverIds ?? []), directory.serverId(value)];
+        filter.serverIds = [...(filter.serverIds ?? []), await directory.serverId(value)];
         break;
       case "instance": {
         needs("server/instance");
@@ -251,11 +249,10 @@ export async function editsOf(options: {
 }
 
 /** `server/instance/user` → its account key. */
-async function accountKey(api: Api, text: string, directory?: Awaited<ReturnType<typeof instanceDirectory>>) {
+async function accountKey(api: Api, text: string, directory = instanceDirectory(api)) {
   const parts = /^([^/]+)\/([^/]+)\/(.+)$/.exec(text);
   if (!parts) throw new ConnectError(`"${text}": write server/instance/user`, Code.InvalidArgument);
-  const dir = directory ?? (await instanceDirectory(api));
-  return { instanceId: await dir.instanceId(parts[1]!, parts[2]!), user: parts[3]! };
+  return { instanceId: await directory.instanceId(parts[1]!, parts[2]!), user: parts[3]! };
 }
 
 function changeSetJson(cs: ChangeSet) {
@@ -345,11 +342,11 @@ export async function accountsChangeCommand(options: {
   if (options.account.length === 0 && options.where.length === 0) {
     throw new ConnectError("select the accounts: --where key=value … (e.g. --where state=expiring) or --account server/instance/user", Code.InvalidArgument);
   }
-  const directory = await instanceDirectory(api);
+  const directory = instanceDirectory(api);
   const selection =
     options.account.length > 0
       ? { selection: { case: "keys" as const, value: { keys: await Promise.all(options.account.map((a) => accountKey(api, a, directory))) } } }
-      : { selection: { case: "filter" as const, value: await filterOf(api, options.where) } };
+      : { selection: { case: "filter" as const, value: await filterOf(api, options.where, directory) } };
   const res = await api.client(AccountService).createChangeSet({ description: options.description ?? "", selection, edits, dryRun: options.dryRun });
   if (options.dryRun && !options.json) {
     printChangeSet(res.changeSet!);
@@ -377,7 +374,7 @@ export async function accountsCreateCommand(options: {
   json: boolean;
 }): Promise<void> {
   const api = await panelApi();
-  const directory = await instanceDirectory(api);
+  const directory = instanceDirectory(api);
   const instanceIds = [];
   for (const target of options.on) {
     const slash = target.indexOf("/");
@@ -509,7 +506,7 @@ export async function accountsAcceptDriftCommand(target: string, options: { json
   const api = await panelApi();
   const slash = target.indexOf("/");
   if (slash < 0) throw new ConnectError(`"${target}": write server/instance`, Code.InvalidArgument);
-  const instanceId = await (await instanceDirectory(api)).instanceId(target.slice(0, slash), target.slice(slash + 1));
+  const instanceId = await instanceDirectory(api).instanceId(target.slice(0, slash), target.slice(slash + 1));
   const { cleared } = await api.client(AccountService).acknowledgeDrift({ instanceId });
   if (options.json) return printJson({ cleared });
   process.stdout.write(`${cleared} drifted account${cleared === 1 ? "" : "s"} accepted on ${target}\n`);

@@ -5,7 +5,7 @@ import { ApplyAccountsSchema, ApplyConfigSchema, CommandKind } from "../gen/myos
 import { CommandService, CommandStatus, type Command, type SendCommandRequestSchema } from "../gen/myosicam/panel/v1/command_pb.js";
 import { InstallTokenState, ServerService, ServerStatus, type Bootstrap, type InstallToken, type Server } from "../gen/myosicam/panel/v1/server_pb.js";
 import { isoOf, printJson } from "./context.js";
-import { panelApi } from "./panel-client.js";
+import { findServer, panelApi } from "./panel-client.js";
 
 const lower = (name: string) => name.toLowerCase();
 
@@ -256,12 +256,7 @@ export async function commandSendCommand(options: {
 }): Promise<void> {
   const payload = commandPayload(options.kind, await readPayload(options));
   const api = await panelApi();
-  const servers = api.client(ServerService);
-  const byId = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(options.server);
-  const [server] = byId
-    ? [(await servers.getServer({ serverId: options.server })).server!]
-    : (await servers.listServers({ filter: { name: options.server }, pageSize: 1 })).servers;
-  if (!server) throw new ConnectError(`no server "${options.server}"; see \`npx myosicam agent list\``, Code.NotFound);
+  const server = await findServer(api, options.server);
   const commands = api.client(CommandService);
   let [command] = (await commands.sendCommand({ targets: [{ serverId: server.id, instance: options.instance ?? "" }], ...payload })).commands;
   if (options.wait) {

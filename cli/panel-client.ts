@@ -5,6 +5,7 @@ import { Code, ConnectError, createClient, type Client, type Interceptor } from 
 import { localCredentialFile, readCliCredential, userCredentialFile, type CliCredential } from "../services/lib/cli-credential.js";
 import { createSignedTransport } from "../services/lib/hmac/signing-client.js";
 import { fingerprintOf } from "../services/lib/pinned-certificate.js";
+import { type Server, ServerService } from "../gen/myosicam/panel/v1/server_pb.js";
 import { createCommandContext } from "./context.js";
 
 /** Where a credential came from, to say so in errors. */
@@ -81,4 +82,16 @@ export async function panelApi(): Promise<{ client<T extends DescService>(servic
     interceptors: [explainErrors(found)],
   });
   return { client: (service) => createClient(service, transport), credential };
+}
+
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** A server by id or exact name, as the caller may see it; NotFound in words otherwise. */
+export async function findServer(api: Awaited<ReturnType<typeof panelApi>>, nameOrId: string): Promise<Server> {
+  const servers = api.client(ServerService);
+  const [server] = uuidPattern.test(nameOrId)
+    ? [(await servers.getServer({ serverId: nameOrId })).server!]
+    : (await servers.listServers({ filter: { name: nameOrId }, pageSize: 1 })).servers;
+  if (!server) throw new ConnectError(`no server "${nameOrId}"; see \`npx myosicam agent list\``, Code.NotFound);
+  return server;
 }

@@ -44,7 +44,8 @@ export const accountKeys = new Set([
   "cwc_disable",
 ]);
 const accountKeyPrefixes = ["cacheex", "disablecrccacheex", "acosc_"];
-const isAccountKey = (key: string) => accountKeys.has(key) || accountKeyPrefixes.some((p) => key.startsWith(p));
+/** Whether OScam reads `key` (lower case) in an `[account]` section. */
+export const isAccountKey = (key: string) => accountKeys.has(key) || accountKeyPrefixes.some((p) => key.startsWith(p));
 
 /** Most provider ids OScam keeps per CAID (CS_MAXPROV); the rest are dropped. */
 export const maxProvidsPerCaid = 32;

@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { userNameProblem } from "../../agent/oscam/account-edits.js";
-import { accountKeys, maxGroup, maxProvidsPerCaid } from "../../agent/oscam/user-file.js";
+import { isAccountKey, maxGroup, maxProvidsPerCaid } from "../../agent/oscam/user-file.js";
 
 /**
  * What a change set does to each account, worked out on the panel before anything is sent: the
@@ -126,14 +126,12 @@ export function identProblem(ident: string): string | undefined {
   return undefined;
 }
 
-const accountKeyPrefixes = ["cacheex", "disablecrccacheex", "acosc_"];
-
 /** Why `key` cannot be set through `keys` (not an account key, or one with its own edit), or undefined. */
 export function keyProblem(key: string): string | undefined {
   const lower = key.toLowerCase();
   if (lower === "user") return "user names are not changed by an edit (create the account anew)";
   if (lower === "pwd") return "set the password with set_password";
-  if (!accountKeys.has(lower) && !accountKeyPrefixes.some((p) => lower.startsWith(p))) return `"${key}" is not a key OScam reads in [account] (OSCAM.md §3)`;
+  if (!isAccountKey(lower)) return `"${key}" is not a key OScam reads in [account] (OSCAM.md §3)`;
   return undefined;
 }
 

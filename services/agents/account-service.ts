@@ -18,8 +18,8 @@ import {
   type CreateChangeSetRequest,
 } from "../../gen/myosicam/panel/v1/account_pb.js";
 import type { Knex } from "../lib/db.js";
-import { badPageToken } from "../lib/paging.js";
-import { principalOf, writeDb, type Principal } from "../lib/principal.js";
+import { badPageToken, idCursor } from "../lib/paging.js";
+import { isScoped, principalOf, scopeIncludes, writeDb, type Principal } from "../lib/principal.js";
 import { timestampOf } from "../lib/timestamps.js";
 import { accountsCsv, parseAccountsCsv } from "./account-csv.js";
 import {
@@ -42,6 +42,7 @@ import {
   type AccountSortName,
   type AccountStateName,
   acknowledgeDrift,
+  encodeAccountCursor,
   localDate,
   selectAccountById,
   selectAccountPage,
@@ -392,13 +393,9 @@ async function visibleChangeSet(db: Knex, principal: Principal, id: string): Pro
         .where("it.change_set_id", id)
         .distinct("it.instance_id", "s.id as server_id", "s.tags")
     : [];
-  const scope = principal.scope;
-  const scoped = scope.serverIds.length > 0 || scope.tags.length > 0;
-  const visible = all.filter(
-    (r: { server_id: string; tags: string[] }) => !scoped || scope.serverIds.includes(r.server_id) || r.tags.some((t) => scope.tags.includes(t)),
-  );
+  const visible = all.filter((r: { server_id: string; tags: string[] }) => scopeIncludes(principal.scope, { id: r.server_id, tags: r.tags }));
   // A scoped caller sees a change set only when all of it is in scope (it may not learn of other servers).
-  if (!cs || (scoped && (visible.length === 0 || visible.length < all.length))) throw new ConnectError(`no change set ${id}`, Code.NotFound);
+  if (!cs || (isScoped(principal.scope) && (visible.length === 0 || visible.length < all.length))) throw new ConnectError(`no change set ${id}`, Code.NotFound);
   return { cs, instanceIds: visible.map((r: { instance_id: string }) => r.instance_id) };
 }
 
@@ -407,11 +404,11 @@ async function loadChangeSet(db: Knex, principal: Principal, id: string) {
   return changeSetMessage(cs, await selectInstanceProgress(db, id, instanceIds));
 }
 
-const idCursor = (token: string): string | undefined => {
-  if (token === "") return undefined;
-  if (!/^\d{1,19}$/.test(token)) throw badPageToken();
-  return token;
-};
+/** A change set already found visible, as it is now (its visible instances given). */
+async function reloadChangeSet(db: Knex, id: string, instanceIds: readonly string[]) {
+  const cs = (await db("change_sets").where({ id }).first()) as ChangeSetRow;
+  return changeSetMessage(cs, await selectInstanceProgress(db, id, instanceIds));
+}
 
 /** Handlers of `myosicam.panel.v1.AccountService`. */
 export function createAccountService(deps: {
@@ -473,7 +470,7 @@ export function createAccountService(deps: {
       const page = rows.slice(0, size);
       return {
         accounts: page.map(accountMessage),
-        nextPageToken: rows.length > size ? Buffer.from(JSON.stringify(page.at(-1)!.cursor)).toString("base64url") : "",
+        nextPageToken: rows.length > size ? encodeAccountCursor(page.at(-1)!.cursor!) : "",
         total,
       };
     },
@@ -507,7 +504,6 @@ export function createAccountService(deps: {
           throw badPageToken();
         }
       }
-      const scoped = principal.scope.serverIds.length > 0 || principal.scope.tags.length > 0;
       const query = db("change_sets as cs")
         .select("cs.*", db.raw("cs.created_at::text as cursor_at"))
         .orderBy([
@@ -516,7 +512,7 @@ export function createAccountService(deps: {
         ])
         .limit(size + 1);
       if (after) query.whereRaw("(cs.created_at, cs.id) < (?::timestamptz, ?::uuid)", [after.createdAt, after.id]);
-      if (scoped) {
+      if (isScoped(principal.scope)) {
         // Only change sets entirely within the caller's servers.
         query.whereNotExists(function () {
           this.select(db.raw("1"))
@@ -525,8 +521,7 @@ export function createAccountService(deps: {
             .join("servers as s", "s.id", "i.server_id")
             .whereRaw("it.change_set_id = cs.id")
             .whereNot((q) => {
-              if (principal.scope.serverIds.length) q.orWhereIn("s.id", [...principal.scope.serverIds]);
-              if (principal.scope.tags.length) q.orWhereRaw("s.tags && ?::text[]", [[...principal.scope.tags]]);
+              whereInScope(q, principal.scope, "s");
             });
         });
       }
@@ -563,7 +558,7 @@ export function createAccountService(deps: {
       let last = "";
       let first = true;
       for (;;) {
-        const changeSet = await loadChangeSet(db, principal, req.changeSetId);
+        const changeSet = await reloadChangeSet(db, req.changeSetId, instanceIds);
         const rows = (await selectItems(db, req.changeSetId).whereIn("it.instance_id", instanceIds)) as ItemRow[];
         const changed = rows.filter((r) => seen.get(r.id) !== r.status);
         for (const r of rows) seen.set(r.id, r.status);
@@ -703,7 +698,7 @@ export function createAccountService(deps: {
         });
         yield { chunk: Buffer.from(accountsCsv(rows, header)) };
         header = false;
-        token = rows.length === 1000 ? Buffer.from(JSON.stringify(rows.at(-1)!.cursor)).toString("base64url") : "";
+        token = rows.length === 1000 ? encodeAccountCursor(rows.at(-1)!.cursor!) : "";
       } while (token);
     },
 

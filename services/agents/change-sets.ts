@@ -37,7 +37,7 @@ export interface NewChangeSet {
  * others go to their instance in apply_accounts commands (independent changes, so one account's
  * problem does not hold back the rest). Runs in the caller's transaction.
  */
-export async function storeChangeSet(trx: Knex, crypto: Client<typeof CryptoService>, cs: NewChangeSet): Promise<{ id: string; commandIds: string[] }> {
+export async function storeChangeSet(trx: Knex, crypto: Client<typeof CryptoService>, cs: NewChangeSet): Promise<{ id: string }> {
   const id = randomUUID();
   await trx("change_sets").insert({
     id,
@@ -67,7 +67,7 @@ export async function storeChangeSet(trx: Knex, crypto: Client<typeof CryptoServ
     detail: item.change ? "" : "the account already has these values",
   }));
   for (let i = 0; i < rows.length; i += 2000) await trx("change_set_items").insert(rows.slice(i, i + 2000));
-  return { id, commandIds: [...new Set([...placed.values()].map((p) => p.commandId))] };
+  return { id };
 }
 
 /**
