@@ -170,12 +170,25 @@ export async function selectAccountPage(
 ): Promise<{ rows: AccountRow[]; total: number }> {
   const keys = sortKeys[options.sort];
   const after = decodeCursor(options.pageToken, options.sort);
-  const page = selectRow(db, filteredAccounts(db, scope, filter, options.today), options.today, filter.expiringWithinDays || 7, options.sort);
+  const order = (query: Knex.QueryBuilder) => {
+    for (const k of keys) query.orderByRaw(`${k.expr} ${options.descending ? "desc" : "asc"}`);
+    return query;
+  };
+  // The page's ids first, sorted over narrow rows; the answer's columns (state, cursor, …) are
+  // then computed for those rows only, not for every row the sort reads.
+  const ids = order(filteredAccounts(db, scope, filter, options.today).select("a.id")).limit(options.limit);
   if (after) {
-    page.whereRaw(`(${keys.map((k) => k.expr).join(", ")}) ${options.descending ? "<" : ">"} (${keys.map((k) => `?::${k.type}`).join(", ")})`, after);
+    ids.whereRaw(`(${keys.map((k) => k.expr).join(", ")}) ${options.descending ? "<" : ">"} (${keys.map((k) => `?::${k.type}`).join(", ")})`, after);
   }
-  for (const k of keys) page.orderByRaw(`${k.expr} ${options.descending ? "desc" : "asc"}`);
-  page.limit(options.limit);
+  const page = order(
+    selectRow(
+      db,
+      db("accounts as a").join("instances as i", "i.id", "a.instance_id").join("servers as s", "s.id", "i.server_id").whereIn("a.id", ids),
+      options.today,
+      filter.expiringWithinDays || 7,
+      options.sort,
+    ),
+  );
   const count =
     options.withTotal === false ? Promise.resolve([{ n: "0" }]) : filteredAccounts(db, scope, filter, options.today).count<Array<{ n: string }>>({ n: "*" });
   const [rows, [total]] = await Promise.all([page, count]);
