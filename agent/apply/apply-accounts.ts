@@ -118,7 +118,7 @@ export async function applyAccounts(instance: DiscoveredInstance, payload: Apply
     return partly({ succeeded: true, failureCode: "", detail: `${written} and reloaded by OScam`, accountResults: results() });
   }
   if (!reload.attempted) {
-    // No reload is possible (WebIF off or read-only): the file stays; OScam reads it at its next restart.
+    // No reload is possible (WebIF off or read-only, OScam not running): the file stays; OScam reads it when it (re)starts.
     if (instance.running) unloaded?.written(instance.configDir, instance.pid, payload.changes.length);
     const detail = `${written}; ${reload.detail}`;
     return { succeeded: false, failureCode: reload.code, detail, accountResults: notLoaded(results(), reload.code, detail) };
@@ -166,6 +166,15 @@ async function reloadUsersOf(instance: DiscoveredInstance): Promise<ReloadAnswer
     return { ok: true };
   } catch (err) {
     if (!(err instanceof WebifError)) throw err;
+    // Nothing answers and no OScam process runs: there is nothing to reload; it reads the file when it starts.
+    if (err.code === "webif_unreachable" && !instance.running) {
+      return {
+        ok: false,
+        attempted: false,
+        code: "file_written_reload_failed",
+        detail: `OScam is not running (${err.message}); it reads oscam.user when it starts`,
+      };
+    }
     return { ok: false, attempted: true, code: err.code === "webif_auth_failed" ? "webif_auth_failed" : "file_written_reload_failed", detail: err.message };
   }
 }
