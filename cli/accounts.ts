@@ -263,7 +263,8 @@ function changeSetJson(cs: ChangeSet) {
     selection: cs.selection,
     createdBy: cs.createdBy,
     createdAt: isoOf(cs.createdAt),
-    status: lower(cs.status, ChangeSetStatus),
+    // A dry run has no status: it is a plan.
+    status: cs.id ? lower(cs.status, ChangeSetStatus) : "planned",
     counts: cs.counts && {
       pending: cs.counts.pending,
       sent: cs.counts.sent,
@@ -472,7 +473,12 @@ export async function accountsImportCommand(
   options: { dryRun: boolean; skipInvalid: boolean; description?: string; follow: boolean; json: boolean },
 ): Promise<void> {
   const api = await panelApi();
-  const csv = file === "-" ? await readStdin() : await readFile(file, "utf8");
+  const csv =
+    file === "-"
+      ? await readStdin()
+      : await readFile(file, "utf8").catch((err: NodeJS.ErrnoException) => {
+          throw new ConnectError(`${file} cannot be read (${err.code ?? err.message})`, Code.InvalidArgument);
+        });
   const res = await api
     .client(AccountService)
     .importAccounts({ csv, dryRun: options.dryRun, skipInvalid: options.skipInvalid, description: options.description ?? "" });

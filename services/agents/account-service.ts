@@ -428,7 +428,7 @@ export function createAccountService(deps: {
     const summary = describeEdits(edits, req.creations.length);
     if (req.dryRun) {
       return {
-        changeSet: { summary, selection, createdBy: principal.name, status: ChangeSetStatus.IN_PROGRESS, counts: plannedCounts(items) },
+        changeSet: { summary, selection, createdBy: principal.name, counts: plannedCounts(items) },
         preview: items.slice(0, 1000).map((i) => ({
           instanceId: i.instanceId,
           instanceName: i.instanceName,

@@ -1806,7 +1806,7 @@ export const ChangeSetItemSchema: GenMessage<ChangeSetItem, {jsonType: ChangeSet
  */
 export type CreateChangeSetResponse = Message<"myosicam.panel.v1.CreateChangeSetResponse"> & {
   /**
-   * Without an id when dry_run.
+   * With dry_run: without an id and with no status (a plan; its counts say what would be sent).
    *
    * @generated from field: myosicam.panel.v1.ChangeSet change_set = 1;
    */
@@ -1825,7 +1825,7 @@ export type CreateChangeSetResponse = Message<"myosicam.panel.v1.CreateChangeSet
  */
 export type CreateChangeSetResponseJson = {
   /**
-   * Without an id when dry_run.
+   * With dry_run: without an id and with no status (a plan; its counts say what would be sent).
    *
    * @generated from field: myosicam.panel.v1.ChangeSet change_set = 1;
    */
