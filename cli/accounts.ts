@@ -201,8 +201,8 @@ function daysOf(text: string): number {
   return Number(m[1]);
 }
 
-/** The edits a `change` command line asks for, in the order given by the flags below. */
-export async function editsOf(options: {
+/** The edit flags of `accounts change`. */
+export interface EditFlags {
   enable?: boolean;
   disable?: boolean;
   delete?: boolean;
@@ -212,7 +212,10 @@ export async function editsOf(options: {
   unset: string[];
   renameGroup?: string;
   passwordStdin?: boolean;
-}): Promise<Edit[]> {
+}
+
+/** The edits a `change` command line asks for, in the order given by the flags below. */
+export async function editsOf(options: EditFlags): Promise<Edit[]> {
   const edits: Edit[] = [];
   if (options.enable) edits.push({ edit: { case: "enable", value: {} } });
   if (options.disable) edits.push({ edit: { case: "disable", value: {} } });
@@ -331,7 +334,7 @@ async function finish(api: Api, cs: ChangeSet, options: { follow: boolean; json:
 export async function accountsChangeCommand(options: {
   where: string[];
   account: string[];
-  edits: Parameters<typeof editsOf>[0];
+  edits: EditFlags;
   description?: string;
   dryRun: boolean;
   follow: boolean;

@@ -50,6 +50,7 @@ import {
   accountsRetryCommand,
   accountsRevertCommand,
   accountsShowCommand,
+  type EditFlags,
   whereKeys,
 } from "./accounts.js";
 import { alertAckCommand, alertListCommand, emailSetCommand, emailShowCommand, emailTestCommand, livenessCommand } from "./alerts.js";
@@ -443,23 +444,16 @@ followOption(whereOption(accounts.command("change").description("one change set 
   .option("--dry-run", "show what would change; store and send nothing")
   .addOption(json())
   .action(
-    (opts: {
-      where: string[];
-      account: string[];
-      enable?: boolean;
-      disable?: boolean;
-      delete?: boolean;
-      extend?: string;
-      expire?: string;
-      set: string[];
-      unset: string[];
-      renameGroup?: string;
-      passwordStdin?: boolean;
-      description?: string;
-      dryRun?: boolean;
-      follow?: boolean;
-      json?: boolean;
-    }) =>
+    (
+      opts: EditFlags & {
+        where: string[];
+        account: string[];
+        description?: string;
+        dryRun?: boolean;
+        follow?: boolean;
+        json?: boolean;
+      },
+    ) =>
       accountsChangeCommand({
         where: opts.where,
         account: opts.account,

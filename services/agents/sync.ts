@@ -5,6 +5,7 @@ import type { Account, InstanceSnapshot } from "../../gen/myosicam/agent/v1/snap
 import type { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
 import type { Knex } from "../lib/db.js";
 import { entriesOfFields } from "./account-plans.js";
+import type { AccountRow } from "./account-store.js";
 import { attributeSyncedChanges, type SyncedDifference } from "./change-sets.js";
 
 /** How long resource readings are kept (the retention job deletes older ones). */
@@ -210,20 +211,13 @@ async function storeSnapshot(db: Knex, crypto: Client<typeof CryptoService>, ser
   });
 }
 
-/** An account row as stored before a sync. */
-interface StoredAccount {
-  id: string;
-  username: string;
-  password: string | null;
-  enabled: boolean;
-  groups: number[];
-  caid: string;
-  ident: string;
+/** An account row as stored before a sync (its expiry as text, '' for never). */
+type StoredAccount = Pick<
+  AccountRow,
+  "id" | "username" | "password" | "enabled" | "groups" | "caid" | "ident" | "unreadable_expiry" | "description" | "extra"
+> & {
   expiry_date: string;
-  unreadable_expiry: string;
-  description: string;
-  extra: Array<{ key: string; value: string }>;
-}
+};
 
 const storedEntries = (r: StoredAccount) => entriesOfFields({ ...r, expiryDate: r.expiry_date, unreadableExpiry: r.unreadable_expiry });
 const reportedEntries = (a: Account) =>
