@@ -65,6 +65,7 @@ import {
 } from "./servers.js";
 import { errorLine } from "./errors.js";
 import { migrateCommand } from "./migrate.js";
+import { statusCommand } from "./status.js";
 import { allServiceNames, serveCommand } from "./serve.js";
 
 /** `myosicam`: thin; each command lives in its own module. Errors print one line and exit 1. */
@@ -545,6 +546,16 @@ accounts
   .description("accept the hand edits found on an instance (clears its drift marks)")
   .addOption(json())
   .action((target: string, opts: { json?: boolean }) => accountsAcceptDriftCommand(target, { json: Boolean(opts.json) }));
+
+program
+  .command("status")
+  .description("the fleet at a glance: servers per status, instances, accounts expiring, open alerts, the license")
+  .option("--tag <tag...>", "only servers carrying every one of these tags", [])
+  .addOption(new Option("--expiring-days <n>", "what counts as expiring (default 7)").argParser(count("--expiring-days")))
+  .addOption(json())
+  .action((opts: { json?: boolean; tag: string[]; expiringDays?: number }) =>
+    statusCommand({ json: Boolean(opts.json), tags: opts.tag, expiringDays: opts.expiringDays }),
+  );
 
 const alerts = program.command("alerts").description("alerts the panel raised: list, acknowledge");
 alerts

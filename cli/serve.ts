@@ -2,6 +2,7 @@ import { relative } from "node:path";
 import { selectServices, serviceRegistry } from "../services/index.js";
 import { startHost, type Host } from "../services/host.js";
 import { exitOnSignals } from "../services/lib/shutdown.js";
+import { ensureConsoleBuilt } from "../web/build.js";
 import { createCommandContext, printJson, type CommandContext, type GeneratedSetting } from "./context.js";
 
 export interface ServeOptions {
@@ -25,6 +26,7 @@ export async function serveCommand(options: ServeOptions): Promise<void> {
   // Only `up` runs the panel and admin together, so only it can make them trust each other.
   if (options.up) generate.push("PANEL_CALLER_SECRET", "PANEL_LICENSE_KEY");
   const context = await createCommandContext({ generate, developmentTrust: options.up });
+  if (hosts("panel")) await buildConsole(context);
   const host = await startHost(context.config, services, context.log);
   exitOnSignals({
     stop: host.stop,
@@ -39,6 +41,21 @@ export async function serveCommand(options: ServeOptions): Promise<void> {
   }
   if (options.json) printJson(describeHost(host, context));
   else process.stdout.write(banner(host, context));
+}
+
+/**
+ * Builds the console when its bundle is missing or older than its sources. A failed build does
+ * not stop the panel: the API and the command line work without it, and the log says why.
+ */
+async function buildConsole(context: CommandContext) {
+  try {
+    const result = await ensureConsoleBuilt({
+      onBuild: () => context.log.info("building the console (web/): its bundle is missing or older than its sources"),
+    });
+    if (result.built) context.log.info({ seconds: Number((result.durationMs / 1000).toFixed(1)) }, "console built");
+  } catch (err) {
+    context.log.error({ err }, "the console could not be built; the panel serves the API without it (run `npm run build:web` to see why)");
+  }
 }
 
 /** All registry names: what `up` serves. */
@@ -104,6 +121,7 @@ function banner(host: Host, context: CommandContext): string {
     "",
     "MyOsicam is running.",
     ...host.listeners.map((l) => `  ${l.name.padEnd(6)} ${l.url}   (services: ${l.services.join(", ")})`),
+    ...host.listeners.filter((l) => l.services.includes("panel")).map((l) => `  Console           ${l.url}/  (sign in in a browser)`),
     ...(host.inProcessServices.length ? [`  in process only   ${host.inProcessServices.join(", ")}`] : []),
     `  TLS certificate   ${host.tls.source}: ${cert}`,
     `  SHA-256           ${host.tls.fingerprint}`,

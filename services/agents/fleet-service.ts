@@ -10,6 +10,10 @@ import {
   type WatchEventsResponse,
 } from "../../gen/myosicam/panel/v1/fleet_pb.js";
 import type { Knex } from "../lib/db.js";
+import type { LicenseStanding, Usage } from "../lib/licensing/standing.js";
+import { localDate } from "./account-store.js";
+import { countUnacknowledged, selectMissedHeartbeats } from "./alert-store.js";
+import { countFleet, countServersByStatus } from "./fleet-store.js";
 import { isScoped, principalOf, roleAtLeast, scopeIncludes, type Principal } from "../lib/principal.js";
 import { selectFleetEventsAfter, selectOldestFleetEventId, type FleetEventHub, type FleetEventRow } from "./fleet-events.js";
 
@@ -120,10 +124,71 @@ function binaryResponse(rows: readonly FleetEventRow[], cursor: bigint, reset = 
 /** Whether the call's messages travel as protobuf binary (then `binaryResponse` applies). */
 const binaryCodec = (contentType: string | null) => /^application\/(connect\+proto|grpc(-web)?(\+proto)?)(;|$)/.test(contentType ?? "");
 
+export interface FleetServiceDeps {
+  db: Knex;
+  hub: FleetEventHub;
+  keepaliveMs?: number;
+  /** The license standing as registration enforces it, and what counts toward its quotas. */
+  licenseStanding(): Promise<LicenseStanding>;
+  currentUsage(): Promise<Usage>;
+  approvalRequired: boolean;
+  heartbeatIntervalSeconds: number;
+  defaultMissedHeartbeats: number;
+}
+
+const timestampOf = (iso: string | undefined) => (iso ? timestampFromDate(new Date(iso)) : undefined);
+
 /** Handlers of `myosicam.panel.v1.FleetService`. */
-export function createFleetService(deps: { db: Knex; hub: FleetEventHub; keepaliveMs?: number }): ServiceImpl<typeof FleetService> {
+export function createFleetService(deps: FleetServiceDeps): ServiceImpl<typeof FleetService> {
   const keepaliveMs = deps.keepaliveMs ?? watchKeepaliveMs;
   return {
+    async getFleetSummary(req, ctx) {
+      const { scope } = principalOf(ctx);
+      const days = req.expiringWithinDays || 7;
+      const [servers, fleet, alerts, standing, usage, missed] = await Promise.all([
+        countServersByStatus(deps.db, scope, req.tags),
+        countFleet(deps.db, scope, req.tags, localDate(), days),
+        countUnacknowledged(deps.db, scope),
+        deps.licenseStanding(),
+        deps.currentUsage(),
+        selectMissedHeartbeats(deps.db),
+      ]);
+      const n = (status: string) => servers[status] ?? 0;
+      return {
+        serversTotal: Object.values(servers).reduce((a, b) => a + b, 0),
+        serversNew: n("new"),
+        serversPending: n("pending"),
+        serversOnline: n("online"),
+        serversUnreachable: n("unreachable"),
+        serversRevoked: n("revoked"),
+        instancesTotal: fleet.instances.total,
+        instancesRunning: fleet.instances.running,
+        instancesStopped: fleet.instances.total - fleet.instances.running,
+        webifUnreachable: fleet.instances.webifUnreachable,
+        accountsTotal: fleet.accounts.total,
+        accountsExpiring: fleet.accounts.expiring,
+        accountsExpired: fleet.accounts.expired,
+        expiringWithinDays: days,
+        alertsUnacknowledged: alerts,
+        license: {
+          state: standing.state,
+          usable: standing.usable,
+          planName: standing.planName ?? "",
+          maxServers: standing.quotas?.maxServers ?? 0,
+          maxInstances: standing.quotas?.maxInstances ?? 0,
+          usedServers: usage.servers,
+          usedInstances: usage.instances,
+          expiresOn: standing.expiresAt?.slice(0, 10) ?? "",
+          graceEndsAt: timestampOf(standing.graceEndsAt),
+          checkedAt: timestampOf(standing.checkedAt),
+          message: standing.message,
+        },
+        approvalRequired: deps.approvalRequired,
+        heartbeatIntervalSeconds: deps.heartbeatIntervalSeconds,
+        missedHeartbeats: missed ?? deps.defaultMissedHeartbeats,
+      };
+    },
+
     async *watchEvents(req, ctx): AsyncGenerator<Response> {
       const principal = principalOf(ctx);
       const binary = binaryCodec(ctx.requestHeader.get("content-type"));

@@ -159,3 +159,45 @@ export async function selectCommandsInScope(db: Knex, scope: ServerScope, ids: r
     .whereIn("c.id", [...ids])
     .select("c.*", { server_name: "servers.name" });
 }
+
+export interface FleetCounts {
+  instances: { total: number; running: number; webifUnreachable: number };
+  accounts: { total: number; expiring: number; expired: number };
+}
+
+/**
+ * Instances and accounts of the servers in scope (and carrying every tag of `tags`) at a glance:
+ * live instances, running or not, WebIF unreachable; accounts of live instances on servers not
+ * revoked, expiring within `days` of `today` (enabled ones) or expired, as the account table counts them.
+ */
+export async function countFleet(db: Knex, scope: ServerScope, tags: readonly string[], today: string, days: number): Promise<FleetCounts> {
+  const servers = () => {
+    const q = whereInScope(db("servers").select("id"), scope);
+    if (tags.length > 0) q.whereRaw("tags @> ?::text[]", [[...tags]]);
+    return q;
+  };
+  const [instances] = await db("instances")
+    .whereIn("server_id", servers())
+    .whereNull("gone_at")
+    .select(
+      db.raw("count(*)::int as total"),
+      db.raw("(count(*) filter (where running))::int as running"),
+      db.raw("(count(*) filter (where coalesce((webif->>'reachable')::boolean, false) = false))::int as webif_unreachable"),
+    );
+  const [accounts] = await db("accounts as a")
+    .join("instances as i", "i.id", "a.instance_id")
+    .whereIn("i.server_id", servers().whereNot("status", "revoked"))
+    .whereNull("i.gone_at")
+    .select(
+      db.raw("count(*)::int as total"),
+      db.raw(
+        "(count(*) filter (where a.enabled and a.unreadable_expiry = '' and a.expiry_date >= ?::date and a.expiry_date <= ?::date + ?::integer))::int as expiring",
+        [today, today, days],
+      ),
+      db.raw("(count(*) filter (where a.enabled and (a.unreadable_expiry <> '' or a.expiry_date < ?::date)))::int as expired", [today]),
+    );
+  return {
+    instances: { total: instances?.total ?? 0, running: instances?.running ?? 0, webifUnreachable: instances?.webif_unreachable ?? 0 },
+    accounts: { total: accounts?.total ?? 0, expiring: accounts?.expiring ?? 0, expired: accounts?.expired ?? 0 },
+  };
+}

@@ -90,7 +90,18 @@ export function agentsRoutes(deps: ServiceDeps) {
         requireLicense: async () => requireQuota(await currentStanding(deps.db, deps.config.licenseKey), await deps.currentUsage(), {}),
       }),
     );
-    router.service(FleetService, createFleetService({ db: deps.db, hub: fleetHub }));
+    router.service(
+      FleetService,
+      createFleetService({
+        db: deps.db,
+        hub: fleetHub,
+        licenseStanding: () => currentStanding(deps.db, deps.config.licenseKey),
+        currentUsage: deps.currentUsage,
+        approvalRequired: deps.config.requireAgentApproval,
+        heartbeatIntervalSeconds: deps.config.agentHeartbeatIntervalSeconds,
+        defaultMissedHeartbeats: deps.config.agentMissedHeartbeats,
+      }),
+    );
     // For other panel services in this process (the installer); refused on the network.
     router.service(EnrollmentService, createEnrollmentService({ db: deps.db }));
   };

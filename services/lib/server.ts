@@ -14,6 +14,11 @@ export interface HttpRoute {
   method: "GET";
   /** Requests whose path starts with this are handled here. */
   pathPrefix: string;
+  /**
+   * Takes only the GET requests under `pathPrefix` that no other route and no RPC took (the
+   * console's pages and files, whose paths are the browser's).
+   */
+  fallback?: boolean;
   handle(req: Http2ServerRequest, res: Http2ServerResponse, requestId: string): void | Promise<void>;
 }
 
@@ -117,8 +122,8 @@ export function createServer(options: ServerOptions) {
       res.setHeader(requestIdHeader, requestIdFrom(headerValue(req.headers[requestIdHeader])));
       return sendJson(res, 503, { code: "unavailable", message: "the server is shutting down; try again" });
     }
-    const route = options.httpRoutes?.find((r) => r.method === req.method && path.startsWith(r.pathPrefix));
-    if (route) {
+    const matches = (r: HttpRoute) => r.method === req.method && path.startsWith(r.pathPrefix);
+    const serve = (route: HttpRoute) => {
       const requestId = requestIdFrom(headerValue(req.headers[requestIdHeader]));
       res.setHeader(requestIdHeader, requestId);
       Promise.resolve(route.handle(req, res, requestId)).catch((err: unknown) => {
@@ -130,9 +135,13 @@ export function createServer(options: ServerOptions) {
           sendJson(res, 503, { code: "unavailable", message: "the database is unavailable right now; try again shortly" });
         } else sendJson(res, 500, { code: "internal", message: "internal error" });
       });
-      return;
-    }
-    if (!adapter.handle(req, res)) sendJson(res, 404, { code: "not_found", message: `no such endpoint: ${path}` });
+    };
+    const route = options.httpRoutes?.find((r) => !r.fallback && matches(r));
+    if (route) return serve(route);
+    if (adapter.handle(req, res)) return;
+    const fallback = options.httpRoutes?.find((r) => r.fallback && matches(r));
+    if (fallback) return serve(fallback);
+    sendJson(res, 404, { code: "not_found", message: `no such endpoint: ${path}` });
   };
 
   const server: Http2SecureServer = createSecureServer(

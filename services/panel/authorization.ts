@@ -128,6 +128,7 @@ export const panelPolicies: Readonly<Record<string, Policy>> = {
 
   // Each event is filtered by the watcher's scope (and install jobs by role) in the handler.
   [`/${FleetService.typeName}/WatchEvents`]: read("viewer", "servers"),
+  [`/${FleetService.typeName}/GetFleetSummary`]: read("viewer", "servers"),
 
   [`/${AlertService.typeName}/ListAlerts`]: read("viewer", "servers"),
   [`/${AlertService.typeName}/AcknowledgeAlerts`]: write("operator", "servers"),

@@ -14,6 +14,7 @@ import { appendAudit } from "./audit-log.js";
 import { createAuditInterceptor } from "./audit.js";
 import { createAuditService } from "./audit-service.js";
 import { createAuthService } from "./auth-service.js";
+import { consoleRoute } from "./console-files.js";
 import { createApiClientPrincipalInterceptor, createOperatorGate, isSignedRequest } from "./authentication.js";
 import { createAuthorizationInterceptor, operatorServices } from "./authorization.js";
 import { ensureLocalCliCredential, ensureOwner } from "./first-start.js";
@@ -73,6 +74,8 @@ export const panelService: ServiceModule = {
   migrations: [operatorsAndAudit],
   // API client secrets are sealed and opened by the key holder, in this process.
   requires: ["crypto"],
+  // The operator console: a client of this API, served from the same origin (web/).
+  httpRoutes: () => [consoleRoute()],
   routes(deps) {
     const clients = apiClientsOf(deps);
     const auth = createAuthService({

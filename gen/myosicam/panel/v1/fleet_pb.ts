@@ -13,7 +13,442 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file myosicam/panel/v1/fleet.proto.
  */
 export const file_myosicam_panel_v1_fleet: GenFile = /*@__PURE__*/
-  fileDesc("Ch1teW9zaWNhbS9wYW5lbC92MS9mbGVldC5wcm90bxIRbXlvc2ljYW0ucGFuZWwudjEiLAoSV2F0Y2hFdmVudHNSZXF1ZXN0EhYKBWFmdGVyGAEgASgDQge6SAQiAigAIk0KDVNlcnZlckNoYW5nZWQSDAoEbmFtZRgBIAEoCRIOCgZzdGF0dXMYAiABKAkSEAoIYXBwcm92ZWQYAyABKAgSDAoEdGFncxgEIAMoCSJgCg9JbnN0YW5jZUNoYW5nZWQSEwoLaW5zdGFuY2VfaWQYASABKAkSDAoEbmFtZRgCIAEoCRIPCgdydW5uaW5nGAMgASgIEgsKA3BpZBgEIAEoDRIMCgRnb25lGAUgASgIImQKDkNvbW1hbmRDaGFuZ2VkEhIKCmNvbW1hbmRfaWQYASABKAkSDAoEa2luZBgCIAEoCRIQCghpbnN0YW5jZRgDIAEoCRIOCgZzdGF0dXMYBCABKAkSDgoGcmVzdWx0GAUgASgJIj4KC0FsZXJ0UmFpc2VkEhAKCGFsZXJ0X2lkGAEgASgDEgwKBGtpbmQYAiABKAkSDwoHbWVzc2FnZRgDIAEoCSJuChFJbnN0YWxsSm9iQ2hhbmdlZBIOCgZqb2JfaWQYASABKAkSDAoEa2luZBgCIAEoCRINCgVzdGF0ZRgDIAEoCRIMCgRzdGVwGAQgASgJEg8KB3BlcmNlbnQYBSABKA0SDQoFZXJyb3IYBiABKAki7QIKCkZsZWV0RXZlbnQSCgoCaWQYASABKAMSJgoCYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXNlcnZlcl9pZBgDIAEoCRIyCgZzZXJ2ZXIYBCABKAsyIC5teW9zaWNhbS5wYW5lbC52MS5TZXJ2ZXJDaGFuZ2VkSAASNgoIaW5zdGFuY2UYBSABKAsyIi5teW9zaWNhbS5wYW5lbC52MS5JbnN0YW5jZUNoYW5nZWRIABI0Cgdjb21tYW5kGAYgASgLMiEubXlvc2ljYW0ucGFuZWwudjEuQ29tbWFuZENoYW5nZWRIABIvCgVhbGVydBgHIAEoCzIeLm15b3NpY2FtLnBhbmVsLnYxLkFsZXJ0UmFpc2VkSAASOwoLaW5zdGFsbF9qb2IYCCABKAsyJC5teW9zaWNhbS5wYW5lbC52MS5JbnN0YWxsSm9iQ2hhbmdlZEgAQggKBmNoYW5nZSJjChNXYXRjaEV2ZW50c1Jlc3BvbnNlEi0KBmV2ZW50cxgBIAMoCzIdLm15b3NpY2FtLnBhbmVsLnYxLkZsZWV0RXZlbnQSDgoGY3Vyc29yGAIgASgDEg0KBXJlc2V0GAMgASgIMm4KDEZsZWV0U2VydmljZRJeCgtXYXRjaEV2ZW50cxIlLm15b3NpY2FtLnBhbmVsLnYxLldhdGNoRXZlbnRzUmVxdWVzdBomLm15b3NpY2FtLnBhbmVsLnYxLldhdGNoRXZlbnRzUmVzcG9uc2UwAWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp]);
+  fileDesc("Ch1teW9zaWNhbS9wYW5lbC92MS9mbGVldC5wcm90bxIRbXlvc2ljYW0ucGFuZWwudjEiegoWR2V0RmxlZXRTdW1tYXJ5UmVxdWVzdBI4CgR0YWdzGAEgAygJQiq6SCeSASQQFCIgch4yHF5bYS16MC05XVthLXowLTlfLjotXXswLDYyfSQSJgoUZXhwaXJpbmdfd2l0aGluX2RheXMYAiABKA1CCLpIBSoDGO0CIqUCCg9MaWNlbnNlU3RhbmRpbmcSDQoFc3RhdGUYASABKAkSDgoGdXNhYmxlGAIgASgIEhEKCXBsYW5fbmFtZRgDIAEoCRITCgttYXhfc2VydmVycxgEIAEoDRIVCg1tYXhfaW5zdGFuY2VzGAUgASgNEhQKDHVzZWRfc2VydmVycxgGIAEoDRIWCg51c2VkX2luc3RhbmNlcxgHIAEoDRISCgpleHBpcmVzX29uGAggASgJEjEKDWdyYWNlX2VuZHNfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmNoZWNrZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB21lc3NhZ2UYCyABKAkirwQKF0dldEZsZWV0U3VtbWFyeVJlc3BvbnNlEhUKDXNlcnZlcnNfdG90YWwYASABKA0SEwoLc2VydmVyc19uZXcYAiABKA0SFwoPc2VydmVyc19wZW5kaW5nGAMgASgNEhYKDnNlcnZlcnNfb25saW5lGAQgASgNEhsKE3NlcnZlcnNfdW5yZWFjaGFibGUYBSABKA0SFwoPc2VydmVyc19yZXZva2VkGAYgASgNEhcKD2luc3RhbmNlc190b3RhbBgHIAEoDRIZChFpbnN0YW5jZXNfcnVubmluZxgIIAEoDRIZChFpbnN0YW5jZXNfc3RvcHBlZBgJIAEoDRIZChF3ZWJpZl91bnJlYWNoYWJsZRgKIAEoDRIWCg5hY2NvdW50c190b3RhbBgLIAEoDRIZChFhY2NvdW50c19leHBpcmluZxgMIAEoDRIYChBhY2NvdW50c19leHBpcmVkGA0gASgNEhwKFGV4cGlyaW5nX3dpdGhpbl9kYXlzGA4gASgNEh0KFWFsZXJ0c191bmFja25vd2xlZGdlZBgPIAEoDRIzCgdsaWNlbnNlGBAgASgLMiIubXlvc2ljYW0ucGFuZWwudjEuTGljZW5zZVN0YW5kaW5nEhkKEWFwcHJvdmFsX3JlcXVpcmVkGBEgASgIEiIKGmhlYXJ0YmVhdF9pbnRlcnZhbF9zZWNvbmRzGBIgASgNEhkKEW1pc3NlZF9oZWFydGJlYXRzGBMgASgNIiwKEldhdGNoRXZlbnRzUmVxdWVzdBIWCgVhZnRlchgBIAEoA0IHukgEIgIoACJNCg1TZXJ2ZXJDaGFuZ2VkEgwKBG5hbWUYASABKAkSDgoGc3RhdHVzGAIgASgJEhAKCGFwcHJvdmVkGAMgASgIEgwKBHRhZ3MYBCADKAkiYAoPSW5zdGFuY2VDaGFuZ2VkEhMKC2luc3RhbmNlX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSDwoHcnVubmluZxgDIAEoCBILCgNwaWQYBCABKA0SDAoEZ29uZRgFIAEoCCJkCg5Db21tYW5kQ2hhbmdlZBISCgpjb21tYW5kX2lkGAEgASgJEgwKBGtpbmQYAiABKAkSEAoIaW5zdGFuY2UYAyABKAkSDgoGc3RhdHVzGAQgASgJEg4KBnJlc3VsdBgFIAEoCSI+CgtBbGVydFJhaXNlZBIQCghhbGVydF9pZBgBIAEoAxIMCgRraW5kGAIgASgJEg8KB21lc3NhZ2UYAyABKAkibgoRSW5zdGFsbEpvYkNoYW5nZWQSDgoGam9iX2lkGAEgASgJEgwKBGtpbmQYAiABKAkSDQoFc3RhdGUYAyABKAkSDAoEc3RlcBgEIAEoCRIPCgdwZXJjZW50GAUgASgNEg0KBWVycm9yGAYgASgJIu0CCgpGbGVldEV2ZW50EgoKAmlkGAEgASgDEiYKAmF0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglzZXJ2ZXJfaWQYAyABKAkSMgoGc2VydmVyGAQgASgLMiAubXlvc2ljYW0ucGFuZWwudjEuU2VydmVyQ2hhbmdlZEgAEjYKCGluc3RhbmNlGAUgASgLMiIubXlvc2ljYW0ucGFuZWwudjEuSW5zdGFuY2VDaGFuZ2VkSAASNAoHY29tbWFuZBgGIAEoCzIhLm15b3NpY2FtLnBhbmVsLnYxLkNvbW1hbmRDaGFuZ2VkSAASLwoFYWxlcnQYByABKAsyHi5teW9zaWNhbS5wYW5lbC52MS5BbGVydFJhaXNlZEgAEjsKC2luc3RhbGxfam9iGAggASgLMiQubXlvc2ljYW0ucGFuZWwudjEuSW5zdGFsbEpvYkNoYW5nZWRIAEIICgZjaGFuZ2UiYwoTV2F0Y2hFdmVudHNSZXNwb25zZRItCgZldmVudHMYASADKAsyHS5teW9zaWNhbS5wYW5lbC52MS5GbGVldEV2ZW50Eg4KBmN1cnNvchgCIAEoAxINCgVyZXNldBgDIAEoCDLYAQoMRmxlZXRTZXJ2aWNlEl4KC1dhdGNoRXZlbnRzEiUubXlvc2ljYW0ucGFuZWwudjEuV2F0Y2hFdmVudHNSZXF1ZXN0GiYubXlvc2ljYW0ucGFuZWwudjEuV2F0Y2hFdmVudHNSZXNwb25zZTABEmgKD0dldEZsZWV0U3VtbWFyeRIpLm15b3NpY2FtLnBhbmVsLnYxLkdldEZsZWV0U3VtbWFyeVJlcXVlc3QaKi5teW9zaWNhbS5wYW5lbC52MS5HZXRGbGVldFN1bW1hcnlSZXNwb25zZWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp]);
+
+/**
+ * @generated from message myosicam.panel.v1.GetFleetSummaryRequest
+ */
+export type GetFleetSummaryRequest = Message<"myosicam.panel.v1.GetFleetSummaryRequest"> & {
+  /**
+   * Counts within servers carrying every one of these tags (empty for every server in scope).
+   *
+   * @generated from field: repeated string tags = 1;
+   */
+  tags: string[];
+
+  /**
+   * What "expiring" means, in days from today: 1 to 365; 0 means 7.
+   *
+   * @generated from field: uint32 expiring_within_days = 2;
+   */
+  expiringWithinDays: number;
+};
+
+/**
+ * @generated from message myosicam.panel.v1.GetFleetSummaryRequest
+ */
+export type GetFleetSummaryRequestJson = {
+  /**
+   * Counts within servers carrying every one of these tags (empty for every server in scope).
+   *
+   * @generated from field: repeated string tags = 1;
+   */
+  tags?: string[];
+
+  /**
+   * What "expiring" means, in days from today: 1 to 365; 0 means 7.
+   *
+   * @generated from field: uint32 expiring_within_days = 2;
+   */
+  expiringWithinDays?: number;
+};
+
+/**
+ * Describes the message myosicam.panel.v1.GetFleetSummaryRequest.
+ * Use `create(GetFleetSummaryRequestSchema)` to create a new message.
+ */
+export const GetFleetSummaryRequestSchema: GenMessage<GetFleetSummaryRequest, {jsonType: GetFleetSummaryRequestJson}> = /*@__PURE__*/
+  messageDesc(file_myosicam_panel_v1_fleet, 0);
+
+/**
+ * LicenseStanding is the panel's license as registration enforces it (the same as /readyz).
+ *
+ * @generated from message myosicam.panel.v1.LicenseStanding
+ */
+export type LicenseStanding = Message<"myosicam.panel.v1.LicenseStanding"> & {
+  /**
+   * unlicensed, unverified, active, grace, over_quota, invalid or expired.
+   *
+   * @generated from field: string state = 1;
+   */
+  state: string;
+
+  /**
+   * Whether agents may register (still subject to the quotas).
+   *
+   * @generated from field: bool usable = 2;
+   */
+  usable: boolean;
+
+  /**
+   * @generated from field: string plan_name = 3;
+   */
+  planName: string;
+
+  /**
+   * 0 means unlimited.
+   *
+   * @generated from field: uint32 max_servers = 4;
+   */
+  maxServers: number;
+
+  /**
+   * @generated from field: uint32 max_instances = 5;
+   */
+  maxInstances: number;
+
+  /**
+   * What the panel counts toward the quotas now.
+   *
+   * @generated from field: uint32 used_servers = 6;
+   */
+  usedServers: number;
+
+  /**
+   * @generated from field: uint32 used_instances = 7;
+   */
+  usedInstances: number;
+
+  /**
+   * YYYY-MM-DD; empty when it never expires.
+   *
+   * @generated from field: string expires_on = 8;
+   */
+  expiresOn: string;
+
+  /**
+   * During the grace period (admin unreachable): when it ends.
+   *
+   * @generated from field: google.protobuf.Timestamp grace_ends_at = 9;
+   */
+  graceEndsAt?: Timestamp | undefined;
+
+  /**
+   * When admin last answered.
+   *
+   * @generated from field: google.protobuf.Timestamp checked_at = 10;
+   */
+  checkedAt?: Timestamp | undefined;
+
+  /**
+   * In words, for the operator.
+   *
+   * @generated from field: string message = 11;
+   */
+  message: string;
+};
+
+/**
+ * LicenseStanding is the panel's license as registration enforces it (the same as /readyz).
+ *
+ * @generated from message myosicam.panel.v1.LicenseStanding
+ */
+export type LicenseStandingJson = {
+  /**
+   * unlicensed, unverified, active, grace, over_quota, invalid or expired.
+   *
+   * @generated from field: string state = 1;
+   */
+  state?: string;
+
+  /**
+   * Whether agents may register (still subject to the quotas).
+   *
+   * @generated from field: bool usable = 2;
+   */
+  usable?: boolean;
+
+  /**
+   * @generated from field: string plan_name = 3;
+   */
+  planName?: string;
+
+  /**
+   * 0 means unlimited.
+   *
+   * @generated from field: uint32 max_servers = 4;
+   */
+  maxServers?: number;
+
+  /**
+   * @generated from field: uint32 max_instances = 5;
+   */
+  maxInstances?: number;
+
+  /**
+   * What the panel counts toward the quotas now.
+   *
+   * @generated from field: uint32 used_servers = 6;
+   */
+  usedServers?: number;
+
+  /**
+   * @generated from field: uint32 used_instances = 7;
+   */
+  usedInstances?: number;
+
+  /**
+   * YYYY-MM-DD; empty when it never expires.
+   *
+   * @generated from field: string expires_on = 8;
+   */
+  expiresOn?: string;
+
+  /**
+   * During the grace period (admin unreachable): when it ends.
+   *
+   * @generated from field: google.protobuf.Timestamp grace_ends_at = 9;
+   */
+  graceEndsAt?: TimestampJson;
+
+  /**
+   * When admin last answered.
+   *
+   * @generated from field: google.protobuf.Timestamp checked_at = 10;
+   */
+  checkedAt?: TimestampJson;
+
+  /**
+   * In words, for the operator.
+   *
+   * @generated from field: string message = 11;
+   */
+  message?: string;
+};
+
+/**
+ * Describes the message myosicam.panel.v1.LicenseStanding.
+ * Use `create(LicenseStandingSchema)` to create a new message.
+ */
+export const LicenseStandingSchema: GenMessage<LicenseStanding, {jsonType: LicenseStandingJson}> = /*@__PURE__*/
+  messageDesc(file_myosicam_panel_v1_fleet, 1);
+
+/**
+ * @generated from message myosicam.panel.v1.GetFleetSummaryResponse
+ */
+export type GetFleetSummaryResponse = Message<"myosicam.panel.v1.GetFleetSummaryResponse"> & {
+  /**
+   * @generated from field: uint32 servers_total = 1;
+   */
+  serversTotal: number;
+
+  /**
+   * @generated from field: uint32 servers_new = 2;
+   */
+  serversNew: number;
+
+  /**
+   * @generated from field: uint32 servers_pending = 3;
+   */
+  serversPending: number;
+
+  /**
+   * @generated from field: uint32 servers_online = 4;
+   */
+  serversOnline: number;
+
+  /**
+   * @generated from field: uint32 servers_unreachable = 5;
+   */
+  serversUnreachable: number;
+
+  /**
+   * @generated from field: uint32 servers_revoked = 6;
+   */
+  serversRevoked: number;
+
+  /**
+   * Instances the agents report now (gone ones excluded).
+   *
+   * @generated from field: uint32 instances_total = 7;
+   */
+  instancesTotal: number;
+
+  /**
+   * @generated from field: uint32 instances_running = 8;
+   */
+  instancesRunning: number;
+
+  /**
+   * @generated from field: uint32 instances_stopped = 9;
+   */
+  instancesStopped: number;
+
+  /**
+   * Instances whose WebIF did not answer the agent's last probe.
+   *
+   * @generated from field: uint32 webif_unreachable = 10;
+   */
+  webifUnreachable: number;
+
+  /**
+   * @generated from field: uint32 accounts_total = 11;
+   */
+  accountsTotal: number;
+
+  /**
+   * Enabled accounts whose expiry falls within `expiring_within_days`.
+   *
+   * @generated from field: uint32 accounts_expiring = 12;
+   */
+  accountsExpiring: number;
+
+  /**
+   * @generated from field: uint32 accounts_expired = 13;
+   */
+  accountsExpired: number;
+
+  /**
+   * @generated from field: uint32 expiring_within_days = 14;
+   */
+  expiringWithinDays: number;
+
+  /**
+   * @generated from field: uint32 alerts_unacknowledged = 15;
+   */
+  alertsUnacknowledged: number;
+
+  /**
+   * @generated from field: myosicam.panel.v1.LicenseStanding license = 16;
+   */
+  license?: LicenseStanding | undefined;
+
+  /**
+   * New agents wait for approval (REQUIRE_AGENT_APPROVAL).
+   *
+   * @generated from field: bool approval_required = 17;
+   */
+  approvalRequired: boolean;
+
+  /**
+   * The heartbeat interval agents are told, and how many missed make a server unreachable.
+   *
+   * @generated from field: uint32 heartbeat_interval_seconds = 18;
+   */
+  heartbeatIntervalSeconds: number;
+
+  /**
+   * @generated from field: uint32 missed_heartbeats = 19;
+   */
+  missedHeartbeats: number;
+};
+
+/**
+ * @generated from message myosicam.panel.v1.GetFleetSummaryResponse
+ */
+export type GetFleetSummaryResponseJson = {
+  /**
+   * @generated from field: uint32 servers_total = 1;
+   */
+  serversTotal?: number;
+
+  /**
+   * @generated from field: uint32 servers_new = 2;
+   */
+  serversNew?: number;
+
+  /**
+   * @generated from field: uint32 servers_pending = 3;
+   */
+  serversPending?: number;
+
+  /**
+   * @generated from field: uint32 servers_online = 4;
+   */
+  serversOnline?: number;
+
+  /**
+   * @generated from field: uint32 servers_unreachable = 5;
+   */
+  serversUnreachable?: number;
+
+  /**
+   * @generated from field: uint32 servers_revoked = 6;
+   */
+  serversRevoked?: number;
+
+  /**
+   * Instances the agents report now (gone ones excluded).
+   *
+   * @generated from field: uint32 instances_total = 7;
+   */
+  instancesTotal?: number;
+
+  /**
+   * @generated from field: uint32 instances_running = 8;
+   */
+  instancesRunning?: number;
+
+  /**
+   * @generated from field: uint32 instances_stopped = 9;
+   */
+  instancesStopped?: number;
+
+  /**
+   * Instances whose WebIF did not answer the agent's last probe.
+   *
+   * @generated from field: uint32 webif_unreachable = 10;
+   */
+  webifUnreachable?: number;
+
+  /**
+   * @generated from field: uint32 accounts_total = 11;
+   */
+  accountsTotal?: number;
+
+  /**
+   * Enabled accounts whose expiry falls within `expiring_within_days`.
+   *
+   * @generated from field: uint32 accounts_expiring = 12;
+   */
+  accountsExpiring?: number;
+
+  /**
+   * @generated from field: uint32 accounts_expired = 13;
+   */
+  accountsExpired?: number;
+
+  /**
+   * @generated from field: uint32 expiring_within_days = 14;
+   */
+  expiringWithinDays?: number;
+
+  /**
+   * @generated from field: uint32 alerts_unacknowledged = 15;
+   */
+  alertsUnacknowledged?: number;
+
+  /**
+   * @generated from field: myosicam.panel.v1.LicenseStanding license = 16;
+   */
+  license?: LicenseStandingJson;
+
+  /**
+   * New agents wait for approval (REQUIRE_AGENT_APPROVAL).
+   *
+   * @generated from field: bool approval_required = 17;
+   */
+  approvalRequired?: boolean;
+
+  /**
+   * The heartbeat interval agents are told, and how many missed make a server unreachable.
+   *
+   * @generated from field: uint32 heartbeat_interval_seconds = 18;
+   */
+  heartbeatIntervalSeconds?: number;
+
+  /**
+   * @generated from field: uint32 missed_heartbeats = 19;
+   */
+  missedHeartbeats?: number;
+};
+
+/**
+ * Describes the message myosicam.panel.v1.GetFleetSummaryResponse.
+ * Use `create(GetFleetSummaryResponseSchema)` to create a new message.
+ */
+export const GetFleetSummaryResponseSchema: GenMessage<GetFleetSummaryResponse, {jsonType: GetFleetSummaryResponseJson}> = /*@__PURE__*/
+  messageDesc(file_myosicam_panel_v1_fleet, 2);
 
 /**
  * @generated from message myosicam.panel.v1.WatchEventsRequest
@@ -44,7 +479,7 @@ export type WatchEventsRequestJson = {
  * Use `create(WatchEventsRequestSchema)` to create a new message.
  */
 export const WatchEventsRequestSchema: GenMessage<WatchEventsRequest, {jsonType: WatchEventsRequestJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_panel_v1_fleet, 0);
+  messageDesc(file_myosicam_panel_v1_fleet, 3);
 
 /**
  * ServerChanged: a server was added, removed, or its status, approval, name or tags changed.
@@ -109,7 +544,7 @@ export type ServerChangedJson = {
  * Use `create(ServerChangedSchema)` to create a new message.
  */
 export const ServerChangedSchema: GenMessage<ServerChanged, {jsonType: ServerChangedJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_panel_v1_fleet, 1);
+  messageDesc(file_myosicam_panel_v1_fleet, 4);
 
 /**
  * InstanceChanged: an instance appeared, went, started, stopped or restarted (new pid).
@@ -180,7 +615,7 @@ export type InstanceChangedJson = {
  * Use `create(InstanceChangedSchema)` to create a new message.
  */
 export const InstanceChangedSchema: GenMessage<InstanceChanged, {jsonType: InstanceChangedJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_panel_v1_fleet, 2);
+  messageDesc(file_myosicam_panel_v1_fleet, 5);
 
 /**
  * CommandChanged: a command was created or its status changed.
@@ -259,7 +694,7 @@ export type CommandChangedJson = {
  * Use `create(CommandChangedSchema)` to create a new message.
  */
 export const CommandChangedSchema: GenMessage<CommandChanged, {jsonType: CommandChangedJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_panel_v1_fleet, 3);
+  messageDesc(file_myosicam_panel_v1_fleet, 6);
 
 /**
  * AlertRaised: a new alert.
@@ -314,7 +749,7 @@ export type AlertRaisedJson = {
  * Use `create(AlertRaisedSchema)` to create a new message.
  */
 export const AlertRaisedSchema: GenMessage<AlertRaised, {jsonType: AlertRaisedJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_panel_v1_fleet, 4);
+  messageDesc(file_myosicam_panel_v1_fleet, 7);
 
 /**
  * InstallJobChanged: an install or uninstall job changed state or reached a step.
@@ -403,7 +838,7 @@ export type InstallJobChangedJson = {
  * Use `create(InstallJobChangedSchema)` to create a new message.
  */
 export const InstallJobChangedSchema: GenMessage<InstallJobChanged, {jsonType: InstallJobChangedJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_panel_v1_fleet, 5);
+  messageDesc(file_myosicam_panel_v1_fleet, 8);
 
 /**
  * @generated from message myosicam.panel.v1.FleetEvent
@@ -514,7 +949,7 @@ export type FleetEventJson = {
  * Use `create(FleetEventSchema)` to create a new message.
  */
 export const FleetEventSchema: GenMessage<FleetEvent, {jsonType: FleetEventJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_panel_v1_fleet, 6);
+  messageDesc(file_myosicam_panel_v1_fleet, 9);
 
 /**
  * @generated from message myosicam.panel.v1.WatchEventsResponse
@@ -569,7 +1004,7 @@ export type WatchEventsResponseJson = {
  * Use `create(WatchEventsResponseSchema)` to create a new message.
  */
 export const WatchEventsResponseSchema: GenMessage<WatchEventsResponse, {jsonType: WatchEventsResponseJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_panel_v1_fleet, 7);
+  messageDesc(file_myosicam_panel_v1_fleet, 10);
 
 /**
  * FleetService streams what changes in the fleet, so a page stays live without polling.
@@ -590,6 +1025,18 @@ export const FleetService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchEventsRequestSchema;
     output: typeof WatchEventsResponseSchema;
+  },
+  /**
+   * GetFleetSummary answers the fleet at a glance, within the caller's scope: servers per status,
+   * instances running and stopped, WebIF unreachable, accounts expiring soon, open alerts, and the
+   * panel's license standing and approval mode.
+   *
+   * @generated from rpc myosicam.panel.v1.FleetService.GetFleetSummary
+   */
+  getFleetSummary: {
+    methodKind: "unary";
+    input: typeof GetFleetSummaryRequestSchema;
+    output: typeof GetFleetSummaryResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_myosicam_panel_v1_fleet, 0);
