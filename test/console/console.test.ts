@@ -9,7 +9,7 @@ import { ServerService } from "../../gen/myosicam/panel/v1/server_pb.js";
 import { livenessQueue } from "../../services/agents/alerts.js";
 import { ensureConsoleBuilt } from "../../web/build.js";
 import { startAgentFleet, type AgentFleet } from "../helpers/agent-fleet.js";
-import { chromiumPath, launchChromium, newContext, screenshot, seriousAccessibilityProblems } from "../helpers/browser.js";
+import { chromiumPath, launchChromium, newContext, screenshot, seriousAccessibilityProblems, signIn } from "../helpers/browser.js";
 import { eventually } from "../helpers/eventually.js";
 import { ownerApi, type OperatorApi } from "../helpers/operator-api.js";
 import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
@@ -41,20 +41,6 @@ const cardValue = (p: Page, label: string) =>
 const go = async (path: string) => {
   await page.goto(panel.url + path);
 };
-
-/** Signs in on the page it is on (the sign-in form), choosing a new password when asked. */
-async function signIn(p: Page, who: string, secret: string, newPassword?: string) {
-  await p.getByLabel("E-mail").fill(who);
-  await p.getByLabel("Password", { exact: true }).fill(secret);
-  await p.getByRole("button", { name: "Sign in" }).click();
-  if (newPassword) {
-    await p.getByRole("heading", { name: "Choose a new password" }).waitFor();
-    await p.getByLabel("Current password").fill(secret);
-    await p.getByLabel("New password", { exact: true }).fill(newPassword);
-    await p.getByLabel("New password again").fill(newPassword);
-    await p.getByRole("button", { name: "Save password" }).click();
-  }
-}
 
 test.before(async () => {
   if (!existsSync(chromiumPath)) throw new Error(`no Chromium at ${chromiumPath}: .ci/run installs Debian's chromium (test/system-packages.txt)`);

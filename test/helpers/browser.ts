@@ -53,3 +53,17 @@ export async function seriousAccessibilityProblems(page: Page): Promise<string[]
           .join(", ")}`,
     );
 }
+
+/** Signs in on the page it is on (the sign-in form), choosing `newPassword` when the console asks for one. */
+export async function signIn(p: Page, email: string, password: string, newPassword?: string): Promise<void> {
+  await p.getByLabel("E-mail").fill(email);
+  await p.getByLabel("Password", { exact: true }).fill(password);
+  await p.getByRole("button", { name: "Sign in" }).click();
+  if (newPassword) {
+    await p.getByRole("heading", { name: "Choose a new password" }).waitFor();
+    await p.getByLabel("Current password").fill(password);
+    await p.getByLabel("New password", { exact: true }).fill(newPassword);
+    await p.getByLabel("New password again").fill(newPassword);
+    await p.getByRole("button", { name: "Save password" }).click();
+  }
+}

@@ -8,7 +8,7 @@ import { Role } from "../../../gen/myosicam/panel/v1/common_pb.js";
 import { LiveUpdates, useLive } from "../api/live";
 import { OverviewPage } from "../pages/Overview";
 import { ChangePasswordPage, SignInPage } from "../pages/SignIn";
-import { hasRole, RequireSignIn, roleNames, useIdentity } from "./session";
+import { hasRole, isScoped, RequireSignIn, roleNames, useIdentity } from "./session";
 
 // Pages past the overview load when first opened: the first load stays small.
 const ServerPage = lazy(() => import("../pages/ServerPage").then((m) => ({ default: m.ServerPage })));
@@ -91,7 +91,7 @@ function Shell() {
           Fleet
         </NavLink>
         <NavLink to="/accounts">Accounts</NavLink>
-        {hasRole(identity, Role.OPERATOR) && <NavLink to="/install">Install a server</NavLink>}
+        {hasRole(identity, Role.OPERATOR) && !isScoped(identity) && <NavLink to="/install">Install a server</NavLink>}
         <NavLink to="/activity">
           Activity{" "}
           {open > 0 && (

@@ -3,10 +3,12 @@ import { useMutation, useQuery } from "@connectrpc/connect-query";
 import { type FormEvent, useEffect, useRef, useState } from "react";
 import { useNavigate } from "react-router";
 import { type InstallJob, InstallJobState, InstallService, RootAccess, type SavedServer } from "../../../gen/myosicam/panel/v1/install_pb.js";
+import { Role } from "../../../gen/myosicam/panel/v1/common_pb.js";
 import { ServerService } from "../../../gen/myosicam/panel/v1/server_pb.js";
 import { errorText } from "../api/errors";
 import { formatTime } from "../api/format";
 import { transport } from "../api/transport";
+import { useCan } from "../app/session";
 import { Badge, ConfirmDialog, Outcome, scrollRegion } from "../ui/common";
 
 const jobWord = (s: InstallJobState) => InstallJobState[s]?.toLowerCase() ?? "unknown";
@@ -19,6 +21,7 @@ export function InstallPage() {
   const [saved, setSaved] = useState<SavedServer>();
   const [jobId, setJobId] = useState<string>();
   const list = useQuery(InstallService.method.listSavedServers, {});
+  const canSave = useCan(Role.ADMIN);
   return (
     <section aria-labelledby="install-title">
       <h1 id="install-title">Install a server</h1>
@@ -27,7 +30,12 @@ export function InstallPage() {
         <li className={saved && !jobId ? "current" : jobId ? "done" : ""}>2. Root and OScam</li>
         <li className={jobId ? "current" : ""}>3. Install</li>
       </ol>
-      {!saved && <ConnectionStep onSaved={setSaved} existing={list.data?.servers ?? []} />}
+      {!saved &&
+        (canSave ? (
+          <ConnectionStep onSaved={setSaved} existing={list.data?.servers ?? []} />
+        ) : (
+          <p className="notice info">Saving a server's SSH credential needs the admin role: pick a server an admin saved below, or ask one to add it.</p>
+        ))}
       {saved && !jobId && <RootStep server={saved} onStarted={setJobId} onBack={() => setSaved(undefined)} />}
       {saved && jobId && <ProgressStep server={saved} jobId={jobId} onRetry={() => setJobId(undefined)} />}
       {!saved && <SavedServers servers={list.data?.servers ?? []} onPick={setSaved} />}
@@ -236,16 +244,20 @@ function ProgressStep({ server, jobId, onRetry }: { server: SavedServer; jobId: 
   const pinned = saved.data?.servers.find((s) => s.id === server.id)?.hostKeyFingerprint;
   const state = job?.state ?? InstallJobState.QUEUED;
   const failed = state === InstallJobState.FAILED || state === InstallJobState.CANCELLED;
+  // The job message comes on state changes; the steps in between say where it is.
+  const latest = steps.at(-1);
+  const stepName = (latest?.name ?? job?.step) || "queued";
+  const percent = Math.max(job?.percent ?? 0, latest?.percent ?? 0);
   return (
     <section className="wizard" aria-label="Install progress">
       <div className="row">
         <Badge word={jobWord(state)} />
         <span>
-          {job?.step || "queued"} · {job?.percent ?? 0} %
+          {stepName} · {percent} %
         </span>
       </div>
-      <div className="progress" role="progressbar" aria-valuemin={0} aria-valuemax={100} aria-valuenow={job?.percent ?? 0} aria-label="Install progress">
-        <span className={failed ? "bar-bad" : "bar-ok"} style={{ width: `${job?.percent ?? 0}%` }} />
+      <div className="progress" role="progressbar" aria-valuemin={0} aria-valuemax={100} aria-valuenow={percent} aria-label="Install progress">
+        <span className={failed ? "bar-bad" : "bar-ok"} style={{ width: `${percent}%` }} />
       </div>
       <p>
         Host key: <code data-testid="host-key">{pinned || "not pinned yet"}</code>
@@ -278,6 +290,7 @@ function ProgressStep({ server, jobId, onRetry }: { server: SavedServer; jobId: 
 }
 
 function SavedServers({ servers, onPick }: { servers: SavedServer[]; onPick(s: SavedServer): void }) {
+  const canAdmin = useCan(Role.ADMIN);
   const [forgetting, setForgetting] = useState<SavedServer>();
   const forget = useMutation(InstallService.method.forgetHostKey);
   const remove = useMutation(InstallService.method.removeSavedServer);
@@ -315,20 +328,24 @@ function SavedServers({ servers, onPick }: { servers: SavedServer[]; onPick(s: S
                   <button type="button" onClick={() => onPick(s)}>
                     Install
                   </button>
-                  {s.hostKeyFingerprint && (
+                  {canAdmin && s.hostKeyFingerprint && (
                     <button type="button" onClick={() => setForgetting(s)}>
                       Forget host key
                     </button>
                   )}
-                  <button
-                    type="button"
-                    onClick={() => uninstall.mutate({ server: s.name, root: s.username === "root" ? RootAccess.DIRECT : RootAccess.SUDO_NOPASSWD })}
-                  >
-                    Uninstall
-                  </button>
-                  <button type="button" className="danger" onClick={() => remove.mutate({ server: s.name }, { onSuccess: () => void list.refetch() })}>
-                    Remove
-                  </button>
+                  {canAdmin && (
+                    <>
+                      <button
+                        type="button"
+                        onClick={() => uninstall.mutate({ server: s.name, root: s.username === "root" ? RootAccess.DIRECT : RootAccess.SUDO_NOPASSWD })}
+                      >
+                        Uninstall
+                      </button>
+                      <button type="button" className="danger" onClick={() => remove.mutate({ server: s.name }, { onSuccess: () => void list.refetch() })}>
+                        Remove
+                      </button>
+                    </>
+                  )}
                 </td>
               </tr>
             ))}

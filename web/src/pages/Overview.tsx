@@ -13,7 +13,7 @@ import { commandOutcome, isFinal, useWatchedCommands } from "../api/commands";
 import { errorText } from "../api/errors";
 import { formatAgo, plural } from "../api/format";
 import { transport } from "../api/transport";
-import { useCan } from "../app/session";
+import { hasRole, isScoped, useCan, useIdentity } from "../app/session";
 import { Badge, ConfirmDialog, Empty, Outcome, Pager, scrollRegion } from "../ui/common";
 
 export const statusWord = (s: ServerStatus) => ServerStatus[s]?.toLowerCase() ?? "unknown";
@@ -64,11 +64,13 @@ export function OverviewPage() {
 
   const rows = servers.data?.servers ?? [];
   const s = summary.data;
+  const identity = useIdentity();
+  const canInstall = hasRole(identity, Role.OPERATOR) && !isScoped(identity);
   return (
     <section aria-labelledby="fleet-title">
       <div className="page-head">
         <h1 id="fleet-title">Fleet</h1>
-        {useCan(Role.OPERATOR) && (
+        {canInstall && (
           <Link className="button primary" to="/install">
             Install a server
           </Link>
