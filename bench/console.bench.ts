@@ -99,7 +99,9 @@ try {
   const assets = (await readdir(join(consoleDist, "assets"))).length;
   const median = timings[Math.floor(timings.length / 2)]!;
   console.log(`console: overview of ${servers.toLocaleString()} servers, cold load in Chromium ${browser.version()} (${loads} loads after a warm-up)`);
-  console.log(`  time to interactive   median ${median.toFixed(0)} ms, worst ${timings.at(-1)!.toFixed(0)} ms   (target ≤ 1500 ms: ${(median / 1500).toFixed(2)} of it)`);
+  console.log(
+    `  time to interactive   median ${median.toFixed(0)} ms, worst ${timings.at(-1)!.toFixed(0)} ms   (target ≤ 1500 ms: ${(median / 1500).toFixed(2)} of it)`,
+  );
   console.log(
     `  initial route         ${(bytes.gzip / 1024).toFixed(0)} KB gzip (${(bytes.raw / 1024).toFixed(0)} KB raw) in ${bytes.files.length} files   (target ≤ 400 KB gzip: ${(bytes.gzip / 1024 / 400).toFixed(2)} of it)`,
   );

@@ -25,6 +25,37 @@ test("the whole tree type-checks (tsc --noEmit)", async () => {
   await tool("tsc", ["--noEmit", "-p", "tsconfig.json"]);
 });
 
+test("the console type-checks too (tsc --noEmit -p web: the browser's types)", async () => {
+  await tool("tsc", ["--noEmit", "-p", "web/tsconfig.json"]);
+});
+
+// The console is a client of myosicam.panel.v1 and nothing else (no endpoint exists only for it):
+// it imports its own modules and the generated panel contracts (with the agent contract's command
+// kinds and payloads, and protovalidate's options, which those import), never services/ or cli/.
+const consoleMayImport = (path: string) =>
+  path.startsWith("web/src/") || path.startsWith("gen/myosicam/panel/v1/") || path.startsWith("gen/myosicam/agent/v1/") || path.startsWith("gen/buf/");
+
+test("the console imports only its own modules and the operator API's contracts", async () => {
+  const result = await build({
+    entryPoints: [join(repo, "web/src/main.tsx")],
+    bundle: true,
+    platform: "browser",
+    format: "esm",
+    jsx: "automatic",
+    packages: "external",
+    loader: { ".css": "empty" },
+    write: false,
+    metafile: true,
+    logLevel: "silent",
+  });
+  const inputs = Object.keys(result.metafile.inputs);
+  assert.ok(inputs.includes("web/src/pages/Accounts.tsx"), "the walk reached the pages");
+  const outside = inputs.filter((i) => !consoleMayImport(i));
+  assert.equal(outside, [], `the console reaches beyond the operator API: ${outside.join(", ")}`);
+  const contracts = [...new Set(inputs.filter((i) => i.startsWith("gen/myosicam/")).map((i) => i.split("/").slice(0, 4).join("/")))].sort();
+  assert.equal(contracts, ["gen/myosicam/agent/v1", "gen/myosicam/panel/v1"]);
+});
+
 test("the tree passes Biome's linter and formatter (npx biome check --write fixes most)", async () => {
   await tool("biome", ["ci", "--colors=off", "."]);
 });
