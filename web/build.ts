@@ -11,6 +11,11 @@ import { createHash } from "node:crypto";
 import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { dirname, join, relative, resolve } from "node:path";
+import { promisify } from "node:util";
+import { brotliCompress, gzip as gzipCallback, constants as zlib } from "node:zlib";
+
+const brotli = promisify(brotliCompress);
+const gzip = promisify(gzipCallback);
 
 const webDir = import.meta.dirname;
 const repoDir = resolve(webDir, "..");
@@ -73,6 +78,7 @@ export async function ensureConsoleBuilt(options: { force?: boolean; onBuild?: (
   await mkdir(staging, { recursive: true });
   try {
     await runVite(staging);
+    await precompress(staging);
     await writeFile(join(staging, "build.json"), `${JSON.stringify({ sources, builtAt: new Date().toISOString() } satisfies BuildInfo, null, 2)}\n`);
     const old = `${consoleDist}.old-${process.pid}`;
     await rename(consoleDist, old).catch((err: NodeJS.ErrnoException) => {
@@ -87,6 +93,16 @@ export async function ensureConsoleBuilt(options: { force?: boolean; onBuild?: (
     throw err;
   }
   return { built: true, durationMs: performance.now() - started, dir: consoleDist };
+}
+
+/** Writes a brotli (best) and a gzip copy beside each text file, so the panel sends them without compressing at run time. */
+async function precompress(dir: string): Promise<void> {
+  const files = (await filesUnder(dir)).filter((f) => /\.(js|css|html|svg|json)$/.test(f));
+  for (const file of files) {
+    const raw = await readFile(file);
+    await writeFile(`${file}.br`, await brotli(raw, { params: { [zlib.BROTLI_PARAM_QUALITY]: 11 } }));
+    await writeFile(`${file}.gz`, await gzip(raw, { level: 9 }));
+  }
 }
 
 /** Runs `vite build` in a process of its own (its memory and threads go when it ends). */

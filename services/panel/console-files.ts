@@ -1,6 +1,7 @@
 import { readFile, stat } from "node:fs/promises";
 import { extname, join, normalize, resolve, sep } from "node:path";
-import { brotliCompressSync, constants as zlib, gzipSync } from "node:zlib";
+import { promisify } from "node:util";
+import { brotliCompress, constants as zlib, gzip as gzipCallback } from "node:zlib";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { HttpRoute } from "../lib/server.js";
 
@@ -23,6 +24,9 @@ export const consoleSecurityPolicy = [
   "form-action 'self'",
   "frame-ancestors 'none'",
 ].join("; ");
+
+const brotli = promisify(brotliCompress);
+const gzip = promisify(gzipCallback);
 
 const contentTypes: Record<string, string> = {
   ".html": "text/html; charset=utf-8",
@@ -48,30 +52,38 @@ interface CachedFile {
 const notConsole = (path: string) => path.startsWith("/myosicam.") || path.startsWith("/grpc.") || path.startsWith("/install/");
 
 /**
- * Serves the console: files of `web/dist` (hashed assets cached for a year, compressed once and
- * kept in memory), and `index.html` for every other page path, so a reload or a shared link of
+ * Serves the console: files of `web/dist` (hashed assets cached for a year, sent compressed, kept
+ * in memory), and `index.html` for every other page path, so a reload or a shared link of
  * `/servers/…` opens that page. Missing bundle: a 503 page that says how to build it.
  */
 export function consoleRoute(dir = consoleDistDir): HttpRoute {
-  const cache = new Map<string, CachedFile>();
+  // One entry per file and version, shared by concurrent first requests.
+  const cache = new Map<string, { mtimeMs: number; entry: Promise<CachedFile> }>();
+
+  /** The build's own compressed copy (web/build.ts writes `.br` and `.gz` beside each file), else one made now, off the event loop. */
+  const compressed = async (file: string, suffix: ".br" | ".gz", raw: Buffer): Promise<Buffer> => {
+    const prebuilt = await readFile(file + suffix).catch(() => undefined);
+    if (prebuilt) return prebuilt;
+    return suffix === ".br" ? brotli(raw, { params: { [zlib.BROTLI_PARAM_QUALITY]: 5 } }) : gzip(raw, { level: 6 });
+  };
+
+  const read = async (file: string, mtimeMs: number): Promise<CachedFile> => {
+    const raw = await readFile(file);
+    const type = contentTypes[extname(file)] ?? "application/octet-stream";
+    const compressible = type.startsWith("text/") || type.includes("json") || type.includes("svg");
+    const [br, gz] = compressible ? await Promise.all([compressed(file, ".br", raw), compressed(file, ".gz", raw)]) : [raw, raw];
+    return { type, raw, gzip: gz, brotli: br, mtimeMs };
+  };
 
   const load = async (file: string): Promise<CachedFile | undefined> => {
     const info = await stat(file).catch(() => undefined);
     if (!info?.isFile()) return undefined;
     const hit = cache.get(file);
-    if (hit && hit.mtimeMs === info.mtimeMs) return hit;
-    const raw = await readFile(file);
-    const type = contentTypes[extname(file)] ?? "application/octet-stream";
-    const compressible = type.startsWith("text/") || type.includes("json") || type.includes("svg");
-    const entry: CachedFile = {
-      type,
-      raw,
-      gzip: compressible ? gzipSync(raw, { level: 9 }) : raw,
-      brotli: compressible ? brotliCompressSync(raw, { params: { [zlib.BROTLI_PARAM_QUALITY]: 11 } }) : raw,
-      mtimeMs: info.mtimeMs,
-    };
+    if (hit && hit.mtimeMs === info.mtimeMs) return hit.entry;
     if (cache.size > 500) cache.clear();
-    cache.set(file, entry);
+    const entry = read(file, info.mtimeMs);
+    cache.set(file, { mtimeMs: info.mtimeMs, entry });
+    entry.catch(() => cache.delete(file));
     return entry;
   };
 
@@ -96,7 +108,14 @@ export function consoleRoute(dir = consoleDistDir): HttpRoute {
     pathPrefix: "/",
     fallback: true,
     async handle(req, res) {
-      const path = decodeURIComponent((req.url ?? "/").split("?")[0] ?? "/");
+      let path: string;
+      try {
+        path = decodeURIComponent((req.url ?? "/").split("?")[0] ?? "/");
+      } catch {
+        res.writeHead(400, { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" });
+        res.end("The path is not valid percent-encoding.");
+        return;
+      }
       if (notConsole(path) || path.includes("\0")) {
         res.writeHead(404, { "content-type": "application/json", "cache-control": "no-store" });
         res.end(JSON.stringify({ code: "not_found", message: `no such endpoint: ${path}` }));

@@ -1,7 +1,7 @@
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { connect as http2Connect } from "node:http2";
 import { join } from "node:path";
-import { brotliDecompressSync } from "node:zlib";
+import { brotliCompressSync, brotliDecompressSync } from "node:zlib";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
@@ -96,6 +96,20 @@ test("a hashed asset is cached for a year and sent compressed when the browser a
   const plain = await get("/assets/index-abc123.js");
   assert.is(plain.headers["content-encoding"], undefined);
   assert.is(plain.body.toString(), script);
+});
+
+test("the build's own compressed copy is sent when there is one (no compressing at run time)", async () => {
+  await writeFile(join(dist, "assets", "pre-1.js"), script);
+  await writeFile(join(dist, "assets", "pre-1.js.br"), brotliCompressSync(Buffer.from("the prebuilt copy")));
+  const res = await get("/assets/pre-1.js", { "accept-encoding": "br" });
+  assert.is(res.headers["content-encoding"], "br");
+  assert.is(brotliDecompressSync(res.body).toString(), "the prebuilt copy");
+});
+
+test("a path that is not valid percent-encoding is a 400 in words", async () => {
+  const res = await get("/servers/%E0%A4%A");
+  assert.is(res.status, 400);
+  assert.match(res.body.toString(), /not valid percent-encoding/);
 });
 
 test("an asset of an older build is a 404 that says to reload, not the page", async () => {
