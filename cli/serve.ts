@@ -26,13 +26,15 @@ export async function serveCommand(options: ServeOptions): Promise<void> {
   // Only `up` runs the panel and admin together, so only it can make them trust each other.
   if (options.up) generate.push("PANEL_CALLER_SECRET", "PANEL_LICENSE_KEY");
   const context = await createCommandContext({ generate, developmentTrust: options.up });
-  if (hosts("panel")) await buildConsole(context);
   const host = await startHost(context.config, services, context.log);
   exitOnSignals({
     stop: host.stop,
     log: context.log,
     hardDeadlineMs: (context.config.shutdownTimeoutSeconds + 15) * 1000,
   });
+  // After the start, so a bad setting stops it first, in one line; until the bundle is there the
+  // console's pages answer 503 with why (the API serves meanwhile).
+  if (hosts("panel")) await buildConsole(context);
   if (context.generated) {
     context.log.warn(
       { file: context.generated.file, settings: context.generated.settings },
@@ -121,7 +123,7 @@ function banner(host: Host, context: CommandContext): string {
     "",
     "MyOsicam is running.",
     ...host.listeners.map((l) => `  ${l.name.padEnd(6)} ${l.url}   (services: ${l.services.join(", ")})`),
-    ...host.listeners.filter((l) => l.services.includes("panel")).map((l) => `  Console           ${l.url}/  (sign in in a browser)`),
+    ...host.listeners.filter((l) => l.services.includes("panel")).map((l) => `  Console           ${l.url}/  (open it in a browser)`),
     ...(host.inProcessServices.length ? [`  in process only   ${host.inProcessServices.join(", ")}`] : []),
     `  TLS certificate   ${host.tls.source}: ${cert}`,
     `  SHA-256           ${host.tls.fingerprint}`,

@@ -1,4 +1,5 @@
 import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
@@ -203,6 +204,50 @@ test("accounts: a bulk disable over two servers with one failing shows per-serve
   assert.match(await page.locator(".history").innerText(), /disabled/);
   await screenshot(page, "account-history");
   await page.keyboard.press("Escape");
+});
+
+test("accounts: CSV export of the filtered table, and an import previewed row by row before anything is sent", async () => {
+  await go("/accounts?q=livingroom");
+  await page.locator('tr[data-user="livingroom"]').first().waitFor();
+  const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Export CSV" }).click()]);
+  const csv = await readFile((await download.path())!, "utf8");
+  const lines = csv.trim().split("\n");
+  assert.ok(lines[0]!.startsWith("server,instance,user,enabled,state"), lines[0]);
+  assert.is(lines.length, 4, "the header and the three livingroom accounts the filter selects");
+  assert.not.ok(
+    fixturePasswords.some((p) => csv.includes(p)),
+    "no password in the export",
+  );
+
+  await page.getByRole("button", { name: "Import CSV" }).click();
+  await page.getByLabel("or paste it").fill("server,instance,user,password,groups\nweb-a,main,from-csv,csv-Pw-1,1\nweb-a,main,livingroom,x,1\n");
+  await page.getByRole("button", { name: "Preview" }).click();
+  const preview = page.getByLabel("Import preview");
+  await preview.waitFor();
+  assert.match(await preview.innerText(), /1 valid row, 1 invalid row/);
+  assert.match(await preview.innerText(), /line 3: web-a\/main livingroom — /);
+  assert.ok(await page.getByRole("button", { name: "Import 1 row" }).isDisabled(), "not while invalid rows would be imported");
+  await page.getByLabel("import the valid rows and skip the invalid ones").check();
+  await screenshot(page, "accounts-import-preview");
+  await page.getByRole("button", { name: "Import 1 row" }).click();
+  await page.waitForURL(/\/change-sets\//);
+  await eventually(
+    () => page.getByTestId("change-set-counts").innerText(),
+    (t) => t.startsWith("1 applied"),
+    "the imported account created",
+  );
+});
+
+test("fleet bulk action: a resync of both servers lists each server's result as it ends", async () => {
+  await go("/");
+  await page.locator('tr[data-server="web-b"]').waitFor();
+  await page.getByLabel("Select every server on this page").check();
+  await page.getByRole("button", { name: "Resync" }).click();
+  await page.getByRole("dialog").getByRole("button", { name: "Resync" }).click();
+  const results = page.getByLabel("Resync results");
+  await results.waitFor();
+  for (const server of ["web-a", "web-b"]) await results.locator(`tr[data-result="${server}"]`).getByText("succeeded").waitFor();
+  await screenshot(page, "fleet-bulk-resync");
 });
 
 test("activity: the audit log shows what this test did, by whom; commands and change sets are listed", async () => {

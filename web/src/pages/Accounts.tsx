@@ -693,7 +693,10 @@ function ImportAccounts({ onClose }: { onClose(): void }) {
       onClose={onClose}
       onConfirm={() => run(!preview)}
     >
-      <p className="hint">The columns of “Export CSV”: server, instance, user and the account's fields. Existing accounts are updated, new ones created.</p>
+      <p className="hint">
+        New accounts, one per row, with a header line: server, instance and user (required); password, enabled, groups, caid, ident, expiry_date, description
+        (optional). An account that exists already is refused in the preview.
+      </p>
       <label>
         CSV file
         <input

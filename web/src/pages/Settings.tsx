@@ -592,7 +592,7 @@ function License() {
       <div className="fact wide">
         <span className="fact-label">What it means</span>
         <span className="fact-value">
-          {licenseWords[l.state] ?? ""} {l.message}
+          {licenseWords[l.state] ?? ""} {l.state !== "active" && l.message}
         </span>
       </div>
       {l.graceEndsAt && (
