@@ -153,14 +153,13 @@ export function createFleetService(deps: FleetServiceDeps): ServiceImpl<typeof F
         deps.currentUsage(),
         selectMissedHeartbeats(deps.db),
       ]);
-      const n = (status: string) => servers[status] ?? 0;
       return {
-        serversTotal: Object.values(servers).reduce((a, b) => a + b, 0),
-        serversNew: n("new"),
-        serversPending: n("pending"),
-        serversOnline: n("online"),
-        serversUnreachable: n("unreachable"),
-        serversRevoked: n("revoked"),
+        serversTotal: servers.total,
+        serversNew: servers.new,
+        serversPending: servers.pending,
+        serversOnline: servers.online,
+        serversUnreachable: servers.unreachable,
+        serversRevoked: servers.revoked,
         instancesTotal: fleet.instances.total,
         instancesRunning: fleet.instances.running,
         instancesStopped: fleet.instances.total - fleet.instances.running,

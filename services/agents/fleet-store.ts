@@ -48,10 +48,24 @@ export async function selectServerPage(
   return { rows, total: Number(count?.n ?? 0) };
 }
 
-/** Servers in scope (and carrying every tag of `tags`) counted per status. */
-export async function countServersByStatus(db: Knex, scope: ServerScope, tags: readonly string[]): Promise<Record<string, number>> {
-  const rows = await filtered(db, scope, { tags }).groupBy("status").select("status").count<Array<{ status: string; n: string }>>({ n: "*" });
-  return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
+export interface ServerCounts {
+  total: number;
+  new: number;
+  pending: number;
+  online: number;
+  unreachable: number;
+  revoked: number;
+}
+
+/** Servers in scope (and carrying every tag of `tags`) counted per status, and in all. */
+export async function countServersByStatus(db: Knex, scope: ServerScope, tags: readonly string[]): Promise<ServerCounts> {
+  const rows = await filtered(db, scope, { tags }).groupBy("status").select("status").count<Array<{ status: ServerStatus; n: string }>>({ n: "*" });
+  const counts: ServerCounts = { total: 0, new: 0, pending: 0, online: 0, unreachable: 0, revoked: 0 };
+  for (const r of rows) {
+    counts[r.status] = Number(r.n);
+    counts.total += Number(r.n);
+  }
+  return counts;
 }
 
 /** Servers of `ids` that are in scope (others are left out, as if they did not exist). */

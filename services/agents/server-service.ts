@@ -162,16 +162,7 @@ export function createServerService(deps: ServerServiceDeps): ServiceImpl<typeof
     },
 
     async countServers(req, ctx) {
-      const counts = await countServersByStatus(db, principalOf(ctx).scope, req.tags);
-      const n = (s: StatusName) => counts[s] ?? 0;
-      return {
-        total: Object.values(counts).reduce((a, b) => a + b, 0),
-        new: n("new"),
-        pending: n("pending"),
-        online: n("online"),
-        unreachable: n("unreachable"),
-        revoked: n("revoked"),
-      };
+      return countServersByStatus(db, principalOf(ctx).scope, req.tags);
     },
 
     async getServer(req, ctx) {

@@ -41,4 +41,11 @@ export function enumWord(names: Record<number, string>, value: number, prefix: s
   return name.startsWith(prefix) ? name.slice(prefix.length).toLowerCase().replace(/_/g, " ") : "unknown";
 }
 
+/** "1, 2 3" → [1, 2, 3]: the groups an operator typed. */
+export const parseGroups = (text: string) =>
+  text
+    .split(/[\s,]+/)
+    .filter(Boolean)
+    .map(Number);
+
 export const plural = (n: number, one: string, many = `${one}s`) => `${n.toLocaleString()} ${n === 1 ? one : many}`;

@@ -19,7 +19,7 @@ import { Role } from "../../../gen/myosicam/panel/v1/common_pb.js";
 import { InstanceService } from "../../../gen/myosicam/panel/v1/instance_pb.js";
 import { ServerService } from "../../../gen/myosicam/panel/v1/server_pb.js";
 import { errorText } from "../api/errors";
-import { formatAgo, plural } from "../api/format";
+import { formatAgo, parseGroups, plural } from "../api/format";
 import { transport } from "../api/transport";
 import { useCan } from "../app/session";
 import { Badge, ConfirmDialog, download, Empty, Outcome, Pager, ShownOnce, scrollRegion } from "../ui/common";
@@ -413,10 +413,7 @@ function BulkChange({ count, selection, onClose }: { count: number; selection: P
       edit: {
         case: "setGroups",
         value: {
-          groups: groups
-            .split(/[\s,]+/)
-            .filter(Boolean)
-            .map(Number),
+          groups: parseGroups(groups),
         },
       },
     };
@@ -489,10 +486,7 @@ function AccountEditor({ account: a, onClose }: { account: Account; onClose(): v
       edit: {
         case: "setGroups",
         value: {
-          groups: groups
-            .split(/[\s,]+/)
-            .filter(Boolean)
-            .map(Number),
+          groups: parseGroups(groups),
         },
       },
     });
@@ -593,10 +587,7 @@ function CreateAccount({ servers, onClose }: { servers: Array<{ id: string; name
         user: user.trim(),
         fields: {
           password,
-          groups: groups
-            .split(/[\s,]+/)
-            .filter(Boolean)
-            .map(Number),
+          groups: parseGroups(groups),
           expiryDate: expiry,
           description,
         },

@@ -9,10 +9,10 @@ import { AlertKind, AlertService } from "../../../gen/myosicam/panel/v1/alert_pb
 import { AuditService } from "../../../gen/myosicam/panel/v1/audit_pb.js";
 import { CommandService, CommandStatus } from "../../../gen/myosicam/panel/v1/command_pb.js";
 import { Role } from "../../../gen/myosicam/panel/v1/common_pb.js";
-import { commandKindWord, commandStatusWord } from "../api/commands";
 import { formatTime, plural } from "../api/format";
 import { transport } from "../api/transport";
 import { useCan } from "../app/session";
+import { CommandTable } from "../ui/CommandTable";
 import { Badge, download, Empty, Outcome, Pager, Tabs, scrollRegion } from "../ui/common";
 import { changeSetWord } from "./ChangeSet";
 
@@ -90,40 +90,7 @@ function Commands() {
       </label>
       {list.error && <Outcome error={list.error} />}
       {list.data?.commands.length === 0 && <Empty title="No commands.">Commands appear here when someone starts, stops or changes something.</Empty>}
-      {list.data && list.data.commands.length > 0 && (
-        <div {...scrollRegion("Commands")}>
-          <table>
-            <thead>
-              <tr>
-                <th>When</th>
-                <th>Server</th>
-                <th>Command</th>
-                <th className="status">Status</th>
-                <th>Result</th>
-                <th className="hide-narrow">By</th>
-              </tr>
-            </thead>
-            <tbody>
-              {list.data.commands.map((c) => (
-                <tr key={c.id}>
-                  <td>{formatTime(c.createdAt)}</td>
-                  <td>
-                    <Link to={`/servers/${c.serverId}`}>{c.serverName}</Link>
-                  </td>
-                  <td>
-                    {commandKindWord(c.kind)} {c.instance}
-                  </td>
-                  <td className="status">
-                    <Badge word={commandStatusWord(c.status)} />
-                  </td>
-                  <td>{c.result || c.failureCode || "—"}</td>
-                  <td className="hide-narrow">{c.createdBy}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-      )}
+      {list.data && list.data.commands.length > 0 && <CommandTable commands={list.data.commands} label="Commands" showServer={true} />}
       {pages.pager(list.data?.nextPageToken)}
     </>
   );

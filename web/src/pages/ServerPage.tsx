@@ -7,11 +7,12 @@ import { CommandService, CommandStatus } from "../../../gen/myosicam/panel/v1/co
 import { Role } from "../../../gen/myosicam/panel/v1/common_pb.js";
 import { type Instance, InstanceService } from "../../../gen/myosicam/panel/v1/instance_pb.js";
 import { type Bootstrap, type Server, ServerService, ServerStatus } from "../../../gen/myosicam/panel/v1/server_pb.js";
-import { commandKindWord, commandOutcome, commandStatusWord, isFinal, useWatchedCommands } from "../api/commands";
+import { commandKindWord, commandOutcome, isFinal, useWatchedCommands } from "../api/commands";
 import { formatAgo, formatDuration, formatMb, formatTime } from "../api/format";
 import { useCan } from "../app/session";
 import { ranges, ResourceCharts } from "../ui/Charts";
-import { Badge, ConfirmDialog, Empty, Outcome, ShownOnce, scrollRegion } from "../ui/common";
+import { CommandTable } from "../ui/CommandTable";
+import { Badge, ConfirmDialog, Empty, Outcome, ShownOnce } from "../ui/common";
 import { statusWord } from "./Overview";
 
 export function ServerPage() {
@@ -359,37 +360,7 @@ function ServerCommands({ serverId }: { serverId: string }) {
       <h2>Commands</h2>
       {list.error && <Outcome error={list.error} />}
       {list.data?.commands.length === 0 && <Empty title="No commands yet.">Start, stop, restart or change accounts and they show here.</Empty>}
-      {list.data && list.data.commands.length > 0 && (
-        <div {...scrollRegion("Commands of this server")}>
-          <table>
-            <thead>
-              <tr>
-                <th>When</th>
-                <th>Command</th>
-                <th className="status">Status</th>
-                <th>Result</th>
-                <th className="hide-narrow">By</th>
-              </tr>
-            </thead>
-            <tbody>
-              {list.data.commands.map((c) => (
-                <tr key={c.id}>
-                  <td>{formatTime(c.createdAt)}</td>
-                  <td>
-                    {commandKindWord(c.kind)}
-                    {c.instance ? ` ${c.instance}` : ""}
-                  </td>
-                  <td className="status">
-                    <Badge word={commandStatusWord(c.status)} />
-                  </td>
-                  <td>{c.result || c.failureCode || "—"}</td>
-                  <td className="hide-narrow">{c.createdBy}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-      )}
+      {list.data && list.data.commands.length > 0 && <CommandTable commands={list.data.commands} label="Commands of this server" showServer={false} />}
     </>
   );
 }

@@ -120,6 +120,25 @@ function MyAccount() {
   );
 }
 
+/** The roles the signed-in operator may give: up to their own. */
+function RoleSelect({ role, onChange }: { role: Role; onChange(role: Role): void }) {
+  const identity = useIdentity();
+  return (
+    <label>
+      Role
+      <select value={role} onChange={(e) => onChange(Number(e.target.value) as Role)}>
+        {assignable
+          .filter((r) => r <= identity.role)
+          .map((r) => (
+            <option key={r} value={r}>
+              {roleNames[r]}
+            </option>
+          ))}
+      </select>
+    </label>
+  );
+}
+
 function ScopeFields({ ids, tags, onIds, onTags }: { ids: string; tags: string; onIds(v: string): void; onTags(v: string): void }) {
   return (
     <fieldset>
@@ -231,7 +250,6 @@ function OperatorEditor({
   onClose(): void;
   onSaved(created?: { email: string; password: string }): void;
 }) {
-  const identity = useIdentity();
   const [email, setEmail] = useState(operator?.email ?? "");
   const [role, setRole] = useState(operator?.role ?? Role.OPERATOR);
   const [ids, setIds] = useState(operator?.scope?.serverIds.join(" ") ?? "");
@@ -261,18 +279,7 @@ function OperatorEditor({
           <input type="email" value={email} onChange={(e) => setEmail(e.target.value)} required />
         </label>
       )}
-      <label>
-        Role
-        <select value={role} onChange={(e) => setRole(Number(e.target.value) as Role)}>
-          {assignable
-            .filter((r) => r <= identity.role)
-            .map((r) => (
-              <option key={r} value={r}>
-                {roleNames[r]}
-              </option>
-            ))}
-        </select>
-      </label>
+      <RoleSelect role={role} onChange={setRole} />
       <ScopeFields ids={ids} tags={tags} onIds={setIds} onTags={setTags} />
       <Outcome error={create.error ?? update.error} />
     </ConfirmDialog>
@@ -280,7 +287,6 @@ function OperatorEditor({
 }
 
 function ApiClients() {
-  const identity = useIdentity();
   const list = useQuery(ApiClientService.method.listApiClients, {});
   const [secret, setSecret] = useState<{ client: ApiClient; secret: string }>();
   const [creating, setCreating] = useState(false);
@@ -388,18 +394,7 @@ function ApiClients() {
           Description
           <input value={description} onChange={(e) => setDescription(e.target.value)} />
         </label>
-        <label>
-          Role
-          <select value={role} onChange={(e) => setRole(Number(e.target.value) as Role)}>
-            {assignable
-              .filter((r) => r <= identity.role)
-              .map((r) => (
-                <option key={r} value={r}>
-                  {roleNames[r]}
-                </option>
-              ))}
-          </select>
-        </label>
+        <RoleSelect role={role} onChange={setRole} />
         <ScopeFields ids={ids} tags={tags} onIds={setIds} onTags={setTags} />
         <Outcome error={create.error} />
       </ConfirmDialog>
