@@ -347,6 +347,37 @@ test("the overview follows the fleet live: a server whose agent stops turns unre
   await screenshot(page, "fleet-overview-unreachable");
 });
 
+test("the alert it raised is acknowledged from Activity, and the open-alert count in the menu follows", async () => {
+  await go("/activity?tab=alerts");
+  const row = page.locator("tbody tr", { hasText: "web-b" }).first();
+  await row.waitFor();
+  assert.match(await row.innerText(), /unreachable/);
+  await page.getByRole("link", { name: /Activity\s*1 open alerts/ }).waitFor();
+  await row.getByRole("button", { name: "Acknowledge" }).click();
+  await eventually(
+    () => page.locator("tbody tr", { hasText: "web-b" }).count(),
+    (n) => n === 0,
+    "the acknowledged alert leaves the open ones",
+  );
+  await page.getByLabel("open only").uncheck();
+  assert.match(await page.locator("tbody tr", { hasText: "web-b" }).first().innerText(), new RegExp(`${email.replace(".", "\\.")}, `));
+  await page.getByRole("link", { name: "Activity", exact: true }).waitFor();
+});
+
+test("settings: an API client's secret is shown once, with its id; after a reload only its name and last use remain", async () => {
+  await go("/settings?tab=api-clients");
+  await page.getByRole("button", { name: "Create API client" }).click();
+  await page.getByRole("dialog").getByLabel("Name").fill("billing-sync");
+  await page.getByRole("dialog").getByRole("button", { name: "Create" }).click();
+  const secret = page.getByLabel(/^Secret of billing-sync \(client id ac_[0-9a-f]{24}\)$/);
+  await secret.waitFor();
+  assert.match(await secret.inputValue(), /^[0-9a-f]{64}$/);
+  await screenshot(page, "settings-api-client-created");
+  await page.reload();
+  await page.getByRole("cell", { name: /billing-sync/ }).waitFor();
+  assert.is(await page.locator(".shown-once").count(), 0, "the secret is gone after a reload");
+});
+
 test("the browser never received a password it did not display", () => {
   const all = Buffer.concat(received).toString("latin1");
   for (const p of [...fixturePasswords, password]) assert.not.ok(all.includes(p), `${p} reached the browser`);

@@ -1,13 +1,14 @@
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
-import { useMutation, useQuery } from "@connectrpc/connect-query";
-import { keepPreviousData } from "@tanstack/react-query";
+import { createConnectQueryKey, useMutation, useQuery } from "@connectrpc/connect-query";
+import { keepPreviousData, useQueryClient } from "@tanstack/react-query";
 import { type FormEvent, useState } from "react";
 import { Link, useSearchParams } from "react-router";
 import { AccountService } from "../../../gen/myosicam/panel/v1/account_pb.js";
 import { AlertKind, AlertService } from "../../../gen/myosicam/panel/v1/alert_pb.js";
 import { AuditService } from "../../../gen/myosicam/panel/v1/audit_pb.js";
 import { CommandService, CommandStatus } from "../../../gen/myosicam/panel/v1/command_pb.js";
+import { FleetService } from "../../../gen/myosicam/panel/v1/fleet_pb.js";
 import { Role } from "../../../gen/myosicam/panel/v1/common_pb.js";
 import { formatTime, plural } from "../api/format";
 import { transport } from "../api/transport";
@@ -149,7 +150,14 @@ function Alerts() {
   const [openOnly, setOpenOnly] = useState(true);
   const pages = usePages();
   const list = useQuery(AlertService.method.listAlerts, { unacknowledgedOnly: openOnly, pageSize: 50, pageToken: pages.token });
-  const ack = useMutation(AlertService.method.acknowledgeAlerts, { onSuccess: () => void list.refetch() });
+  const queryClient = useQueryClient();
+  // Every alert answer on screen changes (the list, the menu's open count, the overview's).
+  const ack = useMutation(AlertService.method.acknowledgeAlerts, {
+    onSuccess: () => {
+      for (const schema of [AlertService, FleetService])
+        void queryClient.invalidateQueries({ queryKey: createConnectQueryKey({ schema, cardinality: undefined }) });
+    },
+  });
   const open = list.data?.alerts.filter((a) => !a.acknowledgedAt) ?? [];
   return (
     <>

@@ -1,6 +1,7 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
-import { useMutation, useQuery } from "@connectrpc/connect-query";
+import { createConnectQueryKey, useMutation, useQuery } from "@connectrpc/connect-query";
+import { useQueryClient } from "@tanstack/react-query";
 import { useEffect, useState } from "react";
 import { Link, useNavigate, useParams } from "react-router";
 import {
@@ -40,6 +41,7 @@ export function ChangeSetPage() {
   const retry = useMutation(AccountService.method.retryChangeSet);
   const revert = useMutation(AccountService.method.revertChangeSet);
   const { refetch } = items;
+  const queryClient = useQueryClient();
 
   // biome-ignore lint/correctness/useExhaustiveDependencies: a retry sends the failed accounts again: follow the change set anew
   useEffect(() => {
@@ -50,13 +52,15 @@ export function ChangeSetPage() {
         for await (const res of createClient(AccountService, transport).watchChangeSet({ changeSetId }, { signal: abort.signal })) {
           setLive({ changeSet: res.changeSet, done: res.done });
           void refetch();
+          // Done: the account table, histories and change-set lists show the new state when next seen.
+          if (res.done) void queryClient.invalidateQueries({ queryKey: createConnectQueryKey({ schema: AccountService, cardinality: undefined }) });
         }
       } catch (err) {
         if (!abort.signal.aborted) setLive((prev) => ({ ...prev, error: errorText(err) }));
       }
     })();
     return () => abort.abort();
-  }, [changeSetId, refetch, retry.data]);
+  }, [changeSetId, refetch, retry.data, queryClient]);
 
   const cs = live.changeSet ?? initial.data?.changeSet;
   if (initial.error) return <Outcome error={initial.error} />;
