@@ -83,6 +83,41 @@ test("a stop drains an open server stream: the client sees Unavailable and no co
   assert.is(result.forced, false, "closed gracefully, not at the deadline");
 });
 
+test("a stream the caller cancels (a closed browser tab) is logged as information, not as a refusal", async () => {
+  const logs = captureLogs();
+  let streamOpened!: () => void;
+  const opened = new Promise<void>((resolve) => (streamOpened = resolve));
+  const routes = (router: ConnectRouter) =>
+    router.service(AgentService, {
+      async *subscribe(_req, ctx) {
+        yield { message: { case: "keepalive", value: {} } };
+        streamOpened();
+        await new Promise((resolve) => ctx.signal.addEventListener("abort", resolve, { once: true }));
+        ctx.signal.throwIfAborted();
+      },
+    });
+  const { server } = await plainServer({ routes, logs });
+  const client = createClient(AgentService, createConnectTransport({ baseUrl: server.url, httpVersion: "2", nodeOptions: { ca: tls.cert } }));
+  const abort = new AbortController();
+  const consumed = (async () => {
+    for await (const _ of client.subscribe({ agentVersion: "0.1.0" }, { signal: abort.signal, timeoutMs: 0 })) {
+      // reads until cancelled
+    }
+  })().catch(() => undefined);
+  await opened;
+  abort.abort();
+  await consumed;
+  const line = await eventually(
+    async () => logs.lines().find((l) => l.rpc === "Subscribe"),
+    (l) => l !== undefined,
+    "the stream's log line",
+  );
+  assert.is(line!.msg, "rpc cancelled by the caller");
+  assert.is(line!.level, 30);
+  assert.is(line!.code, "Canceled");
+  await server.close(5_000);
+});
+
 test("log redaction hides secrets under their usual names, at any of the first three depths", () => {
   const logs = captureLogs();
   logs.log.info(

@@ -37,7 +37,9 @@ export function createRequestContextInterceptor(root: Logger, serviceNames: Read
       }
       const connectErr = toConnectError(err);
       const fields = { code: Code[connectErr.code], durationMs, peer, reason: connectErr.rawMessage };
-      if (isCallerError(connectErr.code)) log.warn(fields, "rpc refused");
+      // A caller that went away (a closed browser tab ends its live stream so) is no refusal.
+      if (connectErr.code === Code.Canceled) log.info(fields, "rpc cancelled by the caller");
+      else if (isCallerError(connectErr.code)) log.warn(fields, "rpc refused");
       else log.error({ ...fields, err: connectErr.cause ?? connectErr }, "rpc failed");
       connectErr.metadata.set(requestIdHeader, requestId);
       return connectErr;
