@@ -320,7 +320,7 @@ test("every page has no serious or critical accessibility problem (axe), at 1280
       for (const p of await seriousAccessibilityProblems(page)) problems.push(`${path} @${width}: ${p}`);
       const overflow = Number(await page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth"));
       if (overflow > 1) problems.push(`${path} @${width}: the page scrolls sideways by ${overflow} px`);
-      if (width === 390) await screenshot(page, `narrow${path.replace(/[/?=]/g, "-")}`);
+      if (width === 390) await screenshot(page, `narrow${path === "/" ? "-fleet" : path.replace(/[0-9a-f-]{36}/, "web-b").replace(/[/?=]/g, "-")}`);
     }
   }
   await page.setViewportSize({ width: 1280, height: 900 });

@@ -78,8 +78,13 @@ export function OverviewPage() {
       </div>
       <section className="cards" aria-label="Fleet at a glance">
         <Card label="Online" value={s?.serversOnline} tone="ok" onClick={() => update({ status: "online" })} />
-        <Card label="Unreachable" value={s?.serversUnreachable} tone="bad" onClick={() => update({ status: "unreachable" })} />
-        <Card label="Pending approval" value={s?.serversPending} tone="warn" onClick={() => update({ status: "pending" })} />
+        <Card
+          label="Unreachable"
+          value={s?.serversUnreachable}
+          tone={s?.serversUnreachable ? "bad" : "muted"}
+          onClick={() => update({ status: "unreachable" })}
+        />
+        <Card label="Pending approval" value={s?.serversPending} tone={s?.serversPending ? "warn" : "muted"} onClick={() => update({ status: "pending" })} />
         <Card label="Revoked" value={s?.serversRevoked} tone="muted" onClick={() => update({ status: "revoked" })} />
         <Card label="Instances running" value={s ? `${s.instancesRunning} / ${s.instancesTotal}` : undefined} tone="ok" />
         <Card label="Instances stopped" value={s?.instancesStopped} tone={s?.instancesStopped ? "warn" : "muted"} />
