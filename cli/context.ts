@@ -6,13 +6,14 @@ import { terminalDestination } from "../services/lib/log-terminal.js";
 import { generateCallerSecret, generateLicenseKey } from "../services/admin/index.js";
 
 /** Settings a first start may generate into the configuration file. */
-export type GeneratedSetting = "PANEL_ENCRYPTION_KEY" | "ADMIN_ENCRYPTION_KEY" | "PANEL_CALLER_SECRET" | "PANEL_LICENSE_KEY";
+export type GeneratedSetting = "PANEL_ENCRYPTION_KEY" | "ADMIN_ENCRYPTION_KEY" | "PANEL_CALLER_SECRET" | "PANEL_LICENSE_KEY" | "METRICS_TOKEN";
 
 const generators: Record<GeneratedSetting, { value: () => string; why: string }> = {
   PANEL_ENCRYPTION_KEY: { value: generateKeyHex, why: "back this file up: without the key, stored secrets are lost" },
   ADMIN_ENCRYPTION_KEY: { value: generateKeyHex, why: "admin's key for caller secrets; back this file up" },
   PANEL_CALLER_SECRET: { value: generateCallerSecret, why: "the panel signs its calls to admin with this (caller PANEL_CALLER_ID)" },
   PANEL_LICENSE_KEY: { value: generateLicenseKey, why: "a development license; replace it with the key your vendor issued" },
+  METRICS_TOKEN: { value: generateKeyHex, why: "the bearer token a Prometheus scraper sends to GET /metrics" },
 };
 
 /** What every command starts from: the validated configuration and the root logger. */

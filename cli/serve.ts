@@ -25,6 +25,7 @@ export async function serveCommand(options: ServeOptions): Promise<void> {
   if (hosts("admin")) generate.push("ADMIN_ENCRYPTION_KEY");
   // Only `up` runs the panel and admin together, so only it can make them trust each other.
   if (options.up) generate.push("PANEL_CALLER_SECRET", "PANEL_LICENSE_KEY");
+  generate.push("METRICS_TOKEN");
   const context = await createCommandContext({ generate, developmentTrust: options.up });
   const host = await startHost(context.config, services, context.log);
   exitOnSignals({

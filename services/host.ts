@@ -14,6 +14,8 @@ import { coreJobs } from "./lib/jobs/core-jobs.js";
 import { startJobRunner, type JobRunner } from "./lib/jobs/runner.js";
 import { jobMigrations } from "./lib/jobs/store.js";
 import { getInstallation, installationMigrations } from "./lib/installation.js";
+import { Registry } from "prom-client";
+import { callMetrics, databaseMetrics, processMetrics } from "./lib/metrics.js";
 import { createRequestContextInterceptor } from "./lib/request-context.js";
 import { createServer, type Readiness, type RunningServer } from "./lib/server.js";
 import type { DatabaseName, ListenerName, ServiceDeps, ServiceModule, StartReport } from "./lib/service-module.js";
@@ -99,7 +101,21 @@ export async function startHost(config: Config, services: readonly ServiceModule
     }
 
     const serviceNames = new Map(services.flatMap((s) => s.descriptors.map((d) => [d.typeName, s.name] as const)));
-    const interceptors: Interceptor[] = [createRequestContextInterceptor(log, serviceNames), createValidateInterceptor(), createNulByteInterceptor()];
+    const interceptors: Interceptor[] = [
+      createRequestContextInterceptor(log, serviceNames, callMetrics),
+      createValidateInterceptor(),
+      createNulByteInterceptor(),
+    ];
+    const fromDatabases = databaseMetrics(
+      databasesFor(services).map((name) => ({ name, db: databases.get(name), hasCommands: name === "panel" && services.some((s) => s.name === "agents") })),
+    );
+    const metrics = {
+      token: config.metricsToken,
+      scrape: async () => {
+        const registry = Registry.merge([processMetrics, fromDatabases]);
+        return { contentType: registry.contentType, text: await registry.metrics() };
+      },
+    };
     const hosted = new Set(services.flatMap((s) => s.descriptors.map((d) => d.typeName)));
     let inProcess: Transport | undefined;
     const transportFor = (service: DescService): Transport => {
@@ -179,6 +195,7 @@ export async function startHost(config: Config, services: readonly ServiceModule
         routes: routesOf(subset),
         requestGate: auth.requestGate,
         httpRoutes: subset.flatMap((s) => s.httpRoutes?.(depsOf(s)) ?? []),
+        metrics,
         // Request context first (request id, error translation), then the signature checks, then
         // validation: an unsigned request is refused before its input is even looked at.
         interceptors: [interceptors[0]!, ...auth.interceptors, ...subset.flatMap((s) => s.interceptors?.(depsOf(s)) ?? []), ...interceptors.slice(1)],

@@ -7,10 +7,12 @@ import * as assert from "uvu/assert";
 import { AgentService } from "../gen/myosicam/agent/v1/agent_pb.js";
 import { RegistrationService } from "../gen/myosicam/agent/v1/registration_pb.js";
 import { createRequestContextInterceptor } from "../services/lib/request-context.js";
+import { callMetrics, processMetrics } from "../services/lib/metrics.js";
 import { createServer, http2Limits } from "../services/lib/server.js";
 import { loadTlsIdentity, type TlsIdentity } from "../services/lib/tls.js";
 import { makeTempDir } from "./helpers/cli.js";
 import { eventually } from "./helpers/eventually.js";
+import { getHttp2 } from "./helpers/https.js";
 import { captureLogs } from "./helpers/log-capture.js";
 
 const test = suite("the HTTPS server and its interceptors");
@@ -118,6 +120,52 @@ test("a stream the caller cancels (a closed browser tab) is logged as informatio
   await server.close(5_000);
 });
 
+test("/metrics: not served without a token; with one, an agent's open command stream counts as a connected agent until it ends", async () => {
+  const off = await plainServer();
+  const none = await getHttp2(`${off.server.url}/metrics`, tls.cert);
+  assert.is(none.status, 404);
+  assert.match(none.body, /set METRICS_TOKEN/);
+  await off.server.close(1000);
+
+  const token = "m".repeat(40);
+  let streamOpened!: () => void;
+  const opened = new Promise<void>((resolve) => (streamOpened = resolve));
+  const routes = (router: ConnectRouter) =>
+    router.service(AgentService, {
+      async *subscribe(_req, ctx) {
+        yield { message: { case: "keepalive", value: {} } };
+        streamOpened();
+        await new Promise((resolve) => ctx.signal.addEventListener("abort", resolve, { once: true }));
+        ctx.signal.throwIfAborted();
+      },
+    });
+  const { server } = await plainServer({ routes, metricsToken: token });
+  const scrape = async () => (await getHttp2(`${server.url}/metrics`, tls.cert, { authorization: `Bearer ${token}` })).body;
+  const gauge = (text: string, name: string) => Number(new RegExp(`^${name} (\\d+)$`, "m").exec(text)?.[1] ?? -1);
+  const before = gauge(await scrape(), "myosicam_connected_agents");
+  const client = createClient(AgentService, createConnectTransport({ baseUrl: server.url, httpVersion: "2", nodeOptions: { ca: tls.cert } }));
+  const abort = new AbortController();
+  const consumed = (async () => {
+    for await (const _ of client.subscribe({ agentVersion: "0.1.0" }, { signal: abort.signal, timeoutMs: 0 })) {
+      // reads until cancelled
+    }
+  })().catch(() => undefined);
+  await opened;
+  const during = await scrape();
+  assert.is(gauge(during, "myosicam_connected_agents"), before + 1);
+  assert.match(during, /myosicam_open_streams\{service="myosicam\.agent\.v1\.AgentService",method="Subscribe"\} [1-9]/);
+  abort.abort();
+  await consumed;
+  await eventually(
+    async () => gauge(await scrape(), "myosicam_connected_agents"),
+    (n) => n === before,
+    "the agent counted out when its stream ended",
+  );
+  const after = await scrape();
+  assert.match(after, /myosicam_rpc_duration_seconds_count\{service="myosicam\.agent\.v1\.AgentService",method="Subscribe",code="Canceled"\} [1-9]/);
+  await server.close(5_000);
+});
+
 test("log redaction hides secrets under their usual names, at any of the first three depths", () => {
   const logs = captureLogs();
   logs.log.info(
@@ -138,7 +186,9 @@ test("log redaction hides secrets under their usual names, at any of the first t
 });
 
 /** A server on a free port; by default with a Register that answers at once, for the transport-level tests. */
-async function plainServer(options: { routes?: (router: ConnectRouter) => void; logs?: ReturnType<typeof captureLogs>; bodyReadTimeoutMs?: number } = {}) {
+async function plainServer(
+  options: { routes?: (router: ConnectRouter) => void; logs?: ReturnType<typeof captureLogs>; bodyReadTimeoutMs?: number; metricsToken?: string } = {},
+) {
   const logs = options.logs ?? captureLogs();
   const routes =
     options.routes ??
@@ -150,8 +200,9 @@ async function plainServer(options: { routes?: (router: ConnectRouter) => void; 
     name: "panel",
     tls,
     routes,
-    interceptors: [createRequestContextInterceptor(logs.log, new Map())],
+    interceptors: [createRequestContextInterceptor(logs.log, new Map(), callMetrics)],
     readiness: async () => ({ ready: true, checks: {} }),
+    metrics: { token: options.metricsToken, scrape: async () => ({ contentType: processMetrics.contentType, text: await processMetrics.metrics() }) },
     log: logs.log,
     readMaxBytes: 1 << 20,
     bodyReadTimeoutMs: options.bodyReadTimeoutMs ?? 30_000,

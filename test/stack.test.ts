@@ -72,7 +72,7 @@ test("it prints one JSON object with both URLs, the fingerprint and the data dir
   assert.equal(report.listeners.panel.services, ["agents", "install", "panel"]);
   assert.equal(report.listeners.admin.services, ["admin"]);
   assert.equal(report.inProcessServices, ["crypto", "jobs", "licensing"], "the key holder, the job service and the license check are on no port");
-  assert.equal(report.generatedSettings, ["PANEL_ENCRYPTION_KEY", "ADMIN_ENCRYPTION_KEY", "PANEL_CALLER_SECRET", "PANEL_LICENSE_KEY"]);
+  assert.equal(report.generatedSettings, ["PANEL_ENCRYPTION_KEY", "ADMIN_ENCRYPTION_KEY", "PANEL_CALLER_SECRET", "PANEL_LICENSE_KEY", "METRICS_TOKEN"]);
   assert.match(report.tls.fingerprint, /^sha256:[0-9a-f]{64}$/);
   assert.is(report.tls.source, "self-signed (new)");
   assert.is(report.dataDir, join(dir.path, "data"));
@@ -111,6 +111,37 @@ test("healthz answers over HTTP/2 and readyz reports the database and migrations
   assert.equal(JSON.parse(ready.body).checks.panelDatabase, { reachable: true, pendingMigrations: 0 });
   const adminReady = await getHttp2(`${report.listeners.admin.url}/readyz`, ca);
   assert.equal(JSON.parse(adminReady.body).checks.adminDatabase, { reachable: true, pendingMigrations: 0 });
+});
+
+test("GET /metrics answers Prometheus text with the generated bearer token only, on both listeners", async () => {
+  const token = /^METRICS_TOKEN=(\S+)$/m.exec(await readFile(configFile, "utf8"))?.[1];
+  assert.ok(token, "the first start generated METRICS_TOKEN");
+  // A call first, so the RPC histogram has a series.
+  await getHttp2(`${report.listeners.panel.url}/readyz`, ca);
+  for (const listener of [report.listeners.panel.url, report.listeners.admin.url]) {
+    const refused = await getHttp2(`${listener}/metrics`, ca);
+    assert.is(refused.status, 401);
+    assert.match(refused.body, /Bearer <METRICS_TOKEN>/);
+    const wrong = await getHttp2(`${listener}/metrics`, ca, { authorization: `Bearer ${"0".repeat(64)}` });
+    assert.is(wrong.status, 401);
+    const scraped = await getHttp2(`${listener}/metrics`, ca, { authorization: `Bearer ${token}` });
+    assert.is(scraped.status, 200, scraped.body);
+    assert.match(String(scraped.headers["content-type"]), /^text\/plain; version=0\.0\.4/);
+    for (const name of [
+      "myosicam_process_resident_memory_bytes",
+      "myosicam_nodejs_eventloop_lag_seconds",
+      "myosicam_open_streams",
+      "myosicam_connected_agents",
+      "myosicam_heartbeat_batch_size",
+      'myosicam_db_pool_connections{database="',
+      "myosicam_job_queue_depth",
+    ]) {
+      assert.ok(scraped.body.includes(name), `${name} is missing from ${listener}/metrics`);
+    }
+  }
+  const panel = await getHttp2(`${report.listeners.panel.url}/metrics`, ca, { authorization: `Bearer ${token}` });
+  assert.match(panel.body, /myosicam_command_queue_depth\{status="pending"\} \d+/);
+  assert.match(panel.body, /myosicam_rpc_duration_seconds_count\{service="myosicam\.license\.v1\.LicenseService",method="ValidateLicense",code="ok"\} [1-9]/);
 });
 
 test("HTTP/1.1 clients are answered on the same port", async () => {

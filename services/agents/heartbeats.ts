@@ -1,4 +1,5 @@
 import { createBatcher } from "../lib/batcher.js";
+import { heartbeatBatchSize, heartbeatWriteSeconds } from "../lib/metrics.js";
 import type { Knex } from "../lib/db.js";
 import type { Logger } from "../lib/log.js";
 import { writeHeartbeats, type HeartbeatWrite } from "./store.js";
@@ -20,8 +21,11 @@ export function createHeartbeatWriter(db: Knex, log: Logger, onRecovered: (serve
     maxItems: heartbeatBatchMax,
     async write(beats) {
       const latest = new Map(beats.map((b) => [b.serverId, b]));
+      heartbeatBatchSize.observe(latest.size);
       try {
+        const timer = heartbeatWriteSeconds.startTimer();
         const recovered = await writeHeartbeats(db, [...latest.values()]);
+        timer();
         if (recovered.length > 0) await onRecovered(recovered).catch((err: unknown) => log.error({ err }, "could not raise recovery alerts"));
       } catch (err) {
         log.error({ err, heartbeats: latest.size }, "could not write heartbeats; agents will retry");

@@ -43,6 +43,8 @@ export interface Config {
   panelCaller: { id: string; secret?: string };
   /** The panel's license key, validated with admin at start and every 6 hours. */
   licenseKey?: string;
+  /** Bearer token of `GET /metrics` on each listener; unset: no metrics are served. */
+  metricsToken?: string;
   /**
    * Where the panel reaches admin's LicenseService (ADMIN_URL, https only); unset means admin's
    * listener on this host (see ServiceDeps.adminUrl).
@@ -199,6 +201,7 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
     previousAdminEncryptionKeyHex,
     panelCaller: { id: callerId(get), secret: callerSecret(optional) },
     licenseKey: licenseKey(optional),
+    metricsToken: metricsToken(optional),
     adminUrl: httpsOrigin(optional, "ADMIN_URL", "https://admin.example.com:8444"),
     adminTlsCaFile: optional("ADMIN_TLS_CA") === undefined ? undefined : absolute(optional("ADMIN_TLS_CA")!, cwd),
     logLevel: logLevel as LogLevel,
@@ -319,6 +322,18 @@ function callerSecret(optional: (name: string) => string | undefined): string | 
     throw new ConfigError(
       "PANEL_CALLER_SECRET",
       `must be the 64 lowercase hex characters printed by \`npx myosicam caller create\` or \`caller rotate\`, got ${raw.length} characters`,
+    );
+  }
+  return raw;
+}
+
+function metricsToken(optional: (name: string) => string | undefined): string | undefined {
+  const raw = optional("METRICS_TOKEN");
+  if (raw === undefined) return undefined;
+  if (!/^[A-Za-z0-9_.~+/=-]{32,256}$/.test(raw)) {
+    throw new ConfigError(
+      "METRICS_TOKEN",
+      `must be 32–256 characters of letters, digits and _.~+/=- (e.g. \`npx myosicam keys generate\`), got ${raw.length} characters`,
     );
   }
   return raw;

@@ -14,13 +14,20 @@ export function requestIdFrom(header: string | null): string {
   return header !== null && wellFormedRequestId.test(header) ? header : randomUUID();
 }
 
+/** Told of every call's end (and of streams opening and closing): the server's metrics. */
+export interface CallObserver {
+  finished(call: { service: string; method: string; code: string; seconds: number }): void;
+  streamOpened(call: { service: string; method: string }): void;
+  streamClosed(call: { service: string; method: string }): void;
+}
+
 /**
  * The outermost interceptor of every server: binds the request id and a child logger
  * `{svc, rpc, requestId}` into the context, echoes the id in `X-Request-Id`, logs one line per
  * call with its code and duration, and turns unexpected errors into "internal error" (the cause
  * goes to the log only). `serviceNames` maps a proto service's type name to the `svc` field.
  */
-export function createRequestContextInterceptor(root: Logger, serviceNames: ReadonlyMap<string, string>): Interceptor {
+export function createRequestContextInterceptor(root: Logger, serviceNames: ReadonlyMap<string, string>, observer?: CallObserver): Interceptor {
   return (next) => async (req) => {
     const requestId = requestIdFrom(req.header.get(requestIdHeader));
     const svc = serviceNames.get(req.service.typeName) ?? req.service.typeName;
@@ -29,13 +36,16 @@ export function createRequestContextInterceptor(root: Logger, serviceNames: Read
     req.contextValues.set(requestLoggerKey, log);
     const peer = req.contextValues.get(peerAddressKey);
     const started = process.hrtime.bigint();
+    const call = { service: req.service.typeName, method: req.method.name };
     const finish = (err?: unknown): ConnectError | undefined => {
       const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
       if (err === undefined) {
+        observer?.finished({ ...call, code: "ok", seconds: durationMs / 1000 });
         log.info({ code: "ok", durationMs, peer }, "rpc finished");
         return undefined;
       }
       const connectErr = toConnectError(err);
+      observer?.finished({ ...call, code: Code[connectErr.code] ?? "unknown", seconds: durationMs / 1000 });
       const fields = { code: Code[connectErr.code], durationMs, peer, reason: connectErr.rawMessage };
       // A caller that went away (a closed browser tab ends its live stream so) is no refusal.
       if (connectErr.code === Code.Canceled) log.info(fields, "rpc cancelled by the caller");
@@ -51,18 +61,21 @@ export function createRequestContextInterceptor(root: Logger, serviceNames: Read
         finish();
         return res;
       }
-      return { ...res, message: observeStream(res, finish) } as typeof res;
+      observer?.streamOpened(call);
+      return { ...res, message: observeStream(res, finish, () => observer?.streamClosed(call)) } as typeof res;
     } catch (err) {
       throw finish(err);
     }
   };
 }
 
-async function* observeStream<T>(res: StreamResponse, finish: (err?: unknown) => ConnectError | undefined) {
+async function* observeStream<T>(res: StreamResponse, finish: (err?: unknown) => ConnectError | undefined, closed: () => void) {
   try {
     for await (const message of res.message as AsyncIterable<T>) yield message;
     finish();
   } catch (err) {
     throw finish(err);
+  } finally {
+    closed();
   }
 }

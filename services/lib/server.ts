@@ -6,6 +6,7 @@ import { createConnectAdapter } from "./connect-adapter.js";
 import type { Logger } from "pino";
 import { peerAddressKey } from "./context-keys.js";
 import { isDatabaseUnavailable } from "./errors.js";
+import { metricsAuthorized } from "./metrics.js";
 import { requestIdFrom, requestIdHeader } from "./request-context.js";
 import type { TlsIdentity } from "./tls.js";
 
@@ -40,6 +41,11 @@ export interface ServerOptions {
   readiness: () => Promise<Readiness>;
   /** Plain HTTP endpoints served before the RPC router. */
   httpRoutes?: readonly HttpRoute[];
+  /**
+   * `GET /metrics` (Prometheus text), only with `Authorization: Bearer <token>`; without a token
+   * configured it is not served at all.
+   */
+  metrics?: { token: string | undefined; scrape(): Promise<{ contentType: string; text: string }> };
   log: Logger;
   readMaxBytes: number;
   maxTimeoutMs: number;
@@ -118,6 +124,7 @@ export function createServer(options: ServerOptions) {
       );
       return;
     }
+    if (req.method === "GET" && path === "/metrics") return serveMetrics(req, res, options);
     if (draining) {
       res.setHeader(requestIdHeader, requestIdFrom(headerValue(req.headers[requestIdHeader])));
       return sendJson(res, 503, { code: "unavailable", message: "the server is shutting down; try again" });
@@ -330,6 +337,27 @@ async function closeGracefully(state: CloseState): Promise<{ forced: boolean }> 
 
 function headerValue(value: string | string[] | undefined): string | null {
   return typeof value === "string" ? value : null;
+}
+
+function serveMetrics(req: Http2ServerRequest, res: Http2ServerResponse, options: ServerOptions) {
+  const token = options.metrics?.token;
+  if (!options.metrics || !token) {
+    return sendJson(res, 404, { code: "not_found", message: "metrics are off on this listener: set METRICS_TOKEN (a first `npm start` generates one)" });
+  }
+  if (!metricsAuthorized(headerValue(req.headers.authorization) ?? undefined, token)) {
+    res.setHeader("www-authenticate", 'Bearer realm="metrics"');
+    return sendJson(res, 401, { code: "unauthenticated", message: "send Authorization: Bearer <METRICS_TOKEN>" });
+  }
+  options.metrics.scrape().then(
+    ({ contentType, text }) => {
+      res.writeHead(200, { "content-type": contentType, "cache-control": "no-store" });
+      res.end(text);
+    },
+    (err: unknown) => {
+      options.log.error({ err }, "collecting metrics failed");
+      sendJson(res, 503, { code: "unavailable", message: "collecting metrics failed; the log says why" });
+    },
+  );
 }
 
 function sendJson(res: Http2ServerResponse, status: number, body: unknown) {

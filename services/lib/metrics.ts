@@ -1,0 +1,125 @@
+import { timingSafeEqual, createHash } from "node:crypto";
+import { collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type { Knex } from "./db.js";
+
+/**
+ * What this process does, for `GET /metrics` (Prometheus text format): RPCs by service, method
+ * and code with their latency, open streams, connected agents, heartbeat batches, and the
+ * runtime's own figures (memory, event-loop lag, GC, handles). One registry per process; what the
+ * databases hold is read at scrape time by `databaseMetrics`.
+ */
+export const processMetrics = new Registry();
+collectDefaultMetrics({ register: processMetrics, prefix: "myosicam_" });
+
+export const rpcDuration = new Histogram({
+  name: "myosicam_rpc_duration_seconds",
+  help: "Calls by service, method and outcome (Connect code), and how long they took; streams until they ended",
+  labelNames: ["service", "method", "code"],
+  buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60],
+  registers: [processMetrics],
+});
+
+export const openStreams = new Gauge({
+  name: "myosicam_open_streams",
+  help: "Server streams open now, by service and method",
+  labelNames: ["service", "method"],
+  registers: [processMetrics],
+});
+
+export const connectedAgents = new Gauge({
+  name: "myosicam_connected_agents",
+  help: "Agents holding their command stream (AgentService.Subscribe) open on this process",
+  registers: [processMetrics],
+});
+
+export const heartbeatBatchSize = new Histogram({
+  name: "myosicam_heartbeat_batch_size",
+  help: "Heartbeats written per database statement",
+  buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
+  registers: [processMetrics],
+});
+
+export const heartbeatWriteSeconds = new Histogram({
+  name: "myosicam_heartbeat_write_seconds",
+  help: "How long one batch of heartbeats took to write",
+  buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+  registers: [processMetrics],
+});
+
+/** What the request-context interceptor tells about calls, as metrics. */
+export const callMetrics = {
+  finished: ({ service, method, code, seconds }: { service: string; method: string; code: string; seconds: number }) =>
+    rpcDuration.observe({ service, method, code }, seconds),
+  streamOpened: ({ service, method }: { service: string; method: string }) => {
+    openStreams.inc({ service, method });
+    if (service === agentStream.service && method === agentStream.method) connectedAgents.inc();
+  },
+  streamClosed: ({ service, method }: { service: string; method: string }) => {
+    openStreams.dec({ service, method });
+    if (service === agentStream.service && method === agentStream.method) connectedAgents.dec();
+  },
+};
+const agentStream = { service: "myosicam.agent.v1.AgentService", method: "Subscribe" };
+
+/** Figures read from the databases when scraped: pool usage, job queues, and (panel) commands by status. */
+export function databaseMetrics(databases: ReadonlyArray<{ name: string; db: Knex; hasCommands: boolean }>): Registry {
+  const registry = new Registry();
+  new Gauge({
+    name: "myosicam_db_pool_connections",
+    help: "PostgreSQL pool connections by database and state (used, free, waiting for one)",
+    labelNames: ["database", "state"],
+    registers: [registry],
+    collect() {
+      for (const { name, db } of databases) {
+        const pool = (db.client as { pool?: { numUsed(): number; numFree(): number; numPendingAcquires(): number } }).pool;
+        if (!pool) continue;
+        this.set({ database: name, state: "used" }, pool.numUsed());
+        this.set({ database: name, state: "free" }, pool.numFree());
+        this.set({ database: name, state: "waiting" }, pool.numPendingAcquires());
+      }
+    },
+  });
+  new Gauge({
+    name: "myosicam_job_queue_depth",
+    help: "Jobs waiting or running, by database, queue and state",
+    labelNames: ["database", "queue", "state"],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const { name, db } of databases) {
+        const { rows } = await db.raw<{ rows: Array<{ queue: string; state: string; n: number }> }>(
+          "select name as queue, state::text, count(*)::int as n from pgboss.job where state in ('created', 'retry', 'active') group by 1, 2",
+        );
+        for (const r of rows) this.set({ database: name, queue: r.queue, state: r.state }, r.n);
+      }
+    },
+  });
+  new Gauge({
+    name: "myosicam_command_queue_depth",
+    help: "Agent commands not yet final, by status (pending: waiting for the agent; delivered: the agent is on it)",
+    labelNames: ["status"],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const { db, hasCommands } of databases) {
+        if (!hasCommands) continue;
+        const rows = await db("commands")
+          .whereIn("status", ["pending", "delivered"])
+          .groupBy("status")
+          .select("status")
+          .count<Array<{ status: string; n: string }>>({ n: "*" });
+        this.set({ status: "pending" }, 0);
+        this.set({ status: "delivered" }, 0);
+        for (const r of rows) this.set({ status: r.status }, Number(r.n));
+      }
+    },
+  });
+  return registry;
+}
+
+/** Whether `header` is `Bearer <token>` (compared in constant time). */
+export function metricsAuthorized(header: string | undefined, token: string): boolean {
+  const given = /^Bearer (.+)$/.exec(header ?? "")?.[1] ?? "";
+  const digest = (text: string) => createHash("sha256").update(text, "utf8").digest();
+  return timingSafeEqual(digest(given), digest(token));
+}
