@@ -57,17 +57,7 @@ test("an unexpected handler error reaches the caller as 'internal error' and the
 
 test("a stop drains an open server stream: the client sees Unavailable and no connection is cut by force", async () => {
   const logs = captureLogs();
-  let streamOpened!: () => void;
-  const opened = new Promise<void>((resolve) => (streamOpened = resolve));
-  const routes = (router: ConnectRouter) =>
-    router.service(AgentService, {
-      async *subscribe(_req, ctx) {
-        yield { message: { case: "keepalive", value: {} } };
-        streamOpened();
-        await new Promise((resolve) => ctx.signal.addEventListener("abort", resolve, { once: true }));
-        ctx.signal.throwIfAborted();
-      },
-    });
+  const { routes, opened } = heldSubscribe();
   const { server } = await plainServer({ routes, logs });
   const client = createClient(AgentService, createConnectTransport({ baseUrl: server.url, httpVersion: "2", nodeOptions: { ca: tls.cert } }));
   const received: string[] = [];
@@ -87,25 +77,11 @@ test("a stop drains an open server stream: the client sees Unavailable and no co
 
 test("a stream the caller cancels (a closed browser tab) is logged as information, not as a refusal", async () => {
   const logs = captureLogs();
-  let streamOpened!: () => void;
-  const opened = new Promise<void>((resolve) => (streamOpened = resolve));
-  const routes = (router: ConnectRouter) =>
-    router.service(AgentService, {
-      async *subscribe(_req, ctx) {
-        yield { message: { case: "keepalive", value: {} } };
-        streamOpened();
-        await new Promise((resolve) => ctx.signal.addEventListener("abort", resolve, { once: true }));
-        ctx.signal.throwIfAborted();
-      },
-    });
+  const { routes, opened } = heldSubscribe();
   const { server } = await plainServer({ routes, logs });
   const client = createClient(AgentService, createConnectTransport({ baseUrl: server.url, httpVersion: "2", nodeOptions: { ca: tls.cert } }));
   const abort = new AbortController();
-  const consumed = (async () => {
-    for await (const _ of client.subscribe({ agentVersion: "0.1.0" }, { signal: abort.signal, timeoutMs: 0 })) {
-      // reads until cancelled
-    }
-  })().catch(() => undefined);
+  const consumed = readUntilCancelled(client, abort.signal);
   await opened;
   abort.abort();
   await consumed;
@@ -128,28 +104,14 @@ test("/metrics: not served without a token; with one, an agent's open command st
   await off.server.close(1000);
 
   const token = "m".repeat(40);
-  let streamOpened!: () => void;
-  const opened = new Promise<void>((resolve) => (streamOpened = resolve));
-  const routes = (router: ConnectRouter) =>
-    router.service(AgentService, {
-      async *subscribe(_req, ctx) {
-        yield { message: { case: "keepalive", value: {} } };
-        streamOpened();
-        await new Promise((resolve) => ctx.signal.addEventListener("abort", resolve, { once: true }));
-        ctx.signal.throwIfAborted();
-      },
-    });
+  const { routes, opened } = heldSubscribe();
   const { server } = await plainServer({ routes, metricsToken: token });
   const scrape = async () => (await getHttp2(`${server.url}/metrics`, tls.cert, { authorization: `Bearer ${token}` })).body;
   const gauge = (text: string, name: string) => Number(new RegExp(`^${name} (\\d+)$`, "m").exec(text)?.[1] ?? -1);
   const before = gauge(await scrape(), "myosicam_connected_agents");
   const client = createClient(AgentService, createConnectTransport({ baseUrl: server.url, httpVersion: "2", nodeOptions: { ca: tls.cert } }));
   const abort = new AbortController();
-  const consumed = (async () => {
-    for await (const _ of client.subscribe({ agentVersion: "0.1.0" }, { signal: abort.signal, timeoutMs: 0 })) {
-      // reads until cancelled
-    }
-  })().catch(() => undefined);
+  const consumed = readUntilCancelled(client, abort.signal);
   await opened;
   const during = await scrape();
   assert.is(gauge(during, "myosicam_connected_agents"), before + 1);
@@ -184,6 +146,30 @@ test("log redaction hides secrets under their usual names, at any of the first t
   }
   assert.ok(text.includes("alice"), "ordinary fields stay");
 });
+
+/** An AgentService whose Subscribe sends one keepalive, then holds the stream until the call ends; `opened` resolves at the keepalive. */
+function heldSubscribe() {
+  let streamOpened!: () => void;
+  const opened = new Promise<void>((resolve) => (streamOpened = resolve));
+  const routes = (router: ConnectRouter) =>
+    router.service(AgentService, {
+      async *subscribe(_req, ctx) {
+        yield { message: { case: "keepalive", value: {} } };
+        streamOpened();
+        await new Promise((resolve) => ctx.signal.addEventListener("abort", resolve, { once: true }));
+        ctx.signal.throwIfAborted();
+      },
+    });
+  return { routes, opened };
+}
+
+/** Reads a Subscribe stream until `signal` cancels it. */
+const readUntilCancelled = (client: ReturnType<typeof createClient<typeof AgentService>>, signal: AbortSignal) =>
+  (async () => {
+    for await (const _ of client.subscribe({ agentVersion: "0.1.0" }, { signal, timeoutMs: 0 })) {
+      // reads until cancelled
+    }
+  })().catch(() => undefined);
 
 /** A server on a free port; by default with a Register that answers at once, for the transport-level tests. */
 async function plainServer(
