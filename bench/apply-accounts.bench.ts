@@ -21,6 +21,9 @@ import { createKeyring } from "../services/lib/secrets/keyring.js";
 import { generateKeyHex } from "../services/lib/config-file.js";
 import { createValidateInterceptor } from "@connectrpc/validate";
 import { accountsFile, timed } from "./lib/timed.js";
+import { stopAfter } from "./lib/deadline.js";
+
+stopAfter("apply-accounts", 5);
 
 const accounts = 10_000;
 const root = await mkdtemp(join(tmpdir(), "myosicam-bench-apply-"));

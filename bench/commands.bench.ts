@@ -16,6 +16,17 @@ import { enrollAgents, startBenchPanel } from "./lib/panel.js";
 
 const agents = Number(process.env.BENCH_AGENTS ?? 1000);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 5);
+/** One fan-out may take this long before the run says how far it got and stops. */
+const fanOutDeadlineMs = 60_000;
+const runDeadlineMs = 10 * 60_000;
+
+/** What was measured so far: printed at the end, or when the run has to stop early. */
+const measured: string[] = [];
+const hardStop = setTimeout(() => {
+  console.error(`commands: did not finish within ${runDeadlineMs / 60_000} minutes; stopping. Measured so far:\n  ${measured.join("\n  ") || "nothing"}`);
+  process.exit(1);
+}, runDeadlineMs);
+hardStop.unref();
 
 const panel = await startBenchPanel();
 let fleet: Worker | undefined;
@@ -57,8 +68,21 @@ try {
       createdBy: "bench",
     });
     const createdMs = Number(process.hrtime.bigint() - start) / 1e6;
-    await new Promise<void>((resolve) => {
-      onReport = () => reported >= target && resolve();
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () =>
+          reject(
+            new Error(
+              `after ${fanOutDeadlineMs / 1000} s only ${agents - (target - reported)} of ${agents} results were in (stream failures so far: ${failures})`,
+            ),
+          ),
+        fanOutDeadlineMs,
+      );
+      onReport = () => {
+        if (reported < target) return;
+        clearTimeout(timer);
+        resolve();
+      };
       onReport();
     });
     onReport = undefined;
@@ -75,19 +99,26 @@ try {
     return { createdMs, totalMs };
   };
   const first = await fanOut();
-  console.log(
-    `fan-out of one account change to ${agents} agents: all results in after ${(first.totalMs / 1000).toFixed(2)} s (target ≤ 3 s); storing the ${agents} commands took ${first.createdMs.toFixed(0)} ms`,
-  );
+  const firstLine = `fan-out of one account change to ${agents} agents: all results in after ${(first.totalMs / 1000).toFixed(2)} s (target ≤ 3 s); storing the ${agents} commands took ${first.createdMs.toFixed(0)} ms`;
+  measured.push(firstLine);
+  console.log(firstLine);
   const start = process.hrtime.bigint();
   const times = [];
-  for (let i = 0; i < rounds; i++) times.push((await fanOut()).totalMs);
+  for (let i = 0; i < rounds; i++) {
+    times.push((await fanOut()).totalMs);
+    measured.push(`fan-out ${i + 2}: ${(times.at(-1)! / 1000).toFixed(2)} s`);
+  }
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
   times.sort((a, b) => a - b);
   console.log(
     `${rounds} more fan-outs back to back: ${((agents * rounds) / seconds).toFixed(0)} commands/s (created, delivered, reported, stored); ` +
       `median ${(times[Math.floor(rounds / 2)]! / 1000).toFixed(2)} s per fan-out; stream failures ${failures}`,
   );
+} catch (err) {
+  console.error(`commands: stopped early: ${(err as Error).message}. Measured so far:\n  ${measured.join("\n  ") || "nothing"}`);
+  process.exitCode = 1;
 } finally {
+  clearTimeout(hardStop);
   fleet?.postMessage("stop");
   await fleet?.terminate();
   await panel.stop();

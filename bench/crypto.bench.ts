@@ -25,6 +25,9 @@ import { startEmbeddedPostgres } from "../services/lib/embedded-postgres.js";
 import { createLogger } from "../services/lib/log.js";
 import { createRequestContextInterceptor } from "../services/lib/request-context.js";
 import { seedSecrets } from "../test/helpers/secrets.js";
+import { stopAfter } from "./lib/deadline.js";
+
+stopAfter("crypto", 5);
 
 const pairs = Number(process.env.BENCH_PAIRS ?? 10_000);
 const rows = Number(process.env.BENCH_ROWS ?? 10_000);

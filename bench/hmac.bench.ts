@@ -20,6 +20,9 @@ import { createSignedTransport } from "../services/lib/hmac/signing-client.js";
 import { createLogger } from "../services/lib/log.js";
 import { loadTlsIdentity } from "../services/lib/tls.js";
 import { startSignedServer, type TestTrust } from "../test/helpers/signed-server.js";
+import { stopAfter } from "./lib/deadline.js";
+
+stopAfter("hmac", 10);
 
 const calls = Number(process.env.BENCH_CALLS ?? 4000);
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 8);
