@@ -1,13 +1,11 @@
-import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { FleetService } from "../gen/myosicam/panel/v1/fleet_pb.js";
-import { printJson } from "./context.js";
+import { isoOf, printJson } from "./context.js";
 import { panelApi } from "./panel-client.js";
 
 /** `status`: the fleet at a glance (the console's overview cards) and the panel's license standing. */
 export async function statusCommand(options: { json: boolean; tags: string[]; expiringDays?: number }): Promise<void> {
   const s = await (await panelApi()).client(FleetService).getFleetSummary({ tags: options.tags, expiringWithinDays: options.expiringDays ?? 0 });
   const l = s.license;
-  const iso = (t: Parameters<typeof timestampDate>[0] | undefined) => (t ? timestampDate(t).toISOString() : null);
   if (options.json) {
     printJson({
       servers: {
@@ -28,8 +26,8 @@ export async function statusCommand(options: { json: boolean; tags: string[]; ex
         servers: { used: l.usedServers, max: l.maxServers || null },
         instances: { used: l.usedInstances, max: l.maxInstances || null },
         expiresOn: l.expiresOn || null,
-        graceEndsAt: iso(l.graceEndsAt),
-        checkedAt: iso(l.checkedAt),
+        graceEndsAt: isoOf(l.graceEndsAt),
+        checkedAt: isoOf(l.checkedAt),
         message: l.message,
       },
       approvalRequired: s.approvalRequired,
@@ -47,7 +45,7 @@ export async function statusCommand(options: { json: boolean; tags: string[]; ex
       ? [
           `License     ${l.state}${l.planName ? ` (${l.planName})` : ""}: servers ${quota(l.usedServers, l.maxServers)}, instances ${quota(l.usedInstances, l.maxInstances)}${l.expiresOn ? `, expires ${l.expiresOn}` : ""}`,
           `            ${l.message}`,
-          ...(l.graceEndsAt ? [`            grace ends ${timestampDate(l.graceEndsAt).toISOString()}`] : []),
+          ...(l.graceEndsAt ? [`            grace ends ${isoOf(l.graceEndsAt)}`] : []),
         ]
       : []),
     `New agents  ${s.approvalRequired ? "wait for approval (REQUIRE_AGENT_APPROVAL)" : "are trusted when they register with a valid token"}`,

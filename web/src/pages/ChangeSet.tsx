@@ -51,9 +51,10 @@ export function ChangeSetPage() {
       try {
         for await (const res of createClient(AccountService, transport).watchChangeSet({ changeSetId }, { signal: abort.signal })) {
           setLive({ changeSet: res.changeSet, done: res.done });
-          void refetch();
-          // Done: the account table, histories and change-set lists show the new state when next seen.
+          // Done: every account answer is stale (this page's items, the table, histories, lists);
+          // before that, the item list is fetched again only when some item changed.
           if (res.done) void queryClient.invalidateQueries({ queryKey: createConnectQueryKey({ schema: AccountService, cardinality: undefined }) });
+          else if (res.items.length > 0) void refetch();
         }
       } catch (err) {
         if (!abort.signal.aborted) setLive((prev) => ({ ...prev, error: errorText(err) }));
