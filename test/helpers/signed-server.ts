@@ -13,10 +13,10 @@ import { createRequestContextInterceptor } from "../../services/lib/request-cont
 import { createServer, type RunningServer } from "../../services/lib/server.js";
 import type { TlsIdentity } from "../../services/lib/tls.js";
 
-/** Callers the test controls, and a clock it can move. */
+/** Callers the test controls, and a clock it can move or stop (`stoppedAt`, in seconds). */
 export interface TestTrust {
   callers: Map<string, KnownCaller>;
-  clock: { offsetSeconds: number };
+  clock: { offsetSeconds: number; stoppedAt?: number };
   refusals: HmacRefusalEvent[];
 }
 
@@ -32,7 +32,7 @@ export async function startSignedServer(db: Knex, tls: TlsIdentity, log: Logger,
     verifier: {
       findCaller: async (id) => trust.callers.get(id),
       recordNonce: (id, nonce) => nonces.record(id, nonce),
-      nowSeconds: () => Date.now() / 1000 + trust.clock.offsetSeconds,
+      nowSeconds: () => (trust.clock.stoppedAt ?? Date.now() / 1000) + trust.clock.offsetSeconds,
       skewSeconds: 300,
     },
     protectedServices: new Set(protect ? [LicenseService.typeName, AgentService.typeName] : []),
