@@ -4,7 +4,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { ConnectError, type Client } from "@connectrpc/connect";
 import { AccountChangeStatus, CommandKind, CommandOutcome, type AgentService, type Command } from "../gen/myosicam/agent/v1/agent_pb.js";
 import { writeFileAtomic } from "../services/lib/atomic-file.js";
-import { fullJitterDelayMs } from "../services/lib/backoff.js";
+import { retryDelayMs } from "../services/lib/backoff.js";
 import type { Logger } from "../services/lib/log.js";
 import { type AccountChangeResult, applyAccounts, reloadInstanceUsers } from "./apply/apply-accounts.js";
 import type { UnloadedChanges } from "./unloaded-changes.js";
@@ -183,6 +183,7 @@ export async function runCommandStream(options: {
   let state: "connecting" | "open" | "broken" = "connecting";
   let failures = 0;
   while (!signal.aborted) {
+    let refusal: ConnectError | undefined;
     try {
       for await (const res of options.client().subscribe({ agentVersion }, { signal, timeoutMs: 0 })) {
         if (state !== "open") log.info("command stream open");
@@ -213,9 +214,11 @@ export async function runCommandStream(options: {
       state = "broken";
     } catch (err) {
       if (signal.aborted) break;
-      if (state !== "broken") log.warn({ reason: ConnectError.from(err).rawMessage }, "command stream broken; reconnecting with backoff");
+      refusal = ConnectError.from(err);
+      if (state !== "broken") log.warn({ reason: refusal.rawMessage }, "command stream broken; reconnecting with backoff");
       state = "broken";
     }
-    await sleep(fullJitterDelayMs(failures++, retryBaseMs, retryCapMs), undefined, { signal }).catch(() => {});
+    // A panel that refused the stream under load said when to come back: not sooner.
+    await sleep(retryDelayMs(refusal, failures++, retryBaseMs, retryCapMs), undefined, { signal }).catch(() => {});
   }
 }

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { AgentHealth } from "../gen/myosicam/agent/v1/agent_pb.js";
-import { fullJitterDelayMs, withJitter } from "../services/lib/backoff.js";
+import { retryDelayMs, withJitter } from "../services/lib/backoff.js";
 import type { Logger } from "../services/lib/log.js";
 import { agentClient, type PanelEndpoint } from "./panel.js";
 import { PinMismatchError } from "../services/lib/pinned-certificate.js";
@@ -108,7 +108,7 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
         continue;
       } else {
         change("unreachable", { reason: e.rawMessage }, "the panel is unreachable; retrying with backoff", "warn");
-        waitMs = fullJitterDelayMs(failures++, retryBaseMs, retryCapMs);
+        waitMs = retryDelayMs(e, failures++, retryBaseMs, retryCapMs);
       }
     }
     await sleep(waitMs, undefined, { signal }).catch(() => {});

@@ -1,9 +1,12 @@
-/** `npm run bench [-- name]`: runs bench/<name>.bench.ts (all of them without a name), one after another. */
+/**
+ * `npm run bench [-- name [flags…]]`: runs bench/<name>.bench.ts (all of them without a name), one
+ * after another; flags after the name go to the benchmark (e.g. `scale --agents 1000,5000`).
+ */
 import { spawnSync } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 
-const filter = process.argv[2];
+const [filter, ...flags] = process.argv.slice(2);
 const files = readdirSync(import.meta.dirname).filter((f) => f.endsWith(".bench.ts") && (!filter || f.startsWith(filter)));
 if (files.length === 0) {
   console.error(`no benchmark matches ${filter}`);
@@ -12,7 +15,7 @@ if (files.length === 0) {
 let failed = false;
 for (const file of files) {
   console.log(`== ${file}`);
-  const result = spawnSync(process.execPath, ["--import", "tsx", join(import.meta.dirname, file)], { stdio: "inherit" });
+  const result = spawnSync(process.execPath, ["--import", "tsx", join(import.meta.dirname, file), ...flags], { stdio: "inherit" });
   failed ||= result.status !== 0;
 }
 process.exit(failed ? 1 : 0);

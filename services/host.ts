@@ -2,6 +2,7 @@ import { access, constants, mkdir, stat } from "node:fs/promises";
 import type { DescService } from "@bufbuild/protobuf";
 import { createRouterTransport, type ConnectRouter, type HandlerContext, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createValidateInterceptor } from "@connectrpc/validate";
+import { connectionCapacity, openFileLimit } from "./lib/file-limit.js";
 import { createNulByteInterceptor } from "./lib/nul-bytes.js";
 import type { Logger } from "pino";
 import { ConfigError, type Config } from "./lib/config.js";
@@ -42,6 +43,9 @@ export interface Host {
   /** Ordered, idempotent, bounded stop: drain → close servers → close pools → stop PostgreSQL. */
   stop(): Promise<void>;
 }
+
+/** Below this many possible connections the start warns: a fleet of a few thousand agents would not fit. */
+const minimumComfortableConnections = 4096;
 
 /** Every migration that belongs in `database`, whichever services this process hosts. */
 export function migrationsFor(database: DatabaseName): Migration[] {
@@ -185,6 +189,19 @@ export async function startHost(config: Config, services: readonly ServiceModule
     };
     const allRoutes = routesOf(services);
 
+    // Every agent holds a connection, so the open-file limit is how many agents this process can hold.
+    const fileLimit = openFileLimit();
+    const connections = connectionCapacity(fileLimit);
+    if (connections !== undefined) {
+      const words = { openFileLimit: fileLimit!.soft, connections };
+      if (connections < minimumComfortableConnections) {
+        log.warn(
+          words,
+          "the open-file limit (RLIMIT_NOFILE) leaves room for few agent connections; raise it (systemd LimitNOFILE=65536, or ulimit -n) before the fleet grows",
+        );
+      } else log.info(words, "connections this process can hold, from its open-file limit");
+    }
+
     for (const listener of ["panel", "admin"] as const) {
       const subset = services.filter((s) => s.listener === listener);
       if (subset.length === 0) continue;
@@ -212,6 +229,8 @@ export async function startHost(config: Config, services: readonly ServiceModule
         readMaxBytes: config.rpcReadMaxBytes,
         maxTimeoutMs: config.rpcMaxTimeoutSeconds * 1000,
         bodyReadTimeoutMs: config.rpcBodyReadTimeoutSeconds * 1000,
+        maxPendingCalls: config.rpcMaxPendingCalls,
+        maxConnections: connections,
         pingIntervalMs: config.http2PingIntervalSeconds * 1000,
       });
       const { host, port } = config[listener];

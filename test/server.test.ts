@@ -128,6 +128,81 @@ test("/metrics: not served without a token; with one, an agent's open command st
   await server.close(5_000);
 });
 
+test("admission control: past the pending-call limit a call is refused at once with Unavailable and a retry hint; open streams do not count; it accepts again once calls are answered", async () => {
+  const logs = captureLogs();
+  const { routes: streamRoutes, opened } = heldSubscribe();
+  // Registrations wait until the test lets them answer.
+  let answer!: () => void;
+  const answered = new Promise<void>((resolve) => (answer = resolve));
+  let arrived = 0;
+  const routes = (router: ConnectRouter) => {
+    streamRoutes(router);
+    router.service(RegistrationService, {
+      async register() {
+        arrived++;
+        await answered;
+        return { serverId: "s", agentToken: "t", heartbeatIntervalSeconds: 60 };
+      },
+    });
+  };
+  const { server } = await plainServer({ routes, logs, maxPendingCalls: 2 });
+  const transport = createConnectTransport({ baseUrl: server.url, httpVersion: "2", nodeOptions: { ca: tls.cert } });
+  const agents = createClient(AgentService, transport);
+  const registrations = createClient(RegistrationService, transport);
+  const abort = new AbortController();
+  // A held stream answered its first message: it no longer counts as pending.
+  const stream = readUntilCancelled(agents, abort.signal);
+  await opened;
+  const waiting = [registrations.register(registration), registrations.register(registration)];
+  await eventually(
+    async () => arrived,
+    (n) => n === 2,
+    "two registrations waiting in the handler",
+  );
+  const refused = await registrations.register(registration).catch((e: unknown) => ConnectError.from(e));
+  assert.instance(refused, ConnectError);
+  assert.is((refused as ConnectError).code, Code.Unavailable);
+  assert.is((refused as ConnectError).metadata.get("retry-after"), "5");
+  assert.match((refused as ConnectError).rawMessage, /busy .*try again in 5 s/);
+  assert.is(arrived, 2, "the refused call never reached the handler");
+  assert.ok(logs.lines().some((l) => String(l.msg).startsWith("overloaded: refusing new calls")));
+  answer();
+  await Promise.all(waiting);
+  assert.is((await registrations.register(registration)).serverId, "s");
+  assert.ok(logs.lines().some((l) => l.msg === "accepting new calls again" && l.refused === 1));
+  abort.abort();
+  await stream;
+  await server.close(5_000);
+});
+
+test("past the connection limit (from the open-file limit) a new connection is closed at once and the log names the limit to raise", async () => {
+  const logs = captureLogs();
+  const { server } = await plainServer({ logs, maxConnections: 2 });
+  const sessions = [0, 1, 2].map(() => {
+    const session = http2Connect(server.url, { ca: tls.cert });
+    session.on("error", () => {});
+    return session;
+  });
+  try {
+    const outcomes = await Promise.all(
+      sessions.map(
+        (session) =>
+          new Promise<string>((resolve) => {
+            session.once("remoteSettings", () => resolve("held"));
+            session.once("close", () => resolve("closed"));
+          }),
+      ),
+    );
+    assert.equal(outcomes.filter((o) => o === "held").length, 2, outcomes.join());
+    const line = logs.lines().find((l) => String(l.msg).startsWith("refusing new connections"));
+    assert.ok(line, logs.text());
+    assert.match(String(line!.msg), /RLIMIT_NOFILE.*LimitNOFILE/);
+  } finally {
+    for (const session of sessions) session.destroy();
+    await server.close(1000);
+  }
+});
+
 test("log redaction hides secrets under their usual names, at any of the first three depths", () => {
   const logs = captureLogs();
   logs.log.info(
@@ -173,7 +248,14 @@ const readUntilCancelled = (client: ReturnType<typeof createClient<typeof AgentS
 
 /** A server on a free port; by default with a Register that answers at once, for the transport-level tests. */
 async function plainServer(
-  options: { routes?: (router: ConnectRouter) => void; logs?: ReturnType<typeof captureLogs>; bodyReadTimeoutMs?: number; metricsToken?: string } = {},
+  options: {
+    routes?: (router: ConnectRouter) => void;
+    logs?: ReturnType<typeof captureLogs>;
+    bodyReadTimeoutMs?: number;
+    metricsToken?: string;
+    maxPendingCalls?: number;
+    maxConnections?: number;
+  } = {},
 ) {
   const logs = options.logs ?? captureLogs();
   const routes =
@@ -194,6 +276,8 @@ async function plainServer(
     bodyReadTimeoutMs: options.bodyReadTimeoutMs ?? 30_000,
     maxTimeoutMs: 60_000,
     pingIntervalMs: 30_000,
+    maxPendingCalls: options.maxPendingCalls,
+    maxConnections: options.maxConnections,
   });
   return { server: await listen(0, "127.0.0.1"), logs };
 }

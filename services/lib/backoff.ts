@@ -11,3 +11,22 @@ export function fullJitterDelayMs(attempt: number, baseMs: number, capMs: number
 export function withJitter(intervalMs: number, fraction: number, random: () => number = Math.random): number {
   return Math.round(intervalMs * (1 - fraction + 2 * fraction * random()));
 }
+
+/**
+ * The wait before retrying after `err`: full-jitter backoff, but never less than the server's retry
+ * hint (`retry-after`, in seconds, sent with `Unavailable` when the panel refuses work early under
+ * load), plus up to half the hint again at random so that refused callers do not come back together.
+ */
+export function retryDelayMs(
+  err: { metadata?: Headers } | undefined,
+  attempt: number,
+  baseMs: number,
+  capMs: number,
+  random: () => number = Math.random,
+): number {
+  const backoff = fullJitterDelayMs(attempt, baseMs, capMs, random);
+  const hintSeconds = Number(err?.metadata?.get("retry-after") ?? Number.NaN);
+  if (!Number.isFinite(hintSeconds) || hintSeconds <= 0) return backoff;
+  const hintMs = Math.min(hintSeconds * 1000, capMs);
+  return Math.max(backoff, Math.floor(hintMs * (1 + random() / 2)));
+}

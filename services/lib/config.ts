@@ -68,6 +68,11 @@ export interface Config {
   rpcMaxTimeoutSeconds: number;
   /** How long a request body may take to arrive; a slower one is answered 408 and closed. */
   rpcBodyReadTimeoutSeconds: number;
+  /**
+   * Calls a listener takes on before it answers the newest ones `Unavailable` with a retry hint
+   * (admission control: under a thundering herd, refuse early rather than time out).
+   */
+  rpcMaxPendingCalls: number;
   /** Largest accepted difference between a signed request's timestamp and this clock. */
   hmacSkewSeconds: number;
   /** How often idle job workers look for work (besides being woken by LISTEN/NOTIFY). */
@@ -121,6 +126,7 @@ export const configDefaults = {
   RPC_READ_MAX_BYTES: String(8 * 1024 * 1024),
   RPC_MAX_TIMEOUT_SECONDS: "300",
   RPC_BODY_READ_TIMEOUT_SECONDS: "30",
+  RPC_MAX_PENDING_CALLS: "1000",
   HMAC_SKEW_SECONDS: "300",
   JOB_POLL_INTERVAL_SECONDS: "2",
   PANEL_CALLER_ID: "panel",
@@ -210,6 +216,7 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
     rpcReadMaxBytes: integer(get, "RPC_READ_MAX_BYTES", 1024, 1024 * 1024 * 1024),
     rpcMaxTimeoutSeconds: integer(get, "RPC_MAX_TIMEOUT_SECONDS", 1, 86400),
     rpcBodyReadTimeoutSeconds: integer(get, "RPC_BODY_READ_TIMEOUT_SECONDS", 1, 3600),
+    rpcMaxPendingCalls: integer(get, "RPC_MAX_PENDING_CALLS", 10, 1_000_000),
     hmacSkewSeconds: integer(get, "HMAC_SKEW_SECONDS", 1, 3600),
     jobPollIntervalSeconds: decimal(get, "JOB_POLL_INTERVAL_SECONDS", 0.5, 600),
     agentHeartbeatIntervalSeconds: integer(get, "AGENT_HEARTBEAT_INTERVAL_SECONDS", 1, 3600),

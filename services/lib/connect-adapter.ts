@@ -23,7 +23,56 @@ export interface AdapterOptions extends Partial<ConnectRouterOptions> {
   readMaxBytes: number;
   /** How long the request body may take to arrive; then 408 and the stream is closed. */
   bodyReadTimeoutMs: number;
+  /** Admission control (ServerOptions.maxPendingCalls); unset: no limit. */
+  maxPendingCalls?: number;
+  /** Told of every call refused by admission control (a metric). */
+  onRefused?: () => void;
   log: Logger;
+}
+
+/** Set on a call that admission control refuses; the request gate answers it. */
+const refusedKey = createContextKey<boolean>(false, { description: "refused by admission control" });
+
+/** Seconds a refused caller is asked to wait before trying again (agents add jitter of their own). */
+export const admissionRetryAfterSeconds = 5;
+
+/**
+ * Counts the calls taken on and not yet answering; past `maxPendingCalls` new ones are refused.
+ * The log says when refusing starts and, with how many were refused, when it ends — one line each,
+ * not one per call.
+ */
+function createAdmission(options: Pick<AdapterOptions, "maxPendingCalls" | "onRefused" | "log">) {
+  const limit = options.maxPendingCalls ?? Number.POSITIVE_INFINITY;
+  let pending = 0;
+  let refusedSinceStart = 0;
+  return {
+    /** Answers whether a new call may go on; if so it counts as pending until `release`. */
+    admit(): boolean {
+      if (pending < limit) {
+        pending++;
+        return true;
+      }
+      if (refusedSinceStart++ === 0) {
+        options.log.warn({ pending, limit }, "overloaded: refusing new calls with a retry hint until the pending ones are answered (RPC_MAX_PENDING_CALLS)");
+      }
+      options.onRefused?.();
+      return false;
+    },
+    release() {
+      pending--;
+      // Half the limit: a listener hovering at its limit does not log on every call.
+      if (refusedSinceStart > 0 && pending <= limit / 2) {
+        options.log.info({ refused: refusedSinceStart, pending }, "accepting new calls again");
+        refusedSinceStart = 0;
+      }
+    },
+    refusal: () =>
+      new ConnectError(
+        `the panel is busy (${limit} calls waiting); try again in ${admissionRetryAfterSeconds} s`,
+        Code.Unavailable,
+        new Headers({ "retry-after": String(admissionRetryAfterSeconds) }),
+      ),
+  };
 }
 
 /**
@@ -32,7 +81,16 @@ export interface AdapterOptions extends Partial<ConnectRouterOptions> {
  * compression. Nothing is buffered; the digest is complete when the router has read the body.
  */
 export function createConnectAdapter(options: AdapterOptions) {
-  const router = createConnectRouter({ acceptCompression: [compressionGzip, compressionBrotli], ...options });
+  const admission = createAdmission(options);
+  const router = createConnectRouter({
+    acceptCompression: [compressionGzip, compressionBrotli],
+    ...options,
+    // Refused before anything else looks at the call: no signature check, no body read.
+    requestGate: (ctx) => {
+      if (ctx.values.get(refusedKey)) throw admission.refusal();
+      return options.requestGate?.(ctx);
+    },
+  });
   options.routes(router);
   const handlers = new Map(router.handlers.map((h) => [h.requestPath, h]));
   // Each call's signal, so a shutdown can abort every open call. Not one shared shutdown signal:
@@ -44,6 +102,8 @@ export function createConnectAdapter(options: AdapterOptions) {
     const handler = handlers.get((req.url ?? "").split("?", 2)[0] ?? "");
     if (!handler) return false;
     const values = options.contextValues(req);
+    const admitted = admission.admit();
+    if (!admitted) values.set(refusedKey, true);
     const digest: BodyDigest = { bytes: 0 };
     values.set(bodyDigestKey, digest);
     const uReq = universalRequestFromNodeRequest(req, res, undefined, values);
@@ -85,7 +145,9 @@ export function createConnectAdapter(options: AdapterOptions) {
       digest.sha256 = hash.digest("hex");
       clearTimeout(bodyTimer);
     })();
-    handler(uReq)
+    // The call stops counting as pending once it answers (a stream: once its first message is out).
+    const answering = handler(uReq).finally(() => admitted && admission.release());
+    answering
       .then(async (uRes) => universalResponseToNodeResponse(await malformedBodyAsInvalidArgument(uRes), res))
       .catch((reason: unknown) => {
         if (!bodyTimedOut && ConnectError.from(reason).code !== Code.Aborted) {

@@ -1,5 +1,5 @@
 import { timingSafeEqual, createHash } from "node:crypto";
-import { collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Knex } from "./db.js";
 
 /**
@@ -23,6 +23,12 @@ export const openStreams = new Gauge({
   name: "myosicam_open_streams",
   help: "Server streams open now, by service and method",
   labelNames: ["service", "method"],
+  registers: [processMetrics],
+});
+
+export const admissionRefusals = new Counter({
+  name: "myosicam_rpc_admission_refused_total",
+  help: "Calls refused at once with Unavailable and a retry hint because too many were pending (RPC_MAX_PENDING_CALLS)",
   registers: [processMetrics],
 });
 

@@ -6,7 +6,7 @@ import { createConnectAdapter } from "./connect-adapter.js";
 import type { Logger } from "pino";
 import { peerAddressKey } from "./context-keys.js";
 import { isDatabaseUnavailable } from "./errors.js";
-import { metricsAuthorized } from "./metrics.js";
+import { admissionRefusals, metricsAuthorized } from "./metrics.js";
 import { requestIdFrom, requestIdHeader } from "./request-context.js";
 import type { TlsIdentity } from "./tls.js";
 
@@ -53,6 +53,17 @@ export interface ServerOptions {
   bodyReadTimeoutMs: number;
   /** Interval of HTTP/2 PINGs on every session; a session that misses one is destroyed. */
   pingIntervalMs: number;
+  /**
+   * Admission control: with this many calls taken on and not yet answering (a unary call until its
+   * answer, a stream until its first message), a new call is refused at once with `Unavailable`
+   * and `retry-after` instead of queueing until it times out. Unset: no limit.
+   */
+  maxPendingCalls?: number;
+  /**
+   * Connections held at most (from the process's open-file limit: see file-limit.ts); past it new
+   * connections are closed at once and the log says which limit to raise. Unset: no limit.
+   */
+  maxConnections?: number;
 }
 
 /** A listening HTTPS server, HTTP/2 and HTTP/1.1 on one port, TLS 1.3 minimum. */
@@ -89,6 +100,8 @@ export function createServer(options: ServerOptions) {
     readMaxBytes: options.readMaxBytes,
     maxTimeoutMs: options.maxTimeoutMs,
     bodyReadTimeoutMs: options.bodyReadTimeoutMs,
+    maxPendingCalls: options.maxPendingCalls,
+    onRefused: () => admissionRefusals.inc(),
     log: options.log,
     contextValues: (req) => createContextValues().set(peerAddressKey, req.socket?.remoteAddress ?? ""),
   });
@@ -184,6 +197,22 @@ export function createServer(options: ServerOptions) {
     socket.once("close", () => sockets.delete(socket));
   });
   server.on("tlsClientError", (err) => options.log.debug({ err: err.message }, "TLS handshake refused"));
+  if (options.maxConnections !== undefined) {
+    server.maxConnections = options.maxConnections;
+    // One line a minute while connections are refused, not one per connection.
+    let lastDropLog = Number.NEGATIVE_INFINITY;
+    let dropped = 0;
+    server.on("drop", () => {
+      dropped++;
+      if (performance.now() - lastDropLog < 60_000) return;
+      lastDropLog = performance.now();
+      options.log.error(
+        { held: options.maxConnections, dropped },
+        "refusing new connections: this listener holds as many as the process's open-file limit allows (RLIMIT_NOFILE); raise it (systemd LimitNOFILE=, or ulimit -n) or add a replica (docs/scaling-out.md)",
+      );
+      dropped = 0;
+    });
+  }
 
   const listen = (port: number, host: string): Promise<RunningServer> =>
     new Promise((resolve, reject) => {

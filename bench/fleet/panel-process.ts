@@ -1,0 +1,95 @@
+/**
+ * A panel in a process of its own, started the way an operator starts one (`myosicam serve
+ * --services crypto,jobs,agents,panel`), so that its RSS and CPU are the panel's alone and a
+ * restart is a real one. Its log goes to `<dataDir>/panel.log`.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { createWriteStream } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+
+export interface PanelProcess {
+  readonly pid: number;
+  readonly url: string;
+  readonly ca: string;
+  readonly dataDir: string;
+  /** Stops it as an operator would (SIGTERM: drain, then exit) or kills it (SIGKILL); resolves on exit. */
+  stop(signal?: "SIGTERM" | "SIGKILL"): Promise<void>;
+}
+
+const repository = join(import.meta.dirname, "..", "..");
+
+/** Starts the panel and resolves once it listens; rejects with its log's end when it does not within `timeoutMs`. */
+export async function startPanelProcess(options: { dataDir: string; env: Record<string, string>; timeoutMs?: number }): Promise<PanelProcess> {
+  const logFile = join(options.dataDir, "panel.log");
+  const log = createWriteStream(logFile, { flags: "a" });
+  const child: ChildProcess = spawn(
+    process.execPath,
+    ["--import", "tsx", join(repository, "cli", "main.ts"), "serve", "--services", "crypto,jobs,agents,panel", "--json"],
+    {
+      cwd: repository,
+      env: { ...process.env, NODE_OPTIONS: "", MYOSICAM_DATA_DIR: options.dataDir, LOG_LEVEL: "info", ...options.env },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  child.stderr!.pipe(log);
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  let stdout = "";
+  const started = new Promise<{ url: string; certFile: string }>((resolve, reject) => {
+    child.stdout!.on("data", (chunk: Buffer) => {
+      stdout += chunk.toString("utf8");
+      try {
+        const described = JSON.parse(stdout) as { listeners: { panel: { url: string } }; tls: { certFile: string } };
+        resolve({ url: described.listeners.panel.url, certFile: described.tls.certFile });
+      } catch {
+        // Not complete yet.
+      }
+    });
+    child.once("exit", async (code, signal) => {
+      const tail = (await readFile(logFile, "utf8").catch(() => "")).split("\n").slice(-15).join("\n");
+      reject(new Error(`the panel exited while starting (${signal ?? `code ${code}`}); the end of ${logFile}:\n${tail}`));
+    });
+  });
+  const timeoutMs = options.timeoutMs ?? 120_000;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const { url, certFile } = await Promise.race([
+      started,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`the panel did not start within ${timeoutMs / 1000} s; its log: ${logFile}`)), timeoutMs);
+      }),
+    ]);
+    const ca = await readFile(certFile, "utf8");
+    return {
+      pid: child.pid!,
+      url,
+      ca,
+      dataDir: options.dataDir,
+      async stop(signal = "SIGTERM") {
+        if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+        const killer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+        await exited;
+        clearTimeout(killer);
+        log.end();
+      },
+    };
+  } catch (err) {
+    child.kill("SIGKILL");
+    await exited;
+    log.end();
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Resident memory (bytes) and CPU time used so far (seconds) of a process, from /proc. */
+export async function processUsage(pid: number): Promise<{ rssBytes: number; cpuSeconds: number }> {
+  const status = await readFile(`/proc/${pid}/status`, "utf8");
+  const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+  // Fields after the command name (which may hold spaces) start at ") ".
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return { rssBytes: rssKb * 1024, cpuSeconds: ticks / 100 };
+}

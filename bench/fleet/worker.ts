@@ -1,0 +1,261 @@
+/**
+ * One worker process of the fleet emulator: a share of the simulated agents, each as the real
+ * agent behaves on the wire. Each registers with its own install token, then on its own TLS +
+ * HTTP/2 connection, signing every call: syncs a full snapshot, holds its Subscribe stream open
+ * (reopened with full-jitter backoff, never sooner than a retry hint), heartbeats every interval
+ * ± 10 % with resource readings, syncs again on a schedule (hashes only, as the agent does when
+ * nothing changed), and answers commands: a command id seen before is acknowledged, not run again.
+ *
+ * Started by fleet.ts with `fork`; reports counts every second; stops on "stop", when its parent
+ * goes away, or at its deadline (then says so and exits 2): it never outlives the run.
+ */
+import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import { type Client, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { AccountChangeStatus, AgentHealth, AgentService, CommandOutcome, type HeartbeatRequest } from "../../gen/myosicam/agent/v1/agent_pb.js";
+import { RegistrationService } from "../../gen/myosicam/agent/v1/registration_pb.js";
+import type { InstanceRef } from "../../gen/myosicam/agent/v1/snapshot_pb.js";
+import { retryDelayMs, withJitter } from "../../services/lib/backoff.js";
+import { createSignedTransport } from "../../services/lib/hmac/signing-client.js";
+import type { AgentBehaviour, AgentSeed, FromWorker, ToWorker, WorkerReport } from "./protocol.js";
+import { instanceSnapshots } from "./snapshot.js";
+
+/** The real agent's backoff: full jitter from 1 s, capped at 60 s. */
+const retryBaseMs = 1000;
+const retryCapMs = 60_000;
+
+const stopping = new AbortController();
+const send = (message: FromWorker) => process.send?.(message);
+
+const fresh = (): Omit<WorkerReport, "type" | "streamsOpen"> => ({
+  registered: 0,
+  registerMs: [],
+  synced: 0,
+  heartbeatMs: [],
+  ran: [],
+  redelivered: [],
+  reported: 0,
+  failures: {},
+  refusedWithHint: 0,
+  lastErrors: [],
+});
+let period = fresh();
+let streamsOpen = 0;
+
+function failed(procedure: string, err: unknown): ConnectError {
+  const e = ConnectError.from(err);
+  const key = `${procedure}: ${e.code === undefined ? "unknown" : e.code}`;
+  period.failures[key] = (period.failures[key] ?? 0) + 1;
+  if (e.metadata.get("retry-after")) period.refusedWithHint++;
+  const line = `${procedure}: ${e.message}`.slice(0, 300);
+  if (!period.lastErrors.includes(line) && period.lastErrors.length < 5) period.lastErrors.push(line);
+  return e;
+}
+
+const elapsedMs = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e6;
+
+/** Waits `ms`, or less when the run stops; answers whether the run goes on. */
+async function pause(ms: number): Promise<boolean> {
+  await sleep(ms, undefined, { signal: stopping.signal }).catch(() => {});
+  return !stopping.signal.aborted;
+}
+
+/** Register until it works (a refusal under load is retried as the agent retries). */
+async function register(url: string, ca: string, seed: AgentSeed): Promise<{ serverId: string; agentToken: string } | undefined> {
+  const session = new Http2SessionManager(url, {}, { ca });
+  const client = createClient(RegistrationService, createConnectTransport({ baseUrl: url, httpVersion: "2", sessionManager: session }));
+  try {
+    for (let attempt = 0; !stopping.signal.aborted; attempt++) {
+      const start = process.hrtime.bigint();
+      try {
+        const res = await client.register(
+          {
+            installToken: seed.installToken,
+            agentId: randomUUID(),
+            hostname: seed.name,
+            ip: "192.0.2.1",
+            os: "linux",
+            osVersion: "debian-12",
+            arch: "x64",
+            agentVersion: "0.1.0",
+          },
+          { signal: stopping.signal, timeoutMs: 60_000 },
+        );
+        period.registered++;
+        period.registerMs.push(elapsedMs(start));
+        return { serverId: res.serverId, agentToken: res.agentToken };
+      } catch (err) {
+        if (stopping.signal.aborted) return undefined;
+        const e = failed("Register", err);
+        if (!(await pause(retryDelayMs(e, attempt, retryBaseMs, retryCapMs)))) return undefined;
+      }
+    }
+    return undefined;
+  } finally {
+    session.abort();
+  }
+}
+
+/** One simulated agent, from registration until the run stops. */
+async function runAgent(url: string, ca: string, seed: AgentSeed, index: number, behaviour: AgentBehaviour): Promise<void> {
+  const identity = await register(url, ca, seed);
+  if (!identity) return;
+  const client: Client<typeof AgentService> = createClient(
+    AgentService,
+    createSignedTransport({ baseUrl: url, credentials: { callerId: identity.serverId, secret: identity.agentToken }, ca }),
+  );
+  const seedNumber = index * 7919 + seed.name.length;
+  const startedAt = Date.now();
+
+  // The first sync sends every snapshot; later ones only the hashes (the panel asks for what it lacks).
+  let present: InstanceRef[] = [];
+  const sync = async (full: boolean): Promise<boolean> => {
+    const snapshots = full || present.length === 0 ? instanceSnapshots(seedNumber, behaviour.instances, behaviour.accounts) : [];
+    if (snapshots.length > 0) present = snapshots.map((s) => ({ ...s.ref! }));
+    try {
+      const res = await client.sync({ present, snapshots, host: hostReadings() }, { signal: stopping.signal, timeoutMs: 120_000 });
+      if (res.resend.length > 0) {
+        const resend = new Set(res.resend);
+        const again = instanceSnapshots(seedNumber, behaviour.instances, behaviour.accounts).filter((s) => resend.has(s.ref!.name));
+        await client.sync({ present, snapshots: again, host: hostReadings() }, { signal: stopping.signal, timeoutMs: 120_000 });
+      }
+      period.synced++;
+      return true;
+    } catch (err) {
+      if (!stopping.signal.aborted) failed("Sync", err);
+      return false;
+    }
+  };
+  for (let attempt = 0; !(await sync(true)); attempt++) {
+    if (!(await pause(retryDelayMs(undefined, attempt, retryBaseMs, retryCapMs)))) return;
+  }
+
+  const heartbeat = (): HeartbeatRequest =>
+    ({
+      uptimeSeconds: BigInt(Math.floor((Date.now() - startedAt) / 1000) + 86_400),
+      health: AgentHealth.OK,
+      agentVersion: "0.1.0",
+      load: { one: 0.2, five: 0.15, fifteen: 0.1 },
+      host: hostReadings(),
+      instances: present.map((ref, i) => ({
+        name: ref.name,
+        resources: { cpuPercent: 1 + Math.random() * 3, rssMb: 30 + i, diskMb: 12 },
+        runtime: { running: true, pid: 1000 + i, uptimeSeconds: 3600n },
+      })),
+    }) as HeartbeatRequest;
+
+  const heartbeats = (async () => {
+    // The first heartbeat at a random point of the first interval, so a ramp does not beat in step.
+    if (!(await pause(Math.random() * behaviour.heartbeatSeconds * 1000))) return;
+    let failures = 0;
+    while (!stopping.signal.aborted) {
+      const start = process.hrtime.bigint();
+      let waitMs = withJitter(behaviour.heartbeatSeconds * 1000, 0.1);
+      try {
+        await client.heartbeat(heartbeat(), { signal: stopping.signal, timeoutMs: 30_000 });
+        period.heartbeatMs.push(elapsedMs(start));
+        failures = 0;
+      } catch (err) {
+        if (stopping.signal.aborted) return;
+        // As the agent does: an unreachable panel is retried with backoff, not at the next interval.
+        waitMs = Math.min(waitMs, retryDelayMs(failed("Heartbeat", err), failures++, retryBaseMs, retryCapMs));
+      }
+      if (!(await pause(waitMs))) return;
+    }
+  })();
+
+  const syncs = (async () => {
+    while (await pause(withJitter(behaviour.syncSeconds * 1000, 0.1))) await sync(false);
+  })();
+
+  const ranHere = new Set<string>();
+  const stream = (async () => {
+    let failures = 0;
+    while (!stopping.signal.aborted) {
+      let open = false;
+      let lastError: ConnectError | undefined;
+      try {
+        for await (const message of client.subscribe({ agentVersion: "0.1.0" }, { signal: stopping.signal, timeoutMs: 0 })) {
+          if (!open) {
+            open = true;
+            streamsOpen++;
+            failures = 0;
+          }
+          if (message.message.case !== "command") continue;
+          const command = message.message.value;
+          if (ranHere.has(command.id)) period.redelivered.push(command.id);
+          else {
+            ranHere.add(command.id);
+            period.ran.push(command.id);
+          }
+          const accountResults =
+            command.payload.case === "applyAccounts"
+              ? command.payload.value.changes.map((change, i) => ({
+                  index: i,
+                  status: AccountChangeStatus.APPLIED,
+                  detail: "emulated",
+                  before: { entries: [{ key: "user", value: change.user }] },
+                  after: { entries: [{ key: "user", value: change.user }, ...change.set] },
+                }))
+              : [];
+          try {
+            await client.reportResult({ commandId: command.id, outcome: CommandOutcome.SUCCEEDED, detail: "emulated", accountResults }, { timeoutMs: 30_000 });
+            period.reported++;
+          } catch (err) {
+            // The result is sent again when the panel delivers the command again.
+            failed("ReportResult", err);
+          }
+        }
+      } catch (err) {
+        if (stopping.signal.aborted) break;
+        lastError = failed("Subscribe", err);
+      } finally {
+        if (open) streamsOpen--;
+      }
+      if (!(await pause(retryDelayMs(lastError, failures++, retryBaseMs, retryCapMs)))) break;
+    }
+  })();
+  await Promise.all([heartbeats, syncs, stream]);
+}
+
+function hostReadings() {
+  return { cpuPercent: 5 + Math.random() * 20, memoryUsedMb: 900 + Math.random() * 200, memoryTotalMb: 4096, diskUsedMb: 12_000 };
+}
+
+function start(message: Extract<ToWorker, { type: "start" }>) {
+  const deadline = setTimeout(() => {
+    send({ type: "fatal", message: `a fleet worker was still running after ${Math.round(message.deadlineMs / 1000)} s, its deadline; it stopped itself` });
+    process.exit(2);
+  }, message.deadlineMs);
+  deadline.unref();
+  const reports = setInterval(() => {
+    send({ type: "report", ...period, streamsOpen });
+    period = fresh();
+  }, 1000);
+  const runs = message.agents.map(async (seed, i) => {
+    if (!(await pause((i / message.behaviour.rampPerSecond) * 1000))) return;
+    await runAgent(message.url, message.ca, seed, i, message.behaviour).catch((err: unknown) => {
+      failed("agent", err);
+    });
+  });
+  void Promise.all(runs).then(() => {
+    clearInterval(reports);
+    // The last counts, then out (exit only once the message has left).
+    process.send?.({ type: "report", ...period, streamsOpen } satisfies FromWorker, () => process.exit(0));
+  });
+}
+
+process.on("message", (message: ToWorker) => {
+  if (message.type === "start") start(message);
+  else {
+    stopping.abort();
+    // Calls the abort did not end (a connection in the middle of its handshake) do not hold the exit.
+    setTimeout(() => process.exit(0), 10_000).unref();
+  }
+});
+// The emulator went away (it crashed, or was killed): so does the worker.
+process.on("disconnect", () => {
+  stopping.abort();
+  setTimeout(() => process.exit(0), 5000).unref();
+});

@@ -1,0 +1,278 @@
+/**
+ * Scale (`npm run bench -- scale [--agents 1000,5000,10000,20000] [--replicas 2] …`): for each
+ * size, a fresh PostgreSQL and panel process (`myosicam serve`), and a fleet emulator of that many
+ * agents in worker processes of their own (bench/fleet/). Prints, per size: enrolment rate, panel
+ * RSS and CPU at steady state, RSS per connected agent, heartbeat p50/p99, PostgreSQL writes/s,
+ * the fan-out of one account change to every agent (a change set through the operator API), and
+ * the time for every agent to be back after a panel restart. Appends a row per size to
+ * docs/sizing.md (`--no-record` leaves it alone).
+ *
+ * Targets on a 2-core machine: 20,000 agents with heartbeat p99 < 100 ms and RSS ≤ 2.5 GB;
+ * fan-out to 1,000 ≤ 3 s and to 20,000 ≤ 30 s; all back within 5 minutes of a restart.
+ * Bounded: every phase has a deadline, and the run stops itself (`--minutes`, default 20 per size).
+ */
+import { appendFile, readFile } from "node:fs/promises";
+import { cpus, loadavg, totalmem } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { createClient } from "@connectrpc/connect";
+import { AccountService } from "../gen/myosicam/panel/v1/account_pb.js";
+import { localCredentialFile, readCliCredential } from "../services/lib/cli-credential.js";
+import { createSignedTransport } from "../services/lib/hmac/signing-client.js";
+import { describe, quantile, startFleet, type Fleet } from "./fleet/fleet.js";
+import { processUsage } from "./fleet/panel-process.js";
+import { startFleetStack, type FleetStack } from "./fleet/stack.js";
+
+const { values: flags } = parseArgs({
+  args: process.argv.slice(2),
+  options: {
+    agents: { type: "string", default: "1000" },
+    replicas: { type: "string", default: "1" },
+    "steady-seconds": { type: "string", default: "120" },
+    "heartbeat-seconds": { type: "string", default: "60" },
+    "sync-seconds": { type: "string", default: "900" },
+    ramp: { type: "string", default: "250" },
+    accounts: { type: "string", default: "50-500" },
+    instances: { type: "string", default: "1-3" },
+    workers: { type: "string" },
+    minutes: { type: "string", default: "20" },
+    haproxy: { type: "string", default: "/usr/sbin/haproxy" },
+    "no-record": { type: "boolean", default: false },
+  },
+});
+const range = (text: string): [number, number] => {
+  const [a, b] = text.split("-").map(Number);
+  return [a!, b ?? a!];
+};
+const sizes = flags.agents.split(",").map(Number);
+const replicas = Number(flags.replicas);
+const steadySeconds = Number(flags["steady-seconds"]);
+const heartbeatSeconds = Number(flags["heartbeat-seconds"]);
+const minutes = Number(flags.minutes);
+
+interface Figures {
+  agents: number;
+  replicas: number;
+  workers: number;
+  enrolPerSecond: number;
+  connectSeconds: number;
+  rssMb: number;
+  rssPerAgentKb: number;
+  cpuPercent: number;
+  heartbeatsPerSecond: number;
+  heartbeatP50: number;
+  heartbeatP99: number;
+  dbWritesPerSecond: number;
+  fanOutSeconds: number;
+  restartBackSeconds: number;
+  refusedWithHint: number;
+  load: string;
+  notes: string[];
+}
+
+/** Rows inserted, updated and deleted in the panel's database so far, and transactions committed. */
+async function databaseWrites(stack: FleetStack): Promise<{ rows: number; commits: number }> {
+  const { rows } = await stack.db.raw(
+    "select tup_inserted + tup_updated + tup_deleted as rows, xact_commit as commits from pg_stat_database where datname = current_database()",
+  );
+  return { rows: Number(rows[0].rows), commits: Number(rows[0].commits) };
+}
+
+async function panelsUsage(stack: FleetStack) {
+  const all = await Promise.all(stack.replicas.map((r) => processUsage(r.pid)));
+  return { rssBytes: all.reduce((a, u) => a + u.rssBytes, 0), cpuSeconds: all.reduce((a, u) => a + u.cpuSeconds, 0), each: all };
+}
+
+async function measure(agents: number): Promise<Figures> {
+  const notes: string[] = [];
+  const stack = await startFleetStack({ replicas, heartbeatSeconds, haproxy: flags.haproxy });
+  let fleet: Fleet | undefined;
+  const hardStop = setTimeout(() => {
+    console.error(`scale: ${agents} agents did not finish within ${minutes} minutes; stopping. ${fleet ? describe(fleet.totals()) : ""}`);
+    process.exit(1);
+  }, minutes * 60_000);
+  hardStop.unref();
+  try {
+    const seeds = await stack.seeds(agents);
+    const ramp = Number(flags.ramp);
+    fleet = await startFleet({
+      url: stack.url,
+      ca: stack.ca,
+      agents: seeds,
+      workers: flags.workers ? Number(flags.workers) : undefined,
+      rampPerSecond: ramp,
+      behaviour: {
+        heartbeatSeconds,
+        syncSeconds: Number(flags["sync-seconds"]),
+        instances: range(flags.instances),
+        accounts: range(flags.accounts),
+      },
+      deadlineMs: minutes * 60_000,
+    });
+    const f = fleet;
+    console.log(`${agents} agents in ${f.workers} worker processes, ramp ${ramp}/s, ${replicas} panel replica(s)${replicas > 1 ? " behind HAProxy" : ""}`);
+    // The ramp alone takes agents/ramp seconds; every phase gets that and generous slack.
+    const rampMs = (agents / ramp) * 1000;
+    const enrolMs = await f.until("every agent registered", (t) => t.registered === agents, rampMs + 300_000);
+    const enrolPerSecond = agents / (enrolMs / 1000);
+    const connectMs = await f.until("every agent synced with its stream open", (t) => t.synced >= agents && t.streamsOpen === agents, 600_000);
+    console.log(
+      `enrolled ${agents} in ${(enrolMs / 1000).toFixed(1)} s (${enrolPerSecond.toFixed(0)}/s, the ramp allows ${ramp}/s); all synced and subscribed ${(connectMs / 1000).toFixed(1)} s later`,
+    );
+
+    // Steady state: every agent heartbeating at its interval.
+    await new Promise((r) => setTimeout(r, heartbeatSeconds * 1000));
+    f.takeLatencies();
+    const usage0 = await panelsUsage(stack);
+    const writes0 = await databaseWrites(stack);
+    const t0 = performance.now();
+    let peakRss = usage0.rssBytes;
+    const sampler = setInterval(() => {
+      panelsUsage(stack).then(
+        (u) => (peakRss = Math.max(peakRss, u.rssBytes)),
+        () => {},
+      );
+    }, 5000);
+    await new Promise((r) => setTimeout(r, steadySeconds * 1000));
+    clearInterval(sampler);
+    const usage1 = await panelsUsage(stack);
+    const writes1 = await databaseWrites(stack);
+    const seconds = (performance.now() - t0) / 1000;
+    const { heartbeatMs } = f.takeLatencies();
+    peakRss = Math.max(peakRss, usage1.rssBytes);
+    const steady = {
+      rssMb: peakRss / 2 ** 20,
+      cpuPercent: ((usage1.cpuSeconds - usage0.cpuSeconds) / seconds) * 100,
+      heartbeatsPerSecond: heartbeatMs.length / seconds,
+      p50: quantile(heartbeatMs, 0.5),
+      p99: quantile(heartbeatMs, 0.99),
+      dbWrites: (writes1.rows - writes0.rows) / seconds,
+      commits: (writes1.commits - writes0.commits) / seconds,
+    };
+    console.log(
+      `steady ${seconds.toFixed(0)} s: panel RSS ${steady.rssMb.toFixed(0)} MiB (${(peakRss / agents / 1024).toFixed(0)} KiB per agent), CPU ${steady.cpuPercent.toFixed(0)} % of one core; ` +
+        `${steady.heartbeatsPerSecond.toFixed(0)} heartbeats/s p50 ${steady.p50.toFixed(1)} ms p99 ${steady.p99.toFixed(1)} ms; ` +
+        `PostgreSQL ${steady.dbWrites.toFixed(0)} rows written/s in ${steady.commits.toFixed(0)} commits/s`,
+    );
+
+    // Fan-out: one account change on every agent, as an operator makes it.
+    const credential = (await readCliCredential(localCredentialFile(stack.replicas[0]!.dataDir)))!;
+    const accounts = createClient(
+      AccountService,
+      createSignedTransport({
+        baseUrl: stack.url,
+        credentials: { callerId: credential.clientId, secret: credential.secret },
+        ca: stack.ca,
+        defaultTimeoutMs: 300_000,
+      }),
+    );
+    const reportedBefore = f.totals().reported;
+    const fanStart = performance.now();
+    const { changeSet } = await accounts.createChangeSet({
+      description: `fan-out to ${agents} agents`,
+      selection: { selection: { case: "filter", value: { users: ["main-user0"] } } },
+      edits: [{ edit: { case: "setDescription", value: "moved to the kitchen" } }],
+    });
+    const planMs = performance.now() - fanStart;
+    const expected = changeSet!.counts!.pending;
+    if (expected !== agents) notes.push(`the fan-out selected ${expected} accounts, not ${agents}`);
+    await f.until(`every agent's result of the fan-out`, (t) => t.reported - reportedBefore >= expected, 300_000);
+    // Results are in once the panel has stored every item as applied.
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const [row] = await stack.db("change_set_items").where({ change_set_id: changeSet!.id, status: "applied" }).count({ n: "*" });
+      if (Number(row!.n) >= expected) break;
+      if (Date.now() > deadline) throw new Error(`only ${row!.n} of ${expected} fan-out items stored as applied a minute after the agents reported`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const fanOutSeconds = (performance.now() - fanStart) / 1000;
+    console.log(
+      `fan-out of one account change to ${expected} agents: every result stored after ${fanOutSeconds.toFixed(2)} s (planning and sending ${(planMs / 1000).toFixed(2)} s)`,
+    );
+
+    // Restart: every agent's stream breaks at once and they all come back (the thundering herd).
+    const refusedBefore = f.totals().refusedWithHint;
+    const { downMs } = await stack.restart(0, "SIGTERM");
+    const restartedAt = performance.now();
+    await f.until("the restart noticed", (t) => t.streamsOpen < agents, 60_000).catch(() => {});
+    await f.until("every agent back after the restart", (t) => t.streamsOpen === agents, 300_000 + 60_000);
+    const restartBackSeconds = (performance.now() - restartedAt) / 1000;
+    const refusedWithHint = f.totals().refusedWithHint - refusedBefore;
+    const restartedRss = (await panelsUsage(stack)).rssBytes / 2 ** 20;
+    console.log(
+      `restart: down ${(downMs / 1000).toFixed(1)} s, then every agent back within ${restartBackSeconds.toFixed(1)} s (target ≤ 300 s); ${refusedWithHint} calls refused early with a retry hint; RSS after ${restartedRss.toFixed(0)} MiB`,
+    );
+    console.log(`fleet: ${describe(f.totals())}`);
+    return {
+      agents,
+      replicas,
+      workers: f.workers,
+      enrolPerSecond,
+      connectSeconds: connectMs / 1000,
+      rssMb: steady.rssMb,
+      rssPerAgentKb: peakRss / agents / 1024,
+      cpuPercent: steady.cpuPercent,
+      heartbeatsPerSecond: steady.heartbeatsPerSecond,
+      heartbeatP50: steady.p50,
+      heartbeatP99: steady.p99,
+      dbWritesPerSecond: steady.dbWrites,
+      fanOutSeconds,
+      restartBackSeconds,
+      refusedWithHint,
+      load: loadavg()
+        .map((l) => l.toFixed(2))
+        .join(" "),
+      notes,
+    };
+  } finally {
+    clearTimeout(hardStop);
+    await fleet?.stop();
+    await stack.stop();
+  }
+}
+
+const sizingFile = join(import.meta.dirname, "..", "docs", "sizing.md");
+const machine = `${cpus().length} × ${cpus()[0]?.model.trim() ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
+
+async function record(f: Figures) {
+  const text = await readFile(sizingFile, "utf8").catch(() => "");
+  if (!text.includes("<!-- results -->")) {
+    console.error(`${sizingFile} has no results table; not recorded`);
+    return;
+  }
+  const row = [
+    new Date().toISOString().slice(0, 10),
+    f.agents.toLocaleString("en"),
+    f.replicas,
+    f.enrolPerSecond.toFixed(0),
+    f.rssMb.toFixed(0),
+    f.rssPerAgentKb.toFixed(0),
+    f.cpuPercent.toFixed(0),
+    `${f.heartbeatP50.toFixed(1)} / ${f.heartbeatP99.toFixed(1)}`,
+    f.dbWritesPerSecond.toFixed(0),
+    f.fanOutSeconds.toFixed(1),
+    f.restartBackSeconds.toFixed(0),
+    f.refusedWithHint,
+    f.load,
+    machine,
+  ];
+  await appendFile(sizingFile, `| ${row.join(" | ")} |\n`);
+}
+
+let failed = false;
+for (const agents of sizes) {
+  console.log(
+    `== ${agents} agents (load average before: ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" ")})`,
+  );
+  try {
+    const figures = await measure(agents);
+    for (const note of figures.notes) console.log(`note: ${note}`);
+    if (!flags["no-record"]) await record(figures);
+  } catch (err) {
+    failed = true;
+    console.error(`scale: ${agents} agents: ${(err as Error).message}`);
+  }
+}
+process.exit(failed ? 1 : 0);
