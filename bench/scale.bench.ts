@@ -94,6 +94,8 @@ async function measure(agents: number): Promise<Figures> {
   hardStop.unref();
   try {
     const seeds = await stack.seeds(agents);
+    // The panel before any agent: what each connected agent adds is measured against this.
+    const idle = await panelsUsage(stack);
     const ramp = Number(flags.ramp);
     fleet = await startFleet({
       url: stack.url,
@@ -113,8 +115,10 @@ async function measure(agents: number): Promise<Figures> {
     console.log(`${agents} agents in ${f.workers} worker processes, ramp ${ramp}/s, ${replicas} panel replica(s)${replicas > 1 ? " behind HAProxy" : ""}`);
     // The ramp alone takes agents/ramp seconds; every phase gets that and generous slack.
     const rampMs = (agents / ramp) * 1000;
+    // From the first registration (the workers take a moment to start) to the last.
+    await f.until("the first registration", (t) => t.registered > 0, 120_000);
     const enrolMs = await f.until("every agent registered", (t) => t.registered === agents, rampMs + 300_000);
-    const enrolPerSecond = agents / (enrolMs / 1000);
+    const enrolPerSecond = (agents - 1) / (enrolMs / 1000);
     const connectMs = await f.until("every agent synced with its stream open", (t) => t.synced >= agents && t.streamsOpen === agents, 600_000);
     console.log(
       `enrolled ${agents} in ${(enrolMs / 1000).toFixed(1)} s (${enrolPerSecond.toFixed(0)}/s, the ramp allows ${ramp}/s); all synced and subscribed ${(connectMs / 1000).toFixed(1)} s later`,
@@ -150,7 +154,7 @@ async function measure(agents: number): Promise<Figures> {
       commits: (writes1.commits - writes0.commits) / seconds,
     };
     console.log(
-      `steady ${seconds.toFixed(0)} s: panel RSS ${steady.rssMb.toFixed(0)} MiB (${(peakRss / agents / 1024).toFixed(0)} KiB per agent), CPU ${steady.cpuPercent.toFixed(0)} % of one core; ` +
+      `steady ${seconds.toFixed(0)} s: panel RSS ${steady.rssMb.toFixed(0)} MiB, ${(idle.rssBytes / 2 ** 20).toFixed(0)} MiB before the fleet (${((peakRss - idle.rssBytes) / agents / 1024).toFixed(0)} KiB per agent), CPU ${steady.cpuPercent.toFixed(0)} % of one core; ` +
         `${steady.heartbeatsPerSecond.toFixed(0)} heartbeats/s p50 ${steady.p50.toFixed(1)} ms p99 ${steady.p99.toFixed(1)} ms; ` +
         `PostgreSQL ${steady.dbWrites.toFixed(0)} rows written/s in ${steady.commits.toFixed(0)} commits/s`,
     );
@@ -210,7 +214,7 @@ async function measure(agents: number): Promise<Figures> {
       enrolPerSecond,
       connectSeconds: connectMs / 1000,
       rssMb: steady.rssMb,
-      rssPerAgentKb: peakRss / agents / 1024,
+      rssPerAgentKb: (peakRss - idle.rssBytes) / agents / 1024,
       cpuPercent: steady.cpuPercent,
       heartbeatsPerSecond: steady.heartbeatsPerSecond,
       heartbeatP50: steady.p50,

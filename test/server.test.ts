@@ -175,6 +175,42 @@ test("admission control: past the pending-call limit a call is refused at once w
   await server.close(5_000);
 });
 
+test("admission control: a backlog that has waited too long is refused with a retry hint, whatever the count limit", async () => {
+  const logs = captureLogs();
+  let answer!: () => void;
+  const answered = new Promise<void>((resolve) => (answer = resolve));
+  let arrived = 0;
+  const routes = (router: ConnectRouter) =>
+    router.service(RegistrationService, {
+      async register() {
+        arrived++;
+        await answered;
+        return { serverId: "s", agentToken: "t", heartbeatIntervalSeconds: 60 };
+      },
+    });
+  const { server } = await plainServer({ routes, logs, queueLimit: { calls: 2, waitMs: 50 } });
+  const client = createClient(RegistrationService, createConnectTransport({ baseUrl: server.url, httpVersion: "2", nodeOptions: { ca: tls.cert } }));
+  const waiting = [client.register(registration), client.register(registration)];
+  await eventually(
+    async () => arrived,
+    (n) => n === 2,
+    "two registrations waiting in the handler",
+  );
+  // Until the two have waited over 50 ms a new call is taken on (and, held like them, gives up
+  // after its own short deadline); from then on new calls are refused at once.
+  const refused = await eventually(
+    async () => client.register(registration, { timeoutMs: 300 }).catch((e: unknown) => ConnectError.from(e)),
+    (r) => r instanceof ConnectError && r.code === Code.Unavailable,
+    "a call refused for the old backlog",
+  );
+  assert.is((refused as ConnectError).code, Code.Unavailable);
+  assert.is((refused as ConnectError).metadata.get("retry-after"), "5");
+  assert.match((refused as ConnectError).rawMessage, /\d calls waiting, 2 of them over 0\.05 s/);
+  answer();
+  await Promise.all(waiting);
+  await server.close(5_000);
+});
+
 test("past the connection limit (from the open-file limit) a new connection is closed at once and the log names the limit to raise", async () => {
   const logs = captureLogs();
   const { server } = await plainServer({ logs, maxConnections: 2 });
@@ -254,6 +290,7 @@ async function plainServer(
     bodyReadTimeoutMs?: number;
     metricsToken?: string;
     maxPendingCalls?: number;
+    queueLimit?: { calls: number; waitMs: number };
     maxConnections?: number;
   } = {},
 ) {
@@ -277,6 +314,7 @@ async function plainServer(
     maxTimeoutMs: 60_000,
     pingIntervalMs: 30_000,
     maxPendingCalls: options.maxPendingCalls,
+    queueLimit: options.queueLimit,
     maxConnections: options.maxConnections,
   });
   return { server: await listen(0, "127.0.0.1"), logs };

@@ -28,7 +28,8 @@ export async function startPanelProcess(options: { dataDir: string; env: Record<
     ["--import", "tsx", join(repository, "cli", "main.ts"), "serve", "--services", "crypto,jobs,agents,panel", "--json"],
     {
       cwd: repository,
-      env: { ...process.env, NODE_OPTIONS: "", MYOSICAM_DATA_DIR: options.dataDir, LOG_LEVEL: "info", ...options.env },
+      // FLEET_PANEL_NODE_OPTIONS: e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the panel.
+      env: { ...process.env, NODE_OPTIONS: process.env.FLEET_PANEL_NODE_OPTIONS ?? "", MYOSICAM_DATA_DIR: options.dataDir, LOG_LEVEL: "info", ...options.env },
       stdio: ["ignore", "pipe", "pipe"],
     },
   );

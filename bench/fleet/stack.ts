@@ -13,6 +13,7 @@ import { generateKeyHex } from "../../services/lib/config-file.js";
 import { createDatabase, type Knex } from "../../services/lib/db.js";
 import { freePort, startEmbeddedPostgres } from "../../services/lib/embedded-postgres.js";
 import { licenseKeyHash, writeLicenseAnswer } from "../../services/lib/licensing/store.js";
+import { openFileLimit } from "../../services/lib/file-limit.js";
 import { createLogger } from "../../services/lib/log.js";
 import { selfSignedFiles } from "../../services/lib/tls.js";
 import type { AgentSeed } from "./protocol.js";
@@ -94,7 +95,9 @@ export async function startFleetStack(options: StackOptions): Promise<FleetStack
     if (options.replicas > 1) {
       if (!options.haproxy) throw new Error("more than one replica needs HAProxy in front of them");
       const port = await freePort();
-      const config = haproxyConfig(port, ports);
+      // Each proxied connection holds two descriptors; HAProxy refuses to start asking for more than it may have.
+      const limit = openFileLimit()?.soft ?? 20_000;
+      const config = haproxyConfig(port, ports, Math.floor((Math.min(limit, 200_000) - 200) / 2));
       await writeFile(join(root, "haproxy.cfg"), config);
       const proxy = spawn(options.haproxy, ["-db", "-f", join(root, "haproxy.cfg")], { stdio: ["ignore", "ignore", "pipe"] });
       let proxyErrors = "";
@@ -104,7 +107,12 @@ export async function startFleetStack(options: StackOptions): Promise<FleetStack
         proxy.kill("SIGTERM");
         await proxyExited;
       });
-      await waitForPort(port, 10_000, () => proxyErrors);
+      await Promise.race([
+        waitForPort(port, 10_000, () => proxyErrors),
+        proxyExited.then(() => {
+          throw new Error(`HAProxy exited at start: ${proxyErrors}`);
+        }),
+      ]);
       url = `https://127.0.0.1:${port}`;
     }
 
@@ -150,10 +158,10 @@ export async function startFleetStack(options: StackOptions): Promise<FleetStack
  * certificate), connections are spread by least connections, a replica that stops answering is
  * taken out within 2 s and a connection that fails to reach one is sent to another.
  */
-export function haproxyConfig(port: number, replicaPorts: readonly number[]): string {
+export function haproxyConfig(port: number, replicaPorts: readonly number[], maxConnections: number): string {
   return [
     "global",
-    "  maxconn 50000",
+    `  maxconn ${maxConnections}`,
     "defaults",
     "  mode tcp",
     "  timeout connect 5s",

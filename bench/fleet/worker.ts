@@ -203,13 +203,14 @@ async function runAgent(url: string, ca: string, seed: AgentSeed, index: number,
             await client.reportResult({ commandId: command.id, outcome: CommandOutcome.SUCCEEDED, detail: "emulated", accountResults }, { timeoutMs: 30_000 });
             period.reported++;
           } catch (err) {
-            // The result is sent again when the panel delivers the command again.
-            failed("ReportResult", err);
+            // As the agent does: the stream is opened again (after backoff, never sooner than a retry
+            // hint), the panel delivers the command again and it is acknowledged without a second run.
+            throw Object.assign(failed("ReportResult", err), { counted: true });
           }
         }
       } catch (err) {
         if (stopping.signal.aborted) break;
-        lastError = failed("Subscribe", err);
+        lastError = (err as { counted?: boolean }).counted ? (err as ConnectError) : failed("Subscribe", err);
       } finally {
         if (open) streamsOpen--;
       }

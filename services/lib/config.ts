@@ -69,8 +69,9 @@ export interface Config {
   /** How long a request body may take to arrive; a slower one is answered 408 and closed. */
   rpcBodyReadTimeoutSeconds: number;
   /**
-   * Calls a listener takes on before it answers the newest ones `Unavailable` with a retry hint
-   * (admission control: under a thundering herd, refuse early rather than time out).
+   * Calls a listener takes on before it answers new ones `Unavailable` with a retry hint
+   * (admission control: under a thundering herd, refuse early rather than time out; a backlog of
+   * 256 calls waiting over 5 s is refused too, whatever this says).
    */
   rpcMaxPendingCalls: number;
   /** Largest accepted difference between a signed request's timestamp and this clock. */
@@ -126,7 +127,7 @@ export const configDefaults = {
   RPC_READ_MAX_BYTES: String(8 * 1024 * 1024),
   RPC_MAX_TIMEOUT_SECONDS: "300",
   RPC_BODY_READ_TIMEOUT_SECONDS: "30",
-  RPC_MAX_PENDING_CALLS: "1000",
+  RPC_MAX_PENDING_CALLS: "10000",
   HMAC_SKEW_SECONDS: "300",
   JOB_POLL_INTERVAL_SECONDS: "2",
   PANEL_CALLER_ID: "panel",

@@ -25,6 +25,8 @@ export interface AdapterOptions extends Partial<ConnectRouterOptions> {
   bodyReadTimeoutMs: number;
   /** Admission control (ServerOptions.maxPendingCalls); unset: no limit. */
   maxPendingCalls?: number;
+  /** When the backlog counts as too old (default `defaultQueueLimit`). */
+  queueLimit?: QueueLimit;
   /** Told of every call refused by admission control (a metric). */
   onRefused?: () => void;
   log: Logger;
@@ -37,38 +39,78 @@ const refusedKey = createContextKey<boolean>(false, { description: "refused by a
 export const admissionRetryAfterSeconds = 5;
 
 /**
- * Counts the calls taken on and not yet answering; past `maxPendingCalls` new ones are refused.
- * The log says when refusing starts and, with how many were refused, when it ends — one line each,
- * not one per call.
+ * When calls count as queued too long: at least `calls` of them pending for more than `waitMs`.
+ * A few slow calls (a large change set being planned) do not trip it; a backlog does.
  */
-function createAdmission(options: Pick<AdapterOptions, "maxPendingCalls" | "onRefused" | "log">) {
+export interface QueueLimit {
+  calls: number;
+  waitMs: number;
+}
+export const defaultQueueLimit: QueueLimit = { calls: 256, waitMs: 5000 };
+
+/**
+ * Admission control. Counts the calls taken on and not yet answering (in arrival order); a new
+ * call is refused when `maxPendingCalls` are pending, or when the backlog is old (QueueLimit):
+ * under a thundering herd the panel answers at once "come back in 5 s" instead of letting every
+ * call wait until it times out. The log says when refusing starts and, with how many were refused,
+ * when it ends — one line each, not one per call.
+ */
+function createAdmission(options: Pick<AdapterOptions, "maxPendingCalls" | "queueLimit" | "onRefused" | "log">) {
   const limit = options.maxPendingCalls ?? Number.POSITIVE_INFINITY;
-  let pending = 0;
+  const queue = options.queueLimit ?? defaultQueueLimit;
+  // Start times by call, oldest first (a Map keeps insertion order; answered calls leave it).
+  const pending = new Map<number, number>();
+  let nextId = 0;
   let refusedSinceStart = 0;
-  return {
-    /** Answers whether a new call may go on; if so it counts as pending until `release`. */
-    admit(): boolean {
-      if (pending < limit) {
-        pending++;
-        return true;
+  let backlogCheckedAt = Number.NEGATIVE_INFINITY;
+  let backlog = false;
+  /** Whether `queue.calls` calls have waited longer than `queue.waitMs`; looked at no more than every 100 ms. */
+  const oldBacklog = (now: number) => {
+    // Fewer calls pending than the rule counts: no backlog, whatever was seen a moment ago.
+    if (pending.size < queue.calls) return false;
+    if (now - backlogCheckedAt < 100) return backlog;
+    backlogCheckedAt = now;
+    backlog = false;
+    if (pending.size < queue.calls) return backlog;
+    let n = 0;
+    for (const started of pending.values()) {
+      if (++n === queue.calls) {
+        backlog = now - started > queue.waitMs;
+        break;
       }
+    }
+    return backlog;
+  };
+  let why = "";
+  return {
+    /** Answers the call's ticket when it may go on (it counts as pending until `release`), undefined when refused. */
+    admit(): number | undefined {
+      const now = performance.now();
+      const full = pending.size >= limit;
+      if (!full && !oldBacklog(now)) {
+        pending.set(nextId, now);
+        return nextId++;
+      }
+      why = full ? `${pending.size} calls waiting` : `${pending.size} calls waiting, ${queue.calls} of them over ${queue.waitMs / 1000} s`;
       if (refusedSinceStart++ === 0) {
-        options.log.warn({ pending, limit }, "overloaded: refusing new calls with a retry hint until the pending ones are answered (RPC_MAX_PENDING_CALLS)");
+        options.log.warn(
+          { pending: pending.size, limit, queue },
+          "overloaded: refusing new calls with a retry hint until the waiting ones are answered (RPC_MAX_PENDING_CALLS)",
+        );
       }
       options.onRefused?.();
-      return false;
+      return undefined;
     },
-    release() {
-      pending--;
-      // Half the limit: a listener hovering at its limit does not log on every call.
-      if (refusedSinceStart > 0 && pending <= limit / 2) {
-        options.log.info({ refused: refusedSinceStart, pending }, "accepting new calls again");
+    release(ticket: number) {
+      pending.delete(ticket);
+      if (refusedSinceStart > 0 && !oldBacklog(performance.now()) && pending.size <= limit / 2) {
+        options.log.info({ refused: refusedSinceStart, pending: pending.size }, "accepting new calls again");
         refusedSinceStart = 0;
       }
     },
     refusal: () =>
       new ConnectError(
-        `the panel is busy (${limit} calls waiting); try again in ${admissionRetryAfterSeconds} s`,
+        `the panel is busy (${why}); try again in ${admissionRetryAfterSeconds} s`,
         Code.Unavailable,
         new Headers({ "retry-after": String(admissionRetryAfterSeconds) }),
       ),
@@ -102,8 +144,8 @@ export function createConnectAdapter(options: AdapterOptions) {
     const handler = handlers.get((req.url ?? "").split("?", 2)[0] ?? "");
     if (!handler) return false;
     const values = options.contextValues(req);
-    const admitted = admission.admit();
-    if (!admitted) values.set(refusedKey, true);
+    const ticket = admission.admit();
+    if (ticket === undefined) values.set(refusedKey, true);
     const digest: BodyDigest = { bytes: 0 };
     values.set(bodyDigestKey, digest);
     const uReq = universalRequestFromNodeRequest(req, res, undefined, values);
@@ -146,7 +188,7 @@ export function createConnectAdapter(options: AdapterOptions) {
       clearTimeout(bodyTimer);
     })();
     // The call stops counting as pending once it answers (a stream: once its first message is out).
-    const answering = handler(uReq).finally(() => admitted && admission.release());
+    const answering = handler(uReq).finally(() => ticket !== undefined && admission.release(ticket));
     answering
       .then(async (uRes) => universalResponseToNodeResponse(await malformedBodyAsInvalidArgument(uRes), res))
       .catch((reason: unknown) => {

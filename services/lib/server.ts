@@ -2,7 +2,7 @@ import { constants, createSecureServer, type Http2SecureServer, type Http2Sessio
 import type { AddressInfo } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { createContextValues, type ConnectRouter, type HandlerContext, type Interceptor } from "@connectrpc/connect";
-import { createConnectAdapter } from "./connect-adapter.js";
+import { createConnectAdapter, type QueueLimit } from "./connect-adapter.js";
 import type { Logger } from "pino";
 import { peerAddressKey } from "./context-keys.js";
 import { isDatabaseUnavailable } from "./errors.js";
@@ -55,10 +55,13 @@ export interface ServerOptions {
   pingIntervalMs: number;
   /**
    * Admission control: with this many calls taken on and not yet answering (a unary call until its
-   * answer, a stream until its first message), a new call is refused at once with `Unavailable`
-   * and `retry-after` instead of queueing until it times out. Unset: no limit.
+   * answer, a stream until it starts answering), or with a backlog older than `queueLimit`, a new
+   * call is refused at once with `Unavailable` and `retry-after` instead of queueing until it
+   * times out. Unset: no count limit (the backlog rule still applies).
    */
   maxPendingCalls?: number;
+  /** When a backlog is too old and new calls are refused (default: 256 calls waiting over 5 s). */
+  queueLimit?: QueueLimit;
   /**
    * Connections held at most (from the process's open-file limit: see file-limit.ts); past it new
    * connections are closed at once and the log says which limit to raise. Unset: no limit.
@@ -101,6 +104,7 @@ export function createServer(options: ServerOptions) {
     maxTimeoutMs: options.maxTimeoutMs,
     bodyReadTimeoutMs: options.bodyReadTimeoutMs,
     maxPendingCalls: options.maxPendingCalls,
+    queueLimit: options.queueLimit,
     onRefused: () => admissionRefusals.inc(),
     log: options.log,
     contextValues: (req) => createContextValues().set(peerAddressKey, req.socket?.remoteAddress ?? ""),

@@ -1,5 +1,6 @@
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { hostname } from "node:os";
+import { resolve } from "node:path";
 import type { Logger } from "pino";
 import { localCredentialFile, readCliCredential, writeCliCredential } from "../lib/cli-credential.js";
 import type { Knex } from "../lib/db.js";
@@ -42,8 +43,8 @@ export async function ensureOwner(db: Knex, email: string): Promise<{ email: str
 /**
  * The local CLI's credential: an owner API client whose secret is written into the data
  * directory (0600), so `npx myosicam …` on the panel host needs no sign-in. Kept when the file's
- * client still exists and is not revoked; otherwise a client `local-cli@<host>` is created (or
- * its secret rotated) and the file rewritten.
+ * client still exists and is not revoked; otherwise a client `local-cli@<host>:<directory hash>`
+ * is created (or its secret rotated) and the file rewritten.
  */
 export async function ensureLocalCliCredential(
   db: Knex,
@@ -64,7 +65,10 @@ export async function ensureLocalCliCredential(
       return;
     }
   }
-  const name = `local-cli@${hostname()}`.replace(/[^A-Za-z0-9 _.@:-]/g, "-").slice(0, 64);
+  // One client per data directory: replicas on one host (each its own directory) keep their own
+  // credentials instead of rotating each other's; a directory that lost its file rotates its own.
+  const directory = createHash("sha256").update(resolve(options.dataDir)).digest("hex").slice(0, 8);
+  const name = `local-cli@${hostname().slice(0, 45)}:${directory}`.replace(/[^A-Za-z0-9 _.@:-]/g, "-");
   const { row, secret } = await db.transaction(async (trx) => {
     const known = await selectApiClientByName(trx, name);
     const issued =

@@ -1,0 +1,124 @@
+import { createClient } from "@connectrpc/connect";
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { describe, startFleet, type Fleet } from "../../bench/fleet/fleet.js";
+import { startFleetStack, type FleetStack } from "../../bench/fleet/stack.js";
+import { AccountService } from "../../gen/myosicam/panel/v1/account_pb.js";
+import { scanLiveness } from "../../services/agents/alerts.js";
+import { localCredentialFile, readCliCredential } from "../../services/lib/cli-credential.js";
+import { createSignedTransport } from "../../services/lib/hmac/signing-client.js";
+import { eventually } from "../helpers/eventually.js";
+import { getHttp2 } from "../helpers/https.js";
+
+const test = suite("two panel replicas on one PostgreSQL behind HAProxy (TCP, TLS passed through), 2,000 emulated agents");
+
+const agents = 2000;
+const heartbeatSeconds = 15;
+const missedHeartbeats = 3;
+
+let stack: FleetStack | undefined;
+let fleet: Fleet | undefined;
+test.after(async () => {
+  await fleet?.stop();
+  await stack?.stop();
+});
+
+/** The agents a replica holds now, from its own /metrics. */
+async function connectedAgents(url: string, ca: string): Promise<number> {
+  const res = await getHttp2(`${url}/metrics`, ca, { authorization: "Bearer fleet-metrics-token-0000000000000000" });
+  return Number(/^myosicam_connected_agents (\d+)$/m.exec(res.body)?.[1] ?? Number.NaN);
+}
+
+test("a replica killed mid fan-out: its agents are back on the other within 60 s, every command runs once, and liveness raises no false alarm", () =>
+  failover().catch((err: unknown) => {
+    // uvu's reporter cannot print a ConnectError (its `details`): say it in a plain Error.
+    throw new Error(`${(err as Error).message}${fleet ? `\n  fleet: ${describe(fleet.totals())}` : ""}`);
+  }));
+
+async function failover() {
+  stack = await startFleetStack({
+    replicas: 2,
+    heartbeatSeconds,
+    haproxy: "/usr/sbin/haproxy",
+    env: { AGENT_MISSED_HEARTBEATS: String(missedHeartbeats) },
+  });
+  const s = stack;
+  fleet = await startFleet({
+    url: s.url,
+    ca: s.ca,
+    agents: await s.seeds(agents),
+    rampPerSecond: 400,
+    // Small files: this is about connections and commands, not about storing snapshots.
+    behaviour: { heartbeatSeconds, syncSeconds: 3600, instances: [1, 1], accounts: [3, 3] },
+    deadlineMs: 10 * 60_000,
+  });
+  const f = fleet;
+  await f.until("every agent registered, synced and subscribed", (t) => t.registered === agents && t.synced === agents && t.streamsOpen === agents, 300_000);
+
+  // HAProxy spread them: both replicas hold agents, and together all of them.
+  const held = await eventually(
+    () => Promise.all(s.replicas.map((r) => connectedAgents(r.url, s.ca))),
+    (n) => n[0]! + n[1]! === agents,
+    "every agent counted on one replica or the other",
+  );
+  assert.ok(held[0]! > 0 && held[1]! > 0, `held per replica: ${held.join(", ")}`);
+
+  // One account change for every agent, through the load balancer as an operator makes it, signed
+  // with the first replica's CLI credential (the second one, starting on the same host, wrote its own).
+  const credential = (await readCliCredential(localCredentialFile(s.replicas[0]!.dataDir)))!;
+  const accounts = createClient(
+    AccountService,
+    createSignedTransport({ baseUrl: s.url, credentials: { callerId: credential.clientId, secret: credential.secret }, ca: s.ca, defaultTimeoutMs: 120_000 }),
+  );
+  const { changeSet } = await accounts.createChangeSet({
+    description: "replica failover",
+    selection: { selection: { case: "filter", value: { users: ["main-user0"] } } },
+    edits: [{ edit: { case: "setDescription", value: "moved" } }],
+  });
+  assert.is(changeSet!.counts!.pending, agents);
+
+  // Killed while its agents are getting their commands and reporting.
+  const killedAt = new Date();
+  await s.kill(0);
+  const killed = performance.now();
+  await f.until("the kill seen by the agents", (t) => t.streamsOpen < agents, 30_000);
+  await f.until("every agent's stream open again", (t) => t.streamsOpen === agents, 60_000);
+  const backSeconds = (performance.now() - killed) / 1000;
+  assert.ok(backSeconds <= 60, `back after ${backSeconds.toFixed(1)} s`);
+  assert.is(await connectedAgents(s.replicas[1]!.url, s.ca), agents, "the survivor holds them all");
+
+  // Every command applied, each run exactly once (a delivery again is acknowledged, not run).
+  await eventually(
+    async () => (await s.db("change_set_items").where({ change_set_id: changeSet!.id, status: "applied" }).count({ n: "*" }))[0]!.n,
+    (n) => Number(n) === agents,
+    "every change set item applied",
+    120_000,
+  );
+  const commands = await s
+    .db("commands")
+    .whereIn("id", s.db("change_set_items").where({ change_set_id: changeSet!.id }).select("command_id"))
+    .select("id", "status", "server_id");
+  assert.is(commands.length, agents);
+  assert.is(new Set(commands.map((c: { server_id: string }) => c.server_id)).size, agents, "one command per server");
+  assert.ok(
+    commands.every((c: { status: string }) => c.status === "succeeded"),
+    "every command succeeded",
+  );
+  await f.until("the runs counted", () => commands.every((c: { id: string }) => f.commandRuns().get(c.id)?.ran === 1), 30_000);
+  const twice = [...f.commandRuns()].filter(([, r]) => r.ran > 1);
+  assert.is(twice.length, 0, `run twice: ${twice.map(([id]) => id).join(", ")}`);
+
+  // Liveness: every agent heard from through the survivor, nobody marked unreachable.
+  await eventually(
+    async () => (await s.db("servers").where("last_seen_at", "<=", killedAt).count({ n: "*" }))[0]!.n,
+    (n) => Number(n) === 0,
+    "every server heard from since the kill",
+    heartbeatSeconds * missedHeartbeats * 1000,
+  );
+  assert.is(await scanLiveness(s.db, async () => "none", heartbeatSeconds, missedHeartbeats), 0);
+  const alarms = await s.db("alerts").where({ kind: "server_unreachable" }).count({ n: "*" });
+  assert.is(Number(alarms[0]!.n), 0);
+  console.log(`  agents back on the survivor ${backSeconds.toFixed(1)} s after the kill; ${describe(f.totals())}`);
+}
+
+test.run();
