@@ -201,43 +201,82 @@ export async function expireCommands(db: Knex): Promise<number> {
     .update({ status: "expired", finished_at: db.fn.now(), result: "the agent did not finish it before its deadline" });
 }
 
+/** What one command stream asks for: what is due for its server, less what it was already sent. */
+export interface ClaimRequest {
+  serverId: string;
+  sentOnThisStream: ReadonlySet<string>;
+}
+
 /**
- * Claims what a server's agent should get now: pending commands and delivered ones it has not
- * acknowledged (a reconnect redelivers them), minus those already sent on this stream. Answers
- * them as Command messages, payloads opened.
+ * Claims what each stream's agent should get now: pending commands and delivered ones it has not
+ * acknowledged (a reconnect redelivers them), minus those already sent on that stream, as Command
+ * messages with their payloads opened. For many streams at once: one statement locks (skipping rows another stream
+ * holds right now), marks delivered and returns up to 100 commands per server, and one
+ * DecryptBatch opens their payloads. Answers per request, in order. A server asked for twice in
+ * one batch (two streams of one agent) is served on its first request only; the other stream
+ * looks again at its next wake-up. A command that cannot be opened fails now, with its reason,
+ * instead of failing every stream of its server until its deadline.
  */
-export async function claimCommands(
-  db: Knex,
-  crypto: Client<typeof CryptoService>,
-  serverId: string,
-  sentOnThisStream: ReadonlySet<string>,
-): Promise<Command[]> {
-  // One statement: lock what is due (skipping rows another stream of this server holds right now),
-  // mark it delivered, return it.
+export async function claimCommandsFor(db: Knex, crypto: Client<typeof CryptoService>, requests: readonly ClaimRequest[]): Promise<Command[][]> {
+  const first = new Map<string, ClaimRequest>();
+  for (const r of requests) if (!first.has(r.serverId)) first.set(r.serverId, r);
+  const asked = [...first.values()];
   const { rows } = await db.raw(
     `update commands c set status = 'delivered', delivered_at = now(), attempts = c.attempts + 1
-      where c.id in (select id from commands
-                      where server_id = ? and status in ('pending', 'delivered') and deadline > now() and not (id = any(?::uuid[]))
-                      order by created_at limit 100
-                      for update skip locked)
+      where c.id in (select due.id
+                       from unnest(?::uuid[], ?::text[]) as r(server_id, sent)
+                       cross join lateral (
+                         select id from commands
+                          where server_id = r.server_id and status in ('pending', 'delivered') and deadline > now()
+                            and not (id = any(string_to_array(r.sent, ',')::uuid[]))
+                          order by created_at limit 100
+                          for update skip locked) due)
       returning c.*`,
-    [serverId, [...sentOnThisStream]],
+    [asked.map((r) => r.serverId), asked.map((r) => [...r.sentOnThisStream].join(","))] as unknown as readonly Knex.RawBinding[],
   );
-  rows.sort((a: { created_at: Date }, b: { created_at: Date }) => a.created_at.getTime() - b.created_at.getTime());
-  const commands: Command[] = [];
-  const undeliverable: Array<{ id: string; reason: string }> = [];
-  for (const r of rows) {
+  const due = (rows as Array<CommandRow & { server_id: string; created_at: Date }>).sort((a, b) => a.created_at.getTime() - b.created_at.getTime());
+  const withPayload = due.filter((r) => r.payload);
+  const opened =
+    withPayload.length === 0
+      ? []
+      : (
+          await crypto.decryptBatch({
+            items: withPayload.map((r) => ({ envelope: r.payload!, context: { table: "commands", column: "payload", rowId: r.id } })),
+          })
+        ).results;
+  const plaintexts = new Map(withPayload.map((r, i) => [r.id, opened[i]!]));
+  const delivered = new Map<string, Command[]>();
+  const undeliverable = new Map<string, Array<{ id: string; reason: string }>>();
+  for (const r of due) {
     try {
-      commands.push(await commandOf(crypto, r));
+      const result = plaintexts.get(r.id);
+      if (result?.result.case === "failure") throw new Error(result.result.value.message);
+      const payload = result?.result.case === "opened" ? result.result.value.plaintext : undefined;
+      const list = delivered.get(r.server_id) ?? delivered.set(r.server_id, []).get(r.server_id)!;
+      list.push(commandOf(r, payload));
     } catch (err) {
-      // One command that cannot be opened fails now, with its reason, instead of failing every
-      // stream of its server until its deadline and holding up the commands behind it.
-      undeliverable.push({ id: r.id, reason: err instanceof ConnectError ? err.rawMessage : (err as Error).message });
+      const list = undeliverable.get(r.server_id) ?? undeliverable.set(r.server_id, []).get(r.server_id)!;
+      list.push({ id: r.id, reason: (err as Error).message });
     }
   }
-  if (undeliverable.length > 0) await failUndeliverable(db, serverId, undeliverable);
-  return commands;
+  for (const [serverId, failures] of undeliverable) await failUndeliverable(db, serverId, failures);
+  return requests.map((r) => (first.get(r.serverId) === r ? (delivered.get(r.serverId) ?? []) : []));
 }
+
+/**
+ * Coalesces the claims of streams woken together: a fan-out to 1,000 agents, or 1,000 agents
+ * reconnecting after a restart, makes a few statements instead of 1,000 transactions (each with its
+ * own commit) queueing for the pool. No added wait when idle.
+ */
+export function createCommandClaimer(db: Knex, crypto: Client<typeof CryptoService>) {
+  const claims = createBatcher<ClaimRequest, Command[]>({ windowMs: 0, maxItems: 500, write: (items) => claimCommandsFor(db, crypto, items) });
+  return {
+    claim: (serverId: string, sentOnThisStream: ReadonlySet<string>) => claims.write({ serverId, sentOnThisStream }),
+    stop: () => claims.stop(),
+  };
+}
+
+export type CommandClaimer = ReturnType<typeof createCommandClaimer>;
 
 /** A stored command row as far as delivery needs it. */
 interface CommandRow {
@@ -249,13 +288,9 @@ interface CommandRow {
   attempts: number;
 }
 
-/** A stored command as the message its agent gets, payload opened; throws when it cannot be opened or read. */
-async function commandOf(crypto: Client<typeof CryptoService>, r: CommandRow): Promise<Command> {
-  const payload = r.payload
-    ? (JSON.parse(
-        Buffer.from((await crypto.decrypt({ envelope: r.payload, context: { table: "commands", column: "payload", rowId: r.id } })).plaintext).toString("utf8"),
-      ) as JsonValue)
-    : undefined;
+/** A stored command as the message its agent gets, from its opened payload; throws when that cannot be read. */
+function commandOf(r: CommandRow, plaintext: Uint8Array | undefined): Command {
+  const payload = plaintext ? (JSON.parse(Buffer.from(plaintext).toString("utf8")) as JsonValue) : undefined;
   const kind = r.kind as CommandKindName;
   return create(CommandSchema, {
     id: r.id,

@@ -36,7 +36,7 @@ import { createAccountService } from "./account-service.js";
 import { currentStanding } from "../lib/licensing/check.js";
 import { requireQuota } from "../lib/licensing/standing.js";
 import { createServerService } from "./server-service.js";
-import { createCommandHub, createResultWriter, expireCommands } from "./commands.js";
+import { createCommandClaimer, createCommandHub, createResultWriter, expireCommands } from "./commands.js";
 import { countLiveInstances, purgeResourceSamples, resourceRetentionDays } from "./sync.js";
 import { auditMalformedRegistrations, createAgentService, createAgentTrust, createRegistrationService } from "./service.js";
 import { countActiveServers } from "./store.js";
@@ -63,7 +63,9 @@ export function agentsRoutes(deps: ServiceDeps) {
   deps.onStop(() => fleetHub.stop());
   const results = createResultWriter(deps.db, crypto);
   deps.onStop(() => results.stop());
-  const agent = createAgentService({ writer, intervalSeconds: deps.config.agentHeartbeatIntervalSeconds, db: deps.db, crypto, hub, results });
+  const claimer = createCommandClaimer(deps.db, crypto);
+  deps.onStop(() => claimer.stop());
+  const agent = createAgentService({ writer, intervalSeconds: deps.config.agentHeartbeatIntervalSeconds, db: deps.db, crypto, hub, claimer, results });
   // The operator API over this service's tables; the panel service authenticates, authorizes and
   // audits every call before these handlers run.
   const servers = createServerService({ db: deps.db, panelUrl: deps.panelUrl, certificate: deps.ownCertificate });

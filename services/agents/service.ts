@@ -15,7 +15,7 @@ import { createBatcher } from "../lib/batcher.js";
 import type { Logger } from "../lib/log.js";
 import type { HeartbeatWriter } from "./heartbeats.js";
 import { hashToken } from "./install-tokens.js";
-import { claimCommands, type createCommandHub, type createResultWriter } from "./commands.js";
+import type { CommandClaimer, createCommandHub, createResultWriter } from "./commands.js";
 import { storeSync } from "./sync.js";
 import {
   consumeInstallToken,
@@ -211,6 +211,7 @@ export function createAgentService(deps: {
   db: Knex;
   crypto: Client<typeof CryptoService>;
   hub: CommandHub;
+  claimer: CommandClaimer;
   results: ResultWriter;
   keepaliveMs?: number;
 }): Partial<ServiceImpl<typeof AgentService>> {
@@ -232,7 +233,7 @@ export function createAgentService(deps: {
         yield { message: { case: "keepalive", value: { serverTime: timestampFromDate(new Date()) } } };
         for (;;) {
           woken = false;
-          for (const command of await claimCommands(deps.db, deps.crypto, caller.id, sent)) {
+          for (const command of await deps.claimer.claim(caller.id, sent)) {
             sent.add(command.id);
             yield { message: { case: "command", value: command } };
           }

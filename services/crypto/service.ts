@@ -19,6 +19,13 @@ const codes: Record<EnvelopeError["kind"], Code> = {
   tampered: Code.DataLoss,
 };
 
+/** The same codes as DecryptBatch names them (Connect's wire names). */
+const codeNames: Record<EnvelopeError["kind"], string> = {
+  malformed: "invalid_argument",
+  unknown_key: "failed_precondition",
+  tampered: "data_loss",
+};
+
 /** Handlers of `myosicam.crypto.v1.CryptoService`. */
 export function createCryptoService(deps: CryptoDeps): ServiceImpl<typeof CryptoService> {
   const { keyring, db } = deps;
@@ -38,6 +45,24 @@ export function createCryptoService(deps: CryptoDeps): ServiceImpl<typeof Crypto
         if (err instanceof EnvelopeError) throw new ConnectError(err.message, codes[err.kind]);
         throw err;
       }
+    },
+    decryptBatch(req) {
+      return {
+        results: req.items.map((item) => {
+          try {
+            const opened = keyring.open(item.envelope, contextOf(item.context));
+            return {
+              result: {
+                case: "opened" as const,
+                value: { plaintext: opened.plaintext, keyId: opened.keyId, sealedWithPreviousKey: opened.sealedWithPrevious },
+              },
+            };
+          } catch (err) {
+            if (!(err instanceof EnvelopeError)) throw err;
+            return { result: { case: "failure" as const, value: { code: codeNames[err.kind], message: err.message } } };
+          }
+        }),
+      };
     },
     async keyStatus() {
       const columns = [];

@@ -5,7 +5,7 @@ import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { CommandOutcome } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
-import { createCommands, expireCommands, listCommands, waitForCommands } from "../../services/agents/commands.js";
+import { claimCommandsFor, createCommands, expireCommands, listCommands, waitForCommands } from "../../services/agents/commands.js";
 import { createInstallToken } from "../../services/agents/install-tokens.js";
 import { selectServices } from "../../services/index.js";
 import { startHost } from "../../services/host.js";
@@ -259,6 +259,47 @@ test("results: many at once are each recorded, a repeat changes nothing, another
   assert.is((await panel.db("commands").where({ id: created[0]!.id }).first()).result, "result 0", "a repeated report changes nothing");
   const foreign = await b.client.reportResult({ commandId: created[1]!.id, outcome: CommandOutcome.SUCCEEDED }).catch((e: unknown) => ConnectError.from(e));
   assert.is((foreign as ConnectError).code, Code.NotFound);
+});
+
+test("streams woken together are served by one claim: each server's commands in order, its payload opened, a server asked twice served once, what a stream was sent left out", async () => {
+  const [a, b] = [await panel.enroll("claim-a"), await panel.enroll("claim-b")];
+  const payload = { changes: [{ operation: "ACCOUNT_OPERATION_UPDATE", user: "kitchen", set: [{ key: "description", value: "claimed" }] }] };
+  const forA = await createCommands(panel.db, crypto(), { serverIds: [a.id, a.id], instance: "main", kind: "apply_accounts", payload, createdBy: "test" });
+  const forB = await createCommands(panel.db, crypto(), { serverIds: [b.id], kind: "resync", createdBy: "test" });
+  const [first, second, third] = await claimCommandsFor(panel.db, crypto(), [
+    { serverId: a.id, sentOnThisStream: new Set([forA[1]!.id]) },
+    { serverId: b.id, sentOnThisStream: new Set() },
+    { serverId: a.id, sentOnThisStream: new Set() },
+  ]);
+  assert.equal(
+    first!.map((c) => c.id),
+    [forA[0]!.id],
+    "what this stream was already sent is left out",
+  );
+  assert.is(first![0]!.payload.case, "applyAccounts");
+  assert.is(first![0]!.payload.case === "applyAccounts" && first![0]!.payload.value.changes[0]!.user, "kitchen");
+  assert.equal(
+    second!.map((c) => c.id),
+    [forB[0]!.id],
+  );
+  assert.equal(third, [], "the second stream of one server in the same batch gets nothing this time");
+  const statuses = await panel
+    .db("commands")
+    .whereIn(
+      "id",
+      [...forA, ...forB].map((c) => c.id),
+    )
+    .select("id", "status", "attempts");
+  const byId = new Map(statuses.map((r: { id: string; status: string; attempts: number }) => [r.id, r]));
+  assert.is(byId.get(forA[0]!.id)!.status, "delivered");
+  assert.is(byId.get(forA[1]!.id)!.status, "pending", "left out, so not claimed");
+  assert.is(byId.get(forB[0]!.id)!.attempts, 1);
+  // A later claim of server A's stream takes the rest (delivered again: a reconnect sends it again).
+  const again = (await claimCommandsFor(panel.db, crypto(), [{ serverId: a.id, sentOnThisStream: new Set([forA[0]!.id]) }]))[0]!;
+  assert.equal(
+    again.map((c) => c.id),
+    [forA[1]!.id],
+  );
 });
 
 test("a bad kind or payload is refused on the panel before anything is stored", async () => {

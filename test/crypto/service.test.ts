@@ -66,6 +66,25 @@ test("EncryptBatch seals many values in order, each bound to its own row", async
   assert.is(bad?.code, Code.InvalidArgument, "each item's context is required");
 });
 
+test("DecryptBatch opens many envelopes in order; one moved to another row or not an envelope fails alone, with Decrypt's code", async () => {
+  const client = clientWith({ PANEL_ENCRYPTION_KEY: newKey });
+  const items = Array.from({ length: 3 }, (_, i) => ({ plaintext: Buffer.from(`open-${i}`), context: { ...context, rowId: `row-${i}` } }));
+  const { envelopes } = await client.encryptBatch({ items });
+  const { results } = await client.decryptBatch({
+    items: [
+      { envelope: envelopes[0]!, context: { ...context, rowId: "row-0" } },
+      { envelope: envelopes[1]!, context: { ...context, rowId: "row-9" } },
+      { envelope: "not an envelope", context },
+      { envelope: envelopes[2]!, context: { ...context, rowId: "row-2" } },
+    ],
+  });
+  assert.is(results.length, 4);
+  const text = (r: (typeof results)[number]) => (r.result.case === "opened" ? Buffer.from(r.result.value.plaintext).toString() : r.result.value?.code);
+  assert.equal(results.map(text), ["open-0", "data_loss", "invalid_argument", "open-2"]);
+  const bad = await codeOf(client.decryptBatch({ items: [] }));
+  assert.is(bad?.code, Code.InvalidArgument, "an empty batch is refused");
+});
+
 test("given the stored envelope, an unchanged value keeps it; a changed value, another row or the previous key gets a fresh one", async () => {
   const client = clientWith({ PANEL_ENCRYPTION_KEY: newKey });
   const stored = (await client.encrypt({ plaintext: Buffer.from("same-value"), context })).envelope;

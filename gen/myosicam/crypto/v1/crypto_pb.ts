@@ -11,7 +11,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file myosicam/crypto/v1/crypto.proto.
  */
 export const file_myosicam_crypto_v1_crypto: GenFile = /*@__PURE__*/
-  fileDesc("Ch9teW9zaWNhbS9jcnlwdG8vdjEvY3J5cHRvLnByb3RvEhJteW9zaWNhbS5jcnlwdG8udjEiZAoRRW5jcnlwdGlvbkNvbnRleHQSGAoFdGFibGUYASABKAlCCbpIBnIEEAEYPxIZCgZjb2x1bW4YAiABKAlCCbpIBnIEEAEYPxIaCgZyb3dfaWQYAyABKAlCCrpIB3IFEAEYgAEijAEKDkVuY3J5cHRSZXF1ZXN0Eh0KCXBsYWludGV4dBgBIAEoDEIKukgHegUYgICACBI+Cgdjb250ZXh0GAIgASgLMiUubXlvc2ljYW0uY3J5cHRvLnYxLkVuY3J5cHRpb25Db250ZXh0Qga6SAPIAQESGwoHY3VycmVudBgDIAEoCUIKukgHcgUYgJjXCiIzCg9FbmNyeXB0UmVzcG9uc2USEAoIZW52ZWxvcGUYASABKAkSDgoGa2V5X2lkGAIgASgJIlUKE0VuY3J5cHRCYXRjaFJlcXVlc3QSPgoFaXRlbXMYASADKAsyIi5teW9zaWNhbS5jcnlwdG8udjEuRW5jcnlwdFJlcXVlc3RCC7pICJIBBQgBEJBOIjkKFEVuY3J5cHRCYXRjaFJlc3BvbnNlEhEKCWVudmVsb3BlcxgBIAMoCRIOCgZrZXlfaWQYAiABKAkicAoORGVjcnlwdFJlcXVlc3QSHgoIZW52ZWxvcGUYASABKAlCDLpICXIHEAEYgJjXChI+Cgdjb250ZXh0GAIgASgLMiUubXlvc2ljYW0uY3J5cHRvLnYxLkVuY3J5cHRpb25Db250ZXh0Qga6SAPIAQEiVgoPRGVjcnlwdFJlc3BvbnNlEhEKCXBsYWludGV4dBgBIAEoDBIOCgZrZXlfaWQYAiABKAkSIAoYc2VhbGVkX3dpdGhfcHJldmlvdXNfa2V5GAMgASgIIhIKEEtleVN0YXR1c1JlcXVlc3QieAoRS2V5U3RhdHVzUmVzcG9uc2USFQoNYWN0aXZlX2tleV9pZBgBIAEoCRIXCg9wcmV2aW91c19rZXlfaWQYAiABKAkSMwoHY29sdW1ucxgDIAMoCzIiLm15b3NpY2FtLmNyeXB0by52MS5Db2x1bW5LZXlDb3VudCJOCg5Db2x1bW5LZXlDb3VudBINCgV0YWJsZRgBIAEoCRIOCgZjb2x1bW4YAiABKAkSDgoGa2V5X2lkGAMgASgJEg0KBWNvdW50GAQgASgEMvQCCg1DcnlwdG9TZXJ2aWNlElIKB0VuY3J5cHQSIi5teW9zaWNhbS5jcnlwdG8udjEuRW5jcnlwdFJlcXVlc3QaIy5teW9zaWNhbS5jcnlwdG8udjEuRW5jcnlwdFJlc3BvbnNlEmEKDEVuY3J5cHRCYXRjaBInLm15b3NpY2FtLmNyeXB0by52MS5FbmNyeXB0QmF0Y2hSZXF1ZXN0GigubXlvc2ljYW0uY3J5cHRvLnYxLkVuY3J5cHRCYXRjaFJlc3BvbnNlElIKB0RlY3J5cHQSIi5teW9zaWNhbS5jcnlwdG8udjEuRGVjcnlwdFJlcXVlc3QaIy5teW9zaWNhbS5jcnlwdG8udjEuRGVjcnlwdFJlc3BvbnNlElgKCUtleVN0YXR1cxIkLm15b3NpY2FtLmNyeXB0by52MS5LZXlTdGF0dXNSZXF1ZXN0GiUubXlvc2ljYW0uY3J5cHRvLnYxLktleVN0YXR1c1Jlc3BvbnNlYgZwcm90bzM", [file_buf_validate_validate]);
+  fileDesc("Ch9teW9zaWNhbS9jcnlwdG8vdjEvY3J5cHRvLnByb3RvEhJteW9zaWNhbS5jcnlwdG8udjEiZAoRRW5jcnlwdGlvbkNvbnRleHQSGAoFdGFibGUYASABKAlCCbpIBnIEEAEYPxIZCgZjb2x1bW4YAiABKAlCCbpIBnIEEAEYPxIaCgZyb3dfaWQYAyABKAlCCrpIB3IFEAEYgAEijAEKDkVuY3J5cHRSZXF1ZXN0Eh0KCXBsYWludGV4dBgBIAEoDEIKukgHegUYgICACBI+Cgdjb250ZXh0GAIgASgLMiUubXlvc2ljYW0uY3J5cHRvLnYxLkVuY3J5cHRpb25Db250ZXh0Qga6SAPIAQESGwoHY3VycmVudBgDIAEoCUIKukgHcgUYgJjXCiIzCg9FbmNyeXB0UmVzcG9uc2USEAoIZW52ZWxvcGUYASABKAkSDgoGa2V5X2lkGAIgASgJIlUKE0VuY3J5cHRCYXRjaFJlcXVlc3QSPgoFaXRlbXMYASADKAsyIi5teW9zaWNhbS5jcnlwdG8udjEuRW5jcnlwdFJlcXVlc3RCC7pICJIBBQgBEJBOIjkKFEVuY3J5cHRCYXRjaFJlc3BvbnNlEhEKCWVudmVsb3BlcxgBIAMoCRIOCgZrZXlfaWQYAiABKAkicAoORGVjcnlwdFJlcXVlc3QSHgoIZW52ZWxvcGUYASABKAlCDLpICXIHEAEYgJjXChI+Cgdjb250ZXh0GAIgASgLMiUubXlvc2ljYW0uY3J5cHRvLnYxLkVuY3J5cHRpb25Db250ZXh0Qga6SAPIAQEiVgoPRGVjcnlwdFJlc3BvbnNlEhEKCXBsYWludGV4dBgBIAEoDBIOCgZrZXlfaWQYAiABKAkSIAoYc2VhbGVkX3dpdGhfcHJldmlvdXNfa2V5GAMgASgIIlUKE0RlY3J5cHRCYXRjaFJlcXVlc3QSPgoFaXRlbXMYASADKAsyIi5teW9zaWNhbS5jcnlwdG8udjEuRGVjcnlwdFJlcXVlc3RCC7pICJIBBQgBEJBOIkoKFERlY3J5cHRCYXRjaFJlc3BvbnNlEjIKB3Jlc3VsdHMYASADKAsyIS5teW9zaWNhbS5jcnlwdG8udjEuRGVjcnlwdFJlc3VsdCKHAQoNRGVjcnlwdFJlc3VsdBI1CgZvcGVuZWQYASABKAsyIy5teW9zaWNhbS5jcnlwdG8udjEuRGVjcnlwdFJlc3BvbnNlSAASNQoHZmFpbHVyZRgCIAEoCzIiLm15b3NpY2FtLmNyeXB0by52MS5EZWNyeXB0RmFpbHVyZUgAQggKBnJlc3VsdCIvCg5EZWNyeXB0RmFpbHVyZRIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkiEgoQS2V5U3RhdHVzUmVxdWVzdCJ4ChFLZXlTdGF0dXNSZXNwb25zZRIVCg1hY3RpdmVfa2V5X2lkGAEgASgJEhcKD3ByZXZpb3VzX2tleV9pZBgCIAEoCRIzCgdjb2x1bW5zGAMgAygLMiIubXlvc2ljYW0uY3J5cHRvLnYxLkNvbHVtbktleUNvdW50Ik4KDkNvbHVtbktleUNvdW50Eg0KBXRhYmxlGAEgASgJEg4KBmNvbHVtbhgCIAEoCRIOCgZrZXlfaWQYAyABKAkSDQoFY291bnQYBCABKAQy1wMKDUNyeXB0b1NlcnZpY2USUgoHRW5jcnlwdBIiLm15b3NpY2FtLmNyeXB0by52MS5FbmNyeXB0UmVxdWVzdBojLm15b3NpY2FtLmNyeXB0by52MS5FbmNyeXB0UmVzcG9uc2USYQoMRW5jcnlwdEJhdGNoEicubXlvc2ljYW0uY3J5cHRvLnYxLkVuY3J5cHRCYXRjaFJlcXVlc3QaKC5teW9zaWNhbS5jcnlwdG8udjEuRW5jcnlwdEJhdGNoUmVzcG9uc2USUgoHRGVjcnlwdBIiLm15b3NpY2FtLmNyeXB0by52MS5EZWNyeXB0UmVxdWVzdBojLm15b3NpY2FtLmNyeXB0by52MS5EZWNyeXB0UmVzcG9uc2USYQoMRGVjcnlwdEJhdGNoEicubXlvc2ljYW0uY3J5cHRvLnYxLkRlY3J5cHRCYXRjaFJlcXVlc3QaKC5teW9zaWNhbS5jcnlwdG8udjEuRGVjcnlwdEJhdGNoUmVzcG9uc2USWAoJS2V5U3RhdHVzEiQubXlvc2ljYW0uY3J5cHRvLnYxLktleVN0YXR1c1JlcXVlc3QaJS5teW9zaWNhbS5jcnlwdG8udjEuS2V5U3RhdHVzUmVzcG9uc2ViBnByb3RvMw", [file_buf_validate_validate]);
 
 /**
  * EncryptionContext names where a value is stored; it is bound as AES-GCM associated data.
@@ -331,6 +331,149 @@ export const DecryptResponseSchema: GenMessage<DecryptResponse, {jsonType: Decry
   messageDesc(file_myosicam_crypto_v1_crypto, 6);
 
 /**
+ * @generated from message myosicam.crypto.v1.DecryptBatchRequest
+ */
+export type DecryptBatchRequest = Message<"myosicam.crypto.v1.DecryptBatchRequest"> & {
+  /**
+   * @generated from field: repeated myosicam.crypto.v1.DecryptRequest items = 1;
+   */
+  items: DecryptRequest[];
+};
+
+/**
+ * @generated from message myosicam.crypto.v1.DecryptBatchRequest
+ */
+export type DecryptBatchRequestJson = {
+  /**
+   * @generated from field: repeated myosicam.crypto.v1.DecryptRequest items = 1;
+   */
+  items?: DecryptRequestJson[];
+};
+
+/**
+ * Describes the message myosicam.crypto.v1.DecryptBatchRequest.
+ * Use `create(DecryptBatchRequestSchema)` to create a new message.
+ */
+export const DecryptBatchRequestSchema: GenMessage<DecryptBatchRequest, {jsonType: DecryptBatchRequestJson}> = /*@__PURE__*/
+  messageDesc(file_myosicam_crypto_v1_crypto, 7);
+
+/**
+ * @generated from message myosicam.crypto.v1.DecryptBatchResponse
+ */
+export type DecryptBatchResponse = Message<"myosicam.crypto.v1.DecryptBatchResponse"> & {
+  /**
+   * In the order of the request's items.
+   *
+   * @generated from field: repeated myosicam.crypto.v1.DecryptResult results = 1;
+   */
+  results: DecryptResult[];
+};
+
+/**
+ * @generated from message myosicam.crypto.v1.DecryptBatchResponse
+ */
+export type DecryptBatchResponseJson = {
+  /**
+   * In the order of the request's items.
+   *
+   * @generated from field: repeated myosicam.crypto.v1.DecryptResult results = 1;
+   */
+  results?: DecryptResultJson[];
+};
+
+/**
+ * Describes the message myosicam.crypto.v1.DecryptBatchResponse.
+ * Use `create(DecryptBatchResponseSchema)` to create a new message.
+ */
+export const DecryptBatchResponseSchema: GenMessage<DecryptBatchResponse, {jsonType: DecryptBatchResponseJson}> = /*@__PURE__*/
+  messageDesc(file_myosicam_crypto_v1_crypto, 8);
+
+/**
+ * @generated from message myosicam.crypto.v1.DecryptResult
+ */
+export type DecryptResult = Message<"myosicam.crypto.v1.DecryptResult"> & {
+  /**
+   * @generated from oneof myosicam.crypto.v1.DecryptResult.result
+   */
+  result: {
+    /**
+     * @generated from field: myosicam.crypto.v1.DecryptResponse opened = 1;
+     */
+    value: DecryptResponse;
+    case: "opened";
+  } | {
+    /**
+     * @generated from field: myosicam.crypto.v1.DecryptFailure failure = 2;
+     */
+    value: DecryptFailure;
+    case: "failure";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * @generated from message myosicam.crypto.v1.DecryptResult
+ */
+export type DecryptResultJson = {
+  /**
+   * @generated from field: myosicam.crypto.v1.DecryptResponse opened = 1;
+   */
+  opened?: DecryptResponseJson;
+
+  /**
+   * @generated from field: myosicam.crypto.v1.DecryptFailure failure = 2;
+   */
+  failure?: DecryptFailureJson;
+};
+
+/**
+ * Describes the message myosicam.crypto.v1.DecryptResult.
+ * Use `create(DecryptResultSchema)` to create a new message.
+ */
+export const DecryptResultSchema: GenMessage<DecryptResult, {jsonType: DecryptResultJson}> = /*@__PURE__*/
+  messageDesc(file_myosicam_crypto_v1_crypto, 9);
+
+/**
+ * @generated from message myosicam.crypto.v1.DecryptFailure
+ */
+export type DecryptFailure = Message<"myosicam.crypto.v1.DecryptFailure"> & {
+  /**
+   * The Connect code name Decrypt would answer with: invalid_argument, failed_precondition or data_loss.
+   *
+   * @generated from field: string code = 1;
+   */
+  code: string;
+
+  /**
+   * @generated from field: string message = 2;
+   */
+  message: string;
+};
+
+/**
+ * @generated from message myosicam.crypto.v1.DecryptFailure
+ */
+export type DecryptFailureJson = {
+  /**
+   * The Connect code name Decrypt would answer with: invalid_argument, failed_precondition or data_loss.
+   *
+   * @generated from field: string code = 1;
+   */
+  code?: string;
+
+  /**
+   * @generated from field: string message = 2;
+   */
+  message?: string;
+};
+
+/**
+ * Describes the message myosicam.crypto.v1.DecryptFailure.
+ * Use `create(DecryptFailureSchema)` to create a new message.
+ */
+export const DecryptFailureSchema: GenMessage<DecryptFailure, {jsonType: DecryptFailureJson}> = /*@__PURE__*/
+  messageDesc(file_myosicam_crypto_v1_crypto, 10);
+
+/**
  * @generated from message myosicam.crypto.v1.KeyStatusRequest
  */
 export type KeyStatusRequest = Message<"myosicam.crypto.v1.KeyStatusRequest"> & {
@@ -347,7 +490,7 @@ export type KeyStatusRequestJson = {
  * Use `create(KeyStatusRequestSchema)` to create a new message.
  */
 export const KeyStatusRequestSchema: GenMessage<KeyStatusRequest, {jsonType: KeyStatusRequestJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_crypto_v1_crypto, 7);
+  messageDesc(file_myosicam_crypto_v1_crypto, 11);
 
 /**
  * @generated from message myosicam.crypto.v1.KeyStatusResponse
@@ -402,7 +545,7 @@ export type KeyStatusResponseJson = {
  * Use `create(KeyStatusResponseSchema)` to create a new message.
  */
 export const KeyStatusResponseSchema: GenMessage<KeyStatusResponse, {jsonType: KeyStatusResponseJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_crypto_v1_crypto, 8);
+  messageDesc(file_myosicam_crypto_v1_crypto, 12);
 
 /**
  * @generated from message myosicam.crypto.v1.ColumnKeyCount
@@ -459,7 +602,7 @@ export type ColumnKeyCountJson = {
  * Use `create(ColumnKeyCountSchema)` to create a new message.
  */
 export const ColumnKeyCountSchema: GenMessage<ColumnKeyCount, {jsonType: ColumnKeyCountJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_crypto_v1_crypto, 9);
+  messageDesc(file_myosicam_crypto_v1_crypto, 13);
 
 /**
  * CryptoService holds PANEL_ENCRYPTION_KEY and nothing else does: every secret the panel stores
@@ -501,6 +644,17 @@ export const CryptoService: GenService<{
     methodKind: "unary";
     input: typeof DecryptRequestSchema;
     output: typeof DecryptResponseSchema;
+  },
+  /**
+   * DecryptBatch opens many envelopes in one call (a fan-out delivers thousands of commands at
+   * once); each item opens or fails on its own, with the code and words Decrypt would give.
+   *
+   * @generated from rpc myosicam.crypto.v1.CryptoService.DecryptBatch
+   */
+  decryptBatch: {
+    methodKind: "unary";
+    input: typeof DecryptBatchRequestSchema;
+    output: typeof DecryptBatchResponseSchema;
   },
   /**
    * KeyStatus tells which keys are configured and how many stored values each key sealed.
