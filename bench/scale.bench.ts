@@ -20,8 +20,9 @@ import { AccountService } from "../gen/myosicam/panel/v1/account_pb.js";
 import { localCredentialFile, readCliCredential } from "../services/lib/cli-credential.js";
 import { createSignedTransport } from "../services/lib/hmac/signing-client.js";
 import { describe, quantile, startFleet, type Fleet } from "./fleet/fleet.js";
-import { processUsage } from "./fleet/panel-process.js";
+import { processUsage, scrapeMetrics } from "./fleet/panel-process.js";
 import { startFleetStack, type FleetStack } from "./fleet/stack.js";
+import { connectionCapacity, openFileLimit, reservedDescriptors } from "../services/lib/file-limit.js";
 
 const { values: flags } = parseArgs({
   args: process.argv.slice(2),
@@ -65,6 +66,8 @@ interface Figures {
   dbWritesPerSecond: number;
   fanOutSeconds: number;
   restartBackSeconds: number;
+  /** The panel's RSS once every agent is back after the restart: held agents without the first syncs' garbage. */
+  restartedRssMb: number;
   refusedWithHint: number;
   load: string;
   notes: string[];
@@ -83,8 +86,24 @@ async function panelsUsage(stack: FleetStack) {
   return { rssBytes: all.reduce((a, u) => a + u.rssBytes, 0), cpuSeconds: all.reduce((a, u) => a + u.cpuSeconds, 0), each: all };
 }
 
+/** Whether this machine lets a panel hold `agents` connections; the reason when it does not. */
+function fileLimitProblem(agents: number): string | undefined {
+  const capacity = connectionCapacity(openFileLimit());
+  const perReplica = Math.ceil(agents / replicas);
+  // Behind HAProxy each agent also costs it two descriptors.
+  const proxy = replicas > 1 ? agents * 2 : 0;
+  const limit = openFileLimit()?.soft ?? Number.POSITIVE_INFINITY;
+  if (capacity !== undefined && perReplica > capacity) {
+    return `a panel here may hold ${capacity} connections (open-file limit ${limit} less ${reservedDescriptors} kept back) and would need ${perReplica}: raise the hard limit (LimitNOFILE, ulimit -Hn; root only) or use more replicas`;
+  }
+  if (proxy > limit - 200) return `HAProxy would need ${proxy} descriptors for ${agents} agents; the open-file limit here is ${limit}`;
+  return undefined;
+}
+
 async function measure(agents: number): Promise<Figures> {
   const notes: string[] = [];
+  const problem = fileLimitProblem(agents);
+  if (problem) throw new Error(`not measured: ${problem}`);
   const stack = await startFleetStack({ replicas, heartbeatSeconds, haproxy: flags.haproxy });
   let fleet: Fleet | undefined;
   const hardStop = setTimeout(() => {
@@ -140,6 +159,7 @@ async function measure(agents: number): Promise<Figures> {
     await new Promise((r) => setTimeout(r, steadySeconds * 1000));
     clearInterval(sampler);
     const usage1 = await panelsUsage(stack);
+    const memory = await scrapeMetrics(stack.replicas[0]!.url, stack.ca, ["myosicam_nodejs_heap_size_used_bytes", "myosicam_nodejs_external_memory_bytes"]);
     const writes1 = await databaseWrites(stack);
     const seconds = (performance.now() - t0) / 1000;
     const { heartbeatMs } = f.takeLatencies();
@@ -157,6 +177,9 @@ async function measure(agents: number): Promise<Figures> {
       `steady ${seconds.toFixed(0)} s: panel RSS ${steady.rssMb.toFixed(0)} MiB, ${(idle.rssBytes / 2 ** 20).toFixed(0)} MiB before the fleet (${((peakRss - idle.rssBytes) / agents / 1024).toFixed(0)} KiB per agent), CPU ${steady.cpuPercent.toFixed(0)} % of one core; ` +
         `${steady.heartbeatsPerSecond.toFixed(0)} heartbeats/s p50 ${steady.p50.toFixed(1)} ms p99 ${steady.p99.toFixed(1)} ms; ` +
         `PostgreSQL ${steady.dbWrites.toFixed(0)} rows written/s in ${steady.commits.toFixed(0)} commits/s`,
+    );
+    console.log(
+      `  of the first panel's memory: JS heap in use ${(memory.myosicam_nodejs_heap_size_used_bytes! / 2 ** 20).toFixed(0)} MiB, external ${(memory.myosicam_nodejs_external_memory_bytes! / 2 ** 20).toFixed(0)} MiB; the rest is native (TLS, HTTP/2 sessions) and heap not yet returned`,
     );
 
     // Fan-out: one account change on every agent, as an operator makes it.
@@ -222,6 +245,7 @@ async function measure(agents: number): Promise<Figures> {
       dbWritesPerSecond: steady.dbWrites,
       fanOutSeconds,
       restartBackSeconds,
+      restartedRssMb: restartedRss,
       refusedWithHint,
       load: loadavg()
         .map((l) => l.toFixed(2))
@@ -257,6 +281,8 @@ async function record(f: Figures) {
     f.fanOutSeconds.toFixed(1),
     f.restartBackSeconds.toFixed(0),
     f.refusedWithHint,
+    f.restartedRssMb.toFixed(0),
+    `${flags.instances} × ${flags.accounts}`,
     f.load,
     machine,
   ];

@@ -94,3 +94,26 @@ export async function processUsage(pid: number): Promise<{ rssBytes: number; cpu
   const ticks = Number(fields[11]) + Number(fields[12]);
   return { rssBytes: rssKb * 1024, cpuSeconds: ticks / 100 };
 }
+
+/** The metrics token every fleet panel is started with (stack.ts). */
+export const fleetMetricsToken = "fleet-metrics-token-0000000000000000";
+
+/** Reads numeric samples (without labels) off a panel's `GET /metrics`. */
+export async function scrapeMetrics(url: string, ca: string, names: readonly string[]): Promise<Record<string, number>> {
+  const { connect } = await import("node:http2");
+  const text = await new Promise<string>((resolve, reject) => {
+    const session = connect(url, { ca });
+    session.on("error", reject);
+    const req = session.request({ ":path": "/metrics", authorization: `Bearer ${fleetMetricsToken}` });
+    let body = "";
+    req.setEncoding("utf8");
+    req.on("data", (c: string) => (body += c));
+    req.on("end", () => {
+      session.close();
+      resolve(body);
+    });
+    req.on("error", reject);
+    req.end();
+  });
+  return Object.fromEntries(names.map((name) => [name, Number(new RegExp(`^${name} ([0-9.e+]+)$`, "m").exec(text)?.[1] ?? Number.NaN)]));
+}

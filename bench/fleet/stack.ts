@@ -17,7 +17,7 @@ import { openFileLimit } from "../../services/lib/file-limit.js";
 import { createLogger } from "../../services/lib/log.js";
 import { selfSignedFiles } from "../../services/lib/tls.js";
 import type { AgentSeed } from "./protocol.js";
-import { type PanelProcess, startPanelProcess } from "./panel-process.js";
+import { fleetMetricsToken, type PanelProcess, startPanelProcess } from "./panel-process.js";
 
 const quiet = createLogger({ level: "silent" });
 const licenseKey = "mlk_fleet_license_key_0000000";
@@ -67,7 +67,7 @@ export async function startFleetStack(options: StackOptions): Promise<FleetStack
       PANEL_LICENSE_KEY: licenseKey,
       REGISTRATION_FAILURES_PER_MINUTE: "100000",
       AGENT_HEARTBEAT_INTERVAL_SECONDS: String(options.heartbeatSeconds),
-      METRICS_TOKEN: "fleet-metrics-token-0000000000000000",
+      METRICS_TOKEN: fleetMetricsToken,
       ...options.env,
     };
     const ports: number[] = [];

@@ -2,13 +2,13 @@ import { createClient } from "@connectrpc/connect";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { describe, startFleet, type Fleet } from "../../bench/fleet/fleet.js";
+import { scrapeMetrics } from "../../bench/fleet/panel-process.js";
 import { startFleetStack, type FleetStack } from "../../bench/fleet/stack.js";
 import { AccountService } from "../../gen/myosicam/panel/v1/account_pb.js";
 import { scanLiveness } from "../../services/agents/alerts.js";
 import { localCredentialFile, readCliCredential } from "../../services/lib/cli-credential.js";
 import { createSignedTransport } from "../../services/lib/hmac/signing-client.js";
 import { eventually } from "../helpers/eventually.js";
-import { getHttp2 } from "../helpers/https.js";
 
 const test = suite("two panel replicas on one PostgreSQL behind HAProxy (TCP, TLS passed through), 2,000 emulated agents");
 
@@ -25,8 +25,7 @@ test.after(async () => {
 
 /** The agents a replica holds now, from its own /metrics. */
 async function connectedAgents(url: string, ca: string): Promise<number> {
-  const res = await getHttp2(`${url}/metrics`, ca, { authorization: "Bearer fleet-metrics-token-0000000000000000" });
-  return Number(/^myosicam_connected_agents (\d+)$/m.exec(res.body)?.[1] ?? Number.NaN);
+  return (await scrapeMetrics(url, ca, ["myosicam_connected_agents"])).myosicam_connected_agents!;
 }
 
 test("a replica killed mid fan-out: its agents are back on the other within 60 s, every command runs once, and liveness raises no false alarm", () =>
