@@ -20,7 +20,7 @@ import { AccountService } from "../gen/myosicam/panel/v1/account_pb.js";
 import { localCredentialFile, readCliCredential } from "../services/lib/cli-credential.js";
 import { createSignedTransport } from "../services/lib/hmac/signing-client.js";
 import { describe, quantile, startFleet, type Fleet } from "./fleet/fleet.js";
-import { processUsage, scrapeMetrics } from "./fleet/panel-process.js";
+import { callDurations, processUsage, scrapeMetrics } from "./fleet/panel-process.js";
 import { startFleetStack, type FleetStack } from "./fleet/stack.js";
 import { connectionCapacity, openFileLimit, reservedDescriptors } from "../services/lib/file-limit.js";
 
@@ -32,7 +32,7 @@ const { values: flags } = parseArgs({
     "steady-seconds": { type: "string", default: "120" },
     "heartbeat-seconds": { type: "string", default: "60" },
     "sync-seconds": { type: "string", default: "900" },
-    ramp: { type: "string", default: "250" },
+    ramp: { type: "string", default: "50" },
     accounts: { type: "string", default: "50-500" },
     instances: { type: "string", default: "1-3" },
     workers: { type: "string" },
@@ -139,6 +139,10 @@ async function measure(agents: number): Promise<Figures> {
     const enrolMs = await f.until("every agent registered", (t) => t.registered === agents, rampMs + 300_000);
     const enrolPerSecond = (agents - 1) / (enrolMs / 1000);
     const connectMs = await f.until("every agent synced with its stream open", (t) => t.synced >= agents && t.streamsOpen === agents, 600_000);
+    const durations = await callDurations(stack.replicas[0]!.url, stack.ca);
+    console.log(
+      `  the first panel's mean time per successful call so far: ${durations.map((d) => `${d.method} ${d.meanMs.toFixed(0)} ms ×${d.calls}`).join(", ")}`,
+    );
     console.log(
       `enrolled ${agents} in ${(enrolMs / 1000).toFixed(1)} s (${enrolPerSecond.toFixed(0)}/s, the ramp allows ${ramp}/s); all synced and subscribed ${(connectMs / 1000).toFixed(1)} s later`,
     );
@@ -282,7 +286,7 @@ async function record(f: Figures) {
     f.restartBackSeconds.toFixed(0),
     f.refusedWithHint,
     f.restartedRssMb.toFixed(0),
-    `${flags.instances} × ${flags.accounts}`,
+    `${flags.ramp}/s, ${flags.instances} × ${flags.accounts}`,
     f.load,
     machine,
   ];

@@ -301,7 +301,7 @@ async function plainServer(
       router.service(RegistrationService, {
         register: () => ({ serverId: "s", agentToken: "t", heartbeatIntervalSeconds: 60 }),
       }));
-  const { listen } = createServer({
+  const { listen, openCalls } = createServer({
     name: "panel",
     tls,
     routes,
@@ -317,8 +317,36 @@ async function plainServer(
     queueLimit: options.queueLimit,
     maxConnections: options.maxConnections,
   });
-  return { server: await listen(0, "127.0.0.1"), logs };
+  return { server: await listen(0, "127.0.0.1"), logs, openCalls };
 }
+
+test("a finished call is forgotten once its response closes: 50 unary calls on one connection leave only the held stream", async () => {
+  const { routes: streamRoutes, opened } = heldSubscribe();
+  const routes = (router: ConnectRouter) => {
+    streamRoutes(router);
+    router.service(RegistrationService, { register: () => ({ serverId: "s", agentToken: "t", heartbeatIntervalSeconds: 60 }) });
+  };
+  const { server, openCalls } = await plainServer({ routes });
+  const transport = createConnectTransport({ baseUrl: server.url, httpVersion: "2", nodeOptions: { ca: tls.cert } });
+  const abort = new AbortController();
+  const stream = readUntilCancelled(createClient(AgentService, transport), abort.signal);
+  await opened;
+  const registrations = createClient(RegistrationService, transport);
+  for (let i = 0; i < 50; i++) await registrations.register(registration);
+  await eventually(
+    async () => openCalls(),
+    (n) => n === 1,
+    "only the held stream left open",
+  );
+  abort.abort();
+  await stream;
+  await eventually(
+    async () => openCalls(),
+    (n) => n === 0,
+    "nothing open once the stream ended",
+  );
+  await server.close(5_000);
+});
 
 test("HTTP/2 limits are advertised: concurrent streams and header list size", async () => {
   const { server } = await plainServer();

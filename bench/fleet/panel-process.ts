@@ -100,8 +100,13 @@ export const fleetMetricsToken = "fleet-metrics-token-0000000000000000";
 
 /** Reads numeric samples (without labels) off a panel's `GET /metrics`. */
 export async function scrapeMetrics(url: string, ca: string, names: readonly string[]): Promise<Record<string, number>> {
+  const text = await metricsText(url, ca);
+  return Object.fromEntries(names.map((name) => [name, Number(new RegExp(`^${name} ([0-9.e+]+)$`, "m").exec(text)?.[1] ?? Number.NaN)]));
+}
+
+async function metricsText(url: string, ca: string): Promise<string> {
   const { connect } = await import("node:http2");
-  const text = await new Promise<string>((resolve, reject) => {
+  return new Promise<string>((resolve, reject) => {
     const session = connect(url, { ca });
     session.on("error", reject);
     const req = session.request({ ":path": "/metrics", authorization: `Bearer ${fleetMetricsToken}` });
@@ -115,5 +120,15 @@ export async function scrapeMetrics(url: string, ca: string, names: readonly str
     req.on("error", reject);
     req.end();
   });
-  return Object.fromEntries(names.map((name) => [name, Number(new RegExp(`^${name} ([0-9.e+]+)$`, "m").exec(text)?.[1] ?? Number.NaN)]));
+}
+
+/** Mean server-side duration and count of each method's successful calls so far, from `/metrics`. */
+export async function callDurations(url: string, ca: string): Promise<Array<{ method: string; calls: number; meanMs: number }>> {
+  const text = await metricsText(url, ca);
+  const sums = new Map<string, number>();
+  const counts = new Map<string, number>();
+  for (const m of text.matchAll(/^myosicam_rpc_duration_seconds_(sum|count)\{[^}]*method="([^"]+)",code="OK"\} ([0-9.e+-]+)$/gm)) {
+    (m[1] === "sum" ? sums : counts).set(m[2]!, Number(m[3]));
+  }
+  return [...counts].map(([method, calls]) => ({ method, calls, meanMs: ((sums.get(method) ?? 0) / calls) * 1000 })).sort((a, b) => b.calls - a.calls);
 }

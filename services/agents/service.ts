@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import pLimit from "p-limit";
 import { Code, ConnectError, type Client, type HandlerContext, type Interceptor, type ServiceImpl } from "@connectrpc/connect";
 import { AccountChangeStatus, AgentHealth, CommandOutcome, type AgentService } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import { RegistrationService } from "../../gen/myosicam/agent/v1/registration_pb.js";
@@ -196,6 +197,15 @@ const healthNames: Record<AgentHealth, string> = {
 };
 
 /** `AgentService`: Heartbeat, Sync, the command stream (Subscribe) and ReportResult. */
+/**
+ * Syncs stored at once; the others wait their turn in memory. A sync holds a pool connection for its
+ * whole transaction (a first snapshot of a few thousand accounts takes a while): without a limit,
+ * 5,000 agents enrolling at once took all 10, and registrations waited a minute for one and timed
+ * out (4,244 deadline_exceeded, "database unavailable"); with it, they were refused early with a
+ * retry hint instead (5 timed out). docs/sizing.md.
+ */
+export const maxConcurrentSyncs = 4;
+
 /** Keepalive interval of the command stream: proxies close streams idle for 60 s or more. */
 export const keepaliveMs = 25_000;
 
@@ -215,6 +225,7 @@ export function createAgentService(deps: {
   results: ResultWriter;
   keepaliveMs?: number;
 }): Partial<ServiceImpl<typeof AgentService>> {
+  const syncs = pLimit(maxConcurrentSyncs);
   return {
     async *subscribe(_req, ctx) {
       const caller = ctx.values.get(callerKey);
@@ -280,7 +291,11 @@ export function createAgentService(deps: {
     async sync(req, ctx) {
       const caller = ctx.values.get(callerKey);
       if (!caller) throw new ConnectError("sync must be signed", Code.Unauthenticated);
-      return storeSync(deps.db, deps.crypto, caller.id, req);
+      // A caller that gave up while waiting for its turn is not stored for nothing.
+      return syncs(() => {
+        ctx.signal.throwIfAborted();
+        return storeSync(deps.db, deps.crypto, caller.id, req);
+      });
     },
     async heartbeat(req, ctx) {
       const caller = ctx.values.get(callerKey);

@@ -245,7 +245,7 @@ export function createServer(options: ServerOptions) {
         });
       });
     });
-  return { listen, server };
+  return { listen, server, openCalls: adapter.openCalls };
 }
 
 /**
