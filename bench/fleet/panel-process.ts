@@ -127,7 +127,7 @@ export async function callDurations(url: string, ca: string): Promise<Array<{ me
   const text = await metricsText(url, ca);
   const sums = new Map<string, number>();
   const counts = new Map<string, number>();
-  for (const m of text.matchAll(/^myosicam_rpc_duration_seconds_(sum|count)\{[^}]*method="([^"]+)",code="OK"\} ([0-9.e+-]+)$/gm)) {
+  for (const m of text.matchAll(/^myosicam_rpc_duration_seconds_(sum|count)\{[^}]*method="([^"]+)",code="ok"\} ([0-9.e+-]+)$/gm)) {
     (m[1] === "sum" ? sums : counts).set(m[2]!, Number(m[3]));
   }
   return [...counts].map(([method, calls]) => ({ method, calls, meanMs: ((sums.get(method) ?? 0) / calls) * 1000 })).sort((a, b) => b.calls - a.calls);
