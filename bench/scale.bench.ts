@@ -17,8 +17,6 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { createClient } from "@connectrpc/connect";
 import { AccountService } from "../gen/myosicam/panel/v1/account_pb.js";
-import { localCredentialFile, readCliCredential } from "../services/lib/cli-credential.js";
-import { createSignedTransport } from "../services/lib/hmac/signing-client.js";
 import { describe, quantile, startFleet, type Fleet } from "./fleet/fleet.js";
 import { callDurations, processUsage, scrapeMetrics } from "./fleet/panel-process.js";
 import { startFleetStack, type FleetStack } from "./fleet/stack.js";
@@ -187,16 +185,7 @@ async function measure(agents: number): Promise<Figures> {
     );
 
     // Fan-out: one account change on every agent, as an operator makes it.
-    const credential = (await readCliCredential(localCredentialFile(stack.replicas[0]!.dataDir)))!;
-    const accounts = createClient(
-      AccountService,
-      createSignedTransport({
-        baseUrl: stack.url,
-        credentials: { callerId: credential.clientId, secret: credential.secret },
-        ca: stack.ca,
-        defaultTimeoutMs: 300_000,
-      }),
-    );
+    const accounts = createClient(AccountService, await stack.operatorTransport());
     const reportedBefore = f.totals().reported;
     const fanStart = performance.now();
     const { changeSet } = await accounts.createChangeSet({

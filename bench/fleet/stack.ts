@@ -8,7 +8,10 @@ import { spawn } from "node:child_process";
 import { chmod, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Transport } from "@connectrpc/connect";
 import { createInstallToken } from "../../services/agents/install-tokens.js";
+import { localCredentialFile, readCliCredential } from "../../services/lib/cli-credential.js";
+import { createSignedTransport } from "../../services/lib/hmac/signing-client.js";
 import { generateKeyHex } from "../../services/lib/config-file.js";
 import { createDatabase, type Knex } from "../../services/lib/db.js";
 import { freePort, startEmbeddedPostgres } from "../../services/lib/embedded-postgres.js";
@@ -29,6 +32,11 @@ export interface FleetStack {
   url: string;
   ca: string;
   replicas: PanelProcess[];
+  /**
+   * A signed transport for the operator API through `url`, as the local CLI of the first replica
+   * (its data directory's credential): what an operator's command reaches the panel with.
+   */
+  operatorTransport(): Promise<Transport>;
   /** Restarts replica `i` on its port (SIGTERM, or SIGKILL for a crash); resolves once it listens again. */
   restart(i: number, signal: "SIGTERM" | "SIGKILL"): Promise<{ downMs: number }>;
   /** Stops replica `i` for good (the replica test's "kill one"). */
@@ -122,6 +130,17 @@ export async function startFleetStack(options: StackOptions): Promise<FleetStack
       url,
       ca: replicas[0]!.ca,
       replicas,
+      async operatorTransport() {
+        const file = localCredentialFile(replicas[0]!.dataDir);
+        const credential = await readCliCredential(file);
+        if (!credential) throw new Error(`no CLI credential in ${file}`);
+        return createSignedTransport({
+          baseUrl: url,
+          credentials: { callerId: credential.clientId, secret: credential.secret },
+          ca: replicas[0]!.ca,
+          defaultTimeoutMs: 300_000,
+        });
+      },
       async restart(i, signal) {
         const start = performance.now();
         await replicas[i]!.stop(signal);

@@ -2,7 +2,8 @@ import { constants, createSecureServer, type Http2SecureServer, type Http2Sessio
 import type { AddressInfo } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { createContextValues, type ConnectRouter, type HandlerContext, type Interceptor } from "@connectrpc/connect";
-import { createConnectAdapter, type QueueLimit } from "./connect-adapter.js";
+import type { QueueLimit } from "./admission.js";
+import { createConnectAdapter } from "./connect-adapter.js";
 import type { Logger } from "pino";
 import { peerAddressKey } from "./context-keys.js";
 import { isDatabaseUnavailable } from "./errors.js";
