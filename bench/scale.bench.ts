@@ -22,32 +22,58 @@ import { callDurations, processUsage, scrapeMetrics } from "./fleet/panel-proces
 import { startFleetStack, type FleetStack } from "./fleet/stack.js";
 import { connectionCapacity, openFileLimit, reservedDescriptors } from "../services/lib/file-limit.js";
 
-const { values: flags } = parseArgs({
-  args: process.argv.slice(2),
-  options: {
-    agents: { type: "string", default: "1000" },
-    replicas: { type: "string", default: "1" },
-    "steady-seconds": { type: "string", default: "120" },
-    "heartbeat-seconds": { type: "string", default: "60" },
-    "sync-seconds": { type: "string", default: "900" },
-    ramp: { type: "string", default: "50" },
-    accounts: { type: "string", default: "50-500" },
-    instances: { type: "string", default: "1-3" },
-    workers: { type: "string" },
-    minutes: { type: "string", default: "20" },
-    haproxy: { type: "string", default: "/usr/sbin/haproxy" },
-    "no-record": { type: "boolean", default: false },
-  },
-});
-const range = (text: string): [number, number] => {
-  const [a, b] = text.split("-").map(Number);
-  return [a!, b ?? a!];
+const parseFlags = () =>
+  parseArgs({
+    args: process.argv.slice(2),
+    options: {
+      agents: { type: "string", default: "1000" },
+      replicas: { type: "string", default: "1" },
+      "steady-seconds": { type: "string", default: "120" },
+      "heartbeat-seconds": { type: "string", default: "60" },
+      "sync-seconds": { type: "string", default: "900" },
+      ramp: { type: "string", default: "50" },
+      accounts: { type: "string", default: "50-500" },
+      instances: { type: "string", default: "1-3" },
+      workers: { type: "string" },
+      minutes: { type: "string", default: "20" },
+      haproxy: { type: "string", default: "/usr/sbin/haproxy" },
+      "no-record": { type: "boolean", default: false },
+    },
+  });
+/** The flags, or one line saying which one is unknown or malformed (not a stack trace). */
+const { values: flags } = (() => {
+  try {
+    return parseFlags();
+  } catch (err) {
+    console.error(`scale: ${(err as Error).message}`);
+    process.exit(2);
+  }
+})();
+/** A whole number from a flag, or the run stops here saying which flag is wrong. */
+function whole(flag: string, text: string, min: number, max: number): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text.trim()) || n < min || n > max) {
+    console.error(`scale: --${flag} must be a whole number from ${min} to ${max}, got "${text}"`);
+    process.exit(2);
+  }
+  return n;
+}
+const range = (flag: string, text: string): [number, number] => {
+  const [a, b = a] = text.split("-");
+  const low = whole(flag, a ?? "", 1, 100_000);
+  const high = whole(flag, b ?? "", low, 100_000);
+  return [low, high];
 };
-const sizes = flags.agents.split(",").map(Number);
-const replicas = Number(flags.replicas);
-const steadySeconds = Number(flags["steady-seconds"]);
-const heartbeatSeconds = Number(flags["heartbeat-seconds"]);
-const minutes = Number(flags.minutes);
+const sizes = flags.agents.split(",").map((size) => whole("agents", size, 1, 1_000_000));
+const replicas = whole("replicas", flags.replicas, 1, 8);
+const steadySeconds = whole("steady-seconds", flags["steady-seconds"], 1, 3600);
+const heartbeatSeconds = whole("heartbeat-seconds", flags["heartbeat-seconds"], 1, 3600);
+const minutes = whole("minutes", flags.minutes, 1, 600);
+const ramp = whole("ramp", flags.ramp, 1, 10_000);
+const syncSeconds = whole("sync-seconds", flags["sync-seconds"], 1, 86_400);
+const instances = range("instances", flags.instances);
+const accountsPerInstance = range("accounts", flags.accounts);
+const workers = flags.workers === undefined ? undefined : whole("workers", flags.workers, 1, 64);
 
 interface Figures {
   agents: number;
@@ -113,18 +139,17 @@ async function measure(agents: number): Promise<Figures> {
     const seeds = await stack.seeds(agents);
     // The panel before any agent: what each connected agent adds is measured against this.
     const idle = await panelsUsage(stack);
-    const ramp = Number(flags.ramp);
     fleet = await startFleet({
       url: stack.url,
       ca: stack.ca,
       agents: seeds,
-      workers: flags.workers ? Number(flags.workers) : undefined,
+      workers,
       rampPerSecond: ramp,
       behaviour: {
         heartbeatSeconds,
-        syncSeconds: Number(flags["sync-seconds"]),
-        instances: range(flags.instances),
-        accounts: range(flags.accounts),
+        syncSeconds,
+        instances,
+        accounts: accountsPerInstance,
       },
       deadlineMs: minutes * 60_000,
     });
