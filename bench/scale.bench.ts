@@ -112,11 +112,12 @@ async function panelsUsage(stack: FleetStack) {
 
 /** Whether this machine lets a panel hold `agents` connections; the reason when it does not. */
 function fileLimitProblem(agents: number): string | undefined {
-  const capacity = connectionCapacity(openFileLimit());
+  const fileLimit = openFileLimit();
+  const capacity = connectionCapacity(fileLimit);
   const perReplica = Math.ceil(agents / replicas);
   // Behind HAProxy each agent also costs it two descriptors.
   const proxy = replicas > 1 ? agents * 2 : 0;
-  const limit = openFileLimit()?.soft ?? Number.POSITIVE_INFINITY;
+  const limit = fileLimit?.soft ?? Number.POSITIVE_INFINITY;
   if (capacity !== undefined && perReplica > capacity) {
     return `a panel here may hold ${capacity} connections (open-file limit ${limit} less ${reservedDescriptors} kept back) and would need ${perReplica}: raise the hard limit (LimitNOFILE, ulimit -Hn; root only) or use more replicas`;
   }

@@ -8,6 +8,7 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { AccountChangeStatus, CommandOutcome } from "../../gen/myosicam/agent/v1/agent_pb.js";
+import { fullJitterDelayMs } from "../../services/lib/backoff.js";
 import { agentClient, type BenchAgent } from "./panel.js";
 
 const { url, ca, agents } = workerData as { url: string; ca: string; agents: BenchAgent[] };
@@ -30,7 +31,7 @@ const report = () => {
 };
 
 /** Full-jitter backoff as the real agent uses: a random wait up to min(cap, base × 2^attempt). */
-const backoffMs = (attempt: number) => Math.random() * Math.min(15_000, 500 * 2 ** attempt);
+const backoffMs = (attempt: number) => fullJitterDelayMs(attempt, 500, 15_000);
 
 await Promise.all(
   agents.map(async (agent) => {

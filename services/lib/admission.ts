@@ -46,17 +46,19 @@ export function createAdmission(options: { maxPendingCalls?: number; queueLimit?
     }
     return backlog;
   };
-  let why = "";
   return {
-    /** Answers the call's ticket when it may go on (it counts as pending until `release`), undefined when refused. */
-    admit(): number | undefined {
+    /**
+     * Answers the call's ticket when it may go on (it counts as pending until `release`), or the
+     * refusal to answer it with.
+     */
+    admit(): { ticket: number } | { refusal: ConnectError } {
       const now = performance.now();
       const full = pending.size >= limit;
       if (!full && !oldBacklog(now)) {
         pending.set(nextId, now);
-        return nextId++;
+        return { ticket: nextId++ };
       }
-      why = full ? `${pending.size} calls waiting` : `${pending.size} calls waiting, ${queue.calls} of them over ${queue.waitMs / 1000} s`;
+      const why = full ? `${pending.size} calls waiting` : `${pending.size} calls waiting, ${queue.calls} of them over ${queue.waitMs / 1000} s`;
       if (refusedSinceStart++ === 0) {
         options.log.warn(
           { pending: pending.size, limit, queue },
@@ -64,7 +66,13 @@ export function createAdmission(options: { maxPendingCalls?: number; queueLimit?
         );
       }
       options.onRefused?.();
-      return undefined;
+      return {
+        refusal: new ConnectError(
+          `the panel is busy (${why}); try again in ${admissionRetryAfterSeconds} s`,
+          Code.Unavailable,
+          new Headers({ "retry-after": String(admissionRetryAfterSeconds) }),
+        ),
+      };
     },
     release(ticket: number) {
       pending.delete(ticket);
@@ -73,11 +81,5 @@ export function createAdmission(options: { maxPendingCalls?: number; queueLimit?
         refusedSinceStart = 0;
       }
     },
-    refusal: () =>
-      new ConnectError(
-        `the panel is busy (${why}); try again in ${admissionRetryAfterSeconds} s`,
-        Code.Unavailable,
-        new Headers({ "retry-after": String(admissionRetryAfterSeconds) }),
-      ),
   };
 }

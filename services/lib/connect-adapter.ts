@@ -34,7 +34,7 @@ export interface AdapterOptions extends Partial<ConnectRouterOptions> {
 }
 
 /** Set on a call that admission control refuses; the request gate answers it. */
-const refusedKey = createContextKey<boolean>(false, { description: "refused by admission control" });
+const refusedKey = createContextKey<ConnectError | undefined>(undefined, { description: "refused by admission control" });
 
 /**
  * connect-node's adapter with one addition: the request body is hashed as it streams in, so
@@ -48,7 +48,8 @@ export function createConnectAdapter(options: AdapterOptions) {
     ...options,
     // Refused before anything else looks at the call: no signature check, no body read.
     requestGate: (ctx) => {
-      if (ctx.values.get(refusedKey)) throw admission.refusal();
+      const refusal = ctx.values.get(refusedKey);
+      if (refusal) throw refusal;
       return options.requestGate?.(ctx);
     },
   });
@@ -63,8 +64,9 @@ export function createConnectAdapter(options: AdapterOptions) {
     const handler = handlers.get((req.url ?? "").split("?", 2)[0] ?? "");
     if (!handler) return false;
     const values = options.contextValues(req);
-    const ticket = admission.admit();
-    if (ticket === undefined) values.set(refusedKey, true);
+    const admitted = admission.admit();
+    const ticket = "ticket" in admitted ? admitted.ticket : undefined;
+    if ("refusal" in admitted) values.set(refusedKey, admitted.refusal);
     const digest: BodyDigest = { bytes: 0 };
     values.set(bodyDigestKey, digest);
     const uReq = universalRequestFromNodeRequest(req, res, undefined, values);
