@@ -18,7 +18,7 @@ import { parseArgs } from "node:util";
 import { createClient } from "@connectrpc/connect";
 import { AccountService } from "../gen/myosicam/panel/v1/account_pb.js";
 import { describe, quantile, startFleet, type Fleet } from "./fleet/fleet.js";
-import { callDurations, processUsage, scrapeMetrics } from "./fleet/panel-process.js";
+import { callDurations, panelTimings, processUsage, scrapeMetrics } from "./fleet/panel-process.js";
 import { startFleetStack, type FleetStack } from "./fleet/stack.js";
 import { connectionCapacity, openFileLimit, reservedDescriptors } from "../services/lib/file-limit.js";
 
@@ -174,6 +174,8 @@ async function measure(agents: number): Promise<Figures> {
     // Steady state: every agent heartbeating at its interval.
     await new Promise((r) => setTimeout(r, heartbeatSeconds * 1000));
     f.takeLatencies();
+    // The panel's own view starts here too (its loop-lag figure starts over at each scrape).
+    const timings0 = await panelTimings(stack.replicas[0]!.url, stack.ca, "Heartbeat", 0.1);
     const usage0 = await panelsUsage(stack);
     const writes0 = await databaseWrites(stack);
     const t0 = performance.now();
@@ -190,7 +192,12 @@ async function measure(agents: number): Promise<Figures> {
     const memory = await scrapeMetrics(stack.replicas[0]!.url, stack.ca, ["myosicam_nodejs_heap_size_used_bytes", "myosicam_nodejs_external_memory_bytes"]);
     const writes1 = await databaseWrites(stack);
     const seconds = (performance.now() - t0) / 1000;
-    const { heartbeatMs } = f.takeLatencies();
+    const { heartbeatMs, workerLoopDelayMaxMs } = f.takeLatencies();
+    const timings1 = await panelTimings(stack.replicas[0]!.url, stack.ca, "Heartbeat", 0.1);
+    const serverCalls = timings1.calls - timings0.calls;
+    const serverSlow = timings1.slow - timings0.slow;
+    const writes = timings1.heartbeatWrites - timings0.heartbeatWrites;
+    const slowWrites = timings1.slowHeartbeatWrites - timings0.slowHeartbeatWrites;
     peakRss = Math.max(peakRss, usage1.rssBytes);
     const steady = {
       rssMb: peakRss / 2 ** 20,
@@ -205,6 +212,10 @@ async function measure(agents: number): Promise<Figures> {
       `steady ${seconds.toFixed(0)} s: panel RSS ${steady.rssMb.toFixed(0)} MiB, ${(idle.rssBytes / 2 ** 20).toFixed(0)} MiB before the fleet (${((peakRss - idle.rssBytes) / agents / 1024).toFixed(0)} KiB per agent), CPU ${steady.cpuPercent.toFixed(0)} % of one core; ` +
         `${steady.heartbeatsPerSecond.toFixed(0)} heartbeats/s p50 ${steady.p50.toFixed(1)} ms p99 ${steady.p99.toFixed(1)} ms; ` +
         `PostgreSQL ${steady.dbWrites.toFixed(0)} rows written/s in ${steady.commits.toFixed(0)} commits/s`,
+    );
+    console.log(
+      `  where the time went: inside the first panel ${serverSlow} of ${serverCalls} heartbeats took over 100 ms (${((serverSlow / Math.max(1, serverCalls)) * 100).toFixed(2)} %), ` +
+        `its event loop was held up at most ${timings1.loopLagMaxMs.toFixed(0)} ms, ${slowWrites} of its ${writes} batched heartbeat writes took over 100 ms in PostgreSQL; the emulator's workers' own loops at most ${workerLoopDelayMaxMs.toFixed(0)} ms (counted in the agents' latencies)`,
     );
     console.log(
       `  of the first panel's memory: JS heap in use ${(memory.myosicam_nodejs_heap_size_used_bytes! / 2 ** 20).toFixed(0)} MiB, external ${(memory.myosicam_nodejs_external_memory_bytes! / 2 ** 20).toFixed(0)} MiB; the rest is native (TLS, HTTP/2 sessions) and heap not yet returned`,

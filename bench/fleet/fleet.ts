@@ -34,8 +34,11 @@ export interface Fleet {
   readonly size: number;
   readonly workers: number;
   totals(): FleetTotals;
-  /** Heartbeat and registration latencies gathered since the last call (ms), then forgotten. */
-  takeLatencies(): { heartbeatMs: number[]; registerMs: number[] };
+  /**
+   * Heartbeat and registration latencies gathered since the last call (ms), then forgotten, with
+   * the longest any worker's own event loop was held up meanwhile (part of any latency it measured).
+   */
+  takeLatencies(): { heartbeatMs: number[]; registerMs: number[]; workerLoopDelayMaxMs: number };
   /** How often each command id was run (a second run would be a duplicate) and delivered again. */
   commandRuns(): ReadonlyMap<string, { ran: number; redelivered: number }>;
   /** Resolves when `done(totals)` holds; rejects after `timeoutMs` saying what it waited for and what it saw. */
@@ -53,6 +56,7 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
   const streamsByWorker = new Array<number>(workerCount).fill(0);
   let heartbeatMs: number[] = [];
   let registerMs: number[] = [];
+  let workerLoopDelayMaxMs = 0;
   const runs = new Map<string, { ran: number; redelivered: number }>();
   const watchers = new Set<() => void>();
   let fatal: string | undefined;
@@ -71,6 +75,7 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
     }
     for (const x of r.heartbeatMs) heartbeatMs.push(x);
     for (const x of r.registerMs) registerMs.push(x);
+    workerLoopDelayMaxMs = Math.max(workerLoopDelayMaxMs, r.loopDelayMaxMs);
     for (const id of r.ran) runs.set(id, { ran: (runs.get(id)?.ran ?? 0) + 1, redelivered: runs.get(id)?.redelivered ?? 0 });
     for (const id of r.redelivered) runs.set(id, { ran: runs.get(id)?.ran ?? 0, redelivered: (runs.get(id)?.redelivered ?? 0) + 1 });
     for (const watcher of watchers) watcher();
@@ -116,9 +121,10 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
     workers: workerCount,
     totals: () => ({ ...totals, failures: { ...totals.failures } }),
     takeLatencies() {
-      const taken = { heartbeatMs, registerMs };
+      const taken = { heartbeatMs, registerMs, workerLoopDelayMaxMs };
       heartbeatMs = [];
       registerMs = [];
+      workerLoopDelayMaxMs = 0;
       return taken;
     },
     commandRuns: () => runs,

@@ -132,3 +132,43 @@ export async function callDurations(url: string, ca: string): Promise<Array<{ me
   }
   return [...counts].map(([method, calls]) => ({ method, calls, meanMs: ((sums.get(method) ?? 0) / calls) * 1000 })).sort((a, b) => b.calls - a.calls);
 }
+
+/** Labels of one Prometheus sample line, e.g. `{le="0.1",method="Heartbeat"}`. */
+function labelsOf(text: string): Record<string, string> {
+  return Object.fromEntries([...text.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
+}
+
+export interface PanelTimings {
+  /** Successful calls of `method` so far, and of those how many took longer than `slowSeconds` inside the panel. */
+  calls: number;
+  slow: number;
+  /** The longest the panel's event loop was held up since the previous scrape (prom-client starts over at each), ms. */
+  loopLagMaxMs: number;
+  /** Batched heartbeat writes so far, and of those how many took longer than `slowSeconds` in PostgreSQL. */
+  heartbeatWrites: number;
+  slowHeartbeatWrites: number;
+}
+
+/**
+ * The panel's own view of one method's latency (from the histogram of `/metrics`; `slowSeconds`
+ * must be one of its bucket bounds) and of its event loop: with the agents' view beside it, this
+ * tells a slow panel from a slow emulator.
+ */
+export async function panelTimings(url: string, ca: string, method: string, slowSeconds: number): Promise<PanelTimings> {
+  const text = await metricsText(url, ca);
+  let calls = 0;
+  let fast = 0;
+  for (const m of text.matchAll(/^myosicam_rpc_duration_seconds_(bucket|count)(\{[^}]*\}) ([0-9.e+-]+)$/gm)) {
+    const labels = labelsOf(m[2]!);
+    if (labels.method !== method || labels.code !== "ok") continue;
+    if (m[1] === "count") calls += Number(m[3]);
+    else if (Number(labels.le) === slowSeconds) fast += Number(m[3]);
+  }
+  const lag = Number(/^myosicam_nodejs_eventloop_lag_max_seconds ([0-9.e+-]+)$/m.exec(text)?.[1] ?? Number.NaN);
+  const writes = Number(/^myosicam_heartbeat_write_seconds_count ([0-9.e+-]+)$/m.exec(text)?.[1] ?? 0);
+  let fastWrites = 0;
+  for (const m of text.matchAll(/^myosicam_heartbeat_write_seconds_bucket(\{[^}]*\}) ([0-9.e+-]+)$/gm)) {
+    if (Number(labelsOf(m[1]!).le) === slowSeconds) fastWrites = Number(m[2]);
+  }
+  return { calls, slow: calls - fast, loopLagMaxMs: lag * 1000, heartbeatWrites: writes, slowHeartbeatWrites: writes - fastWrites };
+}

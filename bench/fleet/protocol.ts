@@ -44,6 +44,11 @@ export interface WorkerReport {
   streamsOpen: number;
   /** The last distinct failure messages (a few), to say why in a report. */
   lastErrors: string[];
+  /**
+   * The longest the worker's own event loop was held up in this period, ms: a latency it measured
+   * includes this much of its own delay, not the panel's.
+   */
+  loopDelayMaxMs: number;
 }
 
 export type FromWorker = WorkerReport | { type: "fatal"; message: string };

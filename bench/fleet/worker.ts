@@ -10,6 +10,7 @@
  * goes away, or at its deadline (then says so and exits 2): it never outlives the run.
  */
 import { randomUUID } from "node:crypto";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Client, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
@@ -28,7 +29,7 @@ const retryCapMs = 60_000;
 const stopping = new AbortController();
 const send = (message: FromWorker) => process.send?.(message);
 
-const fresh = (): Omit<WorkerReport, "type" | "streamsOpen"> => ({
+const fresh = (): Omit<WorkerReport, "type" | "streamsOpen" | "loopDelayMaxMs"> => ({
   registered: 0,
   registerMs: [],
   synced: 0,
@@ -42,6 +43,16 @@ const fresh = (): Omit<WorkerReport, "type" | "streamsOpen"> => ({
 });
 let period = fresh();
 let streamsOpen = 0;
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+loopDelay.enable();
+
+/** This period's report; the loop-delay figure starts over with the next one. */
+function report(): WorkerReport {
+  const r: WorkerReport = { type: "report", ...period, streamsOpen, loopDelayMaxMs: loopDelay.max / 1e6 };
+  period = fresh();
+  loopDelay.reset();
+  return r;
+}
 
 function failed(procedure: string, err: unknown): ConnectError {
   const e = ConnectError.from(err);
@@ -230,10 +241,7 @@ function start(message: Extract<ToWorker, { type: "start" }>) {
     process.exit(2);
   }, message.deadlineMs);
   deadline.unref();
-  const reports = setInterval(() => {
-    send({ type: "report", ...period, streamsOpen });
-    period = fresh();
-  }, 1000);
+  const reports = setInterval(() => send(report()), 1000);
   const runs = message.agents.map(async (seed, i) => {
     if (!(await pause((i / message.behaviour.rampPerSecond) * 1000))) return;
     await runAgent(message.url, message.ca, seed, i, message.behaviour).catch((err: unknown) => {
@@ -243,7 +251,7 @@ function start(message: Extract<ToWorker, { type: "start" }>) {
   void Promise.all(runs).then(() => {
     clearInterval(reports);
     // The last counts, then out (exit only once the message has left).
-    process.send?.({ type: "report", ...period, streamsOpen } satisfies FromWorker, () => process.exit(0));
+    process.send?.(report() satisfies FromWorker, () => process.exit(0));
   });
 }
 
