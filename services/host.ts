@@ -3,7 +3,7 @@ import type { DescService } from "@bufbuild/protobuf";
 import { createRouterTransport, type ConnectRouter, type HandlerContext, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createValidateInterceptor } from "@connectrpc/validate";
 import { connectionCapacity, openFileLimit } from "./lib/file-limit.js";
-import { createNulByteInterceptor } from "./lib/nul-bytes.js";
+import { createUnstorableValueInterceptor } from "./lib/unstorable-values.js";
 import type { Logger } from "pino";
 import { ConfigError, type Config } from "./lib/config.js";
 import { checkDatabase, type Knex, type Migration } from "./lib/db.js";
@@ -108,7 +108,7 @@ export async function startHost(config: Config, services: readonly ServiceModule
     const interceptors: Interceptor[] = [
       createRequestContextInterceptor(log, serviceNames, callMetrics),
       createValidateInterceptor(),
-      createNulByteInterceptor(),
+      createUnstorableValueInterceptor(),
     ];
     const fromDatabases = databaseMetrics(
       databasesFor(services).map((name) => ({ name, db: databases.get(name), hasCommands: name === "panel" && services.some((s) => s.name === "agents") })),

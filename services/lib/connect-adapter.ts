@@ -6,6 +6,7 @@ import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, un
 import { constants as http2Constants, type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
 import type { Logger } from "pino";
 import { createAdmission, type QueueLimit } from "./admission.js";
+import { malformedBodyMessage, parseBinaryPrefix } from "./errors.js";
 
 /** The SHA-256 of a request body, filled in once the body has been read to its end. */
 export interface BodyDigest {
@@ -142,10 +143,6 @@ export function createConnectAdapter(options: AdapterOptions) {
   };
 }
 
-/** connect-es reports a request body that is not valid protobuf as `internal: parse binary: …`. */
-const parseBinaryPrefix = "parse binary: ";
-const malformedMessage = (detail: string) => `malformed request body: it is not a valid protobuf message (${detail})`;
-
 /**
  * A request body that does not parse is the caller's fault, not the server's: connect-es answers
  * it as `internal` (its binary codec's choice; JSON that does not parse is already
@@ -165,7 +162,7 @@ async function malformedBodyAsInvalidArgument(uRes: UniversalServerResponse): Pr
       // Not a JSON error body (e.g. compressed): left as it is.
     }
     if (error.code === "internal" && error.message?.startsWith(parseBinaryPrefix)) {
-      const body = Buffer.from(JSON.stringify({ code: "invalid_argument", message: malformedMessage(error.message.slice(parseBinaryPrefix.length)) }));
+      const body = Buffer.from(JSON.stringify({ code: "invalid_argument", message: malformedBodyMessage(error.message.slice(parseBinaryPrefix.length)) }));
       uRes.header?.set("content-length", String(body.byteLength));
       return { ...uRes, status: 400, body: bytesOnce(body) };
     }
@@ -184,7 +181,7 @@ async function malformedBodyAsInvalidArgument(uRes: UniversalServerResponse): Pr
         const message = decodeURIComponent(trailer.get("grpc-message") ?? "");
         if (trailer.get("grpc-status") === String(Code.Internal) && message.startsWith(parseBinaryPrefix)) {
           trailer.set("grpc-status", String(Code.InvalidArgument));
-          trailer.set("grpc-message", encodeURIComponent(malformedMessage(message.slice(parseBinaryPrefix.length))));
+          trailer.set("grpc-message", encodeURIComponent(malformedBodyMessage(message.slice(parseBinaryPrefix.length))));
         }
       })(),
     };

@@ -8,13 +8,38 @@ const postgresCodes: Readonly<Record<string, { code: Code; message: string }>> =
   "57014": { code: Code.DeadlineExceeded, message: "the database query took too long" },
 };
 
+/** connect-es reports a request body that is not valid protobuf as `internal: parse binary: …`. */
+export const parseBinaryPrefix = "parse binary: ";
+
+/** What a caller is told instead: the fault is in what it sent. */
+export const malformedBodyMessage = (detail: string) => `malformed request body: it is not a valid protobuf message (${detail})`;
+
+/**
+ * connect-es answers some faults of what a caller sent as `internal`; the caller is told what it
+ * got wrong instead, as `invalid_argument`. A stream's request reaches the interceptors with them
+ * (a unary one is answered before: connect-adapter.ts rewrites that answer).
+ */
+function callerFault(message: string): ConnectError | undefined {
+  if (message.startsWith(parseBinaryPrefix)) return new ConnectError(malformedBodyMessage(message.slice(parseBinaryPrefix.length)), Code.InvalidArgument);
+  if (message === "received compressed envelope, but do not know how to decompress") {
+    return new ConnectError(
+      "malformed request body: a message is marked compressed, but the request names no compression (Connect-Content-Encoding)",
+      Code.InvalidArgument,
+    );
+  }
+  if (message === "received parsed JSON request body, but content-type indicates binary format") {
+    return new ConnectError("malformed request: the message was sent as JSON, but the content type says binary protobuf", Code.InvalidArgument);
+  }
+  return undefined;
+}
+
 /**
  * Translates any error into the ConnectError a caller sees. ConnectErrors pass through; known
  * database conditions get their code; everything else becomes "internal error", with the original
  * kept only as `cause` (for the log), never in the message.
  */
 export function toConnectError(err: unknown): ConnectError {
-  if (err instanceof ConnectError) return err;
+  if (err instanceof ConnectError) return err.code === Code.Internal ? (callerFault(err.rawMessage) ?? err) : err;
   const sqlState = (err as { code?: unknown } | null)?.code;
   if (typeof sqlState === "string") {
     const known = postgresCodes[sqlState];

@@ -4,6 +4,9 @@ import type { Logger } from "pino";
 import { peerAddressKey, requestIdKey, requestLoggerKey } from "./context-keys.js";
 import { isCallerError, toConnectError } from "./errors.js";
 
+/** What connect-es says when the deadline a caller sent runs out. */
+const callerDeadlineMessage = "the operation timed out";
+
 /** Header carrying the correlation id, in and out. */
 export const requestIdHeader = "x-request-id";
 
@@ -49,6 +52,9 @@ export function createRequestContextInterceptor(root: Logger, serviceNames: Read
       const fields = { code: Code[connectErr.code], durationMs, peer, reason: connectErr.rawMessage };
       // A caller that went away (a closed browser tab ends its live stream so) is no refusal.
       if (connectErr.code === Code.Canceled) log.info(fields, "rpc cancelled by the caller");
+      // The deadline the caller sent (Connect-Timeout-Ms, grpc-timeout) ran out: its choice, not a fault here.
+      else if (connectErr.code === Code.DeadlineExceeded && connectErr.rawMessage === callerDeadlineMessage)
+        log.info(fields, "rpc ended at the caller's deadline");
       else if (isCallerError(connectErr.code)) log.warn(fields, "rpc refused");
       else log.error({ ...fields, err: connectErr.cause ?? connectErr }, "rpc failed");
       connectErr.metadata.set(requestIdHeader, requestId);

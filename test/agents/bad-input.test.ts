@@ -4,9 +4,10 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { AgentHealth, CommandOutcome } from "../../gen/myosicam/agent/v1/agent_pb.js";
+import { signingHeaders } from "../../services/lib/hmac/canonical.js";
 import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
 
-const test = suite("the panel under bad input: NUL bytes, malformed protobuf, a poisoned neighbour");
+const test = suite("the panel under bad input: NUL bytes, malformed protobuf, bad readings, a poisoned neighbour");
 
 let panel: PanelHost;
 const refusal = (p: Promise<unknown>) =>
@@ -20,20 +21,26 @@ const resources = { cpuPercent: 1, rssBytes: 1000n, diskBytes: 1000n };
 const enroll = (name: string) => panel.enroll(name);
 
 /** A raw HTTP/2 POST, as curl would send it. */
-function post(path: string, contentType: string, body: Buffer): Promise<{ status: number; body: string; trailers: Record<string, unknown> }> {
+function post(
+  path: string,
+  contentType: string,
+  body: Buffer,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string; raw: Buffer; trailers: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
     const session = connect(panel.url, { ca: panel.ca });
     session.on("error", reject);
-    const req = session.request({ ":method": "POST", ":path": path, "content-type": contentType });
-    let text = "";
+    const req = session.request({ ":method": "POST", ":path": path, "content-type": contentType, ...headers });
+    const chunks: Buffer[] = [];
     let status = 0;
     let trailers: Record<string, unknown> = {};
     req.on("response", (h) => (status = Number(h[":status"])));
     req.on("trailers", (t) => (trailers = t));
-    req.on("data", (c: Buffer) => (text += c.toString()));
+    req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
       session.close();
-      resolve({ status, body: text, trailers });
+      const raw = Buffer.concat(chunks);
+      resolve({ status, body: raw.toString(), raw, trailers });
     });
     req.end(body);
   });
@@ -87,6 +94,51 @@ test("a truncated binary protobuf body is InvalidArgument 'malformed request bod
   assert.is(grpc.status, 200);
   assert.is(grpc.trailers["grpc-status"], String(Code.InvalidArgument));
   assert.match(decodeURIComponent(String(grpc.trailers["grpc-message"])), /^malformed request body/);
+});
+
+/** The code and message of a Connect stream's end message (the last envelope, flag 0x02). */
+function endOfStream(body: Buffer): { code?: string; message?: string } {
+  for (let at = 0; at + 5 <= body.length; at += 5 + body.readUInt32BE(at + 1)) {
+    if (body[at]! & 0x02)
+      return (
+        (JSON.parse(body.subarray(at + 5, at + 5 + body.readUInt32BE(at + 1)).toString("utf8")) as { error?: { code?: string; message?: string } }).error ?? {}
+      );
+  }
+  return {};
+}
+
+test("resource readings beyond what the panel can store (1e308 % CPU, 10^13 MB) are InvalidArgument naming the field", async () => {
+  const agent = await enroll("huge-readings");
+  const err = await refusal(agent.client.sync({ host: { cpuPercent: 1e308 } }));
+  assert.is(err?.code, Code.InvalidArgument, err?.message);
+  assert.match(err!.rawMessage, /cpu_percent/);
+  const disk = await refusal(agent.client.sync({ host: { diskUsedMb: 1e13 } }));
+  assert.is(disk?.code, Code.InvalidArgument, disk?.message);
+  assert.match(disk!.rawMessage, /disk_used_mb/);
+});
+
+test("a stream's request that does not parse, or is marked compressed with no compression named, is InvalidArgument, not internal", async () => {
+  const agent = await enroll("stream-garbage");
+  const procedure = "/myosicam.agent.v1.AgentService/Subscribe";
+  for (const [flags, message, expected] of [
+    [0x00, Buffer.from([0x08, 0xff, 0xff]), /^malformed request body: it is not a valid protobuf message/],
+    [0x01, Buffer.alloc(0), /^malformed request body: a message is marked compressed/],
+  ] as const) {
+    const head = Buffer.alloc(5);
+    head.writeUInt8(flags, 0);
+    head.writeUInt32BE(message.length, 1);
+    const body = Buffer.concat([head, message]);
+    const res = await post(
+      procedure,
+      "application/connect+proto",
+      body,
+      signingHeaders({ callerId: agent.id, secret: agent.token, procedure, body, nowSeconds: Date.now() / 1000 }),
+    );
+    assert.is(res.status, 200, res.body.toString());
+    const end = endOfStream(res.raw);
+    assert.is(end.code, "invalid_argument", JSON.stringify(end));
+    assert.match(end.message ?? "", expected);
+  }
 });
 
 test("an agent whose heartbeats are refused never makes another agent's heartbeat fail", async () => {

@@ -114,6 +114,23 @@ test("the chain verifies; an edited row, and a deleted row, are reported at the 
   assert.match((deleted as { reason: string }).reason, /prev_hash does not match/);
 });
 
+test("a time outside the years 1–9999 is InvalidArgument naming the field, not a database error", async () => {
+  const owner = await ownerApi(panel);
+  for (const [filter, field] of [
+    [{ until: { seconds: 9223372036854775807n, nanos: 0 } }, "filter.until"],
+    [{ since: { seconds: -62135596801n, nanos: 0 } }, "filter.since"],
+    [{ since: { seconds: 0n, nanos: -1 } }, "filter.since"],
+  ] as const) {
+    const err = await owner
+      .client(AuditService)
+      .listAuditEvents({ filter })
+      .catch((e: unknown) => ConnectError.from(e));
+    assert.instance(err, ConnectError, `${field} was refused`);
+    assert.is((err as ConnectError).code, Code.InvalidArgument, (err as ConnectError).message);
+    assert.match((err as ConnectError).rawMessage, new RegExp(`^${field.replace(".", "\\.")}: must`));
+  }
+});
+
 test("ListAuditEvents filters by actor, action prefix, target and failures, and pages by cursor; export is CSV", async () => {
   const owner = await ownerApi(panel);
   const audit = owner.client(AuditService);
