@@ -6,8 +6,30 @@ import { OscamParseError, parseOscamFile, printOscamFile } from "../../agent/osc
 import { applyAccountChanges } from "../../agent/oscam/account-edits.js";
 import { summariseServerFile } from "../../agent/oscam/server-file.js";
 import { readUserFile } from "../../agent/oscam/user-file.js";
+import { fuzzRuns } from "../helpers/fault-mode.js";
 
 const test = suite("the OScam parsers under fuzzing: garbage is a parse error, anything accepted round-trips");
+
+// 6,000 cases in CI; 100,000 with FAULTS_LONG=1 (or FUZZ_RUNS spread over the three properties).
+const suiteShort = 6000;
+const runs = {
+  bytes: fuzzRuns(3000, 50_000, suiteShort),
+  oscamLike: fuzzRuns(2000, 35_000, suiteShort),
+  edits: fuzzRuns(1000, 15_000, suiteShort),
+};
+
+/** Runs a property and prints its figure; `body` answers whether the parser accepted the case. */
+function checked<T>(name: string, arbitrary: fc.Arbitrary<T>, numRuns: number, body: (value: T) => boolean) {
+  let accepted = 0;
+  const started = performance.now();
+  fc.assert(
+    fc.property(arbitrary, (value) => {
+      if (body(value)) accepted++;
+    }),
+    { numRuns },
+  );
+  console.log(`fuzz: ${name}: ${numRuns} cases, ${accepted} accepted and round-tripped, 0 crashes (${((performance.now() - started) / 1000).toFixed(1)} s)`);
+}
 
 /** Parses; answers the document, or undefined for a parse error. Any other error fails the test. */
 function tryParse(bytes: Uint8Array) {
@@ -20,17 +42,15 @@ function tryParse(bytes: Uint8Array) {
 }
 
 test("arbitrary bytes: a parse error or a byte-identical round trip, and the views never throw", () => {
-  fc.assert(
-    fc.property(fc.uint8Array({ maxLength: 2000 }), (bytes) => {
-      const doc = tryParse(bytes);
-      if (!doc) return;
-      assert.ok(printOscamFile(doc).equals(Buffer.from(bytes)));
-      readUserFile(doc);
-      readConfFile(doc);
-      summariseServerFile(bytes);
-    }),
-    { numRuns: 3000 },
-  );
+  checked("arbitrary bytes", fc.uint8Array({ maxLength: 2000 }), runs.bytes, (bytes) => {
+    summariseServerFile(bytes);
+    const doc = tryParse(bytes);
+    if (!doc) return false;
+    assert.ok(printOscamFile(doc).equals(Buffer.from(bytes)));
+    readUserFile(doc);
+    readConfFile(doc);
+    return true;
+  });
 });
 
 /** Lines that look like OScam files: headers, keys with any spacing and case, comments, TABs, BOMs, CR. */
@@ -51,15 +71,13 @@ const oscamText = fc
   });
 
 test("OScam-like files (mixed endings, BOM, odd spacing, UTF-8): always accepted, byte-identical round trip", () => {
-  fc.assert(
-    fc.property(oscamText, (bytes) => {
-      const doc = parseOscamFile(bytes, "oscam.user");
-      assert.ok(printOscamFile(doc).equals(bytes));
-      readUserFile(doc);
-      readConfFile(doc);
-    }),
-    { numRuns: 2000 },
-  );
+  checked("OScam-like files", oscamText, runs.oscamLike, (bytes) => {
+    const doc = parseOscamFile(bytes, "oscam.user");
+    assert.ok(printOscamFile(doc).equals(bytes));
+    readUserFile(doc);
+    readConfFile(doc);
+    return true;
+  });
 });
 
 /** A well-formed oscam.user with unique names and random formatting. */
@@ -84,26 +102,23 @@ const accountFile = fc
   );
 
 test("property: an edit, re-parsed, shows exactly that edit and nothing else moved", () => {
-  fc.assert(
-    fc.property(
-      accountFile,
-      fc.nat(),
-      fc.constantFrom("pwd", "group", "description", "expdate", "caid"),
-      fc.stringMatching(/^[A-Za-z0-9,:;.-]{1,16}$/),
-      (source, pick, field, newValue) => {
-        const before = parseOscamFile(Buffer.from(source), "oscam.user");
-        const accounts = readUserFile(before).accounts;
-        const target = accounts[pick % accounts.length]!;
-        const after = applyAccountChanges(before, [{ op: "update", user: target.user, set: { [field]: newValue } }]);
-        const reread = readUserFile(parseOscamFile(printOscamFile(after), "oscam.user")).accounts;
-        assert.is(reread.length, accounts.length);
-        for (const [i, account] of reread.entries()) {
-          const expected = account.user === target.user ? { ...accounts[i]!.raw, [field]: newValue } : accounts[i]!.raw;
-          assert.equal(account.raw, expected);
-        }
-      },
-    ),
-    { numRuns: 1000 },
+  checked(
+    "one edit moves nothing else",
+    fc.tuple(accountFile, fc.nat(), fc.constantFrom("pwd", "group", "description", "expdate", "caid"), fc.stringMatching(/^[A-Za-z0-9,:;.-]{1,16}$/)),
+    runs.edits,
+    ([source, pick, field, newValue]) => {
+      const before = parseOscamFile(Buffer.from(source), "oscam.user");
+      const accounts = readUserFile(before).accounts;
+      const target = accounts[pick % accounts.length]!;
+      const after = applyAccountChanges(before, [{ op: "update", user: target.user, set: { [field]: newValue } }]);
+      const reread = readUserFile(parseOscamFile(printOscamFile(after), "oscam.user")).accounts;
+      assert.is(reread.length, accounts.length);
+      for (const [i, account] of reread.entries()) {
+        const expected = account.user === target.user ? { ...accounts[i]!.raw, [field]: newValue } : accounts[i]!.raw;
+        assert.equal(account.raw, expected);
+      }
+      return true;
+    },
   );
 });
 
