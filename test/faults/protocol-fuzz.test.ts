@@ -1,7 +1,5 @@
 import { randomInt } from "node:crypto";
-import { readFile } from "node:fs/promises";
 import { type ClientHttp2Session, connect as http2Connect, constants as http2 } from "node:http2";
-import { join } from "node:path";
 import type { DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { suite } from "uvu";
@@ -14,10 +12,9 @@ import { localCredentialFile, readCliCredential } from "../../services/lib/cli-c
 import { signingHeaders } from "../../services/lib/hmac/canonical.js";
 import { createSignedTransport } from "../../services/lib/hmac/signing-client.js";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { cliWith, emptyConfigFile, makeTempDir, runCli, type CliProcess } from "../helpers/cli.js";
 import { fuzzRuns } from "../helpers/fault-mode.js";
 import { eventually } from "../helpers/eventually.js";
-import { getHttp2 } from "../helpers/https.js";
+import { settingsFile, startUpProcess, type UpProcess } from "../helpers/up-process.js";
 import { envelope, mutateBinary, mutateJson, randomEncodedMessage, seededRandom } from "../helpers/message-fuzz.js";
 
 /**
@@ -36,27 +33,7 @@ const hangMs = 20_000;
 /** How long a stream that opened runs: its deadline, sent with it. */
 const streamReadMs = 300;
 
-interface UpReport {
-  listeners: Record<"panel" | "admin", { url: string; services: string[] }>;
-  tls: { certFile: string };
-  dataDir: string;
-}
-
-let dir: Awaited<ReturnType<typeof makeTempDir>>;
-let up: CliProcess;
-let report: UpReport;
-let ca: string;
-let configFile: string;
-const env = () => ({
-  MYOSICAM_CONFIG_FILE: configFile,
-  MYOSICAM_DATA_DIR: join(dir.path, "data"),
-  PANEL_PORT: "0",
-  ADMIN_PORT: "0",
-  EMBEDDED_POSTGRES_PORT: "0",
-  SHUTDOWN_TIMEOUT_SECONDS: "5",
-  // Fuzzed registrations fail by the thousand from one address: the limit is not what is tested here.
-  REGISTRATION_FAILURES_PER_MINUTE: "100000",
-});
+let stack: UpProcess;
 
 /** How a call is authenticated: HMAC as a caller, a bearer session, or nothing. */
 type Credential = { kind: "hmac"; callerId: string; secret: string } | { kind: "bearer"; token: string } | { kind: "none" };
@@ -70,17 +47,6 @@ interface Target {
 
 const targets: Target[] = [];
 
-async function settingsFile(path: string): Promise<Record<string, string>> {
-  const text = await readFile(path, "utf8");
-  return Object.fromEntries(
-    text
-      .split("\n")
-      .map((l) => /^([A-Z0-9_]+)=(.*)$/.exec(l.trim()))
-      .filter((m) => m !== null)
-      .map((m) => [m[1]!, m[2]!.replace(/^"(.*)"$/, "$1")]),
-  );
-}
-
 test.before(async () => {
   try {
     await setUp();
@@ -92,19 +58,17 @@ test.before(async () => {
 });
 
 async function setUp() {
-  dir = await makeTempDir("fuzz");
-  configFile = emptyConfigFile();
-  const cli = cliWith(env);
-  // An admin operator before the stack starts, so AdminService's methods can be reached with a session.
-  const created = await cli(["admin", "operator", "create", "--email", "fuzz@example.com"], "fuzz-password-1234\n");
-  assert.is(created.code, 0, created.stderr);
-  up = runCli(["up", "--json"], env());
-  report = await up.firstJson<UpReport>();
-  ca = await readFile(report.tls.certFile, "utf8");
+  // Fuzzed registrations fail by the thousand from one address: the limit is not what is tested here.
+  stack = await startUpProcess("fuzz", { REGISTRATION_FAILURES_PER_MINUTE: "100000" }, async (cli) => {
+    // An admin operator before the stack starts, so AdminService's methods can be reached with a session.
+    const created = await cli(["admin", "operator", "create", "--email", "fuzz@example.com"], "fuzz-password-1234\n");
+    assert.is(created.code, 0, created.stderr);
+  });
+  const { report, ca } = stack;
 
   const client = (await readCliCredential(localCredentialFile(report.dataDir)))!;
   const apiClient: Credential = { kind: "hmac", callerId: client.clientId, secret: client.secret };
-  const settings = await settingsFile(configFile);
+  const settings = await settingsFile(stack.configFile);
   const panelCaller: Credential = { kind: "hmac", callerId: settings.PANEL_CALLER_ID ?? "panel", secret: settings.PANEL_CALLER_SECRET! };
   assert.ok(settings.PANEL_CALLER_SECRET, "up wrote the panel's caller secret into the configuration file");
 
@@ -165,11 +129,7 @@ async function setUp() {
 }
 
 test.after(async () => {
-  if (up && up.child.exitCode === null) {
-    up.child.kill("SIGTERM");
-    await up.exited;
-  }
-  await dir?.remove();
+  await stack?.stop();
 });
 
 interface Outcome {
@@ -255,20 +215,9 @@ function call(session: ClientHttp2Session, target: Target, contentType: string, 
 const serious = new Set(["internal", "unknown", "hang", "http 500", "bad end message"]);
 
 test("mutated binary and JSON messages, signed: 0 internal errors, 0 crashes, 0 hangs, and the panel healthy after", async () => {
-  const pid = up.child.pid!;
-  const rssMiB = async () => Number(/VmRSS:\s+(\d+)/.exec(await readFile(`/proc/${pid}/status`, "utf8"))![1]) / 1024;
-  const healthMs = async () => {
-    const times: number[] = [];
-    for (let i = 0; i < 5; i++) {
-      const start = performance.now();
-      const res = await getHttp2(`${report.listeners.panel.url}/healthz`, ca);
-      assert.is(res.status, 200);
-      times.push(performance.now() - start);
-    }
-    return times.sort((a, b) => a - b)[2]!;
-  };
-  const rssBefore = await rssMiB();
-  const healthBefore = await healthMs();
+  const { report, ca, up } = stack;
+  const rssBefore = await stack.rssMiB();
+  const healthBefore = await stack.healthMs();
 
   const sessions = new Map<string, ClientHttp2Session>();
   const sessionFor = (listener: "panel" | "admin") => {
@@ -287,7 +236,7 @@ test("mutated binary and JSON messages, signed: 0 internal errors, 0 crashes, 0 
   let next = 0;
   const started = performance.now();
   const worker = async () => {
-    while (next < cases && problems.length < 20 && up.child.exitCode === null) {
+    while (next < cases && problems.length < 20 && stack.alive()) {
       const i = next++;
       const r = seededRandom(seed + i);
       const target = targets[i % targets.length]!;
@@ -330,9 +279,9 @@ test("mutated binary and JSON messages, signed: 0 internal errors, 0 crashes, 0 
   const seconds = (performance.now() - started) / 1000;
   for (const s of sessions.values()) s.close();
 
-  const alive = up.child.exitCode === null;
-  const healthAfter = alive ? await healthMs() : Number.NaN;
-  const rssAfter = alive ? await rssMiB() : Number.NaN;
+  const alive = stack.alive();
+  const healthAfter = alive ? await stack.healthMs() : Number.NaN;
+  const rssAfter = alive ? await stack.rssMiB() : Number.NaN;
   const reached = [...byMethod].filter(([, c]) =>
     [...c.keys()].some((code) => !["unauthenticated", "permission_denied", "invalid_argument", "reset"].includes(code)),
   ).length;
