@@ -232,6 +232,7 @@ export async function startHost(config: Config, services: readonly ServiceModule
         maxPendingCalls: config.rpcMaxPendingCalls,
         maxConnections: connections,
         pingIntervalMs: config.http2PingIntervalSeconds * 1000,
+        handshakeTimeoutMs: config.tlsHandshakeTimeoutSeconds * 1000,
       });
       const { host, port } = config[listener];
       const setting = listener === "panel" ? "PANEL_PORT" : "ADMIN_PORT";

@@ -62,6 +62,8 @@ export interface Config {
   shutdownTimeoutSeconds: number;
   /** Interval of the HTTP/2 PING each server sends on every session; a missed answer closes it. */
   http2PingIntervalSeconds: number;
+  /** How long a connection may take to finish its TLS handshake (one that never starts is closed). */
+  tlsHandshakeTimeoutSeconds: number;
   /** Largest request message a server reads. */
   rpcReadMaxBytes: number;
   /** Largest deadline a client may ask for. */
@@ -124,6 +126,7 @@ export const configDefaults = {
   LOG_LEVEL: "info",
   SHUTDOWN_TIMEOUT_SECONDS: "10",
   HTTP2_PING_INTERVAL_SECONDS: "30",
+  TLS_HANDSHAKE_TIMEOUT_SECONDS: "60",
   RPC_READ_MAX_BYTES: String(8 * 1024 * 1024),
   RPC_MAX_TIMEOUT_SECONDS: "300",
   RPC_BODY_READ_TIMEOUT_SECONDS: "30",
@@ -214,6 +217,7 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
     logLevel: logLevel as LogLevel,
     shutdownTimeoutSeconds: integer(get, "SHUTDOWN_TIMEOUT_SECONDS", 1, 3600),
     http2PingIntervalSeconds: integer(get, "HTTP2_PING_INTERVAL_SECONDS", 1, 3600),
+    tlsHandshakeTimeoutSeconds: integer(get, "TLS_HANDSHAKE_TIMEOUT_SECONDS", 1, 600),
     rpcReadMaxBytes: integer(get, "RPC_READ_MAX_BYTES", 1024, 1024 * 1024 * 1024),
     rpcMaxTimeoutSeconds: integer(get, "RPC_MAX_TIMEOUT_SECONDS", 1, 86400),
     rpcBodyReadTimeoutSeconds: integer(get, "RPC_BODY_READ_TIMEOUT_SECONDS", 1, 3600),

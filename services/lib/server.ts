@@ -54,6 +54,8 @@ export interface ServerOptions {
   bodyReadTimeoutMs: number;
   /** Interval of HTTP/2 PINGs on every session; a session that misses one is destroyed. */
   pingIntervalMs: number;
+  /** How long a TLS handshake may take; a connection that has not finished it by then is closed (default Node's 120 s). */
+  handshakeTimeoutMs?: number;
   /**
    * Admission control: with this many calls taken on and not yet answering (a unary call until its
    * answer, a stream until it starts answering), or with a backlog older than `queueLimit`, a new
@@ -175,6 +177,7 @@ export function createServer(options: ServerOptions) {
       key: options.tls.key,
       allowHTTP1: true,
       minVersion: "TLSv1.3",
+      ...(options.handshakeTimeoutMs === undefined ? {} : { handshakeTimeout: options.handshakeTimeoutMs }),
       settings: { maxConcurrentStreams: http2Limits.maxConcurrentStreams, maxHeaderListSize: http2Limits.maxHeaderListBytes },
       maxHeaderListPairs: http2Limits.maxHeaderPairs,
       maxSessionMemory: http2Limits.maxSessionMemoryMegabytes,

@@ -59,7 +59,8 @@ test.before(async () => {
 
 async function setUp() {
   // Fuzzed registrations fail by the thousand from one address: the limit is not what is tested here.
-  stack = await startUpProcess("fuzz", { REGISTRATION_FAILURES_PER_MINUTE: "100000" }, async (cli) => {
+  // A read limit of 1 MiB, so that some cases (2 MiB bodies) go past it.
+  stack = await startUpProcess("fuzz", { REGISTRATION_FAILURES_PER_MINUTE: "100000", RPC_READ_MAX_BYTES: String(1024 * 1024) }, async (cli) => {
     // An admin operator before the stack starts, so AdminService's methods can be reached with a session.
     const created = await cli(["admin", "operator", "create", "--email", "fuzz@example.com"], "fuzz-password-1234\n");
     assert.is(created.code, 0, created.stderr);
