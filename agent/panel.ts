@@ -5,6 +5,7 @@ import { RegistrationService } from "../gen/myosicam/agent/v1/registration_pb.js
 import { createSignedTransport } from "../services/lib/hmac/signing-client.js";
 import type { Logger } from "../services/lib/log.js";
 import { pinCheck } from "../services/lib/pinned-certificate.js";
+import { keepalive } from "./timing.js";
 
 /** How the agent reaches the panel: its URL and, when pinned, the certificate and fingerprint. */
 export interface PanelEndpoint {
@@ -61,6 +62,7 @@ export function agentClient(endpoint: PanelEndpoint, credentials: { serverId: st
     credentials: { callerId: credentials.serverId, secret: credentials.token },
     httpVersion: insecure ? "1.1" : "2",
     defaultTimeoutMs: 30_000,
+    keepalive: keepalive(),
     ...tlsOptions(endpoint),
   });
   if (!insecure) return createClient(AgentService, transport);

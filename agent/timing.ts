@@ -1,3 +1,18 @@
 /** Backoff while the panel cannot be reached: full jitter from 1 s, capped at 60 s. */
 export const retryBaseMs = 1000;
 export const retryCapMs = 60_000;
+
+/**
+ * HTTP/2 keepalive towards the panel: a PING every `intervalMs` while no data arrives, and the
+ * connection (with the command stream on it) closed when none is answered within `timeoutMs`.
+ * A black-holed or half-open connection is so found within interval + timeout (60 s by default)
+ * and reopened with backoff. MYOSICAM_AGENT_KEEPALIVE_SECONDS sets the interval (1–3600).
+ */
+export function keepalive(env: NodeJS.ProcessEnv = process.env): { pingIntervalMs: number; pingTimeoutMs: number } {
+  const raw = env.MYOSICAM_AGENT_KEEPALIVE_SECONDS;
+  const seconds = raw === undefined || raw === "" ? 45 : Number(raw);
+  if (!Number.isInteger(seconds) || seconds < 1 || seconds > 3600) {
+    throw new Error(`MYOSICAM_AGENT_KEEPALIVE_SECONDS must be a whole number of seconds between 1 and 3600, got "${raw}"`);
+  }
+  return { pingIntervalMs: seconds * 1000, pingTimeoutMs: Math.min(15, seconds) * 1000 };
+}

@@ -124,6 +124,14 @@ test("a wrong pin is a clear error that is not retried", async () => {
   assert.match(reg.stderr(), /presented certificate sha256:[0-9a-f]{64}, but the pinned fingerprint is sha256:0{64}/);
 });
 
+test("a keepalive setting that is not a whole number of seconds stops the agent at start, naming it", async () => {
+  for (const value of ["abc", "0", "3601"]) {
+    const run = runAgentCli(["run", "--state-dir", stateDir()], { MYOSICAM_AGENT_KEEPALIVE_SECONDS: value });
+    assert.is(await run.exited, 1, run.stderr());
+    assert.match(run.stderr(), new RegExp(`MYOSICAM_AGENT_KEEPALIVE_SECONDS must be a whole number of seconds between 1 and 3600, got "${value}"`));
+  }
+});
+
 test("http:// is refused unless MYOSICAM_ALLOW_INSECURE=1", async () => {
   const reg = runAgentCli(["register", "--panel", "http://127.0.0.1:1", "--token-stdin", "--state-dir", join(dir.path, "insecure")], {}, "a".repeat(64));
   assert.is(await reg.exited, 1);

@@ -55,6 +55,8 @@ export interface SignedTransportOptions {
   interceptors?: Interceptor[];
   /** Whether responses may come gzip-compressed (default true). */
   acceptCompression?: boolean;
+  /** HTTP/2 PINGs while no data arrives; a connection whose PING goes unanswered is closed (default: none). */
+  keepalive?: { pingIntervalMs: number; pingTimeoutMs: number };
 }
 
 /** A Connect transport whose every call is HMAC-signed: what services and agents use to call out. */
@@ -69,7 +71,7 @@ export function createSignedTransport(options: SignedTransportOptions): Transpor
   const sessionFor = (url: string) => {
     const origin = new URL(url).origin;
     let session = sessions.get(origin);
-    if (!session) sessions.set(origin, (session = new Http2SessionManager(origin, {}, ca)));
+    if (!session) sessions.set(origin, (session = new Http2SessionManager(origin, options.keepalive ?? {}, ca)));
     return session;
   };
   const inner =
