@@ -45,9 +45,23 @@ export async function scanLiveness(db: Knex, enqueue: Enqueue, intervalSeconds: 
   return silent.length;
 }
 
-/** The jobs of liveness: the scan every minute, and the alert e-mails. */
-export function livenessJobs(options: { db: Knex; enqueue: Enqueue; open: OpenSecret; intervalSeconds: number; missed: number }): JobDefinition[] {
+/**
+ * The jobs of liveness: the scan every minute, and the alert e-mails. A process judges silence
+ * only once it has itself been up for as long as the silence that makes a server unreachable:
+ * after the panel was down (or restarted), the agents were not silent, the panel was deaf, and
+ * they reconnect within that time. `now` is injectable for tests.
+ */
+export function livenessJobs(options: {
+  db: Knex;
+  enqueue: Enqueue;
+  open: OpenSecret;
+  intervalSeconds: number;
+  missed: number;
+  now?: () => number;
+}): JobDefinition[] {
   const { db } = options;
+  const now = options.now ?? Date.now;
+  const startedAt = now();
   return [
     {
       queue: livenessQueue,
@@ -56,6 +70,13 @@ export function livenessJobs(options: { db: Knex; enqueue: Enqueue; open: OpenSe
       async run(ctx) {
         // The operators' setting (AlertService) wins over AGENT_MISSED_HEARTBEATS once set.
         const missed = (await selectMissedHeartbeats(db)) ?? options.missed;
+        const upSeconds = (now() - startedAt) / 1000;
+        if (upSeconds < options.intervalSeconds * missed) {
+          await ctx.output(
+            `not judged: this panel has listened for ${Math.floor(upSeconds)} s, less than the ${options.intervalSeconds * missed} s of silence that make a server unreachable`,
+          );
+          return;
+        }
         const count = await scanLiveness(db, options.enqueue, options.intervalSeconds, missed);
         await ctx.output(`${count} servers became unreachable`);
       },

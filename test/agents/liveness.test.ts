@@ -4,10 +4,11 @@ import { SMTPServer } from "smtp-server";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { AgentHealth } from "../../gen/myosicam/agent/v1/agent_pb.js";
-import { livenessQueue, scanLiveness } from "../../services/agents/alerts.js";
+import { livenessJobs, livenessQueue, scanLiveness } from "../../services/agents/alerts.js";
 import { createInstallToken } from "../../services/agents/install-tokens.js";
 import { approveServer } from "../../services/agents/store.js";
 import { writeMailSettings } from "../../services/lib/email/settings.js";
+import { createLogger } from "../../services/lib/log.js";
 import { createKeyring } from "../../services/lib/secrets/keyring.js";
 import { newKey } from "../helpers/keys.js";
 import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
@@ -15,6 +16,8 @@ import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
 const test = suite("liveness: unreachable and recovery alerts, e-mail through a real SMTP server, approval mode");
 
 let panel: PanelHost;
+/** When the panel started: it judges silence only once it has listened for the threshold (2 s here). */
+let panelStartedAt = 0;
 let smtp: SMTPServer;
 const mails: Array<{ from: string; to: string[]; body: string; user?: string }> = [];
 const arrived: Array<() => void> = [];
@@ -24,9 +27,10 @@ const codeOf = (p: Promise<unknown>) =>
     () => "ok",
     (e: unknown) => Code[ConnectError.from(e).code],
   );
-const waitForMail = (count: number) =>
+/** Resolves once `count` mails arrived (that mention `about`, when given). */
+const waitForMail = (count: number, about?: string) =>
   new Promise<void>((resolve) => {
-    const check = () => (mails.length >= count ? resolve() : arrived.push(check));
+    const check = () => (mails.filter((m) => about === undefined || m.body.includes(about)).length >= count ? resolve() : arrived.push(check));
     check();
   });
 
@@ -70,6 +74,7 @@ test.before(async () => {
   });
   await new Promise<void>((resolve) => smtp.listen(0, "127.0.0.1", resolve));
   const smtpPort = (smtp.server.address() as { port: number }).port;
+  panelStartedAt = Date.now();
   panel = await startPanelHost("agents_liveness", { AGENT_HEARTBEAT_INTERVAL_SECONDS: "1", AGENT_MISSED_HEARTBEATS: "2", REQUIRE_AGENT_APPROVAL: "true" });
   await panel.setLicense(10);
   const keyring = createKeyring(newKey);
@@ -113,8 +118,14 @@ test("a silent server becomes unreachable with exactly one alert and one e-mail;
     .where({ id: res.serverId })
     .update({ last_seen_at: panel.db.raw("now() - interval '10 seconds'") });
 
+  await new Promise((r) => setTimeout(r, Math.max(0, panelStartedAt + 2_000 - Date.now())));
+  // The other servers of this file heartbeat "now": quiet-1 is the only silent one.
+  await panel
+    .db("servers")
+    .whereNot({ id: res.serverId })
+    .update({ last_seen_at: panel.db.raw("now()") });
   await panel.host.enqueueJob("panel", livenessQueue);
-  await waitForMail(1);
+  await waitForMail(1, "quiet-1");
   // Scanning again (any replica, any number of times) raises nothing new.
   assert.is(await scanLiveness(panel.db, panel.host.enqueueJob.bind(null, "panel"), 1, 2), 0);
   const server = await panel.db("servers").where({ id: res.serverId }).first();
@@ -124,25 +135,66 @@ test("a silent server becomes unreachable with exactly one alert and one e-mail;
     alerts.map((a) => a.kind),
     ["server_unreachable"],
   );
-  assert.is(mails.length, 1);
-  assert.equal(mails[0]!.to, ["ops@example.com"]);
-  assert.is(mails[0]!.user, "alerts", "authenticated with the stored (sealed) SMTP password");
-  assert.match(mails[0]!.body, /server quiet-1 is unreachable/);
+  const quiet = () => mails.filter((m) => m.body.includes("quiet-1"));
+  assert.is(quiet().length, 1);
+  assert.equal(quiet()[0]!.to, ["ops@example.com"]);
+  assert.is(quiet()[0]!.user, "alerts", "authenticated with the stored (sealed) SMTP password");
+  assert.match(quiet()[0]!.body, /server quiet-1 is unreachable/);
 
   await agent.heartbeat(heartbeat);
   await agent.heartbeat(heartbeat);
-  await waitForMail(2);
+  await waitForMail(2, "quiet-1");
   assert.is((await panel.db("servers").where({ id: res.serverId }).first()).status, "online");
   assert.equal(
     (await panel.db("alerts").where({ server_id: res.serverId }).orderBy("id")).map((a) => a.kind),
     ["server_unreachable", "server_recovered"],
   );
-  assert.match(mails[1]!.body, /server quiet-1 is reachable again/);
+  assert.match(quiet()[1]!.body, /server quiet-1 is reachable again/);
   // The SMTP server has both messages; the job records the delivery right after the send returns.
   const emailed = async () => Number((await panel.db("alerts").where({ server_id: res.serverId }).whereNotNull("emailed_at").count({ n: "*" }))[0]!.n);
   const deadline = Date.now() + 10_000;
   while ((await emailed()) < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   assert.is(await emailed(), 2, "both alerts are marked e-mailed");
+});
+
+test("after the panel itself was down, it judges no server silent until it has listened for the whole threshold", async () => {
+  const res = await enroll("deaf-panel-1");
+  await approveServer(panel.db, res.serverId);
+  await panel.agent(res.serverId, res.agentToken).heartbeat(heartbeat);
+  // The panel was down for 10 minutes: this agent's last heartbeat is that old.
+  await panel
+    .db("servers")
+    .where({ id: res.serverId })
+    .update({ last_seen_at: panel.db.raw("now() - interval '10 minutes'") });
+  let clock = Date.now();
+  const [scan] = livenessJobs({
+    db: panel.db,
+    enqueue: panel.host.enqueueJob.bind(null, "panel"),
+    open: async () => "",
+    intervalSeconds: 60,
+    missed: 3,
+    now: () => clock,
+  });
+  const outputs: string[] = [];
+  const ctx = {
+    id: "t",
+    data: null,
+    signal: new AbortController().signal,
+    log: createLogger({ level: "silent" }),
+    progress: async () => {},
+    output: async (l: string) => void outputs.push(l),
+  };
+  clock += 179_000;
+  await scan!.run(ctx);
+  assert.is((await panel.db("servers").where({ id: res.serverId }).first()).status, "online", "not judged 179 s after the start");
+  assert.match(outputs.at(-1)!, /has listened for 179 s, less than the 180 s of silence/);
+  clock += 1_000;
+  await scan!.run(ctx);
+  assert.is(
+    (await panel.db("servers").where({ id: res.serverId }).first()).status,
+    "unreachable",
+    "judged once it has listened 180 s (the agent never came back)",
+  );
 });
 
 test("the SMTP password is stored sealed and never logged", async () => {

@@ -1,4 +1,4 @@
-import { readFile } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as assert from "uvu/assert";
 import { type CliProcess, cliWith, emptyConfigFile, makeTempDir, runCli } from "./cli.js";
@@ -27,6 +27,13 @@ export interface UpProcess {
   /** The median of 5 `GET /healthz` on the panel listener, ms (each must answer 200). */
   healthMs(): Promise<number>;
   alive(): boolean;
+  /**
+   * Stops it with `signal` (SIGKILL: a crash) and starts it again on the same data directory and
+   * settings; resolves once it prints its report. Fixed ports (PANEL_PORT) keep its URL.
+   */
+  restart(signal: "SIGTERM" | "SIGKILL"): Promise<void>;
+  /** Processes whose command line names the data directory (a PostgreSQL left behind would). */
+  processesOnDataDir(): Promise<string[]>;
   stop(): Promise<void>;
 }
 
@@ -69,8 +76,8 @@ export async function startUpProcess(
     up = runCli(["up", "--json"], env());
     const report = await up.firstJson<UpReport>();
     const ca = await readFile(report.tls.certFile, "utf8");
-    const started = up;
-    return {
+    let started = up;
+    const handle: UpProcess = {
       up: started,
       report,
       ca,
@@ -83,13 +90,30 @@ export async function startUpProcess(
         const times: number[] = [];
         for (let i = 0; i < 5; i++) {
           const start = performance.now();
-          const res = await getHttp2(`${report.listeners.panel.url}/healthz`, ca);
+          const res = await getHttp2(`${handle.report.listeners.panel.url}/healthz`, ca);
           assert.is(res.status, 200, "/healthz answers 200");
           times.push(performance.now() - start);
         }
         return times.sort((a, b) => a - b)[2]!;
       },
       alive: () => started.child.exitCode === null && started.child.signalCode === null,
+      async restart(signal) {
+        started.child.kill(signal);
+        await started.exited;
+        started = runCli(["up", "--json"], env());
+        handle.up = started;
+        handle.report = await started.firstJson<UpReport>();
+      },
+      async processesOnDataDir() {
+        const dataDir = join(dir.path, "data");
+        const found: string[] = [];
+        for (const pid of await readdir("/proc").catch(() => [] as string[])) {
+          if (!/^\d+$/.test(pid)) continue;
+          const cmdline = (await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")).replaceAll("\0", " ");
+          if (cmdline.includes(dataDir) && !cmdline.includes("MYOSICAM_DATA_DIR")) found.push(`${pid}: ${cmdline.trim().slice(0, 200)}`);
+        }
+        return found;
+      },
       async stop() {
         if (started.child.exitCode === null) {
           started.child.kill("SIGTERM");
@@ -98,6 +122,7 @@ export async function startUpProcess(
         await dir.remove();
       },
     };
+    return handle;
   } catch (err) {
     if (up && up.child.exitCode === null) {
       up.child.kill("SIGKILL");
