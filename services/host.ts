@@ -149,7 +149,7 @@ export async function startHost(config: Config, services: readonly ServiceModule
       if (!runner) throw new Error(`jobs are not running on the ${database} database in this process`);
       return runner.enqueue(queue, data);
     };
-    const currentUsage = () => usageOf(databases.get("panel"));
+    const currentUsage = (db?: Knex) => usageOf(db ?? databases.get("panel"));
     const stopHooks: Array<() => Promise<void>> = [];
     const onStop = (fn: () => Promise<void>) => void stopHooks.push(fn);
     const adminUrl = () => config.adminUrl ?? listeners.find((l) => l.name === "admin")?.url ?? localUrl(config.admin);

@@ -74,13 +74,21 @@ export function createAgentTrust(db: Knex, crypto: Client<typeof CryptoService>)
 /** Whether an authenticated agent may do more than heartbeat. */
 export const isApproved = (caller: KnownCaller) => caller.allowedProcedures.includes(allAgentProcedures);
 
+/** The advisory lock (by name) that registrations adding a server hold while they count the quota. */
+const serverQuotaLock = "myosicam:server-quota";
+
+type RegistrationOutcome =
+  | { kind: "quota"; error: ConnectError }
+  | { kind: "taken" }
+  | { kind: "registered"; serverId: string; row: Awaited<ReturnType<typeof recordRegistration>> };
+
 type RefusalReason = "unknown_token" | "expired" | "consumed" | "revoked" | "quota" | "rate_limited";
 
 export interface RegistrationDeps {
   db: Knex;
   config: Pick<Config, "licenseKey" | "requireAgentApproval" | "agentHeartbeatIntervalSeconds" | "registrationFailuresPerMinute">;
   crypto: Client<typeof CryptoService>;
-  currentUsage(): Promise<Usage>;
+  currentUsage(db?: Knex): Promise<Usage>;
   log: Logger;
 }
 
@@ -114,38 +122,46 @@ export function createRegistrationService(deps: RegistrationDeps): ServiceImpl<t
 
       const server = (await selectServer(db, token.server_id))!;
       const addsServer = server.status === "new" || server.status === "revoked";
-      if (addsServer) {
-        try {
-          requireQuota(await currentStanding(db, deps.config.licenseKey), await deps.currentUsage(), { servers: 1 });
-        } catch (err) {
-          // The token stays valid: after an upgrade the same bootstrap can be run again.
-          return refuse("quota", err as ConnectError, server.id);
+      const agentToken = randomBytes(32).toString("hex");
+      const sealed = await deps.crypto.encrypt({
+        plaintext: Buffer.from(agentToken, "utf8"),
+        context: { table: "servers", column: "agent_token", rowId: token.server_id },
+      });
+      const outcome = await db.transaction(async (trx): Promise<RegistrationOutcome> => {
+        if (addsServer) {
+          // Registrations that add a server take their turn: the quota is counted and the server
+          // added in one step, so concurrent registrations cannot pass the quota together.
+          await trx.raw("select pg_advisory_xact_lock(hashtext(?))", [serverQuotaLock]);
+          try {
+            requireQuota(await currentStanding(trx, deps.config.licenseKey), await deps.currentUsage(trx), { servers: 1 });
+          } catch (err) {
+            return { kind: "quota", error: err as ConnectError };
+          }
         }
-      }
-      const serverId = await consumeInstallToken(db, hash);
-      if (!serverId) {
+        const serverId = await consumeInstallToken(trx, hash);
+        if (!serverId) return { kind: "taken" };
+        const row = await recordRegistration(trx, serverId, {
+          agentId: req.agentId,
+          hostname: req.hostname,
+          reportedIp: req.ip,
+          seenIp: ip,
+          os: req.os,
+          osVersion: req.osVersion,
+          arch: req.arch,
+          agentVersion: req.agentVersion,
+          agentToken: sealed.envelope,
+          approvalRequired: deps.config.requireAgentApproval,
+        });
+        return { kind: "registered", serverId, row };
+      });
+      // The token stays valid after a quota refusal: after an upgrade the same bootstrap can be run again.
+      if (outcome.kind === "quota") return refuse("quota", outcome.error, server.id);
+      if (outcome.kind === "taken") {
         // Another registration consumed it first, or it expired a moment ago.
         const now = await selectInstallToken(db, hash);
         return refuse(now?.state === "expired" ? "expired" : "consumed", tokenRefused(), token.server_id);
       }
-
-      const agentToken = randomBytes(32).toString("hex");
-      const sealed = await deps.crypto.encrypt({
-        plaintext: Buffer.from(agentToken, "utf8"),
-        context: { table: "servers", column: "agent_token", rowId: serverId },
-      });
-      const row = await recordRegistration(db, serverId, {
-        agentId: req.agentId,
-        hostname: req.hostname,
-        reportedIp: req.ip,
-        seenIp: ip,
-        os: req.os,
-        osVersion: req.osVersion,
-        arch: req.arch,
-        agentVersion: req.agentVersion,
-        agentToken: sealed.envelope,
-        approvalRequired: deps.config.requireAgentApproval,
-      });
+      const { serverId, row } = outcome;
       await insertRegistrationAttempt(db, {
         ip,
         hashPrefix: hash.slice(0, 8),

@@ -48,8 +48,11 @@ export interface ServiceDeps {
   transportFor(service: DescService): Transport;
   /** Registers work to finish at shutdown, after the listeners closed and before the pools do. */
   onStop(fn: () => Promise<void>): void;
-  /** Servers and OScam instances in use, summed over every service of the panel's database. */
-  currentUsage(): Promise<Usage>;
+  /**
+   * Servers and OScam instances in use, summed over every service of the panel's database; read
+   * through `db` when given (a transaction that must see its own changes and hold no second connection).
+   */
+  currentUsage(db?: Knex): Promise<Usage>;
   /** Queues a job of a queue defined in this service's database; answers its id. */
   enqueueJob(queue: string, data?: Record<string, unknown>): Promise<string>;
 }

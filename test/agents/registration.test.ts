@@ -120,6 +120,20 @@ test("the license quota refuses a new server with ResourceExhausted naming it, a
   await panel.setLicense(50);
 });
 
+test("20 new servers registering at once with room for 5: exactly 5 are added, the others refused with the quota and their tokens kept", async () => {
+  const active = Number((await panel.db("servers").whereIn("status", ["online", "pending", "unreachable"]).count({ n: "*" }))[0]!.n);
+  await panel.setLicense(active + 5);
+  const tokens = await Promise.all(Array.from({ length: 20 }, (_, i) => issue(`zeta-${i}`)));
+  const outcomes = await Promise.all(tokens.map((t) => codeOf(panel.registration().register(request(t)))));
+  assert.is(outcomes.filter((o) => o === "ok").length, 5, outcomes.join(" "));
+  assert.is(outcomes.filter((o) => o === "ResourceExhausted").length, 15, outcomes.join(" "));
+  const after = Number((await panel.db("servers").whereIn("status", ["online", "pending", "unreachable"]).count({ n: "*" }))[0]!.n);
+  assert.is(after, active + 5, "the quota holds");
+  const issued = (await listInstallTokens(panel.db)).filter((t) => t.server.startsWith("zeta-") && t.state === "issued").length;
+  assert.is(issued, 15, "a refused token stays usable");
+  await panel.setLicense(50);
+});
+
 test("a revoked agent is refused on its next heartbeat", async () => {
   const res = await panel.registration().register(request(await issue("zeta")));
   await panel.db("servers").where({ id: res.serverId }).update({ status: "revoked", agent_token: null });
