@@ -4,6 +4,7 @@ import { createRouterTransport, type ConnectRouter, type HandlerContext, type In
 import { createValidateInterceptor } from "@connectrpc/validate";
 import { connectionCapacity, openFileLimit } from "./lib/file-limit.js";
 import { createUnstorableValueInterceptor } from "./lib/unstorable-values.js";
+import { createDatabaseOutage } from "./lib/database-outage.js";
 import type { Logger } from "pino";
 import { ConfigError, type Config } from "./lib/config.js";
 import { checkDatabase, type Knex, type Migration } from "./lib/db.js";
@@ -105,8 +106,9 @@ export async function startHost(config: Config, services: readonly ServiceModule
     }
 
     const serviceNames = new Map(services.flatMap((s) => s.descriptors.map((d) => [d.typeName, s.name] as const)));
+    const databaseOutage = createDatabaseOutage({ log, databases: databasesFor(services).map((name) => ({ name, db: databases.get(name) })) });
     const interceptors: Interceptor[] = [
-      createRequestContextInterceptor(log, serviceNames, callMetrics),
+      createRequestContextInterceptor(log, serviceNames, callMetrics, databaseOutage),
       createValidateInterceptor(),
       createUnstorableValueInterceptor(),
     ];
@@ -167,6 +169,7 @@ export async function startHost(config: Config, services: readonly ServiceModule
       ownCertificate: tls.cert,
       transportFor,
       enqueueJob: enqueueIn(s.database),
+      databaseOutage,
     });
     for (const s of services) await s.checkStartup?.(depsOf(s));
     const mounted = new Map(services.map((s) => [s, s.routes(depsOf(s))]));
@@ -181,6 +184,7 @@ export async function startHost(config: Config, services: readonly ServiceModule
           definitions,
           log: log.child({ component: "jobs", database: name }),
           pollingIntervalSeconds: config.jobPollIntervalSeconds,
+          databaseOutage,
         }),
       );
     }
@@ -260,6 +264,7 @@ export async function startHost(config: Config, services: readonly ServiceModule
         if (results.some((r) => r.forced)) log.warn({ deadlineMs }, "connections still open at the shutdown deadline were cut");
         for (const hook of stopHooks) await hook().catch((err: unknown) => log.error({ err }, "a service failed to finish at shutdown"));
         await stopRunners(deadlineMs);
+        databaseOutage.stop();
         await databases.close();
         log.info("stopped");
       })());
@@ -290,8 +295,11 @@ function signedCallAuth(services: readonly ServiceModule[], depsOf: (s: ServiceM
         protectedServices: new Set(signed.services.map((d) => d.typeName)),
         applies: signed.applies,
         log: deps.log,
+        databaseOutage: deps.databaseOutage,
         onRefusal: (event) =>
-          recordRefusal(deps.db, event).catch((err: unknown) => log.error({ err, requestId: event.requestId }, "could not record a refused signed request")),
+          recordRefusal(deps.db, event).catch((err: unknown) => {
+            if (!deps.databaseOutage.notice(err)) log.error({ err, requestId: event.requestId }, "could not record a refused signed request");
+          }),
       }),
     ];
   });

@@ -1,5 +1,6 @@
 import { createBatcher } from "../lib/batcher.js";
 import { heartbeatBatchSize, heartbeatWriteSeconds } from "../lib/metrics.js";
+import type { DatabaseOutage } from "../lib/database-outage.js";
 import type { Knex } from "../lib/db.js";
 import type { Logger } from "../lib/log.js";
 import { writeHeartbeats, type HeartbeatWrite } from "./store.js";
@@ -20,7 +21,12 @@ export const heartbeatBatchMax = 1000;
  * never lost, and `last_seen_at` trails it by at most the window plus one write. Of two heartbeats
  * of one server in a window the later is written; both callers wait for it.
  */
-export function createHeartbeatWriter(db: Knex, log: Logger, onRecovered: (servers: Array<{ id: string; name: string }>) => Promise<void>) {
+export function createHeartbeatWriter(
+  db: Knex,
+  log: Logger,
+  onRecovered: (servers: Array<{ id: string; name: string }>) => Promise<void>,
+  databaseOutage?: Pick<DatabaseOutage, "notice">,
+) {
   const writer = createBatcher<HeartbeatWrite, void>({
     windowMs: heartbeatBatchMs,
     maxItems: heartbeatBatchMax,
@@ -33,7 +39,8 @@ export function createHeartbeatWriter(db: Knex, log: Logger, onRecovered: (serve
         timer();
         if (recovered.length > 0) await onRecovered(recovered).catch((err: unknown) => log.error({ err }, "could not raise recovery alerts"));
       } catch (err) {
-        log.error({ err, heartbeats: latest.size }, "could not write heartbeats; agents will retry");
+        // An unreachable database is logged once per outage; every caller is answered Unavailable.
+        if (!databaseOutage?.notice(err)) log.error({ err, heartbeats: latest.size }, "could not write heartbeats; agents will retry");
         throw err;
       }
       return beats.map(() => undefined);

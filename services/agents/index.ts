@@ -54,7 +54,7 @@ const openEmailSecret = (deps: ServiceDeps) => async (envelope: string, column: 
  */
 export function agentsRoutes(deps: ServiceDeps) {
   const crypto = cryptoOf(deps);
-  const writer = createHeartbeatWriter(deps.db, deps.log, (servers) => raiseRecoveries(deps.db, deps.enqueueJob, servers));
+  const writer = createHeartbeatWriter(deps.db, deps.log, (servers) => raiseRecoveries(deps.db, deps.enqueueJob, servers), deps.databaseOutage);
   deps.onStop(() => writer.stop());
   const registration = createRegistrationService({ db: deps.db, config: deps.config, crypto, currentUsage: deps.currentUsage, log: deps.log });
   const hub = createCommandHub(deps.dbUrl, deps.log);

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { Code, type ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { peerAddressKey, requestIdKey, requestLoggerKey } from "./context-keys.js";
+import type { DatabaseOutage } from "./database-outage.js";
 import { isCallerError, toConnectError } from "./errors.js";
 
 /** What connect-es says when the deadline a caller sent runs out. */
@@ -30,7 +31,12 @@ export interface CallObserver {
  * call with its code and duration, and turns unexpected errors into "internal error" (the cause
  * goes to the log only). `serviceNames` maps a proto service's type name to the `svc` field.
  */
-export function createRequestContextInterceptor(root: Logger, serviceNames: ReadonlyMap<string, string>, observer?: CallObserver): Interceptor {
+export function createRequestContextInterceptor(
+  root: Logger,
+  serviceNames: ReadonlyMap<string, string>,
+  observer?: CallObserver,
+  databaseOutage?: Pick<DatabaseOutage, "notice">,
+): Interceptor {
   return (next) => async (req) => {
     const requestId = requestIdFrom(req.header.get(requestIdHeader));
     const svc = serviceNames.get(req.service.typeName) ?? req.service.typeName;
@@ -52,6 +58,8 @@ export function createRequestContextInterceptor(root: Logger, serviceNames: Read
       const fields = { code: Code[connectErr.code], durationMs, peer, reason: connectErr.rawMessage };
       // A caller that went away (a closed browser tab ends its live stream so) is no refusal.
       if (connectErr.code === Code.Canceled) log.info(fields, "rpc cancelled by the caller");
+      // An unreachable database is logged once per outage (database-outage.ts), not per call.
+      else if (connectErr.code === Code.Unavailable && databaseOutage?.notice(connectErr)) log.debug(fields, "rpc refused: the database cannot be reached");
       // The deadline the caller sent (Connect-Timeout-Ms, grpc-timeout) ran out: its choice, not a fault here.
       else if (connectErr.code === Code.DeadlineExceeded && connectErr.rawMessage === callerDeadlineMessage)
         log.info(fields, "rpc ended at the caller's deadline");

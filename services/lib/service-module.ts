@@ -2,6 +2,7 @@ import type { DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter, HandlerContext, Interceptor, Transport } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { Config } from "./config.js";
+import type { DatabaseOutage } from "./database-outage.js";
 import type { Knex, Migration } from "./db.js";
 import type { HmacVerifierDeps } from "./hmac/verify.js";
 import type { JobDefinition } from "./jobs/runner.js";
@@ -53,6 +54,8 @@ export interface ServiceDeps {
    * through `db` when given (a transaction that must see its own changes and hold no second connection).
    */
   currentUsage(db?: Knex): Promise<Usage>;
+  /** Logs a database outage once (and its end), instead of once per refused call or failed write. */
+  databaseOutage: DatabaseOutage;
   /** Queues a job of a queue defined in this service's database; answers its id. */
   enqueueJob(queue: string, data?: Record<string, unknown>): Promise<string>;
 }

@@ -11,6 +11,8 @@ export function soloServiceDeps(deps: Pick<ServiceDeps, "config" | "db" | "log">
     listenerUrl: () => undefined,
     currentUsage: async () => ({ servers: 0, instances: 0 }),
     onStop: () => {},
+    // Every error is the caller's to log, as when no database outage is being tracked.
+    databaseOutage: { notice: () => false, down: false, stop: () => {} },
     transportFor: (service) => {
       throw new Error(`${service.typeName} is not available to a service mounted alone`);
     },

@@ -1,3 +1,4 @@
+import type { DatabaseOutage } from "../database-outage.js";
 import { toConnectError } from "../errors.js";
 import { Code, ConnectError, createContextKey, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
@@ -43,6 +44,8 @@ export interface HmacAuthOptions {
    * for are left to another authenticator (the operator API: a session cookie instead).
    */
   applies?: (header: Headers) => boolean;
+  /** Logs an unreachable database once per outage (instead of a line per request it stops). */
+  databaseOutage?: Pick<DatabaseOutage, "notice">;
 }
 
 /** The public message of every refusal: short, the same for all reasons. */
@@ -59,7 +62,8 @@ export function createHmacAuth(options: HmacAuthOptions) {
     if (!(err instanceof HmacError)) {
       // Not a refusal: the check itself failed (e.g. the database is down). Unavailable when it is.
       const translated = toConnectError(err);
-      options.log.error({ err, procedure, code: Code[translated.code] }, "a signed request could not be checked");
+      if (options.databaseOutage?.notice(err)) options.log.debug({ procedure }, "a signed request could not be checked: the database cannot be reached");
+      else options.log.error({ err, procedure, code: Code[translated.code] }, "a signed request could not be checked");
       return translated;
     }
     const event: HmacRefusalEvent = {

@@ -1,5 +1,6 @@
 import { PgBoss } from "pg-boss";
 import type { Logger } from "pino";
+import type { DatabaseOutage } from "../database-outage.js";
 import type { Knex } from "../db.js";
 import { appendJobEvent, insertQueuedJob, markJobFinished, markJobRunning } from "./store.js";
 
@@ -45,6 +46,8 @@ export interface JobRunnerOptions {
   log: Logger;
   /** Poll interval of idle workers, the fallback to LISTEN/NOTIFY; default 2 s. */
   pollingIntervalSeconds?: number;
+  /** Logs an unreachable database once per outage (pg-boss reports it at every poll). */
+  databaseOutage?: Pick<DatabaseOutage, "notice">;
 }
 
 /**
@@ -62,7 +65,9 @@ export async function startJobRunner(options: JobRunnerOptions): Promise<JobRunn
     // Workers on every replica wake on NOTIFY when a job is queued, instead of waiting for a poll.
     useListenNotify: true,
   });
-  boss.on("error", (err) => log.error({ err }, "job queue error"));
+  boss.on("error", (err) => {
+    if (!options.databaseOutage?.notice(err)) log.error({ err }, "job queue error");
+  });
   await boss.start();
   const known = new Map(options.definitions.map((d) => [d.queue, d]));
 
