@@ -12,7 +12,7 @@ import { machineKey, openToken, readState, type AgentState } from "./state.js";
 import { hostUptimeSeconds, loadAverage } from "./system.js";
 import { discoverInstances, type DiscoveryOptions } from "./discovery/discover.js";
 import { createExecutor, runCommandStream } from "./commands.js";
-import { retryBaseMs, retryCapMs } from "./timing.js";
+import { clockSkewSeconds, retryBaseMs, retryCapMs, suspiciousSkewSeconds } from "./timing.js";
 import { createSyncer } from "./sync.js";
 import { createUnloadedChanges } from "./unloaded-changes.js";
 import { agentVersion } from "./version.js";
@@ -20,7 +20,7 @@ import { agentVersion } from "./version.js";
 /** Where a bootstrap re-run leaves a fresh install token for a running agent whose token was refused. */
 export const pendingTokenFile = (stateDir: string) => join(stateDir, "install-token");
 
-type Link = "starting" | "connected" | "unreachable" | "token_refused";
+type Link = "starting" | "connected" | "unreachable" | "token_refused" | "clock_skew";
 
 /** The agent can never succeed without the operator: stop instead of retrying. */
 export class FatalAgentError extends Error {
@@ -81,7 +81,17 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
       if (e.cause instanceof PinMismatchError || /pinned fingerprint/.test(e.rawMessage)) {
         throw new FatalAgentError(`${e.rawMessage}; the agent stops: register again with the right --pin`);
       }
-      if (e.code === Code.Unauthenticated) {
+      const skew = e.code === Code.Unauthenticated ? clockSkewSeconds(e.metadata) : undefined;
+      if (skew !== undefined && Math.abs(skew) > suspiciousSkewSeconds) {
+        // Not the token: this host's time. Retried as when unreachable, and the token kept.
+        change(
+          "clock_skew",
+          { skewSeconds: skew, reason: e.rawMessage },
+          `the panel refuses this agent's signed calls: this host's clock is ${Math.abs(skew)} s ${skew > 0 ? "ahead of" : "behind"} the panel's (calls are accepted within 300 s by default); set the time right (NTP); retrying with backoff`,
+          "error",
+        );
+        waitMs = retryDelayMs(e, failures++, retryBaseMs, retryCapMs);
+      } else if (e.code === Code.Unauthenticated) {
         const fresh = await readFile(pendingTokenFile(stateDir), "utf8").then(
           (t) => t.trim(),
           () => undefined,

@@ -16,3 +16,17 @@ export function keepalive(env: NodeJS.ProcessEnv = process.env): { pingIntervalM
   }
   return { pingIntervalMs: seconds * 1000, pingTimeoutMs: Math.min(15, seconds) * 1000 };
 }
+
+/**
+ * How far this host's clock is from the panel's, in seconds (positive: this host is ahead), from
+ * the Date header of the panel's answer; undefined without one. The panel accepts signed calls
+ * only within HMAC_SKEW_SECONDS (300 s by default) of its own time, and says no more than
+ * "signature rejected": the agent finds the reason itself.
+ */
+export function clockSkewSeconds(headers: Headers, now = Date.now()): number | undefined {
+  const panelTime = Date.parse(headers.get("date") ?? "");
+  return Number.isNaN(panelTime) ? undefined : Math.round((now - panelTime) / 1000);
+}
+
+/** A skew past this is named as the likely reason a signed call was refused. */
+export const suspiciousSkewSeconds = 60;

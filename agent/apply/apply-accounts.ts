@@ -108,7 +108,7 @@ export async function applyAccounts(instance: DiscoveredInstance, payload: Apply
   try {
     await replaceConfigFile(path, after);
   } catch (err) {
-    const detail = `${path} could not be written (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); it is unchanged`;
+    const detail = `${path} could not be written (${fileErrorInWords(err)}); it is unchanged`;
     return { succeeded: false, failureCode: "file_write_failed", detail, accountResults: allFailed(reports, "file_write_failed", detail) };
   }
   const written = `oscam.user written (${payload.changes.length - refused} change${payload.changes.length - refused === 1 ? "" : "s"})`;
@@ -140,6 +140,21 @@ export async function applyAccounts(instance: DiscoveredInstance, payload: Apply
   const detail = `${written}, but OScam did not reload it (${reload.detail}); the previous oscam.user was put back, and OScam did not reload that either (${again.detail}): it holds what it last loaded until it reloads or restarts`;
   // The first refusal names the cause (a wrong WebIF password stays webif_auth_failed).
   return { succeeded: false, failureCode: reload.code, detail, accountResults: allFailed(reports, reload.code, detail) };
+}
+
+/** What a failed file operation ran into, in words an operator acts on (the errno code after it). */
+export function fileErrorInWords(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  const words: Record<string, string> = {
+    ENOSPC: "no space left on the device",
+    EDQUOT: "the disk quota is exceeded",
+    EROFS: "the file system is read-only",
+    EACCES: "permission denied",
+    EPERM: "operation not permitted",
+    EIO: "an input/output error of the disk",
+  };
+  if (code && words[code]) return `${words[code]}, ${code}`;
+  return code ?? (err as Error).message;
 }
 
 /** Results for a file written but not loaded: the changes made are failed with why, the file's keys as now. */

@@ -4,7 +4,7 @@ import type { ApplyConfig } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import type { DiscoveredInstance } from "../discovery/discover.js";
 import { OscamParseError, parseOscamFile, printOscamFile, sectionsOf, type OscamDocument } from "../oscam/document.js";
 import { appendSection, OscamEditError, setKey, unsetKey } from "../oscam/edit.js";
-import type { ApplyOutcome } from "./apply-accounts.js";
+import { type ApplyOutcome, fileErrorInWords } from "./apply-accounts.js";
 import { replaceConfigFile } from "./config-file.js";
 
 /**
@@ -49,7 +49,7 @@ export async function applyConfig(instance: DiscoveredInstance, payload: ApplyCo
       ...none,
       succeeded: false,
       failureCode: "file_write_failed",
-      detail: `${path} could not be written (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); it is unchanged`,
+      detail: `${path} could not be written (${fileErrorInWords(err)}); it is unchanged`,
     };
   }
   const keys = [...new Set(changed)];

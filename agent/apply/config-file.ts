@@ -23,15 +23,23 @@ export async function replaceConfigFile(path: string, bytes: Uint8Array, now = n
   const backups = join(dir, backupDirName);
   await mkdir(backups, { recursive: true, mode: 0o700 });
   const backup = join(backups, `${name}.${now.toISOString().replace(/[:.]/g, "-")}`);
-  await copyFile(path, backup);
+  // A copy or temp file cut short (a full disk) is removed: nothing half-written stays behind.
+  await copyFile(path, backup).catch(async (err: unknown) => {
+    await unlink(backup).catch(() => {});
+    throw err;
+  });
   const temp = join(dir, `.${name}.${randomBytes(6).toString("hex")}.tmp`);
   const file = await open(temp, "wx", before.mode & 0o7777);
   try {
     await file.writeFile(bytes);
     await file.sync();
-  } finally {
-    await file.close();
+  } catch (err) {
+    await file.close().catch(() => {});
+    await unlink(temp).catch(() => {});
+    await unlink(backup).catch(() => {});
+    throw err;
   }
+  await file.close();
   try {
     await chown(temp, before.uid, before.gid).catch((err: NodeJS.ErrnoException) => {
       // An unprivileged agent cannot give a file away; the file then belongs to the agent's user.

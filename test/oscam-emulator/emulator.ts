@@ -24,6 +24,8 @@ export interface OscamEmulator {
   holdNextReload(): { reached: Promise<void>; release(): void };
   /** Answers the next `count` reinit requests with HTTP 500 without re-reading the file (OScam failing the reload). */
   failNextReloads(count: number): void;
+  /** Never answers the next `count` reinit requests (a WebIF that hangs): the connection stays open and silent. */
+  hangNextReloads(count: number): void;
   stop(): Promise<void>;
 }
 
@@ -37,6 +39,7 @@ export async function startOscamEmulator(options: { configDir: string; user: str
   const nonces = new Set<string>();
   let hold: { arrived: () => void; released: Promise<void> } | undefined;
   let failing = 0;
+  let hanging = 0;
   const param = (header: string, name: string) => new RegExp(`${name}="?([^",]*)"?`, "i").exec(header)?.[1] ?? "";
 
   const authorised = (header: string | undefined, method: string): boolean => {
@@ -62,6 +65,10 @@ export async function startOscamEmulator(options: { configDir: string; user: str
     }
     const url = new URL(req.url ?? "/", "http://oscam");
     if (url.pathname === "/userconfig.html" && url.searchParams.get("action") === "reinit") {
+      if (hanging > 0) {
+        hanging--;
+        return;
+      }
       if (failing > 0) {
         failing--;
         res.writeHead(500, { "content-type": "text/html" });
@@ -107,6 +114,14 @@ export async function startOscamEmulator(options: { configDir: string; user: str
     failNextReloads: (count) => {
       failing = count;
     },
-    stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    hangNextReloads: (count) => {
+      hanging = count;
+    },
+    stop: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        // A hung request's connection would keep close() waiting.
+        server.closeAllConnections();
+      }),
   };
 }
