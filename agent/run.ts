@@ -116,6 +116,17 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
         // Woken at once when a bootstrap leaves a fresh install token, else retried at the cap.
         await tokenArrival(stateDir, retryCapMs, signal);
         continue;
+      } else if (/certificate is not yet valid|certificate has expired/.test(e.rawMessage)) {
+        // The handshake judges the certificate by this host's clock.
+        change(
+          "clock_skew",
+          { reason: e.rawMessage, hostTime: new Date().toISOString() },
+          /not yet valid/.test(e.rawMessage)
+            ? "the panel's certificate is not yet valid by this host's clock: the clock is probably behind; set the time right (NTP); retrying with backoff"
+            : "the panel's certificate has expired by this host's clock: either it has (renew it on the panel) or this host's clock is ahead; retrying with backoff",
+          "error",
+        );
+        waitMs = retryDelayMs(e, failures++, retryBaseMs, retryCapMs);
       } else {
         change("unreachable", { reason: e.rawMessage }, "the panel is unreachable; retrying with backoff", "warn");
         waitMs = retryDelayMs(e, failures++, retryBaseMs, retryCapMs);

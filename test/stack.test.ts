@@ -9,6 +9,7 @@ import { RegistrationService } from "../gen/myosicam/agent/v1/registration_pb.js
 import { LicenseService } from "../gen/myosicam/license/v1/license_pb.js";
 import { emptyConfigFile, makeTempDir, runCli, type CliProcess } from "./helpers/cli.js";
 import { getHttp1, getHttp2 } from "./helpers/https.js";
+import { upTestSettings } from "./helpers/up-process.js";
 
 /** What `up --json` prints. */
 interface UpReport {
@@ -31,14 +32,7 @@ let report: UpReport;
 let ca: string;
 let configFile: string;
 
-const env = () => ({
-  MYOSICAM_CONFIG_FILE: configFile,
-  MYOSICAM_DATA_DIR: join(dir.path, "data"),
-  PANEL_PORT: "0",
-  ADMIN_PORT: "0",
-  EMBEDDED_POSTGRES_PORT: "0",
-  SHUTDOWN_TIMEOUT_SECONDS: "5",
-});
+const env = () => ({ ...upTestSettings(dir.path, configFile) });
 
 const validRegistration = {
   installToken: "a".repeat(64),

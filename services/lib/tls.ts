@@ -95,7 +95,9 @@ async function createSelfSigned(extraNames: string[]): Promise<{ cert: string; k
     keyType: "ec",
     curve: "P-256",
     algorithm: "sha256",
-    notBeforeDate: new Date(Date.now() - 60_000),
+    // Valid from a day before its creation: an agent whose clock is behind (minutes, even hours)
+    // still completes the handshake, and is then told by the signature check that its clock is off.
+    notBeforeDate: new Date(Date.now() - 24 * 3600_000),
     notAfterDate: notAfter,
     extensions: [
       { name: "basicConstraints", cA: false },

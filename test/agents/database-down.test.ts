@@ -5,8 +5,8 @@ import * as assert from "uvu/assert";
 import { AgentHealth } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import { createInstallToken } from "../../services/agents/install-tokens.js";
 import { getHttp2 } from "../helpers/https.js";
-import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
-import { startTcpRelay, type TcpRelay } from "../helpers/tcp-relay.js";
+import { type PanelHost, startPanelHostBehindDatabaseRelay } from "../helpers/panel-host.js";
+import type { TcpRelay } from "../helpers/tcp-relay.js";
 
 const test = suite("a panel whose database is down answers Unavailable, and recovers");
 
@@ -20,19 +20,7 @@ const codeOf = (p: Promise<unknown>) =>
 const heartbeat = { uptimeSeconds: 5n, health: AgentHealth.OK, agentVersion: "0.1.0" };
 
 test.before(async () => {
-  const postgresPort = Number(new URL(process.env.MYOSICAM_TEST_POSTGRES_URL!).port);
-  relay = await startTcpRelay(postgresPort);
-  panel = await startPanelHost(
-    "agents_database_down",
-    {},
-    {
-      databaseUrl: (url) => {
-        const viaRelay = new URL(url);
-        viaRelay.port = String(relay.port);
-        return viaRelay.toString();
-      },
-    },
-  );
+  ({ panel, relay } = await startPanelHostBehindDatabaseRelay("agents_database_down"));
   await panel.setLicense(10, 10);
 });
 test.after(async () => {

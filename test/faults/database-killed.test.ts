@@ -1,14 +1,19 @@
-import { createClient } from "@connectrpc/connect";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { AgentHealth, CommandOutcome } from "../../gen/myosicam/agent/v1/agent_pb.js";
+import { AgentHealth, type AgentService, CommandOutcome } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
 import { createCommands } from "../../services/agents/commands.js";
+import { CommandKind } from "../../gen/myosicam/agent/v1/agent_pb.js";
+import { CommandService, CommandStatus } from "../../gen/myosicam/panel/v1/command_pb.js";
+import { ServerService } from "../../gen/myosicam/panel/v1/server_pb.js";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { enrollOnUp, operatorTransport, startUpProcess } from "../helpers/up-process.js";
 import { eventually } from "../helpers/eventually.js";
 import { getHttp2 } from "../helpers/https.js";
-import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
-import { startTcpRelay, type TcpRelay } from "../helpers/tcp-relay.js";
+import { type PanelHost, startPanelHostBehindDatabaseRelay } from "../helpers/panel-host.js";
+import type { TcpRelay } from "../helpers/tcp-relay.js";
 
 /**
  * The panel's PostgreSQL (an external server, reached through a relay that the test takes down:
@@ -24,19 +29,7 @@ let panel: PanelHost;
 let relay: TcpRelay;
 
 test.before(async () => {
-  const postgresPort = Number(new URL(process.env.MYOSICAM_TEST_POSTGRES_URL!).port);
-  relay = await startTcpRelay(postgresPort);
-  panel = await startPanelHost(
-    "database_killed",
-    {},
-    {
-      databaseUrl: (url) => {
-        const viaRelay = new URL(url);
-        viaRelay.port = String(relay.port);
-        return viaRelay.toString();
-      },
-    },
-  );
+  ({ panel, relay } = await startPanelHostBehindDatabaseRelay("database_killed"));
   await panel.setLicense(50, 50);
 });
 test.after(async () => {
@@ -44,19 +37,8 @@ test.after(async () => {
   await relay?.stop();
 });
 
-test("heartbeats and results during an outage: each answered ok or Unavailable, /readyz says so, the log says it once, and every accepted one is stored", async () => {
-  const agents = [];
-  for (let i = 0; i < agentCount; i++) agents.push(await panel.enroll(`db-killed-${i}`));
-  const crypto = createClient(CryptoService, panel.host.transportFor(CryptoService));
-  const pending = new Map<string, string[]>();
-  for (const a of agents) {
-    const created = await createCommands(panel.db, crypto, { serverIds: Array(30).fill(a.id), kind: "resync", createdBy: "test" });
-    pending.set(
-      a.id,
-      created.map((c) => c.id),
-    );
-  }
-
+/** Agents heartbeating and reporting results as fast as they can; what was answered, and what was accepted. */
+function keepBusy(agents: ReadonlyArray<{ id: string; client: Client<typeof AgentService> }>, pending: Map<string, string[]>) {
   const codes = new Map<string, number>();
   const lastAccepted = new Map<string, number>();
   const acceptedResults: string[] = [];
@@ -86,7 +68,31 @@ test("heartbeats and results during an outage: each answered ok or Unavailable, 
       await new Promise((r) => setTimeout(r, 100));
     }
   });
+  return {
+    codes,
+    lastAccepted,
+    acceptedResults,
+    async stop() {
+      running = false;
+      await Promise.all(loops);
+    },
+  };
+}
 
+test("heartbeats and results during an outage: each answered ok or Unavailable, /readyz says so, the log says it once, and every accepted one is stored", async () => {
+  const agents = [];
+  for (let i = 0; i < agentCount; i++) agents.push(await panel.enroll(`db-killed-${i}`));
+  const crypto = createClient(CryptoService, panel.host.transportFor(CryptoService));
+  const pending = new Map<string, string[]>();
+  for (const a of agents) {
+    const created = await createCommands(panel.db, crypto, { serverIds: Array(30).fill(a.id), kind: "resync", createdBy: "test" });
+    pending.set(
+      a.id,
+      created.map((c) => c.id),
+    );
+  }
+
+  const busy = keepBusy(agents, pending);
   await new Promise((r) => setTimeout(r, 500));
   const logLinesBefore = panel.logs.lines().length;
   await relay.down();
@@ -106,15 +112,15 @@ test("heartbeats and results during an outage: each answered ok or Unavailable, 
     "/readyz to say ready again",
   );
   // It recovers by itself: heartbeats are accepted again.
-  const okBefore = codes.get("ok") ?? 0;
+  const okBefore = busy.codes.get("ok") ?? 0;
   await eventually(
-    async () => codes.get("ok") ?? 0,
+    async () => busy.codes.get("ok") ?? 0,
     (n) => n > okBefore + agentCount,
     "calls to be accepted again",
   );
   const recoveredMs = performance.now() - upAt;
-  running = false;
-  await Promise.all(loops);
+  await busy.stop();
+  const { codes, lastAccepted, acceptedResults } = busy;
 
   // Every accepted heartbeat and result is in the database.
   const rows = await panel.db("servers").whereIn(
@@ -145,6 +151,80 @@ test("heartbeats and results during an outage: each answered ok or Unavailable, 
   assert.is(said, 1, "the outage is logged once, not per call");
   assert.is(back, 1, "its end is logged once");
   assert.equal(errorLines, [], "no error line per refused call or failed batch");
+});
+
+test("the embedded PostgreSQL killed (SIGKILL) under `myosicam up`: restarted by the panel, calls ok or Unavailable meanwhile, said once, nothing accepted lost", async () => {
+  // Registrations made before the license is validated count as failed ones: the limit is raised.
+  const stack = await startUpProcess("embedded_db_killed", { REGISTRATION_FAILURES_PER_MINUTE: "10000" });
+  try {
+    const agents = [];
+    for (let i = 0; i < 5; i++) agents.push(await enrollOnUp(stack, `embedded-killed-${i}`));
+    const transport = await operatorTransport(stack);
+    const commands = createClient(CommandService, transport);
+    const pending = new Map<string, string[]>();
+    for (const a of agents) {
+      const sent = await commands.sendCommand({ targets: Array.from({ length: 30 }, () => ({ serverId: a.id })), kind: CommandKind.RESYNC });
+      pending.set(
+        a.id,
+        sent.commands.map((c) => c.id),
+      );
+    }
+    const busy = keepBusy(agents, pending);
+    await new Promise((r) => setTimeout(r, 500));
+    const logBefore = stack.up.stderr().length;
+    const postmaster = Number((await readFile(join(stack.report.dataDir, "postgres", "postmaster.pid"), "utf8")).split("\n")[0]);
+    process.kill(postmaster, "SIGKILL");
+    const killedAt = performance.now();
+    const url = stack.report.listeners.panel.url;
+    await eventually(
+      async () => JSON.parse((await getHttp2(`${url}/readyz`, stack.ca).catch(() => ({ body: "{}" }))).body),
+      (r) => r.status === "ready" && r.checks?.embeddedPostgres?.restarts === 1,
+      "the panel to be ready again on a restarted PostgreSQL",
+      60_000,
+    );
+    const okBefore = busy.codes.get("ok") ?? 0;
+    await eventually(
+      async () => busy.codes.get("ok") ?? 0,
+      (n) => n > okBefore + agents.length,
+      "calls to be accepted again",
+    );
+    const backMs = performance.now() - killedAt;
+    await busy.stop();
+
+    const servers = createClient(ServerService, transport);
+    const behind: string[] = [];
+    for (const a of agents) {
+      const { server } = await servers.getServer({ serverId: a.id });
+      const seen = server?.lastSeenAt ? Number(server.lastSeenAt.seconds) * 1000 : 0;
+      if (seen < (busy.lastAccepted.get(a.id) ?? 0) - 1000) behind.push(a.id);
+    }
+    const notStored: string[] = [];
+    for (const id of busy.acceptedResults) {
+      const { command } = await commands.getCommand({ commandId: id });
+      if (command?.status !== CommandStatus.SUCCEEDED) notStored.push(id);
+    }
+    const log = stack.up.stderr().slice(logBefore);
+    const said = log.split("the database cannot be reached").length - 1;
+    const back = log.split("the database answers again").length - 1;
+    console.log(
+      `faults: embedded PostgreSQL SIGKILLed under 5 busy agents: answers ${[...busy.codes].map(([c, n]) => `${c} ${n}`).join(", ")}; ` +
+        `calls accepted again ${(backMs / 1000).toFixed(1)} s after the kill; ${busy.acceptedResults.length} results accepted, ${notStored.length} lost; log: ${said} line when it went, ${back} when it came back`,
+    );
+    assert.equal(
+      [...busy.codes.keys()].filter((c) => c !== "ok" && c !== "Unavailable"),
+      [],
+      "every call was answered ok or Unavailable",
+    );
+    assert.equal(behind, [], "every accepted heartbeat is stored");
+    assert.equal(notStored, [], "every accepted result is stored");
+    assert.ok(said <= 1 && back === said, `the outage is logged once and its end once (${said}, ${back})`);
+    assert.is(log.split("the embedded PostgreSQL exited unexpectedly").length - 1, 1, "the restart is logged once");
+  } catch (err) {
+    // uvu cannot print a ConnectError: say it in plain words.
+    throw err instanceof Error && err.name === "ConnectError" ? new Error(`${err.message}\n${err.stack}`) : err;
+  } finally {
+    await stack.stop();
+  }
 });
 
 test.run();

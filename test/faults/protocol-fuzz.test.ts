@@ -1,20 +1,17 @@
 import { randomInt } from "node:crypto";
 import { type ClientHttp2Session, connect as http2Connect, constants as http2 } from "node:http2";
 import type { DescMethod } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createClient } from "@connectrpc/connect";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { AdminService } from "../../gen/myosicam/admin/v1/admin_pb.js";
 import { RegistrationService } from "../../gen/myosicam/agent/v1/registration_pb.js";
-import { ServerService } from "../../gen/myosicam/panel/v1/server_pb.js";
 import { serviceRegistry } from "../../services/index.js";
 import { localCredentialFile, readCliCredential } from "../../services/lib/cli-credential.js";
 import { signingHeaders } from "../../services/lib/hmac/canonical.js";
-import { createSignedTransport } from "../../services/lib/hmac/signing-client.js";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { fuzzRuns } from "../helpers/fault-mode.js";
-import { eventually } from "../helpers/eventually.js";
-import { settingsFile, startUpProcess, type UpProcess } from "../helpers/up-process.js";
+import { enrollOnUp, settingsFile, startUpProcess, type UpProcess } from "../helpers/up-process.js";
 import { envelope, mutateBinary, mutateJson, randomEncodedMessage, seededRandom } from "../helpers/message-fuzz.js";
 
 /**
@@ -74,36 +71,8 @@ async function setUp() {
   assert.ok(settings.PANEL_CALLER_SECRET, "up wrote the panel's caller secret into the configuration file");
 
   // An enrolled, approved agent, so AgentService's methods are signed as an agent.
-  const panelUrl = report.listeners.panel.url;
-  const servers = createClient(
-    ServerService,
-    createSignedTransport({ baseUrl: panelUrl, ca, credentials: { callerId: client.clientId, secret: client.secret } }),
-  );
-  const added = await servers.addServer({ name: "fuzz-agent" });
-  const registration = createClient(RegistrationService, createConnectTransport({ baseUrl: panelUrl, httpVersion: "2", nodeOptions: { ca } }));
-  // The license is checked with admin just after the start: registration waits for it.
-  const registered = await eventually(
-    () =>
-      registration
-        .register({
-          installToken: added.bootstrap!.installToken,
-          agentId: "0b7d3c55-8f0e-4d53-9a7e-2f4f7a0c9b11",
-          hostname: "fuzz-agent",
-          ip: "192.0.2.10",
-          os: "linux",
-          osVersion: "Debian 12",
-          arch: "x64",
-          agentVersion: "0.1.0",
-        })
-        .catch((err: unknown) => {
-          if (ConnectError.from(err).code === Code.FailedPrecondition) return undefined;
-          throw err;
-        }),
-    (r) => r !== undefined,
-    "the panel's license to be validated so an agent can register",
-  ).then((r) => r!);
-  if (registered.pendingApproval) await servers.approveServers({ serverIds: [registered.serverId] });
-  const agent: Credential = { kind: "hmac", callerId: registered.serverId, secret: registered.agentToken };
+  const enrolled = await enrollOnUp(stack, "fuzz-agent");
+  const agent: Credential = { kind: "hmac", callerId: enrolled.id, secret: enrolled.token };
 
   const login = await createClient(AdminService, createConnectTransport({ baseUrl: report.listeners.admin.url, httpVersion: "2", nodeOptions: { ca } })).login({
     email: "fuzz@example.com",

@@ -15,8 +15,11 @@ export interface CliProcess {
   stderr(): string;
   /** Resolves with the first complete stdout line parsed as JSON (what `--json` prints). */
   firstJson<T = Record<string, unknown>>(): Promise<T>;
-  /** Resolves once stderr matches `pattern` (log lines arrive through a pipe, after responses). */
-  waitForStderr(pattern: RegExp): Promise<string>;
+  /**
+   * Resolves once stderr matches `pattern` (log lines arrive through a pipe, after responses);
+   * rejects after `timeoutMs` (default 120 s) with the end of what it logged, never hangs a run.
+   */
+  waitForStderr(pattern: RegExp, timeoutMs?: number): Promise<string>;
   /** Resolves with the exit code (or 128 + signal number when killed). */
   exited: Promise<number>;
 }
@@ -72,18 +75,27 @@ function runEntry(entry: string, args: string[], env: Record<string, string>, cw
       check();
       exited.then((code) => reject(new Error(`exited ${code} before printing JSON; stderr: ${err.slice(-2000)}`)));
     });
-  const waitForStderr = (pattern: RegExp) =>
+  const waitForStderr = (pattern: RegExp, timeoutMs = 120_000) =>
     new Promise<string>((resolveMatch, reject) => {
+      const timer = setTimeout(() => {
+        child.stderr!.off("data", check);
+        reject(new Error(`stderr did not match ${pattern} within ${timeoutMs / 1000} s; its end:\n${err.slice(-3000)}`));
+      }, timeoutMs);
+      timer.unref();
       const check = () => {
         const match = pattern.exec(err);
         if (match) {
+          clearTimeout(timer);
           child.stderr!.off("data", check);
           resolveMatch(match[0]);
         }
       };
       child.stderr!.on("data", check);
       check();
-      exited.then(() => reject(new Error(`exited before stderr matched ${pattern}`)));
+      exited.then(() => {
+        clearTimeout(timer);
+        reject(new Error(`exited before stderr matched ${pattern}`));
+      });
     });
   return { child, stdout: () => out, stderr: () => err, firstJson, waitForStderr, exited };
 }

@@ -16,6 +16,7 @@ import { makeTempDir } from "./cli.js";
 import { createTestDatabase, type TestDatabase } from "./database.js";
 import { newKey } from "./keys.js";
 import { captureLogs } from "./log-capture.js";
+import { startTcpRelay, type TcpRelay } from "./tcp-relay.js";
 
 /** The license key test panels are configured with. */
 export const testLicenseKey = "mlk_test_license_key_0000000000";
@@ -131,4 +132,26 @@ export async function startPanelHost(
     },
   };
   return panel;
+}
+
+/**
+ * A panel whose database connections go through a TCP relay the test controls (`relay.down()`
+ * cuts them and refuses new ones: a database server killed, as the panel sees it).
+ */
+export async function startPanelHostBehindDatabaseRelay(label: string, env: Record<string, string> = {}): Promise<{ panel: PanelHost; relay: TcpRelay }> {
+  const postgresPort = Number(new URL(process.env.MYOSICAM_TEST_POSTGRES_URL!).port);
+  const relay = await startTcpRelay(postgresPort);
+  try {
+    const panel = await startPanelHost(label, env, {
+      databaseUrl: (url) => {
+        const viaRelay = new URL(url);
+        viaRelay.port = String(relay.port);
+        return viaRelay.toString();
+      },
+    });
+    return { panel, relay };
+  } catch (err) {
+    await relay.stop();
+    throw err;
+  }
 }

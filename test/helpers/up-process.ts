@@ -1,3 +1,12 @@
+import { randomUUID } from "node:crypto";
+import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { AgentService } from "../../gen/myosicam/agent/v1/agent_pb.js";
+import { RegistrationService } from "../../gen/myosicam/agent/v1/registration_pb.js";
+import { ServerService } from "../../gen/myosicam/panel/v1/server_pb.js";
+import { localCredentialFile, readCliCredential } from "../../services/lib/cli-credential.js";
+import { createSignedTransport } from "../../services/lib/hmac/signing-client.js";
+import { eventually } from "./eventually.js";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as assert from "uvu/assert";
@@ -37,6 +46,21 @@ export interface UpProcess {
   stop(): Promise<void>;
 }
 
+/**
+ * The settings a test's `up` runs with: its own configuration file and data directory, ports the
+ * system chooses, a short shutdown.
+ */
+export function upTestSettings(dir: string, configFile: string): Record<string, string> {
+  return {
+    MYOSICAM_CONFIG_FILE: configFile,
+    MYOSICAM_DATA_DIR: join(dir, "data"),
+    PANEL_PORT: "0",
+    ADMIN_PORT: "0",
+    EMBEDDED_POSTGRES_PORT: "0",
+    SHUTDOWN_TIMEOUT_SECONDS: "5",
+  };
+}
+
 /** The settings file `up` reads and writes (KEY=value lines). */
 export async function settingsFile(path: string): Promise<Record<string, string>> {
   const text = await readFile(path, "utf8");
@@ -60,15 +84,7 @@ export async function startUpProcess(
 ): Promise<UpProcess> {
   const dir = await makeTempDir(label);
   const configFile = emptyConfigFile();
-  const env = () => ({
-    MYOSICAM_CONFIG_FILE: configFile,
-    MYOSICAM_DATA_DIR: join(dir.path, "data"),
-    PANEL_PORT: "0",
-    ADMIN_PORT: "0",
-    EMBEDDED_POSTGRES_PORT: "0",
-    SHUTDOWN_TIMEOUT_SECONDS: "5",
-    ...settings,
-  });
+  const env = () => ({ ...upTestSettings(dir.path, configFile), ...settings });
   const cli = cliWith(env);
   let up: CliProcess | undefined;
   try {
@@ -131,4 +147,58 @@ export async function startUpProcess(
     await dir.remove();
     throw err;
   }
+}
+
+/** A signed operator-API transport as the panel host's own CLI (the credential `up` wrote into its data directory). */
+export async function operatorTransport(stack: UpProcess) {
+  const credential = (await readCliCredential(localCredentialFile(stack.report.dataDir)))!;
+  return createSignedTransport({
+    baseUrl: stack.report.listeners.panel.url,
+    ca: stack.ca,
+    credentials: { callerId: credential.clientId, secret: credential.secret },
+    defaultTimeoutMs: 15_000,
+  });
+}
+
+/**
+ * Adds server `name` through the operator API and registers an agent for it (waiting, after a
+ * start, for the panel's license to be validated: those attempts count against
+ * REGISTRATION_FAILURES_PER_MINUTE, so raise it); answers its id, token and a signed client.
+ */
+export async function enrollOnUp(stack: UpProcess, name: string): Promise<{ id: string; token: string; client: Client<typeof AgentService> }> {
+  const url = stack.report.listeners.panel.url;
+  const servers = createClient(ServerService, await operatorTransport(stack));
+  const added = await servers.addServer({ name });
+  const registration = createClient(RegistrationService, createConnectTransport({ baseUrl: url, httpVersion: "2", nodeOptions: { ca: stack.ca } }));
+  const registered = await eventually(
+    () =>
+      registration
+        .register({
+          installToken: added.bootstrap!.installToken,
+          agentId: randomUUID(),
+          hostname: name,
+          ip: "192.0.2.10",
+          os: "linux",
+          osVersion: "Debian 12",
+          arch: "x64",
+          agentVersion: "0.1.0",
+        })
+        .catch((err: unknown) => {
+          if (ConnectError.from(err).code === Code.FailedPrecondition) return undefined;
+          throw err;
+        }),
+    (r) => r !== undefined,
+    "the panel's license to be validated so an agent can register",
+  ).then((r) => r!);
+  if (registered.pendingApproval) await servers.approveServers({ serverIds: [registered.serverId] });
+  const client = createClient(
+    AgentService,
+    createSignedTransport({
+      baseUrl: url,
+      ca: stack.ca,
+      credentials: { callerId: registered.serverId, secret: registered.agentToken },
+      defaultTimeoutMs: 15_000,
+    }),
+  );
+  return { id: registered.serverId, token: registered.agentToken, client };
 }

@@ -7,21 +7,14 @@ import * as assert from "uvu/assert";
 import { AuthService } from "../../gen/myosicam/panel/v1/auth_pb.js";
 import { cliWith, emptyConfigFile, makeTempDir, runCli, type CliProcess } from "../helpers/cli.js";
 import { eventually } from "../helpers/eventually.js";
+import { upTestSettings } from "../helpers/up-process.js";
 
 const test = suite("first start: the owner's first login printed once, and a CLI that needs no sign-in on the panel host");
 
 let dir: Awaited<ReturnType<typeof makeTempDir>>;
 let configFile: string;
 let up: CliProcess;
-const env = () => ({
-  MYOSICAM_CONFIG_FILE: configFile,
-  MYOSICAM_DATA_DIR: join(dir.path, "data"),
-  PANEL_PORT: "0",
-  ADMIN_PORT: "0",
-  EMBEDDED_POSTGRES_PORT: "0",
-  SHUTDOWN_TIMEOUT_SECONDS: "5",
-  LOG_LEVEL: "warn",
-});
+const env = () => ({ ...upTestSettings(dir.path, configFile), LOG_LEVEL: "warn" });
 const cli = cliWith(() => ({ ...env(), MYOSICAM_CREDENTIALS: "" }));
 
 /** Starts `up` (as `npm start` does) and waits for its banner. */
