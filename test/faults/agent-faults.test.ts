@@ -156,12 +156,8 @@ test("the agent's clock 10 minutes behind: refused for clock skew (its log and t
     // libfaketime reads the offset from this file at every call: the clock can be put right while the agent runs.
     const offsetFile = join(dir.path, "faketime");
     await writeFile(offsetFile, "-10m\n");
-    agent = runAgentCli(["run", "--state-dir", stateDir, "--unit-dir", join(dir.path, "no-units")], {
-      LD_PRELOAD: library,
-      FAKETIME_TIMESTAMP_FILE: offsetFile,
-      FAKETIME_NO_CACHE: "1",
-      FAKETIME_DONT_FAKE_MONOTONIC: "1",
-    });
+    const fakeClock = { LD_PRELOAD: library, FAKETIME_TIMESTAMP_FILE: offsetFile, FAKETIME_NO_CACHE: "1", FAKETIME_DONT_FAKE_MONOTONIC: "1" };
+    agent = runAgentCli(["run", "--state-dir", stateDir, "--unit-dir", join(dir.path, "no-units")], fakeClock);
     const a = agent;
     const line = await a.waitForStderr(/"msg":"the panel refuses this agent's signed calls: this host's clock is \d+ s behind the panel's[^"]*"/, 60_000);
     const skew = Number(/clock is (\d+) s behind/.exec(line)![1]);
@@ -181,12 +177,7 @@ test("the agent's clock 10 minutes behind: refused for clock skew (its log and t
     a.child.kill("SIGTERM");
     await a.exited;
     await writeFile(offsetFile, "-2d\n");
-    agent = runAgentCli(["run", "--state-dir", stateDir, "--unit-dir", join(dir.path, "no-units")], {
-      LD_PRELOAD: library,
-      FAKETIME_TIMESTAMP_FILE: offsetFile,
-      FAKETIME_NO_CACHE: "1",
-      FAKETIME_DONT_FAKE_MONOTONIC: "1",
-    });
+    agent = runAgentCli(["run", "--state-dir", stateDir, "--unit-dir", join(dir.path, "no-units")], fakeClock);
     await agent.waitForStderr(/"msg":"the panel's certificate is not yet valid by this host's clock: the clock is probably behind[^"]*"/, 60_000);
   } finally {
     if (agent && agent.child.exitCode === null) agent.child.kill("SIGKILL");
