@@ -3,8 +3,8 @@ import { createConnection, createServer, type Server, type Socket } from "node:n
 /**
  * How the relay treats traffic: `pass` forwards it; `blackhole` accepts connections and forwards
  * nothing either way, closing nothing (packets dropped, no RST); `latency` forwards each chunk
- * after a delay; `halfOpen` closes the target's side of every connection while the client's side
- * stays open and silent (the client is never told).
+ * after a delay; `halfOpen` closes the target's side of every connection open at that moment while
+ * the client's side stays open and silent (the client is never told); new connections pass.
  */
 export type RelayMode = { kind: "pass" } | { kind: "blackhole" } | { kind: "latency"; ms: number } | { kind: "halfOpen" };
 
@@ -36,18 +36,22 @@ export async function startTcpRelay(targetPort: number): Promise<TcpRelay> {
   let server: Server | undefined;
   let port = 0;
   let accepted = 0;
+  /** Sockets of the connections made half-open: their client side is never told. */
+  const halfOpened = new WeakSet<Socket>();
 
   /** Forwards `from` → `to` as the mode at the time of each chunk says. */
   const forward = (from: Socket, to: Socket) => {
     from.on("data", (chunk: Buffer) => {
       const now = mode;
-      if (now.kind === "blackhole" || now.kind === "halfOpen") return;
+      if (now.kind === "blackhole") return;
+      // A half-open connection's client side goes nowhere; connections made since pass.
+      if (now.kind === "halfOpen" && to.destroyed) return;
       if (now.kind === "latency") setTimeout(() => to.destroyed || to.write(chunk), now.ms).unref();
       else if (!to.destroyed) to.write(chunk);
     });
-    // An end or close is passed on only while traffic passes (a black hole tells nobody).
+    // A close is passed on, but not through a black hole nor to the silent side of a half-open connection.
     from.on("close", () => {
-      if (mode.kind === "pass" || mode.kind === "latency") to.destroy();
+      if (mode.kind !== "blackhole" && !halfOpened.has(from) && !halfOpened.has(to)) to.destroy();
     });
   };
   const listen = () =>
@@ -66,7 +70,6 @@ export async function startTcpRelay(targetPort: number): Promise<TcpRelay> {
           });
           s.on("error", () => {});
         }
-        if (mode.kind === "halfOpen") outbound.destroy();
         forward(inbound, outbound);
         forward(outbound, inbound);
       });
@@ -90,7 +93,13 @@ export async function startTcpRelay(targetPort: number): Promise<TcpRelay> {
   const fault = (next: RelayMode) => {
     mode = next;
     // Half-open: the target sees its connections closed; the clients see nothing at all.
-    if (next.kind === "halfOpen") for (const pair of pairs) pair.outbound.destroy();
+    if (next.kind === "halfOpen") {
+      for (const pair of pairs) {
+        halfOpened.add(pair.inbound);
+        halfOpened.add(pair.outbound);
+        pair.outbound.destroy();
+      }
+    }
   };
   return { port, down: close, up: listen, cut, fault, accepted: () => accepted, stop: close };
 }
