@@ -203,6 +203,8 @@ test("the embedded PostgreSQL killed (SIGKILL) under `myosicam up`: restarted by
       const { command } = await commands.getCommand({ commandId: id });
       if (command?.status !== CommandStatus.SUCCEEDED) notStored.push(id);
     }
+    // The outage's end is logged by a probe (every second) and arrives through a pipe: wait for it.
+    if (stack.up.stderr().slice(logBefore).includes("the database cannot be reached")) await stack.up.waitForStderr(/the database answers again/, 15_000);
     const log = stack.up.stderr().slice(logBefore);
     const said = log.split("the database cannot be reached").length - 1;
     const back = log.split("the database answers again").length - 1;
