@@ -158,6 +158,14 @@ test("SIGKILL at random points under load: no command lost or run twice, every a
   const storedIds = new Set(stored.map((c) => c.id));
   const lost = accepted.filter((id) => !storedIds.has(id));
   const notSucceeded = stored.filter((c) => c.status !== CommandStatus.SUCCEEDED).map((c) => `${c.id} ${CommandStatus[c.status]} ${c.result}`);
+  // The workers report what they ran once a second: wait for the last reports before comparing.
+  const succeededIds = stored.filter((c) => c.status === CommandStatus.SUCCEEDED).map((c) => c.id);
+  await eventually(
+    async () => f.commandRuns(),
+    (r) => succeededIds.every((id) => r.has(id)),
+    "the emulator's reports of the last commands it ran",
+    15_000,
+  ).catch(() => undefined);
   const runs = f.commandRuns();
   const twice = [...runs].filter(([, r]) => r.ran > 1).map(([id]) => id);
   const succeededNotRun = stored.filter((c) => c.status === CommandStatus.SUCCEEDED && (runs.get(c.id)?.ran ?? 0) !== 1).map((c) => c.id);
