@@ -1,11 +1,18 @@
 import { randomUUID } from "node:crypto";
-import { ConnectError } from "@connectrpc/connect";
+import { setTimeout as sleep } from "node:timers/promises";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { retryDelayMs } from "../services/lib/backoff.js";
 import type { Logger } from "../services/lib/log.js";
 import { checkPanelUrl, registrationClient, type PanelEndpoint } from "./panel.js";
 import { fetchPinnedCertificate, pinPattern } from "../services/lib/pinned-certificate.js";
 import { machineKey, readState, sealToken, writeState, type AgentState } from "./state.js";
 import { hostFacts } from "./system.js";
 import { agentVersion } from "./version.js";
+
+/** Attempts at registering before giving up (at most about 30 s of waiting between them). */
+const registerAttempts = 6;
+/** Failures where the panel may not have answered (or not have been reached): worth asking again. */
+const transientCodes = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.Aborted, Code.Unknown]);
 
 export interface RegisterOptions {
   panelUrl: string;
@@ -37,12 +44,24 @@ export async function registerAgent(options: RegisterOptions): Promise<AgentStat
   }
   const facts = await hostFacts();
   const agentId = previous?.agentId ?? randomUUID();
+  // The id is kept before asking: when an answer is lost, the retry (here, or a re-run of the
+  // bootstrap) asks with the same id, and the panel answers it again instead of refusing a used token.
+  if (!previous) await writeState(options.stateDir, { agentId, panelUrl: url.origin, pin: endpoint.pin, certificate: endpoint.certificate });
+  const client = registrationClient(endpoint, options.log);
   let res;
-  try {
-    res = await registrationClient(endpoint, options.log).register({ installToken: options.installToken, agentId, ...facts, agentVersion });
-  } catch (err) {
-    const e = ConnectError.from(err);
-    throw new Error(`the panel refused the registration: ${e.rawMessage}`);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      res = await client.register({ installToken: options.installToken, agentId, ...facts, agentVersion });
+      break;
+    } catch (err) {
+      const e = ConnectError.from(err);
+      if (!transientCodes.has(e.code) || attempt >= registerAttempts) {
+        throw new Error(`the panel refused the registration: ${e.rawMessage}${attempt > 1 ? ` (after ${attempt} attempts)` : ""}`);
+      }
+      const waitMs = retryDelayMs(e, attempt, 1000, 15_000);
+      options.log.warn({ attempt, code: Code[e.code], reason: e.rawMessage, retryInMs: waitMs }, "registration not answered; retrying");
+      await sleep(waitMs);
+    }
   }
   const state: AgentState = {
     agentId,

@@ -76,6 +76,9 @@ async function pause(ms: number): Promise<boolean> {
 async function register(url: string, ca: string, seed: AgentSeed): Promise<{ serverId: string; agentToken: string } | undefined> {
   const session = new Http2SessionManager(url, {}, { ca });
   const client = createClient(RegistrationService, createConnectTransport({ baseUrl: url, httpVersion: "2", sessionManager: session }));
+  // One agent id for every attempt, as the real agent keeps its own: a retry after a lost answer
+  // is then answered again instead of finding the token used.
+  const agentId = randomUUID();
   try {
     for (let attempt = 0; !stopping.signal.aborted; attempt++) {
       const start = process.hrtime.bigint();
@@ -83,7 +86,7 @@ async function register(url: string, ca: string, seed: AgentSeed): Promise<{ ser
         const res = await client.register(
           {
             installToken: seed.installToken,
-            agentId: randomUUID(),
+            agentId,
             hostname: seed.name,
             ip: "192.0.2.1",
             os: "linux",

@@ -21,6 +21,7 @@ import { storeSync } from "./sync.js";
 import {
   consumeInstallToken,
   insertRegistrationAttempt,
+  type InstallTokenRow,
   recentFailures,
   recordThrottledAttempt,
   recordRegistration,
@@ -74,6 +75,9 @@ export function createAgentTrust(db: Knex, crypto: Client<typeof CryptoService>)
 /** Whether an authenticated agent may do more than heartbeat. */
 export const isApproved = (caller: KnownCaller) => caller.allowedProcedures.includes(allAgentProcedures);
 
+/** How long after a registration its answer may be asked for again (a retry after a lost answer). */
+export const answerAgainSeconds = 10 * 60;
+
 /** The advisory lock (by name) that registrations adding a server hold while they count the quota. */
 const serverQuotaLock = "myosicam:server-quota";
 
@@ -101,6 +105,31 @@ const tokenRefused = () =>
 /** `RegistrationService.Register` (DESIGN.md §3.2–§3.3). */
 export function createRegistrationService(deps: RegistrationDeps): ServiceImpl<typeof RegistrationService> {
   const { db, log } = deps;
+
+  /**
+   * A registration whose answer was lost (a timeout, a cut connection, a replica killed after the
+   * commit) is answered again, so the agent's retry does not find its token used and stay locked
+   * out: the same token and the same agent id, within `answerAgainSeconds` of the first answer,
+   * while that answer's agent token is still the server's and has not heartbeated yet. Anything
+   * else about a used token is refused as before.
+   */
+  const answerAgain = async (token: InstallTokenRow, agentId: string) => {
+    const server = await selectServer(db, token.server_id);
+    if (!server?.agent_token || server.status === "revoked" || server.agent_id !== agentId) return undefined;
+    const answeredAt = token.consumed_at?.getTime();
+    if (answeredAt === undefined || server.registered_at?.getTime() !== answeredAt) return undefined; // rotated since
+    if (Date.now() - answeredAt > answerAgainSeconds * 1000) return undefined;
+    if (server.last_seen_at && server.last_seen_at.getTime() > answeredAt) return undefined; // the agent got it
+    const res = await deps.crypto.decrypt({ envelope: server.agent_token, context: { table: "servers", column: "agent_token", rowId: server.id } });
+    return {
+      serverId: server.id,
+      agentToken: Buffer.from(res.plaintext).toString("utf8"),
+      heartbeatIntervalSeconds: deps.config.agentHeartbeatIntervalSeconds,
+      serverTime: timestampFromDate(new Date()),
+      pendingApproval: server.status === "pending",
+    };
+  };
+
   return {
     async register(req, ctx) {
       const ip = peerOf(ctx);
@@ -118,6 +147,21 @@ export function createRegistrationService(deps: RegistrationDeps): ServiceImpl<t
       }
       const token = await selectInstallToken(db, hash);
       if (!token) return refuse("unknown_token", tokenRefused());
+      if (token.state === "consumed") {
+        const again = await answerAgain(token, req.agentId);
+        if (again) {
+          await insertRegistrationAttempt(db, {
+            ip,
+            hashPrefix: hash.slice(0, 8),
+            outcome: "accepted",
+            reason: "answered_again",
+            serverId: again.serverId,
+            requestId,
+          });
+          log.info({ serverId: again.serverId, ip, requestId }, "registration answered again: the agent did not get the first answer");
+          return again;
+        }
+      }
       if (token.state !== "issued") return refuse(token.state, tokenRefused(), token.server_id);
 
       const server = (await selectServer(db, token.server_id))!;

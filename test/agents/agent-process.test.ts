@@ -8,6 +8,7 @@ import { eventually } from "../helpers/eventually.js";
 import { makeTempDir, runAgentCli, type CliProcess } from "../helpers/cli.js";
 import { newKey } from "../helpers/keys.js";
 import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
+import { startTcpRelay } from "../helpers/tcp-relay.js";
 
 const test = suite("the agent process: register, heartbeat, survive the panel going away");
 
@@ -43,6 +44,31 @@ test("register writes a 0600 state file whose agent token is not readable in pla
   const text = await readFile(file, "utf8");
   assert.not.ok(text.includes(token), "the agent token is sealed");
   assert.is(state.pin, panel.host.tls.fingerprint);
+});
+
+test("a registration that finds the panel unreachable keeps its agent id and retries until it is answered", async () => {
+  const relay = await startTcpRelay(Number(new URL(panel.url).port));
+  try {
+    await relay.down();
+    const retryDir = join(dir.path, "retrying");
+    const reg = runAgentCli(
+      ["register", "--panel", `https://127.0.0.1:${relay.port}`, "--token-stdin", "--state-dir", retryDir],
+      { NODE_EXTRA_CA_CERTS: panel.host.tls.certFile! },
+      await issue("proc-retry"),
+    );
+    await reg.waitForStderr(/"msg":"registration not answered; retrying"/);
+    const kept = JSON.parse(await readFile(join(retryDir, "agent.json"), "utf8"));
+    assert.match(kept.agentId, /^[0-9a-f-]{36}$/, "the agent id is kept before the panel answers");
+    assert.is(kept.serverId, undefined);
+    await relay.up();
+    assert.is(await reg.exited, 0, reg.stderr());
+    const state = JSON.parse(await readFile(join(retryDir, "agent.json"), "utf8"));
+    assert.is(state.agentId, kept.agentId);
+    const row = await panel.db("servers").where({ id: state.serverId }).first();
+    assert.is(row.agent_id, kept.agentId);
+  } finally {
+    await relay.stop();
+  }
 });
 
 test("run heartbeats: last_seen_at moves; the panel going away and coming back is survived without a restart", async () => {

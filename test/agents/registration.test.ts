@@ -134,6 +134,42 @@ test("20 new servers registering at once with room for 5: exactly 5 are added, t
   await panel.setLicense(50);
 });
 
+test("a registration whose answer was lost is answered again for the same agent id, until its token heartbeats, is rotated or 10 minutes pass", async () => {
+  const token = await issue("theta");
+  const first = request(token);
+  const answered = await panel.registration().register(first);
+  const again = await panel.registration().register(first);
+  assert.equal([again.serverId, again.agentToken], [answered.serverId, answered.agentToken], "the same answer");
+  assert.is(await codeOf(panel.registration().register(request(token))), "Unauthenticated", "another agent id is refused");
+  const [audit] = await panel.db("registration_attempts").where({ reason: "answered_again" }).orderBy("id", "desc").limit(1);
+  assert.equal([audit.outcome, audit.server_id], ["accepted", answered.serverId]);
+  assert.not.ok(panel.logs.text().includes(answered.agentToken), "the answered-again token is not logged");
+
+  // Ten minutes later the token is dead even for the same agent.
+  await panel
+    .db("install_tokens")
+    .where({ server_id: answered.serverId })
+    .update({ consumed_at: panel.db.raw("consumed_at - interval '601 seconds'") });
+  await panel
+    .db("servers")
+    .where({ id: answered.serverId })
+    .update({ registered_at: panel.db.raw("registered_at - interval '601 seconds'"), last_seen_at: panel.db.raw("last_seen_at - interval '601 seconds'") });
+  assert.is(await codeOf(panel.registration().register(first)), "Unauthenticated", "past the window");
+
+  // Once the agent has heartbeated with its token, the token is not answered again.
+  const token2 = await issue("iota");
+  const second = request(token2);
+  const res = await panel.registration().register(second);
+  assert.is(await codeOf(panel.agent(res.serverId, res.agentToken).heartbeat(heartbeat)), "ok");
+  assert.is(await codeOf(panel.registration().register(second)), "Unauthenticated", "after a heartbeat");
+
+  // A rotation by a newer token closes the older one's replay.
+  const older = request(await issue("kappa"));
+  await panel.registration().register(older);
+  await panel.registration().register({ ...older, installToken: await issue("kappa") });
+  assert.is(await codeOf(panel.registration().register(older)), "Unauthenticated", "after a rotation");
+});
+
 test("a revoked agent is refused on its next heartbeat", async () => {
   const res = await panel.registration().register(request(await issue("zeta")));
   await panel.db("servers").where({ id: res.serverId }).update({ status: "revoked", agent_token: null });
