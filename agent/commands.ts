@@ -8,6 +8,7 @@ import { retryDelayMs } from "../services/lib/backoff.js";
 import type { Logger } from "../services/lib/log.js";
 import { type AccountChangeResult, applyAccounts, reloadInstanceUsers } from "./apply/apply-accounts.js";
 import type { UnloadedChanges } from "./unloaded-changes.js";
+import type { UpgradeOutcome } from "./upgrade.js";
 import { applyConfig } from "./apply/apply-config.js";
 import { controlUnit, runCommand, type CommandRunner, type ServiceVerb } from "./apply/service-control.js";
 import type { DiscoveredInstance } from "./discovery/discover.js";
@@ -18,6 +19,8 @@ import { agentVersion } from "./version.js";
 export const rememberedCommands = 500;
 
 interface Outcome {
+  /** upgrade_agent: installed and switched; the agent restarts into it instead of reporting (the new version does). */
+  restart?: boolean;
   succeeded: boolean;
   failureCode: string;
   detail: string;
@@ -71,6 +74,8 @@ export function createExecutor(deps: {
   run?: CommandRunner;
   /** Changes written that OScam has not loaded, shared with the syncer. */
   unloaded?: UnloadedChanges;
+  /** upgrade_agent (agent/upgrade.ts). */
+  upgrade?: (command: Command) => Promise<UpgradeOutcome>;
 }): CommandExecutor {
   /** Runs `apply` on the command's instance, or says it is not on this host; `resync` afterwards when it changed something. */
   const onInstance = async (command: Command, apply: (instance: DiscoveredInstance) => Promise<Outcome>, resync = true): Promise<Outcome> => {
@@ -105,13 +110,17 @@ export function createExecutor(deps: {
         await deps.resync().catch(() => {});
         return outcome;
       }
-      default:
-        return {
-          succeeded: false,
-          failureCode: "not_supported",
-          detail: `this agent version (${agentVersion}) cannot run ${CommandKind[command.kind]} commands`,
-        };
+      case CommandKind.UPGRADE_AGENT: {
+        if (!deps.upgrade) break;
+        const outcome = await deps.upgrade(command);
+        return outcome.restart ? { restart: true, succeeded: false, failureCode: "", detail: outcome.detail } : outcome;
+      }
     }
+    return {
+      succeeded: false,
+      failureCode: "not_supported",
+      detail: `this agent version (${agentVersion}) cannot run ${CommandKind[command.kind]} commands`,
+    };
   };
 }
 
@@ -169,6 +178,8 @@ export async function runCommandStream(options: {
   stateDir: string;
   log: Logger;
   signal: AbortSignal;
+  /** An upgrade was switched to: the agent must exit so that its service manager starts the new version. */
+  onRestart?: () => void;
 }): Promise<void> {
   const { log, signal } = options;
   const file = join(options.stateDir, "commands.json");
@@ -198,6 +209,11 @@ export async function runCommandStream(options: {
           outcome = await options
             .execute(command)
             .catch((err: unknown) => ({ succeeded: false, failureCode: "agent_error", detail: (err as Error).message.slice(0, 4000) }));
+          if (outcome.restart) {
+            // Neither remembered nor reported: the new version gets the command again and answers it.
+            options.onRestart?.();
+            return;
+          }
           await remember(command.id, outcome);
         }
         await options.client().reportResult({

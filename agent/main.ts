@@ -9,7 +9,8 @@ import { PinMismatchError } from "../services/lib/pinned-certificate.js";
 import { registerAgent } from "./register.js";
 import { FatalAgentError, runAgent } from "./run.js";
 import { defaultStateDir } from "./state.js";
-import { agentVersion } from "./version.js";
+import { agentVersion, releasePublicKey } from "./version.js";
+import { releaseKeyId } from "../services/lib/releases/manifest.js";
 
 /** `myosicam-agent`: registers this host with a panel, then heartbeats (and later syncs and applies). */
 const program = new Command("myosicam-agent")
@@ -43,6 +44,13 @@ program
     process.stdout.write(
       `registered as server ${state.serverId}${state.pendingApproval ? " (pending: an operator must approve it with `npx myosicam agent approve`)" : ""}\n`,
     );
+  });
+
+program
+  .command("release-key")
+  .description("print the id of the release key this agent trusts for upgrades (none: it cannot be upgraded from the panel)")
+  .action(() => {
+    process.stdout.write(`${releasePublicKey ? releaseKeyId(releasePublicKey) : "none"}\n`);
   });
 
 program
@@ -92,7 +100,14 @@ program
   .action(async (opts: { stateDir: string; oscamDir: string[]; unitDir?: string[] }) => {
     const controller = new AbortController();
     for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => controller.abort());
-    await runAgent({ stateDir: opts.stateDir, log: logger(), signal: controller.signal, discovery: { configDirs: opts.oscamDir, unitDirs: opts.unitDir } });
+    const { restart } = await runAgent({
+      stateDir: opts.stateDir,
+      log: logger(),
+      signal: controller.signal,
+      discovery: { configDirs: opts.oscamDir, unitDirs: opts.unitDir },
+    });
+    // Its service manager (systemd's Restart=always, through the start wrapper) starts the new version.
+    if (restart) process.exit(0);
   });
 
 // No top-level await: the artifact is a CommonJS bundle (what a Node single executable needs).

@@ -15,12 +15,13 @@ import { createExecutor, runCommandStream } from "./commands.js";
 import { clockSkewSeconds, retryBaseMs, retryCapMs, suspiciousSkewSeconds } from "./timing.js";
 import { createSyncer } from "./sync.js";
 import { createUnloadedChanges } from "./unloaded-changes.js";
+import { confirmUpgrade, upgradeAgent } from "./upgrade.js";
 import { agentVersion } from "./version.js";
 
 /** Where a bootstrap re-run leaves a fresh install token for a running agent whose token was refused. */
 export const pendingTokenFile = (stateDir: string) => join(stateDir, "install-token");
 
-type Link = "starting" | "connected" | "unreachable" | "token_refused" | "clock_skew";
+type Link = "starting" | "connected" | "unreachable" | "token_refused" | "clock_skew" | "incompatible";
 
 /** The agent can never succeed without the operator: stop instead of retrying. */
 export class FatalAgentError extends Error {
@@ -33,8 +34,13 @@ export class FatalAgentError extends Error {
  * panel refuses the agent token, the agent re-registers only if a fresh install token waits in
  * the state directory (a re-run bootstrap puts it there).
  */
-export async function runAgent(options: { stateDir: string; log: Logger; signal: AbortSignal; discovery?: DiscoveryOptions }): Promise<void> {
-  const { stateDir, log, signal } = options;
+export async function runAgent(options: { stateDir: string; log: Logger; signal: AbortSignal; discovery?: DiscoveryOptions }): Promise<{ restart: boolean }> {
+  const { stateDir, log } = options;
+  // Stopped from outside (SIGTERM), or from inside when an upgrade was switched to.
+  const stopping = new AbortController();
+  const signal = AbortSignal.any([options.signal, stopping.signal]);
+  let restart = false;
+  let upgradeChecked = false;
   let state = await loadRegisteredState(stateDir);
   let client = clientFor(state, await machineKey(stateDir), log);
   const discovery: DiscoveryOptions = { ...options.discovery, configDirs: [...(state.oscamDirs ?? []), ...(options.discovery?.configDirs ?? [])] };
@@ -64,6 +70,11 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
         res.approved ? "connected to the panel" : "connected to the panel; waiting for an operator to approve this agent",
       );
       failures = 0;
+      if (!upgradeChecked) {
+        // The first accepted heartbeat of a version on trial ends its trial.
+        upgradeChecked = true;
+        await confirmUpgrade(log).catch((err: Error) => log.error({ err: err.message }, "could not end the upgrade's trial"));
+      }
       // Only an approved agent may sync: the first time on start, then on changes (and retries after a failure).
       if (res.approved && !synced) {
         synced = true;
@@ -71,8 +82,17 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
       } else if (res.approved) syncer.retryIfFailed();
       // A pending agent gets no commands: the stream opens once it is approved.
       if (res.approved && !streaming) {
-        const execute = createExecutor({ resync: () => syncer.syncNow(), discover: () => discoverInstances({ ...discovery, probeWebif: false }), unloaded });
-        streaming = runCommandStream({ client: () => client, execute, stateDir, log, signal });
+        const execute = createExecutor({
+          resync: () => syncer.syncNow(),
+          discover: () => discoverInstances({ ...discovery, probeWebif: false }),
+          unloaded,
+          upgrade: (command) => upgradeAgent(command, { client: () => client, log }),
+        });
+        const onRestart = () => {
+          restart = true;
+          stopping.abort();
+        };
+        streaming = runCommandStream({ client: () => client, execute, stateDir, log, signal, onRestart });
       }
       waitMs = withJitter((res.heartbeatIntervalSeconds || 60) * 1000, 0.1);
     } catch (err) {
@@ -80,6 +100,12 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
       const e = ConnectError.from(err);
       if (e.cause instanceof PinMismatchError || /pinned fingerprint/.test(e.rawMessage)) {
         throw new FatalAgentError(`${e.rawMessage}; the agent stops: register again with the right --pin`);
+      }
+      if (e.code === Code.FailedPrecondition) {
+        // This version and the panel's do not work together: only an upgrade (of one or the other) helps.
+        change("incompatible", { reason: e.rawMessage }, `the panel refuses this agent: ${e.rawMessage}`, "error");
+        await sleep(retryCapMs, undefined, { signal }).catch(() => {});
+        continue;
       }
       const skew = e.code === Code.Unauthenticated ? clockSkewSeconds(e.metadata) : undefined;
       if (skew !== undefined && Math.abs(skew) > suspiciousSkewSeconds) {
@@ -136,7 +162,8 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
   }
   syncer.stop();
   await streaming;
-  log.info("agent stopped");
+  log.info(restart ? "agent stopped to restart into its upgrade" : "agent stopped");
+  return { restart };
 }
 
 /** Resolves when `install-token` appears in the state directory, after `ms`, or on abort. */

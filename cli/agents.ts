@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { fromJson, type JsonValue, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
-import { ApplyAccountsSchema, ApplyConfigSchema, CommandKind } from "../gen/myosicam/agent/v1/agent_pb.js";
+import { ApplyAccountsSchema, ApplyConfigSchema, UpgradeAgentSchema, CommandKind } from "../gen/myosicam/agent/v1/agent_pb.js";
 import { CommandService, CommandStatus, type Command, type SendCommandRequestSchema } from "../gen/myosicam/panel/v1/command_pb.js";
 import { InstallTokenState, ServerService, ServerStatus, type Bootstrap, type InstallToken, type Server } from "../gen/myosicam/panel/v1/server_pb.js";
 import { isoOf, printJson } from "./context.js";
@@ -238,6 +238,9 @@ function commandPayload(kind: string, payload: JsonValue | undefined): Pick<Mess
   if (value === CommandKind.APPLY_CONFIG) {
     return { kind: value, payload: { case: "applyConfig", value: parse(() => fromJson(ApplyConfigSchema, payload ?? {})) } };
   }
+  if (value === CommandKind.UPGRADE_AGENT) {
+    return { kind: value, payload: { case: "upgradeAgent", value: parse(() => fromJson(UpgradeAgentSchema, payload ?? {})) } };
+  }
   if (payload !== undefined && payload !== null && !(typeof payload === "object" && Object.keys(payload).length === 0)) {
     throw new ConnectError(`${kind} takes no payload`, Code.InvalidArgument);
   }
@@ -282,4 +285,29 @@ export async function commandListCommand(options: { json: boolean }): Promise<vo
       `${c.id}  ${commandKindName(c.kind).padEnd(14)} ${commandStatusName(c.status).padEnd(9)} server ${c.serverName}${c.instance ? `/${c.instance}` : ""}  ${isoOf(c.createdAt)}${c.result ? `  ${c.result}` : ""}`,
   );
   process.stdout.write(lines.length ? lines.join("\n") + "\n" : "no commands\n");
+}
+
+/**
+ * `agent upgrade --version <v> <server...>`: an upgrade_agent command for each server (by id or
+ * name); `--wait` until every agent heartbeats in the new version, or failed (exit 1 then).
+ */
+export async function agentUpgradeCommand(servers: string[], options: { version: string; wait: boolean; json: boolean }): Promise<void> {
+  const api = await panelApi();
+  const targets = [];
+  for (const name of servers) targets.push({ serverId: (await findServer(api, name)).id, instance: "" });
+  const commands = api.client(CommandService);
+  let sent = (await commands.sendCommand({ targets, kind: CommandKind.UPGRADE_AGENT, payload: { case: "upgradeAgent", value: { version: options.version } } }))
+    .commands;
+  if (options.wait) {
+    const latest = new Map(sent.map((c) => [c.id, c]));
+    for await (const update of commands.watchCommands({ commandIds: [...latest.keys()] }, { timeoutMs: 0 })) {
+      for (const c of update.commands) latest.set(c.id, c);
+    }
+    sent = [...latest.values()];
+  }
+  if (options.wait && sent.some((c) => c.status !== CommandStatus.SUCCEEDED)) process.exitCode = 1;
+  if (options.json) return printJson({ commands: sent.map(commandJson) });
+  for (const c of sent) {
+    process.stdout.write(`${c.serverName}: upgrade to ${options.version} ${commandStatusName(c.status)}${c.result ? ` — ${c.result}` : ""}\n`);
+  }
 }

@@ -19,12 +19,14 @@ import {
   agentApproveCommand,
   agentListCommand,
   agentRevokeCommand,
+  agentUpgradeCommand,
   commandListCommand,
   commandSendCommand,
   tokenCreateCommand,
   tokenListCommand,
   tokenRevokeCommand,
 } from "./agents.js";
+import { releaseKeygenCommand, releaseListCommand, releaseSignCommand, releaseUploadCommand, releaseVerifyCommand } from "./releases.js";
 import { apiClientCreateCommand, apiClientListCommand, apiClientRevokeCommand, apiClientRotateCommand } from "./api-clients.js";
 import { auditExportCommand, auditListCommand, auditVerifyCommand, type AuditFilterOptions } from "./audit.js";
 import { loginCommand } from "./login.js";
@@ -275,6 +277,45 @@ agent
   .description("revoke an agent: its token is dropped and its next call refused")
   .addOption(json())
   .action((id: string, opts: { json?: boolean }) => agentRevokeCommand(id, { json: Boolean(opts.json) }));
+agent
+  .command("upgrade <server...>")
+  .description("replace the agent on these servers (ids or names) with an uploaded release; it rolls back by itself if the new version fails")
+  .requiredOption("--version <x.y.z>", "the release to run (see `release list`)")
+  .option("--wait", "wait until every agent heartbeats in that version or failed (exit 1 unless all succeeded)")
+  .addOption(json())
+  .action((servers: string[], opts: { version: string; wait?: boolean; json?: boolean }) =>
+    agentUpgradeCommand(servers, { version: opts.version, wait: Boolean(opts.wait), json: Boolean(opts.json) }),
+  );
+
+const release = program.command("release").description("signed agent releases: keygen, sign, verify, upload, list");
+release
+  .command("keygen")
+  .description("create an Ed25519 release key pair (the private key signs releases: keep it off the panel host)")
+  .requiredOption("--out <dir>", "where to write release-private.pem and release-public.pem")
+  .addOption(json())
+  .action((opts: { out: string; json?: boolean }) => releaseKeygenCommand({ out: opts.out, json: Boolean(opts.json) }));
+release
+  .command("sign <dir>")
+  .description("sign the release manifest `npm run build:agent` wrote in <dir>")
+  .requiredOption("--key <private.pem>", "the release private key")
+  .addOption(json())
+  .action((dir: string, opts: { key: string; json?: boolean }) => releaseSignCommand(dir, { key: opts.key, json: Boolean(opts.json) }));
+release
+  .command("verify <dir>")
+  .description("check a release's signature and every file's SHA-256")
+  .requiredOption("--key <public.pem>", "the release public key")
+  .addOption(json())
+  .action((dir: string, opts: { key: string; json?: boolean }) => releaseVerifyCommand(dir, { key: opts.key, json: Boolean(opts.json) }));
+release
+  .command("upload <dir>")
+  .description("store a signed release in the panel (checked against AGENT_RELEASE_PUBLIC_KEY_FILE) for agents to upgrade to")
+  .addOption(json())
+  .action((dir: string, opts: { json?: boolean }) => releaseUploadCommand(dir, { json: Boolean(opts.json) }));
+release
+  .command("list")
+  .description("the uploaded releases, per version and target")
+  .addOption(json())
+  .action((opts: { json?: boolean }) => releaseListCommand({ json: Boolean(opts.json) }));
 
 const command = program.command("command").description("commands for agents: send, list");
 command
@@ -282,7 +323,7 @@ command
   .description("send a command to a server's agent (delivered at once, or when it comes back)")
   .requiredOption("--server <id or name>", "the server")
   .option("--instance <name>", "the OScam instance it targets")
-  .requiredOption("--kind <kind>", "resync, apply_accounts, apply_config, reload, start, stop or restart")
+  .requiredOption("--kind <kind>", "resync, apply_accounts, apply_config, reload, start, stop, restart or upgrade_agent")
   .option("--payload <json>", "the kind's payload as JSON; - reads it from stdin")
   .option("--payload-file <path>", "the kind's payload as JSON, read from a file")
   .option("--wait", "wait until the agent reported the result (exit 1 unless it succeeded)")

@@ -15,6 +15,11 @@ OSCAM_DIRS='@OSCAM_DIRS@'
 INSTALL_TOKEN='@INSTALL_TOKEN@'
 
 AGENT_USER=myosicam-agent
+# The agent's home, owned by its user, so that it upgrades itself without root: versions/<v>/,
+# `current` (what the start wrapper runs) and `previous` (what it falls back to).
+AGENT_HOME=/var/lib/myosicam-agent
+# The start wrapper the unit runs: root's, never replaced by an upgrade.
+AGENT_START=/usr/local/lib/myosicam-agent/start
 AGENT_BIN=/usr/local/bin/myosicam-agent
 STATE_DIR=/etc/myosicam-agent
 UNIT=/etc/systemd/system/myosicam-agent.service
@@ -101,7 +106,88 @@ else
 fi
 
 step "install agent"
-install -o root -g root -m 0755 "$WORK/myosicam-agent" "$AGENT_BIN"
+VERSION=$("$WORK/myosicam-agent" --version)
+install -d -o "$AGENT_USER" -g "$AGENT_USER" -m 0755 "$AGENT_HOME" "$AGENT_HOME/versions" "$AGENT_HOME/versions/$VERSION"
+install -o "$AGENT_USER" -g "$AGENT_USER" -m 0755 "$WORK/myosicam-agent" "$AGENT_HOME/versions/$VERSION/myosicam-agent"
+# A re-run installs what the panel serves now, and ends any upgrade on trial.
+rm -f "$AGENT_HOME/trial" "$AGENT_HOME/trial-starts" "$AGENT_HOME/rolled-back"
+[ -L "$AGENT_HOME/current" ] && [ "$(readlink "$AGENT_HOME/current")" != "versions/$VERSION" ] &&
+  ln -sfn "$(readlink "$AGENT_HOME/current")" "$AGENT_HOME/previous"
+ln -sfn "versions/$VERSION" "$AGENT_HOME/current"
+chown -h "$AGENT_USER:$AGENT_USER" "$AGENT_HOME/current" "$AGENT_HOME/previous" 2>/dev/null || true
+# An install by an older bootstrap left a plain file here.
+rm -f "$AGENT_BIN"
+ln -s "$AGENT_HOME/current/myosicam-agent" "$AGENT_BIN"
+install -d -o root -g root -m 0755 "$(dirname "$AGENT_START")"
+# --- start wrapper (kept in this file so the bootstrap stays one file) ---
+cat >"$WORK/start" <<'WRAPPER'
+#!/bin/sh
+# MyOsicam agent start wrapper: runs $MYOSICAM_AGENT_HOME/current/myosicam-agent. While a new
+# version is on trial (the agent wrote `trial` before switching `current` to it), it counts the
+# starts and watches for the new version to end the trial (after its first accepted heartbeat).
+# When the new version exits on start 3 times, or has not ended its trial within
+# MYOSICAM_AGENT_TRIAL_SECONDS (120), it switches `current` back to `previous` and leaves
+# `rolled-back` with the reason for the previous version to report.
+set -u
+HOME_DIR=${MYOSICAM_AGENT_HOME:-/var/lib/myosicam-agent}
+TRIAL_SECONDS=${MYOSICAM_AGENT_TRIAL_SECONDS:-120}
+MAX_STARTS=3
+export MYOSICAM_AGENT_HOME="$HOME_DIR"
+cd "$HOME_DIR" || exit 1
+
+value() { sed -n "s/^$1=//p" "$2" 2>/dev/null | head -n 1; }
+say() { printf 'myosicam-agent-start: %s\n' "$1" >&2; }
+rollback() {
+  prev=$(readlink previous 2>/dev/null || true)
+  if [ -z "$prev" ] || [ ! -x "$prev/myosicam-agent" ]; then
+    say "the new version failed ($1) and there is no previous version to return to"
+    rm -f trial trial-starts
+    return 0
+  fi
+  { cat trial; printf 'reason=%s\n' "$1"; } >rolled-back.tmp && mv -f rolled-back.tmp rolled-back
+  ln -sfn "$prev" .current.tmp && mv -fT .current.tmp current
+  rm -f trial trial-starts
+  say "rolled back to ${prev#versions/}: $1"
+}
+on_trial_too_long() {
+  started=$(value started trial)
+  [ $(($(date +%s) - ${started:-0})) -ge "$TRIAL_SECONDS" ]
+}
+
+if [ -f trial ]; then
+  starts=$(($(cat trial-starts 2>/dev/null || echo 0) + 1))
+  echo "$starts" >trial-starts
+  if [ "$starts" -gt "$MAX_STARTS" ]; then
+    rollback "it exited on start $MAX_STARTS times"
+  elif on_trial_too_long; then
+    rollback "it did not heartbeat within $TRIAL_SECONDS s"
+  fi
+fi
+[ -f trial ] || exec "$HOME_DIR/current/myosicam-agent" "$@"
+
+# On trial: run it as a child and watch the trial.
+"$HOME_DIR/current/myosicam-agent" "$@" &
+child=$!
+trap 'kill -TERM "$child" 2>/dev/null' TERM INT
+while kill -0 "$child" 2>/dev/null; do
+  if [ ! -f trial ]; then
+    wait "$child"
+    exit $?
+  fi
+  if on_trial_too_long; then
+    kill -TERM "$child" 2>/dev/null
+    wait "$child"
+    rollback "it did not heartbeat within $TRIAL_SECONDS s"
+    exit 1
+  fi
+  sleep 1
+done
+wait "$child"
+exit $?
+WRAPPER
+# --- end of start wrapper ---
+install -o root -g root -m 0755 "$WORK/start" "$AGENT_START"
+echo "agent $VERSION in $AGENT_HOME, started by $AGENT_START"
 install -d -o "$AGENT_USER" -g "$AGENT_USER" -m 0700 "$STATE_DIR"
 : >"$STATE_DIR/acl-dirs"
 # The agent edits oscam.user and oscam.conf: it gets read and write on the named config dirs
@@ -119,7 +205,7 @@ done
 
 step "install unit"
 if [ "$SYSTEMD" = yes ]; then
-  RW=$STATE_DIR
+  RW="$STATE_DIR $AGENT_HOME"
   for dir in $OSCAM_DIRS; do RW="$RW $dir"; done
   cat >"$WORK/unit" <<EOF
 [Unit]
@@ -132,7 +218,7 @@ Wants=network-online.target
 Type=simple
 User=$AGENT_USER
 Group=$AGENT_USER
-ExecStart=$AGENT_BIN run --state-dir $STATE_DIR
+ExecStart=$AGENT_START run --state-dir $STATE_DIR
 Restart=always
 RestartSec=5
 # Hardening. NoNewPrivileges stays off: it would stop the one sudo rule (systemctl start, stop,
@@ -203,7 +289,7 @@ else
   if [ -f /run/myosicam-agent.pid ] && kill -0 "$(cat /run/myosicam-agent.pid)" 2>/dev/null; then
     kill "$(cat /run/myosicam-agent.pid)" || true
   fi
-  setsid runuser -u "$AGENT_USER" -- "$AGENT_BIN" run --state-dir "$STATE_DIR" >/var/log/myosicam-agent.log 2>&1 </dev/null &
+  setsid runuser -u "$AGENT_USER" -- "$AGENT_START" run --state-dir "$STATE_DIR" >/var/log/myosicam-agent.log 2>&1 </dev/null &
   echo $! >/run/myosicam-agent.pid
   echo "agent started without systemd (pid $!), logging to /var/log/myosicam-agent.log"
 fi

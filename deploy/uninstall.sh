@@ -1,6 +1,6 @@
 #!/bin/sh
 # MyOsicam agent uninstall: removes everything the bootstrap installed — the service and its unit,
-# the sudoers rule, the binary, the state directory (with the agent token), the ACLs it added on
+# the sudoers rule, the binary (every installed version and the start wrapper), the state directory (with the agent token), the ACLs it added on
 # OScam config dirs and the myosicam-agent user. OScam and its files are left as they are.
 # Revoke the agent on the panel too: npx myosicam agent revoke <server id>.
 set -eu
@@ -34,6 +34,6 @@ if [ -f "$STATE_DIR/acl-dirs" ] && command -v setfacl >/dev/null 2>&1; then
     setfacl -d -x "u:$AGENT_USER" "$dir" 2>/dev/null || true
   done <"$STATE_DIR/acl-dirs"
 fi
-rm -rf "$STATE_DIR"
+rm -rf "$STATE_DIR" /var/lib/myosicam-agent /usr/local/lib/myosicam-agent
 if id "$AGENT_USER" >/dev/null 2>&1; then userdel "$AGENT_USER"; fi
 echo "the MyOsicam agent is removed from this host"

@@ -1,9 +1,9 @@
 import { toJson, type JsonValue, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client, type ServiceImpl } from "@connectrpc/connect";
 import { setTimeout as sleep } from "node:timers/promises";
-import { ApplyAccountsSchema, ApplyConfigSchema, CommandKind } from "../../gen/myosicam/agent/v1/agent_pb.js";
+import { ApplyAccountsSchema, ApplyConfigSchema, CommandKind, UpgradeAgentSchema } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import type { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
-import { CommandStatus, type CommandSchema, type CommandService } from "../../gen/myosicam/panel/v1/command_pb.js";
+import { CommandStatus, type CommandSchema, type CommandService, type SendCommandRequest } from "../../gen/myosicam/panel/v1/command_pb.js";
 import type { Knex } from "../lib/db.js";
 import { badPageToken } from "../lib/paging.js";
 import { timestampOf } from "../lib/timestamps.js";
@@ -77,6 +77,13 @@ function decodeCursor(token: string): { createdAt: string; id: string } | undefi
 }
 
 /** Handlers of `myosicam.panel.v1.CommandService`; servers outside the caller's scope are NotFound. */
+/** The payload field each kind that takes one needs (named as the kind in the contract). */
+const payloadCases: Partial<Record<CommandKindName, SendCommandRequest["payload"]["case"]>> = {
+  apply_accounts: "applyAccounts",
+  apply_config: "applyConfig",
+  upgrade_agent: "upgradeAgent",
+};
+
 export function createCommandService(deps: { db: Knex; crypto: Client<typeof CryptoService> }): ServiceImpl<typeof CommandService> {
   const { db } = deps;
   return {
@@ -87,12 +94,10 @@ export function createCommandService(deps: { db: Knex; crypto: Client<typeof Cry
       let payload: JsonValue | undefined;
       if (req.payload.case === "applyAccounts") payload = toJson(ApplyAccountsSchema, req.payload.value);
       else if (req.payload.case === "applyConfig") payload = toJson(ApplyConfigSchema, req.payload.value);
-      const wants = kind === "apply_accounts" ? "applyAccounts" : kind === "apply_config" ? "applyConfig" : undefined;
+      else if (req.payload.case === "upgradeAgent") payload = toJson(UpgradeAgentSchema, req.payload.value);
+      const wants = payloadCases[kind];
       if (wants !== req.payload.case) {
-        throw new ConnectError(
-          wants ? `${kind} needs its payload in ${wants === "applyAccounts" ? "apply_accounts" : "apply_config"}` : `${kind} takes no payload`,
-          Code.InvalidArgument,
-        );
+        throw new ConnectError(wants ? `${kind} needs its payload in ${kind}` : `${kind} takes no payload`, Code.InvalidArgument);
       }
       if (req.ttlSeconds !== 0 && req.ttlSeconds < 10) throw new ConnectError("ttl_seconds: at least 10 (or 0 for 15 minutes)", Code.InvalidArgument);
       const serverIds = [...new Set(req.targets.map((t) => t.serverId))];

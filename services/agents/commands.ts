@@ -3,7 +3,7 @@ import { create, fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { createValidator } from "@bufbuild/protovalidate";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
-import { ApplyAccountsSchema, ApplyConfigSchema, CommandKind, CommandSchema, type Command } from "../../gen/myosicam/agent/v1/agent_pb.js";
+import { ApplyAccountsSchema, ApplyConfigSchema, CommandKind, CommandSchema, UpgradeAgentSchema, type Command } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import type { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
 import { createBatcher } from "../lib/batcher.js";
 import { type AccountResultInput, recordAccountResults } from "./change-sets.js";
@@ -24,6 +24,7 @@ export const commandKinds = {
   restart: CommandKind.RESTART,
   reload: CommandKind.RELOAD,
   resync: CommandKind.RESYNC,
+  upgrade_agent: CommandKind.UPGRADE_AGENT,
 } as const;
 export type CommandKindName = keyof typeof commandKinds;
 
@@ -46,6 +47,13 @@ export interface CommandInfo {
 
 const validator = createValidator();
 
+/** The kinds that carry a payload, and its message. */
+const payloadSchemas: Partial<Record<CommandKindName, typeof ApplyAccountsSchema | typeof ApplyConfigSchema | typeof UpgradeAgentSchema>> = {
+  apply_accounts: ApplyAccountsSchema,
+  apply_config: ApplyConfigSchema,
+  upgrade_agent: UpgradeAgentSchema,
+};
+
 /**
  * The largest payload one command carries, as JSON: 10,000 account changes of a few keys each are
  * about 1–2 MB. Larger is refused when the command is created (split it into several commands), so
@@ -57,7 +65,7 @@ export const maxCommandPayloadBytes = 8 * 1024 * 1024;
 export function checkPayload(kind: string, payload: JsonValue | undefined): { kind: CommandKindName; payload?: JsonValue } {
   if (!(kind in commandKinds)) throw new ConnectError(`kind must be one of ${Object.keys(commandKinds).join(", ")}, got "${kind}"`, Code.InvalidArgument);
   const name = kind as CommandKindName;
-  const schema = name === "apply_accounts" ? ApplyAccountsSchema : name === "apply_config" ? ApplyConfigSchema : undefined;
+  const schema = payloadSchemas[name];
   if (!schema) {
     if (payload !== undefined && payload !== null && !(typeof payload === "object" && Object.keys(payload).length === 0)) {
       throw new ConnectError(`${name} takes no payload`, Code.InvalidArgument);
@@ -120,12 +128,43 @@ export async function createCommands(
   const knownIds = new Set(known.map((k: { id: string }) => k.id));
   const missing = input.serverIds.filter((id) => !knownIds.has(id));
   if (missing.length > 0) throw new ConnectError(`no enrolled server ${missing.join(", ")}; see \`npx myosicam agent list\``, Code.NotFound);
+  if (kind === "upgrade_agent") await requireReleases(db, input.serverIds, (payload as { version: string }).version);
   return insertCommands(
     db,
     crypto,
     input.serverIds.map((serverId) => ({ serverId, instance: input.instance ?? "", payload })),
     { kind, createdBy: input.createdBy, ttlSeconds: input.ttlSeconds },
   );
+}
+
+/** The `<os>-<arch>` an agent's release is built for, from what it reported at registration. */
+export const releaseTargetOf = (server: { os: string | null; arch: string | null }) => `${server.os ?? "unknown"}-${server.arch ?? "unknown"}`;
+
+/**
+ * An upgrade is sent only where its release is stored for the server's OS and architecture, so no
+ * agent is asked for something it cannot download; FailedPrecondition names what to upload.
+ */
+async function requireReleases(db: Knex, serverIds: readonly string[], version: string): Promise<void> {
+  const servers = await db("servers")
+    .whereIn("id", [...serverIds])
+    .select("name", "os", "arch");
+  const targets = new Set(servers.map(releaseTargetOf));
+  const present = new Set(
+    (
+      await db("agent_releases")
+        .where({ version })
+        .whereIn("target", [...targets])
+        .select("target")
+    ).map((r: { target: string }) => r.target),
+  );
+  const lacking = servers.filter((s: { os: string | null; arch: string | null }) => !present.has(releaseTargetOf(s)));
+  if (lacking.length > 0) {
+    const names = lacking.slice(0, 5).map((s: { name: string; os: string | null; arch: string | null }) => `${s.name} (${releaseTargetOf(s)})`);
+    throw new ConnectError(
+      `agent ${version} is not uploaded for ${names.join(", ")}${lacking.length > 5 ? ` and ${lacking.length - 5} more` : ""}; upload it with \`npx myosicam release upload <dir>\` (see \`npx myosicam release list\`)`,
+      Code.FailedPrecondition,
+    );
+  }
 }
 
 /**
@@ -163,6 +202,7 @@ export async function insertCommands(
           instance: r.instance,
           kind: options.kind,
           payload: sealed.get(r.id) ?? null,
+          target_version: options.kind === "upgrade_agent" ? ((r.payload as { version?: string } | undefined)?.version ?? null) : null,
           created_by: options.createdBy,
           deadline: trx.raw("now() + make_interval(secs => ?)", [ttl]),
         })),
@@ -301,7 +341,9 @@ function commandOf(r: CommandRow, plaintext: Uint8Array | undefined): Command {
         ? { case: "applyAccounts", value: fromJson(ApplyAccountsSchema, payload) }
         : kind === "apply_config" && payload
           ? { case: "applyConfig", value: fromJson(ApplyConfigSchema, payload) }
-          : { case: undefined },
+          : kind === "upgrade_agent" && payload
+            ? { case: "upgradeAgent", value: fromJson(UpgradeAgentSchema, payload) }
+            : { case: undefined },
     deadline: timestampFromDate(r.deadline),
     attempt: r.attempts,
   });

@@ -31,6 +31,7 @@ import { fleetEvents } from "./migrations/0010-fleet-events.js";
 import { sealedTables } from "./migrations/0009-sealed-tables.js";
 import { alertAcknowledgement } from "./migrations/0008-alert-acknowledgement.js";
 import { changeSets } from "./migrations/0011-change-sets.js";
+import { agentReleases } from "./migrations/0012-agent-releases.js";
 import { AccountService } from "../../gen/myosicam/panel/v1/account_pb.js";
 import { createAccountService } from "./account-service.js";
 import { currentStanding } from "../lib/licensing/check.js";
@@ -137,6 +138,7 @@ export const agentsService: ServiceModule = {
     sealedTables,
     fleetEvents,
     changeSets,
+    agentReleases,
   ],
   // The agent tokens are sealed and opened by the key holder, in this process; the operator API's
   // authentication, authorization and audit are the panel service's, in this process too.

@@ -18,6 +18,8 @@ import type { HeartbeatWriter } from "./heartbeats.js";
 import { hashToken } from "./install-tokens.js";
 import type { CommandClaimer, createCommandHub, createResultWriter } from "./commands.js";
 import { storeSync } from "./sync.js";
+import { readReleaseChunks, selectRelease } from "./releases.js";
+import { agentIncompatibility } from "../lib/releases/compatibility.js";
 import {
   consumeInstallToken,
   insertRegistrationAttempt,
@@ -86,7 +88,7 @@ type RegistrationOutcome =
   | { kind: "taken" }
   | { kind: "registered"; serverId: string; row: Awaited<ReturnType<typeof recordRegistration>> };
 
-type RefusalReason = "unknown_token" | "expired" | "consumed" | "revoked" | "quota" | "rate_limited";
+type RefusalReason = "unknown_token" | "expired" | "consumed" | "revoked" | "quota" | "rate_limited" | "incompatible";
 
 export interface RegistrationDeps {
   db: Knex;
@@ -147,6 +149,9 @@ export function createRegistrationService(deps: RegistrationDeps): ServiceImpl<t
       }
       const token = await selectInstallToken(db, hash);
       if (!token) return refuse("unknown_token", tokenRefused());
+      // Before the token is used: after upgrading the download, the same bootstrap can run again.
+      const incompatible = agentIncompatibility(req.agentVersion);
+      if (incompatible) return refuse("incompatible", new ConnectError(incompatible, Code.FailedPrecondition), token.server_id);
       if (token.state === "consumed") {
         const again = await answerAgain(token, req.agentId);
         if (again) {
@@ -266,6 +271,10 @@ const healthNames: Record<AgentHealth, string> = {
  */
 export const maxConcurrentSyncs = 4;
 
+/** Release downloads served at once by one panel process (each streams a few tens of MB from the database). */
+export const maxConcurrentDownloads = 8;
+const downloadRetryAfterSeconds = 15;
+
 /** Keepalive interval of the command stream: proxies close streams idle for 60 s or more. */
 export const keepaliveMs = 25_000;
 
@@ -286,7 +295,45 @@ export function createAgentService(deps: {
   keepaliveMs?: number;
 }): Partial<ServiceImpl<typeof AgentService>> {
   const syncs = pLimit(maxConcurrentSyncs);
+  let downloading = 0;
   return {
+    async *downloadRelease(req, ctx) {
+      const caller = ctx.values.get(callerKey);
+      if (!caller) throw new ConnectError("downloads must be signed", Code.Unauthenticated);
+      const release = await selectRelease(deps.db, req.version, req.target);
+      if (!release) throw new ConnectError(`agent ${req.version} for ${req.target} is not uploaded to this panel`, Code.NotFound);
+      // A rollout batch downloads together: a few at a time, the others told when to come back.
+      if (downloading >= maxConcurrentDownloads) {
+        throw new ConnectError(
+          `${downloading} agents are downloading a release; try again in ${downloadRetryAfterSeconds} s`,
+          Code.Unavailable,
+          new Headers({ "retry-after": String(downloadRetryAfterSeconds) }),
+        );
+      }
+      downloading++;
+      try {
+        yield {
+          message: {
+            case: "header",
+            value: {
+              manifest: Buffer.from(release.manifest, "utf8"),
+              signature: release.signature,
+              encoding: release.encoding,
+              compressedSize: BigInt(release.compressedSize),
+            },
+          },
+        };
+        for (let seq = 0; ; ) {
+          const chunks = await readReleaseChunks(deps.db, req.version, req.target, seq, 8);
+          for (const chunk of chunks) yield { message: { case: "chunk", value: chunk } };
+          if (chunks.length < 8) break;
+          seq += chunks.length;
+        }
+      } finally {
+        downloading--;
+      }
+    },
+
     async *subscribe(_req, ctx) {
       const caller = ctx.values.get(callerKey);
       if (!caller) throw new ConnectError("subscribe must be signed", Code.Unauthenticated);
@@ -360,6 +407,8 @@ export function createAgentService(deps: {
     async heartbeat(req, ctx) {
       const caller = ctx.values.get(callerKey);
       if (!caller) throw new ConnectError("heartbeat must be signed", Code.Unauthenticated);
+      const incompatible = agentIncompatibility(req.agentVersion);
+      if (incompatible) throw new ConnectError(incompatible, Code.FailedPrecondition);
       const load = req.load ? [req.load.one, req.load.five, req.load.fifteen] : [];
       await deps.writer.record({
         serverId: caller.id,

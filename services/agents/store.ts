@@ -305,6 +305,12 @@ export async function writeHeartbeats(db: Knex, beats: readonly HeartbeatWrite[]
               from unnest(?::uuid[], ?::text[], ?::timestamptz[], ?::float8[], ?::float8[], ?::float8[]) as r(server_id, name, at, cpu, rss, disk)
               join updated u on u.id = r.server_id
               join instances i on i.server_id = r.server_id and i.name = r.name and i.gone_at is null),
+          upgrades as (
+            -- An upgrade is done when its agent heartbeats in the version it asked for.
+            update commands c set status = 'succeeded', finished_at = now(), failure_code = '',
+                   result = 'the agent runs ' || b.version || ' and heartbeats'
+              from beat b join updated u on u.id = b.id
+             where c.server_id = b.id and c.kind = 'upgrade_agent' and c.status in ('pending', 'delivered') and c.target_version = b.version),
           runtimes as (
             update instances i set running = r.running, pid = r.pid, uptime_seconds = r.uptime
               from unnest(?::uuid[], ?::text[], ?::boolean[], ?::integer[], ?::bigint[]) as r(server_id, name, running, pid, uptime)

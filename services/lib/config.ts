@@ -92,6 +92,8 @@ export interface Config {
   panelPublicUrl?: string;
   /** Directory of agent artifacts served by the gated download (`myosicam-agent-<os>-<arch>`). */
   agentArtifactDir: string;
+  /** The release public key (PEM file) uploads are checked against; unset refuses uploads. */
+  agentReleasePublicKeyFile?: string;
   /** The e-mail of the owner account a first start creates (when there is no operator yet). */
   ownerEmail: string;
   /** Operator sessions end after this long unused (DESIGN.md §3.7: 12 h). */
@@ -230,6 +232,7 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
     registrationFailuresPerMinute: integer(get, "REGISTRATION_FAILURES_PER_MINUTE", 1, 100_000),
     panelPublicUrl: httpsOrigin(optional, "PANEL_PUBLIC_URL", "https://panel.example.com:8443"),
     agentArtifactDir: absolute(get("AGENT_ARTIFACT_DIR"), cwd),
+    agentReleasePublicKeyFile: optional("AGENT_RELEASE_PUBLIC_KEY_FILE") === undefined ? undefined : absolute(optional("AGENT_RELEASE_PUBLIC_KEY_FILE")!, cwd),
     ownerEmail: email(get, "PANEL_OWNER_EMAIL"),
     sessionIdleSeconds: integer(get, "SESSION_IDLE_TIMEOUT_SECONDS", 60, 30 * 86400),
     sessionLifetimeSeconds: integer(get, "SESSION_LIFETIME_SECONDS", 60, 90 * 86400),

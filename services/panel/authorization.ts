@@ -58,6 +58,7 @@ export const panelPolicies: Readonly<Record<string, Policy>> = {
   [`/${AgentService.typeName}/Sync`]: read("agent", "none"),
   [`/${AgentService.typeName}/Subscribe`]: read("agent", "none"),
   [`/${AgentService.typeName}/ReportResult`]: read("agent", "none"),
+  [`/${AgentService.typeName}/DownloadRelease`]: read("agent", "none"),
 
   // Between services of one panel process, through in-memory transports.
   [`/${EnrollmentService.typeName}/IssueInstallToken`]: read("internal", "none"),

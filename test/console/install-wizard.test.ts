@@ -13,6 +13,7 @@ import { makeTempDir } from "../helpers/cli.js";
 import { ownerApi } from "../helpers/operator-api.js";
 import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
 import { startSshd, type Sshd } from "../helpers/sshd.js";
+import { buildAgent } from "../helpers/build-agent.js";
 
 const test = suite("the install wizard in a real Chromium against a real sshd: every step live, the host key shown, the new server's page at the end");
 
@@ -31,7 +32,7 @@ test.before(async () => {
   await ensureConsoleBuilt();
   dir = await makeTempDir("install-wizard");
   const artifacts = join(dir.path, "artifacts");
-  execFileSync(process.execPath, [join(repo, "scripts/build-agent.mjs"), "--out", artifacts], { stdio: "ignore" });
+  buildAgent(artifacts);
   panel = await startPanelHost("install_wizard", { AGENT_HEARTBEAT_INTERVAL_SECONDS: "1", AGENT_ARTIFACT_DIR: artifacts });
   await panel.setLicense(10, 10);
   sshd = await startSshd(join(dir.path, "sshd"));

@@ -12,6 +12,7 @@ import { makeTempDir, runCli } from "../helpers/cli.js";
 import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
 import { startSshd, type Sshd } from "../helpers/sshd.js";
 import { startTcpRelay, type TcpRelay } from "../helpers/tcp-relay.js";
+import { buildAgent } from "../helpers/build-agent.js";
 
 const test = suite("installing the agent over real SSH: key and password, root and sudo, failures named by their step");
 
@@ -73,7 +74,7 @@ async function setUp() {
     throw new Error("the installer tests need root (they create users and run the bootstrap): run them as CI does, through .ci/run");
   dir = await makeTempDir("install");
   const artifacts = join(dir.path, "artifacts");
-  execFileSync(process.execPath, [join(repo, "scripts/build-agent.mjs"), "--out", artifacts], { stdio: "ignore" });
+  buildAgent(artifacts);
   panel = await startPanelHost("install_ssh", { AGENT_HEARTBEAT_INTERVAL_SECONDS: "1", AGENT_ARTIFACT_DIR: artifacts });
   await panel.setLicense(10, 10);
   sshd = await startSshd(join(dir.path, "sshd"));
@@ -258,6 +259,8 @@ test("uninstall over SSH (sudo -S) removes every trace from the host and revokes
     );
   for (const path of [
     "/usr/local/bin/myosicam-agent",
+    "/usr/local/lib/myosicam-agent/start",
+    "/var/lib/myosicam-agent/current",
     "/etc/sudoers.d/myosicam-agent",
     "/etc/myosicam-agent/agent.json",
     "/etc/systemd/system/myosicam-agent.service",

@@ -36,7 +36,7 @@ test("the agent unit the bootstrap writes passes systemd-analyze verify without 
   // The values the bootstrap fills in; the binary must exist for verify, so a real one stands in.
   const unit = body!
     .replaceAll("$AGENT_USER", "myosicam-agent")
-    .replaceAll("$AGENT_BIN", process.execPath)
+    .replaceAll("$AGENT_START", process.execPath)
     .replaceAll("$STATE_DIR", dir.path)
     .replaceAll("$RW", `${dir.path} /etc/oscam`);
   for (const line of ["User=myosicam-agent", "Restart=always", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes", "NoNewPrivileges=no"])

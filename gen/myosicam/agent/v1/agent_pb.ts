@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file myosicam/agent/v1/agent.proto.
  */
 export const file_myosicam_agent_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("Ch1teW9zaWNhbS9hZ2VudC92MS9hZ2VudC5wcm90bxIRbXlvc2ljYW0uYWdlbnQudjEizQIKEEhlYXJ0YmVhdFJlcXVlc3QSJwoOdXB0aW1lX3NlY29uZHMYASABKARCD7pIDDIKGP//////////fxI6CgZoZWFsdGgYAiABKA4yHi5teW9zaWNhbS5hZ2VudC52MS5BZ2VudEhlYWx0aEIKukgHggEEEAEgABI0Cg1hZ2VudF92ZXJzaW9uGAMgASgJQh26SBpyGDIWXlswLTlBLVphLXouKy1dezEsNjR9JBIsCgRsb2FkGAQgASgLMh4ubXlvc2ljYW0uYWdlbnQudjEuTG9hZEF2ZXJhZ2USLgoEaG9zdBgFIAEoCzIgLm15b3NpY2FtLmFnZW50LnYxLkhvc3RSZXNvdXJjZXMSQAoJaW5zdGFuY2VzGAYgAygLMiIubXlvc2ljYW0uYWdlbnQudjEuSW5zdGFuY2VSZWFkaW5nQgm6SAaSAQMQgAIioQEKD0luc3RhbmNlUmVhZGluZxIYCgRuYW1lGAEgASgJQgq6SAdyBRABGIABEj8KCXJlc291cmNlcxgCIAEoCzIkLm15b3NpY2FtLmFnZW50LnYxLkluc3RhbmNlUmVzb3VyY2VzQga6SAPIAQESMwoHcnVudGltZRgDIAEoCzIiLm15b3NpY2FtLmFnZW50LnYxLkluc3RhbmNlUnVudGltZSJ6ChFIZWFydGJlYXRSZXNwb25zZRIvCgtzZXJ2ZXJfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIgoaaGVhcnRiZWF0X2ludGVydmFsX3NlY29uZHMYAiABKA0SEAoIYXBwcm92ZWQYAyABKAgivAEKC1N5bmNSZXF1ZXN0EjoKB3ByZXNlbnQYASADKAsyHi5teW9zaWNhbS5hZ2VudC52MS5JbnN0YW5jZVJlZkIJukgGkgEDEIACEkEKCXNuYXBzaG90cxgCIAMoCzIjLm15b3NpY2FtLmFnZW50LnYxLkluc3RhbmNlU25hcHNob3RCCbpIBpIBAxCAAhIuCgRob3N0GAMgASgLMiAubXlvc2ljYW0uYWdlbnQudjEuSG9zdFJlc291cmNlcyIeCgxTeW5jUmVzcG9uc2USDgoGcmVzZW5kGAEgAygJIkgKEFN1YnNjcmliZVJlcXVlc3QSNAoNYWdlbnRfdmVyc2lvbhgBIAEoCUIdukgachgyFl5bMC05QS1aYS16ListXXsxLDY0fSQigAEKEVN1YnNjcmliZVJlc3BvbnNlEjEKCWtlZXBhbGl2ZRgBIAEoCzIcLm15b3NpY2FtLmFnZW50LnYxLktlZXBhbGl2ZUgAEi0KB2NvbW1hbmQYAiABKAsyGi5teW9zaWNhbS5hZ2VudC52MS5Db21tYW5kSABCCQoHbWVzc2FnZSI8CglLZWVwYWxpdmUSLwoLc2VydmVyX3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIrMCCgdDb21tYW5kEhQKAmlkGAEgASgJQgi6SAVyA7ABARIaCghpbnN0YW5jZRgCIAEoCUIIukgFcgMYgAESOAoEa2luZBgDIAEoDjIeLm15b3NpY2FtLmFnZW50LnYxLkNvbW1hbmRLaW5kQgq6SAeCAQQQASAAEjoKDmFwcGx5X2FjY291bnRzGAQgASgLMiAubXlvc2ljYW0uYWdlbnQudjEuQXBwbHlBY2NvdW50c0gAEjYKDGFwcGx5X2NvbmZpZxgFIAEoCzIeLm15b3NpY2FtLmFnZW50LnYxLkFwcGx5Q29uZmlnSAASLAoIZGVhZGxpbmUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYByABKA1CCQoHcGF5bG9hZCJkCg1BcHBseUFjY291bnRzEj4KB2NoYW5nZXMYASADKAsyIC5teW9zaWNhbS5hZ2VudC52MS5BY2NvdW50Q2hhbmdlQgu6SAiSAQUIARCQThITCgtpbmRlcGVuZGVudBgCIAEoCCKgAgoNQWNjb3VudENoYW5nZRJCCglvcGVyYXRpb24YASABKA4yIy5teW9zaWNhbS5hZ2VudC52MS5BY2NvdW50T3BlcmF0aW9uQgq6SAeCAQQQASAAEkYKBHVzZXIYAiABKAlCOLpINXIzEAEoPzItXlteIFx0XHJcblx4MDBdKFteXHJcblx4MDBdKlteIFx0XHJcblx4MDBdKT8kEjIKA3NldBgDIAMoCzIbLm15b3NpY2FtLmFnZW50LnYxLktleVZhbHVlQgi6SAWSAQIQQBIxCgV1bnNldBgEIAMoCUIiukgfkgEcEEAiGHIWMhReW0EtWmEtejAtOV9dezEsNjR9JBIcCgtiZWZvcmVfdXNlchgFIAEoCUIHukgEcgIoPyJMCgtBcHBseUNvbmZpZxI9CgdjaGFuZ2VzGAEgAygLMh8ubXlvc2ljYW0uYWdlbnQudjEuQ29uZmlnQ2hhbmdlQgu6SAiSAQUIARCAAiKuAQoMQ29uZmlnQ2hhbmdlEi0KB3NlY3Rpb24YASABKAlCHLpIGXIXMhVeW0EtWmEtejAtOV8tXXsxLDY0fSQSKAoDa2V5GAIgASgJQhu6SBhyFjIUXltBLVphLXowLTlfXXsxLDY0fSQSIwoDc2V0GAMgASgJQhS6SBFyDxiAIDIKXlteXHJcbl0qJEgAEg8KBXVuc2V0GAQgASgISABCDwoGY2hhbmdlEgW6SAIIASJZCghLZXlWYWx1ZRIoCgNrZXkYASABKAlCG7pIGHIWMhReW0EtWmEtejAtOV9dezEsNjR9JBIjCgV2YWx1ZRgCIAEoCUIUukgRcg8YgCAyCl5bXlxyXG5dKiQi6AIKE1JlcG9ydFJlc3VsdFJlcXVlc3QSHAoKY29tbWFuZF9pZBgBIAEoCUIIukgFcgOwAQESPgoHb3V0Y29tZRgCIAEoDjIhLm15b3NpY2FtLmFnZW50LnYxLkNvbW1hbmRPdXRjb21lQgq6SAeCAQQQASAAEi4KDGZhaWx1cmVfY29kZRgDIAEoCUIYukgVchMyEV5bYS16MC05X117MCw2NH0kEhgKBmRldGFpbBgEIAEoCUIIukgFcgMYgCASKAoVcmVzdGFydF9yZXF1aXJlZF9rZXlzGAUgAygJQgm6SAaSAQMQgAISMwoHcnVudGltZRgGIAEoCzIiLm15b3NpY2FtLmFnZW50LnYxLkluc3RhbmNlUnVudGltZRJKCg9hY2NvdW50X3Jlc3VsdHMYByADKAsyJi5teW9zaWNhbS5hZ2VudC52MS5BY2NvdW50Q2hhbmdlUmVzdWx0Qgm6SAaSAQMQkE4itAIKE0FjY291bnRDaGFuZ2VSZXN1bHQSDQoFaW5kZXgYASABKA0SQAoGc3RhdHVzGAIgASgOMiYubXlvc2ljYW0uYWdlbnQudjEuQWNjb3VudENoYW5nZVN0YXR1c0IIukgFggECEAESLgoMZmFpbHVyZV9jb2RlGAMgASgJQhi6SBVyEzIRXlthLXowLTlfXXswLDY0fSQSGAoGZGV0YWlsGAQgASgJQgi6SAVyAxiAIBIxCgZiZWZvcmUYBSABKAsyIS5teW9zaWNhbS5hZ2VudC52MS5BY2NvdW50RW50cmllcxIwCgVhZnRlchgGIAEoCzIhLm15b3NpY2FtLmFnZW50LnYxLkFjY291bnRFbnRyaWVzEh0KC2ZvbGxvd2VkX2J5GAcgASgJQgi6SAVyAxiAASJJCg5BY2NvdW50RW50cmllcxI3CgdlbnRyaWVzGAEgAygLMhsubXlvc2ljYW0uYWdlbnQudjEuS2V5VmFsdWVCCbpIBpIBAxCAAiIWChRSZXBvcnRSZXN1bHRSZXNwb25zZSpbCgtBZ2VudEhlYWx0aBIcChhBR0VOVF9IRUFMVEhfVU5TUEVDSUZJRUQQABITCg9BR0VOVF9IRUFMVEhfT0sQARIZChVBR0VOVF9IRUFMVEhfREVHUkFERUQQAirmAQoLQ29tbWFuZEtpbmQSHAoYQ09NTUFORF9LSU5EX1VOU1BFQ0lGSUVEEAASHwobQ09NTUFORF9LSU5EX0FQUExZX0FDQ09VTlRTEAESHQoZQ09NTUFORF9LSU5EX0FQUExZX0NPTkZJRxACEhYKEkNPTU1BTkRfS0lORF9TVEFSVBADEhUKEUNPTU1BTkRfS0lORF9TVE9QEAQSGAoUQ09NTUFORF9LSU5EX1JFU1RBUlQQBRIXChNDT01NQU5EX0tJTkRfUkVMT0FEEAYSFwoTQ09NTUFORF9LSU5EX1JFU1lOQxAHKskBChBBY2NvdW50T3BlcmF0aW9uEiEKHUFDQ09VTlRfT1BFUkFUSU9OX1VOU1BFQ0lGSUVEEAASGQoVQUNDT1VOVF9PUEVSQVRJT05fQUREEAESHAoYQUNDT1VOVF9PUEVSQVRJT05fVVBEQVRFEAISHQoZQUNDT1VOVF9PUEVSQVRJT05fRElTQUJMRRADEhwKGEFDQ09VTlRfT1BFUkFUSU9OX0VOQUJMRRAEEhwKGEFDQ09VTlRfT1BFUkFUSU9OX0RFTEVURRAFKmwKDkNvbW1hbmRPdXRjb21lEh8KG0NPTU1BTkRfT1VUQ09NRV9VTlNQRUNJRklFRBAAEh0KGUNPTU1BTkRfT1VUQ09NRV9TVUNDRUVERUQQARIaChZDT01NQU5EX09VVENPTUVfRkFJTEVEEAIqpgEKE0FjY291bnRDaGFuZ2VTdGF0dXMSJQohQUNDT1VOVF9DSEFOR0VfU1RBVFVTX1VOU1BFQ0lGSUVEEAASIQodQUNDT1VOVF9DSEFOR0VfU1RBVFVTX0FQUExJRUQQARIjCh9BQ0NPVU5UX0NIQU5HRV9TVEFUVVNfVU5DSEFOR0VEEAISIAocQUNDT1VOVF9DSEFOR0VfU1RBVFVTX0ZBSUxFRBADMuoCCgxBZ2VudFNlcnZpY2USVgoJSGVhcnRiZWF0EiMubXlvc2ljYW0uYWdlbnQudjEuSGVhcnRiZWF0UmVxdWVzdBokLm15b3NpY2FtLmFnZW50LnYxLkhlYXJ0YmVhdFJlc3BvbnNlEkcKBFN5bmMSHi5teW9zaWNhbS5hZ2VudC52MS5TeW5jUmVxdWVzdBofLm15b3NpY2FtLmFnZW50LnYxLlN5bmNSZXNwb25zZRJYCglTdWJzY3JpYmUSIy5teW9zaWNhbS5hZ2VudC52MS5TdWJzY3JpYmVSZXF1ZXN0GiQubXlvc2ljYW0uYWdlbnQudjEuU3Vic2NyaWJlUmVzcG9uc2UwARJfCgxSZXBvcnRSZXN1bHQSJi5teW9zaWNhbS5hZ2VudC52MS5SZXBvcnRSZXN1bHRSZXF1ZXN0GicubXlvc2ljYW0uYWdlbnQudjEuUmVwb3J0UmVzdWx0UmVzcG9uc2ViBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_myosicam_agent_v1_snapshot]);
+  fileDesc("Ch1teW9zaWNhbS9hZ2VudC92MS9hZ2VudC5wcm90bxIRbXlvc2ljYW0uYWdlbnQudjEizQIKEEhlYXJ0YmVhdFJlcXVlc3QSJwoOdXB0aW1lX3NlY29uZHMYASABKARCD7pIDDIKGP//////////fxI6CgZoZWFsdGgYAiABKA4yHi5teW9zaWNhbS5hZ2VudC52MS5BZ2VudEhlYWx0aEIKukgHggEEEAEgABI0Cg1hZ2VudF92ZXJzaW9uGAMgASgJQh26SBpyGDIWXlswLTlBLVphLXouKy1dezEsNjR9JBIsCgRsb2FkGAQgASgLMh4ubXlvc2ljYW0uYWdlbnQudjEuTG9hZEF2ZXJhZ2USLgoEaG9zdBgFIAEoCzIgLm15b3NpY2FtLmFnZW50LnYxLkhvc3RSZXNvdXJjZXMSQAoJaW5zdGFuY2VzGAYgAygLMiIubXlvc2ljYW0uYWdlbnQudjEuSW5zdGFuY2VSZWFkaW5nQgm6SAaSAQMQgAIioQEKD0luc3RhbmNlUmVhZGluZxIYCgRuYW1lGAEgASgJQgq6SAdyBRABGIABEj8KCXJlc291cmNlcxgCIAEoCzIkLm15b3NpY2FtLmFnZW50LnYxLkluc3RhbmNlUmVzb3VyY2VzQga6SAPIAQESMwoHcnVudGltZRgDIAEoCzIiLm15b3NpY2FtLmFnZW50LnYxLkluc3RhbmNlUnVudGltZSJ6ChFIZWFydGJlYXRSZXNwb25zZRIvCgtzZXJ2ZXJfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIgoaaGVhcnRiZWF0X2ludGVydmFsX3NlY29uZHMYAiABKA0SEAoIYXBwcm92ZWQYAyABKAgivAEKC1N5bmNSZXF1ZXN0EjoKB3ByZXNlbnQYASADKAsyHi5teW9zaWNhbS5hZ2VudC52MS5JbnN0YW5jZVJlZkIJukgGkgEDEIACEkEKCXNuYXBzaG90cxgCIAMoCzIjLm15b3NpY2FtLmFnZW50LnYxLkluc3RhbmNlU25hcHNob3RCCbpIBpIBAxCAAhIuCgRob3N0GAMgASgLMiAubXlvc2ljYW0uYWdlbnQudjEuSG9zdFJlc291cmNlcyIeCgxTeW5jUmVzcG9uc2USDgoGcmVzZW5kGAEgAygJIkgKEFN1YnNjcmliZVJlcXVlc3QSNAoNYWdlbnRfdmVyc2lvbhgBIAEoCUIdukgachgyFl5bMC05QS1aYS16ListXXsxLDY0fSQigAEKEVN1YnNjcmliZVJlc3BvbnNlEjEKCWtlZXBhbGl2ZRgBIAEoCzIcLm15b3NpY2FtLmFnZW50LnYxLktlZXBhbGl2ZUgAEi0KB2NvbW1hbmQYAiABKAsyGi5teW9zaWNhbS5hZ2VudC52MS5Db21tYW5kSABCCQoHbWVzc2FnZSI8CglLZWVwYWxpdmUSLwoLc2VydmVyX3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIu0CCgdDb21tYW5kEhQKAmlkGAEgASgJQgi6SAVyA7ABARIaCghpbnN0YW5jZRgCIAEoCUIIukgFcgMYgAESOAoEa2luZBgDIAEoDjIeLm15b3NpY2FtLmFnZW50LnYxLkNvbW1hbmRLaW5kQgq6SAeCAQQQASAAEjoKDmFwcGx5X2FjY291bnRzGAQgASgLMiAubXlvc2ljYW0uYWdlbnQudjEuQXBwbHlBY2NvdW50c0gAEjYKDGFwcGx5X2NvbmZpZxgFIAEoCzIeLm15b3NpY2FtLmFnZW50LnYxLkFwcGx5Q29uZmlnSAASOAoNdXBncmFkZV9hZ2VudBgIIAEoCzIfLm15b3NpY2FtLmFnZW50LnYxLlVwZ3JhZGVBZ2VudEgAEiwKCGRlYWRsaW5lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdhdHRlbXB0GAcgASgNQgkKB3BheWxvYWQigAEKDFVwZ3JhZGVBZ2VudBJwCgd2ZXJzaW9uGAEgASgJQl+6SFxyWjJYXigwfFsxLTldWzAtOV17MCw1fSlbLl0oMHxbMS05XVswLTldezAsNX0pWy5dKDB8WzEtOV1bMC05XXswLDV9KSgtWzAtOUEtWmEtei4tXXsxLDMyfSk/JCK2AQoWRG93bmxvYWRSZWxlYXNlUmVxdWVzdBJwCgd2ZXJzaW9uGAEgASgJQl+6SFxyWjJYXigwfFsxLTldWzAtOV17MCw1fSlbLl0oMHxbMS05XVswLTldezAsNX0pWy5dKDB8WzEtOV1bMC05XXswLDV9KSgtWzAtOUEtWmEtei4tXXsxLDMyfSk/JBIqCgZ0YXJnZXQYAiABKAlCGrpIF3IVMhNebGludXgtKHg2NHxhcm02NCkkImkKF0Rvd25sb2FkUmVsZWFzZVJlc3BvbnNlEjIKBmhlYWRlchgBIAEoCzIgLm15b3NpY2FtLmFnZW50LnYxLlJlbGVhc2VIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAQgkKB21lc3NhZ2UiXwoNUmVsZWFzZUhlYWRlchIQCghtYW5pZmVzdBgBIAEoDBIRCglzaWduYXR1cmUYAiABKAkSEAoIZW5jb2RpbmcYAyABKAkSFwoPY29tcHJlc3NlZF9zaXplGAQgASgEImQKDUFwcGx5QWNjb3VudHMSPgoHY2hhbmdlcxgBIAMoCzIgLm15b3NpY2FtLmFnZW50LnYxLkFjY291bnRDaGFuZ2VCC7pICJIBBQgBEJBOEhMKC2luZGVwZW5kZW50GAIgASgIIqACCg1BY2NvdW50Q2hhbmdlEkIKCW9wZXJhdGlvbhgBIAEoDjIjLm15b3NpY2FtLmFnZW50LnYxLkFjY291bnRPcGVyYXRpb25CCrpIB4IBBBABIAASRgoEdXNlchgCIAEoCUI4ukg1cjMQASg/Mi1eW14gXHRcclxuXHgwMF0oW15cclxuXHgwMF0qW14gXHRcclxuXHgwMF0pPyQSMgoDc2V0GAMgAygLMhsubXlvc2ljYW0uYWdlbnQudjEuS2V5VmFsdWVCCLpIBZIBAhBAEjEKBXVuc2V0GAQgAygJQiK6SB+SARwQQCIYchYyFF5bQS1aYS16MC05X117MSw2NH0kEhwKC2JlZm9yZV91c2VyGAUgASgJQge6SARyAig/IkwKC0FwcGx5Q29uZmlnEj0KB2NoYW5nZXMYASADKAsyHy5teW9zaWNhbS5hZ2VudC52MS5Db25maWdDaGFuZ2VCC7pICJIBBQgBEIACIq4BCgxDb25maWdDaGFuZ2USLQoHc2VjdGlvbhgBIAEoCUIcukgZchcyFV5bQS1aYS16MC05Xy1dezEsNjR9JBIoCgNrZXkYAiABKAlCG7pIGHIWMhReW0EtWmEtejAtOV9dezEsNjR9JBIjCgNzZXQYAyABKAlCFLpIEXIPGIAgMgpeW15cclxuXSokSAASDwoFdW5zZXQYBCABKAhIAEIPCgZjaGFuZ2USBbpIAggBIlkKCEtleVZhbHVlEigKA2tleRgBIAEoCUIbukgYchYyFF5bQS1aYS16MC05X117MSw2NH0kEiMKBXZhbHVlGAIgASgJQhS6SBFyDxiAIDIKXlteXHJcbl0qJCLoAgoTUmVwb3J0UmVzdWx0UmVxdWVzdBIcCgpjb21tYW5kX2lkGAEgASgJQgi6SAVyA7ABARI+CgdvdXRjb21lGAIgASgOMiEubXlvc2ljYW0uYWdlbnQudjEuQ29tbWFuZE91dGNvbWVCCrpIB4IBBBABIAASLgoMZmFpbHVyZV9jb2RlGAMgASgJQhi6SBVyEzIRXlthLXowLTlfXXswLDY0fSQSGAoGZGV0YWlsGAQgASgJQgi6SAVyAxiAIBIoChVyZXN0YXJ0X3JlcXVpcmVkX2tleXMYBSADKAlCCbpIBpIBAxCAAhIzCgdydW50aW1lGAYgASgLMiIubXlvc2ljYW0uYWdlbnQudjEuSW5zdGFuY2VSdW50aW1lEkoKD2FjY291bnRfcmVzdWx0cxgHIAMoCzImLm15b3NpY2FtLmFnZW50LnYxLkFjY291bnRDaGFuZ2VSZXN1bHRCCbpIBpIBAxCQTiK0AgoTQWNjb3VudENoYW5nZVJlc3VsdBINCgVpbmRleBgBIAEoDRJACgZzdGF0dXMYAiABKA4yJi5teW9zaWNhbS5hZ2VudC52MS5BY2NvdW50Q2hhbmdlU3RhdHVzQgi6SAWCAQIQARIuCgxmYWlsdXJlX2NvZGUYAyABKAlCGLpIFXITMhFeW2EtejAtOV9dezAsNjR9JBIYCgZkZXRhaWwYBCABKAlCCLpIBXIDGIAgEjEKBmJlZm9yZRgFIAEoCzIhLm15b3NpY2FtLmFnZW50LnYxLkFjY291bnRFbnRyaWVzEjAKBWFmdGVyGAYgASgLMiEubXlvc2ljYW0uYWdlbnQudjEuQWNjb3VudEVudHJpZXMSHQoLZm9sbG93ZWRfYnkYByABKAlCCLpIBXIDGIABIkkKDkFjY291bnRFbnRyaWVzEjcKB2VudHJpZXMYASADKAsyGy5teW9zaWNhbS5hZ2VudC52MS5LZXlWYWx1ZUIJukgGkgEDEIACIhYKFFJlcG9ydFJlc3VsdFJlc3BvbnNlKlsKC0FnZW50SGVhbHRoEhwKGEFHRU5UX0hFQUxUSF9VTlNQRUNJRklFRBAAEhMKD0FHRU5UX0hFQUxUSF9PSxABEhkKFUFHRU5UX0hFQUxUSF9ERUdSQURFRBACKoYCCgtDb21tYW5kS2luZBIcChhDT01NQU5EX0tJTkRfVU5TUEVDSUZJRUQQABIfChtDT01NQU5EX0tJTkRfQVBQTFlfQUNDT1VOVFMQARIdChlDT01NQU5EX0tJTkRfQVBQTFlfQ09ORklHEAISFgoSQ09NTUFORF9LSU5EX1NUQVJUEAMSFQoRQ09NTUFORF9LSU5EX1NUT1AQBBIYChRDT01NQU5EX0tJTkRfUkVTVEFSVBAFEhcKE0NPTU1BTkRfS0lORF9SRUxPQUQQBhIXChNDT01NQU5EX0tJTkRfUkVTWU5DEAcSHgoaQ09NTUFORF9LSU5EX1VQR1JBREVfQUdFTlQQCCrJAQoQQWNjb3VudE9wZXJhdGlvbhIhCh1BQ0NPVU5UX09QRVJBVElPTl9VTlNQRUNJRklFRBAAEhkKFUFDQ09VTlRfT1BFUkFUSU9OX0FERBABEhwKGEFDQ09VTlRfT1BFUkFUSU9OX1VQREFURRACEh0KGUFDQ09VTlRfT1BFUkFUSU9OX0RJU0FCTEUQAxIcChhBQ0NPVU5UX09QRVJBVElPTl9FTkFCTEUQBBIcChhBQ0NPVU5UX09QRVJBVElPTl9ERUxFVEUQBSpsCg5Db21tYW5kT3V0Y29tZRIfChtDT01NQU5EX09VVENPTUVfVU5TUEVDSUZJRUQQABIdChlDT01NQU5EX09VVENPTUVfU1VDQ0VFREVEEAESGgoWQ09NTUFORF9PVVRDT01FX0ZBSUxFRBACKqYBChNBY2NvdW50Q2hhbmdlU3RhdHVzEiUKIUFDQ09VTlRfQ0hBTkdFX1NUQVRVU19VTlNQRUNJRklFRBAAEiEKHUFDQ09VTlRfQ0hBTkdFX1NUQVRVU19BUFBMSUVEEAESIwofQUNDT1VOVF9DSEFOR0VfU1RBVFVTX1VOQ0hBTkdFRBACEiAKHEFDQ09VTlRfQ0hBTkdFX1NUQVRVU19GQUlMRUQQAzLWAwoMQWdlbnRTZXJ2aWNlElYKCUhlYXJ0YmVhdBIjLm15b3NpY2FtLmFnZW50LnYxLkhlYXJ0YmVhdFJlcXVlc3QaJC5teW9zaWNhbS5hZ2VudC52MS5IZWFydGJlYXRSZXNwb25zZRJHCgRTeW5jEh4ubXlvc2ljYW0uYWdlbnQudjEuU3luY1JlcXVlc3QaHy5teW9zaWNhbS5hZ2VudC52MS5TeW5jUmVzcG9uc2USWAoJU3Vic2NyaWJlEiMubXlvc2ljYW0uYWdlbnQudjEuU3Vic2NyaWJlUmVxdWVzdBokLm15b3NpY2FtLmFnZW50LnYxLlN1YnNjcmliZVJlc3BvbnNlMAESXwoMUmVwb3J0UmVzdWx0EiYubXlvc2ljYW0uYWdlbnQudjEuUmVwb3J0UmVzdWx0UmVxdWVzdBonLm15b3NpY2FtLmFnZW50LnYxLlJlcG9ydFJlc3VsdFJlc3BvbnNlEmoKD0Rvd25sb2FkUmVsZWFzZRIpLm15b3NpY2FtLmFnZW50LnYxLkRvd25sb2FkUmVsZWFzZVJlcXVlc3QaKi5teW9zaWNhbS5hZ2VudC52MS5Eb3dubG9hZFJlbGVhc2VSZXNwb25zZTABYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_myosicam_agent_v1_snapshot]);
 
 /**
  * @generated from message myosicam.agent.v1.HeartbeatRequest
@@ -434,6 +434,12 @@ export type Command = Message<"myosicam.agent.v1.Command"> & {
      */
     value: ApplyConfig;
     case: "applyConfig";
+  } | {
+    /**
+     * @generated from field: myosicam.agent.v1.UpgradeAgent upgrade_agent = 8;
+     */
+    value: UpgradeAgent;
+    case: "upgradeAgent";
   } | { case: undefined; value?: undefined };
 
   /**
@@ -479,6 +485,11 @@ export type CommandJson = {
   applyConfig?: ApplyConfigJson;
 
   /**
+   * @generated from field: myosicam.agent.v1.UpgradeAgent upgrade_agent = 8;
+   */
+  upgradeAgent?: UpgradeAgentJson;
+
+  /**
    * @generated from field: google.protobuf.Timestamp deadline = 6;
    */
   deadline?: TimestampJson;
@@ -495,6 +506,191 @@ export type CommandJson = {
  */
 export const CommandSchema: GenMessage<Command, {jsonType: CommandJson}> = /*@__PURE__*/
   messageDesc(file_myosicam_agent_v1_agent, 8);
+
+/**
+ * @generated from message myosicam.agent.v1.UpgradeAgent
+ */
+export type UpgradeAgent = Message<"myosicam.agent.v1.UpgradeAgent"> & {
+  /**
+   * The release to run, as uploaded with `myosicam release upload`.
+   *
+   * @generated from field: string version = 1;
+   */
+  version: string;
+};
+
+/**
+ * @generated from message myosicam.agent.v1.UpgradeAgent
+ */
+export type UpgradeAgentJson = {
+  /**
+   * The release to run, as uploaded with `myosicam release upload`.
+   *
+   * @generated from field: string version = 1;
+   */
+  version?: string;
+};
+
+/**
+ * Describes the message myosicam.agent.v1.UpgradeAgent.
+ * Use `create(UpgradeAgentSchema)` to create a new message.
+ */
+export const UpgradeAgentSchema: GenMessage<UpgradeAgent, {jsonType: UpgradeAgentJson}> = /*@__PURE__*/
+  messageDesc(file_myosicam_agent_v1_agent, 9);
+
+/**
+ * @generated from message myosicam.agent.v1.DownloadReleaseRequest
+ */
+export type DownloadReleaseRequest = Message<"myosicam.agent.v1.DownloadReleaseRequest"> & {
+  /**
+   * @generated from field: string version = 1;
+   */
+  version: string;
+
+  /**
+   * <os>-<arch> of the agent's host.
+   *
+   * @generated from field: string target = 2;
+   */
+  target: string;
+};
+
+/**
+ * @generated from message myosicam.agent.v1.DownloadReleaseRequest
+ */
+export type DownloadReleaseRequestJson = {
+  /**
+   * @generated from field: string version = 1;
+   */
+  version?: string;
+
+  /**
+   * <os>-<arch> of the agent's host.
+   *
+   * @generated from field: string target = 2;
+   */
+  target?: string;
+};
+
+/**
+ * Describes the message myosicam.agent.v1.DownloadReleaseRequest.
+ * Use `create(DownloadReleaseRequestSchema)` to create a new message.
+ */
+export const DownloadReleaseRequestSchema: GenMessage<DownloadReleaseRequest, {jsonType: DownloadReleaseRequestJson}> = /*@__PURE__*/
+  messageDesc(file_myosicam_agent_v1_agent, 10);
+
+/**
+ * @generated from message myosicam.agent.v1.DownloadReleaseResponse
+ */
+export type DownloadReleaseResponse = Message<"myosicam.agent.v1.DownloadReleaseResponse"> & {
+  /**
+   * @generated from oneof myosicam.agent.v1.DownloadReleaseResponse.message
+   */
+  message: {
+    /**
+     * @generated from field: myosicam.agent.v1.ReleaseHeader header = 1;
+     */
+    value: ReleaseHeader;
+    case: "header";
+  } | {
+    /**
+     * The next piece of the compressed executable.
+     *
+     * @generated from field: bytes chunk = 2;
+     */
+    value: Uint8Array;
+    case: "chunk";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * @generated from message myosicam.agent.v1.DownloadReleaseResponse
+ */
+export type DownloadReleaseResponseJson = {
+  /**
+   * @generated from field: myosicam.agent.v1.ReleaseHeader header = 1;
+   */
+  header?: ReleaseHeaderJson;
+
+  /**
+   * The next piece of the compressed executable.
+   *
+   * @generated from field: bytes chunk = 2;
+   */
+  chunk?: string;
+};
+
+/**
+ * Describes the message myosicam.agent.v1.DownloadReleaseResponse.
+ * Use `create(DownloadReleaseResponseSchema)` to create a new message.
+ */
+export const DownloadReleaseResponseSchema: GenMessage<DownloadReleaseResponse, {jsonType: DownloadReleaseResponseJson}> = /*@__PURE__*/
+  messageDesc(file_myosicam_agent_v1_agent, 11);
+
+/**
+ * @generated from message myosicam.agent.v1.ReleaseHeader
+ */
+export type ReleaseHeader = Message<"myosicam.agent.v1.ReleaseHeader"> & {
+  /**
+   * manifest.json as signed, byte for byte, and manifest.sig (base64 Ed25519).
+   *
+   * @generated from field: bytes manifest = 1;
+   */
+  manifest: Uint8Array;
+
+  /**
+   * @generated from field: string signature = 2;
+   */
+  signature: string;
+
+  /**
+   * How the chunks are compressed: "zstd".
+   *
+   * @generated from field: string encoding = 3;
+   */
+  encoding: string;
+
+  /**
+   * @generated from field: uint64 compressed_size = 4;
+   */
+  compressedSize: bigint;
+};
+
+/**
+ * @generated from message myosicam.agent.v1.ReleaseHeader
+ */
+export type ReleaseHeaderJson = {
+  /**
+   * manifest.json as signed, byte for byte, and manifest.sig (base64 Ed25519).
+   *
+   * @generated from field: bytes manifest = 1;
+   */
+  manifest?: string;
+
+  /**
+   * @generated from field: string signature = 2;
+   */
+  signature?: string;
+
+  /**
+   * How the chunks are compressed: "zstd".
+   *
+   * @generated from field: string encoding = 3;
+   */
+  encoding?: string;
+
+  /**
+   * @generated from field: uint64 compressed_size = 4;
+   */
+  compressedSize?: string;
+};
+
+/**
+ * Describes the message myosicam.agent.v1.ReleaseHeader.
+ * Use `create(ReleaseHeaderSchema)` to create a new message.
+ */
+export const ReleaseHeaderSchema: GenMessage<ReleaseHeader, {jsonType: ReleaseHeaderJson}> = /*@__PURE__*/
+  messageDesc(file_myosicam_agent_v1_agent, 12);
 
 /**
  * @generated from message myosicam.agent.v1.ApplyAccounts
@@ -539,7 +735,7 @@ export type ApplyAccountsJson = {
  * Use `create(ApplyAccountsSchema)` to create a new message.
  */
 export const ApplyAccountsSchema: GenMessage<ApplyAccounts, {jsonType: ApplyAccountsJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_agent_v1_agent, 9);
+  messageDesc(file_myosicam_agent_v1_agent, 13);
 
 /**
  * @generated from message myosicam.agent.v1.AccountChange
@@ -626,7 +822,7 @@ export type AccountChangeJson = {
  * Use `create(AccountChangeSchema)` to create a new message.
  */
 export const AccountChangeSchema: GenMessage<AccountChange, {jsonType: AccountChangeJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_agent_v1_agent, 10);
+  messageDesc(file_myosicam_agent_v1_agent, 14);
 
 /**
  * @generated from message myosicam.agent.v1.ApplyConfig
@@ -653,7 +849,7 @@ export type ApplyConfigJson = {
  * Use `create(ApplyConfigSchema)` to create a new message.
  */
 export const ApplyConfigSchema: GenMessage<ApplyConfig, {jsonType: ApplyConfigJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_agent_v1_agent, 11);
+  messageDesc(file_myosicam_agent_v1_agent, 15);
 
 /**
  * @generated from message myosicam.agent.v1.ConfigChange
@@ -721,7 +917,7 @@ export type ConfigChangeJson = {
  * Use `create(ConfigChangeSchema)` to create a new message.
  */
 export const ConfigChangeSchema: GenMessage<ConfigChange, {jsonType: ConfigChangeJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_agent_v1_agent, 12);
+  messageDesc(file_myosicam_agent_v1_agent, 16);
 
 /**
  * @generated from message myosicam.agent.v1.KeyValue
@@ -758,7 +954,7 @@ export type KeyValueJson = {
  * Use `create(KeyValueSchema)` to create a new message.
  */
 export const KeyValueSchema: GenMessage<KeyValue, {jsonType: KeyValueJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_agent_v1_agent, 13);
+  messageDesc(file_myosicam_agent_v1_agent, 17);
 
 /**
  * @generated from message myosicam.agent.v1.ReportResultRequest
@@ -865,7 +1061,7 @@ export type ReportResultRequestJson = {
  * Use `create(ReportResultRequestSchema)` to create a new message.
  */
 export const ReportResultRequestSchema: GenMessage<ReportResultRequest, {jsonType: ReportResultRequestJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_agent_v1_agent, 14);
+  messageDesc(file_myosicam_agent_v1_agent, 18);
 
 /**
  * @generated from message myosicam.agent.v1.AccountChangeResult
@@ -968,7 +1164,7 @@ export type AccountChangeResultJson = {
  * Use `create(AccountChangeResultSchema)` to create a new message.
  */
 export const AccountChangeResultSchema: GenMessage<AccountChangeResult, {jsonType: AccountChangeResultJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_agent_v1_agent, 15);
+  messageDesc(file_myosicam_agent_v1_agent, 19);
 
 /**
  * @generated from message myosicam.agent.v1.AccountEntries
@@ -995,7 +1191,7 @@ export type AccountEntriesJson = {
  * Use `create(AccountEntriesSchema)` to create a new message.
  */
 export const AccountEntriesSchema: GenMessage<AccountEntries, {jsonType: AccountEntriesJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_agent_v1_agent, 16);
+  messageDesc(file_myosicam_agent_v1_agent, 20);
 
 /**
  * @generated from message myosicam.agent.v1.ReportResultResponse
@@ -1014,7 +1210,7 @@ export type ReportResultResponseJson = {
  * Use `create(ReportResultResponseSchema)` to create a new message.
  */
 export const ReportResultResponseSchema: GenMessage<ReportResultResponse, {jsonType: ReportResultResponseJson}> = /*@__PURE__*/
-  messageDesc(file_myosicam_agent_v1_agent, 17);
+  messageDesc(file_myosicam_agent_v1_agent, 21);
 
 /**
  * AgentHealth is the agent's own view of itself.
@@ -1100,6 +1296,13 @@ export enum CommandKind {
    * @generated from enum value: COMMAND_KIND_RESYNC = 7;
    */
   RESYNC = 7,
+
+  /**
+   * Replace the agent with another version (upgrade or downgrade); its payload names it.
+   *
+   * @generated from enum value: COMMAND_KIND_UPGRADE_AGENT = 8;
+   */
+  UPGRADE_AGENT = 8,
 }
 
 /**
@@ -1107,7 +1310,7 @@ export enum CommandKind {
  *
  * @generated from enum myosicam.agent.v1.CommandKind
  */
-export type CommandKindJson = "COMMAND_KIND_UNSPECIFIED" | "COMMAND_KIND_APPLY_ACCOUNTS" | "COMMAND_KIND_APPLY_CONFIG" | "COMMAND_KIND_START" | "COMMAND_KIND_STOP" | "COMMAND_KIND_RESTART" | "COMMAND_KIND_RELOAD" | "COMMAND_KIND_RESYNC";
+export type CommandKindJson = "COMMAND_KIND_UNSPECIFIED" | "COMMAND_KIND_APPLY_ACCOUNTS" | "COMMAND_KIND_APPLY_CONFIG" | "COMMAND_KIND_START" | "COMMAND_KIND_STOP" | "COMMAND_KIND_RESTART" | "COMMAND_KIND_RELOAD" | "COMMAND_KIND_RESYNC" | "COMMAND_KIND_UPGRADE_AGENT";
 
 /**
  * Describes the enum myosicam.agent.v1.CommandKind.
@@ -1292,6 +1495,18 @@ export const AgentService: GenService<{
     methodKind: "unary";
     input: typeof ReportResultRequestSchema;
     output: typeof ReportResultResponseSchema;
+  },
+  /**
+   * DownloadRelease streams an agent release for an upgrade_agent command: its signed manifest
+   * first, then the executable, compressed, in chunks. The agent checks the signature with the key
+   * compiled into it, and the size and SHA-256, before it installs anything.
+   *
+   * @generated from rpc myosicam.agent.v1.AgentService.DownloadRelease
+   */
+  downloadRelease: {
+    methodKind: "server_streaming";
+    input: typeof DownloadReleaseRequestSchema;
+    output: typeof DownloadReleaseResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_myosicam_agent_v1_agent, 0);
