@@ -140,7 +140,7 @@ async function download(
   client: Client<typeof AgentService>,
   options: { version: string; target: string; dir: string; publicKey: string },
 ): Promise<ReleaseArtifact> {
-  const stream = client.downloadRelease({ version: options.version, target: options.target }, { timeoutMs: 15 * 60_000 })[Symbol.asyncIterator]();
+  const stream = client.downloadRelease({ version: options.version, target: options.target }, { timeoutMs: 300_000 })[Symbol.asyncIterator]();
   const first = await stream.next();
   if (first.done || first.value.message.case !== "header") throw new UpgradeRefusal("release_truncated", "the panel sent no release header");
   const header = first.value.message.value;
