@@ -3,7 +3,8 @@
 # Run as root, once per install; running it again (a fresh install token) replaces the agent's
 # token and restarts it. The panel's installer renders the four values below and runs this over
 # SSH; by hand, set them in the environment instead (MYOSICAM_PANEL_URL, MYOSICAM_PANEL_PUBKEY_PIN,
-# MYOSICAM_PANEL_FINGERPRINT, MYOSICAM_OSCAM_DIRS) and pass the install token on stdin.
+# MYOSICAM_PANEL_FINGERPRINT, MYOSICAM_OSCAM_DIRS, and MYOSICAM_RELEASE_KEY_ID when the panel has a
+# release key) and pass the install token on stdin.
 #
 # Lines starting with "==> " name the step that begins; the installer shows them as progress.
 set -eu
@@ -12,6 +13,7 @@ PANEL_URL='@PANEL_URL@'
 PANEL_PUBKEY_PIN='@PANEL_PUBKEY_PIN@'
 PANEL_FINGERPRINT='@PANEL_FINGERPRINT@'
 OSCAM_DIRS='@OSCAM_DIRS@'
+RELEASE_KEY_ID='@RELEASE_KEY_ID@'
 INSTALL_TOKEN='@INSTALL_TOKEN@'
 
 AGENT_USER=myosicam-agent
@@ -49,6 +51,7 @@ unrendered "$PANEL_URL" && PANEL_URL=${MYOSICAM_PANEL_URL:-}
 unrendered "$PANEL_PUBKEY_PIN" && PANEL_PUBKEY_PIN=${MYOSICAM_PANEL_PUBKEY_PIN:-}
 unrendered "$PANEL_FINGERPRINT" && PANEL_FINGERPRINT=${MYOSICAM_PANEL_FINGERPRINT:-}
 unrendered "$OSCAM_DIRS" && OSCAM_DIRS=${MYOSICAM_OSCAM_DIRS:-}
+unrendered "$RELEASE_KEY_ID" && RELEASE_KEY_ID=${MYOSICAM_RELEASE_KEY_ID:-}
 if unrendered "$INSTALL_TOKEN"; then
   IFS= read -r INSTALL_TOKEN || true
 fi
@@ -96,6 +99,14 @@ curl -fsS --proto '=https' --insecure --pinnedpubkey "$PANEL_PUBKEY_PIN" --retry
 chmod 0755 "$WORK/myosicam-agent"
 "$WORK/myosicam-agent" --version >/dev/null || fail "the downloaded agent does not run on this host"
 echo "agent $("$WORK/myosicam-agent" --version)"
+# The release key the panel's uploads are signed with is pinned: an agent built to trust another
+# key could never be upgraded from this panel.
+if [ -n "$RELEASE_KEY_ID" ]; then
+  AGENT_KEY=$("$WORK/myosicam-agent" release-key 2>/dev/null || echo none)
+  [ "$AGENT_KEY" = "$RELEASE_KEY_ID" ] ||
+    fail "the downloaded agent trusts release key $AGENT_KEY, but this panel's releases are signed with $RELEASE_KEY_ID: rebuild the agent (npm run build:agent -- --release-key <AGENT_RELEASE_PUBLIC_KEY_FILE>)"
+  echo "agent trusts release key $AGENT_KEY, the panel's"
+fi
 
 step "create user"
 if id "$AGENT_USER" >/dev/null 2>&1; then

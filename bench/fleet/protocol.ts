@@ -18,6 +18,8 @@ export interface AgentBehaviour {
   instances: [number, number];
   /** Accounts per instance, inclusive range. */
   accounts: [number, number];
+  /** Servers (by name) whose upgrades fail and are reported rolled back (tests of staged rollouts). */
+  failUpgradesOn?: string[];
 }
 
 export type ToWorker = { type: "start"; url: string; ca: string; agents: AgentSeed[]; behaviour: AgentBehaviour; deadlineMs: number } | { type: "stop" };

@@ -145,11 +145,13 @@ async function runAgent(url: string, ca: string, seed: AgentSeed, index: number,
     if (!(await pause(retryDelayMs(undefined, attempt, retryBaseMs, retryCapMs)))) return;
   }
 
+  // The version it reports; an upgrade_agent command changes it, as a restart into the new version would.
+  let version = "0.1.0";
   const heartbeat = (): HeartbeatRequest =>
     ({
       uptimeSeconds: BigInt(Math.floor((Date.now() - startedAt) / 1000) + 86_400),
       health: AgentHealth.OK,
-      agentVersion: "0.1.0",
+      agentVersion: version,
       load: { one: 0.2, five: 0.15, fifteen: 0.1 },
       host: hostReadings(),
       instances: present.map((ref, i) => ({
@@ -190,7 +192,7 @@ async function runAgent(url: string, ca: string, seed: AgentSeed, index: number,
       let open = false;
       let lastError: ConnectError | undefined;
       try {
-        for await (const message of client.subscribe({ agentVersion: "0.1.0" }, { signal: stopping.signal, timeoutMs: 0 })) {
+        for await (const message of client.subscribe({ agentVersion: version }, { signal: stopping.signal, timeoutMs: 0 })) {
           if (!open) {
             open = true;
             streamsOpen++;
@@ -202,6 +204,29 @@ async function runAgent(url: string, ca: string, seed: AgentSeed, index: number,
           else {
             ranHere.add(command.id);
             period.ran.push(command.id);
+          }
+          if (command.payload.case === "upgradeAgent") {
+            // A failing upgrade is reported as the real agent's rollback is; a good one is not
+            // reported at all: the agent "restarts" and heartbeats in the new version, which the
+            // panel takes as done.
+            const wanted = command.payload.value.version;
+            if (behaviour.failUpgradesOn?.includes(seed.name)) {
+              await client
+                .reportResult(
+                  {
+                    commandId: command.id,
+                    outcome: CommandOutcome.FAILED,
+                    failureCode: "upgrade_rolled_back",
+                    detail: `agent ${wanted} was rolled back to ${version}: it exited on start 3 times (emulated)`,
+                  },
+                  { timeoutMs: 30_000 },
+                )
+                .catch((err: unknown) => failed("ReportResult", err));
+            } else if (wanted !== version) {
+              version = wanted;
+              await client.heartbeat(heartbeat(), { timeoutMs: 30_000 }).catch((err: unknown) => failed("Heartbeat", err));
+            }
+            continue;
           }
           const accountResults =
             command.payload.case === "applyAccounts"

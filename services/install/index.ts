@@ -1,3 +1,5 @@
+import { readFile } from "node:fs/promises";
+import { releaseKeyId } from "../lib/releases/manifest.js";
 import { createClient, type ConnectRouter } from "@connectrpc/connect";
 import { EnrollmentService } from "../../gen/myosicam/agent/v1/enrollment_pb.js";
 import { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
@@ -45,6 +47,14 @@ export const installService: ServiceModule = {
       panelUrl: () => deps.panelUrl(),
       certificate: deps.ownCertificate,
       artifactDir: deps.config.agentArtifactDir,
+      releaseKeyId: async () => {
+        const file = deps.config.agentReleasePublicKeyFile;
+        if (!file) return undefined;
+        const pem = await readFile(file, "utf8").catch(() => {
+          throw new Error(`AGENT_RELEASE_PUBLIC_KEY_FILE: cannot read ${file}`);
+        });
+        return releaseKeyId(pem);
+      },
     };
     return [installJob(installDeps), uninstallJob(installDeps)];
   },

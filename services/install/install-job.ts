@@ -40,6 +40,8 @@ export interface InstallDeps {
   certificate: string;
   /** Where the gated download finds the agent executables (AGENT_ARTIFACT_DIR). */
   artifactDir: string;
+  /** The id of the release key agents must trust; undefined when the panel has none configured. */
+  releaseKeyId?: () => Promise<string | undefined>;
 }
 
 /** Progress of each step, in percent: the job's own steps, then the bootstrap's `==> ` lines. */
@@ -72,6 +74,8 @@ export async function renderBootstrap(values: {
   fingerprint: string;
   oscamDirs: string[];
   token: string;
+  /** The release key id the agent must trust (the panel's AGENT_RELEASE_PUBLIC_KEY_FILE); unset skips the check. */
+  releaseKeyId?: string;
 }): Promise<string> {
   const safe = /^[A-Za-z0-9_./:+=@\- []*$/;
   const fill: Record<string, string> = {
@@ -80,6 +84,7 @@ export async function renderBootstrap(values: {
     "@PANEL_FINGERPRINT@": values.fingerprint,
     "@OSCAM_DIRS@": values.oscamDirs.join(" "),
     "@INSTALL_TOKEN@": values.token,
+    "@RELEASE_KEY_ID@": values.releaseKeyId ?? "",
   };
   let script = await readFile(bootstrapFile, "utf8");
   for (const [placeholder, value] of Object.entries(fill)) {
@@ -267,6 +272,7 @@ async function runInstall(deps: InstallDeps, ctx: JobContext): Promise<void> {
         fingerprint: fingerprintOf(deps.certificate, "panel certificate"),
         oscamDirs: data.oscamDirs,
         token,
+        releaseKeyId: await deps.releaseKeyId?.(),
       });
       await runScriptAsRoot(connection, ctx, at, { script, root: data.root, credential, hide, runStep: "root" });
 

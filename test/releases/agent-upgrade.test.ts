@@ -34,11 +34,9 @@ const agentEnv = () => ({ PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: dir.p
 async function upgradeTo(version: string): Promise<{ status: string; failure_code: string; result: string }> {
   const [command] = await createCommands(panel.db, crypto(), { serverIds: [serverId], kind: "upgrade_agent", payload: { version }, createdBy: "test" });
   const row = () => panel.db("commands").where({ id: command!.id }).first();
-  return eventually(row, (r) => r.status === "succeeded" || r.status === "failed", `the upgrade to ${version} to finish`, 120_000).catch(
-    (err: Error) => {
-      throw new Error(`${err.message}\n--- agent ---\n${supervisor?.output().slice(-4000)}`);
-    },
-  );
+  return eventually(row, (r) => r.status === "succeeded" || r.status === "failed", `the upgrade to ${version} to finish`, 120_000).catch((err: Error) => {
+    throw new Error(`${err.message}\n--- agent ---\n${supervisor?.output().slice(-4000)}`);
+  });
 }
 
 /** Uploads a release whose executable is a shell script (what a broken build looks like to the wrapper). */
@@ -120,7 +118,10 @@ test("a tampered, re-signed-by-nobody or truncated release is refused and report
   assert.ok(["release_truncated", "release_checksum_mismatch"].includes(flipped.failure_code), flipped.failure_code);
 
   await uploadScript("0.1.3", "#!/bin/sh\nexit 0\n");
-  await panel.db("agent_releases").where({ version: "0.1.3" }).update({ manifest: panel.db.raw("replace(manifest, '\"size\"', '\"size\" ')") });
+  await panel
+    .db("agent_releases")
+    .where({ version: "0.1.3" })
+    .update({ manifest: panel.db.raw("replace(manifest, '\"size\"', '\"size\" ')") });
   const resigned = await upgradeTo("0.1.3");
   assert.equal([resigned.status, resigned.failure_code], ["failed", "release_signature_invalid"], resigned.result);
   assert.match(resigned.result, new RegExp(`not signed by release key ${keys.keyId}`));
