@@ -26,6 +26,7 @@ import {
   tokenListCommand,
   tokenRevokeCommand,
 } from "./agents.js";
+import { batchPercent, rolloutActionCommand, rolloutListCommand, rolloutRollbackCommand, rolloutShowCommand, rolloutStartCommand } from "./rollouts.js";
 import { releaseKeygenCommand, releaseListCommand, releaseSignCommand, releaseUploadCommand, releaseVerifyCommand } from "./releases.js";
 import { apiClientCreateCommand, apiClientListCommand, apiClientRevokeCommand, apiClientRotateCommand } from "./api-clients.js";
 import { auditExportCommand, auditListCommand, auditVerifyCommand, type AuditFilterOptions } from "./audit.js";
@@ -285,6 +286,75 @@ agent
   .addOption(json())
   .action((servers: string[], opts: { version: string; wait?: boolean; json?: boolean }) =>
     agentUpgradeCommand(servers, { version: opts.version, wait: Boolean(opts.wait), json: Boolean(opts.json) }),
+  );
+
+const rollout = program.command("rollout").description("staged agent upgrades: a canary, then batches, halting on failures");
+rollout
+  .command("start")
+  .description("upgrade agents in stages: the canary first, then each batch once the previous one heartbeats in the new version")
+  .requiredOption("--version <x.y.z>", "the uploaded release to go to (see `release list`)")
+  .option("--server <id or name...>", "only these servers (default: every enrolled server you may see that does not run it)", [])
+  .addOption(new Option("--canary <n>", "servers in the first batch").default(1).argParser(count("--canary")))
+  .addOption(new Option("--batch <percent>", "each later batch, as a share of the servers (e.g. 10%)").default(10).argParser(batchPercent))
+  .addOption(new Option("--max-failures <n>", "failures tolerated before it halts").default(0).argParser(count("--max-failures")))
+  .option("--pause-on-failure", "also pause after any batch with a failure, until `rollout resume`")
+  .option("--follow", "print each server's progress until it ends or halts (exit 1 unless every server upgraded)")
+  .addOption(json())
+  .action(
+    (opts: {
+      version: string;
+      server: string[];
+      canary: number;
+      batch: number;
+      maxFailures: number;
+      pauseOnFailure?: boolean;
+      follow?: boolean;
+      json?: boolean;
+    }) =>
+      rolloutStartCommand({
+        version: opts.version,
+        servers: opts.server,
+        canary: opts.canary,
+        batch: opts.batch,
+        maxFailures: opts.maxFailures,
+        pauseOnFailure: Boolean(opts.pauseOnFailure),
+        follow: Boolean(opts.follow),
+        json: Boolean(opts.json),
+      }),
+  );
+rollout
+  .command("list")
+  .description("rollouts, newest first, with their progress")
+  .addOption(json())
+  .action((opts: { json?: boolean }) => rolloutListCommand({ json: Boolean(opts.json) }));
+rollout
+  .command("show <id>")
+  .description("a rollout and every server's state; --follow until it ends")
+  .option("--follow", "print progress until it ends or halts")
+  .addOption(json())
+  .action((id: string, opts: { follow?: boolean; json?: boolean }) => rolloutShowCommand(id, { follow: Boolean(opts.follow), json: Boolean(opts.json) }));
+for (const action of ["pause", "resume", "cancel"] as const) {
+  rollout
+    .command(`${action} <id>`)
+    .description(
+      action === "pause"
+        ? "send no further batch (what was sent goes on)"
+        : action === "resume"
+          ? "go on with a paused or halted rollout (failures so far are accepted)"
+          : "stop: servers not yet sent are skipped, upgrades not yet delivered withdrawn",
+    )
+    .addOption(json())
+    .action((id: string, opts: { json?: boolean }) => rolloutActionCommand(action, id, { json: Boolean(opts.json) }));
+}
+rollout
+  .command("rollback <id>")
+  .description("cancel the rollout and return every server it changed to the version it ran before, in stages")
+  .addOption(new Option("--canary <n>", "servers in the first batch").default(1).argParser(count("--canary")))
+  .addOption(new Option("--batch <percent>", "each later batch, as a share of the servers").default(10).argParser(batchPercent))
+  .option("--follow", "print progress until it ends or halts")
+  .addOption(json())
+  .action((id: string, opts: { canary: number; batch: number; follow?: boolean; json?: boolean }) =>
+    rolloutRollbackCommand(id, { canary: opts.canary, batch: opts.batch, follow: Boolean(opts.follow), json: Boolean(opts.json) }),
   );
 
 const release = program.command("release").description("signed agent releases: keygen, sign, verify, upload, list");

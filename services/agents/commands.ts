@@ -144,9 +144,10 @@ export const releaseTargetOf = (server: { os: string | null; arch: string | null
  * An upgrade is sent only where its release is stored for the server's OS and architecture, so no
  * agent is asked for something it cannot download; FailedPrecondition names what to upload.
  */
-async function requireReleases(db: Knex, serverIds: readonly string[], version: string): Promise<void> {
+export async function requireReleases(db: Knex, serverIds: readonly string[], version: string): Promise<void> {
   const servers = await db("servers")
     .whereIn("id", [...serverIds])
+    .orderBy("name")
     .select("name", "os", "arch");
   const targets = new Set(servers.map(releaseTargetOf));
   const present = new Set(

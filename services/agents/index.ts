@@ -32,6 +32,10 @@ import { sealedTables } from "./migrations/0009-sealed-tables.js";
 import { alertAcknowledgement } from "./migrations/0008-alert-acknowledgement.js";
 import { changeSets } from "./migrations/0011-change-sets.js";
 import { agentReleases } from "./migrations/0012-agent-releases.js";
+import { rollouts } from "./migrations/0013-rollouts.js";
+import { RolloutService } from "../../gen/myosicam/panel/v1/rollout_pb.js";
+import { createRolloutService } from "./rollout-service.js";
+import { startRolloutTicker } from "./rollouts.js";
 import { AccountService } from "../../gen/myosicam/panel/v1/account_pb.js";
 import { createAccountService } from "./account-service.js";
 import { currentStanding } from "../lib/licensing/check.js";
@@ -66,6 +70,9 @@ export function agentsRoutes(deps: ServiceDeps) {
   deps.onStop(() => results.stop());
   const claimer = createCommandClaimer(deps.db, crypto);
   deps.onStop(() => claimer.stop());
+  // Every panel process advances the rollouts; one at a time per rollout (its row is locked).
+  const ticker = startRolloutTicker(deps.db, crypto, deps.log);
+  deps.onStop(() => ticker.stop());
   const agent = createAgentService({ writer, intervalSeconds: deps.config.agentHeartbeatIntervalSeconds, db: deps.db, crypto, hub, claimer, results });
   // The operator API over this service's tables; the panel service authenticates, authorizes and
   // audits every call before these handlers run.
@@ -82,6 +89,7 @@ export function agentsRoutes(deps: ServiceDeps) {
     router.service(AgentService, agent);
     router.service(ServerService, servers);
     router.service(CommandService, commands);
+    router.service(RolloutService, createRolloutService({ db: deps.db, crypto }));
     router.service(AlertService, alerts);
     router.service(InstanceService, createInstanceService({ db: deps.db }));
     router.service(
@@ -119,6 +127,7 @@ export const agentsService: ServiceModule = {
     AgentService,
     ServerService,
     CommandService,
+    RolloutService,
     AlertService,
     InstanceService,
     AccountService,
@@ -139,6 +148,7 @@ export const agentsService: ServiceModule = {
     fleetEvents,
     changeSets,
     agentReleases,
+    rollouts,
   ],
   // The agent tokens are sealed and opened by the key holder, in this process; the operator API's
   // authentication, authorization and audit are the panel service's, in this process too.

@@ -9,6 +9,7 @@ import { AccountService } from "../../gen/myosicam/panel/v1/account_pb.js";
 import { FleetService } from "../../gen/myosicam/panel/v1/fleet_pb.js";
 import { AlertService } from "../../gen/myosicam/panel/v1/alert_pb.js";
 import { RegistrationService } from "../../gen/myosicam/agent/v1/registration_pb.js";
+import { RolloutService } from "../../gen/myosicam/panel/v1/rollout_pb.js";
 import { ApiClientService } from "../../gen/myosicam/panel/v1/api_client_pb.js";
 import { AuditService } from "../../gen/myosicam/panel/v1/audit_pb.js";
 import { AuthService } from "../../gen/myosicam/panel/v1/auth_pb.js";
@@ -109,6 +110,17 @@ export const panelPolicies: Readonly<Record<string, Policy>> = {
   [`/${CommandService.typeName}/GetCommand`]: read("viewer", "servers"),
   [`/${CommandService.typeName}/WatchCommands`]: read("viewer", "servers"),
 
+  // Agent upgrades across the fleet: an admin's decision; following them is anyone's.
+  [`/${RolloutService.typeName}/StartRollout`]: write("admin", "servers"),
+  [`/${RolloutService.typeName}/PauseRollout`]: write("admin", "servers"),
+  [`/${RolloutService.typeName}/ResumeRollout`]: write("admin", "servers"),
+  [`/${RolloutService.typeName}/CancelRollout`]: write("admin", "servers"),
+  [`/${RolloutService.typeName}/RollBackRollout`]: write("admin", "servers"),
+  [`/${RolloutService.typeName}/GetRollout`]: read("viewer", "servers"),
+  [`/${RolloutService.typeName}/ListRollouts`]: read("viewer", "servers"),
+  [`/${RolloutService.typeName}/WatchRollout`]: read("viewer", "servers"),
+  [`/${RolloutService.typeName}/ListReleases`]: read("viewer", "none"),
+
   [`/${InstanceService.typeName}/ListInstances`]: read("viewer", "servers"),
   [`/${InstanceService.typeName}/GetResourceHistory`]: read("viewer", "servers"),
 
@@ -158,6 +170,7 @@ export const operatorServices: readonly DescService[] = [
   AuditService,
   ServerService,
   CommandService,
+  RolloutService,
   AlertService,
   InstallService,
   InstanceService,
