@@ -4,7 +4,7 @@ import { access, mkdir, readFile, writeFile } from "node:fs/promises";
 import { userInfo } from "node:os";
 import { join, resolve } from "node:path";
 import { pipeline } from "node:stream/promises";
-import { listReleases, uploadRelease } from "../services/agents/releases.js";
+import { uploadRelease } from "../services/agents/index.js";
 import { ConfigError } from "../services/lib/config.js";
 import {
   generateReleaseKeys,
@@ -15,8 +15,10 @@ import {
   signatureFile,
   verifyManifest,
 } from "../services/lib/releases/manifest.js";
-import { appendAudit } from "../services/panel/audit-log.js";
-import { createCommandContext, printJson } from "./context.js";
+import { appendAudit } from "../services/panel/index.js";
+import { RolloutService } from "../gen/myosicam/panel/v1/rollout_pb.js";
+import { panelApi } from "./panel-client.js";
+import { createCommandContext, isoOf, printJson } from "./context.js";
 import { withDatabase } from "./database.js";
 
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
@@ -121,18 +123,28 @@ export async function releaseUploadCommand(dir: string, options: { json: boolean
   }
 }
 
-/** `release list`: what agents can be upgraded to. */
+/** `release list`: what agents can be upgraded to (asked of the operator API). */
 export async function releaseListCommand(options: { json: boolean }): Promise<void> {
-  const context = await createCommandContext();
-  const releases = await withDatabase(context, "panel", (db) => listReleases(db));
-  if (options.json) return printJson({ releases });
-  if (releases.length === 0) {
+  const { releases } = await (await panelApi()).client(RolloutService).listReleases({});
+  const rows = releases.map((r) => ({
+    version: r.version,
+    target: r.target,
+    sha256: r.sha256,
+    size: Number(r.size),
+    compressedSize: Number(r.compressedSize),
+    keyId: r.keyId,
+    builtAt: isoOf(r.builtAt),
+    uploadedAt: isoOf(r.uploadedAt),
+    uploadedBy: r.uploadedBy,
+  }));
+  if (options.json) return printJson({ releases: rows });
+  if (rows.length === 0) {
     process.stdout.write("no agent release uploaded yet: npm run build:agent, sign it, then npx myosicam release upload dist/agent\n");
     return;
   }
-  for (const r of releases) {
+  for (const r of rows) {
     process.stdout.write(
-      `${r.version.padEnd(12)} ${r.target.padEnd(12)} ${mib(r.size).padStart(10)} (${mib(r.compressedSize)} served)  key ${r.keyId}  built ${r.builtAt.toISOString()}  uploaded ${r.uploadedAt.toISOString()} by ${r.uploadedBy}\n`,
+      `${r.version.padEnd(12)} ${r.target.padEnd(12)} ${mib(r.size).padStart(10)} (${mib(r.compressedSize)} served)  key ${r.keyId}  built ${r.builtAt}  uploaded ${r.uploadedAt} by ${r.uploadedBy}\n`,
     );
   }
 }

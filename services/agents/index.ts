@@ -57,6 +57,9 @@ const openEmailSecret = (deps: ServiceDeps) => async (envelope: string, column: 
  * the agent token), liveness with alerts, and the gated agent download. Sync and the command
  * stream arrive with their issues (those methods answer Unimplemented until then).
  */
+/** For `myosicam release upload`, run on the panel host with its database (a release is tens of MB: not an RPC). */
+export { uploadRelease, type UploadOutcome } from "./releases.js";
+
 export function agentsRoutes(deps: ServiceDeps) {
   const crypto = cryptoOf(deps);
   const writer = createHeartbeatWriter(deps.db, deps.log, (servers) => raiseRecoveries(deps.db, deps.enqueueJob, servers), deps.databaseOutage);

@@ -30,7 +30,7 @@ import {
   updateOperatorPassword,
 } from "./store.js";
 
-export { verifyAuditChain, type ChainVerdict } from "./audit-log.js";
+export { appendAudit, verifyAuditChain, type ChainVerdict } from "./audit-log.js";
 
 const apiClientsOf = (deps: ServiceDeps) =>
   createApiClients(
