@@ -32,11 +32,13 @@ import {
 } from "../services/lib/releases/manifest.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-const flag = (name) => {
+/** The flags the agent ships with (see docs/sizing.md, "The agent's memory"). */
+const defaultExecArgv = "";
+const flag = (name, { dashes = false } = {}) => {
   const at = process.argv.indexOf(name);
   if (at < 0) return undefined;
   const value = process.argv[at + 1];
-  if (value === undefined || value.startsWith("--")) fail(`${name} needs a value`);
+  if (value === undefined || (!dashes && value.startsWith("--"))) fail(`${name} needs a value`);
   return value;
 };
 function fail(message) {
@@ -49,6 +51,8 @@ const version = flag("--version") ?? JSON.parse(await readFile(join(root, "packa
 if (!releaseVersionPattern.test(version)) fail(`--version ${version} is not MAJOR.MINOR.PATCH`);
 const publicKeyFile = flag("--release-key") ?? process.env.MYOSICAM_RELEASE_PUBLIC_KEY_FILE;
 const privateKeyFile = flag("--sign-key") ?? process.env.MYOSICAM_RELEASE_PRIVATE_KEY_FILE;
+// Node and V8 flags the executable starts with (`npm run bench -- agent-memory` compares them).
+const execArgv = (flag("--exec-argv", { dashes: true }) ?? defaultExecArgv).split(" ").filter(Boolean);
 const publicKey = publicKeyFile ? await readFile(resolve(publicKeyFile), "utf8").catch(() => fail(`cannot read the release key ${publicKeyFile}`)) : undefined;
 let keyId;
 try {
@@ -79,7 +83,10 @@ await build({
 // The preparation blob: the bundle as the executable's entry point.
 const blob = join(work, "agent.blob");
 const seaConfig = join(work, "sea-config.json");
-await writeFile(seaConfig, JSON.stringify({ main: bundle, output: blob, disableExperimentalSEAWarning: true, useSnapshot: false, useCodeCache: false }));
+await writeFile(
+  seaConfig,
+  JSON.stringify({ main: bundle, output: blob, disableExperimentalSEAWarning: true, useSnapshot: false, useCodeCache: false, execArgv }),
+);
 execFileSync(process.execPath, ["--experimental-sea-config", seaConfig], { stdio: "inherit" });
 
 const targets = [{ name: "linux-x64", runtime: process.execPath }];

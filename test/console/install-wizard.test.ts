@@ -13,7 +13,7 @@ import { makeTempDir } from "../helpers/cli.js";
 import { ownerApi } from "../helpers/operator-api.js";
 import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
 import { startSshd, type Sshd } from "../helpers/sshd.js";
-import { buildAgent } from "../helpers/build-agent.js";
+import { buildAgent } from "../../bench/lib/build-agent.js";
 
 const test = suite("the install wizard in a real Chromium against a real sshd: every step live, the host key shown, the new server's page at the end");
 

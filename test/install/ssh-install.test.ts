@@ -12,7 +12,7 @@ import { makeTempDir, runCli } from "../helpers/cli.js";
 import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
 import { startSshd, type Sshd } from "../helpers/sshd.js";
 import { startTcpRelay, type TcpRelay } from "../helpers/tcp-relay.js";
-import { buildAgent } from "../helpers/build-agent.js";
+import { buildAgent } from "../../bench/lib/build-agent.js";
 
 const test = suite("installing the agent over real SSH: key and password, root and sudo, failures named by their step");
 

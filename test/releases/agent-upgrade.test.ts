@@ -11,7 +11,7 @@ import { createInstallToken } from "../../services/agents/install-tokens.js";
 import { uploadRelease } from "../../services/agents/releases.js";
 import { generateReleaseKeys } from "../../services/lib/releases/manifest.js";
 import { superviseAgent, writeStartWrapper, type AgentSupervisor } from "../helpers/agent-supervisor.js";
-import { buildAgent } from "../helpers/build-agent.js";
+import { buildAgent } from "../../bench/lib/build-agent.js";
 import { makeTempDir } from "../helpers/cli.js";
 import { eventually } from "../helpers/eventually.js";
 import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
