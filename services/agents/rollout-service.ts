@@ -9,6 +9,7 @@ import { isScoped, principalOf, writeDb, type ServerScope } from "../lib/princip
 import { timestampOf } from "../lib/timestamps.js";
 import { whereInScope } from "./fleet-store.js";
 import { listReleases } from "./releases.js";
+import { compareVersions, releaseVersionPattern } from "../lib/releases/manifest.js";
 import {
   advanceRollout,
   cancelRollout,
@@ -187,6 +188,21 @@ export function createRolloutService(deps: { db: Knex; crypto: Client<typeof Cry
       });
       writeDb(ctx, db, `rollout:${id}`);
       return { rollout: await withCounts(trx, (await selectRollout(trx, id))!) };
+    },
+
+    async countAgentVersions(_req, ctx) {
+      const rows: Array<{ version: string | null; servers: string; online: string }> = await whereInScope(db("servers"), principalOf(ctx).scope)
+        .whereNot({ status: "revoked" })
+        .groupBy("agent_version")
+        .select({ version: "agent_version" })
+        .count({ servers: "*" })
+        .select(db.raw("count(*) filter (where status = 'online') as online"));
+      const versions = rows.map((r) => ({ version: r.version ?? "", servers: Number(r.servers), online: Number(r.online) }));
+      const semver = (v: string) => releaseVersionPattern.test(v);
+      versions.sort((a, b) =>
+        semver(a.version) && semver(b.version) ? compareVersions(b.version, a.version) : semver(a.version) ? -1 : semver(b.version) ? 1 : b.version.localeCompare(a.version),
+      );
+      return { versions };
     },
 
     async listReleases() {

@@ -120,6 +120,7 @@ export const panelPolicies: Readonly<Record<string, Policy>> = {
   [`/${RolloutService.typeName}/ListRollouts`]: read("viewer", "servers"),
   [`/${RolloutService.typeName}/WatchRollout`]: read("viewer", "servers"),
   [`/${RolloutService.typeName}/ListReleases`]: read("viewer", "none"),
+  [`/${RolloutService.typeName}/CountAgentVersions`]: read("viewer", "servers"),
 
   [`/${InstanceService.typeName}/ListInstances`]: read("viewer", "servers"),
   [`/${InstanceService.typeName}/GetResourceHistory`]: read("viewer", "servers"),

@@ -14,6 +14,10 @@ import { chromiumPath, launchChromium, newContext, screenshot, seriousAccessibil
 import { eventually } from "../helpers/eventually.js";
 import { ownerApi, type OperatorApi } from "../helpers/operator-api.js";
 import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
+import { writeRelease } from "../helpers/releases.js";
+import { makeTempDir } from "../helpers/cli.js";
+import { uploadRelease } from "../../services/agents/releases.js";
+import { generateReleaseKeys } from "../../services/lib/releases/manifest.js";
 
 const test = suite("the console in a real Chromium: sign-in, live fleet, server charts, bulk account changes with a failure, revert, audit, scopes");
 
@@ -28,6 +32,8 @@ let fleet: AgentFleet;
 let browser: Browser;
 let context: BrowserContext;
 let page: Page;
+/** The page of the rollout the agents test started (checked by axe too). */
+let rolloutPath = "/agents";
 /** Bodies of every unary answer the operator's browser received. */
 const received: Buffer[] = [];
 
@@ -250,6 +256,43 @@ test("fleet bulk action: a resync of both servers lists each server's result as 
   await screenshot(page, "fleet-bulk-resync");
 });
 
+test("agents: versions running, the uploaded release, and a rollout whose canary fails halts naming it and why; cancel ends it", async () => {
+  const releaseDir = await makeTempDir("console-release");
+  try {
+    const keys = generateReleaseKeys();
+    const release = await writeRelease(releaseDir.path, { version: "0.1.1", executable: Buffer.from("#!/bin/sh\nexit 0\n"), keys });
+    await uploadRelease(panel.db, release, keys.publicPem, "test");
+  } finally {
+    await releaseDir.remove();
+  }
+  await go("/agents");
+  const versions = page.getByTestId("agent-versions");
+  await versions.getByRole("row", { name: /0\.1\.0\s+2\s+2/ }).waitFor();
+  await page.getByRole("cell", { name: "linux-x64" }).waitFor();
+  await page.getByLabel("Each later batch (% of the servers)").fill("50");
+  await page.getByRole("button", { name: "Start rollout" }).click();
+  await page.getByRole("dialog").getByRole("button", { name: "Start rollout" }).click();
+  // Either the rollout's page, or the API's refusal in words.
+  await Promise.race([
+    page.waitForURL(/\/rollouts\/[0-9a-f-]{36}$/),
+    page
+      .locator("main .notice.error")
+      .waitFor()
+      .then(async () => assert.unreachable(await page.locator("main .notice.error").innerText())),
+  ]);
+  rolloutPath = new URL(page.url()).pathname;
+  // The agents run from source, built without a release key: the canary (web-a) refuses the upgrade.
+  await page
+    .getByTestId("rollout-reason")
+    .getByText(/1 server failed \(more than 0 allowed\): web-a: not_upgradable: agent 0\.1\.0 was built without a release key/)
+    .waitFor();
+  assert.is(await page.locator(".page-head .badge").innerText(), "halted");
+  await screenshot(page, "rollout-halted");
+  await page.getByRole("button", { name: "Cancel" }).click();
+  await page.locator(".page-head .badge", { hasText: "cancelled" }).waitFor();
+  assert.match(await page.getByTestId("rollout-counts").innerText(), /0\/2 upgraded · 0 in progress · 0 waiting · 1 failed · 1 skipped/);
+});
+
 test("activity: the audit log shows what this test did, by whom; commands and change sets are listed", async () => {
   await go("/activity?tab=audit");
   await page.locator('tr[data-action="AccountService.CreateChangeSet"]').first().waitFor();
@@ -308,6 +351,8 @@ test("every page has no serious or critical accessibility problem (axe), at 1280
     "/settings?tab=api-clients",
     "/settings?tab=email",
     "/settings?tab=license",
+    "/agents",
+    rolloutPath,
   ];
   const problems: string[] = [];
   for (const width of [1280, 390]) {

@@ -16,6 +16,8 @@ const AccountsPage = lazy(() => import("../pages/Accounts").then((m) => ({ defau
 const ChangeSetPage = lazy(() => import("../pages/ChangeSet").then((m) => ({ default: m.ChangeSetPage })));
 const InstallPage = lazy(() => import("../pages/Install").then((m) => ({ default: m.InstallPage })));
 const ActivityPage = lazy(() => import("../pages/Activity").then((m) => ({ default: m.ActivityPage })));
+const AgentsPage = lazy(() => import("../pages/Agents").then((m) => ({ default: m.AgentsPage })));
+const RolloutPage = lazy(() => import("../pages/Agents").then((m) => ({ default: m.RolloutPage })));
 const SettingsPage = lazy(() => import("../pages/Settings").then((m) => ({ default: m.SettingsPage })));
 
 export function App() {
@@ -38,6 +40,8 @@ export function App() {
         <Route path="change-sets/:changeSetId" element={<ChangeSetPage />} />
         <Route path="install" element={<InstallPage />} />
         <Route path="activity" element={<ActivityPage />} />
+        <Route path="agents" element={<AgentsPage />} />
+        <Route path="rollouts/:rolloutId" element={<RolloutPage />} />
         <Route path="settings" element={<SettingsPage />} />
         <Route path="*" element={<NotFound />} />
       </Route>
@@ -101,6 +105,7 @@ function Shell() {
             </span>
           )}
         </NavLink>
+        <NavLink to="/agents">Agents</NavLink>
         <NavLink to="/settings">Settings</NavLink>
       </nav>
       <main id="main" tabIndex={-1}>

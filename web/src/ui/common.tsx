@@ -61,6 +61,11 @@ const tones: Record<string, string> = {
   revoked: "bad",
   invalid: "bad",
   cancelled: "muted",
+  completed: "ok",
+  paused: "warn",
+  halted: "bad",
+  waiting: "muted",
+  skipped: "muted",
 };
 
 /** A status word with its colour; fixed width so live changes do not move the row. */
