@@ -63,6 +63,8 @@ export function agentClient(endpoint: PanelEndpoint, credentials: { serverId: st
     httpVersion: insecure ? "1.1" : "2",
     defaultTimeoutMs: 30_000,
     keepalive: keepalive(),
+    // A connection accepted and never answered is given up as an unanswered PING would be.
+    connectTimeoutMs: Math.max(5_000, keepalive().pingTimeoutMs),
     ...tlsOptions(endpoint),
   });
   if (!insecure) return createClient(AgentService, transport);

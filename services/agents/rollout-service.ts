@@ -200,7 +200,13 @@ export function createRolloutService(deps: { db: Knex; crypto: Client<typeof Cry
       const versions = rows.map((r) => ({ version: r.version ?? "", servers: Number(r.servers), online: Number(r.online) }));
       const semver = (v: string) => releaseVersionPattern.test(v);
       versions.sort((a, b) =>
-        semver(a.version) && semver(b.version) ? compareVersions(b.version, a.version) : semver(a.version) ? -1 : semver(b.version) ? 1 : b.version.localeCompare(a.version),
+        semver(a.version) && semver(b.version)
+          ? compareVersions(b.version, a.version)
+          : semver(a.version)
+            ? -1
+            : semver(b.version)
+              ? 1
+              : b.version.localeCompare(a.version),
       );
       return { versions };
     },

@@ -132,6 +132,24 @@ test("black hole: both sides find the dead connection within their keepalive win
   assert.ok(panelFreedMs < keepaliveSeconds * 4 * 1000, `the panel freed the stream within its keepalive window (${(panelFreedMs / 1000).toFixed(1)} s)`);
 });
 
+test("accepted and never answered: the agent gives up a silent new connection after its connect timeout and tries again, then resumes", async () => {
+  await eventually(connected, (n) => n === 1, "the agent's stream to be held");
+  relay.fault({ kind: "blackhole" });
+  const before = relay.accepted();
+  // Its connection cut: the agent connects again at once, into a relay that accepts and says nothing.
+  relay.cut();
+  const started = performance.now();
+  await eventually(
+    async () => relay.accepted() - before,
+    (n) => n >= 2,
+    "the agent to give up the silent connection and open another (without a connect timeout it waits on the first for good)",
+    60_000,
+  );
+  const retriedMs = performance.now() - started;
+  await commandRunsOnce("after silent connections", async () => relay.fault({ kind: "pass" }));
+  console.log(`faults: accepted and never answered: the agent opened a new connection after ${(retriedMs / 1000).toFixed(1)} s, then resumed`);
+});
+
 test("2 s of latency each way: heartbeats and commands go on, slowly, without reconnecting", async () => {
   await eventually(connected, (n) => n === 1, "the agent's stream to be held");
   relay.fault({ kind: "latency", ms: 2000 });

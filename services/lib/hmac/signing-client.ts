@@ -2,6 +2,11 @@ import type { Interceptor, Transport } from "@connectrpc/connect";
 import type { UniversalClientFn } from "@connectrpc/connect/protocol";
 import { createTransport } from "@connectrpc/connect/protocol-connect";
 import { Http2SessionManager, compressionGzip, createNodeHttpClient } from "@connectrpc/connect-node";
+import { isIP } from "node:net";
+import * as net from "node:net";
+import type { Duplex } from "node:stream";
+import * as tls from "node:tls";
+import type * as http2 from "node:http2";
 import { signingHeaders } from "./canonical.js";
 
 /** Who signs: a caller id and its secret (a service caller's secret, or an agent's token). */
@@ -57,6 +62,42 @@ export interface SignedTransportOptions {
   acceptCompression?: boolean;
   /** HTTP/2 PINGs while no data arrives; a connection whose PING goes unanswered is closed (default: none). */
   keepalive?: { pingIntervalMs: number; pingTimeoutMs: number };
+  /**
+   * How long a new HTTP/2 connection may take from the TCP connect to the end of the TLS handshake
+   * (default 30 s). connect-node waits for a connection without a limit, and every call of the
+   * transport waits on it: one accepted and then never answered (a black hole, a stuck proxy)
+   * would hold them all for good. Past this it is closed and the calls fail with Unavailable.
+   */
+  connectTimeoutMs?: number;
+}
+
+/**
+ * The socket of a new HTTP/2 connection, as Node makes it (TLS with ALPN h2 and SNI for https, TCP
+ * for http), destroyed with a reason when it is not ready within `timeoutMs`.
+ */
+function boundedConnection(timeoutMs: number) {
+  return (authority: URL, sessionOptions: http2.SessionOptions): Duplex => {
+    // The session's options are the TLS options too (ca, checkServerIdentity), as Node passes them.
+    const options = sessionOptions as tls.ConnectionOptions;
+    const host = authority.hostname.replace(/^\[|\]$/g, "");
+    const secure = authority.protocol === "https:";
+    const port = Number(authority.port) || (secure ? 443 : 80);
+    const socket = secure
+      ? tls.connect({ ...options, host, port, ALPNProtocols: ["h2"], servername: isIP(host) ? undefined : host })
+      : net.connect({ host, port });
+    const timer = setTimeout(() => {
+      // ETIMEDOUT: connect-node answers the calls waiting on it with Unavailable, as for a refused connection.
+      const reason = Object.assign(
+        new Error(`${authority.host} accepted the connection but did not complete the ${secure ? "TLS handshake" : "connection"} within ${timeoutMs / 1000} s`),
+        { code: "ETIMEDOUT" },
+      );
+      socket.destroy(reason);
+    }, timeoutMs);
+    timer.unref();
+    socket.once(secure ? "secureConnect" : "connect", () => clearTimeout(timer));
+    socket.once("close", () => clearTimeout(timer));
+    return socket;
+  };
 }
 
 /** A Connect transport whose every call is HMAC-signed: what services and agents use to call out. */
@@ -71,7 +112,10 @@ export function createSignedTransport(options: SignedTransportOptions): Transpor
   const sessionFor = (url: string) => {
     const origin = new URL(url).origin;
     let session = sessions.get(origin);
-    if (!session) sessions.set(origin, (session = new Http2SessionManager(origin, options.keepalive ?? {}, ca)));
+    if (!session) {
+      const connectOptions = { ...ca, createConnection: boundedConnection(options.connectTimeoutMs ?? 30_000) };
+      sessions.set(origin, (session = new Http2SessionManager(origin, options.keepalive ?? {}, connectOptions)));
+    }
     return session;
   };
   const inner =
