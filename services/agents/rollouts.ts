@@ -13,7 +13,8 @@ import { insertCommands, requireReleases } from "./commands.js";
  * heartbeats in the new version), halts on failures beyond the threshold, and when nothing is in
  * flight sends the next batch: the canary first, then `batch_percent` of the servers at a time,
  * online servers first; servers that are not online go last, with a long deadline, so that they
- * get the upgrade when they return.
+ * get the upgrade when they return. A server that goes offline during its upgrade gets the same
+ * long deadline and no longer holds the next batch back.
  */
 
 export type RolloutState = "running" | "paused" | "halted" | "completed" | "cancelled";
@@ -211,25 +212,49 @@ export async function advanceRollout(db: Knex, crypto: Client<typeof CryptoServi
       );
       changed ||= (revoked.rowCount ?? 0) > 0;
     }
+    if (activeStates.includes(rollout.state)) {
+      // Sent to a server that has gone offline since: it gets the upgrade when it returns (a week
+      // to do so); the rollout does not wait on it meanwhile.
+      const gone = await trx.raw(
+        `update rollout_servers rs set online_at_send = false, updated_at = now(),
+                reason = 'went offline during its upgrade: it gets it when it returns'
+           from servers s
+          where rs.rollout_id = ? and rs.state = 'sent' and rs.online_at_send and s.id = rs.server_id and s.status <> 'online'
+          returning rs.command_id`,
+        [id],
+      );
+      const commandIds = (gone.rows as Array<{ command_id: string }>).map((r) => r.command_id);
+      if (commandIds.length > 0) {
+        await trx("commands")
+          .whereIn("id", commandIds)
+          .whereIn("status", ["pending", "delivered"])
+          .update({ deadline: trx.raw("greatest(deadline, now() + make_interval(secs => ?))", [offlineUpgradeTtlSeconds]) });
+        changed = true;
+      }
+    }
     if (!activeStates.includes(rollout.state)) {
       if (changed) await trx("rollouts").where({ id }).update({ updated_at: trx.fn.now() });
       return changed;
     }
     const counts = (await rolloutCounts(trx, [id])).get(id)!;
+    // What the next batch waits for: upgrades out to servers that are online.
+    const inFlight = Number(
+      (await trx("rollout_servers").where({ rollout_id: id, state: "sent", online_at_send: true }).count<Array<{ n: string }>>({ n: "*" }))[0]!.n,
+    );
     const failedSinceResume = counts.failed - rollout.failures_accepted;
     const update: Record<string, unknown> = {};
     if (rollout.state === "running" && failedSinceResume > rollout.max_failures) {
       update.state = "halted";
       update.halted_reason = `${failedSinceResume} server${failedSinceResume === 1 ? "" : "s"} failed (more than ${rollout.max_failures} allowed): ${await failureSummary(trx, id)}`;
       log?.warn({ rolloutId: id, failed: failedSinceResume }, "rollout halted");
-    } else if (rollout.state === "running" && rollout.pause_on_failure && failedSinceResume > 0 && counts.sent === 0) {
+    } else if (rollout.state === "running" && rollout.pause_on_failure && failedSinceResume > 0 && inFlight === 0) {
       update.state = "paused";
       update.halted_reason = `paused after batch ${rollout.batches_sent - 1} (pause on failure): ${await failureSummary(trx, id)}`;
     } else if (counts.waiting === 0 && counts.sent === 0 && rollout.state !== "halted") {
       update.state = "completed";
       update.finished_at = trx.fn.now();
       log?.info({ rolloutId: id, ...counts }, "rollout completed");
-    } else if (rollout.state === "running" && counts.sent === 0 && counts.waiting > 0) {
+    } else if (rollout.state === "running" && inFlight === 0 && counts.waiting > 0) {
       await sendBatch(trx, crypto, rollout, counts.total);
       update.batches_sent = rollout.batches_sent + 1;
     }

@@ -13,7 +13,7 @@ import { eventually } from "../helpers/eventually.js";
 import { faultsLong } from "../helpers/fault-mode.js";
 import { getHttp2 } from "../helpers/https.js";
 import { seededRandom } from "../helpers/message-fuzz.js";
-import { settingsFile, startUpProcess, type UpProcess } from "../helpers/up-process.js";
+import { roomForFleet, settingsFile, startUpProcess, type UpProcess } from "../helpers/up-process.js";
 
 /**
  * `myosicam up` (with its embedded PostgreSQL) killed with SIGKILL at random points while 50
@@ -51,24 +51,7 @@ test("SIGKILL at random points under load: no command lost or run twice, every a
       AGENT_MISSED_HEARTBEATS: "3",
       REGISTRATION_FAILURES_PER_MINUTE: "10000",
     },
-    async (cli) => {
-      // Room for the fleet: the development plan `up` licenses the panel with, made larger first.
-      const plan = await cli([
-        "admin",
-        "plan",
-        "set",
-        "development",
-        "--name",
-        "Development",
-        "--max-servers",
-        "100",
-        "--max-instances",
-        "500",
-        "--price",
-        "0",
-      ]);
-      assert.is(plan.code, 0, plan.stderr);
-    },
+    roomForFleet,
   );
   const url = stack.report.listeners.panel.url;
   const { ca } = stack;

@@ -149,6 +149,12 @@ export async function startUpProcess(
   }
 }
 
+/** Room for a test's fleet, before `up` starts: the development plan it licenses the panel with, made larger (100 servers, 500 instances). */
+export async function roomForFleet(cli: ReturnType<typeof cliWith>): Promise<void> {
+  const plan = await cli(["admin", "plan", "set", "development", "--name", "Development", "--max-servers", "100", "--max-instances", "500", "--price", "0"]);
+  if (plan.code !== 0) throw new Error(`admin plan set failed: ${plan.stderr}`);
+}
+
 /** A signed operator-API transport as the panel host's own CLI (the credential `up` wrote into its data directory). */
 export async function operatorTransport(stack: UpProcess) {
   const credential = (await readCliCredential(localCredentialFile(stack.report.dataDir)))!;

@@ -81,7 +81,7 @@ test("the panel accepts agents one minor version behind and ahead, and names the
   assert.is(agentIncompatibility("0.6.0", "0.5.0"), undefined);
   assert.match(
     agentIncompatibility("0.3.9", "0.5.0")!,
-    /agent 0\.3\.9 is too old for this panel \(0\.5\.0 accepts agents 0\.4\.x to 0\.6\.x\); upgrade it with `npx myosicam agent upgrade/,
+    /agent 0\.3\.9 is too old for this panel \(0\.5\.0 accepts agents 0\.4\.x to 0\.6\.x\); upgrade it with `npx myosicam rollout start --version 0\.5\.0`/,
   );
   assert.match(agentIncompatibility("0.7.0", "0.5.0")!, /newer than this panel supports.*upgrade the panel first/);
   assert.match(agentIncompatibility("1.5.0", "2.0.0")!, /too old/);

@@ -10,6 +10,7 @@ import { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
 import { createCommands } from "../../services/agents/commands.js";
 import { createInstallToken } from "../../services/agents/install-tokens.js";
 import { listReleases, uploadRelease } from "../../services/agents/releases.js";
+import { advanceRollout, selectRollout, selectRolloutServers, startRollout } from "../../services/agents/rollouts.js";
 import { generateReleaseKeys } from "../../services/lib/releases/manifest.js";
 import { makeTempDir } from "../helpers/cli.js";
 import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
@@ -125,6 +126,49 @@ test("the first heartbeat in the asked version marks the upgrade succeeded; one 
   await agent.client.heartbeat({ uptimeSeconds: 2n, health: AgentHealth.OK, agentVersion: "0.1.1" });
   const row = await panel.db("commands").where({ id: command!.id }).first();
   assert.equal([row.status, row.result], ["succeeded", "the agent runs 0.1.1 and heartbeats"]);
+});
+
+test("rollouts: a server offline at its turn is sent last with a week to return; one that goes offline during its upgrade does not hold the next batch; both done when they heartbeat in the new version", async () => {
+  const agents: Array<Awaited<ReturnType<PanelHost["enroll"]>>> = [];
+  for (const name of ["ro-1", "ro-2", "ro-3", "ro-4"]) agents.push(await panel.enroll(name));
+  const [ro1, ro2, ro3, ro4] = agents;
+  const beat = (a: (typeof agents)[number], version: string) => a.client.heartbeat({ uptimeSeconds: 1n, health: AgentHealth.OK, agentVersion: version });
+  await panel.db("servers").where({ id: ro4!.id }).update({ status: "unreachable" });
+  const id = await startRollout(panel.db, crypto(), {
+    version: "0.1.1",
+    serverIds: agents.map((a) => a.id),
+    named: true,
+    canary: 1,
+    batchPercent: 50,
+    maxFailures: 0,
+    pauseOnFailure: false,
+    createdBy: "test",
+  });
+  const rows = async () => Object.fromEntries((await selectRolloutServers(panel.db, id)).map((r) => [r.server_name, [r.state, r.online_at_send]]));
+  assert.equal((await rows())["ro-1"], ["sent", true], "the canary: the first online server");
+  // The canary goes offline during its upgrade: the next batch does not wait for it.
+  await panel.db("servers").where({ id: ro1!.id }).update({ status: "unreachable" });
+  await advanceRollout(panel.db, crypto(), id);
+  await advanceRollout(panel.db, crypto(), id);
+  let now = await rows();
+  assert.equal(now["ro-1"], ["sent", false]);
+  assert.equal([now["ro-2"]![0], now["ro-3"]![0]], ["sent", "sent"], "the next batch went out");
+  const deadline = (await panel.db("commands").where({ server_id: ro1!.id, kind: "upgrade_agent" }).first()).deadline as Date;
+  assert.ok(deadline.getTime() > Date.now() + 6 * 86400_000, "a week to return");
+  await beat(ro2!, "0.1.1");
+  await beat(ro3!, "0.1.1");
+  await advanceRollout(panel.db, crypto(), id);
+  now = await rows();
+  assert.equal(now["ro-4"], ["sent", false], "the server that was offline all along goes last, with a week to return");
+  assert.is((await selectRollout(panel.db, id))!.state, "running", "not done while two servers have not returned");
+  await beat(ro1!, "0.1.1");
+  await beat(ro4!, "0.1.1");
+  await advanceRollout(panel.db, crypto(), id);
+  assert.is((await selectRollout(panel.db, id))!.state, "completed");
+  assert.equal(
+    Object.values(await rows()).map((r) => r[0]),
+    ["succeeded", "succeeded", "succeeded", "succeeded"],
+  );
 });
 
 test("agents outside the panel's version window are refused with the reason: registration (token kept) and heartbeats", async () => {

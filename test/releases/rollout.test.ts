@@ -11,7 +11,7 @@ import { generateReleaseKeys } from "../../services/lib/releases/manifest.js";
 import { makeTempDir } from "../helpers/cli.js";
 import { eventually } from "../helpers/eventually.js";
 import { writeRelease } from "../helpers/releases.js";
-import { operatorTransport, startUpProcess, type UpProcess } from "../helpers/up-process.js";
+import { operatorTransport, roomForFleet, startUpProcess, type UpProcess } from "../helpers/up-process.js";
 
 /**
  * A staged rollout over 20 emulated agents on `myosicam up`: the canary, then batches of 25 %;
@@ -41,23 +41,7 @@ test.before(async () => {
       REGISTRATION_FAILURES_PER_MINUTE: "10000",
       AGENT_RELEASE_PUBLIC_KEY_FILE: publicKey,
     },
-    async (cli) => {
-      const plan = await cli([
-        "admin",
-        "plan",
-        "set",
-        "development",
-        "--name",
-        "Development",
-        "--max-servers",
-        "100",
-        "--max-instances",
-        "500",
-        "--price",
-        "0",
-      ]);
-      assert.is(plan.code, 0, plan.stderr);
-    },
+    roomForFleet,
   );
 });
 test.after(async () => {

@@ -21,7 +21,7 @@ export function agentIncompatibility(agentVersion: string, panelVersion: string 
   if (!agent) return `agent version "${agentVersion}" is not MAJOR.MINOR.PATCH; this panel (${panelVersion}) accepts agents ${window}`;
   const tooOld = agent.major < panel.major || (agent.major === panel.major && agent.minor < panel.minor - 1);
   if (tooOld) {
-    return `agent ${agentVersion} is too old for this panel (${panelVersion} accepts agents ${window}); upgrade it with \`npx myosicam agent upgrade --version ${panelVersion} <server>\` or re-run its install`;
+    return `agent ${agentVersion} is too old for this panel (${panelVersion} accepts agents ${window}); upgrade it with \`npx myosicam rollout start --version ${panelVersion}\` (or \`agent upgrade\` for one server) or re-run its install`;
   }
   const tooNew = agent.major > panel.major || agent.minor > panel.minor + 1;
   if (tooNew) return `agent ${agentVersion} is newer than this panel supports (${panelVersion} accepts agents ${window}); upgrade the panel first`;
