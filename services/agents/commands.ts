@@ -10,6 +10,7 @@ import { type AccountResultInput, recordAccountResults } from "./change-sets.js"
 import { createPgListener } from "../lib/pg-listener.js";
 import type { Knex } from "../lib/db.js";
 import type { Logger } from "../lib/log.js";
+import { agentIncompatibility } from "../lib/releases/compatibility.js";
 
 /** The channel a new command is announced on, with the server id as payload (DESIGN.md §3.4). */
 export const commandChannel = "myosicam_commands";
@@ -145,6 +146,9 @@ export const releaseTargetOf = (server: { os: string | null; arch: string | null
  * agent is asked for something it cannot download; FailedPrecondition names what to upload.
  */
 export async function requireReleases(db: Knex, serverIds: readonly string[], version: string): Promise<void> {
+  // An agent this panel would refuse would never heartbeat: its upgrade could only roll back.
+  const incompatible = agentIncompatibility(version);
+  if (incompatible) throw new ConnectError(`cannot upgrade to ${version}: ${incompatible}`, Code.FailedPrecondition);
   const servers = await db("servers")
     .whereIn("id", [...serverIds])
     .orderBy("name")

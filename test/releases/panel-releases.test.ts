@@ -110,6 +110,11 @@ test("an upgrade is refused for servers whose release is not uploaded, naming th
     createCommands(panel.db, crypto(), { serverIds: [agent.id], kind: "upgrade_agent", payload: { version: "latest" }, createdBy: "test" }),
   );
   assert.is(bad?.code, Code.InvalidArgument);
+  const refusedLater = await failure(
+    createCommands(panel.db, crypto(), { serverIds: [agent.id], kind: "upgrade_agent", payload: { version: "0.9.0" }, createdBy: "test" }),
+  );
+  assert.is(refusedLater?.code, Code.FailedPrecondition);
+  assert.match(refusedLater!.rawMessage, /cannot upgrade to 0\.9\.0: agent 0\.9\.0 is newer than this panel supports/);
 });
 
 test("the first heartbeat in the asked version marks the upgrade succeeded; one in another version does not", async () => {
