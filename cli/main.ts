@@ -1,5 +1,6 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { ConfigError } from "../services/lib/config.js";
+import { releaseVersionPattern } from "../services/lib/releases/manifest.js";
 import type { DatabaseName } from "../services/lib/service-module.js";
 import {
   callerCreateCommand,
@@ -281,7 +282,7 @@ agent
 agent
   .command("upgrade <server...>")
   .description("replace the agent on these servers (ids or names) with an uploaded release; it rolls back by itself if the new version fails")
-  .requiredOption("--version <x.y.z>", "the release to run (see `release list`)")
+  .addOption(new Option("--version <x.y.z>", "the release to run (see `release list`)").makeOptionMandatory().argParser(releaseVersion))
   .option("--wait", "wait until every agent heartbeats in that version or failed (exit 1 unless all succeeded)")
   .addOption(json())
   .action((servers: string[], opts: { version: string; wait?: boolean; json?: boolean }) =>
@@ -292,7 +293,7 @@ const rollout = program.command("rollout").description("staged agent upgrades: a
 rollout
   .command("start")
   .description("upgrade agents in stages: the canary first, then each batch once the previous one heartbeats in the new version")
-  .requiredOption("--version <x.y.z>", "the uploaded release to go to (see `release list`)")
+  .addOption(new Option("--version <x.y.z>", "the uploaded release to go to (see `release list`)").makeOptionMandatory().argParser(releaseVersion))
   .option("--server <id or name...>", "only these servers (default: every enrolled server you may see that does not run it)", [])
   .addOption(new Option("--canary <n>", "servers in the first batch").default(1).argParser(count("--canary")))
   .addOption(new Option("--batch <percent>", "each later batch, as a share of the servers (e.g. 10%)").default(10).argParser(batchPercent))
@@ -818,6 +819,12 @@ function databaseOption() {
   return new Option("--database <name>", "whose secrets: panel (PANEL_ENCRYPTION_KEY) or admin (ADMIN_ENCRYPTION_KEY)")
     .choices(["panel", "admin"])
     .default("panel");
+}
+
+/** A release version as agents report it: MAJOR.MINOR.PATCH, optionally -pre.release. */
+function releaseVersion(value: string): string {
+  if (!releaseVersionPattern.test(value)) throw new InvalidArgumentError(`--version takes a release version such as 0.1.1 (see \`release list\`), got "${value}"`);
+  return value;
 }
 
 function count(flag: string) {
