@@ -1,4 +1,10 @@
-import { readFile, stat, writeFile } from "node:fs/promises";
+import { once } from "node:events";
+import { cp, readFile, stat, writeFile } from "node:fs/promises";
+import { createSecureServer } from "node:http2";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { AgentService } from "../../gen/myosicam/agent/v1/agent_pb.js";
+import { agentIncompatibility } from "../../services/lib/releases/compatibility.js";
 import { join } from "node:path";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
@@ -137,6 +143,41 @@ test("when its token is rotated elsewhere, the agent stops being accepted, and r
   assert.is.not(after.sealedToken, state.sealedToken, "a new token");
   agent.child.kill("SIGTERM");
   assert.is(await agent.exited, 0);
+});
+
+test("a panel that refuses this agent's version: the agent logs the panel's reason and keeps its token", async () => {
+  // A panel of a later version, for what this one cannot be made to do on cue: the same
+  // certificate (the agent's pin holds), every heartbeat refused as a panel 0.3.0 refuses agent 0.1.0.
+  const reason = agentIncompatibility("0.1.0", "0.3.0")!;
+  const later = createSecureServer(
+    { cert: panel.host.tls.cert, key: panel.host.tls.key, allowHTTP1: true },
+    connectNodeAdapter({
+      routes: (router) =>
+        router.service(AgentService, {
+          heartbeat() {
+            throw new ConnectError(reason, Code.FailedPrecondition);
+          },
+        }),
+    }),
+  );
+  later.listen(0, "127.0.0.1");
+  await once(later, "listening");
+  const laterDir = join(dir.path, "later");
+  await cp(stateDir(), laterDir, { recursive: true });
+  const state = JSON.parse(await readFile(join(laterDir, "agent.json"), "utf8"));
+  await writeFile(join(laterDir, "agent.json"), JSON.stringify({ ...state, panelUrl: `https://127.0.0.1:${(later.address() as { port: number }).port}` }), {
+    mode: 0o600,
+  });
+  const refused = runAgentCli(["run", "--state-dir", laterDir], {});
+  try {
+    await refused.waitForStderr(/"msg":"the panel refuses this agent: agent 0\.1\.0 is too old for this panel/);
+    assert.match(refused.stderr(), /upgrade it with `npx myosicam rollout start --version 0\.3\.0`/);
+    assert.is(JSON.parse(await readFile(join(laterDir, "agent.json"), "utf8")).sealedToken, state.sealedToken, "the token is kept");
+  } finally {
+    refused.child.kill("SIGTERM");
+    await refused.exited;
+    later.close();
+  }
 });
 
 test("a wrong pin is a clear error that is not retried", async () => {
