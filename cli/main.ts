@@ -823,7 +823,8 @@ function databaseOption() {
 
 /** A release version as agents report it: MAJOR.MINOR.PATCH, optionally -pre.release. */
 function releaseVersion(value: string): string {
-  if (!releaseVersionPattern.test(value)) throw new InvalidArgumentError(`--version takes a release version such as 0.1.1 (see \`release list\`), got "${value}"`);
+  if (!releaseVersionPattern.test(value))
+    throw new InvalidArgumentError(`--version takes a release version such as 0.1.1 (see \`release list\`), got "${value}"`);
   return value;
 }
 
