@@ -83,16 +83,28 @@ export interface StartRolloutInput {
 export async function startRollout(db: Knex, crypto: Client<typeof CryptoService>, input: StartRolloutInput): Promise<string> {
   const id = randomUUID();
   await db.transaction(async (trx) => {
-    const servers: Array<{ id: string; name: string; status: string; agent_version: string | null }> = await trx("servers")
+    const known: Array<{ id: string; name: string; status: string; agent_version: string | null; registered_at: Date | null }> = await trx("servers")
       .whereIn("id", [...input.serverIds])
       .whereNot({ status: "revoked" })
       .orderBy("name")
-      .select("id", "name", "status", "agent_version");
-    const targetOf = (serverId: string) => input.targets?.get(serverId) ?? input.version;
-    const chosen = servers.filter((s) => s.agent_version !== targetOf(s.id));
-    if (input.named && servers.length < input.serverIds.length) {
+      .select("id", "name", "status", "agent_version", "registered_at");
+    if (input.named && known.length < input.serverIds.length) {
       throw new ConnectError("some of the named servers are revoked or unknown; see ServerService.ListServers", Code.NotFound);
     }
+    // Only agents that can take a command: registered, and approved (a pending one only heartbeats).
+    const withoutAgent = known.filter((s) => !s.registered_at || s.status === "new" || s.status === "pending");
+    if (input.named && withoutAgent.length > 0) {
+      throw new ConnectError(
+        `${withoutAgent
+          .slice(0, 5)
+          .map((s) => `${s.name} (${s.status === "pending" ? "waiting for approval" : "no agent installed yet"})`)
+          .join(", ")} cannot take an upgrade; leave ${withoutAgent.length === 1 ? "it" : "them"} out`,
+        Code.FailedPrecondition,
+      );
+    }
+    const servers = known.filter((s) => !withoutAgent.includes(s));
+    const targetOf = (serverId: string) => input.targets?.get(serverId) ?? input.version;
+    const chosen = servers.filter((s) => s.agent_version !== targetOf(s.id));
     if (chosen.length === 0) {
       throw new ConnectError(
         servers.length === 0 ? "no enrolled server to upgrade" : `every chosen server's agent already runs ${input.version}`,

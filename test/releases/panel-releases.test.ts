@@ -139,6 +139,22 @@ test("rollouts: a server offline at its turn is sent last with a week to return;
   const [ro1, ro2, ro3, ro4] = agents;
   const beat = (a: (typeof agents)[number], version: string) => a.client.heartbeat({ uptimeSeconds: 1n, health: AgentHealth.OK, agentVersion: version });
   await panel.db("servers").where({ id: ro4!.id }).update({ status: "unreachable" });
+  // A server added but never installed cannot take an upgrade: named, it is refused in words.
+  const { info } = await createInstallToken(panel.db, { server: "ro-new", createdBy: "test" });
+  const notInstalled = await failure(
+    startRollout(panel.db, crypto(), {
+      version: "0.1.1",
+      serverIds: [info.serverId, ro1!.id],
+      named: true,
+      canary: 1,
+      batchPercent: 50,
+      maxFailures: 0,
+      pauseOnFailure: false,
+      createdBy: "test",
+    }),
+  );
+  assert.is(notInstalled?.code, Code.FailedPrecondition);
+  assert.match(notInstalled!.rawMessage, /ro-new \(no agent installed yet\) cannot take an upgrade; leave it out/);
   const id = await startRollout(panel.db, crypto(), {
     version: "0.1.1",
     serverIds: agents.map((a) => a.id),
