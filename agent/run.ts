@@ -51,6 +51,21 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
   let link: Link = "starting";
   let failures = 0;
   const started = Date.now();
+  /** The command stream, opened once (and reopened by itself after failures). */
+  const openCommandStream = () => {
+    if (streaming) return;
+    const execute = createExecutor({
+      resync: () => syncer.syncNow(),
+      discover: () => discoverInstances({ ...discovery, probeWebif: false }),
+      unloaded,
+      upgrade: (command) => upgradeAgent(command, { client: () => client, log }),
+    });
+    const onRestart = () => {
+      restart = true;
+      stopping.abort();
+    };
+    streaming = runCommandStream({ client: () => client, execute, stateDir, log, signal, onRestart });
+  };
   const change = (next: Link, fields: Record<string, unknown>, message: string, level: "info" | "warn" | "error" = "info") => {
     if (next !== link) log[level]({ panel: state.panelUrl, serverId: state.serverId, ...fields }, message);
     link = next;
@@ -81,19 +96,7 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
         void syncer.syncNow();
       } else if (res.approved) syncer.retryIfFailed();
       // A pending agent gets no commands: the stream opens once it is approved.
-      if (res.approved && !streaming) {
-        const execute = createExecutor({
-          resync: () => syncer.syncNow(),
-          discover: () => discoverInstances({ ...discovery, probeWebif: false }),
-          unloaded,
-          upgrade: (command) => upgradeAgent(command, { client: () => client, log }),
-        });
-        const onRestart = () => {
-          restart = true;
-          stopping.abort();
-        };
-        streaming = runCommandStream({ client: () => client, execute, stateDir, log, signal, onRestart });
-      }
+      if (res.approved) openCommandStream();
       waitMs = withJitter((res.heartbeatIntervalSeconds || 60) * 1000, 0.1);
     } catch (err) {
       if (signal.aborted) break;
@@ -102,8 +105,10 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
         throw new FatalAgentError(`${e.rawMessage}; the agent stops: register again with the right --pin`);
       }
       if (e.code === Code.FailedPrecondition) {
-        // This version and the panel's do not work together: only an upgrade (of one or the other) helps.
+        // This version and the panel's do not work together: only an upgrade (of one or the other)
+        // helps. The command stream stays open to it, so that the panel's upgrade can reach it.
         change("incompatible", { reason: e.rawMessage }, `the panel refuses this agent: ${e.rawMessage}`, "error");
+        openCommandStream();
         await sleep(retryCapMs, undefined, { signal }).catch(() => {});
         continue;
       }

@@ -145,7 +145,7 @@ test("when its token is rotated elsewhere, the agent stops being accepted, and r
   assert.is(await agent.exited, 0);
 });
 
-test("a panel that refuses this agent's version: the agent logs the panel's reason and keeps its token", async () => {
+test("a panel that refuses this agent's version: the agent logs the panel's reason, keeps its token and its command stream (for the upgrade)", async () => {
   // A panel of a later version, for what this one cannot be made to do on cue: the same
   // certificate (the agent's pin holds), every heartbeat refused as a panel 0.3.0 refuses agent 0.1.0.
   const reason = agentIncompatibility("0.1.0", "0.3.0")!;
@@ -156,6 +156,11 @@ test("a panel that refuses this agent's version: the agent logs the panel's reas
         router.service(AgentService, {
           heartbeat() {
             throw new ConnectError(reason, Code.FailedPrecondition);
+          },
+          // The command stream stays open to a refused agent: an upgrade can still reach it.
+          async *subscribe(_req, ctx) {
+            yield { message: { case: "keepalive", value: {} } };
+            await new Promise((resolve) => ctx.signal.addEventListener("abort", resolve, { once: true }));
           },
         }),
     }),
@@ -172,6 +177,7 @@ test("a panel that refuses this agent's version: the agent logs the panel's reas
   try {
     await refused.waitForStderr(/"msg":"the panel refuses this agent: agent 0\.1\.0 is too old for this panel/);
     assert.match(refused.stderr(), /upgrade it with `npx myosicam rollout start --version 0\.3\.0`/);
+    await refused.waitForStderr(/"msg":"command stream open"/);
     assert.is(JSON.parse(await readFile(join(laterDir, "agent.json"), "utf8")).sealedToken, state.sealedToken, "the token is kept");
   } finally {
     refused.child.kill("SIGTERM");
