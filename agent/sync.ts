@@ -28,6 +28,8 @@ export function createSyncer(options: { client: () => Client<typeof AgentService
   let again = false;
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
+  /** Ends a sync under way when the agent stops (it may otherwise wait up to its 120 s deadline). */
+  const stopping = new AbortController();
   /** The instances of the last successful sync: what heartbeats take readings of. */
   let synced: Array<{ name: string; pid?: number; dirs: string[]; pidFile: string; configDir: string }> = [];
 
@@ -40,11 +42,11 @@ export function createSyncer(options: { client: () => Client<typeof AgentService
     const present = built.map((b) => ({ name: b.snapshot.ref!.name, contentHash: b.snapshot.ref!.contentHash }));
     const changed = built.filter((b) => lastSent.get(b.snapshot.ref!.name) !== b.snapshot.ref!.contentHash).map((b) => b.snapshot);
     const host = await sampler.host();
-    const res = await options.client().sync({ present, snapshots: changed, host }, { timeoutMs: 120_000 });
+    const res = await options.client().sync({ present, snapshots: changed, host }, { timeoutMs: 120_000, signal: stopping.signal });
     for (const s of changed) lastSent.set(s.ref!.name, s.ref!.contentHash);
     if (res.resend.length > 0) {
       const resend = built.filter((b) => res.resend.includes(b.snapshot.ref!.name)).map((b) => b.snapshot);
-      await options.client().sync({ present, snapshots: resend }, { timeoutMs: 120_000 });
+      await options.client().sync({ present, snapshots: resend }, { timeoutMs: 120_000, signal: stopping.signal });
       for (const s of resend) lastSent.set(s.ref!.name, s.ref!.contentHash);
     }
     synced = instances.map((i) => ({
@@ -59,6 +61,9 @@ export function createSyncer(options: { client: () => Client<typeof AgentService
   };
 
   const watchConfigDirs = (dirs: string[]) => {
+    // A sync that was under way when the agent stopped ends after `stop`: it must not start
+    // watching again (an open watcher keeps the stopped process alive for good).
+    if (stopped) return;
     for (const dir of dirs) {
       if (watchers.has(dir)) continue;
       try {
@@ -85,6 +90,7 @@ export function createSyncer(options: { client: () => Client<typeof AgentService
           await syncOnce();
         } while (again && !stopped);
       } catch (err) {
+        if (stopped) return;
         options.log.warn({ err: (err as Error).message }, "sync failed; it is retried with the next heartbeat");
         failed = true;
       } finally {
@@ -145,6 +151,7 @@ export function createSyncer(options: { client: () => Client<typeof AgentService
     },
     stop() {
       stopped = true;
+      stopping.abort();
       if (timer) clearTimeout(timer);
       for (const w of watchers.values()) w.close();
       watchers.clear();
