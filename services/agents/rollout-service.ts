@@ -144,7 +144,16 @@ export function createRolloutService(deps: { db: Knex; crypto: Client<typeof Cry
         const servers = await selectRolloutServers(db, req.id);
         const changed = servers.filter((s) => seen.get(s.server_id) !== `${s.state}/${s.reason}`);
         for (const s of changed) seen.set(s.server_id, `${s.state}/${s.reason}`);
-        const key = JSON.stringify({ ...message, updatedAt: undefined });
+        const key = [
+          rollout.state,
+          rollout.batches_sent,
+          rollout.halted_reason,
+          message.waiting,
+          message.sent,
+          message.succeeded,
+          message.failed,
+          message.skipped,
+        ].join("|");
         if (changed.length > 0 || key !== last) yield { rollout: message, servers: changed.map(serverMessage) };
         last = key;
         if (rollout.state === "completed" || (rollout.state === "cancelled" && !servers.some((s) => s.state === "sent"))) return;

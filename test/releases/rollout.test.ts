@@ -150,6 +150,15 @@ async function haltResumeRollBack(): Promise<void> {
     90_000,
   );
   for (const [name, version] of await versions()) assert.is(version, "0.1.0", name);
+
+  // Followed from the command line (WatchRollout): an ended rollout is printed and the exit code says how it ended.
+  const followed = await stack.cli(["rollout", "show", back!.id, "--follow"]);
+  assert.is(followed.code, 0, followed.stderr);
+  assert.match(followed.stdout, /roll-00: succeeded \(0\.1\.1 → 0\.1\.0\)/);
+  assert.match(followed.stdout, new RegExp(`rollout ${back!.id} to previous: completed — 18/18 upgraded`));
+  const withFailures = await stack.cli(["rollout", "show", started!.id, "--follow"]);
+  assert.is(withFailures.code, 1, "two servers failed: exit 1");
+  assert.match(withFailures.stdout, /roll-03: failed \(0\.1\.0 → 0\.1\.1\) — upgrade_rolled_back/);
 }
 
 test.run();
