@@ -153,19 +153,6 @@ export async function listReleases(db: Knex): Promise<AgentRelease[]> {
   return rows.map(releaseOf);
 }
 
-/** Whether `version` is stored for every one of `targets`; answers the targets it lacks. */
-export async function missingTargets(db: Knex, version: string, targets: readonly string[]): Promise<string[]> {
-  const present = new Set(
-    (
-      await db("agent_releases")
-        .where({ version })
-        .whereIn("target", [...new Set(targets)])
-        .select("target")
-    ).map((r) => r.target as string),
-  );
-  return [...new Set(targets)].filter((t) => !present.has(t));
-}
-
 /** Up to `limit` chunks of a release from `fromSeq` on, in order. */
 export async function readReleaseChunks(db: Knex, version: string, target: string, fromSeq: number, limit: number): Promise<Buffer[]> {
   const rows = await db("agent_release_chunks").where({ version, target }).where("seq", ">=", fromSeq).orderBy("seq").limit(limit).select("data");

@@ -27,6 +27,17 @@ const failure = (p: Promise<unknown>) =>
     () => undefined,
     (e: unknown) => ConnectError.from(e),
   );
+/** A rollout to 0.1.1 of the named servers: the canary, then half of them at a time, no failure allowed. */
+const rolloutOf = (serverIds: string[]) => ({
+  version: "0.1.1",
+  serverIds,
+  named: true,
+  canary: 1,
+  batchPercent: 50,
+  maxFailures: 0,
+  pauseOnFailure: false,
+  createdBy: "test",
+});
 const executable = randomBytes(3 * 1024 * 1024 + 17); // more than one stored chunk, even compressed
 
 test.before(async () => {
@@ -141,30 +152,10 @@ test("rollouts: a server offline at its turn is sent last with a week to return;
   await panel.db("servers").where({ id: ro4!.id }).update({ status: "unreachable" });
   // A server added but never installed cannot take an upgrade: named, it is refused in words.
   const { info } = await createInstallToken(panel.db, { server: "ro-new", createdBy: "test" });
-  const notInstalled = await failure(
-    startRollout(panel.db, crypto(), {
-      version: "0.1.1",
-      serverIds: [info.serverId, ro1!.id],
-      named: true,
-      canary: 1,
-      batchPercent: 50,
-      maxFailures: 0,
-      pauseOnFailure: false,
-      createdBy: "test",
-    }),
-  );
+  const notInstalled = await failure(startRollout(panel.db, crypto(), rolloutOf([info.serverId, ro1!.id])));
   assert.is(notInstalled?.code, Code.FailedPrecondition);
   assert.match(notInstalled!.rawMessage, /ro-new \(no agent installed yet\) cannot take an upgrade; leave it out/);
-  const id = await startRollout(panel.db, crypto(), {
-    version: "0.1.1",
-    serverIds: agents.map((a) => a.id),
-    named: true,
-    canary: 1,
-    batchPercent: 50,
-    maxFailures: 0,
-    pauseOnFailure: false,
-    createdBy: "test",
-  });
+  const id = await startRollout(panel.db, crypto(), rolloutOf(agents.map((a) => a.id)));
   const rows = async () => Object.fromEntries((await selectRolloutServers(panel.db, id)).map((r) => [r.server_name, [r.state, r.online_at_send]]));
   assert.equal((await rows())["ro-1"], ["sent", true], "the canary: the first online server");
   // The canary goes offline during its upgrade: the next batch does not wait for it.
