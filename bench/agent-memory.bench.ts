@@ -4,7 +4,10 @@
  * PostgreSQL) and left running idle (heartbeats every 2 s, its first sync done); then its RSS and
  * its private (unique) memory from /proc/<pid>/smaps_rollup. Also the executable's size and the
  * size it is served at (zstd). Targets (issue 19): private ≤ 30 MB and RSS ≤ 60 MB idle.
- * `--lite-mode` (and `--jitless`) turn WebAssembly off, which undici's fetch needs: measured, not shipped.
+ * Each variant also shows where its RSS lies (the runtime's code and read-only data, anonymous
+ * memory, the malloc heap), and the last row the floor: the runtime alone with HTTP/2 loaded.
+ * Flags that only trade speed for memory (`--lite-mode`, `--jitless`, `--optimize-for-size`,
+ * `--no-opt`) are measured, not shipped: they make parsing 10,000 accounts 1.6–3× slower (docs/sizing.md).
  *
  *   npm run bench -- agent-memory          (BENCH_IDLE_SECONDS=20, BENCH_VARIANTS="|--max-semi-space-size=1" …)
  *
@@ -22,7 +25,7 @@ import { buildAgent } from "./lib/build-agent.js";
 import { startBenchPanel } from "./lib/panel.js";
 
 const idleSeconds = Number(process.env.BENCH_IDLE_SECONDS ?? 20);
-const variants = (process.env.BENCH_VARIANTS ?? "|--max-semi-space-size=1|--lite-mode").split("|").map((v) => v.trim());
+const variants = (process.env.BENCH_VARIANTS ?? "|--max-semi-space-size=1|--optimize-for-size|--lite-mode").split("|").map((v) => v.trim());
 const runDeadline = Date.now() + 10 * 60_000;
 const watchdog = setTimeout(() => {
   console.error("agent-memory: the run passed its 10-minute deadline; stopping");
@@ -45,9 +48,48 @@ async function memoryOf(pid: number): Promise<{ rssKiB: number; privateKiB: numb
   };
 }
 
+/** Resident memory by mapping (the executable, the heap, anonymous memory, libraries), KiB, largest first. */
+async function residentByMapping(pid: number): Promise<Array<{ name: string; rssKiB: number; privateKiB: number }>> {
+  const smaps = await readFile(`/proc/${pid}/smaps`, "utf8");
+  const totals = new Map<string, { rssKiB: number; privateKiB: number }>();
+  let name = "";
+  for (const line of smaps.split("\n")) {
+    const header = /^[0-9a-f]+-[0-9a-f]+ (\S+) \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (header) {
+      const path = (header[2] ?? "").trim();
+      name = path === "" ? "anonymous" : path.startsWith("/") ? `${path.split("/").pop()} (${header[1]})` : path;
+      continue;
+    }
+    const field = /^(Rss|Private_Clean|Private_Dirty):\s+(\d+) kB/.exec(line);
+    if (!field) continue;
+    const entry = totals.get(name) ?? { rssKiB: 0, privateKiB: 0 };
+    if (field[1] === "Rss") entry.rssKiB += Number(field[2]);
+    else entry.privateKiB += Number(field[2]);
+    totals.set(name, entry);
+  }
+  return [...totals].map(([n, t]) => ({ name: n, ...t })).sort((a, b) => b.rssKiB - a.rssKiB);
+}
+
+/**
+ * The floor under any agent built on this runtime: the same Node (the one the executable embeds),
+ * idle, with only what every agent must load — HTTP/2 and TLS for the panel, and local time (Date
+ * pages in ICU's time-zone code) — measured like the agent.
+ */
+async function runtimeFloor(): Promise<string> {
+  const child = spawn(process.execPath, ["-e", "require('node:http2'); new Date().getHours(); setInterval(() => {}, 60_000)"], { stdio: "ignore" });
+  try {
+    await sleep(3000);
+    const m = await memoryOf(child.pid!);
+    return `| the runtime alone (\`node\` + \`node:http2\` + local time, no agent code) | ${mb(m.rssKiB)} | ${mb(m.privateKiB)} | ${mb(m.dirtyKiB)} | ${mb(m.pssKiB)} | |`;
+  } finally {
+    child.kill("SIGKILL");
+  }
+}
+
 const panel = await startBenchPanel();
 const work = await mkdtemp(join(tmpdir(), "myosicam-agent-memory-"));
 const rows: string[] = [];
+const breakdowns: string[] = [];
 try {
   for (const [i, execArgv] of variants.entries()) {
     if (Date.now() > runDeadline - 90_000) {
@@ -88,6 +130,8 @@ try {
       }
       await sleep(idleSeconds * 1000);
       const m = await memoryOf(agent.pid!);
+      const where = (await residentByMapping(agent.pid!)).slice(0, 6);
+      breakdowns.push(`${execArgv || "(none)"}: ${where.map((w) => `${w.name} ${mb(w.rssKiB)} (private ${mb(w.privateKiB)})`).join("; ")}`);
       rows.push(
         `| \`${execArgv || "(none)"}\` | ${mb(m.rssKiB)} | ${mb(m.privateKiB)} | ${mb(m.dirtyKiB)} | ${mb(m.pssKiB)} | ${(bytes.length / 2 ** 20).toFixed(0)} MiB, ${(compressed / 2 ** 20).toFixed(1)} MiB served |`,
       );
@@ -107,4 +151,7 @@ console.log(`agent memory after ${idleSeconds} s idle (registered, first sync do
 console.log("| flags | RSS | private | of it dirty (heap, not file-backed) | PSS | executable |");
 console.log("|---|---|---|---|---|---|");
 for (const row of rows) console.log(row);
+console.log(await runtimeFloor());
+console.log("where the RSS is, largest first:");
+for (const line of breakdowns) console.log(`  ${line}`);
 process.exit(0);

@@ -33,7 +33,7 @@ import {
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 /** The flags the agent ships with (see docs/sizing.md, "The agent's memory"). */
-const defaultExecArgv = "";
+const defaultExecArgv = "--max-semi-space-size=1";
 const flag = (name, { dashes = false } = {}) => {
   const at = process.argv.indexOf(name);
   if (at < 0) return undefined;

@@ -101,7 +101,8 @@ export async function discoverInstances(options: DiscoveryOptions = {}): Promise
   }
   const instances: DiscoveredInstance[] = [];
   for (const c of byDir.values()) instances.push(await describe(c, procRoot, options));
-  return instances.sort((a, b) => a.configDir.localeCompare(b.configDir));
+  // Byte order, not localeCompare: the same order on every host whatever its locale.
+  return instances.sort((a, b) => (a.configDir < b.configDir ? -1 : a.configDir > b.configDir ? 1 : 0));
 }
 
 async function describe(c: Candidate, procRoot: string, options: DiscoveryOptions): Promise<DiscoveredInstance> {
