@@ -2,6 +2,7 @@ import { connect as http2Connect, constants as http2Constants, type Settings as 
 import { Code, ConnectError, createClient, createRouterTransport, type ConnectRouter } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { createValidateInterceptor } from "@connectrpc/validate";
+import { connect as tlsConnect } from "node:tls";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { AgentService } from "../gen/myosicam/agent/v1/agent_pb.js";
@@ -357,6 +358,27 @@ test("HTTP/2 limits are advertised: concurrent streams and header list size", as
     assert.is(settings.maxHeaderListSize, http2Limits.maxHeaderListBytes);
   } finally {
     session.destroy();
+    await server.close(1000);
+  }
+});
+
+test("ALPN: HTTP/2 when offered, HTTP/1.1 for a client offering only it or nothing; a client offering neither is refused in the handshake", async () => {
+  const { server } = await plainServer();
+  const negotiate = (ALPNProtocols: string[] | undefined) =>
+    new Promise<string>((resolve) => {
+      const socket = tlsConnect({ host: "127.0.0.1", port: server.port, ca: tls.cert, servername: "localhost", ...(ALPNProtocols ? { ALPNProtocols } : {}) });
+      socket.once("secureConnect", () => {
+        resolve(`chose ${socket.alpnProtocol}`);
+        socket.destroy();
+      });
+      socket.once("error", (err) => resolve(`refused: ${err.message}`));
+    });
+  try {
+    assert.is(await negotiate(["http/1.1", "h2"]), "chose h2");
+    assert.is(await negotiate(["http/1.1"]), "chose http/1.1");
+    assert.is(await negotiate(undefined), "chose false");
+    assert.match(await negotiate(["spdy/3"]), /refused: .*no application protocol/i);
+  } finally {
     await server.close(1000);
   }
 });
