@@ -297,11 +297,17 @@ if [ "$SYSTEMD" = yes ]; then
   systemctl is-active --quiet myosicam-agent.service || fail "the agent service did not start: journalctl -u myosicam-agent"
   echo "myosicam-agent.service is running"
 else
-  if [ -f /run/myosicam-agent.pid ] && kill -0 "$(cat /run/myosicam-agent.pid)" 2>/dev/null; then
-    kill "$(cat /run/myosicam-agent.pid)" || true
+  # Without systemd the agent runs under a restart loop in a session of its own, as the unit's
+  # Restart=always and RestartSec=5 would: its exit into an upgrade and a crash start it again
+  # through the start wrapper (which falls back from a failing upgrade). The pid file names the
+  # session, so a re-run or the uninstall stops the loop and the agent together.
+  if [ -f /run/myosicam-agent.pid ]; then
+    old=$(cat /run/myosicam-agent.pid)
+    kill -- "-$old" 2>/dev/null || kill "$old" 2>/dev/null || true
   fi
-  setsid runuser -u "$AGENT_USER" -- "$AGENT_START" run --state-dir "$STATE_DIR" >/var/log/myosicam-agent.log 2>&1 </dev/null &
+  setsid runuser -u "$AGENT_USER" -- /bin/sh -c 'while :; do "$0" run --state-dir "$1"; sleep 5; done' "$AGENT_START" "$STATE_DIR" \
+    >/var/log/myosicam-agent.log 2>&1 </dev/null &
   echo $! >/run/myosicam-agent.pid
-  echo "agent started without systemd (pid $!), logging to /var/log/myosicam-agent.log"
+  echo "agent started without systemd (session $!, restarted when it exits), logging to /var/log/myosicam-agent.log"
 fi
 echo "done"

@@ -14,7 +14,9 @@ if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
   systemctl disable --now myosicam-agent.service >/dev/null 2>&1 || true
 fi
 if [ -f /run/myosicam-agent.pid ]; then
-  kill "$(cat /run/myosicam-agent.pid)" 2>/dev/null || true
+  # The bootstrap's restart loop and the agent share one session: stop them together.
+  old=$(cat /run/myosicam-agent.pid)
+  kill -- "-$old" 2>/dev/null || kill "$old" 2>/dev/null || true
   rm -f /run/myosicam-agent.pid
 fi
 if id "$AGENT_USER" >/dev/null 2>&1; then

@@ -9,6 +9,7 @@ import { InstallerService, RootMethod } from "../../gen/myosicam/install/v1/inst
 import { JobService, JobState } from "../../gen/myosicam/jobs/v1/jobs_pb.js";
 import { addSavedServer, findSavedServer, forgetHostKey } from "../../services/install/saved-servers.js";
 import { makeTempDir, runCli } from "../helpers/cli.js";
+import { eventually } from "../helpers/eventually.js";
 import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
 import { startSshd, type Sshd } from "../helpers/sshd.js";
 import { startTcpRelay, type TcpRelay } from "../helpers/tcp-relay.js";
@@ -144,6 +145,29 @@ test("key auth as root: the host key is pinned, the agent downloaded, registered
     rule(await readFile("/etc/sudoers.d/myosicam-agent", "utf8")),
     rule(await readFile(join(repo, "deploy/sudoers.d/myosicam-agent"), "utf8")),
     "the narrow rule of deploy/ is what got installed",
+  );
+});
+
+test("without systemd the bootstrap's restart loop starts an agent that died again (as Restart=always would), and it heartbeats", async () => {
+  const agentPids = () => spawnSync("pgrep", ["-u", "myosicam-agent", "-f", "current/myosicam-agent run"], { encoding: "utf8" }).stdout.trim();
+  const before = agentPids();
+  assert.ok(/^\d+$/.test(before), `one agent process runs after the install (pgrep: '${before}')`);
+  const loop = Number(await readFile("/run/myosicam-agent.pid", "utf8"));
+  assert.ok(spawnSync("ps", ["-o", "pid=", "-g", String(loop)], { encoding: "utf8" }).stdout.includes(before), "the agent runs in the pid file's session");
+  const killedAt = new Date();
+  process.kill(Number(before), "SIGKILL");
+  const after = await eventually(
+    async () => agentPids(),
+    (pids) => /^\d+$/.test(pids) && pids !== before,
+    "a new agent process after the kill",
+    30_000,
+  );
+  assert.not.equal(after, before);
+  await eventually(
+    () => panel.db("servers").where({ name: "key-root" }).first(),
+    (server) => server.last_seen_at > killedAt,
+    "a heartbeat from the restarted agent",
+    30_000,
   );
 });
 
