@@ -1,13 +1,14 @@
 import { createHash } from "node:crypto";
-import { createWriteStream } from "node:fs";
+import { createReadStream, createWriteStream } from "node:fs";
 import { mkdir, open, readdir, readFile, readlink, rename, rm, symlink, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { Readable, Transform } from "node:stream";
+import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createZstdDecompress } from "node:zlib";
-import { ConnectError, type Client } from "@connectrpc/connect";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import type { AgentService, Command } from "../gen/myosicam/agent/v1/agent_pb.js";
 import { writeFileAtomic } from "../services/lib/atomic-file.js";
+import { retryDelayMs } from "../services/lib/backoff.js";
 import type { Logger } from "../services/lib/log.js";
 import { verifyManifest, type ReleaseArtifact } from "../services/lib/releases/manifest.js";
 import { agentVersion, releasePublicKey } from "./version.js";
@@ -57,7 +58,16 @@ const failed = (failureCode: string, detail: string): UpgradeOutcome => ({ succe
 /** Runs an `upgrade_agent` command. */
 export async function upgradeAgent(
   command: Command,
-  deps: { client: () => Client<typeof AgentService>; log: Logger; home?: string; publicKey?: string; version?: string; target?: string },
+  deps: {
+    client: () => Client<typeof AgentService>;
+    log: Logger;
+    home?: string;
+    publicKey?: string;
+    version?: string;
+    target?: string;
+    /** How the download waits before resuming (tests pass one that does not). */
+    sleep?: (ms: number) => Promise<void>;
+  },
 ): Promise<UpgradeOutcome> {
   if (command.payload.case !== "upgradeAgent") return failed("validation_failed", "upgrade_agent without the version to run");
   const wanted = command.payload.value.version;
@@ -91,11 +101,12 @@ export async function upgradeAgent(
   const dir = join(home, "versions", wanted);
   let artifact: ReleaseArtifact;
   try {
-    artifact = await download(deps.client(), { version: wanted, target, dir, publicKey });
+    artifact = await download(deps.client(), { version: wanted, target, dir, publicKey, log: deps.log, sleep: deps.sleep });
   } catch (err) {
     const e = err instanceof UpgradeRefusal ? err : new UpgradeRefusal("download_failed", downloadFailure(err));
     deps.log.warn({ version: wanted, failureCode: e.code, reason: e.message }, "upgrade refused; nothing was switched");
     await rm(join(dir, `${executableName}.part`), { force: true });
+    await rm(join(dir, `${executableName}.zst.part`), { force: true });
     return failed(e.code, e.message);
   }
 
@@ -135,28 +146,87 @@ const downloadFailure = (err: unknown) => {
   return `the release could not be downloaded: ${reason}`;
 };
 
-/** Downloads and checks a release into `dir`; answers its artifact. Throws UpgradeRefusal when it is not what was signed. */
+/** Attempts at one download; each resumes where the previous one was cut. */
+const downloadAttempts = 8;
+/** Each attempt's deadline: the panel's longest. A slower link resumes in the next attempt. */
+const attemptTimeoutMs = 300_000;
+const resumableCodes = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.Aborted, Code.Unknown, Code.ResourceExhausted]);
+
+/**
+ * Downloads and checks a release into `dir`; answers its artifact. The compressed chunks go to a
+ * file as they arrive: a download that is cut (a slow link past the call's deadline, a panel that
+ * restarted, one busy with other downloads) resumes from the next chunk, after the panel's
+ * `retry-after` or a backoff, as long as the panel still offers the same signed manifest. The
+ * executable is then decompressed from that file while its size and SHA-256 are checked.
+ * Throws UpgradeRefusal when the release is not what was signed.
+ */
 async function download(
   client: Client<typeof AgentService>,
-  options: { version: string; target: string; dir: string; publicKey: string },
+  options: { version: string; target: string; dir: string; publicKey: string; log: Logger; sleep?: (ms: number) => Promise<void> },
 ): Promise<ReleaseArtifact> {
-  const stream = client.downloadRelease({ version: options.version, target: options.target }, { timeoutMs: 300_000 })[Symbol.asyncIterator]();
-  const first = await stream.next();
-  if (first.done || first.value.message.case !== "header") throw new UpgradeRefusal("release_truncated", "the panel sent no release header");
-  const header = first.value.message.value;
-  let artifact: ReleaseArtifact | undefined;
-  try {
-    const manifest = verifyManifest(header.manifest, header.signature, options.publicKey);
-    if (manifest.version !== options.version) throw new Error(`the signed manifest is for ${manifest.version}, not ${options.version}`);
-    artifact = manifest.artifacts.find((a) => a.target === options.target);
-    if (!artifact) throw new Error(`the signed manifest has no ${options.target} executable`);
-  } catch (err) {
-    throw new UpgradeRefusal("release_signature_invalid", `the release was refused: ${(err as Error).message}`);
-  }
-  if (header.encoding !== "zstd")
-    throw new UpgradeRefusal("release_encoding_unknown", `the release is encoded as "${header.encoding}", which this agent cannot read`);
-
   await mkdir(options.dir, { recursive: true, mode: 0o755 });
+  const compressed = join(options.dir, `${executableName}.zst.part`);
+  const wait = options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+  let signed: { manifest: Uint8Array; signature: string; artifact: ReleaseArtifact; compressedSize: number } | undefined;
+  let chunks = 0;
+  let bytes = 0;
+  const file = await open(compressed, "w", 0o600);
+  try {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const stream = client.downloadRelease({ version: options.version, target: options.target, fromChunk: chunks }, { timeoutMs: attemptTimeoutMs });
+        let first = true;
+        for await (const res of stream) {
+          if (first) {
+            first = false;
+            if (res.message.case !== "header") throw new UpgradeRefusal("release_truncated", "the panel sent no release header");
+            const header = res.message.value;
+            if (signed && (!Buffer.from(header.manifest).equals(Buffer.from(signed.manifest)) || header.signature !== signed.signature)) {
+              // The release changed under the download (it cannot once uploaded, but a panel could be
+              // another one behind the same address): start again from the first chunk.
+              options.log.warn({ version: options.version }, "the release's manifest changed while downloading; starting the download again");
+              signed = undefined;
+              if (chunks > 0) throw new RestartDownload();
+            }
+            signed ??= { ...checkHeader(header, options), manifest: header.manifest, signature: header.signature };
+            continue;
+          }
+          if (res.message.case !== "chunk") continue;
+          bytes += res.message.value.length;
+          if (bytes > signed!.compressedSize)
+            throw new UpgradeRefusal("release_truncated", `the panel sent more than the release's ${signed!.compressedSize} compressed bytes`);
+          await file.write(res.message.value);
+          chunks++;
+        }
+        if (first) throw new UpgradeRefusal("release_truncated", "the panel sent no release header");
+        break;
+      } catch (err) {
+        if (err instanceof RestartDownload) {
+          // Counted as an attempt: a manifest that keeps changing ends the download.
+          await file.truncate(0);
+          chunks = 0;
+          bytes = 0;
+          if (attempt >= downloadAttempts) throw new UpgradeRefusal("download_failed", "the release's manifest kept changing while it was downloaded");
+          continue;
+        }
+        if (err instanceof UpgradeRefusal) throw err;
+        const e = ConnectError.from(err);
+        if (!resumableCodes.has(e.code) || attempt >= downloadAttempts) throw err;
+        const waitMs = retryDelayMs(e, attempt, 2000, 60_000);
+        options.log.info(
+          { version: options.version, chunks, bytes, attempt, reason: e.rawMessage, retryInMs: waitMs },
+          "the release download was interrupted; resuming it",
+        );
+        await wait(waitMs);
+      }
+    }
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  const { artifact, compressedSize } = signed!;
+  if (bytes !== compressedSize) throw new UpgradeRefusal("release_truncated", `the panel sent ${bytes} of the release's ${compressedSize} compressed bytes`);
+
   const part = join(options.dir, `${executableName}.part`);
   const hash = createHash("sha256");
   let size = 0;
@@ -169,19 +239,16 @@ async function download(
       done(null, chunk);
     },
   });
-  async function* chunks() {
-    for (let next = await stream.next(); !next.done; next = await stream.next()) {
-      if (next.value.message.case === "chunk") yield next.value.message.value;
-    }
-  }
   try {
-    await pipeline(Readable.from(chunks()), createZstdDecompress(), check, createWriteStream(part, { mode: 0o755 }));
+    await pipeline(createReadStream(compressed), createZstdDecompress(), check, createWriteStream(part, { mode: 0o755 }));
   } catch (err) {
     if (err instanceof UpgradeRefusal) throw err;
     if ((err as { code?: string }).code?.startsWith("ERR_ZSTD") || /zstd|Zstd|unexpected end/i.test((err as Error).message)) {
       throw new UpgradeRefusal("release_truncated", `the release did not decompress: it is truncated or damaged (${(err as Error).message})`);
     }
     throw err;
+  } finally {
+    await rm(compressed, { force: true });
   }
   if (size !== expected) throw new UpgradeRefusal("release_truncated", `the release ended after ${size} of ${expected} bytes`);
   if (hash.digest("hex") !== artifact.sha256) throw new UpgradeRefusal("release_checksum_mismatch", "the release's SHA-256 is not the signed one: refused");
@@ -190,6 +257,28 @@ async function download(
   await handle.close();
   await rename(part, join(options.dir, executableName));
   return artifact;
+}
+
+/** Thrown inside a download when the chunks so far belong to another manifest. */
+class RestartDownload extends Error {}
+
+/** The signed manifest of a release header, checked: answers the artifact for this target. */
+function checkHeader(
+  header: { manifest: Uint8Array; signature: string; encoding: string; compressedSize: bigint },
+  options: { version: string; target: string; publicKey: string },
+): { artifact: ReleaseArtifact; compressedSize: number } {
+  let artifact: ReleaseArtifact | undefined;
+  try {
+    const manifest = verifyManifest(header.manifest, header.signature, options.publicKey);
+    if (manifest.version !== options.version) throw new Error(`the signed manifest is for ${manifest.version}, not ${options.version}`);
+    artifact = manifest.artifacts.find((a) => a.target === options.target);
+    if (!artifact) throw new Error(`the signed manifest has no ${options.target} executable`);
+  } catch (err) {
+    throw new UpgradeRefusal("release_signature_invalid", `the release was refused: ${(err as Error).message}`);
+  }
+  if (header.encoding !== "zstd")
+    throw new UpgradeRefusal("release_encoding_unknown", `the release is encoded as "${header.encoding}", which this agent cannot read`);
+  return { artifact, compressedSize: Number(header.compressedSize) };
 }
 
 /**

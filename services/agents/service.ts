@@ -323,7 +323,7 @@ export function createAgentService(deps: {
             },
           },
         };
-        for (let seq = 0; ; ) {
+        for (let seq = req.fromChunk; ; ) {
           const chunks = await readReleaseChunks(deps.db, req.version, req.target, seq, 8);
           for (const chunk of chunks) yield { message: { case: "chunk", value: chunk } };
           if (chunks.length < 8) break;

@@ -105,6 +105,15 @@ test("an approved agent downloads a release over its signed channel: the signed 
   assert.ok(chunks.length > 1, "more than one chunk");
   const bytes = zstdDecompressSync(compressed);
   assert.is(createHash("sha256").update(bytes).digest("hex"), createHash("sha256").update(executable).digest("hex"));
+  // A cut download resumes: from chunk 1 on, the header again and the chunks after the first.
+  const resumed = [];
+  for await (const m of agent.client.downloadRelease({ version: "0.1.1", target: "linux-x64", fromChunk: 1 })) resumed.push(m);
+  assert.is(resumed[0]!.message.case, "header");
+  assert.equal(
+    Buffer.concat(resumed.slice(1).map((c) => c.message.value as Uint8Array)),
+    compressed.subarray((chunks[0]!.message.value as Uint8Array).length),
+    "the chunks after the first, and nothing else",
+  );
   const missing = await failure(agent.client.downloadRelease({ version: "9.9.9", target: "linux-x64" })[Symbol.asyncIterator]().next());
   assert.is(missing?.code, Code.NotFound);
   assert.match(missing!.rawMessage, /agent 9\.9\.9 for linux-x64 is not uploaded/);
