@@ -192,10 +192,12 @@ async function download(
             continue;
           }
           if (res.message.case !== "chunk") continue;
-          bytes += res.message.value.length;
-          if (bytes > signed!.compressedSize)
+          const chunk = res.message.value;
+          if (bytes + chunk.length > signed!.compressedSize)
             throw new UpgradeRefusal("release_truncated", `the panel sent more than the release's ${signed!.compressedSize} compressed bytes`);
-          await file.write(res.message.value);
+          // At its offset: a restarted download writes from 0 again over what it truncated.
+          await file.write(chunk, 0, chunk.length, bytes);
+          bytes += chunk.length;
           chunks++;
         }
         if (first) throw new UpgradeRefusal("release_truncated", "the panel sent no release header");
@@ -209,12 +211,12 @@ async function download(
           if (attempt >= downloadAttempts) throw new UpgradeRefusal("download_failed", "the release's manifest kept changing while it was downloaded");
           continue;
         }
-        if (err instanceof UpgradeRefusal) throw err;
-        const e = ConnectError.from(err);
-        if (!resumableCodes.has(e.code) || attempt >= downloadAttempts) throw err;
-        const waitMs = retryDelayMs(e, attempt, 2000, 60_000);
+        // Only the panel's or the network's failures are worth another attempt; a local one (a
+        // full disk) is reported at once.
+        if (!(err instanceof ConnectError) || !resumableCodes.has(err.code) || attempt >= downloadAttempts) throw err;
+        const waitMs = retryDelayMs(err, attempt, 2000, 60_000);
         options.log.info(
-          { version: options.version, chunks, bytes, attempt, reason: e.rawMessage, retryInMs: waitMs },
+          { version: options.version, chunks, bytes, attempt, reason: err.rawMessage, retryInMs: waitMs },
           "the release download was interrupted; resuming it",
         );
         await wait(waitMs);

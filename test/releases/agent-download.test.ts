@@ -45,7 +45,7 @@ async function agentHomeDir(path: string): Promise<string> {
  * A panel's DownloadRelease that behaves as `plan` says per call: `cutAfter` chunks and then the
  * connection breaks, or `busy` (refused with a retry hint), or the whole release.
  */
-function panelServing(plan: Array<{ cutAfter?: number; busy?: boolean }>) {
+function panelServing(plan: Array<{ cutAfter?: number; busy?: boolean; header?: typeof header }>) {
   const calls: DownloadReleaseRequest[] = [];
   const transport = createRouterTransport(({ service }) => {
     service(AgentService, {
@@ -53,7 +53,7 @@ function panelServing(plan: Array<{ cutAfter?: number; busy?: boolean }>) {
         const step = plan[calls.length] ?? {};
         calls.push(req);
         if (step.busy) throw new ConnectError("8 agents are downloading a release; try again in 15 s", Code.Unavailable, new Headers({ "retry-after": "15" }));
-        yield { message: { case: "header", value: header } };
+        yield { message: { case: "header", value: step.header ?? header } };
         let sent = 0;
         for (const chunk of chunks.slice(req.fromChunk)) {
           if (step.cutAfter !== undefined && sent === step.cutAfter) throw new ConnectError("the connection was cut", Code.Unavailable);
@@ -95,6 +95,37 @@ test("a download cut twice resumes from the next chunk each time, waits for a bu
     assert.is(await readlink(join(home, "current")), "versions/0.2.0");
     assert.equal(await readdir(join(home, "versions/0.2.0")), ["myosicam-agent"], "no partial file is left");
     assert.is(logs.lines().filter((l) => l.msg === "the release download was interrupted; resuming it").length, 3);
+  } finally {
+    await dir.remove();
+  }
+});
+
+test("a release whose signed manifest changed between attempts is downloaded again from its first chunk", async () => {
+  const dir = await makeTempDir("agent-download");
+  try {
+    const home = await agentHomeDir(dir.path);
+    // The same executable, built again: another manifest (build time) and so another signature.
+    const rebuilt = manifestBytes({ ...JSON.parse(manifest.toString("utf8")), builtAt: "2026-12-04T00:00:00.000Z" });
+    const other = { ...header, manifest: rebuilt, signature: signManifest(rebuilt, keys.privatePem) };
+    const panel = panelServing([{ cutAfter: 2 }, { header: other }, { header: other }]);
+    const logs = captureLogs();
+    const outcome = await upgradeAgent(upgradeCommand(), {
+      client: () => panel.client,
+      log: logs.log,
+      home,
+      publicKey: keys.publicPem,
+      version: "0.1.0",
+      target: "linux-x64",
+      sleep: async () => {},
+    });
+    assert.equal(outcome, { restart: true, detail: "switched to 0.2.0; restarting" });
+    assert.equal(
+      panel.calls.map((c) => c.fromChunk),
+      [0, 2, 0],
+      "resumed, then started over when the manifest was another",
+    );
+    assert.ok((await readFile(join(home, "versions/0.2.0/myosicam-agent"))).equals(executable), "the executable is the signed one, whole");
+    assert.ok(logs.lines().some((l) => l.msg === "the release's manifest changed while downloading; starting the download again"));
   } finally {
     await dir.remove();
   }
