@@ -32,13 +32,18 @@ const header = { manifest, signature: signManifest(manifest, keys.privatePem), e
 const upgradeCommand = (): Command =>
   create(CommandSchema, { id: "cmd-1", kind: CommandKind.UPGRADE_AGENT, payload: { case: "upgradeAgent", value: { version: "0.2.0" } } });
 
-/** An agent home as the bootstrap leaves it: 0.1.0 current. */
-async function agentHomeDir(path: string): Promise<string> {
-  const home = join(path, "home");
-  await mkdir(join(home, "versions/0.1.0"), { recursive: true });
-  await writeFile(join(home, "versions/0.1.0/myosicam-agent"), "old");
-  await symlink("versions/0.1.0", join(home, "current"));
-  return home;
+/** Runs `use` with an agent home as the bootstrap leaves it (0.1.0 current), removed after. */
+async function inAgentHome(use: (home: string) => Promise<void>): Promise<void> {
+  const dir = await makeTempDir("agent-download");
+  try {
+    const home = join(dir.path, "home");
+    await mkdir(join(home, "versions/0.1.0"), { recursive: true });
+    await writeFile(join(home, "versions/0.1.0/myosicam-agent"), "old");
+    await symlink("versions/0.1.0", join(home, "current"));
+    await use(home);
+  } finally {
+    await dir.remove();
+  }
 }
 
 /**
@@ -66,24 +71,27 @@ function panelServing(plan: Array<{ cutAfter?: number; busy?: boolean; header?: 
   return { client: createClient(AgentService, transport), calls };
 }
 
-test("a download cut twice resumes from the next chunk each time, waits for a busy panel's hint, and installs the signed executable", async () => {
-  const dir = await makeTempDir("agent-download");
-  try {
-    const home = await agentHomeDir(dir.path);
+/** Runs the upgrade command against `panel` as an agent of 0.1.0 at `home`; waits are recorded, not slept. */
+function upgradeFrom(panel: ReturnType<typeof panelServing>, home: string, log = captureLogs().log, waits: number[] = []) {
+  return upgradeAgent(upgradeCommand(), {
+    client: () => panel.client,
+    log,
+    home,
+    publicKey: keys.publicPem,
+    version: "0.1.0",
+    target: "linux-x64",
+    sleep: async (ms) => {
+      waits.push(ms);
+    },
+  });
+}
+
+test("a download cut twice resumes from the next chunk each time, waits for a busy panel's hint, and installs the signed executable", () =>
+  inAgentHome(async (home) => {
     const panel = panelServing([{ cutAfter: 3 }, { busy: true }, { cutAfter: 2 }, {}]);
     const waits: number[] = [];
     const logs = captureLogs();
-    const outcome = await upgradeAgent(upgradeCommand(), {
-      client: () => panel.client,
-      log: logs.log,
-      home,
-      publicKey: keys.publicPem,
-      version: "0.1.0",
-      target: "linux-x64",
-      sleep: async (ms) => {
-        waits.push(ms);
-      },
-    });
+    const outcome = await upgradeFrom(panel, home, logs.log, waits);
     assert.equal(outcome, { restart: true, detail: "switched to 0.2.0; restarting" });
     assert.equal(
       panel.calls.map((c) => c.fromChunk),
@@ -95,29 +103,16 @@ test("a download cut twice resumes from the next chunk each time, waits for a bu
     assert.is(await readlink(join(home, "current")), "versions/0.2.0");
     assert.equal(await readdir(join(home, "versions/0.2.0")), ["myosicam-agent"], "no partial file is left");
     assert.is(logs.lines().filter((l) => l.msg === "the release download was interrupted; resuming it").length, 3);
-  } finally {
-    await dir.remove();
-  }
-});
+  }));
 
-test("a release whose signed manifest changed between attempts is downloaded again from its first chunk", async () => {
-  const dir = await makeTempDir("agent-download");
-  try {
-    const home = await agentHomeDir(dir.path);
+test("a release whose signed manifest changed between attempts is downloaded again from its first chunk", () =>
+  inAgentHome(async (home) => {
     // The same executable, built again: another manifest (build time) and so another signature.
     const rebuilt = manifestBytes({ ...JSON.parse(manifest.toString("utf8")), builtAt: "2026-12-04T00:00:00.000Z" });
     const other = { ...header, manifest: rebuilt, signature: signManifest(rebuilt, keys.privatePem) };
     const panel = panelServing([{ cutAfter: 2 }, { header: other }, { header: other }]);
     const logs = captureLogs();
-    const outcome = await upgradeAgent(upgradeCommand(), {
-      client: () => panel.client,
-      log: logs.log,
-      home,
-      publicKey: keys.publicPem,
-      version: "0.1.0",
-      target: "linux-x64",
-      sleep: async () => {},
-    });
+    const outcome = await upgradeFrom(panel, home, logs.log);
     assert.equal(outcome, { restart: true, detail: "switched to 0.2.0; restarting" });
     assert.equal(
       panel.calls.map((c) => c.fromChunk),
@@ -126,32 +121,16 @@ test("a release whose signed manifest changed between attempts is downloaded aga
     );
     assert.ok((await readFile(join(home, "versions/0.2.0/myosicam-agent"))).equals(executable), "the executable is the signed one, whole");
     assert.ok(logs.lines().some((l) => l.msg === "the release's manifest changed while downloading; starting the download again"));
-  } finally {
-    await dir.remove();
-  }
-});
+  }));
 
-test("a download that keeps failing ends as download_failed after its attempts, with the panel's words, and leaves nothing", async () => {
-  const dir = await makeTempDir("agent-download");
-  try {
-    const home = await agentHomeDir(dir.path);
+test("a download that keeps failing ends as download_failed after its attempts, with the panel's words, and leaves nothing", () =>
+  inAgentHome(async (home) => {
     const panel = panelServing(Array.from({ length: 20 }, () => ({ cutAfter: 0 })));
-    const outcome = await upgradeAgent(upgradeCommand(), {
-      client: () => panel.client,
-      log: captureLogs().log,
-      home,
-      publicKey: keys.publicPem,
-      version: "0.1.0",
-      target: "linux-x64",
-      sleep: async () => {},
-    });
+    const outcome = await upgradeFrom(panel, home);
     assert.equal(outcome, { succeeded: false, failureCode: "download_failed", detail: "the release could not be downloaded: the connection was cut" });
     assert.is(panel.calls.length, 8, "bounded attempts");
     assert.equal(await readdir(join(home, "versions/0.2.0")), [], "no partial file is left");
     assert.is(await readlink(join(home, "current")), "versions/0.1.0", "nothing switched");
-  } finally {
-    await dir.remove();
-  }
-});
+  }));
 
 test.run();
