@@ -170,11 +170,16 @@ async function download(
   let signed: { manifest: Uint8Array; signature: string; artifact: ReleaseArtifact; compressedSize: number } | undefined;
   let chunks = 0;
   let bytes = 0;
+  let attemptDeadline: AbortSignal | undefined;
   const file = await open(compressed, "w", 0o600);
   try {
     for (let attempt = 1; ; attempt++) {
       try {
-        const stream = client.downloadRelease({ version: options.version, target: options.target, fromChunk: chunks }, { timeoutMs: attemptTimeoutMs });
+        // Its own unref'd timer, not the call's timeoutMs: connect leaves that timer armed when a
+        // stream ends in an error, and it would hold a stopping agent for up to five minutes.
+        const deadline = AbortSignal.timeout(attemptTimeoutMs);
+        attemptDeadline = deadline;
+        const stream = client.downloadRelease({ version: options.version, target: options.target, fromChunk: chunks }, { signal: deadline });
         let first = true;
         for await (const res of stream) {
           if (first) {
@@ -213,7 +218,8 @@ async function download(
         }
         // Only the panel's or the network's failures are worth another attempt; a local one (a
         // full disk) is reported at once.
-        if (!(err instanceof ConnectError) || !resumableCodes.has(err.code) || attempt >= downloadAttempts) throw err;
+        const timedOut = attemptDeadline?.aborted === true;
+        if (!(err instanceof ConnectError) || !(resumableCodes.has(err.code) || timedOut) || attempt >= downloadAttempts) throw err;
         const waitMs = retryDelayMs(err, attempt, 2000, 60_000);
         options.log.info(
           { version: options.version, chunks, bytes, attempt, reason: err.rawMessage, retryInMs: waitMs },
