@@ -4,6 +4,8 @@ import type { Browser, BrowserContext, Page } from "playwright-core";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { Role } from "../../gen/myosicam/panel/v1/common_pb.js";
+import { CommandKind } from "../../gen/myosicam/agent/v1/agent_pb.js";
+import { CommandService, CommandStatus } from "../../gen/myosicam/panel/v1/command_pb.js";
 import { InstanceService } from "../../gen/myosicam/panel/v1/instance_pb.js";
 import { OperatorService } from "../../gen/myosicam/panel/v1/operator_pb.js";
 import { ServerService } from "../../gen/myosicam/panel/v1/server_pb.js";
@@ -146,6 +148,32 @@ test("server page: host facts, instances with WebIF and ports, CPU / memory / di
   await screenshot(page, "rerun-bootstrap");
   await page.getByRole("button", { name: "Done" }).click();
   assert.not.ok(await page.getByLabel("Install token").isVisible(), "the token is gone once the dialog closes");
+});
+
+test("instance actions: Restart asks first (and Cancel sends nothing); confirmed, the card shows the agent's confirmed outcome, as the API stores it", async () => {
+  const restarts = async () => (await owner.client(CommandService).listCommands({ serverId: serverId("web-a"), kind: CommandKind.RESTART })).commands;
+  const before = (await restarts()).length;
+  await go(`/servers/${serverId("web-a")}`);
+  const card = page.locator('[data-instance="main"]');
+  await card.getByRole("button", { name: "Restart" }).click();
+  const dialog = page.getByRole("dialog");
+  assert.match(await dialog.innerText(), /Restart main on web-a\?[\s\S]*Card sharing on this instance stops for a few seconds/);
+  await dialog.getByRole("button", { name: "Cancel" }).click();
+  assert.is((await restarts()).length, before, "a cancelled dialog sends nothing");
+
+  await card.getByRole("button", { name: "Restart" }).click();
+  await page.getByRole("dialog").getByRole("button", { name: "Restart", exact: true }).click();
+  const notice = card.locator('p.notice[role="status"]');
+  await card.locator("p.notice.ok, p.notice.error").waitFor();
+  const [command] = await restarts();
+  assert.is((await restarts()).length, before + 1, "one restart sent");
+  assert.ok(command!.status === CommandStatus.SUCCEEDED || command!.status === CommandStatus.FAILED, CommandStatus[command!.status]);
+  const shown = await notice.innerText();
+  // Whatever the end state (this test host has no service manager for the emulated OScam), it is
+  // the agent's own, not the console's guess.
+  assert.match(shown, /^restart: /i);
+  if (command!.status === CommandStatus.FAILED) assert.ok(shown.includes(command!.result), `${shown} ≠ ${command!.result}`);
+  await screenshot(page, "instance-restart");
 });
 
 test("accounts: a bulk disable over two servers with one failing shows per-server results live; retry failed applies it; revert undoes all", async () => {
