@@ -4,6 +4,9 @@
  * (tests create a fresh database each from it), runs every test file in a process of its own, stops
  * PostgreSQL, and ends with `N passed, N failed`. A file that crashes counts as that file failing,
  * with its error, and the run goes on. Extra arguments are a file pattern, e.g. `npm test -- config`.
+ * Each file's wall time is printed, the slowest at the end (CI has 20 minutes), and a file whose
+ * process stays alive well after its last test (a timer or socket left behind; one once cost CI
+ * five minutes) is named with how long it lingered (MYOSICAM_TEST_LINGER_SECONDS, default 10).
  */
 import { spawn } from "node:child_process";
 import { chmod, mkdtemp, readdir, rm } from "node:fs/promises";
@@ -31,11 +34,16 @@ const root = await mkdtemp(join(tmpdir(), "myosicam-test-"));
 await chmod(root, 0o711);
 const postgres = await startEmbeddedPostgres({ directory: join(root, "postgres"), port: 0, log: pino({ level: "silent" }) });
 
+const lingerLimitSeconds = Number(process.env.MYOSICAM_TEST_LINGER_SECONDS ?? 10);
+
 interface FileResult {
   file: string;
   passed: number;
   failed: number;
   skipped: number;
+  /** Wall time of its process, and the part of it after uvu's summary (seconds). */
+  seconds: number;
+  lingeredSeconds: number;
   /** Why the file failed as a whole (a crash, no summary), if it did. */
   crash?: string;
 }
@@ -48,6 +56,8 @@ const count = (output: string, label: string) => {
 };
 
 async function runFile(file: string): Promise<FileResult> {
+  const started = performance.now();
+  let summarisedAt: number | undefined;
   const child = spawn(process.execPath, ["--import", "tsx", file], {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, MYOSICAM_TEST_POSTGRES_URL: postgres.url("postgres"), FORCE_COLOR: "0" },
@@ -57,12 +67,21 @@ async function runFile(file: string): Promise<FileResult> {
   child.stdout.on("data", (chunk: Buffer) => {
     stdout += chunk.toString();
     process.stdout.write(chunk);
+    if (summarisedAt === undefined && /Duration:/.test(stdout)) summarisedAt = performance.now();
   });
   child.stderr.on("data", (chunk: Buffer) => {
     stderr += chunk.toString();
     process.stderr.write(chunk);
   });
   const code: number = await new Promise((resolve) => child.on("close", (c, signal) => resolve(c ?? (signal ? 128 : 1))));
+  const ended = performance.now();
+  const timing = { seconds: (ended - started) / 1000, lingeredSeconds: summarisedAt === undefined ? 0 : (ended - summarisedAt) / 1000 };
+  process.stdout.write(`  ${relative(testRoot, file)}: ${timing.seconds.toFixed(1)} s\n`);
+  if (timing.lingeredSeconds > lingerLimitSeconds) {
+    process.stdout.write(
+      `  ${relative(testRoot, file)}: its process stayed alive ${timing.lingeredSeconds.toFixed(1)} s after its last test (a timer or socket left behind)\n`,
+    );
+  }
   const out = plain(stdout);
   const total = count(out, "Total:");
   const passed = count(out, "Passed:") ?? 0;
@@ -72,10 +91,10 @@ async function runFile(file: string): Promise<FileResult> {
     // such a test ends the file without a FAIL line; a crash ends it without a summary.
     const reason = plain(stderr).trim().split("\n").filter(Boolean).slice(-8).join("\n") || `exited with code ${code}`;
     const failed = Math.max(1, (total ?? passed + 1) - passed);
-    return { file, passed, failed, skipped, crash: total === undefined ? reason : code !== 0 && total === passed ? reason : undefined };
+    return { file, passed, failed, skipped, ...timing, crash: total === undefined ? reason : code !== 0 && total === passed ? reason : undefined };
   }
   // uvu counts skipped tests apart from Total.
-  return { file, passed, failed: total - passed, skipped };
+  return { file, passed, failed: total - passed, skipped, ...timing };
 }
 
 const results: FileResult[] = [];
@@ -92,6 +111,14 @@ if (failing.length > 0) {
       `  ${relative(testRoot, r.file)}: ${r.failed} failed${r.crash ? `; the file did not finish:\n      ${r.crash.replace(/\n/g, "\n      ")}` : ""}\n`,
     );
   }
+}
+const slowest = [...results].sort((a, b) => b.seconds - a.seconds).slice(0, 5);
+process.stdout.write(`\nslowest files: ${slowest.map((r) => `${relative(testRoot, r.file)} ${r.seconds.toFixed(0)} s`).join(", ")}\n`);
+const lingering = results.filter((r) => r.lingeredSeconds > lingerLimitSeconds);
+if (lingering.length > 0) {
+  process.stdout.write(
+    `lingered after their last test: ${lingering.map((r) => `${relative(testRoot, r.file)} ${r.lingeredSeconds.toFixed(0)} s`).join(", ")}\n`,
+  );
 }
 const passed = sum("passed");
 const failed = sum("failed");

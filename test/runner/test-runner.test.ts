@@ -32,6 +32,28 @@ test("a test file that crashes is reported as that file failing, and the run goe
   }
 });
 
+test("each file's time is printed with the slowest at the end, and a file whose process outlives its tests is named with how long", async () => {
+  const dir = join(".scratch", `runner-linger-${process.pid}`);
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, "quick.test.ts"), `import { test } from "uvu";\ntest("quick", () => {});\ntest.run();\n`);
+  // A timer left armed after the last test keeps the process alive 2 s longer.
+  await writeFile(join(dir, "lingers.test.ts"), `import { test } from "uvu";\ntest("leaves a timer", () => { setTimeout(() => {}, 2000); });\ntest.run();\n`);
+  try {
+    const { stdout } = await run(process.execPath, ["--import", "tsx", "test/run.ts"], {
+      env: { ...process.env, MYOSICAM_TEST_ROOT: dir, MYOSICAM_TEST_LINGER_SECONDS: "1" },
+    });
+    assert.match(stdout, /^ {2}quick\.test\.ts: \d+\.\d s$/m);
+    assert.match(stdout, /^slowest files: lingers\.test\.ts \d+ s, quick\.test\.ts \d+ s$/m);
+    const lingered = Number(/lingers\.test\.ts: its process stayed alive (\d+\.\d) s after its last test/.exec(stdout)?.[1]);
+    assert.ok(lingered >= 1.5, `the 2 s timer's wait is counted (${lingered} s)`);
+    assert.match(stdout, /^lingered after their last test: lingers\.test\.ts \d+ s$/m);
+    assert.not.match(stdout, /quick\.test\.ts: its process stayed alive/);
+    assert.match(stdout, /^2 passed, 0 failed$/m);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test("missing system tools stop the run with one line naming the packages and the command to install them", async () => {
   const line = await ensureSystemPackages(process.stdout, [{ command: "myosicam-no-such-tool", debianPackage: "myosicam-no-such-package" }], {
     install: false,
