@@ -278,10 +278,6 @@ export const http2Limits = {
 } as const;
 
 /**
- * Closes a session whose client resets streams abusively (open-and-reset, CVE-2023-44487): more
- * than `maxResetsPerWindow` resets in a window get GOAWAY ENHANCE_YOUR_CALM and the session ends.
- */
-/**
  * HTTP/2 when the client offers it, HTTP/1.1 otherwise (health checks, `curl --http1.1`); a client
  * offering neither is refused in the handshake (no_application_protocol). A client that sends no
  * ALPN at all is not asked and speaks HTTP/1.1.
@@ -292,6 +288,10 @@ export function chooseApplicationProtocol({ protocols }: { protocols: string[] }
   return undefined;
 }
 
+/**
+ * Closes a session whose client resets streams abusively (open-and-reset, CVE-2023-44487): more
+ * than `maxResetsPerWindow` resets in a window get GOAWAY ENHANCE_YOUR_CALM and the session ends.
+ */
 function watchResets(session: Http2Session, log: Logger) {
   let windowStart = performance.now();
   let resets = 0;
