@@ -175,11 +175,12 @@ async function download(
   try {
     for (let attempt = 1; ; attempt++) {
       try {
-        // Its own unref'd timer, not the call's timeoutMs: connect leaves that timer armed when a
-        // stream ends in an error, and it would hold a stopping agent for up to five minutes.
+        // Its own unref'd timer, and no call timeout (timeoutMs 0 also turns off the transport's
+        // 30 s default): connect leaves a call's deadline timer armed when a stream ends early or
+        // in an error, and it would hold a stopping agent for up to five minutes.
         const deadline = AbortSignal.timeout(attemptTimeoutMs);
         attemptDeadline = deadline;
-        const stream = client.downloadRelease({ version: options.version, target: options.target, fromChunk: chunks }, { signal: deadline });
+        const stream = client.downloadRelease({ version: options.version, target: options.target, fromChunk: chunks }, { timeoutMs: 0, signal: deadline });
         let first = true;
         for await (const res of stream) {
           if (first) {

@@ -52,23 +52,31 @@ async function inAgentHome(use: (home: string) => Promise<void>): Promise<void> 
  */
 function panelServing(plan: Array<{ cutAfter?: number; busy?: boolean; header?: typeof header }>) {
   const calls: DownloadReleaseRequest[] = [];
-  const transport = createRouterTransport(({ service }) => {
-    service(AgentService, {
-      async *downloadRelease(req) {
-        const step = plan[calls.length] ?? {};
-        calls.push(req);
-        if (step.busy) throw new ConnectError("8 agents are downloading a release; try again in 15 s", Code.Unavailable, new Headers({ "retry-after": "15" }));
-        yield { message: { case: "header", value: step.header ?? header } };
-        let sent = 0;
-        for (const chunk of chunks.slice(req.fromChunk)) {
-          if (step.cutAfter !== undefined && sent === step.cutAfter) throw new ConnectError("the connection was cut", Code.Unavailable);
-          yield { message: { case: "chunk", value: chunk } };
-          sent++;
-        }
-      },
-    });
-  });
-  return { client: createClient(AgentService, transport), calls };
+  /** The deadline each call carried (the agent bounds attempts itself, with no call deadline). */
+  const deadlines: Array<number | undefined> = [];
+  const transport = createRouterTransport(
+    ({ service }) => {
+      service(AgentService, {
+        async *downloadRelease(req, ctx) {
+          const step = plan[calls.length] ?? {};
+          calls.push(req);
+          deadlines.push(ctx.timeoutMs());
+          if (step.busy)
+            throw new ConnectError("8 agents are downloading a release; try again in 15 s", Code.Unavailable, new Headers({ "retry-after": "15" }));
+          yield { message: { case: "header", value: step.header ?? header } };
+          let sent = 0;
+          for (const chunk of chunks.slice(req.fromChunk)) {
+            if (step.cutAfter !== undefined && sent === step.cutAfter) throw new ConnectError("the connection was cut", Code.Unavailable);
+            yield { message: { case: "chunk", value: chunk } };
+            sent++;
+          }
+        },
+      });
+    },
+    // As the agent's own transport (agent/panel.ts): a download must not inherit its 30 s default.
+    { transport: { defaultTimeoutMs: 30_000 } },
+  );
+  return { client: createClient(AgentService, transport), calls, deadlines };
 }
 
 /** Runs the upgrade command against `panel` as an agent of 0.1.0 at `home`; waits are recorded, not slept. */
@@ -98,6 +106,7 @@ test("a download cut twice resumes from the next chunk each time, waits for a bu
       [0, 3, 3, 5],
       "each call resumes after the chunks already written",
     );
+    assert.equal(panel.deadlines, [undefined, undefined, undefined, undefined], "no call deadline: each attempt has its own 5 minutes");
     assert.ok(waits[1]! >= 15_000, `the busy panel's retry-after is honoured (waited ${waits[1]} ms)`);
     assert.ok((await readFile(join(home, "versions/0.2.0/myosicam-agent"))).equals(executable), "the executable is the signed one");
     assert.is(await readlink(join(home, "current")), "versions/0.2.0");
