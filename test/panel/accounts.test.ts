@@ -30,7 +30,10 @@ const instanceIdOf = async (server: string, name: string) =>
 /** Follows a change set with WatchChangeSet to its end; answers the last state. */
 async function watchToEnd(id: string): Promise<ChangeSet> {
   let last: ChangeSet | undefined;
-  for await (const res of accounts().watchChangeSet({ changeSetId: id }, { timeoutMs: 60_000 })) {
+  // No call timeout (not even the transport's default) and an unref'd deadline instead: connect
+  // keeps a call's deadline timer armed after a stream is left early (`break`), which held this
+  // file's process a minute after its last test.
+  for await (const res of accounts().watchChangeSet({ changeSetId: id }, { timeoutMs: 0, signal: AbortSignal.timeout(60_000) })) {
     last = res.changeSet;
     if (res.done) break;
   }
