@@ -106,7 +106,12 @@ test("0.1.0 upgrades itself to 0.1.1: downloaded over its signed channel, checke
     "the trial to end",
   );
   assert.is(supervisor!.starts(), before + 1, "one restart, through the supervisor");
-  assert.match(supervisor!.output(), /upgrade confirmed: this version heartbeats/);
+  // The agent removes the trial file and then logs it: wait for the line, not just the file.
+  await eventually(
+    async () => supervisor!.output(),
+    (output) => /upgrade confirmed: this version heartbeats/.test(output),
+    "the new version to log that it confirmed its upgrade",
+  );
   assert.not.ok(supervisor!.output().includes(keys.privatePem.slice(40, 80)));
 });
 
