@@ -170,16 +170,14 @@ async function download(
   let signed: { manifest: Uint8Array; signature: string; artifact: ReleaseArtifact; compressedSize: number } | undefined;
   let chunks = 0;
   let bytes = 0;
-  let attemptDeadline: AbortSignal | undefined;
   const file = await open(compressed, "w", 0o600);
   try {
-    for (let attempt = 1; ; attempt++) {
+    attempts: for (let attempt = 1; ; attempt++) {
+      // Its own unref'd timer, and no call timeout (timeoutMs 0 also turns off the transport's
+      // 30 s default): connect leaves a call's deadline timer armed when a stream ends early or
+      // in an error, and it would hold a stopping agent for up to five minutes.
+      const deadline = AbortSignal.timeout(attemptTimeoutMs);
       try {
-        // Its own unref'd timer, and no call timeout (timeoutMs 0 also turns off the transport's
-        // 30 s default): connect leaves a call's deadline timer armed when a stream ends early or
-        // in an error, and it would hold a stopping agent for up to five minutes.
-        const deadline = AbortSignal.timeout(attemptTimeoutMs);
-        attemptDeadline = deadline;
         const stream = client.downloadRelease({ version: options.version, target: options.target, fromChunk: chunks }, { timeoutMs: 0, signal: deadline });
         let first = true;
         for await (const res of stream) {
@@ -192,7 +190,14 @@ async function download(
               // another one behind the same address): start again from the first chunk.
               options.log.warn({ version: options.version }, "the release's manifest changed while downloading; starting the download again");
               signed = undefined;
-              if (chunks > 0) throw new RestartDownload();
+              if (chunks > 0) {
+                // Counted as an attempt: a manifest that keeps changing ends the download.
+                await file.truncate(0);
+                chunks = 0;
+                bytes = 0;
+                if (attempt >= downloadAttempts) throw new UpgradeRefusal("download_failed", "the release's manifest kept changing while it was downloaded");
+                continue attempts;
+              }
             }
             signed ??= { ...checkHeader(header, options), manifest: header.manifest, signature: header.signature };
             continue;
@@ -209,18 +214,9 @@ async function download(
         if (first) throw new UpgradeRefusal("release_truncated", "the panel sent no release header");
         break;
       } catch (err) {
-        if (err instanceof RestartDownload) {
-          // Counted as an attempt: a manifest that keeps changing ends the download.
-          await file.truncate(0);
-          chunks = 0;
-          bytes = 0;
-          if (attempt >= downloadAttempts) throw new UpgradeRefusal("download_failed", "the release's manifest kept changing while it was downloaded");
-          continue;
-        }
         // Only the panel's or the network's failures are worth another attempt; a local one (a
         // full disk) is reported at once.
-        const timedOut = attemptDeadline?.aborted === true;
-        if (!(err instanceof ConnectError) || !(resumableCodes.has(err.code) || timedOut) || attempt >= downloadAttempts) throw err;
+        if (!(err instanceof ConnectError) || !(resumableCodes.has(err.code) || deadline.aborted) || attempt >= downloadAttempts) throw err;
         const waitMs = retryDelayMs(err, attempt, 2000, 60_000);
         options.log.info(
           { version: options.version, chunks, bytes, attempt, reason: err.rawMessage, retryInMs: waitMs },
@@ -267,9 +263,6 @@ async function download(
   await rename(part, join(options.dir, executableName));
   return artifact;
 }
-
-/** Thrown inside a download when the chunks so far belong to another manifest. */
-class RestartDownload extends Error {}
 
 /** The signed manifest of a release header, checked: answers the artifact for this target. */
 function checkHeader(

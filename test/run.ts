@@ -65,9 +65,11 @@ async function runFile(file: string): Promise<FileResult> {
   let stdout = "";
   let stderr = "";
   child.stdout.on("data", (chunk: Buffer) => {
-    stdout += chunk.toString();
+    const text = chunk.toString();
+    // Only the new text (and what a chunk boundary may have split) is searched for the summary.
+    if (summarisedAt === undefined && (stdout.slice(-16) + text).includes("Duration:")) summarisedAt = performance.now();
+    stdout += text;
     process.stdout.write(chunk);
-    if (summarisedAt === undefined && /Duration:/.test(stdout)) summarisedAt = performance.now();
   });
   child.stderr.on("data", (chunk: Buffer) => {
     stderr += chunk.toString();
