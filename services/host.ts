@@ -214,6 +214,7 @@ export async function startHost(config: Config, services: readonly ServiceModule
         name: listener,
         tls,
         routes: routesOf(subset),
+        heldStreams: subset.flatMap((s) => s.heldStreams ?? []),
         requestGate: auth.requestGate,
         httpRoutes: subset.flatMap((s) => s.httpRoutes?.(depsOf(s)) ?? []),
         metrics,

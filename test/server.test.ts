@@ -59,8 +59,8 @@ test("an unexpected handler error reaches the caller as 'internal error' and the
 test("a stop drains an open server stream: the client sees Unavailable and no connection is cut by force", async () => {
   const logs = captureLogs();
   const { routes, opened } = heldSubscribe();
-  const { server } = await plainServer({ routes, logs });
-  const client = createClient(AgentService, createConnectTransport({ baseUrl: server.url, httpVersion: "2", nodeOptions: { ca: tls.cert } }));
+  const { server } = await plainServer({ routes, logs, heldSubscribe: true });
+  const client = createClient(AgentService, agentLikeTransport(server.url));
   const received: string[] = [];
   const consumed = (async () => {
     for await (const res of client.subscribe({ agentVersion: "0.1.0" }, { timeoutMs: 0 })) received.push(res.message.case ?? "");
@@ -79,8 +79,8 @@ test("a stop drains an open server stream: the client sees Unavailable and no co
 test("a stream the caller cancels (a closed browser tab) is logged as information, not as a refusal", async () => {
   const logs = captureLogs();
   const { routes, opened } = heldSubscribe();
-  const { server } = await plainServer({ routes, logs });
-  const client = createClient(AgentService, createConnectTransport({ baseUrl: server.url, httpVersion: "2", nodeOptions: { ca: tls.cert } }));
+  const { server } = await plainServer({ routes, logs, heldSubscribe: true });
+  const client = createClient(AgentService, agentLikeTransport(server.url));
   const abort = new AbortController();
   const consumed = readUntilCancelled(client, abort.signal);
   await opened;
@@ -106,11 +106,11 @@ test("/metrics: not served without a token; with one, an agent's open command st
 
   const token = "m".repeat(40);
   const { routes, opened } = heldSubscribe();
-  const { server } = await plainServer({ routes, metricsToken: token });
+  const { server } = await plainServer({ routes, metricsToken: token, heldSubscribe: true });
   const scrape = async () => (await getHttp2(`${server.url}/metrics`, tls.cert, { authorization: `Bearer ${token}` })).body;
   const gauge = (text: string, name: string) => Number(new RegExp(`^${name} (\\d+)$`, "m").exec(text)?.[1] ?? -1);
   const before = gauge(await scrape(), "myosicam_connected_agents");
-  const client = createClient(AgentService, createConnectTransport({ baseUrl: server.url, httpVersion: "2", nodeOptions: { ca: tls.cert } }));
+  const client = createClient(AgentService, agentLikeTransport(server.url));
   const abort = new AbortController();
   const consumed = readUntilCancelled(client, abort.signal);
   await opened;
@@ -146,8 +146,8 @@ test("admission control: past the pending-call limit a call is refused at once w
       },
     });
   };
-  const { server } = await plainServer({ routes, logs, maxPendingCalls: 2 });
-  const transport = createConnectTransport({ baseUrl: server.url, httpVersion: "2", nodeOptions: { ca: tls.cert } });
+  const { server } = await plainServer({ routes, logs, maxPendingCalls: 2, heldSubscribe: true });
+  const transport = agentLikeTransport(server.url);
   const agents = createClient(AgentService, transport);
   const registrations = createClient(RegistrationService, transport);
   const abort = new AbortController();
@@ -275,6 +275,9 @@ function heldSubscribe() {
   return { routes, opened };
 }
 
+/** A transport speaking as the agent does (binary Connect): its Subscribe takes the held-stream path. */
+const agentLikeTransport = (url: string) => createConnectTransport({ baseUrl: url, httpVersion: "2", useBinaryFormat: true, nodeOptions: { ca: tls.cert } });
+
 /** Reads a Subscribe stream until `signal` cancels it. */
 const readUntilCancelled = (client: ReturnType<typeof createClient<typeof AgentService>>, signal: AbortSignal) =>
   (async () => {
@@ -293,6 +296,8 @@ async function plainServer(
     maxPendingCalls?: number;
     queueLimit?: { calls: number; waitMs: number };
     maxConnections?: number;
+    /** Serve Subscribe on the held-stream path (as the panel does for agents). */
+    heldSubscribe?: boolean;
   } = {},
 ) {
   const logs = options.logs ?? captureLogs();
@@ -302,7 +307,7 @@ async function plainServer(
       router.service(RegistrationService, {
         register: () => ({ serverId: "s", agentToken: "t", heartbeatIntervalSeconds: 60 }),
       }));
-  const { listen, openCalls } = createServer({
+  const { listen, openCalls, heldCalls } = createServer({
     name: "panel",
     tls,
     routes,
@@ -317,8 +322,9 @@ async function plainServer(
     maxPendingCalls: options.maxPendingCalls,
     queueLimit: options.queueLimit,
     maxConnections: options.maxConnections,
+    ...(options.heldSubscribe ? { heldStreams: [AgentService.method.subscribe] } : {}),
   });
-  return { server: await listen(0, "127.0.0.1"), logs, openCalls };
+  return { server: await listen(0, "127.0.0.1"), logs, openCalls, heldCalls };
 }
 
 test("a finished call is forgotten once its response closes: 50 unary calls on one connection leave only the held stream", async () => {
@@ -327,8 +333,8 @@ test("a finished call is forgotten once its response closes: 50 unary calls on o
     streamRoutes(router);
     router.service(RegistrationService, { register: () => ({ serverId: "s", agentToken: "t", heartbeatIntervalSeconds: 60 }) });
   };
-  const { server, openCalls } = await plainServer({ routes });
-  const transport = createConnectTransport({ baseUrl: server.url, httpVersion: "2", nodeOptions: { ca: tls.cert } });
+  const { server, openCalls, heldCalls } = await plainServer({ routes, heldSubscribe: true });
+  const transport = agentLikeTransport(server.url);
   const abort = new AbortController();
   const stream = readUntilCancelled(createClient(AgentService, transport), abort.signal);
   await opened;
@@ -339,6 +345,7 @@ test("a finished call is forgotten once its response closes: 50 unary calls on o
     (n) => n === 1,
     "only the held stream left open",
   );
+  assert.is(heldCalls(), 1, "the agent-like stream took the held-stream path");
   abort.abort();
   await stream;
   await eventually(

@@ -157,6 +157,8 @@ export const agentsService: ServiceModule = {
   // authentication, authorization and audit are the panel service's, in this process too.
   requires: ["crypto", "panel"],
   routes: agentsRoutes,
+  // Every agent holds its command stream open for as long as it runs.
+  heldStreams: [AgentService.method.subscribe],
   signedCalls(deps) {
     // Concurrent signed calls check their nonces together: one statement per few milliseconds.
     const nonces = createNonceRecorder(deps.db);

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
-import { Code, ConnectError, createConnectRouter, createContextKey, type ConnectRouter, type ContextValues } from "@connectrpc/connect";
+import type { DescMethod, DescService } from "@bufbuild/protobuf";
+import { Code, ConnectError, createConnectRouter, createContextKey, type ConnectRouter, type ContextValues, type HandlerContext } from "@connectrpc/connect";
 import type { ConnectRouterOptions } from "@connectrpc/connect";
 import type { UniversalServerResponse } from "@connectrpc/connect/protocol";
 import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
@@ -7,6 +8,7 @@ import { constants as http2Constants, type Http2ServerRequest, type Http2ServerR
 import type { Logger } from "pino";
 import { createAdmission, type QueueLimit } from "./admission.js";
 import { malformedBodyMessage, parseBinaryPrefix } from "./errors.js";
+import { serveHeldStream, servesHeldStream, type HeldStream } from "./held-stream.js";
 
 /** The SHA-256 of a request body, filled in once the body has been read to its end. */
 export interface BodyDigest {
@@ -31,6 +33,11 @@ export interface AdapterOptions extends Partial<ConnectRouterOptions> {
   queueLimit?: QueueLimit;
   /** Told of every call refused by admission control (a metric). */
   onRefused?: () => void;
+  /**
+   * Server-streaming methods every agent holds open: served on a lean path (held-stream.ts) when
+   * the call uses the Connect protocol with binary messages, by connect otherwise.
+   */
+  heldStreams?: readonly DescMethod[];
   log: Logger;
 }
 
@@ -44,18 +51,17 @@ const refusedKey = createContextKey<ConnectError | undefined>(undefined, { descr
  */
 export function createConnectAdapter(options: AdapterOptions) {
   const admission = createAdmission(options);
-  const router = createConnectRouter({
-    acceptCompression: [compressionGzip, compressionBrotli],
-    ...options,
-    // Refused before anything else looks at the call: no signature check, no body read.
-    requestGate: (ctx) => {
-      const refusal = ctx.values.get(refusedKey);
-      if (refusal) throw refusal;
-      return options.requestGate?.(ctx);
-    },
-  });
-  options.routes(router);
+  // Refused before anything else looks at the call: no signature check, no body read.
+  const requestGate = (ctx: HandlerContext) => {
+    const refusal = ctx.values.get(refusedKey);
+    if (refusal) throw refusal;
+    return options.requestGate?.(ctx);
+  };
+  const router = createConnectRouter({ acceptCompression: [compressionGzip, compressionBrotli], ...options, requestGate });
+  const held = heldStreamsOf(router, options.routes, options.heldStreams ?? []);
+  const heldOptions = { interceptors: options.interceptors ?? [], requestGate, maxTimeoutMs: options.maxTimeoutMs ?? 0 };
   const handlers = new Map(router.handlers.map((h) => [h.requestPath, h]));
+  let heldCalls = 0;
   // Each call's signal, so a shutdown can abort every open call. Not one shared shutdown signal:
   // every call would add a listener to it, and with a thousand open streams each new call pays
   // for walking a thousand listeners (EventTarget checks for duplicates) when it adds and removes its own.
@@ -113,8 +119,22 @@ export function createConnectAdapter(options: AdapterOptions) {
       digest.sha256 = hash.digest("hex");
       clearTimeout(bodyTimer);
     })();
+    const release = () => ticket !== undefined && admission.release(ticket);
+    const heldStream = held.get(handler.requestPath);
+    if (heldStream && servesHeldStream(uReq)) {
+      heldCalls++;
+      let released = false;
+      const answering = () => {
+        if (released) return;
+        released = true;
+        release();
+      };
+      serveHeldStream(heldStream, uReq, res, heldOptions, answering).finally(done);
+      res.once("close", done);
+      return true;
+    }
     // The call stops counting as pending once it starts answering (a unary call: its answer).
-    const answering = handler(uReq).finally(() => ticket !== undefined && admission.release(ticket));
+    const answering = handler(uReq).finally(release);
     answering
       .then(async (uRes) => universalResponseToNodeResponse(await malformedBodyAsInvalidArgument(uRes), res))
       .catch((reason: unknown) => {
@@ -135,12 +155,53 @@ export function createConnectAdapter(options: AdapterOptions) {
     handle,
     /** Calls taken on and not yet closed (a held stream counts until it ends). */
     openCalls: () => open.size,
+    /** Calls served on the held-stream path so far. */
+    heldCalls: () => heldCalls,
     /** Aborts every open call and every call that starts from now on (a draining server). */
     shutdown(reason: unknown = new ConnectError("the server is shutting down", Code.Unavailable)) {
       shutdownReason = reason;
       for (const call of open) call.abort(reason);
     },
   };
+}
+
+/**
+ * Mounts the routes on `router` and keeps, of the methods in `methods`, each one's implementation
+ * (connect's router keeps only its own handler).
+ */
+function heldStreamsOf(router: ConnectRouter, routes: (router: ConnectRouter) => void, methods: readonly DescMethod[]): Map<string, HeldStream> {
+  const wanted = new Set(methods);
+  const held = new Map<string, HeldStream>();
+  const keep = (method: DescMethod, impl: unknown) => {
+    if (!wanted.has(method)) return;
+    if (method.methodKind !== "server_streaming") throw new Error(`${method.parent.typeName}.${method.name} is not a server-streaming method`);
+    if (typeof impl === "function")
+      held.set(`/${method.parent.typeName}/${method.name}`, { method: method as HeldStream["method"], impl: impl as HeldStream["impl"] });
+  };
+  const recording: ConnectRouter = {
+    get handlers() {
+      return router.handlers;
+    },
+    service(service: DescService, implementation: Record<string, unknown>, opts) {
+      router.service(service, implementation as never, opts);
+      for (const method of service.methods) {
+        const impl = implementation[method.localName];
+        keep(method, typeof impl === "function" ? impl.bind(implementation) : impl);
+      }
+      return recording;
+    },
+    rpc(method: DescMethod, impl: unknown, opts) {
+      router.rpc(method, impl as never, opts);
+      keep(method, impl);
+      return recording;
+    },
+  } as ConnectRouter;
+  routes(recording);
+  for (const method of methods) {
+    if (!held.has(`/${method.parent.typeName}/${method.name}`))
+      throw new Error(`no implementation of ${method.parent.typeName}.${method.name} to hold streams for`);
+  }
+  return held;
 }
 
 /**

@@ -1,3 +1,4 @@
+import type { DescMethod } from "@bufbuild/protobuf";
 import { constants, createSecureServer, type Http2SecureServer, type Http2Session, type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
 import type { AddressInfo } from "node:net";
 import type { TLSSocket } from "node:tls";
@@ -37,6 +38,8 @@ export interface ServerOptions {
   routes: (router: ConnectRouter) => void;
   /** Server interceptors, outermost first. */
   interceptors: Interceptor[];
+  /** Server-streaming methods that every agent holds open, served on a lean path (held-stream.ts). */
+  heldStreams?: readonly DescMethod[];
   /** Runs after headers arrive, before the body is read; throw a ConnectError to refuse. */
   requestGate?: (ctx: HandlerContext) => void | Promise<void>;
   readiness: () => Promise<Readiness>;
@@ -109,6 +112,7 @@ export function createServer(options: ServerOptions) {
     maxPendingCalls: options.maxPendingCalls,
     queueLimit: options.queueLimit,
     onRefused: () => admissionRefusals.inc(),
+    heldStreams: options.heldStreams,
     log: options.log,
     contextValues: (req) => createContextValues().set(peerAddressKey, req.socket?.remoteAddress ?? ""),
   });
@@ -253,7 +257,7 @@ export function createServer(options: ServerOptions) {
         });
       });
     });
-  return { listen, server, openCalls: adapter.openCalls };
+  return { listen, server, openCalls: adapter.openCalls, heldCalls: adapter.heldCalls };
 }
 
 /**

@@ -1,4 +1,4 @@
-import type { DescService } from "@bufbuild/protobuf";
+import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter, HandlerContext, Interceptor, Transport } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { Config } from "./config.js";
@@ -81,6 +81,8 @@ export interface ServiceModule {
   /** Background jobs it owns; they run on a queue in its database. */
   jobs?(deps: ServiceDeps): JobDefinition[];
   routes(deps: ServiceDeps): (router: ConnectRouter) => void;
+  /** Server-streaming methods every agent holds open: served on a lean path (services/lib/held-stream.ts). */
+  readonly heldStreams?: readonly DescMethod[];
   /**
    * Which master keys this service is handed in its config: "panel" (PANEL_ENCRYPTION_KEY pair,
    * only the crypto service; every other panel service asks CryptoService) or "admin"

@@ -25,7 +25,13 @@ export interface TestTrust {
  * is false: the same server without the checks, a benchmark's baseline), with nonces in PostgreSQL. GetPlanCatalog answers one plan named after the authenticated caller (so tests see
  * who the server believed called); Subscribe sends one keepalive.
  */
-export async function startSignedServer(db: Knex, tls: TlsIdentity, log: Logger, trust: TestTrust, protect = true): Promise<RunningServer> {
+export async function startSignedServer(
+  db: Knex,
+  tls: TlsIdentity,
+  log: Logger,
+  trust: TestTrust,
+  protect = true,
+): Promise<RunningServer & { heldCalls(): number }> {
   // Nonces are checked in batches, as the services do.
   const nonces = createNonceRecorder(db);
   const auth = createHmacAuth({
@@ -51,10 +57,12 @@ export async function startSignedServer(db: Knex, tls: TlsIdentity, log: Logger,
       },
     });
   };
-  const { listen } = createServer({
+  const { listen, heldCalls } = createServer({
     name: "signed-test",
     tls,
     routes,
+    // As the panel serves it: the agent's command stream on the held-stream path.
+    heldStreams: [AgentService.method.subscribe],
     requestGate: auth.requestGate,
     interceptors: [createRequestContextInterceptor(log, new Map()), auth.interceptor, createValidateInterceptor()],
     readiness: async () => ({ ready: true, checks: {} }),
@@ -64,7 +72,7 @@ export async function startSignedServer(db: Knex, tls: TlsIdentity, log: Logger,
     maxTimeoutMs: 60_000,
     pingIntervalMs: 30_000,
   });
-  return listen(0, "127.0.0.1");
+  return Object.assign(await listen(0, "127.0.0.1"), { heldCalls });
 }
 
 /** A raw Connect unary JSON call, so tests can alter what was signed before it is sent. */

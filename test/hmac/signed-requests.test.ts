@@ -1,10 +1,13 @@
 import { execFile } from "node:child_process";
+import { connect as http2Connect } from "node:http2";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { createClient } from "@connectrpc/connect";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { AgentService } from "../../gen/myosicam/agent/v1/agent_pb.js";
+import { AgentService, SubscribeRequestSchema } from "../../gen/myosicam/agent/v1/agent_pb.js";
+import { signingHeaders } from "../../services/lib/hmac/canonical.js";
 import { LicenseService } from "../../gen/myosicam/license/v1/license_pb.js";
 import { migrationsFor } from "../../services/host.js";
 import { createDatabase, migrateToLatest, type Knex } from "../../services/lib/db.js";
@@ -28,7 +31,7 @@ let database: TestDatabase;
 let db: Knex;
 let dir: Awaited<ReturnType<typeof makeTempDir>>;
 let tls: TlsIdentity;
-let server: RunningServer;
+let server: RunningServer & { heldCalls(): number };
 let replica: RunningServer;
 
 const lastReason = () => trust.refusals.at(-1)?.reason;
@@ -73,6 +76,42 @@ test("a signed server-streaming call is accepted over HTTP/2 and HTTP/1.1", asyn
     for await (const m of client.subscribe({ agentVersion: "0.1.0" }, { timeoutMs: 0 })) received.push(m.message.case);
     assert.equal(received, ["keepalive"], `HTTP/${httpVersion}`);
   }
+});
+
+test("the agent's command stream on the held-stream path: signed binary Subscribe accepted; its body changed after signing, or sent again, refused", async () => {
+  const procedure = "/myosicam.agent.v1.AgentService/Subscribe";
+  const body = (agentVersion: string) => {
+    const message = toBinary(SubscribeRequestSchema, create(SubscribeRequestSchema, { agentVersion }));
+    const out = Buffer.alloc(5 + message.length);
+    out.writeUInt32BE(message.length, 1);
+    out.set(message, 5);
+    return out;
+  };
+  const headers = signingHeaders({ callerId: "panel", secret, procedure, body: body("0.1.0"), nowSeconds: Date.now() / 1000 });
+  const call = async (bytes: Uint8Array) => {
+    const session = http2Connect(server.url, { ca: tls.cert });
+    try {
+      return await new Promise<string>((resolve, reject) => {
+        const stream = session.request({ ":method": "POST", ":path": procedure, "content-type": "application/connect+proto", ...headers });
+        const chunks: Buffer[] = [];
+        stream.on("data", (c: Buffer) => chunks.push(c));
+        stream.on("end", () => resolve(Buffer.concat(chunks).toString("latin1")));
+        stream.on("error", reject);
+        stream.end(bytes);
+      });
+    } finally {
+      session.close();
+    }
+  };
+  const servedBefore = server.heldCalls();
+  const accepted = await call(body("0.1.0"));
+  assert.match(accepted, /^\0/, "a keepalive first");
+  assert.match(accepted, /\{\}$/, "and a clean end");
+  assert.match(await call(body("0.1.1")), /request signature rejected/);
+  assert.is(lastReason(), "bad_signature");
+  assert.match(await call(body("0.1.0")), /request signature rejected/);
+  assert.is(lastReason(), "replay");
+  assert.is(server.heldCalls() - servedBefore, 3, "all three took the held-stream path");
 });
 
 test("a raw signed JSON call is accepted", async () => {

@@ -1,0 +1,132 @@
+/**
+ * What one held command stream costs the server: N clients in another process each open a TLS +
+ * HTTP/2 connection and hold `Subscribe` open; the server's RSS and JS heap (after a full GC) are
+ * read before and after, with Subscribe served by connect's handler and on the held-stream path
+ * (services/lib/held-stream.ts), one after the other in the same run, each server in a fresh
+ * process (memory a process freed is not returned to the system, so a second measurement in the
+ * same process would reuse it).
+ *
+ *   npm run bench -- held-streams [--streams 2000] [--rounds 2]
+ */
+import { execFileSync, fork } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import type { ConnectRouter } from "@connectrpc/connect";
+import { createValidateInterceptor } from "@connectrpc/validate";
+import { AgentService } from "../gen/myosicam/agent/v1/agent_pb.js";
+import { createLogger } from "../services/lib/log.js";
+import { createRequestContextInterceptor } from "../services/lib/request-context.js";
+import { createServer } from "../services/lib/server.js";
+import { loadTlsIdentity } from "../services/lib/tls.js";
+import { stopAfter } from "./lib/deadline.js";
+
+stopAfter("held-streams", 10);
+
+const flag = (name: string, fallback: number) => {
+  const at = process.argv.indexOf(`--${name}`);
+  const value = at === -1 ? fallback : Number(process.argv[at + 1]);
+  if (!Number.isInteger(value) || value < 1) throw new Error(`--${name} takes a whole number, got ${process.argv[at + 1]}`);
+  return value;
+};
+const streams = flag("streams", 2000);
+const rounds = flag("rounds", 2);
+const serving = process.argv.includes("--serve") ? process.argv[process.argv.indexOf("--serve") + 1] : undefined;
+
+const log = createLogger({ level: "silent" });
+const root = await mkdtemp(join(tmpdir(), "myosicam-bench-"));
+const tls = await loadTlsIdentity({ dataDir: root });
+
+/** The command stream as the panel holds it: a keepalive, then waiting until it ends. */
+const routes = (router: ConnectRouter) =>
+  router.service(AgentService, {
+    async *subscribe(_req, ctx) {
+      yield { message: { case: "keepalive", value: {} } };
+      await new Promise((resolve) => ctx.signal.addEventListener("abort", resolve, { once: true }));
+      ctx.signal.throwIfAborted();
+    },
+  });
+
+const measured = () => {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) throw new Error("the measuring process needs --expose-gc");
+  gc();
+  gc();
+  const { rss, heapUsed } = process.memoryUsage();
+  return { rss, heapUsed };
+};
+
+/** Opens `count` held streams from a child process; answers once all have their first message, and a way to end them. */
+async function holdStreams(url: string, count: number): Promise<() => Promise<void>> {
+  const child = fork(join(import.meta.dirname, "lib/held-stream-clients.ts"), [url, String(count), tls.certFile], {
+    execArgv: ["--import", "tsx"],
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.once("message", () => resolve());
+    child.once("exit", (code) => reject(new Error(`the client process exited (${code}) before its streams were open`)));
+  });
+  return async () => {
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.kill();
+    await exited;
+  };
+}
+
+async function costPerStream(held: boolean) {
+  const { listen } = createServer({
+    name: "panel",
+    tls,
+    routes,
+    ...(held ? { heldStreams: [AgentService.method.subscribe] } : {}),
+    interceptors: [createRequestContextInterceptor(log, new Map()), createValidateInterceptor()],
+    readiness: async () => ({ ready: true, checks: {} }),
+    log,
+    readMaxBytes: 1 << 20,
+    bodyReadTimeoutMs: 30_000,
+    maxTimeoutMs: 60_000,
+    pingIntervalMs: 30_000,
+  });
+  const server = await listen(0, "127.0.0.1");
+  try {
+    // A first few streams warm the code paths up, so that what is measured is per stream.
+    const endWarmUp = await holdStreams(server.url, 50);
+    const before = measured();
+    const end = await holdStreams(server.url, streams);
+    const after = measured();
+    await end();
+    await endWarmUp();
+    return { rss: (after.rss - before.rss) / streams / 1024, heap: (after.heapUsed - before.heapUsed) / streams / 1024 };
+  } finally {
+    await server.close(5_000);
+  }
+}
+
+try {
+  if (serving !== undefined) {
+    // One measurement in this fresh process; the parent reads the line.
+    console.log(JSON.stringify(await costPerStream(serving === "held")));
+  } else {
+    console.log(
+      `${streams} held Subscribe streams, each on its own TLS + HTTP/2 connection from another process (load average ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(" ")})`,
+    );
+    const measure = (mode: string) =>
+      JSON.parse(
+        execFileSync(process.execPath, ["--expose-gc", "--import", "tsx", import.meta.filename, "--serve", mode, "--streams", String(streams)], {
+          encoding: "utf8",
+          timeout: 300_000,
+        }).trim(),
+      ) as { rss: number; heap: number };
+    for (let round = 1; round <= rounds; round++) {
+      const viaConnect = measure("connect");
+      const viaHeld = measure("held");
+      console.log(
+        `  round ${round}: per stream, connect's handler RSS ${viaConnect.rss.toFixed(1)} KiB (JS heap ${viaConnect.heap.toFixed(1)}), held-stream path RSS ${viaHeld.rss.toFixed(1)} KiB (JS heap ${viaHeld.heap.toFixed(1)}): ${(viaHeld.rss / viaConnect.rss).toFixed(2)}× the RSS`,
+      );
+    }
+  }
+} finally {
+  await rm(root, { recursive: true, force: true });
+}

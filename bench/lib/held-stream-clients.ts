@@ -1,0 +1,42 @@
+/**
+ * The client side of the held-streams benchmark, in a process of its own: opens `count`
+ * connections, each holding one binary Connect `Subscribe` call (as the agent does), tells its
+ * parent once every stream has its first message, and holds them until it is killed.
+ *
+ *   held-stream-clients.ts <url> <count> <ca file>
+ */
+import { readFileSync } from "node:fs";
+import { connect, type ClientHttp2Session } from "node:http2";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { AgentService, SubscribeRequestSchema } from "../../gen/myosicam/agent/v1/agent_pb.js";
+
+const [url, countText, caFile] = process.argv.slice(2);
+const count = Number(countText);
+const ca = readFileSync(caFile!, "utf8");
+const message = toBinary(SubscribeRequestSchema, create(SubscribeRequestSchema, { agentVersion: "0.1.0" }));
+const body = Buffer.alloc(5 + message.length);
+body.writeUInt32BE(message.length, 1);
+body.set(message, 5);
+
+const sessions: ClientHttp2Session[] = [];
+let open = 0;
+for (let i = 0; i < count; i++) {
+  const session = connect(url!, { ca });
+  sessions.push(session);
+  session.on("error", (err) => {
+    console.error(`a held-stream client connection failed: ${err.message}`);
+    process.exit(1);
+  });
+  const stream = session.request({
+    ":method": "POST",
+    ":path": `/${AgentService.typeName}/${AgentService.method.subscribe.name}`,
+    "content-type": "application/connect+proto",
+  });
+  stream.once("data", () => {
+    if (++open === count) process.send?.("open");
+  });
+  stream.on("error", () => undefined);
+  stream.end(body);
+  // Connections a hundred at a time, as a fleet arrives, not all in one burst.
+  if (i % 100 === 99) await new Promise((resolve) => setTimeout(resolve, 50));
+}
