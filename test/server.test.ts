@@ -356,13 +356,24 @@ test("a finished call is forgotten once its response closes: 50 unary calls on o
   await server.close(5_000);
 });
 
-test("HTTP/2 limits are advertised: concurrent streams and header list size", async () => {
+test("HTTP/2 limits are advertised: concurrent streams, header list size, and no HPACK dynamic table; calls on one connection still work", async () => {
   const { server } = await plainServer();
   const session = http2Connect(server.url, { ca: tls.cert });
   try {
     const settings = await new Promise<Http2Settings>((resolve) => session.once("remoteSettings", resolve));
     assert.is(settings.maxConcurrentStreams, http2Limits.maxConcurrentStreams);
     assert.is(settings.maxHeaderListSize, http2Limits.maxHeaderListBytes);
+    // Every held connection would keep a table of up to 4 KiB each way (≈5 KiB of nghttp2's memory per agent).
+    assert.is(settings.headerTableSize, 0);
+    for (let call = 0; call < 3; call++) {
+      const status = await new Promise<number>((resolve, reject) => {
+        const stream = session.request({ ":path": "/healthz", "x-request-id": `hpack-${call}`, "user-agent": "myosicam-test" });
+        stream.on("response", (headers) => resolve(Number(headers[":status"])));
+        stream.on("error", reject);
+        stream.resume();
+      });
+      assert.is(status, 200, `call ${call} on the same connection`);
+    }
   } finally {
     session.destroy();
     await server.close(1000);

@@ -186,7 +186,12 @@ export function createServer(options: ServerOptions) {
       ALPNCallback: chooseApplicationProtocol,
       minVersion: "TLSv1.3",
       ...(options.handshakeTimeoutMs === undefined ? {} : { handshakeTimeout: options.handshakeTimeoutMs }),
-      settings: { maxConcurrentStreams: http2Limits.maxConcurrentStreams, maxHeaderListSize: http2Limits.maxHeaderListBytes },
+      settings: {
+        maxConcurrentStreams: http2Limits.maxConcurrentStreams,
+        maxHeaderListSize: http2Limits.maxHeaderListBytes,
+        headerTableSize: http2Limits.headerTableBytes,
+      },
+      maxDeflateDynamicTableSize: http2Limits.headerTableBytes,
       maxHeaderListPairs: http2Limits.maxHeaderPairs,
       maxSessionMemory: http2Limits.maxSessionMemoryMegabytes,
       maxSessionRejectedStreams: http2Limits.maxRejectedStreams,
@@ -270,6 +275,13 @@ export const http2Limits = {
   maxConcurrentStreams: 128,
   /** Largest header list (SETTINGS_MAX_HEADER_LIST_SIZE), bytes. */
   maxHeaderListBytes: 16 * 1024,
+  /**
+   * HPACK dynamic table, each direction (SETTINGS_HEADER_TABLE_SIZE and the encoder's own), bytes.
+   * None: every held connection kept up to 4 KiB each way (nghttp2's memory per agent 26.4 → 21.4
+   * KiB, measured at 1,000 agents); headers then travel literally or from the static table, a few
+   * hundred bytes more per call — an agent calls about once a minute.
+   */
+  headerTableBytes: 0,
   maxHeaderPairs: 128,
   /** Memory one session may use for its frames and streams, MB (Node's maxSessionMemory). */
   maxSessionMemoryMegabytes: 8,
