@@ -256,8 +256,11 @@ async function measure(agents: number): Promise<Figures> {
     const restartBackSeconds = (performance.now() - restartedAt) / 1000;
     const refusedWithHint = f.totals().refusedWithHint - refusedBefore;
     const restartedRss = (await panelsUsage(stack)).rssBytes / 2 ** 20;
+    // How much of that RSS is the JS heap V8 holds, and how much of it is in use: the rest is native
+    // (TLS, HTTP/2 sessions, what malloc keeps).
+    const heapAfter = await scrapeMetrics(stack.replicas[0]!.url, stack.ca, ["myosicam_nodejs_heap_size_used_bytes", "myosicam_nodejs_heap_size_total_bytes"]);
     console.log(
-      `restart: down ${(downMs / 1000).toFixed(1)} s, then every agent back within ${restartBackSeconds.toFixed(1)} s (target ≤ 300 s); ${refusedWithHint} calls refused early with a retry hint; RSS after ${restartedRss.toFixed(0)} MiB`,
+      `restart: down ${(downMs / 1000).toFixed(1)} s, then every agent back within ${restartBackSeconds.toFixed(1)} s (target ≤ 300 s); ${refusedWithHint} calls refused early with a retry hint; RSS after ${restartedRss.toFixed(0)} MiB (JS heap ${(heapAfter.myosicam_nodejs_heap_size_total_bytes! / 2 ** 20).toFixed(0)} MiB, ${(heapAfter.myosicam_nodejs_heap_size_used_bytes! / 2 ** 20).toFixed(0)} MiB of it in use)`,
     );
     console.log(`fleet: ${describe(f.totals())}`);
     return {
