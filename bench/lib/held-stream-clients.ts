@@ -3,14 +3,17 @@
  * connections, each holding one binary Connect `Subscribe` call (as the agent does), tells its
  * parent once every stream has its first message, and holds them until it is killed.
  *
- *   held-stream-clients.ts <url> <count> <ca file>
+ *   held-stream-clients.ts <url> <count> <ca file> [tls|stream]
+ *
+ * `tls`: a TLS connection each and nothing more (it counts once the server's first byte arrives).
  */
 import { readFileSync } from "node:fs";
 import { connect, type ClientHttp2Session } from "node:http2";
+import { connect as tlsConnect, type TLSSocket } from "node:tls";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { AgentService, SubscribeRequestSchema } from "../../gen/myosicam/agent/v1/agent_pb.js";
 
-const [url, countText, caFile] = process.argv.slice(2);
+const [url, countText, caFile, kind = "stream"] = process.argv.slice(2);
 const count = Number(countText);
 const ca = readFileSync(caFile!, "utf8");
 const message = toBinary(SubscribeRequestSchema, create(SubscribeRequestSchema, { agentVersion: "0.1.0" }));
@@ -18,11 +21,27 @@ const body = Buffer.alloc(5 + message.length);
 body.writeUInt32BE(message.length, 1);
 body.set(message, 5);
 
-const sessions: ClientHttp2Session[] = [];
+const held: Array<ClientHttp2Session | TLSSocket> = [];
 let open = 0;
+const opened = () => {
+  if (++open === count) process.send?.("open");
+};
 for (let i = 0; i < count; i++) {
+  // Connections a hundred at a time, as a fleet arrives, not all in one burst.
+  if (i % 100 === 99) await new Promise((resolve) => setTimeout(resolve, 50));
+  if (kind === "tls") {
+    const { hostname, port } = new URL(url!);
+    const socket = tlsConnect({ host: hostname, port: Number(port), ca, servername: "localhost" });
+    held.push(socket);
+    socket.once("data", opened);
+    socket.on("error", (err) => {
+      console.error(`a TLS client connection failed: ${err.message}`);
+      process.exit(1);
+    });
+    continue;
+  }
   const session = connect(url!, { ca });
-  sessions.push(session);
+  held.push(session);
   session.on("error", (err) => {
     console.error(`a held-stream client connection failed: ${err.message}`);
     process.exit(1);
@@ -32,11 +51,7 @@ for (let i = 0; i < count; i++) {
     ":path": `/${AgentService.typeName}/${AgentService.method.subscribe.name}`,
     "content-type": "application/connect+proto",
   });
-  stream.once("data", () => {
-    if (++open === count) process.send?.("open");
-  });
+  stream.once("data", opened);
   stream.on("error", () => undefined);
   stream.end(body);
-  // Connections a hundred at a time, as a fleet arrives, not all in one burst.
-  if (i % 100 === 99) await new Promise((resolve) => setTimeout(resolve, 50));
 }
