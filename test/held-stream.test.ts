@@ -28,8 +28,10 @@ let logs: ReturnType<typeof captureLogs>;
 
 /**
  * Subscribe as the tests need it: `agentVersion` says what to do — "0.1.0" yields two keepalives
- * and ends; "fail" yields one, then fails; "trailer" sets a trailer; "wait" waits for its end.
+ * and ends; "fail" yields one, then fails; "trailer" sets a trailer; "wait" waits for its end;
+ * "flood" yields 64 KiB commands without end (and tells `floodEnded` when it is stopped).
  */
+let floodEnded: () => void = () => undefined;
 const routes = (router: ConnectRouter) =>
   router.service(AgentService, {
     async *subscribe(req, ctx) {
@@ -41,6 +43,13 @@ const routes = (router: ConnectRouter) =>
         ctx.signal.throwIfAborted();
       }
       if (req.agentVersion === "trailer") ctx.responseTrailer.set("x-commands-sent", "0");
+      if (req.agentVersion === "flood") {
+        try {
+          for (let n = 0; ; n++) yield { message: { case: "command", value: { id: `${n}-${"x".repeat(64 * 1024)}` } } };
+        } finally {
+          floodEnded();
+        }
+      }
       yield { message: { case: "command", value: { id: "c1" } } };
     },
   });
@@ -238,6 +247,26 @@ test("a connect-es client in binary (the agent's way) and in JSON gets the same 
     assert.is(err?.metadata.get("retry-after"), "7");
     // Binary calls take the held path; JSON ones stay with connect.
     assert.is(heldCalls.held() - servedBefore, useBinaryFormat ? 2 : 0);
+  }
+});
+
+test("a client that stops reading and then goes away: the stream ends and its implementation is stopped, on either path", async () => {
+  for (const url of [held.url, plain.url]) {
+    const ended = new Promise<void>((resolve) => (floodEnded = resolve));
+    const session = http2Connect(url, { ca: tls.cert });
+    session.on("error", () => undefined);
+    const stream = session.request({ ":method": "POST", ":path": subscribePath, "content-type": "application/connect+proto" });
+    stream.on("error", () => undefined);
+    stream.end(request("flood"));
+    // Read a little, stop reading (the server's writes back up against HTTP/2 flow control), and
+    // go: the flood always has a next message to write after the connection closed.
+    await new Promise<void>((resolve) => stream.once("data", () => resolve()));
+    stream.pause();
+    session.destroy();
+    let timer: NodeJS.Timeout | undefined;
+    const stopped = await Promise.race([ended.then(() => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), 10_000)))]);
+    clearTimeout(timer);
+    assert.ok(stopped, `the implementation was stopped once its client went away (${url === held.url ? "held path" : "connect"})`);
   }
 });
 

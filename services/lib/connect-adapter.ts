@@ -129,7 +129,13 @@ export function createConnectAdapter(options: AdapterOptions) {
         released = true;
         release();
       };
-      serveHeldStream(heldStream, uReq, res, heldOptions, answering).finally(done);
+      serveHeldStream(heldStream, uReq, res, heldOptions, answering)
+        .catch((err: unknown) => {
+          // It answers every failure itself; this is only for a fault in that answering.
+          options.log.error({ err, rpc: handler.method.name }, "serving a held stream failed");
+          res.destroy();
+        })
+        .finally(done);
       res.once("close", done);
       return true;
     }

@@ -208,9 +208,17 @@ function copyHeaders(from: Headers, to: Headers) {
 /**
  * Writes envelopes to the response: the status and headers with the first one (so that an
  * implementation can still add headers until then), waiting for the response to drain when the
- * client reads slowly.
+ * client reads slowly. Once the response has closed (the client went away), a message is refused
+ * with `Canceled` rather than written into nothing; the compatibility response of HTTP/2 has no
+ * `destroyed` to ask, so its close is tracked here.
  */
 function envelopeWriter(res: Http2ServerResponse, header: Headers) {
+  let closed = false;
+  let drained: (() => void) | undefined;
+  res.once("close", () => {
+    closed = true;
+    drained?.();
+  });
   const writeHead = () => {
     if (res.headersSent) return;
     const headers: Record<string, string> = {};
@@ -221,21 +229,21 @@ function envelopeWriter(res: Http2ServerResponse, header: Headers) {
   };
   return {
     async message(bytes: Uint8Array) {
-      if (res.destroyed || res.writableEnded) throw new ConnectError("the client closed the stream", Code.Canceled);
+      if (closed || res.writableEnded) throw new ConnectError("the client closed the stream", Code.Canceled);
       writeHead();
-      if (res.write(encodeEnvelope(0, bytes))) return;
+      if (res.write(encodeEnvelope(0, bytes)) || closed) return;
       await new Promise<void>((resolve) => {
-        const done = () => {
-          res.off("drain", done);
-          res.off("close", done);
+        drained = () => {
+          drained = undefined;
+          res.off("drain", onDrain);
           resolve();
         };
-        res.once("drain", done);
-        res.once("close", done);
+        const onDrain = () => drained?.();
+        res.once("drain", onDrain);
       });
     },
     end(failure: unknown, trailer: Headers) {
-      if (res.destroyed || res.writableEnded) return;
+      if (closed || res.writableEnded) return;
       const error =
         failure === undefined
           ? undefined

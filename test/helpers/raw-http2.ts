@@ -51,6 +51,9 @@ function hpackInt(value: number, prefixBits: number, firstByteFlags = 0): number
   return out;
 }
 
+/** SETTINGS_HEADER_TABLE_SIZE. */
+const settingHeaderTableSize = 0x1;
+
 /** Header fields as "literal without indexing, new name" entries, no Huffman coding. */
 export function hpackLiterals(fields: ReadonlyArray<[string, string]>): Buffer {
   const bytes: number[] = [];
@@ -88,6 +91,10 @@ export async function rawHttp2(url: string, options: { answerPings?: boolean; pr
     }),
   );
   let pending = Buffer.alloc(0);
+  // A server that advertises a smaller HPACK table than the default 4,096 bytes is owed a dynamic
+  // table size update at the start of the next header block once its SETTINGS are acknowledged
+  // (RFC 7541 §4.2): without it, the header block is a compression error.
+  let tableSizeUpdate: number[] = [];
   socket.on("data", (chunk: Buffer) => {
     pending = Buffer.concat([pending, chunk]);
     while (pending.length >= 9) {
@@ -99,6 +106,9 @@ export async function rawHttp2(url: string, options: { answerPings?: boolean; pr
       const streamId = pending.readUInt32BE(5) & 0x7fffffff;
       pending = pending.subarray(9 + length);
       if (type === frameType.settings && !(flags & 1) && !socket.destroyed) {
+        for (let at = 0; at + 6 <= payload.length; at += 6) {
+          if (payload.readUInt16BE(at) === settingHeaderTableSize) tableSizeUpdate = hpackInt(payload.readUInt32BE(at + 2), 5, 0x20);
+        }
         socket.write(frame(frameType.settings, 1, 0));
         settled();
       }
@@ -120,7 +130,8 @@ export async function rawHttp2(url: string, options: { answerPings?: boolean; pr
     socket,
     headers(streamId, fields, o = {}) {
       const flags = (o.endStream ? 0x1 : 0) | (o.endHeaders === false ? 0 : 0x4);
-      write(frame(frameType.headers, flags, streamId, hpackLiterals(fields)));
+      write(frame(frameType.headers, flags, streamId, Buffer.concat([Buffer.from(tableSizeUpdate), hpackLiterals(fields)])));
+      tableSizeUpdate = [];
     },
     data(streamId, bytes, endStream = false) {
       write(frame(frameType.data, endStream ? 1 : 0, streamId, bytes));
