@@ -1,5 +1,5 @@
 import { connect as http2Connect, type IncomingHttpHeaders } from "node:http2";
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create, toBinary, type DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { createValidateInterceptor } from "@connectrpc/validate";
@@ -268,6 +268,35 @@ test("a client that stops reading and then goes away: the stream ends and its im
     clearTimeout(timer);
     assert.ok(stopped, `the implementation was stopped once its client went away (${url === held.url ? "held path" : "connect"})`);
   }
+});
+
+test("held streams are checked when the server is built: not server-streaming, not implemented, or mounted with options of its own is refused", () => {
+  const build = (heldStreams: DescMethod[], mount: (router: ConnectRouter) => void) => () =>
+    createServer({
+      name: "panel",
+      tls,
+      routes: mount,
+      heldStreams,
+      interceptors: [],
+      readiness: async () => ({ ready: true, checks: {} }),
+      log: logs.log,
+      readMaxBytes: 1 << 20,
+      bodyReadTimeoutMs: 30_000,
+      maxTimeoutMs: 60_000,
+      pingIntervalMs: 30_000,
+    });
+  assert.throws(build([AgentService.method.heartbeat], routes), /Heartbeat is not a server-streaming method/);
+  assert.throws(
+    build([AgentService.method.subscribe], () => undefined),
+    /no implementation of myosicam.agent.v1.AgentService.Subscribe/,
+  );
+  assert.throws(
+    build([AgentService.method.subscribe], (router) =>
+      routes({ ...router, service: (service, impl) => router.service(service, impl, { readMaxBytes: 10 }) } as ConnectRouter),
+    ),
+    /Subscribe is held: mount its service without options of its own/,
+  );
+  build([AgentService.method.subscribe], routes)();
 });
 
 test("every call is logged once with its code, on either path", async () => {

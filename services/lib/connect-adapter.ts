@@ -178,9 +178,11 @@ export function createConnectAdapter(options: AdapterOptions) {
 function heldStreamsOf(router: ConnectRouter, routes: (router: ConnectRouter) => void, methods: readonly DescMethod[]): Map<string, HeldStream> {
   const wanted = new Set(methods);
   const held = new Map<string, HeldStream>();
-  const keep = (method: DescMethod, impl: unknown) => {
+  const keep = (method: DescMethod, impl: unknown, opts: unknown) => {
     if (!wanted.has(method)) return;
     if (method.methodKind !== "server_streaming") throw new Error(`${method.parent.typeName}.${method.name} is not a server-streaming method`);
+    // The held path applies the router's options (interceptors, limits); a service's own would be skipped there.
+    if (opts !== undefined) throw new Error(`${method.parent.typeName}.${method.name} is held: mount its service without options of its own`);
     if (typeof impl === "function")
       held.set(`/${method.parent.typeName}/${method.name}`, { method: method as HeldStream["method"], impl: impl as HeldStream["impl"] });
   };
@@ -192,13 +194,13 @@ function heldStreamsOf(router: ConnectRouter, routes: (router: ConnectRouter) =>
       router.service(service, implementation as never, opts);
       for (const method of service.methods) {
         const impl = implementation[method.localName];
-        keep(method, typeof impl === "function" ? impl.bind(implementation) : impl);
+        keep(method, typeof impl === "function" ? impl.bind(implementation) : impl, opts);
       }
       return recording;
     },
     rpc(method: DescMethod, impl: unknown, opts) {
       router.rpc(method, impl as never, opts);
-      keep(method, impl);
+      keep(method, impl, opts);
       return recording;
     },
   } as ConnectRouter;
