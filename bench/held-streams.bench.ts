@@ -24,6 +24,7 @@ import { createRequestContextInterceptor } from "../services/lib/request-context
 import { chooseApplicationProtocol, createServer } from "../services/lib/server.js";
 import { loadTlsIdentity } from "../services/lib/tls.js";
 import { stopAfter } from "./lib/deadline.js";
+import { everydayServerOptions } from "../test/helpers/server-options.js";
 
 stopAfter("held-streams", 10);
 
@@ -114,12 +115,7 @@ async function serve(mode: Mode): Promise<{ url: string; close(): Promise<void> 
     routes,
     ...(mode === "held" ? { heldStreams: [AgentService.method.subscribe] } : {}),
     interceptors: [createRequestContextInterceptor(log, new Map()), createValidateInterceptor()],
-    readiness: async () => ({ ready: true, checks: {} }),
-    log,
-    readMaxBytes: 1 << 20,
-    bodyReadTimeoutMs: 30_000,
-    maxTimeoutMs: 60_000,
-    pingIntervalMs: 30_000,
+    ...everydayServerOptions(log),
   });
   const server = await listen(0, "127.0.0.1");
   return { url: server.url, close: async () => void (await server.close(5_000)) };

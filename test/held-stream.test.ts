@@ -12,6 +12,7 @@ import { createServer, type RunningServer } from "../services/lib/server.js";
 import { loadTlsIdentity, type TlsIdentity } from "../services/lib/tls.js";
 import { makeTempDir } from "./helpers/cli.js";
 import { captureLogs } from "./helpers/log-capture.js";
+import { everydayServerOptions } from "./helpers/server-options.js";
 
 const test = suite("held streams: the agent's command stream served without connect's stream plumbing");
 
@@ -71,12 +72,7 @@ test.before(async () => {
       requestGate,
       ...(heldStreams ? { heldStreams: [AgentService.method.subscribe] } : {}),
       interceptors: [createRequestContextInterceptor(logs.log, new Map(), callMetrics), createValidateInterceptor()],
-      readiness: async () => ({ ready: true, checks: {} }),
-      log: logs.log,
-      readMaxBytes: 1 << 20,
-      bodyReadTimeoutMs: 30_000,
-      maxTimeoutMs: 60_000,
-      pingIntervalMs: 30_000,
+      ...everydayServerOptions(logs.log),
     });
   const heldServer = start(true);
   const plainServer = start(false);
@@ -278,12 +274,7 @@ test("held streams are checked when the server is built: not server-streaming, n
       routes: mount,
       heldStreams,
       interceptors: [],
-      readiness: async () => ({ ready: true, checks: {} }),
-      log: logs.log,
-      readMaxBytes: 1 << 20,
-      bodyReadTimeoutMs: 30_000,
-      maxTimeoutMs: 60_000,
-      pingIntervalMs: 30_000,
+      ...everydayServerOptions(logs.log),
     });
   assert.throws(build([AgentService.method.heartbeat], routes), /Heartbeat is not a server-streaming method/);
   assert.throws(

@@ -12,6 +12,7 @@ import type { Logger } from "../../services/lib/log.js";
 import { createRequestContextInterceptor } from "../../services/lib/request-context.js";
 import { createServer, type RunningServer } from "../../services/lib/server.js";
 import type { TlsIdentity } from "../../services/lib/tls.js";
+import { everydayServerOptions } from "./server-options.js";
 
 /** Callers the test controls, and a clock it can move or stop (`stoppedAt`, in seconds). */
 export interface TestTrust {
@@ -65,12 +66,7 @@ export async function startSignedServer(
     heldStreams: [AgentService.method.subscribe],
     requestGate: auth.requestGate,
     interceptors: [createRequestContextInterceptor(log, new Map()), auth.interceptor, createValidateInterceptor()],
-    readiness: async () => ({ ready: true, checks: {} }),
-    log,
-    readMaxBytes: 1 << 20,
-    bodyReadTimeoutMs: 30_000,
-    maxTimeoutMs: 60_000,
-    pingIntervalMs: 30_000,
+    ...everydayServerOptions(log),
   });
   return Object.assign(await listen(0, "127.0.0.1"), { heldCalls });
 }
