@@ -389,7 +389,12 @@ test("every page has no serious or critical accessibility problem (axe), at 1280
       await go(path);
       await page.locator("main h1").first().waitFor();
       // The live stream keeps the network busy for good: wait for the page's own data instead.
-      await page.waitForFunction("!document.querySelector('main').innerText.includes('Loading')");
+      // A locator, not a waitForFunction string: the console's CSP (script-src 'self') refuses the
+      // eval a string predicate needs (Chromium 156.0.8078.114 enforces it there).
+      await page
+        .locator("main", { hasNotText: /Loading/ })
+        .first()
+        .waitFor();
       for (const p of await seriousAccessibilityProblems(page)) problems.push(`${path} @${width}: ${p}`);
       const overflow = Number(await page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth"));
       if (overflow > 1) problems.push(`${path} @${width}: the page scrolls sideways by ${overflow} px`);
