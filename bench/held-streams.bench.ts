@@ -31,7 +31,10 @@ stopAfter("held-streams", 10);
 const flag = (name: string, fallback: number) => {
   const at = process.argv.indexOf(`--${name}`);
   const value = at === -1 ? fallback : Number(process.argv[at + 1]);
-  if (!Number.isInteger(value) || value < 1) throw new Error(`--${name} takes a whole number, got ${process.argv[at + 1]}`);
+  if (!Number.isInteger(value) || value < 1) {
+    console.error(`held-streams: --${name} takes a whole number of 1 or more, got ${process.argv[at + 1] ?? "nothing"}`);
+    process.exit(2);
+  }
   return value;
 };
 const streams = flag("streams", 2000);
