@@ -186,12 +186,8 @@ export function createServer(options: ServerOptions) {
       ALPNCallback: chooseApplicationProtocol,
       minVersion: "TLSv1.3",
       ...(options.handshakeTimeoutMs === undefined ? {} : { handshakeTimeout: options.handshakeTimeoutMs }),
-      settings: {
-        maxConcurrentStreams: http2Limits.maxConcurrentStreams,
-        maxHeaderListSize: http2Limits.maxHeaderListBytes,
-        headerTableSize: http2Limits.headerTableBytes,
-      },
-      maxDeflateDynamicTableSize: http2Limits.headerTableBytes,
+      settings: { maxConcurrentStreams: http2Limits.maxConcurrentStreams, maxHeaderListSize: http2Limits.maxHeaderListBytes },
+      maxDeflateDynamicTableSize: http2Limits.responseHeaderTableBytes,
       maxHeaderListPairs: http2Limits.maxHeaderPairs,
       maxSessionMemory: http2Limits.maxSessionMemoryMegabytes,
       maxSessionRejectedStreams: http2Limits.maxRejectedStreams,
@@ -276,12 +272,14 @@ export const http2Limits = {
   /** Largest header list (SETTINGS_MAX_HEADER_LIST_SIZE), bytes. */
   maxHeaderListBytes: 16 * 1024,
   /**
-   * HPACK dynamic table, each direction (SETTINGS_HEADER_TABLE_SIZE and the encoder's own), bytes.
-   * None: every held connection kept up to 4 KiB each way (nghttp2's memory per agent 26.4 → 21.4
-   * KiB, measured at 1,000 agents); headers then travel literally or from the static table, a few
-   * hundred bytes more per call — an agent calls about once a minute.
+   * HPACK dynamic table of the headers this server sends: none. Each held connection kept up to
+   * 4 KiB for it; responses then carry their headers literally or from the static table, a few
+   * hundred bytes more per call (an agent calls about once a minute). The table for what clients
+   * send (SETTINGS_HEADER_TABLE_SIZE) stays at the default 4 KiB: advertising less obliges the
+   * client's encoder to announce the smaller size first, and HAProxy 2.6's HTTP/2 backend does not
+   * (every call through it failed with 502).
    */
-  headerTableBytes: 0,
+  responseHeaderTableBytes: 0,
   maxHeaderPairs: 128,
   /** Memory one session may use for its frames and streams, MB (Node's maxSessionMemory). */
   maxSessionMemoryMegabytes: 8,
