@@ -14,6 +14,10 @@ export const parseBinaryPrefix = "parse binary: ";
 /** What a caller is told instead: the fault is in what it sent. */
 export const malformedBodyMessage = (detail: string) => `malformed request body: it is not a valid protobuf message (${detail})`;
 
+/** What a caller is told of a message flagged compressed in a request that names no compression. */
+export const compressedWithoutEncodingMessage =
+  "malformed request body: a message is marked compressed, but the request names no compression (Connect-Content-Encoding)";
+
 /**
  * connect-es answers some faults of what a caller sent as `internal`; the caller is told what it
  * got wrong instead, as `invalid_argument`. A stream's request reaches the interceptors with them
@@ -22,10 +26,7 @@ export const malformedBodyMessage = (detail: string) => `malformed request body:
 function callerFault(message: string): ConnectError | undefined {
   if (message.startsWith(parseBinaryPrefix)) return new ConnectError(malformedBodyMessage(message.slice(parseBinaryPrefix.length)), Code.InvalidArgument);
   if (message === "received compressed envelope, but do not know how to decompress") {
-    return new ConnectError(
-      "malformed request body: a message is marked compressed, but the request names no compression (Connect-Content-Encoding)",
-      Code.InvalidArgument,
-    );
+    return new ConnectError(compressedWithoutEncodingMessage, Code.InvalidArgument);
   }
   if (message === "received parsed JSON request body, but content-type indicates binary format") {
     return new ConnectError("malformed request: the message was sent as JSON, but the content type says binary protobuf", Code.InvalidArgument);

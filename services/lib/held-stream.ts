@@ -21,7 +21,7 @@ import {
   parseContentType,
   parseTimeout,
 } from "@connectrpc/connect/protocol-connect";
-import { malformedBodyMessage } from "./errors.js";
+import { compressedWithoutEncodingMessage, malformedBodyMessage } from "./errors.js";
 
 /**
  * A server-streaming method that every agent holds open for as long as it runs (the command
@@ -160,9 +160,7 @@ async function* requestMessages<I extends DescMessage>(
     offset += 5;
     if (flags !== 0) {
       throw new ConnectError(
-        flags & 1
-          ? "malformed request body: a message is marked compressed, but the request names no compression (Connect-Content-Encoding)"
-          : `malformed request body: an enveloped message has flags ${flags}, which a request may not carry`,
+        flags & 1 ? compressedWithoutEncodingMessage : `malformed request body: an enveloped message has flags ${flags}, which a request may not carry`,
         Code.InvalidArgument,
       );
     }
@@ -220,12 +218,7 @@ function envelopeWriter(res: Http2ServerResponse, header: Headers) {
     drained?.();
   });
   const writeHead = () => {
-    if (res.headersSent) return;
-    const headers: Record<string, string> = {};
-    header.forEach((value, key) => {
-      headers[key] = value;
-    });
-    res.writeHead(200, headers);
+    if (!res.headersSent) res.writeHead(200, Object.fromEntries(header));
   };
   return {
     async message(bytes: Uint8Array) {
