@@ -124,7 +124,8 @@ async function runAgent(url: string, ca: string, seed: AgentSeed, index: number,
 
   // The first sync sends every snapshot; later ones only the hashes (the panel asks for what it lacks).
   let present: InstanceRef[] = [];
-  const sync = async (full: boolean): Promise<boolean> => {
+  /** Syncs; answers whether it was stored, and the refusal (with its retry hint) when not. */
+  const sync = async (full: boolean): Promise<{ stored: true } | { stored: false; refusal?: ConnectError }> => {
     const snapshots = full || present.length === 0 ? instanceSnapshots(seedNumber, behaviour.instances, behaviour.accounts) : [];
     if (snapshots.length > 0) present = snapshots.map((s) => ({ ...s.ref! }));
     try {
@@ -135,14 +136,16 @@ async function runAgent(url: string, ca: string, seed: AgentSeed, index: number,
         await client.sync({ present, snapshots: again, host: hostReadings() }, { signal: stopping.signal, timeoutMs: 120_000 });
       }
       period.synced++;
-      return true;
+      return { stored: true };
     } catch (err) {
-      if (!stopping.signal.aborted) failed("Sync", err);
-      return false;
+      return { stored: false, refusal: stopping.signal.aborted ? undefined : failed("Sync", err) };
     }
   };
-  for (let attempt = 0; !(await sync(true)); attempt++) {
-    if (!(await pause(retryDelayMs(undefined, attempt, retryBaseMs, retryCapMs)))) return;
+  // As the agent does: a refused sync is tried again no sooner than the panel's retry hint.
+  for (let attempt = 0; ; attempt++) {
+    const result = await sync(true);
+    if (result.stored) break;
+    if (!(await pause(retryDelayMs(result.refusal, attempt, retryBaseMs, retryCapMs)))) return;
   }
 
   // The version it reports; an upgrade_agent command changes it, as a restart into the new version would.

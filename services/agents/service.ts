@@ -81,7 +81,16 @@ export const isApproved = (caller: KnownCaller) => caller.allowedProcedures.incl
 export const answerAgainSeconds = 10 * 60;
 
 /** The advisory lock (by name) that registrations adding a server hold while they count the quota. */
-const serverQuotaLock = "myosicam:server-quota";
+export const serverQuotaLock = "myosicam:server-quota";
+
+/**
+ * Registrations that add a server count the quota one at a time (the advisory lock, across
+ * replicas). Within one process they also take their turn in memory, before a pool connection:
+ * each one waiting for the lock inside its transaction would hold a connection meanwhile, and ten
+ * at once (an enrolment burst) took the whole pool, so heartbeats and syncs of enrolled agents
+ * waited behind them until they timed out.
+ */
+const quotaTurnsPerProcess = 1;
 
 type RegistrationOutcome =
   | { kind: "quota"; error: ConnectError }
@@ -107,6 +116,7 @@ const tokenRefused = () =>
 /** `RegistrationService.Register` (DESIGN.md §3.2–§3.3). */
 export function createRegistrationService(deps: RegistrationDeps): ServiceImpl<typeof RegistrationService> {
   const { db, log } = deps;
+  const quotaTurns = pLimit(quotaTurnsPerProcess);
 
   /**
    * A registration whose answer was lost (a timeout, a cut connection, a replica killed after the
@@ -176,33 +186,41 @@ export function createRegistrationService(deps: RegistrationDeps): ServiceImpl<t
         plaintext: Buffer.from(agentToken, "utf8"),
         context: { table: "servers", column: "agent_token", rowId: token.server_id },
       });
-      const outcome = await db.transaction(async (trx): Promise<RegistrationOutcome> => {
-        if (addsServer) {
-          // Registrations that add a server take their turn: the quota is counted and the server
-          // added in one step, so concurrent registrations cannot pass the quota together.
-          await trx.raw("select pg_advisory_xact_lock(hashtext(?))", [serverQuotaLock]);
-          try {
-            requireQuota(await currentStanding(trx, deps.config.licenseKey), await deps.currentUsage(trx), { servers: 1 });
-          } catch (err) {
-            return { kind: "quota", error: err as ConnectError };
+      const registerInTransaction = () =>
+        db.transaction(async (trx): Promise<RegistrationOutcome> => {
+          if (addsServer) {
+            // Registrations that add a server take their turn: the quota is counted and the server
+            // added in one step, so concurrent registrations cannot pass the quota together.
+            await trx.raw("select pg_advisory_xact_lock(hashtext(?))", [serverQuotaLock]);
+            try {
+              requireQuota(await currentStanding(trx, deps.config.licenseKey), await deps.currentUsage(trx), { servers: 1 });
+            } catch (err) {
+              return { kind: "quota", error: err as ConnectError };
+            }
           }
-        }
-        const serverId = await consumeInstallToken(trx, hash);
-        if (!serverId) return { kind: "taken" };
-        const row = await recordRegistration(trx, serverId, {
-          agentId: req.agentId,
-          hostname: req.hostname,
-          reportedIp: req.ip,
-          seenIp: ip,
-          os: req.os,
-          osVersion: req.osVersion,
-          arch: req.arch,
-          agentVersion: req.agentVersion,
-          agentToken: sealed.envelope,
-          approvalRequired: deps.config.requireAgentApproval,
+          const serverId = await consumeInstallToken(trx, hash);
+          if (!serverId) return { kind: "taken" };
+          const row = await recordRegistration(trx, serverId, {
+            agentId: req.agentId,
+            hostname: req.hostname,
+            reportedIp: req.ip,
+            seenIp: ip,
+            os: req.os,
+            osVersion: req.osVersion,
+            arch: req.arch,
+            agentVersion: req.agentVersion,
+            agentToken: sealed.envelope,
+            approvalRequired: deps.config.requireAgentApproval,
+          });
+          return { kind: "registered", serverId, row };
         });
-        return { kind: "registered", serverId, row };
-      });
+      // A caller that gave up while waiting for its turn is not registered for nothing.
+      const outcome = addsServer
+        ? await quotaTurns(() => {
+            ctx.signal.throwIfAborted();
+            return registerInTransaction();
+          })
+        : await registerInTransaction();
       // The token stays valid after a quota refusal: after an upgrade the same bootstrap can be run again.
       if (outcome.kind === "quota") return refuse("quota", outcome.error, server.id);
       if (outcome.kind === "taken") {
@@ -270,6 +288,17 @@ const healthNames: Record<AgentHealth, string> = {
  * retry hint instead (5 timed out). docs/sizing.md.
  */
 export const maxConcurrentSyncs = 4;
+
+/**
+ * Syncs that may wait for their turn; past that, a sync is refused at once with a retry hint (the
+ * agent retries no sooner). Waiting syncs count as pending calls for admission control: 10,000
+ * agents enrolling at once queued thousands of first snapshots, that backlog tripped the panel's
+ * admission, and every call — heartbeats of agents already enrolled among them — was refused for
+ * minutes. Bounded here, a backlog of syncs is refused alone. At ≈25 first snapshots a second,
+ * 64 waiting is a wait of a few seconds.
+ */
+export const maxQueuedSyncs = 64;
+const syncRetryAfterSeconds = 5;
 
 /** Release downloads served at once by one panel process (each streams a few tens of MB from the database). */
 export const maxConcurrentDownloads = 8;
@@ -398,6 +427,13 @@ export function createAgentService(deps: {
     async sync(req, ctx) {
       const caller = ctx.values.get(callerKey);
       if (!caller) throw new ConnectError("sync must be signed", Code.Unauthenticated);
+      if (syncs.pendingCount >= maxQueuedSyncs) {
+        throw new ConnectError(
+          `${syncs.activeCount + syncs.pendingCount} agents' syncs are being stored or waiting; try again in ${syncRetryAfterSeconds} s`,
+          Code.Unavailable,
+          new Headers({ "retry-after": String(syncRetryAfterSeconds) }),
+        );
+      }
       // A caller that gave up while waiting for its turn is not stored for nothing.
       return syncs(() => {
         ctx.signal.throwIfAborted();

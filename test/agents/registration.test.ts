@@ -4,6 +4,8 @@ import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { AgentHealth } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import { createInstallToken, listInstallTokens } from "../../services/agents/install-tokens.js";
+import { serverQuotaLock } from "../../services/agents/service.js";
+import { eventually } from "../helpers/eventually.js";
 import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
 
 const test = suite("install tokens and registration against a real panel");
@@ -168,6 +170,31 @@ test("a registration whose answer was lost is answered again for the same agent 
   await panel.registration().register(older);
   await panel.registration().register({ ...older, installToken: await issue("kappa") });
   assert.is(await codeOf(panel.registration().register(older)), "Unauthenticated", "after a rotation");
+});
+
+test("registrations waiting to count the quota hold one pool connection, not all: an enrolled agent's heartbeat is stored meanwhile", async () => {
+  const enrolled = await panel.registration().register(request(await issue("theta")));
+  const tokens = await Promise.all(Array.from({ length: 20 }, (_, i) => issue(`iota-${i}`)));
+  const waitingForLock = async () =>
+    Number((await panel.db.raw("select count(*) as n from pg_stat_activity where wait_event_type = 'Lock' and wait_event = 'advisory'")).rows[0].n);
+  // Another replica counting the quota: the lock is taken, so every registration here must wait.
+  const holder = await panel.db.transaction();
+  let registering: Promise<string[]> | undefined;
+  try {
+    await holder.raw("select pg_advisory_xact_lock(hashtext(?))", [serverQuotaLock]);
+    registering = Promise.all(tokens.map((t) => codeOf(panel.registration().register(request(t)))));
+    await eventually(waitingForLock, (n) => n >= 1, "a registration waiting for the quota lock");
+    assert.is(await codeOf(panel.agent(enrolled.serverId, enrolled.agentToken).heartbeat(heartbeat)), "ok", "the pool still serves other calls");
+    assert.is(await waitingForLock(), 1, "one connection waits for the lock; the other registrations wait their turn in memory");
+  } finally {
+    await holder.commit();
+  }
+  const outcomes = await registering;
+  assert.equal(
+    outcomes,
+    tokens.map(() => "ok"),
+    "each registers once the lock is free",
+  );
 });
 
 test("a revoked agent is refused on its next heartbeat", async () => {
