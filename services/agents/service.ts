@@ -85,17 +85,42 @@ export const serverQuotaLock = "myosicam:server-quota";
 
 /**
  * Registrations that add a server count the quota one at a time (the advisory lock, across
- * replicas). Within one process they also take their turn in memory, before a pool connection:
- * each one waiting for the lock inside its transaction would hold a connection meanwhile, and ten
- * at once (an enrolment burst) took the whole pool, so heartbeats and syncs of enrolled agents
- * waited behind them until they timed out.
+ * replicas). Within one process they are gathered and counted in batches: one transaction takes
+ * the lock, reads the license and the usage once, and records every registration waiting. One
+ * transaction each made them wait for the lock on a pool connection apiece (ten at once took the
+ * whole pool, and heartbeats of enrolled agents waited behind them), and their turns, several
+ * round trips each, were as slow as the panel's busiest moment.
  */
-const quotaTurnsPerProcess = 1;
+export const registrationsPerBatch = 100;
+
+/**
+ * Registrations under way at once in one process; past that, one is refused at once with a retry
+ * hint (the agent retries no sooner), so that an enrolment burst does not pile up as pending calls
+ * until the panel's admission refuses every call, heartbeats of enrolled agents among them.
+ */
+export const maxRegistrationsUnderWay = 200;
+const registrationRetryAfterSeconds = 5;
 
 type RegistrationOutcome =
   | { kind: "quota"; error: ConnectError }
   | { kind: "taken" }
   | { kind: "registered"; serverId: string; row: Awaited<ReturnType<typeof recordRegistration>> };
+
+/** A registration ready to be recorded: its token's hash and what the server row gets. */
+interface PendingRegistration {
+  hash: string;
+  agent: Parameters<typeof recordRegistration>[2];
+  /** The caller's; one that gave up before its batch is not registered. */
+  signal: AbortSignal;
+}
+
+/** Consumes the install token and records the agent on its server, in the caller's transaction. */
+async function consumeAndRecord(trx: Knex, registration: PendingRegistration): Promise<RegistrationOutcome> {
+  const serverId = await consumeInstallToken(trx, registration.hash);
+  if (!serverId) return { kind: "taken" };
+  const row = await recordRegistration(trx, serverId, registration.agent);
+  return { kind: "registered", serverId, row };
+}
 
 type RefusalReason = "unknown_token" | "expired" | "consumed" | "revoked" | "quota" | "rate_limited" | "incompatible";
 
@@ -116,7 +141,36 @@ const tokenRefused = () =>
 /** `RegistrationService.Register` (DESIGN.md §3.2–§3.3). */
 export function createRegistrationService(deps: RegistrationDeps): ServiceImpl<typeof RegistrationService> {
   const { db, log } = deps;
-  const quotaTurns = pLimit(quotaTurnsPerProcess);
+  const gaveUp = () => new ConnectError("the caller gave up before its registration was recorded", Code.Canceled);
+  const addingServers = createBatcher<PendingRegistration, RegistrationOutcome>({
+    windowMs: 0,
+    maxItems: registrationsPerBatch,
+    write: (batch) =>
+      db.transaction(async (trx) => {
+        // Registrations that add a server take their turn: the quota is counted and the servers
+        // added in one step, so concurrent registrations cannot pass the quota together.
+        await trx.raw("select pg_advisory_xact_lock(hashtext(?))", [serverQuotaLock]);
+        const standing = await currentStanding(trx, deps.config.licenseKey);
+        const usage = await deps.currentUsage(trx);
+        const outcomes: Array<RegistrationOutcome | Error> = [];
+        for (const registration of batch) {
+          if (registration.signal.aborted) {
+            outcomes.push(gaveUp());
+            continue;
+          }
+          try {
+            requireQuota(standing, usage, { servers: 1 });
+          } catch (err) {
+            outcomes.push({ kind: "quota", error: err as ConnectError });
+            continue;
+          }
+          const outcome = await consumeAndRecord(trx, registration);
+          if (outcome.kind === "registered") usage.servers++;
+          outcomes.push(outcome);
+        }
+        return outcomes;
+      }),
+  });
 
   /**
    * A registration whose answer was lost (a timeout, a cut connection, a replica killed after the
@@ -142,7 +196,7 @@ export function createRegistrationService(deps: RegistrationDeps): ServiceImpl<t
     };
   };
 
-  return {
+  const registration: ServiceImpl<typeof RegistrationService> = {
     async register(req, ctx) {
       const ip = peerOf(ctx);
       const requestId = ctx.values.get(requestIdKey);
@@ -186,41 +240,23 @@ export function createRegistrationService(deps: RegistrationDeps): ServiceImpl<t
         plaintext: Buffer.from(agentToken, "utf8"),
         context: { table: "servers", column: "agent_token", rowId: token.server_id },
       });
-      const registerInTransaction = () =>
-        db.transaction(async (trx): Promise<RegistrationOutcome> => {
-          if (addsServer) {
-            // Registrations that add a server take their turn: the quota is counted and the server
-            // added in one step, so concurrent registrations cannot pass the quota together.
-            await trx.raw("select pg_advisory_xact_lock(hashtext(?))", [serverQuotaLock]);
-            try {
-              requireQuota(await currentStanding(trx, deps.config.licenseKey), await deps.currentUsage(trx), { servers: 1 });
-            } catch (err) {
-              return { kind: "quota", error: err as ConnectError };
-            }
-          }
-          const serverId = await consumeInstallToken(trx, hash);
-          if (!serverId) return { kind: "taken" };
-          const row = await recordRegistration(trx, serverId, {
-            agentId: req.agentId,
-            hostname: req.hostname,
-            reportedIp: req.ip,
-            seenIp: ip,
-            os: req.os,
-            osVersion: req.osVersion,
-            arch: req.arch,
-            agentVersion: req.agentVersion,
-            agentToken: sealed.envelope,
-            approvalRequired: deps.config.requireAgentApproval,
-          });
-          return { kind: "registered", serverId, row };
-        });
-      // A caller that gave up while waiting for its turn is not registered for nothing.
-      const outcome = addsServer
-        ? await quotaTurns(() => {
-            ctx.signal.throwIfAborted();
-            return registerInTransaction();
-          })
-        : await registerInTransaction();
+      const pending: PendingRegistration = {
+        hash,
+        signal: ctx.signal,
+        agent: {
+          agentId: req.agentId,
+          hostname: req.hostname,
+          reportedIp: req.ip,
+          seenIp: ip,
+          os: req.os,
+          osVersion: req.osVersion,
+          arch: req.arch,
+          agentVersion: req.agentVersion,
+          agentToken: sealed.envelope,
+          approvalRequired: deps.config.requireAgentApproval,
+        },
+      };
+      const outcome = addsServer ? await addingServers.write(pending) : await db.transaction((trx) => consumeAndRecord(trx, pending));
       // The token stays valid after a quota refusal: after an upgrade the same bootstrap can be run again.
       if (outcome.kind === "quota") return refuse("quota", outcome.error, server.id);
       if (outcome.kind === "taken") {
@@ -248,6 +284,26 @@ export function createRegistrationService(deps: RegistrationDeps): ServiceImpl<t
         serverTime: timestampFromDate(new Date()),
         pendingApproval: row.status === "pending",
       };
+    },
+  };
+
+  let underWay = 0;
+  return {
+    async register(req, ctx) {
+      if (underWay >= maxRegistrationsUnderWay) {
+        // Not a failed attempt: it is not audited, nor counted by the per-address rate limit.
+        throw new ConnectError(
+          `${underWay} registrations are under way; try again in ${registrationRetryAfterSeconds} s`,
+          Code.Unavailable,
+          new Headers({ "retry-after": String(registrationRetryAfterSeconds) }),
+        );
+      }
+      underWay++;
+      try {
+        return await registration.register(req, ctx);
+      } finally {
+        underWay--;
+      }
     },
   };
 }

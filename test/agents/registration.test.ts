@@ -4,7 +4,7 @@ import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { AgentHealth } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import { createInstallToken, listInstallTokens } from "../../services/agents/install-tokens.js";
-import { serverQuotaLock } from "../../services/agents/service.js";
+import { maxRegistrationsUnderWay, serverQuotaLock } from "../../services/agents/service.js";
 import { eventually } from "../helpers/eventually.js";
 import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
 
@@ -195,6 +195,49 @@ test("registrations waiting to count the quota hold one pool connection, not all
     tokens.map(() => "ok"),
     "each registers once the lock is free",
   );
+});
+
+test("past the registrations that may be under way, one is refused at once with a retry hint, not audited as a failure; the others register", async () => {
+  await panel.setLicense(1000);
+  const tokens = await Promise.all(Array.from({ length: maxRegistrationsUnderWay + 20 }, (_, i) => issue(`mu-${i}`)));
+  const failedBefore = Number((await panel.db("registration_attempts").where({ outcome: "refused" }).count({ n: "*" }))[0]!.n);
+  const outcomes: Array<"ok" | ConnectError> = [];
+  const holder = await panel.db.transaction();
+  let all: Promise<unknown> | undefined;
+  try {
+    // Another replica counting the quota: every registration here stays under way meanwhile.
+    await holder.raw("select pg_advisory_xact_lock(hashtext(?))", [serverQuotaLock]);
+    all = Promise.all(
+      tokens.map((t) =>
+        panel
+          .registration()
+          .register(request(t))
+          .then(
+            () => outcomes.push("ok"),
+            (err: unknown) => outcomes.push(ConnectError.from(err)),
+          ),
+      ),
+    );
+    const refused = await eventually(
+      async () => outcomes.filter((o) => o !== "ok"),
+      (r) => r.length >= 20,
+      "the registrations past the limit refused",
+    );
+    assert.is(refused.length, 20);
+    assert.ok(
+      refused.every((e) => e.code === Code.Unavailable && e.metadata.get("retry-after") === "5"),
+      refused.map((e) => e.message).join(" | "),
+    );
+    assert.match(refused[0]!.rawMessage, new RegExp(`^${maxRegistrationsUnderWay} registrations are under way; try again in 5 s$`));
+  } finally {
+    await holder.commit();
+  }
+  await all;
+  assert.is(outcomes.filter((o) => o === "ok").length, maxRegistrationsUnderWay, "every registration under way went through");
+  const failedAfter = Number((await panel.db("registration_attempts").where({ outcome: "refused" }).count({ n: "*" }))[0]!.n);
+  assert.is(failedAfter, failedBefore, "a busy refusal is no failed attempt (the per-address rate limit does not count it)");
+  // Room for the tests after this one.
+  await panel.setLicense(1000);
 });
 
 test("a revoked agent is refused on its next heartbeat", async () => {
