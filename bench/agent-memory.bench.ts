@@ -23,6 +23,7 @@ import { zstdCompressSync } from "node:zlib";
 import { createInstallToken } from "../services/agents/install-tokens.js";
 import { buildAgent } from "./lib/build-agent.js";
 import { startBenchPanel } from "./lib/panel.js";
+import { owned } from "./lib/owned-children.js";
 
 const idleSeconds = Number(process.env.BENCH_IDLE_SECONDS ?? 20);
 const variants = (process.env.BENCH_VARIANTS ?? "|--max-semi-space-size=1|--optimize-for-size|--lite-mode").split("|").map((v) => v.trim());
@@ -76,7 +77,7 @@ async function residentByMapping(pid: number): Promise<Array<{ name: string; rss
  * pages in ICU's time-zone code) — measured like the agent.
  */
 async function runtimeFloor(): Promise<string> {
-  const child = spawn(process.execPath, ["-e", "require('node:http2'); new Date().getHours(); setInterval(() => {}, 60_000)"], { stdio: "ignore" });
+  const child = owned(spawn(process.execPath, ["-e", "require('node:http2'); new Date().getHours(); setInterval(() => {}, 60_000)"], { stdio: "ignore" }));
   try {
     await sleep(3000);
     const m = await memoryOf(child.pid!);
@@ -104,10 +105,12 @@ try {
     const state = join(work, `state-${i}`);
     const { token } = await createInstallToken(panel.db, { server: `memory-${i}`, createdBy: "bench" });
     const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: work };
-    const register = spawn(executable, ["register", "--panel", panel.url, "--pin", panel.host.tls.fingerprint, "--token-stdin", "--state-dir", state], {
-      env,
-      stdio: ["pipe", "ignore", "pipe"],
-    });
+    const register = owned(
+      spawn(executable, ["register", "--panel", panel.url, "--pin", panel.host.tls.fingerprint, "--token-stdin", "--state-dir", state], {
+        env,
+        stdio: ["pipe", "ignore", "pipe"],
+      }),
+    );
     let registerErr = "";
     register.stderr.on("data", (d: Buffer) => (registerErr += d));
     register.stdin.end(`${token}\n`);
@@ -119,7 +122,7 @@ try {
       );
       continue;
     }
-    const agent = spawn(executable, ["run", "--state-dir", state], { env, stdio: ["ignore", "ignore", "pipe"] });
+    const agent = owned(spawn(executable, ["run", "--state-dir", state], { env, stdio: ["ignore", "ignore", "pipe"] }));
     let log = "";
     agent.stderr.on("data", (d: Buffer) => (log += d));
     try {

@@ -25,6 +25,7 @@ import { chooseApplicationProtocol, createServer } from "../services/lib/server.
 import { loadTlsIdentity } from "../services/lib/tls.js";
 import { stopAfter } from "./lib/deadline.js";
 import { everydayServerOptions } from "../test/helpers/server-options.js";
+import { owned } from "./lib/owned-children.js";
 
 stopAfter("held-streams", 10);
 
@@ -66,10 +67,12 @@ const measured = () => {
 
 /** Opens `count` held streams from a child process; answers once all have their first message, and a way to end them. */
 async function holdStreams(url: string, count: number, kind: "tls" | "stream"): Promise<() => Promise<void>> {
-  const child = fork(join(import.meta.dirname, "lib/held-stream-clients.ts"), [url, String(count), tls.certFile, kind], {
-    execArgv: ["--import", "tsx"],
-    stdio: ["ignore", "inherit", "inherit", "ipc"],
-  });
+  const child = owned(
+    fork(join(import.meta.dirname, "lib/held-stream-clients.ts"), [url, String(count), tls.certFile, kind], {
+      execArgv: ["--import", "tsx"],
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+    }),
+  );
   await new Promise<void>((resolve, reject) => {
     child.once("message", () => resolve());
     child.once("exit", (code) => reject(new Error(`the client process exited (${code}) before its streams were open`)));

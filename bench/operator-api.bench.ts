@@ -19,6 +19,7 @@ import { ServerService, ServerStatus } from "../gen/myosicam/panel/v1/server_pb.
 import { localCredentialFile, readCliCredential } from "../services/lib/cli-credential.js";
 import { createSignedTransport } from "../services/lib/hmac/signing-client.js";
 import { startBenchPanel } from "./lib/panel.js";
+import { owned } from "./lib/owned-children.js";
 
 const servers = 10_000;
 const watchers = 200;
@@ -87,18 +88,20 @@ try {
 
   // 200 watchers, each on its own connection, as 200 console tabs would be, in a process of their own.
   const serverIds = (await panel.db("servers").where({ status: "online" }).limit(burst).select("id")).map((r: { id: string }) => r.id);
-  const child = spawn(process.execPath, ["--import", "tsx", join(import.meta.dirname, "lib/fleet-watchers.ts")], {
-    env: {
-      ...process.env,
-      BENCH_URL: panel.url,
-      BENCH_CA: panel.ca,
-      BENCH_CLIENT_ID: credential.clientId,
-      BENCH_SECRET: credential.secret,
-      WATCHERS: String(watchers),
-      EXPECT: String(burst),
-    },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+  const child = owned(
+    spawn(process.execPath, ["--import", "tsx", join(import.meta.dirname, "lib/fleet-watchers.ts")], {
+      env: {
+        ...process.env,
+        BENCH_URL: panel.url,
+        BENCH_CA: panel.ca,
+        BENCH_CLIENT_ID: credential.clientId,
+        BENCH_SECRET: credential.secret,
+        WATCHERS: String(watchers),
+        EXPECT: String(burst),
+      },
+      stdio: ["ignore", "pipe", "inherit"],
+    }),
+  );
   try {
     const lines = createInterface({ input: child.stdout! });
     const nextLine = (what: string, limitMs: number) =>

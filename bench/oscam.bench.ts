@@ -27,6 +27,7 @@ import { startEmbeddedPostgres } from "../services/lib/embedded-postgres.js";
 import { licenseKeyHash, writeLicenseAnswer } from "../services/lib/licensing/store.js";
 import { createLogger } from "../services/lib/log.js";
 import { accountsFile, timed } from "./lib/timed.js";
+import { owned } from "./lib/owned-children.js";
 
 const log = createLogger({ level: "silent" });
 const repo = resolve(import.meta.dirname, "..");
@@ -116,10 +117,12 @@ try {
       oscamDirs: [join(repo, "test/fixtures/oscam/main")],
     });
     // The single executable; NODE_OPTIONS reaches its embedded runtime.
-    const child = spawn(artifact, ["run", "--state-dir", stateDir, "--unit-dir", join(root, "no-units")], {
-      stdio: ["ignore", "ignore", "pipe"],
-      env: { LOG_LEVEL: "info", ...(process.env.BENCH_AGENT_NODE_FLAGS ? { NODE_OPTIONS: process.env.BENCH_AGENT_NODE_FLAGS } : {}) },
-    });
+    const child = owned(
+      spawn(artifact, ["run", "--state-dir", stateDir, "--unit-dir", join(root, "no-units")], {
+        stdio: ["ignore", "ignore", "pipe"],
+        env: { LOG_LEVEL: "info", ...(process.env.BENCH_AGENT_NODE_FLAGS ? { NODE_OPTIONS: process.env.BENCH_AGENT_NODE_FLAGS } : {}) },
+      }),
+    );
     let err = "";
     child.stderr!.on("data", (c: Buffer) => (err += c.toString()));
     const deadline = Date.now() + 30_000;

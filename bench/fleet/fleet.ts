@@ -6,6 +6,7 @@
  */
 import { type ChildProcess, fork } from "node:child_process";
 import type { AgentBehaviour, AgentSeed, FromWorker, WorkerReport } from "./protocol.js";
+import { owned } from "../lib/owned-children.js";
 
 export interface FleetOptions {
   url: string;
@@ -85,12 +86,14 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
   const exited: Array<Promise<void>> = [];
   for (let w = 0; w < workerCount; w++) {
     const share = options.agents.filter((_, i) => i % workerCount === w);
-    const child = fork(new URL("./worker.ts", import.meta.url), [], {
-      execArgv: ["--import", "tsx"],
-      stdio: ["ignore", "inherit", "inherit", "ipc"],
-      // Each worker holds thousands of connections; it needs no more heap than that.
-      env: { ...process.env, NODE_OPTIONS: "" },
-    });
+    const child = owned(
+      fork(new URL("./worker.ts", import.meta.url), [], {
+        execArgv: ["--import", "tsx"],
+        stdio: ["ignore", "inherit", "inherit", "ipc"],
+        // Each worker holds thousands of connections; it needs no more heap than that.
+        env: { ...process.env, NODE_OPTIONS: "" },
+      }),
+    );
     children.push(child);
     exited.push(new Promise((resolve) => child.once("exit", () => resolve())));
     child.on("message", (m: FromWorker) => {

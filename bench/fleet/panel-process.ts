@@ -7,6 +7,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createWriteStream } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { owned } from "../lib/owned-children.js";
 
 export interface PanelProcess {
   readonly pid: number;
@@ -23,15 +24,13 @@ const repository = join(import.meta.dirname, "..", "..");
 export async function startPanelProcess(options: { dataDir: string; env: Record<string, string>; timeoutMs?: number }): Promise<PanelProcess> {
   const logFile = join(options.dataDir, "panel.log");
   const log = createWriteStream(logFile, { flags: "a" });
-  const child: ChildProcess = spawn(
-    process.execPath,
-    ["--import", "tsx", join(repository, "cli", "main.ts"), "serve", "--services", "crypto,jobs,agents,panel", "--json"],
-    {
+  const child: ChildProcess = owned(
+    spawn(process.execPath, ["--import", "tsx", join(repository, "cli", "main.ts"), "serve", "--services", "crypto,jobs,agents,panel", "--json"], {
       cwd: repository,
       // FLEET_PANEL_NODE_OPTIONS: e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the panel.
       env: { ...process.env, NODE_OPTIONS: process.env.FLEET_PANEL_NODE_OPTIONS ?? "", MYOSICAM_DATA_DIR: options.dataDir, LOG_LEVEL: "info", ...options.env },
       stdio: ["ignore", "pipe", "pipe"],
-    },
+    }),
   );
   child.stderr!.pipe(log);
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));

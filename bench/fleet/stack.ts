@@ -21,6 +21,7 @@ import { createLogger } from "../../services/lib/log.js";
 import { selfSignedFiles } from "../../services/lib/tls.js";
 import type { AgentSeed } from "./protocol.js";
 import { fleetMetricsToken, type PanelProcess, startPanelProcess } from "./panel-process.js";
+import { owned, ownedDirectory } from "../lib/owned-children.js";
 
 const quiet = createLogger({ level: "silent" });
 const licenseKey = "mlk_fleet_license_key_0000000";
@@ -55,7 +56,7 @@ export interface StackOptions {
 }
 
 export async function startFleetStack(options: StackOptions): Promise<FleetStack> {
-  const root = await mkdtemp(join(tmpdir(), "myosicam-fleet-"));
+  const root = ownedDirectory(await mkdtemp(join(tmpdir(), "myosicam-fleet-")));
   await chmod(root, 0o711);
   const stopping: Array<() => Promise<void>> = [];
   const stopAll = async () => {
@@ -107,7 +108,7 @@ export async function startFleetStack(options: StackOptions): Promise<FleetStack
       const limit = openFileLimit()?.soft ?? 20_000;
       const config = haproxyConfig(port, ports, Math.floor((Math.min(limit, 200_000) - 200) / 2));
       await writeFile(join(root, "haproxy.cfg"), config);
-      const proxy = spawn(options.haproxy, ["-db", "-f", join(root, "haproxy.cfg")], { stdio: ["ignore", "ignore", "pipe"] });
+      const proxy = owned(spawn(options.haproxy, ["-db", "-f", join(root, "haproxy.cfg")], { stdio: ["ignore", "ignore", "pipe"] }));
       let proxyErrors = "";
       proxy.stderr!.on("data", (c: Buffer) => (proxyErrors = (proxyErrors + c.toString()).slice(-2000)));
       const proxyExited = new Promise<void>((resolve) => proxy.once("exit", () => resolve()));
