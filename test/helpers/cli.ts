@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import { chmod, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -24,10 +24,17 @@ export interface CliProcess {
   exited: Promise<number>;
 }
 
-/** A fresh, empty configuration file outside the repository. */
+/** The configuration files `emptyConfigFile` made, removed when the test process exits. */
+const configFiles = new Set<string>();
+process.once("exit", () => {
+  for (const file of configFiles) rmSync(file, { force: true });
+});
+
+/** A fresh, empty configuration file outside the repository (removed when the test process exits). */
 export function emptyConfigFile(): string {
   const file = join(tmpdir(), `myosicam-config-${randomBytes(6).toString("hex")}.env`);
   writeFileSync(file, "", { mode: 0o600 });
+  configFiles.add(file);
   return file;
 }
 
