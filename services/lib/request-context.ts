@@ -63,6 +63,8 @@ export function createRequestContextInterceptor(
       // The deadline the caller sent (Connect-Timeout-Ms, grpc-timeout) ran out: its choice, not a fault here.
       else if (connectErr.code === Code.DeadlineExceeded && connectErr.rawMessage === callerDeadlineMessage)
         log.info(fields, "rpc ended at the caller's deadline");
+      // Work the panel turns away for now (too much of its kind under way), told when to come back.
+      else if (connectErr.code === Code.Unavailable && connectErr.metadata.has("retry-after")) log.info(fields, "rpc turned away for now: busy");
       else if (isCallerError(connectErr.code)) log.warn(fields, "rpc refused");
       else log.error({ ...fields, err: connectErr.cause ?? connectErr }, "rpc failed");
       connectErr.metadata.set(requestIdHeader, requestId);

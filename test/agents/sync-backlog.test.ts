@@ -49,6 +49,12 @@ test("past the syncs that may wait, a sync is refused at once with a retry hint;
       refused.map((e) => e.message).join(" | "),
     );
     assert.match(refused[0]!.rawMessage, /agents' syncs are being stored or waiting; try again in 5 s/);
+    const logged = panel.logs.lines().filter((l) => l.rpc === "Sync" && l.code === "Unavailable");
+    assert.ok(logged.length >= refused.length, "each refusal is logged");
+    assert.ok(
+      logged.every((l) => l.level === 30 && l.msg === "rpc turned away for now: busy" && !l.err),
+      "as information without a stack trace, not as a failure",
+    );
     assert.is(outcomes.filter((o) => o === "ok").length, 0, "none stored while the table is locked");
     await beating.client.heartbeat({ uptimeSeconds: 5n, health: AgentHealth.OK, agentVersion: "0.1.0" });
   } finally {
