@@ -285,11 +285,35 @@ async function measure(agents: number): Promise<Figures> {
         .join(" "),
       notes,
     };
+  } catch (err) {
+    // The panel's own words for what went wrong, before its log goes with the stack.
+    for (const replica of stack.replicas) {
+      const errors = await panelErrors(join(replica.dataDir, "panel.log"));
+      if (errors.length > 0) console.error(`  ${replica.url} logged at error level, last first:\n${errors.map((e) => `    ${e}`).join("\n")}`);
+    }
+    throw err;
   } finally {
     clearTimeout(hardStop);
     await fleet?.stop();
     await stack.stop();
   }
+}
+
+/** The last few distinct error-level lines of a panel's log (message, reason and cause), newest first. */
+async function panelErrors(file: string): Promise<string[]> {
+  const lines = (await readFile(file, "utf8").catch(() => "")).split("\n").slice(-20_000);
+  const seen = new Set<string>();
+  for (const line of lines.reverse()) {
+    try {
+      const entry = JSON.parse(line) as { level?: number; msg?: string; rpc?: string; reason?: string; err?: { message?: string } };
+      if ((entry.level ?? 0) < 50) continue;
+      seen.add([entry.msg, entry.rpc, entry.reason, entry.err?.message].filter(Boolean).join(" — ").slice(0, 400));
+    } catch {
+      // Not a JSON line (a stack trace printed by the runtime).
+    }
+    if (seen.size >= 5) break;
+  }
+  return [...seen];
 }
 
 const sizingFile = join(import.meta.dirname, "..", "docs", "sizing.md");
