@@ -299,14 +299,15 @@ async function measure(agents: number): Promise<Figures> {
   }
 }
 
-/** The last few distinct error-level lines of a panel's log (message, reason and cause), newest first. */
+/** The last few distinct error-level lines of a panel's log, and its database outages (message, reason and cause), newest first. */
 async function panelErrors(file: string): Promise<string[]> {
   const lines = (await readFile(file, "utf8").catch(() => "")).split("\n").slice(-20_000);
   const seen = new Set<string>();
   for (const line of lines.reverse()) {
     try {
       const entry = JSON.parse(line) as { level?: number; msg?: string; rpc?: string; reason?: string; err?: { message?: string } };
-      if ((entry.level ?? 0) < 50) continue;
+      // Errors, and the one warning an outage of the database gets (its reason names the cause).
+      if ((entry.level ?? 0) < 50 && !entry.msg?.startsWith("the database")) continue;
       seen.add([entry.msg, entry.rpc, entry.reason, entry.err?.message].filter(Boolean).join(" — ").slice(0, 400));
     } catch {
       // Not a JSON line (a stack trace printed by the runtime).
