@@ -8,7 +8,7 @@ import type { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
 import { createBatcher } from "../lib/batcher.js";
 import { type AccountResultInput, recordAccountResults } from "./change-sets.js";
 import { createPgListener } from "../lib/pg-listener.js";
-import type { Knex } from "../lib/db.js";
+import { insertRows, type Knex } from "../lib/db.js";
 import type { Logger } from "../lib/log.js";
 import { agentIncompatibility } from "../lib/releases/compatibility.js";
 
@@ -199,20 +199,22 @@ export async function insertCommands(
         ).envelopes;
   const sealed = new Map(withPayload.map((r, i) => [r.id, envelopes[i]!]));
   const insert = async (trx: Knex) => {
-    const inserted = await trx("commands")
-      .insert(
-        rows.map((r) => ({
-          id: r.id,
-          server_id: r.serverId,
-          instance: r.instance,
-          kind: options.kind,
-          payload: sealed.get(r.id) ?? null,
-          target_version: options.kind === "upgrade_agent" ? ((r.payload as { version?: string } | undefined)?.version ?? null) : null,
-          created_by: options.createdBy,
-          deadline: trx.raw("now() + make_interval(secs => ?)", [ttl]),
-        })),
-      )
-      .returning("*");
+    // In as many statements as it takes: a fan-out to every server can pass PostgreSQL's parameter limit.
+    const inserted = await insertRows<Record<string, unknown>>(
+      trx,
+      "commands",
+      rows.map((r) => ({
+        id: r.id,
+        server_id: r.serverId,
+        instance: r.instance,
+        kind: options.kind,
+        payload: sealed.get(r.id) ?? null,
+        target_version: options.kind === "upgrade_agent" ? ((r.payload as { version?: string } | undefined)?.version ?? null) : null,
+        created_by: options.createdBy,
+        deadline: trx.raw("now() + make_interval(secs => ?)", [ttl]),
+      })),
+      ["*"],
+    );
     await trx.raw("select pg_notify(?, server_id) from unnest(?::text[]) as server_id", [commandChannel, [...new Set(rows.map((r) => r.serverId))]]);
     return inserted;
   };

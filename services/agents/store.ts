@@ -1,4 +1,4 @@
-import type { Knex } from "../lib/db.js";
+import { insertRows, type Knex } from "../lib/db.js";
 
 /** A server's status: `new` until an agent registers for it. */
 export type ServerStatus = "new" | "pending" | "online" | "unreachable" | "revoked";
@@ -352,9 +352,15 @@ export async function markUnreachable(db: Knex, silentSeconds: number): Promise<
 
 export async function insertAlerts(db: Knex, alerts: ReadonlyArray<{ serverId: string; kind: string; message: string }>): Promise<number[]> {
   if (alerts.length === 0) return [];
-  const rows = await db("alerts")
-    .insert(alerts.map((a) => ({ server_id: a.serverId, kind: a.kind, message: a.message })))
-    .returning("id");
+  // When a whole fleet goes quiet at once, one statement would pass PostgreSQL's parameter limit.
+  const rows = await db.transaction((trx) =>
+    insertRows<{ id: string | number }>(
+      trx,
+      "alerts",
+      alerts.map((a) => ({ server_id: a.serverId, kind: a.kind, message: a.message })),
+      ["id"],
+    ),
+  );
   return rows.map((r: { id: string | number }) => Number(r.id));
 }
 

@@ -31,6 +31,38 @@ export function createDatabase(url: string, log: Logger, poolMax = 10): Knex {
   });
 }
 
+/** The most parameters PostgreSQL's protocol takes in one statement (a 16-bit count). */
+const maxParameters = 65_535;
+
+/**
+ * Inserts `rows` in as many statements as PostgreSQL's parameter limit needs (a fan-out to 10,000
+ * servers is 80,000 parameters in one); answers the `returning` columns of every row, in order.
+ * Call it with a transaction for all-or-nothing.
+ */
+export async function insertRows<Row>(
+  db: Knex,
+  table: string,
+  rows: ReadonlyArray<Record<string, unknown>>,
+  returning: readonly string[] = [],
+): Promise<Row[]> {
+  const columns = Math.max(1, Object.keys(rows[0] ?? {}).length);
+  const perStatement = Math.min(1000, Math.floor(maxParameters / columns));
+  const answered: Row[] = [];
+  for (let start = 0; start < rows.length; start += perStatement) {
+    const statement = db(table).insert(rows.slice(start, start + perStatement));
+    if (returning.length > 0) answered.push(...((await statement.returning([...returning])) as Row[]));
+    else await statement;
+  }
+  return answered;
+}
+
+/** How a pool stands: connections in use, idle, callers waiting for one, and its size; undefined once destroyed. */
+export function poolState(db: Knex): { used: number; free: number; waiting: number; size: number } | undefined {
+  const pool = (db.client as { pool?: { numUsed(): number; numFree(): number; numPendingAcquires(): number; max: number } }).pool;
+  if (!pool) return undefined;
+  return { used: pool.numUsed(), free: pool.numFree(), waiting: pool.numPendingAcquires(), size: pool.max };
+}
+
 function migrationSource(migrations: readonly Migration[]): Knex.MigrationSource<Migration> {
   const sorted = [...migrations].sort((a, b) => a.name.localeCompare(b.name));
   const names = new Set<string>();

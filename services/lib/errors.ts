@@ -60,7 +60,7 @@ const connectionErrnos = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMED
 
 /**
  * Whether an error says the database cannot be reached (rather than that a query was wrong):
- * no connection, a lost one, the server shutting down or starting (SQLSTATE 08xxx, 57P01–57P03),
+ * no connection, a lost one, the server shutting down or starting (SQLSTATE 08xxx but 08P01, 57P01–57P03),
  * or the pool timing out waiting for a connection. Callers see Unavailable and retry.
  */
 export function isDatabaseUnavailable(err: unknown): boolean {
@@ -70,7 +70,8 @@ export function isDatabaseUnavailable(err: unknown): boolean {
     e = e.cause as typeof e, depth++
   ) {
     const code = typeof e.code === "string" ? e.code : "";
-    if (connectionErrnos.has(code) || code.startsWith("08") || code === "57P01" || code === "57P02" || code === "57P03") return true;
+    // 08P01 (protocol violation) is a statement the server could not take, not a lost connection.
+    if (connectionErrnos.has(code) || (code.startsWith("08") && code !== "08P01") || code === "57P01" || code === "57P02" || code === "57P03") return true;
     const message = typeof e.message === "string" ? e.message : "";
     if (/^Knex: Timeout acquiring a connection|Connection terminated|connection terminated|Client has encountered a connection error/.test(message))
       return true;
