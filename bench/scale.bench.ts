@@ -18,7 +18,7 @@ import { parseArgs } from "node:util";
 import { createClient } from "@connectrpc/connect";
 import { AccountService } from "../gen/myosicam/panel/v1/account_pb.js";
 import { describe, quantile, startFleet, type Fleet } from "./fleet/fleet.js";
-import { callDurations, panelTimings, processUsage, scrapeMetrics } from "./fleet/panel-process.js";
+import { callDurations, panelPool, panelTimings, processUsage, scrapeMetrics } from "./fleet/panel-process.js";
 import { startFleetStack, type FleetStack } from "./fleet/stack.js";
 import { connectionCapacity, openFileLimit, reservedDescriptors } from "../services/lib/file-limit.js";
 
@@ -35,6 +35,7 @@ const parseFlags = () =>
       accounts: { type: "string", default: "50-500" },
       instances: { type: "string", default: "1-3" },
       workers: { type: "string" },
+      pool: { type: "string" },
       minutes: { type: "string", default: "20" },
       haproxy: { type: "string", default: "/usr/sbin/haproxy" },
       "no-record": { type: "boolean", default: false },
@@ -74,6 +75,8 @@ const syncSeconds = whole("sync-seconds", flags["sync-seconds"], 1, 86_400);
 const instances = range("instances", flags.instances);
 const accountsPerInstance = range("accounts", flags.accounts);
 const workers = flags.workers === undefined ? undefined : whole("workers", flags.workers, 1, 64);
+/** DATABASE_POOL_SIZE of every panel process (its default when the flag is not given). */
+const poolSize = flags.pool === undefined ? undefined : whole("pool", flags.pool, 2, 1000);
 
 interface Figures {
   agents: number;
@@ -105,6 +108,27 @@ async function databaseWrites(stack: FleetStack): Promise<{ rows: number; commit
   return { rows: Number(rows[0].rows), commits: Number(rows[0].commits) };
 }
 
+/**
+ * Watches the first panel's database pool once a second until `stop`, which answers the most
+ * callers seen waiting for a connection at once (how close the pool came to its acquire timeout).
+ */
+function watchPool(stack: FleetStack): { stop(): number } {
+  let mostWaiting = 0;
+  const timer = setInterval(() => {
+    panelPool(stack.replicas[0]!.url, stack.ca).then(
+      (p) => (mostWaiting = Math.max(mostWaiting, p.waiting)),
+      () => {},
+    );
+  }, 1000);
+  timer.unref();
+  return {
+    stop() {
+      clearInterval(timer);
+      return mostWaiting;
+    },
+  };
+}
+
 async function panelsUsage(stack: FleetStack) {
   const all = await Promise.all(stack.replicas.map((r) => processUsage(r.pid)));
   return { rssBytes: all.reduce((a, u) => a + u.rssBytes, 0), cpuSeconds: all.reduce((a, u) => a + u.cpuSeconds, 0), each: all };
@@ -129,7 +153,12 @@ async function measure(agents: number): Promise<Figures> {
   const notes: string[] = [];
   const problem = fileLimitProblem(agents);
   if (problem) throw new Error(`not measured: ${problem}`);
-  const stack = await startFleetStack({ replicas, heartbeatSeconds, haproxy: flags.haproxy });
+  const stack = await startFleetStack({
+    replicas,
+    heartbeatSeconds,
+    haproxy: flags.haproxy,
+    env: poolSize === undefined ? {} : { DATABASE_POOL_SIZE: String(poolSize) },
+  });
   let fleet: Fleet | undefined;
   const hardStop = setTimeout(() => {
     console.error(`scale: ${agents} agents did not finish within ${minutes} minutes; stopping. ${fleet ? describe(fleet.totals()) : ""}`);
@@ -180,6 +209,7 @@ async function measure(agents: number): Promise<Figures> {
     const writes0 = await databaseWrites(stack);
     const t0 = performance.now();
     let peakRss = usage0.rssBytes;
+    const steadyPool = watchPool(stack);
     const sampler = setInterval(() => {
       panelsUsage(stack).then(
         (u) => (peakRss = Math.max(peakRss, u.rssBytes)),
@@ -188,6 +218,7 @@ async function measure(agents: number): Promise<Figures> {
     }, 5000);
     await new Promise((r) => setTimeout(r, steadySeconds * 1000));
     clearInterval(sampler);
+    const steadyPoolWaiting = steadyPool.stop();
     const usage1 = await panelsUsage(stack);
     const memory = await scrapeMetrics(stack.replicas[0]!.url, stack.ca, ["myosicam_nodejs_heap_size_used_bytes", "myosicam_nodejs_external_memory_bytes"]);
     const writes1 = await databaseWrites(stack);
@@ -215,7 +246,7 @@ async function measure(agents: number): Promise<Figures> {
     );
     console.log(
       `  where the time went: inside the first panel ${serverSlow} of ${serverCalls} heartbeats took over 100 ms (${((serverSlow / Math.max(1, serverCalls)) * 100).toFixed(2)} %), ` +
-        `its event loop was held up at most ${timings1.loopLagMaxMs.toFixed(0)} ms, ${slowWrites} of its ${writes} batched heartbeat writes took over 100 ms in PostgreSQL; the emulator's workers' own loops at most ${workerLoopDelayMaxMs.toFixed(0)} ms (counted in the agents' latencies)`,
+        `its event loop was held up at most ${timings1.loopLagMaxMs.toFixed(0)} ms, up to ${steadyPoolWaiting} calls at once waited for a database connection, ${slowWrites} of its ${writes} batched heartbeat writes took over 100 ms in PostgreSQL; the emulator's workers' own loops at most ${workerLoopDelayMaxMs.toFixed(0)} ms (counted in the agents' latencies)`,
     );
     console.log(
       `  of the first panel's memory: JS heap in use ${(memory.myosicam_nodejs_heap_size_used_bytes! / 2 ** 20).toFixed(0)} MiB, external ${(memory.myosicam_nodejs_external_memory_bytes! / 2 ** 20).toFixed(0)} MiB; the rest is native (TLS, HTTP/2 sessions) and heap not yet returned`,
@@ -224,6 +255,7 @@ async function measure(agents: number): Promise<Figures> {
     // Fan-out: one account change on every agent, as an operator makes it.
     const accounts = createClient(AccountService, await stack.operatorTransport());
     const reportedBefore = f.totals().reported;
+    const fanPool = watchPool(stack);
     const fanStart = performance.now();
     const { changeSet } = await accounts.createChangeSet({
       description: `fan-out to ${agents} agents`,
@@ -244,7 +276,7 @@ async function measure(agents: number): Promise<Figures> {
     }
     const fanOutSeconds = (performance.now() - fanStart) / 1000;
     console.log(
-      `fan-out of one account change to ${expected} agents: every result stored after ${fanOutSeconds.toFixed(2)} s (planning and sending ${(planMs / 1000).toFixed(2)} s)`,
+      `fan-out of one account change to ${expected} agents: every result stored after ${fanOutSeconds.toFixed(2)} s (planning and sending ${(planMs / 1000).toFixed(2)} s; up to ${fanPool.stop()} calls at once waited for a database connection)`,
     );
 
     // Restart: every agent's stream breaks at once and they all come back (the thundering herd).
@@ -299,16 +331,18 @@ async function measure(agents: number): Promise<Figures> {
   }
 }
 
-/** The last few distinct error-level lines of a panel's log, and its database outages (message, reason and cause), newest first. */
+/** The last few distinct error-level lines of a panel's log and its database-outage warnings (with their cause), newest first. */
 async function panelErrors(file: string): Promise<string[]> {
   const lines = (await readFile(file, "utf8").catch(() => "")).split("\n").slice(-20_000);
   const seen = new Set<string>();
   for (const line of lines.reverse()) {
     try {
-      const entry = JSON.parse(line) as { level?: number; msg?: string; rpc?: string; reason?: string; err?: { message?: string } };
-      // Errors, and the one warning an outage of the database gets (its reason names the cause).
-      if ((entry.level ?? 0) < 50 && !entry.msg?.startsWith("the database")) continue;
-      seen.add([entry.msg, entry.rpc, entry.reason, entry.err?.message].filter(Boolean).join(" — ").slice(0, 400));
+      const entry = JSON.parse(line) as { level?: number; msg?: string; rpc?: string; reason?: string; pools?: unknown; err?: { message?: string } };
+      // Errors, and the one warning an outage of the database (or of its pool) gets: its reason is the underlying error.
+      const outage = entry.msg?.startsWith("the database") || entry.msg?.startsWith("every database connection");
+      if ((entry.level ?? 0) < 50 && !outage) continue;
+      const pools = entry.pools === undefined ? undefined : `pools ${JSON.stringify(entry.pools)}`;
+      seen.add([entry.msg, entry.rpc, entry.reason, pools, entry.err?.message].filter(Boolean).join(" — ").slice(0, 500));
     } catch {
       // Not a JSON line (a stack trace printed by the runtime).
     }

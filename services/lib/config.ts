@@ -31,6 +31,8 @@ export interface Config {
   adminDatabaseUrl?: string;
   /** Port of the embedded PostgreSQL (loopback only); 0 picks a free one. */
   embeddedPostgresPort: number;
+  /** Connections each database's pool in this process may open (the job queue keeps its own few). */
+  databasePoolSize: number;
   /** 64 lowercase hex characters (32 bytes): the key that seals secrets at rest. */
   encryptionKeyHex?: string;
   /** The key being rotated away from; values sealed with it still open until rotation ends. */
@@ -125,6 +127,7 @@ export const configDefaults = {
   ADMIN_HOST: "127.0.0.1",
   ADMIN_PORT: "8444",
   EMBEDDED_POSTGRES_PORT: "15432",
+  DATABASE_POOL_SIZE: "10",
   LOG_LEVEL: "info",
   SHUTDOWN_TIMEOUT_SECONDS: "10",
   HTTP2_PING_INTERVAL_SECONDS: "30",
@@ -207,6 +210,7 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
     databaseUrl: databaseUrl(optional, "DATABASE_URL"),
     adminDatabaseUrl: databaseUrl(optional, "ADMIN_DATABASE_URL"),
     embeddedPostgresPort: port(get, "EMBEDDED_POSTGRES_PORT"),
+    databasePoolSize: integer(get, "DATABASE_POOL_SIZE", 2, 1000),
     encryptionKeyHex,
     previousEncryptionKeyHex,
     adminEncryptionKeyHex,

@@ -1,4 +1,5 @@
-import type { Knex } from "./db.js";
+import { ConnectError } from "@connectrpc/connect";
+import { poolState, type Knex } from "./db.js";
 import { isDatabaseUnavailable } from "./errors.js";
 import type { Logger } from "./log.js";
 
@@ -54,10 +55,18 @@ export function createDatabaseOutage(options: {
       refused++;
       if (since === undefined && !stopped) {
         since = performance.now();
-        options.log.warn(
-          { reason: err instanceof Error ? err.message : String(err) },
-          "the database cannot be reached; calls that need it are answered Unavailable until it is back (one line now, one when it is back)",
-        );
+        const cause = underlyingReason(err);
+        if (poolTimeout.test(cause)) {
+          options.log.warn(
+            { reason: cause, pools: options.databases.map(({ name, db }) => ({ database: name, ...poolState(db) })) },
+            "every database connection stayed busy; calls that need one are answered Unavailable until one is free (one line now, one when they are free)",
+          );
+        } else {
+          options.log.warn(
+            { reason: cause },
+            "the database cannot be reached; calls that need it are answered Unavailable until it is back (one line now, one when it is back)",
+          );
+        }
         timer = setTimeout(probe, probeIntervalMs);
         timer.unref();
       }
@@ -72,3 +81,21 @@ export function createDatabaseOutage(options: {
     },
   };
 }
+
+/**
+ * What actually failed, in its own words: the first error under our translation (a ConnectError
+ * keeps the original as its cause); an AggregateError (a connect attempt to several addresses)
+ * by its parts' messages.
+ */
+function underlyingReason(err: unknown): string {
+  let e = err;
+  for (let depth = 0; depth < 5 && e instanceof ConnectError && e.cause !== undefined; depth++) e = e.cause;
+  if (e instanceof AggregateError && !e.message) return e.errors.map((inner) => (inner instanceof Error ? inner.message : String(inner))).join("; ");
+  const message = e instanceof Error ? e.message : String(e);
+  // knex puts the statement (placeholders, no values) before the server's words: keep the words.
+  const words = /^(insert|update|delete|select|with)\b/i.test(message) && message.includes(" - ") ? message.slice(message.lastIndexOf(" - ") + 3) : message;
+  const code = (e as { code?: unknown }).code;
+  return typeof code === "string" ? `${words} (${code})` : words;
+}
+
+const poolTimeout = /^Knex: Timeout acquiring a connection/;

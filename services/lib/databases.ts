@@ -61,7 +61,7 @@ export async function openDatabases(
         await embedded.ensureDatabase(embeddedDatabaseNames[name]);
         url = embedded.url(embeddedDatabaseNames[name]);
       }
-      const db = createDatabase(url!, log.child({ database: name }));
+      const db = createDatabase(url!, log.child({ database: name }), config.databasePoolSize);
       pools.set(name, db);
       urls.set(name, url!);
       try {

@@ -1,6 +1,6 @@
 import { timingSafeEqual, createHash } from "node:crypto";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
-import type { Knex } from "./db.js";
+import { poolState, type Knex } from "./db.js";
 
 /**
  * What this process does, for `GET /metrics` (Prometheus text format): RPCs by service, method
@@ -77,11 +77,11 @@ export function databaseMetrics(databases: ReadonlyArray<{ name: string; db: Kne
     registers: [registry],
     collect() {
       for (const { name, db } of databases) {
-        const pool = (db.client as { pool?: { numUsed(): number; numFree(): number; numPendingAcquires(): number } }).pool;
+        const pool = poolState(db);
         if (!pool) continue;
-        this.set({ database: name, state: "used" }, pool.numUsed());
-        this.set({ database: name, state: "free" }, pool.numFree());
-        this.set({ database: name, state: "waiting" }, pool.numPendingAcquires());
+        this.set({ database: name, state: "used" }, pool.used);
+        this.set({ database: name, state: "free" }, pool.free);
+        this.set({ database: name, state: "waiting" }, pool.waiting);
       }
     },
   });
