@@ -89,6 +89,16 @@ test("database URLs must be postgres URLs naming a database", () => {
   assert.is(loadConfig({ DATABASE_URL: "postgres://u:p@db:5432/panel" }).databaseUrl, "postgres://u:p@db:5432/panel");
 });
 
+test("the database pool size is 10 unless set, and only a whole number from 2 to 1000 is taken", () => {
+  assert.is(loadConfig({}).databasePoolSize, 10);
+  assert.is(loadConfig({ DATABASE_POOL_SIZE: "40" }).databasePoolSize, 40);
+  for (const bad of ["1", "1001", "ten", "-5", "2.5"]) {
+    const err = refusal({ DATABASE_POOL_SIZE: bad });
+    assert.is(err.setting, "DATABASE_POOL_SIZE");
+    assert.match(err.message, bad === "1" || bad === "1001" ? /between 2 and 1000/ : /whole number/);
+  }
+});
+
 test("an unknown log level and out-of-range numbers are refused", () => {
   assert.is(refusal({ LOG_LEVEL: "loud" }).setting, "LOG_LEVEL");
   assert.is(refusal({ SHUTDOWN_TIMEOUT_SECONDS: "0" }).setting, "SHUTDOWN_TIMEOUT_SECONDS");
