@@ -1,8 +1,7 @@
 import { createClient, type Transport } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
 import { AgentService } from "../gen/myosicam/agent/v1/agent_pb.js";
 import { RegistrationService } from "../gen/myosicam/agent/v1/registration_pb.js";
-import { createSignedTransport } from "../services/lib/hmac/signing-client.js";
+import { createSignedTransport, createUnsignedTransport } from "../services/lib/hmac/signing-client.js";
 import type { Logger } from "../services/lib/log.js";
 import { pinCheck } from "../services/lib/pinned-certificate.js";
 import { keepalive } from "./timing.js";
@@ -42,10 +41,10 @@ function tlsOptions(endpoint: PanelEndpoint) {
 /** The registration client: the one unsigned agent call (the install token authenticates it). */
 export function registrationClient(endpoint: PanelEndpoint, log: Logger) {
   const insecure = new URL(endpoint.url).protocol === "http:";
-  const transport = createConnectTransport({
+  const transport = createUnsignedTransport({
     baseUrl: endpoint.url,
     httpVersion: insecure ? "1.1" : "2",
-    nodeOptions: tlsOptions(endpoint),
+    ...tlsOptions(endpoint),
     defaultTimeoutMs: 30_000,
     interceptors: insecure
       ? [(next) => (req) => (log.warn({ panel: endpoint.url }, "connecting to the panel over plain http (MYOSICAM_ALLOW_INSECURE=1)"), next(req))]

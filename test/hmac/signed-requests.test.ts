@@ -1,5 +1,6 @@
 import { execFile } from "node:child_process";
-import { connect as http2Connect } from "node:http2";
+import { connect as http2Connect, constants as http2Constants, createSecureServer } from "node:http2";
+import type { AddressInfo } from "node:net";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
@@ -7,12 +8,13 @@ import { createClient } from "@connectrpc/connect";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { AgentService, SubscribeRequestSchema } from "../../gen/myosicam/agent/v1/agent_pb.js";
+import { RegistrationService } from "../../gen/myosicam/agent/v1/registration_pb.js";
 import { signingHeaders } from "../../services/lib/hmac/canonical.js";
 import { LicenseService } from "../../gen/myosicam/license/v1/license_pb.js";
 import { migrationsFor } from "../../services/host.js";
 import { createDatabase, migrateToLatest, type Knex } from "../../services/lib/db.js";
 import { purgeNonces, recordNonces, recordRefusal } from "../../services/lib/hmac/nonce-store.js";
-import { createSignedTransport } from "../../services/lib/hmac/signing-client.js";
+import { createSignedTransport, createSigningHttpClient, createUnsignedTransport } from "../../services/lib/hmac/signing-client.js";
 import type { RunningServer } from "../../services/lib/server.js";
 import { loadTlsIdentity, type TlsIdentity } from "../../services/lib/tls.js";
 import { makeTempDir } from "../helpers/cli.js";
@@ -78,15 +80,18 @@ test("a signed server-streaming call is accepted over HTTP/2 and HTTP/1.1", asyn
   }
 });
 
+/** A Subscribe request as one Connect streaming frame. */
+const subscribeFrame = (agentVersion: string) => {
+  const message = toBinary(SubscribeRequestSchema, create(SubscribeRequestSchema, { agentVersion }));
+  const out = Buffer.alloc(5 + message.length);
+  out.writeUInt32BE(message.length, 1);
+  out.set(message, 5);
+  return out;
+};
+
 test("the agent's command stream on the held-stream path: signed binary Subscribe accepted; its body changed after signing, or sent again, refused", async () => {
   const procedure = "/myosicam.agent.v1.AgentService/Subscribe";
-  const body = (agentVersion: string) => {
-    const message = toBinary(SubscribeRequestSchema, create(SubscribeRequestSchema, { agentVersion }));
-    const out = Buffer.alloc(5 + message.length);
-    out.writeUInt32BE(message.length, 1);
-    out.set(message, 5);
-    return out;
-  };
+  const body = subscribeFrame;
   const headers = signingHeaders({ callerId: "panel", secret, procedure, body: body("0.1.0"), nowSeconds: Date.now() / 1000 });
   const call = async (bytes: Uint8Array) => {
     const session = http2Connect(server.url, { ca: tls.cert });
@@ -112,6 +117,89 @@ test("the agent's command stream on the held-stream path: signed binary Subscrib
   assert.match(await call(body("0.1.0")), /request signature rejected/);
   assert.is(lastReason(), "replay");
   assert.is(server.heldCalls() - servedBefore, 3, "all three took the held-stream path");
+});
+
+test("a body cut short (a call given up under way) is refused by HTTP/2 itself when its length was sent, never taken for a forgery", async () => {
+  const procedure = "/myosicam.agent.v1.AgentService/Subscribe";
+  const full = subscribeFrame("0.1.0");
+  // Node ends a call given up before its body went out with END_STREAM, then resets it.
+  const cutShort = async (extraHeaders: Record<string, string>) => {
+    const headers = signingHeaders({ callerId: "panel", secret, procedure, body: full, nowSeconds: Date.now() / 1000 });
+    const session = http2Connect(server.url, { ca: tls.cert });
+    try {
+      return await new Promise<number>((resolve) => {
+        const stream = session.request({ ":method": "POST", ":path": procedure, "content-type": "application/connect+proto", ...headers, ...extraHeaders });
+        stream.on("data", () => {});
+        stream.on("error", () => {});
+        stream.on("close", () => resolve(stream.rstCode));
+        stream.end();
+      });
+    } finally {
+      session.close();
+    }
+  };
+  const refusalsBefore = trust.refusals.length;
+  assert.is(await cutShort({ "content-length": String(full.length) }), http2Constants.NGHTTP2_PROTOCOL_ERROR);
+  assert.is(trust.refusals.length, refusalsBefore, "not refused as a forgery, not audited");
+  // Without the length the cut body looks complete: what the signing client's length prevents.
+  await cutShort({});
+  assert.is(lastReason(), "bad_signature");
+});
+
+test("the signing client sends every body's length with its signature", async () => {
+  const seen: Array<{ length: string | null; bytes: number }> = [];
+  const client = createSigningHttpClient(
+    async (req) => {
+      let bytes = 0;
+      for await (const chunk of req.body ?? []) bytes += chunk.length;
+      seen.push({ length: req.header.get("content-length"), bytes });
+      throw new Error("not sent");
+    },
+    () => ({ callerId: "panel", secret }),
+  );
+  for (const body of [Buffer.alloc(0), subscribeFrame("0.1.0"), Buffer.alloc(70_000, 1)]) {
+    const request = {
+      url: `${server.url}${catalog}`,
+      method: "POST",
+      header: new Headers(),
+      body: (async function* () {
+        yield body.subarray(0, Math.ceil(body.length / 2));
+        yield body.subarray(Math.ceil(body.length / 2));
+      })(),
+      signal: new AbortController().signal,
+    };
+    await client(request as never).catch(() => {});
+  }
+  assert.equal(seen, [
+    { length: "0", bytes: 0 },
+    { length: String(subscribeFrame("0.1.0").length), bytes: subscribeFrame("0.1.0").length },
+    { length: "70000", bytes: 70_000 },
+  ]);
+});
+
+test("the unsigned transport (an agent's registration) sends each body whole with its length too", async () => {
+  const seen: Array<{ length: unknown; bytes: number }> = [];
+  const plain = createSecureServer({ cert: tls.cert, key: tls.key }, (req, res) => {
+    let bytes = 0;
+    req.on("data", (c: Buffer) => (bytes += c.length));
+    req.on("end", () => {
+      seen.push({ length: req.headers["content-length"], bytes });
+      res.writeHead(503, { "content-type": "application/json" }).end(JSON.stringify({ code: "unavailable", message: "not here" }));
+    });
+  });
+  await new Promise<void>((resolve) => plain.listen(0, "127.0.0.1", resolve));
+  try {
+    const { port } = plain.address() as AddressInfo;
+    const client = createClient(RegistrationService, createUnsignedTransport({ baseUrl: `https://127.0.0.1:${port}`, ca: tls.cert }));
+    for (const hostname of ["a", "b".repeat(5000)]) {
+      await client.register({ installToken: "mit_x", agentId: "7c2f8b2e-1c7d-4a51-9d59-3b1c9e0f4a11", hostname }).catch(() => {});
+    }
+  } finally {
+    await new Promise((resolve) => plain.close(resolve));
+  }
+  assert.is(seen.length, 2);
+  for (const s of seen) assert.is(s.length, String(s.bytes));
+  assert.ok(seen[1]!.bytes > 5000);
 });
 
 test("a raw signed JSON call is accepted", async () => {

@@ -16,24 +16,20 @@ export interface SigningCredentials {
 }
 
 /**
- * Wraps an HTTP client so that every request it sends is signed over its exact body bytes
- * (DESIGN.md §3.1): the body is collected, hashed, signed, and sent as collected. Works for unary
- * and server-streaming calls alike (both send one complete body). `credentials` may change between
- * calls (token rotation); `nowSeconds` is injectable for tests.
+ * Wraps an HTTP client so that each request's body is collected and sent whole with its length,
+ * after `addHeaders` had its look at it. The length lets the server's HTTP/2 layer refuse a body
+ * cut short: Node ends a call given up before its body went out with END_STREAM and only then
+ * resets it, and without a length the server takes that for a complete, empty body (a registration
+ * audited as malformed, a signed call refused as forged and recorded).
  */
-export function createSigningHttpClient(
-  inner: UniversalClientFn,
-  credentials: () => SigningCredentials,
-  nowSeconds: () => number = () => Date.now() / 1000,
-): UniversalClientFn {
+function wholeBodyClient(inner: UniversalClientFn, addHeaders: (header: Headers, url: string, body: Buffer) => void = () => {}): UniversalClientFn {
   return async (req) => {
     const chunks: Uint8Array[] = [];
     if (req.body) for await (const chunk of req.body) chunks.push(chunk);
     const body = Buffer.concat(chunks);
-    const { callerId, secret } = credentials();
     const header = new Headers(req.header);
-    const signed = signingHeaders({ callerId, secret, procedure: new URL(req.url).pathname, body, nowSeconds: nowSeconds() });
-    for (const [name, value] of Object.entries(signed)) header.set(name, value);
+    addHeaders(header, req.url, body);
+    header.set("content-length", String(body.length));
     return inner({
       ...req,
       header,
@@ -42,6 +38,24 @@ export function createSigningHttpClient(
       })(),
     });
   };
+}
+
+/**
+ * Wraps an HTTP client so that every request it sends is signed over its exact body bytes
+ * (DESIGN.md §3.1): the body is collected, hashed, signed, and sent as collected, with its length.
+ * Works for unary and server-streaming calls alike (both send one complete body). `credentials` may
+ * change between calls (token rotation); `nowSeconds` is injectable for tests.
+ */
+export function createSigningHttpClient(
+  inner: UniversalClientFn,
+  credentials: () => SigningCredentials,
+  nowSeconds: () => number = () => Date.now() / 1000,
+): UniversalClientFn {
+  return wholeBodyClient(inner, (header, url, body) => {
+    const { callerId, secret } = credentials();
+    const signed = signingHeaders({ callerId, secret, procedure: new URL(url).pathname, body, nowSeconds: nowSeconds() });
+    for (const [name, value] of Object.entries(signed)) header.set(name, value);
+  });
 }
 
 export interface SignedTransportOptions {
@@ -69,6 +83,8 @@ export interface SignedTransportOptions {
    * would hold them all for good. Past this it is closed and the calls fail with Unavailable.
    */
   connectTimeoutMs?: number;
+  /** An HTTP/2 connection the caller owns (and closes when done) instead of one the transport keeps per origin. */
+  sessionManager?: Http2SessionManager;
 }
 
 /**
@@ -103,6 +119,20 @@ function boundedConnection(timeoutMs: number) {
 /** A Connect transport whose every call is HMAC-signed: what services and agents use to call out. */
 export function createSignedTransport(options: SignedTransportOptions): Transport {
   const credentials = typeof options.credentials === "function" ? options.credentials : () => options.credentials as SigningCredentials;
+  return connectTransport(options, (inner) => createSigningHttpClient(inner, credentials, options.nowSeconds));
+}
+
+export type UnsignedTransportOptions = Omit<SignedTransportOptions, "credentials" | "nowSeconds">;
+
+/**
+ * A Connect transport for the one call an agent makes unsigned (registration, authenticated by its
+ * install token): the signed transport's connection handling and whole bodies sent with their length.
+ */
+export function createUnsignedTransport(options: UnsignedTransportOptions): Transport {
+  return connectTransport(options, (inner) => wholeBodyClient(inner));
+}
+
+function connectTransport(options: UnsignedTransportOptions, wrap: (inner: UniversalClientFn) => UniversalClientFn): Transport {
   const ca = {
     ...(options.ca ? { ca: options.ca } : {}),
     ...(options.checkServerIdentity ? { checkServerIdentity: options.checkServerIdentity } : {}),
@@ -110,6 +140,7 @@ export function createSignedTransport(options: SignedTransportOptions): Transpor
   // One HTTP/2 connection per origin for the transport's lifetime (the provider is asked per call).
   const sessions = new Map<string, Http2SessionManager>();
   const sessionFor = (url: string) => {
+    if (options.sessionManager) return options.sessionManager;
     const origin = new URL(url).origin;
     let session = sessions.get(origin);
     if (!session) {
@@ -126,7 +157,7 @@ export function createSignedTransport(options: SignedTransportOptions): Transpor
   // transport from the protocol package with connect-node's defaults.
   return createTransport({
     baseUrl: options.baseUrl,
-    httpClient: createSigningHttpClient(inner, credentials, options.nowSeconds),
+    httpClient: wrap(inner),
     useBinaryFormat: true,
     interceptors: options.interceptors ?? [],
     acceptCompression: options.acceptCompression === false ? [] : [compressionGzip],
