@@ -59,6 +59,11 @@ export function migrationsFor(database: DatabaseName): Migration[] {
 }
 
 /** Databases the given services need, in a stable order. */
+/** Type names of the services whose successful calls are logged at debug (see ServiceModule.routine). */
+function routineServices(services: readonly ServiceModule[]): Set<string> {
+  return new Set(services.flatMap((s) => (s.listener === "in-process" ? s.descriptors : (s.routine ?? [])).map((d) => d.typeName)));
+}
+
 export function databasesFor(services: readonly ServiceModule[]): DatabaseName[] {
   return (["panel", "admin"] as const).filter((d) => services.some((s) => s.database === d));
 }
@@ -108,7 +113,7 @@ export async function startHost(config: Config, services: readonly ServiceModule
     const serviceNames = new Map(services.flatMap((s) => s.descriptors.map((d) => [d.typeName, s.name] as const)));
     const databaseOutage = createDatabaseOutage({ log, databases: databasesFor(services).map((name) => ({ name, db: databases.get(name) })) });
     const interceptors: Interceptor[] = [
-      createRequestContextInterceptor(log, serviceNames, callMetrics, databaseOutage),
+      createRequestContextInterceptor(log, serviceNames, callMetrics, databaseOutage, routineServices(services)),
       createValidateInterceptor(),
       createUnstorableValueInterceptor(),
     ];

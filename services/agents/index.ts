@@ -137,6 +137,7 @@ export const agentsService: ServiceModule = {
     FleetService,
     EnrollmentService,
   ],
+  routine: [AgentService],
   migrations: [
     serversAndTokens,
     alertRecipients,

@@ -75,6 +75,11 @@ export interface ServiceModule {
   readonly database: DatabaseName;
   /** The proto services it mounts. */
   readonly descriptors: readonly DescService[];
+  /**
+   * Those of them that machines call on a schedule (agents' heartbeats): a successful call is
+   * logged at debug, not info. Services on the in-process listener count as such too.
+   */
+  readonly routine?: readonly DescService[];
   readonly migrations: readonly Migration[];
   /** Services that must run in the same process (reached through in-memory transports). */
   readonly requires?: readonly string[];

@@ -260,6 +260,17 @@ test("heartbeats move last_seen_at, and a heartbeat returns only once it is stor
   assert.is(row.health, "ok");
 });
 
+test("an agent's routine calls are logged at debug when they succeed; its registration, and refusals, at info and above", async () => {
+  const res = await panel.registration().register(request(await issue("theta")), { headers: { "x-request-id": "log-level-register" } });
+  const agent = panel.agent(res.serverId, res.agentToken);
+  await agent.heartbeat(heartbeat, { headers: { "x-request-id": "log-level-heartbeat" } });
+  await agent.heartbeat({ ...heartbeat, uptimeSeconds: 9_223_372_036_854_775_808n }, { headers: { "x-request-id": "log-level-refused" } }).catch(() => {});
+  const finished = (requestId: string) => panel.logs.lines().find((l) => l.requestId === requestId && String(l.msg).startsWith("rpc "));
+  assert.is(finished("log-level-heartbeat")?.level, 20, "a heartbeat: debug");
+  assert.is(finished("log-level-register")?.level, 30, "a registration: info");
+  assert.ok(Number(finished("log-level-refused")?.level) >= 40, "a refused heartbeat: warn or above");
+});
+
 test("registrations refused by the rate limit are recorded, counted on one row a minute", async () => {
   await panel.db("registration_attempts").insert(Array.from({ length: 1000 }, () => ({ ip: "127.0.0.1", outcome: "refused", reason: "unknown_token" })));
   for (let i = 0; i < 5; i++) assert.is(await codeOf(panel.registration().register(request("e".repeat(64)))), "ResourceExhausted");
