@@ -13,12 +13,12 @@ import { randomUUID } from "node:crypto";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Client, ConnectError, createClient } from "@connectrpc/connect";
-import { Http2SessionManager } from "@connectrpc/connect-node";
 import { AccountChangeStatus, AgentHealth, AgentService, CommandOutcome, type HeartbeatRequest } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import { RegistrationService } from "../../gen/myosicam/agent/v1/registration_pb.js";
 import type { InstanceRef } from "../../gen/myosicam/agent/v1/snapshot_pb.js";
 import { retryDelayMs, withJitter } from "../../services/lib/backoff.js";
 import { createSignedTransport, createUnsignedTransport } from "../../services/lib/hmac/signing-client.js";
+import { GuardedHttp2SessionManager } from "../../services/lib/http2-session-manager.js";
 import type { AgentBehaviour, AgentSeed, FromWorker, ToWorker, WorkerReport } from "./protocol.js";
 import { instanceSnapshots } from "./snapshot.js";
 
@@ -74,7 +74,7 @@ async function pause(ms: number): Promise<boolean> {
 
 /** Register until it works (a refusal under load is retried as the agent retries). */
 async function register(url: string, ca: string, seed: AgentSeed): Promise<{ serverId: string; agentToken: string } | undefined> {
-  const session = new Http2SessionManager(url, {}, { ca });
+  const session = new GuardedHttp2SessionManager(url, {}, { ca });
   const client = createClient(RegistrationService, createUnsignedTransport({ baseUrl: url, ca, sessionManager: session }));
   // One agent id for every attempt, as the real agent keeps its own: a retry after a lost answer
   // is then answered again instead of finding the token used.

@@ -1,12 +1,13 @@
 import type { Interceptor, Transport } from "@connectrpc/connect";
 import type { UniversalClientFn } from "@connectrpc/connect/protocol";
 import { createTransport } from "@connectrpc/connect/protocol-connect";
-import { Http2SessionManager, compressionGzip, createNodeHttpClient } from "@connectrpc/connect-node";
+import { type Http2SessionManager, compressionGzip, createNodeHttpClient } from "@connectrpc/connect-node";
 import { isIP } from "node:net";
 import * as net from "node:net";
 import type { Duplex } from "node:stream";
 import * as tls from "node:tls";
 import type * as http2 from "node:http2";
+import { GuardedHttp2SessionManager } from "../http2-session-manager.js";
 import { signingHeaders } from "./canonical.js";
 
 /** Who signs: a caller id and its secret (a service caller's secret, or an agent's token). */
@@ -145,7 +146,7 @@ function connectTransport(options: UnsignedTransportOptions, wrap: (inner: Unive
     let session = sessions.get(origin);
     if (!session) {
       const connectOptions = { ...ca, createConnection: boundedConnection(options.connectTimeoutMs ?? 30_000) };
-      sessions.set(origin, (session = new Http2SessionManager(origin, options.keepalive ?? {}, connectOptions)));
+      sessions.set(origin, (session = new GuardedHttp2SessionManager(origin, options.keepalive ?? {}, connectOptions)));
     }
     return session;
   };
