@@ -11,6 +11,7 @@ import { createRequestContextInterceptor } from "../services/lib/request-context
 import { createServer, type RunningServer } from "../services/lib/server.js";
 import { loadTlsIdentity, type TlsIdentity } from "../services/lib/tls.js";
 import { makeTempDir } from "./helpers/cli.js";
+import { eventually } from "./helpers/eventually.js";
 import { captureLogs } from "./helpers/log-capture.js";
 import { everydayServerOptions } from "./helpers/server-options.js";
 
@@ -26,6 +27,8 @@ let plain: RunningServer;
 /** Calls each server served on the held path. */
 let heldCalls: { held: () => number; plain: () => number };
 let logs: ReturnType<typeof captureLogs>;
+/** Another server like those two, for a test that stops it. */
+let startServer: (heldStreams: boolean) => ReturnType<typeof createServer>;
 
 /**
  * Subscribe as the tests need it: `agentVersion` says what to do — "0.1.0" yields two keepalives
@@ -56,7 +59,9 @@ const routes = (router: ConnectRouter) =>
   });
 
 /** Refuses callers that say so, before the body is read (as the signature gate does). */
+let gateReached: () => void = () => undefined;
 const requestGate = (ctx: HandlerContext) => {
+  if (ctx.requestHeader.get("x-tell-gate") !== null) gateReached();
   if (ctx.requestHeader.get("x-refuse") !== null) throw new ConnectError("request signature rejected", Code.Unauthenticated);
 };
 
@@ -74,6 +79,7 @@ test.before(async () => {
       interceptors: [createRequestContextInterceptor(logs.log, new Map(), callMetrics), createValidateInterceptor()],
       ...everydayServerOptions(logs.log),
     });
+  startServer = start;
   const heldServer = start(true);
   const plainServer = start(false);
   heldCalls = { held: heldServer.heldCalls, plain: plainServer.heldCalls };
@@ -296,6 +302,70 @@ test("every call is logged once with its code, on either path", async () => {
   const lines = logs.lines().filter((l) => l.rpc === "Subscribe" && l.requestId === "held-stream-logged");
   assert.is(lines.length - before, 1);
   assert.is(lines.at(-1)!.code, "Unavailable");
+});
+
+/** The one "rpc …" line of a call, once it is logged. */
+const callLine = (requestId: string) =>
+  eventually(
+    async () => logs.lines().find((l) => l.requestId === requestId && String(l.msg).startsWith("rpc ")),
+    (line) => line !== undefined,
+    `the log line of ${requestId}`,
+  );
+
+test("a caller that goes away while its body is on the way is logged as cancelled, not as a failure, on either path", async () => {
+  for (const [path, url] of [
+    ["held", held.url],
+    ["plain", plain.url],
+  ] as const) {
+    const requestId = `held-stream-gone-${path}`;
+    const session = http2Connect(url, { ca: tls.cert });
+    session.on("error", () => undefined);
+    try {
+      const reached = new Promise<void>((resolve) => (gateReached = resolve));
+      const stream = session.request({
+        ":method": "POST",
+        ":path": subscribePath,
+        "content-type": "application/connect+proto",
+        "x-request-id": requestId,
+        "x-tell-gate": "1",
+      });
+      stream.on("error", () => undefined);
+      // Part of the body, then nothing: the server is reading it when the caller goes (its
+      // process killed; Node's own stream.close() would send END_STREAM first).
+      stream.write(request("0.1.0").subarray(0, 3));
+      await reached;
+      session.destroy();
+      const line = (await callLine(requestId))!;
+      assert.is(line.code, "Canceled", `${path}: ${line.msg}`);
+      assert.is(line.level, 30, path);
+    } finally {
+      session.destroy();
+    }
+  }
+});
+
+test("a server that stops ends the streams it holds with unavailable, logged as information, on either path", async () => {
+  for (const heldStreams of [true, false]) {
+    const server = await startServer(heldStreams).listen(0, "127.0.0.1");
+    const requestId = `held-stream-stopped-${heldStreams}`;
+    const session = http2Connect(server.url, { ca: tls.cert });
+    session.on("error", () => undefined);
+    try {
+      const stream = session.request({ ":method": "POST", ":path": subscribePath, "content-type": "application/connect+proto", "x-request-id": requestId });
+      stream.on("error", () => undefined);
+      stream.end(request("wait"));
+      // The first keepalive: the stream is held.
+      await new Promise<void>((resolve) => stream.once("data", () => resolve()));
+      stream.resume();
+      await server.close(2000);
+      const line = (await callLine(requestId))!;
+      assert.is(line.code, "Unavailable", String(heldStreams));
+      assert.is(line.level, 30, `${heldStreams}: ${line.msg} (${line.reason})`);
+      assert.is(line.msg, "rpc ended: the server is stopping");
+    } finally {
+      session.destroy();
+    }
+  }
 });
 
 test.run();

@@ -7,7 +7,7 @@ import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, un
 import { constants as http2Constants, type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
 import type { Logger } from "pino";
 import { createAdmission, type QueueLimit } from "./admission.js";
-import { malformedBodyMessage, parseBinaryPrefix } from "./errors.js";
+import { bodyTimeoutMessage, malformedBodyMessage, parseBinaryPrefix, shuttingDownMessage } from "./errors.js";
 import { serveHeldStream, servesHeldStream, type HeldStream } from "./held-stream.js";
 
 /** The SHA-256 of a request body, filled in once the body has been read to its end. */
@@ -95,7 +95,7 @@ export function createConnectAdapter(options: AdapterOptions) {
     const bodyTimer = setTimeout(() => {
       bodyTimedOut = true;
       options.log.warn({ rpc: handler.method.name, peer: req.socket?.remoteAddress, timeoutMs: options.bodyReadTimeoutMs }, "request body too slow: closed");
-      call.abort(new ConnectError("the request body did not arrive in time", Code.DeadlineExceeded));
+      call.abort(new ConnectError(bodyTimeoutMessage, Code.DeadlineExceeded));
       if (!res.headersSent) {
         const text = JSON.stringify({ code: "deadline_exceeded", message: `the request body did not arrive within ${options.bodyReadTimeoutMs / 1000} s` });
         res.writeHead(408, { "content-type": "application/json", "cache-control": "no-store" });
@@ -164,7 +164,7 @@ export function createConnectAdapter(options: AdapterOptions) {
     /** Calls served on the held-stream path so far. */
     heldCalls: () => heldCalls,
     /** Aborts every open call and every call that starts from now on (a draining server). */
-    shutdown(reason: unknown = new ConnectError("the server is shutting down", Code.Unavailable)) {
+    shutdown(reason: unknown = new ConnectError(shuttingDownMessage, Code.Unavailable)) {
       shutdownReason = reason;
       for (const call of open) call.abort(reason);
     },

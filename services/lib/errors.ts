@@ -34,6 +34,15 @@ function callerFault(message: string): ConnectError | undefined {
   return undefined;
 }
 
+/** What a call whose caller reset it before its whole request arrived is (not) answered, as `canceled`. */
+export const callerGoneMessage = "the caller went away before sending the whole request";
+
+/** What a call whose request body is too slow to arrive is answered (with `deadline_exceeded`). */
+export const bodyTimeoutMessage = "the request body did not arrive in time";
+
+/** What a call still under way when its server stops is answered (with `unavailable`: try again). */
+export const shuttingDownMessage = "the server is shutting down; try again";
+
 /**
  * Translates any error into the ConnectError a caller sees. ConnectErrors pass through; known
  * database conditions get their code; everything else becomes "internal error", with the original
@@ -50,7 +59,11 @@ export function toConnectError(err: unknown): ConnectError {
     return new ConnectError("the database is unavailable right now; try again shortly", Code.Unavailable, undefined, undefined, err);
   }
   if (err instanceof Error && err.name === "AbortError") {
-    return new ConnectError("the server is shutting down; try again", Code.Unavailable, undefined, undefined, err);
+    return new ConnectError(shuttingDownMessage, Code.Unavailable, undefined, undefined, err);
+  }
+  // The request ended before all of its body arrived: its caller went away (reset the stream).
+  if ((err as { code?: unknown } | null)?.code === "ERR_STREAM_PREMATURE_CLOSE") {
+    return new ConnectError(callerGoneMessage, Code.Canceled, undefined, undefined, err);
   }
   return new ConnectError("internal error", Code.Internal, undefined, undefined, err);
 }

@@ -3,7 +3,7 @@ import { Code, type ConnectError, type Interceptor, type StreamResponse } from "
 import type { Logger } from "pino";
 import { peerAddressKey, requestIdKey, requestLoggerKey } from "./context-keys.js";
 import type { DatabaseOutage } from "./database-outage.js";
-import { isCallerError, toConnectError } from "./errors.js";
+import { bodyTimeoutMessage, isCallerError, shuttingDownMessage, toConnectError } from "./errors.js";
 
 /** What connect-es says when the deadline a caller sent runs out. */
 const callerDeadlineMessage = "the operation timed out";
@@ -68,6 +68,11 @@ export function createRequestContextInterceptor(
       // The deadline the caller sent (Connect-Timeout-Ms, grpc-timeout) ran out: its choice, not a fault here.
       else if (connectErr.code === Code.DeadlineExceeded && connectErr.rawMessage === callerDeadlineMessage)
         log.info(fields, "rpc ended at the caller's deadline");
+      // A stop ends the streams agents hold (they reconnect to another replica or the restarted one).
+      else if (connectErr.code === Code.Unavailable && connectErr.rawMessage === shuttingDownMessage) log.info(fields, "rpc ended: the server is stopping");
+      // The listener already said so (with the peer and the limit); the caller or its network is slow.
+      else if (connectErr.code === Code.DeadlineExceeded && connectErr.rawMessage === bodyTimeoutMessage)
+        log.warn(fields, "rpc refused: its body did not arrive in time");
       // Work the panel turns away for now (too much of its kind under way), told when to come back.
       else if (connectErr.code === Code.Unavailable && connectErr.metadata.has("retry-after")) log.info(fields, "rpc turned away for now: busy");
       else if (isCallerError(connectErr.code)) log.warn(fields, "rpc refused");

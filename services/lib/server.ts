@@ -7,7 +7,7 @@ import type { QueueLimit } from "./admission.js";
 import { createConnectAdapter } from "./connect-adapter.js";
 import type { Logger } from "pino";
 import { peerAddressKey } from "./context-keys.js";
-import { isDatabaseUnavailable } from "./errors.js";
+import { isDatabaseUnavailable, shuttingDownMessage } from "./errors.js";
 import { admissionRefusals, metricsAuthorized } from "./metrics.js";
 import { requestIdFrom, requestIdHeader } from "./request-context.js";
 import type { TlsIdentity } from "./tls.js";
@@ -151,7 +151,7 @@ export function createServer(options: ServerOptions) {
     if (req.method === "GET" && path === "/metrics") return serveMetrics(req, res, options);
     if (draining) {
       res.setHeader(requestIdHeader, requestIdFrom(headerValue(req.headers[requestIdHeader])));
-      return sendJson(res, 503, { code: "unavailable", message: "the server is shutting down; try again" });
+      return sendJson(res, 503, { code: "unavailable", message: shuttingDownMessage });
     }
     const matches = (r: HttpRoute) => r.method === req.method && path.startsWith(r.pathPrefix);
     const serve = (route: HttpRoute) => {

@@ -63,6 +63,8 @@ export function createHmacAuth(options: HmacAuthOptions) {
       // Not a refusal: the check itself failed (e.g. the database is down). Unavailable when it is.
       const translated = toConnectError(err);
       if (options.databaseOutage?.notice(err)) options.log.debug({ procedure }, "a signed request could not be checked: the database cannot be reached");
+      // Its caller went away before the body arrived; the call's own line says so.
+      else if (translated.code === Code.Canceled) options.log.debug({ procedure }, "a signed request was given up by its caller before it could be checked");
       else options.log.error({ err, procedure, code: Code[translated.code] }, "a signed request could not be checked");
       return translated;
     }
