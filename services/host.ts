@@ -58,12 +58,12 @@ export function migrationsFor(database: DatabaseName): Migration[] {
   ];
 }
 
-/** Databases the given services need, in a stable order. */
 /** Type names of the services whose successful calls are logged at debug (see ServiceModule.routine). */
 function routineServices(services: readonly ServiceModule[]): Set<string> {
   return new Set(services.flatMap((s) => (s.listener === "in-process" ? s.descriptors : (s.routine ?? [])).map((d) => d.typeName)));
 }
 
+/** Databases the given services need, in a stable order. */
 export function databasesFor(services: readonly ServiceModule[]): DatabaseName[] {
   return (["panel", "admin"] as const).filter((d) => services.some((s) => s.database === d));
 }

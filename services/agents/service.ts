@@ -91,7 +91,7 @@ export const serverQuotaLock = "myosicam:server-quota";
  * whole pool, and heartbeats of enrolled agents waited behind them), and their turns, several
  * round trips each, were as slow as the panel's busiest moment.
  */
-export const registrationsPerBatch = 100;
+const registrationsPerBatch = 100;
 
 /**
  * Registrations under way at once in one process; past that, one is refused at once with a retry

@@ -34,7 +34,7 @@ function callerFault(message: string): ConnectError | undefined {
   return undefined;
 }
 
-/** What a call whose caller reset it before its whole request arrived is (not) answered, as `canceled`. */
+/** How a call ends (`canceled`) whose caller went away before its whole request arrived. */
 export const callerGoneMessage = "the caller went away before sending the whole request";
 
 /** What a call whose request body is too slow to arrive is answered (with `deadline_exceeded`). */
