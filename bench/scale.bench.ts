@@ -11,8 +11,8 @@
  * fan-out to 1,000 ≤ 3 s and to 20,000 ≤ 30 s; all back within 5 minutes of a restart.
  * Bounded: every phase has a deadline, and the run stops itself (`--minutes`, default 20 per size).
  */
-import { appendFile, readFile } from "node:fs/promises";
-import { cpus, loadavg, totalmem } from "node:os";
+import { appendFile, copyFile, readFile } from "node:fs/promises";
+import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { createClient } from "@connectrpc/connect";
@@ -265,7 +265,18 @@ async function measure(agents: number): Promise<Figures> {
     const planMs = performance.now() - fanStart;
     const expected = changeSet!.counts!.pending;
     if (expected !== agents) notes.push(`the fan-out selected ${expected} accounts, not ${agents}`);
-    await f.until(`every agent's result of the fan-out`, (t) => t.reported - reportedBefore >= expected, 300_000);
+    // Progress every 15 s: when the fan-out goes wrong, the report shows how it unfolded.
+    const progress = setInterval(() => {
+      const t = f.totals();
+      console.log(
+        `  fan-out after ${((performance.now() - fanStart) / 1000).toFixed(0)} s: ${t.reported - reportedBefore} results, ${t.streamsOpen} streams open, ${t.refusedWithHint} refused with a hint so far`,
+      );
+    }, 15_000);
+    try {
+      await f.until(`every agent's result of the fan-out`, (t) => t.reported - reportedBefore >= expected, 300_000);
+    } finally {
+      clearInterval(progress);
+    }
     // Results are in once the panel has stored every item as applied.
     const deadline = Date.now() + 60_000;
     for (;;) {
@@ -319,9 +330,19 @@ async function measure(agents: number): Promise<Figures> {
     };
   } catch (err) {
     // The panel's own words for what went wrong, before its log goes with the stack.
-    for (const replica of stack.replicas) {
-      const errors = await panelErrors(join(replica.dataDir, "panel.log"));
+    for (const [i, replica] of stack.replicas.entries()) {
+      const log = join(replica.dataDir, "panel.log");
+      const errors = await panelErrors(log);
       if (errors.length > 0) console.error(`  ${replica.url} logged at error level, last first:\n${errors.map((e) => `    ${e}`).join("\n")}`);
+      // The whole log outlives the stack (whose directory goes): where to read what happened.
+      const kept = join(tmpdir(), `myosicam-scale-${agents}-panel-${i + 1}.log`);
+      if (
+        await copyFile(log, kept).then(
+          () => true,
+          () => false,
+        )
+      )
+        console.error(`  its whole log: ${kept}`);
     }
     throw err;
   } finally {

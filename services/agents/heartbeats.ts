@@ -1,7 +1,7 @@
 import { createBatcher } from "../lib/batcher.js";
 import { heartbeatBatchSize, heartbeatWriteSeconds } from "../lib/metrics.js";
 import type { DatabaseOutage } from "../lib/database-outage.js";
-import type { Knex } from "../lib/db.js";
+import { queryErrorWords, type Knex } from "../lib/db.js";
 import type { Logger } from "../lib/log.js";
 import { writeHeartbeats, type HeartbeatWrite } from "./store.js";
 
@@ -40,7 +40,7 @@ export function createHeartbeatWriter(
         if (recovered.length > 0) await onRecovered(recovered).catch((err: unknown) => log.error({ err }, "could not raise recovery alerts"));
       } catch (err) {
         // An unreachable database is logged once per outage; every caller is answered Unavailable.
-        if (!databaseOutage?.notice(err)) log.error({ err, heartbeats: latest.size }, "could not write heartbeats; agents will retry");
+        if (!databaseOutage?.notice(err)) log.error({ reason: queryErrorWords(err), heartbeats: latest.size }, "could not write heartbeats; agents will retry");
         throw err;
       }
       return beats.map(() => undefined);

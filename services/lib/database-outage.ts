@@ -1,5 +1,5 @@
 import { ConnectError } from "@connectrpc/connect";
-import { poolState, type Knex } from "./db.js";
+import { poolState, queryErrorWords, type Knex } from "./db.js";
 import { isDatabaseUnavailable } from "./errors.js";
 import type { Logger } from "./log.js";
 
@@ -91,11 +91,7 @@ function underlyingReason(err: unknown): string {
   let e = err;
   for (let depth = 0; depth < 5 && e instanceof ConnectError && e.cause !== undefined; depth++) e = e.cause;
   if (e instanceof AggregateError && !e.message) return e.errors.map((inner) => (inner instanceof Error ? inner.message : String(inner))).join("; ");
-  const message = e instanceof Error ? e.message : String(e);
-  // knex puts the statement (placeholders, no values) before the server's words: keep the words.
-  const words = /^(insert|update|delete|select|with)\b/i.test(message) && message.includes(" - ") ? message.slice(message.lastIndexOf(" - ") + 3) : message;
-  const code = (e as { code?: unknown }).code;
-  return typeof code === "string" ? `${words} (${code})` : words;
+  return queryErrorWords(e);
 }
 
 const poolTimeout = /^Knex: Timeout acquiring a connection/;

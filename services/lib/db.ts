@@ -56,6 +56,17 @@ export async function insertRows<Row>(
   return answered;
 }
 
+/**
+ * A failed query's error in PostgreSQL's own words with its SQLSTATE, without the statement knex
+ * puts in front of them (placeholders only, but a batch's statement runs to tens of kilobytes).
+ */
+export function queryErrorWords(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  const words = /^(insert|update|delete|select|with)\b/i.test(message) && message.includes(" - ") ? message.slice(message.lastIndexOf(" - ") + 3) : message;
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? `${words} (${code})` : words;
+}
+
 /** How a pool stands: connections in use, idle, callers waiting for one, and its size; undefined once destroyed. */
 export function poolState(db: Knex): { used: number; free: number; waiting: number; size: number } | undefined {
   const pool = (db.client as { pool?: { numUsed(): number; numFree(): number; numPendingAcquires(): number; max: number } }).pool;
