@@ -1,3 +1,5 @@
+import { isBatchWideFailure } from "./errors.js";
+
 /**
  * Gathers items and hands them to one `write` call (one statement for many requests: writes, or
  * reads), and settles each caller's promise with its own outcome once that call finished. Batches
@@ -5,7 +7,10 @@
  * items that arrive while one batch is written go together into the next (group commit).
  *
  * When a batch fails as a whole, its items are written one by one, so that an item the database
- * refuses fails alone (test: batcher.test.ts).
+ * refuses fails alone (test: batcher.test.ts) — unless the failure is no item's doing (the
+ * database unreachable or its pool taken, a deadlock, a timeout): then every item fails with it at
+ * once. Written one by one, a thousand heartbeats each waiting out the pool's acquire timeout
+ * would hold every later batch for hours.
  *
  * `windowMs` 0: a batch starts on the next turn of the event loop (no added wait when idle);
  * more than 0: items gather that long first (fewer writes, e.g. heartbeats).
@@ -27,7 +32,10 @@ export function createBatcher<T, R>(options: {
     try {
       settle(batch, await options.write(batch.map((b) => b.item)));
     } catch (err) {
-      if (batch.length === 1) return batch[0]!.reject(err);
+      if (batch.length === 1 || isBatchWideFailure(err)) {
+        for (const b of batch) b.reject(err);
+        return;
+      }
       // One item the database refused must not fail its neighbours: each is tried alone, so only
       // the offender fails (and a database that is down fails each of them quickly).
       for (const b of batch) {

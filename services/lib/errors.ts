@@ -94,6 +94,19 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   return false;
 }
 
+/** SQLSTATEs of a statement that failed for no fault of its data: deadlock, serialization, timeout, lock not available. */
+const batchWideStates = new Set(["40P01", "40001", "57014", "55P03"]);
+
+/**
+ * Whether a failed statement failed for reasons no single item of its batch caused: the database
+ * unreachable or its pool taken, a deadlock, a timeout. Splitting the batch would not find an
+ * offender, only repeat the failure once per item.
+ */
+export function isBatchWideFailure(err: unknown): boolean {
+  const sqlState = (err as { code?: unknown } | null)?.code;
+  return (typeof sqlState === "string" && batchWideStates.has(sqlState)) || isDatabaseUnavailable(err);
+}
+
 /** Whether a code means the caller did something wrong (logged as warn) rather than the server. */
 export function isCallerError(code: Code): boolean {
   return [
