@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { ConnectError, type Client } from "@connectrpc/connect";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { AccountChangeStatus, CommandKind, CommandOutcome, type AgentService, type Command } from "../gen/myosicam/agent/v1/agent_pb.js";
 import { writeFileAtomic } from "../services/lib/atomic-file.js";
 import { retryDelayMs } from "../services/lib/backoff.js";
@@ -166,11 +166,36 @@ async function controlInstance(command: Command, discover: () => Promise<Discove
   };
 }
 
+/** How often a result is sent on the open stream before the stream is given up and opened again. */
+const resultAttempts = 5;
+
+/**
+ * Sends a command's result. A refusal for now (`unavailable`: the panel busy, with its retry hint,
+ * or its database away) or a deadline is sent again after the hint, on the stream that is open,
+ * rather than breaking it: after a fan-out thousands of agents answer at once, and if each one
+ * reconnected (a TLS handshake apiece) that would keep the panel busy. The panel takes a result
+ * sent twice as once. Past `resultAttempts` the error breaks the stream (the command comes again).
+ */
+async function sendResult(send: () => Promise<unknown>, signal: AbortSignal): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await send();
+      return;
+    } catch (err) {
+      const e = ConnectError.from(err);
+      const forNow = e.code === Code.Unavailable || e.code === Code.DeadlineExceeded;
+      if (!forNow || signal.aborted || attempt + 1 >= resultAttempts) throw err;
+      await sleep(retryDelayMs(e, attempt, retryBaseMs, retryCapMs), undefined, { signal });
+    }
+  }
+}
+
 /**
  * The agent's command stream: one outbound server stream (Subscribe), reopened with full-jitter
  * backoff after an error and after a clean end. Commands run one at a time, in order. A command
  * id seen before (a redelivery) is acknowledged with its remembered outcome, not run again; the
- * ids survive restarts (`<state dir>/commands.json`). Logs one line per change of state.
+ * ids survive restarts (`<state dir>/commands.json`). A result turned away for now is sent again
+ * on the open stream (sendResult). Logs one line per change of state.
  */
 export async function runCommandStream(options: {
   client: () => Client<typeof AgentService>;
@@ -216,14 +241,15 @@ export async function runCommandStream(options: {
           }
           await remember(command.id, outcome);
         }
-        await options.client().reportResult({
+        const result = {
           commandId: command.id,
           outcome: outcome.succeeded ? CommandOutcome.SUCCEEDED : CommandOutcome.FAILED,
           failureCode: outcome.failureCode,
           detail: outcome.detail,
           restartRequiredKeys: outcome.restartRequiredKeys ?? [],
           accountResults: accountResultsMessage(outcome.accountResults),
-        });
+        };
+        await sendResult(() => options.client().reportResult(result), signal);
       }
       // A clean end (a panel restart, a proxy): reconnect like after an error.
       if (state !== "broken") log.warn("command stream ended; reconnecting");

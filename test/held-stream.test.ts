@@ -344,6 +344,27 @@ test("a caller that goes away while its body is on the way is logged as cancelle
   }
 });
 
+test("a caller that leaves a held stream is logged as cancelled, not as the server stopping, on either path", async () => {
+  for (const [path, url] of [
+    ["held", held.url],
+    ["plain", plain.url],
+  ] as const) {
+    const requestId = `held-stream-left-${path}`;
+    const session = http2Connect(url, { ca: tls.cert });
+    session.on("error", () => undefined);
+    const stream = session.request({ ":method": "POST", ":path": subscribePath, "content-type": "application/connect+proto", "x-request-id": requestId });
+    stream.on("error", () => undefined);
+    stream.end(request("wait"));
+    await new Promise<void>((resolve) => stream.once("data", () => resolve()));
+    // RST_STREAM with NO_ERROR, as a client that stops reading its stream closes it.
+    stream.close();
+    const line = (await callLine(requestId))!;
+    session.destroy();
+    assert.is(line.code, "Canceled", `${path}: ${line.msg} (${line.reason})`);
+    assert.is(line.level, 30, path);
+  }
+});
+
 test("a server that stops ends the streams it holds with unavailable, logged as information, on either path", async () => {
   for (const heldStreams of [true, false]) {
     const server = await startServer(heldStreams).listen(0, "127.0.0.1");

@@ -12,7 +12,7 @@
 import { randomUUID } from "node:crypto";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
-import { type Client, ConnectError, createClient } from "@connectrpc/connect";
+import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
 import { AccountChangeStatus, AgentHealth, AgentService, CommandOutcome, type HeartbeatRequest } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import { RegistrationService } from "../../gen/myosicam/agent/v1/registration_pb.js";
 import type { InstanceRef } from "../../gen/myosicam/agent/v1/snapshot_pb.js";
@@ -241,13 +241,23 @@ async function runAgent(url: string, ca: string, seed: AgentSeed, index: number,
                   after: { entries: [{ key: "user", value: change.user }, ...change.set] },
                 }))
               : [];
-          try {
-            await client.reportResult({ commandId: command.id, outcome: CommandOutcome.SUCCEEDED, detail: "emulated", accountResults }, { timeoutMs: 30_000 });
-            period.reported++;
-          } catch (err) {
-            // As the agent does: the stream is opened again (after backoff, never sooner than a retry
-            // hint), the panel delivers the command again and it is acknowledged without a second run.
-            throw Object.assign(failed("ReportResult", err), { counted: true });
+          // As the agent does: a result turned away for now is sent again after the hint on the open
+          // stream, up to 5 times; past that (or refused for good) the stream is opened again (after
+          // backoff), the panel delivers the command again and it is acknowledged without a second run.
+          for (let attempt = 0; ; attempt++) {
+            try {
+              await client.reportResult(
+                { commandId: command.id, outcome: CommandOutcome.SUCCEEDED, detail: "emulated", accountResults },
+                { timeoutMs: 30_000 },
+              );
+              period.reported++;
+              break;
+            } catch (err) {
+              const e = failed("ReportResult", err);
+              const forNow = e.code === Code.Unavailable || e.code === Code.DeadlineExceeded;
+              if (!forNow || attempt + 1 >= 5) throw Object.assign(e, { counted: true });
+              if (!(await pause(retryDelayMs(e, attempt, retryBaseMs, retryCapMs)))) return;
+            }
           }
         }
       } catch (err) {

@@ -34,8 +34,8 @@ function callerFault(message: string): ConnectError | undefined {
   return undefined;
 }
 
-/** How a call ends (`canceled`) whose caller went away before its whole request arrived. */
-export const callerGoneMessage = "the caller went away before sending the whole request";
+/** How a call ends (`canceled`) whose caller went away (closed it, or its connection). */
+export const callerGoneMessage = "the caller went away";
 
 /** What a call whose request body is too slow to arrive is answered (with `deadline_exceeded`). */
 export const bodyTimeoutMessage = "the request body did not arrive in time";
@@ -58,11 +58,9 @@ export function toConnectError(err: unknown): ConnectError {
   if (isDatabaseUnavailable(err)) {
     return new ConnectError("the database is unavailable right now; try again shortly", Code.Unavailable, undefined, undefined, err);
   }
-  if (err instanceof Error && err.name === "AbortError") {
-    return new ConnectError(shuttingDownMessage, Code.Unavailable, undefined, undefined, err);
-  }
-  // The request ended before all of its body arrived: its caller went away (reset the stream).
-  if ((err as { code?: unknown } | null)?.code === "ERR_STREAM_PREMATURE_CLOSE") {
+  // The call's signal was aborted without a reason of ours (a stop aborts with a ConnectError
+  // saying so), or its request ended before all of its body arrived: its caller went away.
+  if ((err instanceof Error && err.name === "AbortError") || (err as { code?: unknown } | null)?.code === "ERR_STREAM_PREMATURE_CLOSE") {
     return new ConnectError(callerGoneMessage, Code.Canceled, undefined, undefined, err);
   }
   return new ConnectError("internal error", Code.Internal, undefined, undefined, err);

@@ -1,0 +1,87 @@
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { CommandKind, type AgentService } from "../../gen/myosicam/agent/v1/agent_pb.js";
+import { runCommandStream } from "../../agent/commands.js";
+import { createLogger } from "../../services/lib/log.js";
+import { makeTempDir } from "../helpers/cli.js";
+import { eventually } from "../helpers/eventually.js";
+
+const test = suite("the agent's command stream and the results it sends");
+
+/**
+ * A panel as the stream sees it: each Subscribe delivers one command and then stays open;
+ * ReportResult answers with what `answers` holds, in turn (then ok).
+ */
+function fakePanel(answers: Array<ConnectError | "ok">) {
+  const calls = { subscribes: 0, results: 0 };
+  const client = {
+    async *subscribe(_req: unknown, options: { signal: AbortSignal }) {
+      calls.subscribes++;
+      yield { message: { case: "command", value: { id: "cmd-1", kind: CommandKind.RESYNC, instance: "", payload: { case: undefined } } } };
+      await new Promise((resolve) => options.signal.addEventListener("abort", resolve, { once: true }));
+    },
+    async reportResult() {
+      const answer = answers[calls.results++] ?? "ok";
+      if (answer !== "ok") throw answer;
+      return {};
+    },
+  };
+  return { client: client as unknown as Client<typeof AgentService>, calls };
+}
+
+const busy = () => new ConnectError("the panel is busy; try again in 1 s", Code.Unavailable, new Headers({ "retry-after": "1" }));
+
+test("a result the panel turns away for now is sent again on the open stream, which stays open", async () => {
+  const dir = await makeTempDir("command-stream");
+  const panel = fakePanel([busy(), new ConnectError("the operation timed out", Code.DeadlineExceeded), "ok"]);
+  const stop = new AbortController();
+  let executed = 0;
+  const running = runCommandStream({
+    client: () => panel.client,
+    execute: async () => (executed++, { succeeded: true, failureCode: "", detail: "resynced" }),
+    stateDir: dir.path,
+    log: createLogger({ level: "silent" }),
+    signal: stop.signal,
+  });
+  try {
+    await eventually(
+      async () => panel.calls.results,
+      (n) => n >= 3,
+      "the third result sent",
+    );
+    assert.is(panel.calls.subscribes, 1, "one stream, kept open");
+    assert.is(executed, 1, "the command ran once");
+  } finally {
+    stop.abort();
+    await running;
+    await dir.remove();
+  }
+});
+
+test("a result refused for good, or turned away every time, breaks the stream: the command comes again", async () => {
+  const dir = await makeTempDir("command-stream");
+  const panel = fakePanel([new ConnectError("no command cmd-1 for this server", Code.NotFound)]);
+  const stop = new AbortController();
+  const running = runCommandStream({
+    client: () => panel.client,
+    execute: async () => ({ succeeded: true, failureCode: "", detail: "resynced" }),
+    stateDir: dir.path,
+    log: createLogger({ level: "silent" }),
+    signal: stop.signal,
+  });
+  try {
+    await eventually(
+      async () => panel.calls.subscribes,
+      (n) => n >= 2,
+      "the stream opened again",
+    );
+    assert.is(panel.calls.results, 2, "not sent again on the first stream; sent once more when the command came again");
+  } finally {
+    stop.abort();
+    await running;
+    await dir.remove();
+  }
+});
+
+test.run();
