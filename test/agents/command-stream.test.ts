@@ -32,18 +32,31 @@ function fakePanel(answers: Array<ConnectError | "ok">) {
 
 const busy = () => new ConnectError("the panel is busy; try again in 1 s", Code.Unavailable, new Headers({ "retry-after": "1" }));
 
-test("a result the panel turns away for now is sent again on the open stream, which stays open", async () => {
+/** Runs the agent's command stream against `panel` until `stop`; counts the commands it ran. */
+async function streamAgainst(panel: ReturnType<typeof fakePanel>) {
   const dir = await makeTempDir("command-stream");
-  const panel = fakePanel([busy(), new ConnectError("the operation timed out", Code.DeadlineExceeded), "ok"]);
-  const stop = new AbortController();
+  const halt = new AbortController();
   let executed = 0;
   const running = runCommandStream({
     client: () => panel.client,
     execute: async () => (executed++, { succeeded: true, failureCode: "", detail: "resynced" }),
     stateDir: dir.path,
     log: createLogger({ level: "silent" }),
-    signal: stop.signal,
+    signal: halt.signal,
   });
+  return {
+    executed: () => executed,
+    async stop() {
+      halt.abort();
+      await running;
+      await dir.remove();
+    },
+  };
+}
+
+test("a result the panel turns away for now is sent again on the open stream, which stays open", async () => {
+  const panel = fakePanel([busy(), new ConnectError("the operation timed out", Code.DeadlineExceeded), "ok"]);
+  const agent = await streamAgainst(panel);
   try {
     await eventually(
       async () => panel.calls.results,
@@ -51,36 +64,36 @@ test("a result the panel turns away for now is sent again on the open stream, wh
       "the third result sent",
     );
     assert.is(panel.calls.subscribes, 1, "one stream, kept open");
-    assert.is(executed, 1, "the command ran once");
+    assert.is(agent.executed(), 1, "the command ran once");
   } finally {
-    stop.abort();
-    await running;
-    await dir.remove();
+    await agent.stop();
   }
 });
 
-test("a result refused for good, or turned away every time, breaks the stream: the command comes again", async () => {
-  const dir = await makeTempDir("command-stream");
-  const panel = fakePanel([new ConnectError("no command cmd-1 for this server", Code.NotFound)]);
-  const stop = new AbortController();
-  const running = runCommandStream({
-    client: () => panel.client,
-    execute: async () => ({ succeeded: true, failureCode: "", detail: "resynced" }),
-    stateDir: dir.path,
-    log: createLogger({ level: "silent" }),
-    signal: stop.signal,
-  });
-  try {
-    await eventually(
-      async () => panel.calls.subscribes,
-      (n) => n >= 2,
-      "the stream opened again",
-    );
-    assert.is(panel.calls.results, 2, "not sent again on the first stream; sent once more when the command came again");
-  } finally {
-    stop.abort();
-    await running;
-    await dir.remove();
+test("a result refused for good, or turned away every time, breaks the stream: the command comes again and is not run twice", async () => {
+  const away = () => new ConnectError("the database is unavailable right now; try again shortly", Code.Unavailable);
+  for (const [answers, sentOnFirstStream] of [
+    [[new ConnectError("no command cmd-1 for this server", Code.NotFound)], 1],
+    [[away(), away(), away(), away(), away()], 5],
+  ] as const) {
+    const panel = fakePanel([...answers]);
+    const agent = await streamAgainst(panel);
+    try {
+      await eventually(
+        async () => panel.calls.subscribes,
+        (n) => n >= 2,
+        "the stream opened again",
+      );
+      await eventually(
+        async () => panel.calls.results,
+        (n) => n >= sentOnFirstStream + 1,
+        "the result sent once more when the command came again",
+      );
+      assert.is(panel.calls.results, sentOnFirstStream + 1);
+      assert.is(agent.executed(), 1, "acknowledged from memory, not run again");
+    } finally {
+      await agent.stop();
+    }
   }
 });
 
