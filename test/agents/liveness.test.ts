@@ -6,7 +6,7 @@ import * as assert from "uvu/assert";
 import { AgentHealth } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import { livenessJobs, livenessQueue, scanLiveness } from "../../services/agents/alerts.js";
 import { createInstallToken } from "../../services/agents/install-tokens.js";
-import { approveServer } from "../../services/agents/store.js";
+import { approveServer, markUnreachable } from "../../services/agents/store.js";
 import { writeMailSettings } from "../../services/lib/email/settings.js";
 import { createLogger } from "../../services/lib/log.js";
 import { createKeyring } from "../../services/lib/secrets/keyring.js";
@@ -194,6 +194,53 @@ test("after the panel itself was down, it judges no server silent until it has l
     (await panel.db("servers").where({ id: res.serverId }).first()).status,
     "unreachable",
     "judged once it has listened 180 s (the agent never came back)",
+  );
+});
+
+test("the liveness scan does not wait for a server whose row is locked (its heartbeat being written): it marks the others and leaves that one to the next scan", async () => {
+  const quiet = await enroll("locked-quiet-1");
+  const writing = await enroll("locked-quiet-2");
+  for (const res of [quiet, writing]) {
+    await approveServer(panel.db, res.serverId);
+    await panel.agent(res.serverId, res.agentToken).heartbeat(heartbeat);
+  }
+  await panel
+    .db("servers")
+    .whereIn("id", [quiet.serverId, writing.serverId])
+    .update({ last_seen_at: panel.db.raw("now() - interval '10 minutes'") });
+  // A heartbeat batch holds the second server's row (as writeHeartbeats does) while the scan runs.
+  let release!: () => void;
+  let locked!: () => void;
+  const rowLocked = new Promise<void>((resolve) => (locked = resolve));
+  const held = panel.db.transaction(async (trx) => {
+    await trx("servers").where({ id: writing.serverId }).forUpdate();
+    locked();
+    await new Promise<void>((resolve) => (release = resolve));
+  });
+  try {
+    await rowLocked;
+    // Bounded, so that a scan that waits for the lock fails here instead of hanging the suite.
+    let timer: NodeJS.Timeout | undefined;
+    const marked = await Promise.race([
+      markUnreachable(panel.db, 180),
+      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error("the scan waited for the locked row")), 15_000))),
+    ]).finally(() => clearTimeout(timer));
+    assert.ok(
+      marked.some((s) => s.id === quiet.serverId),
+      "the quiet server is marked",
+    );
+    assert.not.ok(
+      marked.some((s) => s.id === writing.serverId),
+      "the locked one is skipped, not waited for",
+    );
+  } finally {
+    release();
+    await held;
+  }
+  assert.equal(
+    (await markUnreachable(panel.db, 180)).map((s) => s.id),
+    [writing.serverId],
+    "the next scan marks it",
   );
 });
 
