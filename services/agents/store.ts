@@ -280,10 +280,14 @@ export async function writeHeartbeats(db: Knex, beats: readonly HeartbeatWrite[]
   const readings = beats.flatMap((b) => b.instances.map((i) => ({ serverId: b.serverId, at: b.at.toISOString(), ...i })));
   const runtimes = readings.filter((r) => r.runtime);
   // One statement (one round trip): the servers' update, then the resource readings of the servers
-  // it updated (a revoked one is not), an unknown or gone instance's reading skipped.
+  // it updated (a revoked one is not), an unknown or gone instance's reading skipped. Rows are
+  // locked in id order and `for no key update`, as the update itself would: a plain `for update`
+  // also waits for the share lock a command's or an instance's foreign key takes on its server,
+  // and a fan-out storing commands for every server then deadlocked with heartbeats (seen with two
+  // replicas: the change set was refused "conflicting concurrent change").
   const result = await db.raw(
     `with beat(id, at, uptime, health, version, load) as (values ${values}),
-          before as (select s.id, s.status from servers s join beat b on b.id = s.id order by s.id for update of s),
+          before as (select s.id, s.status from servers s join beat b on b.id = s.id order by s.id for no key update of s),
           updated as (
             update servers s set
                last_seen_at = greatest(s.last_seen_at, b.at), uptime_seconds = b.uptime, health = b.health,
@@ -345,7 +349,8 @@ export async function writeHeartbeats(db: Knex, beats: readonly HeartbeatWrite[]
  * Marks servers not heard from for `silentSeconds` unreachable; answers exactly those. A server
  * whose row is locked is skipped: its heartbeat is being written (so it is not silent), and
  * waiting for it would lock rows in another order than the heartbeat batch (a deadlock seen at
- * 10,000 agents). The next scan looks again.
+ * 10,000 agents). The next scan looks again. A row only shared by a foreign key (a command being
+ * stored for the server) is not skipped: `for no key update` does not conflict with that.
  */
 export async function markUnreachable(db: Knex, silentSeconds: number): Promise<Array<{ id: string; name: string; last_seen_at: Date }>> {
   const silent = db("servers")
@@ -353,7 +358,7 @@ export async function markUnreachable(db: Knex, silentSeconds: number): Promise<
     .whereIn("status", ["pending", "online"])
     .where("last_seen_at", "<", db.raw("now() - make_interval(secs => ?)", [silentSeconds]))
     .orderBy("id")
-    .forUpdate()
+    .forNoKeyUpdate()
     .skipLocked();
   return db("servers")
     .whereIn("id", silent)

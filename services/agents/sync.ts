@@ -102,10 +102,13 @@ async function storeSnapshot(db: Knex, crypto: Client<typeof CryptoService>, ser
       synced_at: trx.fn.now(),
       gone_at: null,
     };
+    // The key columns are not rewritten: an upsert that sets them locks the row as a key update,
+    // which waits for every foreign key sharing it (a change set's items being stored).
+    const { server_id: _serverId, name: _name, ...changed } = row;
     const [instance] = await trx("instances")
       .insert({ id: randomUUID(), ...row })
       .onConflict(["server_id", "name"])
-      .merge(row)
+      .merge(changed)
       .returning("id");
     const instanceId: string = instance.id;
 

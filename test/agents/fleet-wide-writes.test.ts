@@ -1,9 +1,14 @@
+import { randomUUID } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
+import { SyncRequestSchema } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
 import { createCommands } from "../../services/agents/commands.js";
-import { insertAlerts } from "../../services/agents/store.js";
+import { storeSync } from "../../services/agents/sync.js";
+import { insertAlerts, markUnreachable, writeHeartbeats } from "../../services/agents/store.js";
+import { unblocked } from "../helpers/unblocked.js";
 import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
 
 // PostgreSQL takes at most 65,535 parameters in one statement: a write that names every server of
@@ -56,6 +61,77 @@ test("alerts for 25,000 servers gone quiet at once are all stored, in order", as
     stored.map((r: { server_id: string }) => r.server_id),
     [serverIds[0], serverIds[24_999]],
   );
+});
+
+test("heartbeats and the liveness scan do not wait for commands being stored for their servers (a fan-out and heartbeats deadlocked)", async () => {
+  const [serverId] = await addServers(1, "beating-");
+  const crypto = createClient(CryptoService, panel.host.transportFor(CryptoService));
+  // A fan-out's transaction holds its commands, and with them the share lock each command's
+  // foreign key takes on its server's row, while heartbeats arrive.
+  let release!: () => void;
+  let stored!: () => void;
+  const commandStored = new Promise<void>((resolve) => (stored = resolve));
+  const fanOut = panel.db.transaction(async (trx) => {
+    await createCommands(trx, crypto, { serverIds: [serverId!], kind: "resync", createdBy: "test" });
+    stored();
+    await new Promise<void>((resolve) => (release = resolve));
+  });
+  try {
+    await commandStored;
+    const at = new Date();
+    await unblocked(
+      writeHeartbeats(panel.db, [{ serverId: serverId!, at, uptimeSeconds: 5, health: "ok", agentVersion: "0.2.0", load: [0, 0, 0], instances: [] }]),
+      "the fan-out's transaction (heartbeat)",
+    );
+    const row = await panel.db("servers").where({ id: serverId }).first("last_seen_at");
+    assert.is(row.last_seen_at.getTime(), at.getTime(), "the heartbeat is written");
+    // Silent for 0 s: the scan must judge this server, not skip it as a row being written.
+    const marked = await unblocked(markUnreachable(panel.db, 0), "the fan-out's transaction (liveness scan)");
+    assert.ok(
+      marked.some((s) => s.id === serverId),
+      "the scan marks it",
+    );
+  } finally {
+    release();
+    await fanOut;
+  }
+  const [row] = await panel.db("commands").where({ server_id: serverId, status: "pending" }).count({ n: "*" });
+  assert.is(Number(row!.n), 1, "the command is stored too");
+});
+
+test("a snapshot is stored while a change set's items for its instance are being stored (the upsert does not rewrite the row's key)", async () => {
+  const [serverId] = await addServers(1, "syncing-");
+  const crypto = createClient(CryptoService, panel.host.transportFor(CryptoService));
+  const sync = (hash: string) =>
+    storeSync(
+      panel.db,
+      crypto,
+      serverId!,
+      create(SyncRequestSchema, {
+        present: [{ name: "main", contentHash: hash }],
+        snapshots: [{ ref: { name: "main", contentHash: hash }, configDir: "/etc/oscam", version: "2.26.05-11960" }],
+      }),
+    );
+  await sync("a".repeat(64));
+  const instance = await panel.db("instances").where({ server_id: serverId }).first("id");
+  let release!: () => void;
+  let stored!: () => void;
+  const itemStored = new Promise<void>((resolve) => (stored = resolve));
+  const changeSet = panel.db.transaction(async (trx) => {
+    const id = randomUUID();
+    await trx("change_sets").insert({ id, summary: "one account", spec: {}, created_by: "test" });
+    await trx("change_set_items").insert({ change_set_id: id, instance_id: instance.id, username: "u1", operation: "update", planned: JSON.stringify([]) });
+    stored();
+    await new Promise<void>((resolve) => (release = resolve));
+  });
+  try {
+    await itemStored;
+    await unblocked(sync("b".repeat(64)), "the change set's transaction (sync)");
+    assert.is((await panel.db("instances").where({ id: instance.id }).first("content_hash")).content_hash, "b".repeat(64));
+  } finally {
+    release();
+    await changeSet;
+  }
 });
 
 test.run();
