@@ -67,6 +67,16 @@ export function queryErrorWords(err: unknown): string {
   return typeof code === "string" ? `${words} (${code})` : words;
 }
 
+/**
+ * An error as it is logged: a failed query's as PostgreSQL's words and SQLSTATE with its pointers
+ * (a deadlock's detail names the processes and locks), without knex's statement; anything else as is.
+ */
+export function loggableError(err: unknown): unknown {
+  if (!(err instanceof Error) || typeof (err as { code?: unknown }).code !== "string" || !("severity" in err)) return err;
+  const e = err as Error & { detail?: string; hint?: string; table?: string; constraint?: string };
+  return { type: e.name, message: queryErrorWords(e), detail: e.detail, hint: e.hint, table: e.table, constraint: e.constraint };
+}
+
 /** How a pool stands: connections in use, idle, callers waiting for one, and its size; undefined once destroyed. */
 export function poolState(db: Knex): { used: number; free: number; waiting: number; size: number } | undefined {
   const pool = (db.client as { pool?: { numUsed(): number; numFree(): number; numPendingAcquires(): number; max: number } }).pool;

@@ -3,6 +3,7 @@ import { Code, type ConnectError, type Interceptor, type StreamResponse } from "
 import type { Logger } from "pino";
 import { peerAddressKey, requestIdKey, requestLoggerKey } from "./context-keys.js";
 import type { DatabaseOutage } from "./database-outage.js";
+import { loggableError } from "./db.js";
 import { bodyTimeoutMessage, isCallerError, shuttingDownMessage, toConnectError } from "./errors.js";
 
 /** What connect-es says when the deadline a caller sent runs out. */
@@ -76,7 +77,10 @@ export function createRequestContextInterceptor(
       // Work the panel turns away for now (too much of its kind under way), told when to come back.
       else if (connectErr.code === Code.Unavailable && connectErr.metadata.has("retry-after")) log.info(fields, "rpc turned away for now: busy");
       else if (isCallerError(connectErr.code)) log.warn(fields, "rpc refused");
-      else log.error({ ...fields, err: connectErr.cause ?? connectErr }, "rpc failed");
+      // A deadlock or a serialization failure: the caller is told to try again.
+      else if (connectErr.code === Code.Aborted)
+        log.warn({ ...fields, err: loggableError(connectErr.cause ?? connectErr) }, "rpc aborted by a conflicting change");
+      else log.error({ ...fields, err: loggableError(connectErr.cause ?? connectErr) }, "rpc failed");
       connectErr.metadata.set(requestIdHeader, requestId);
       return connectErr;
     };
