@@ -176,7 +176,7 @@ const resultAttempts = 5;
  * reconnected (a TLS handshake apiece) that would keep the panel busy. The panel takes a result
  * sent twice as once. Past `resultAttempts` the error breaks the stream (the command comes again).
  */
-async function sendResult(send: () => Promise<unknown>, signal: AbortSignal): Promise<void> {
+export async function sendResult(send: () => Promise<unknown>, signal: AbortSignal): Promise<void> {
   for (let attempt = 0; ; attempt++) {
     try {
       await send();

@@ -18,7 +18,7 @@ import { parseArgs } from "node:util";
 import { createClient } from "@connectrpc/connect";
 import { AccountService } from "../gen/myosicam/panel/v1/account_pb.js";
 import { describe, quantile, startFleet, type Fleet } from "./fleet/fleet.js";
-import { callDurations, panelPool, panelTimings, processUsage, scrapeMetrics } from "./fleet/panel-process.js";
+import { callDurations, panelTimings, poolWaiting, processUsage, scrapeMetrics } from "./fleet/panel-process.js";
 import { startFleetStack, type FleetStack } from "./fleet/stack.js";
 import { connectionCapacity, openFileLimit, reservedDescriptors } from "../services/lib/file-limit.js";
 
@@ -115,8 +115,8 @@ async function databaseWrites(stack: FleetStack): Promise<{ rows: number; commit
 function watchPool(stack: FleetStack): { stop(): number } {
   let mostWaiting = 0;
   const timer = setInterval(() => {
-    panelPool(stack.replicas[0]!.url, stack.ca).then(
-      (p) => (mostWaiting = Math.max(mostWaiting, p.waiting)),
+    poolWaiting(stack.replicas[0]!.url, stack.ca).then(
+      (waiting) => (mostWaiting = Math.max(mostWaiting, waiting)),
       () => {},
     );
   }, 1000);

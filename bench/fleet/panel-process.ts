@@ -132,12 +132,10 @@ export async function callDurations(url: string, ca: string): Promise<Array<{ me
   return [...counts].map(([method, calls]) => ({ method, calls, meanMs: ((sums.get(method) ?? 0) / calls) * 1000 })).sort((a, b) => b.calls - a.calls);
 }
 
-/** The panel database's pool as `/metrics` shows it: connections in use and callers waiting for one. */
-export async function panelPool(url: string, ca: string): Promise<{ used: number; waiting: number }> {
+/** Callers waiting for a connection of the panel database's pool, as `/metrics` shows it. */
+export async function poolWaiting(url: string, ca: string): Promise<number> {
   const text = await metricsText(url, ca);
-  const state = (name: string) =>
-    Number(new RegExp(`^myosicam_db_pool_connections\\{database="panel",state="${name}"\\} ([0-9.e+]+)$`, "m").exec(text)?.[1] ?? Number.NaN);
-  return { used: state("used"), waiting: state("waiting") };
+  return Number(/^myosicam_db_pool_connections\{database="panel",state="waiting"\} ([0-9.e+]+)$/m.exec(text)?.[1] ?? Number.NaN);
 }
 
 /** Labels of one Prometheus sample line, e.g. `{le="0.1",method="Heartbeat"}`. */

@@ -12,19 +12,17 @@
 import { randomUUID } from "node:crypto";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
-import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
+import { type Client, ConnectError, createClient } from "@connectrpc/connect";
 import { AccountChangeStatus, AgentHealth, AgentService, CommandOutcome, type HeartbeatRequest } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import { RegistrationService } from "../../gen/myosicam/agent/v1/registration_pb.js";
 import type { InstanceRef } from "../../gen/myosicam/agent/v1/snapshot_pb.js";
+import { sendResult } from "../../agent/commands.js";
+import { retryBaseMs, retryCapMs } from "../../agent/timing.js";
 import { retryDelayMs, withJitter } from "../../services/lib/backoff.js";
 import { createSignedTransport, createUnsignedTransport } from "../../services/lib/hmac/signing-client.js";
 import { GuardedHttp2SessionManager } from "../../services/lib/http2-session-manager.js";
 import type { AgentBehaviour, AgentSeed, FromWorker, ToWorker, WorkerReport } from "./protocol.js";
 import { instanceSnapshots } from "./snapshot.js";
-
-/** The real agent's backoff: full jitter from 1 s, capped at 60 s. */
-const retryBaseMs = 1000;
-const retryCapMs = 60_000;
 
 const stopping = new AbortController();
 const send = (message: FromWorker) => process.send?.(message);
@@ -241,24 +239,20 @@ async function runAgent(url: string, ca: string, seed: AgentSeed, index: number,
                   after: { entries: [{ key: "user", value: change.user }, ...change.set] },
                 }))
               : [];
-          // As the agent does: a result turned away for now is sent again after the hint on the open
-          // stream, up to 5 times; past that (or refused for good) the stream is opened again (after
-          // backoff), the panel delivers the command again and it is acknowledged without a second run.
-          for (let attempt = 0; ; attempt++) {
-            try {
-              await client.reportResult(
-                { commandId: command.id, outcome: CommandOutcome.SUCCEEDED, detail: "emulated", accountResults },
-                { timeoutMs: 30_000 },
-              );
-              period.reported++;
-              break;
-            } catch (err) {
-              const e = failed("ReportResult", err);
-              const forNow = e.code === Code.Unavailable || e.code === Code.DeadlineExceeded;
-              if (!forNow || attempt + 1 >= 5) throw Object.assign(e, { counted: true });
-              if (!(await pause(retryDelayMs(e, attempt, retryBaseMs, retryCapMs)))) return;
-            }
-          }
+          // The agent's own sending: a result turned away for now is sent again on the open stream;
+          // past its attempts (or refused for good) the stream is opened again (after backoff), the
+          // panel delivers the command again and it is acknowledged without a second run. Every
+          // failed attempt is counted here.
+          await sendResult(
+            () =>
+              client
+                .reportResult({ commandId: command.id, outcome: CommandOutcome.SUCCEEDED, detail: "emulated", accountResults }, { timeoutMs: 30_000 })
+                .catch((err: unknown) => {
+                  throw Object.assign(failed("ReportResult", err), { counted: true });
+                }),
+            stopping.signal,
+          );
+          period.reported++;
         }
       } catch (err) {
         if (stopping.signal.aborted) break;
