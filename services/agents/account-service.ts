@@ -541,7 +541,7 @@ export function createAccountService(deps: {
       const size = req.pageSize || 100;
       const after = idCursor(req.pageToken);
       const query = selectItems(db, req.changeSetId)
-        .whereIn("it.instance_id", instanceIds)
+        .whereRaw("it.instance_id = any(?::uuid[])", [instanceIds])
         .orderBy("it.id")
         .limit(size + 1);
       if (after) query.where("it.id", ">", after);
@@ -559,7 +559,7 @@ export function createAccountService(deps: {
       let first = true;
       for (;;) {
         const changeSet = await reloadChangeSet(db, req.changeSetId, instanceIds);
-        const rows = (await selectItems(db, req.changeSetId).whereIn("it.instance_id", instanceIds)) as ItemRow[];
+        const rows = (await selectItems(db, req.changeSetId).whereRaw("it.instance_id = any(?::uuid[])", [instanceIds])) as ItemRow[];
         const changed = rows.filter((r) => seen.get(r.id) !== r.status);
         for (const r of rows) seen.set(r.id, r.status);
         const done = changeSet.status !== ChangeSetStatus.IN_PROGRESS;

@@ -203,7 +203,8 @@ export async function selectInstanceProgress(db: Knex, changeSetId: string, inst
       ),
     )
     .orderBy(["s.name", "i.name"]);
-  if (instanceIds) query.whereIn("it.instance_id", [...instanceIds]);
+  // One array parameter: a fleet-wide change set's instances can pass PostgreSQL's 65,535 parameters as `in (…)`.
+  if (instanceIds) query.whereRaw("it.instance_id = any(?::uuid[])", [[...instanceIds]]);
   return query;
 }
 

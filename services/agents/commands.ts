@@ -123,7 +123,7 @@ export async function createCommands(
   const { kind, payload } = checkPayload(input.kind, input.payload);
   if (input.serverIds.length === 0) throw new ConnectError("name at least one server", Code.InvalidArgument);
   const known = await db("servers")
-    .whereIn("id", [...input.serverIds])
+    .whereRaw("id = any(?::uuid[])", [[...input.serverIds]])
     .whereNot({ status: "revoked" })
     .select("id");
   const knownIds = new Set(known.map((k: { id: string }) => k.id));
