@@ -3,19 +3,45 @@ import { sendMail } from "../lib/email/send.js";
 import { readMailSettings, type OpenSecret } from "../lib/email/settings.js";
 import type { JobDefinition } from "../lib/jobs/runner.js";
 import { selectMissedHeartbeats } from "./alert-store.js";
-import { insertAlerts, markAlertEmailed, markUnreachable, selectAlert } from "./store.js";
+import { insertAlerts, markAlertsEmailed, markUnreachable, selectAlertsToEmail } from "./store.js";
 
-/** Queue of the alert e-mails: one job per alert, retried by the queue. */
+/** Queue of the alert e-mails: one job per set of alerts raised together, retried by the queue. */
 export const alertEmailQueue = "agents.alert-email";
 /** Queue of the liveness scan. */
 export const livenessQueue = "agents.liveness";
 
 export type Enqueue = (queue: string, data?: Record<string, unknown>) => Promise<string>;
 
-/** Stores alerts (rows for the console) and queues one e-mail each. */
+/**
+ * Stores alerts (rows for the console) and queues one e-mail for them all: when the panel's own
+ * network fails, every server goes quiet in the same scan, and the operators get one message
+ * saying so, not one per server.
+ */
 export async function raiseAlerts(db: Knex, enqueue: Enqueue, alerts: ReadonlyArray<{ serverId: string; kind: string; message: string }>): Promise<void> {
   const ids = await insertAlerts(db, alerts);
-  for (const id of ids) await enqueue(alertEmailQueue, { alertId: id });
+  if (ids.length > 0) await enqueue(alertEmailQueue, { alertIds: ids });
+}
+
+/** How many alerts a digest e-mail lists one by one; the console lists all of them. */
+export const alertsListedPerEmail = 100;
+
+const headlines: Record<string, (count: number) => string> = {
+  server_unreachable: (count) => `${count} servers are unreachable`,
+  server_recovered: (count) => `${count} servers are reachable again`,
+};
+
+/** The e-mail for alerts raised together: one alert as itself, several as one digest. */
+export function alertEmail(alerts: ReadonlyArray<{ kind: string; message: string; raised_at: Date }>): { subject: string; text: string } {
+  const raisedAt = `Raised at ${new Date(alerts[0]!.raised_at).toISOString()}.\n`;
+  if (alerts.length === 1) return { subject: `[MyOsicam] ${alerts[0]!.message.split(":")[0]}`, text: `${alerts[0]!.message}\n\n${raisedAt}` };
+  const kinds = new Set(alerts.map((a) => a.kind));
+  const [kind] = kinds;
+  const headline = kinds.size === 1 && headlines[kind!] ? headlines[kind!]!(alerts.length) : `${alerts.length} alerts`;
+  const byName = [...alerts].sort((a, b) => a.message.localeCompare(b.message, "en", { numeric: true }));
+  const listed = byName.slice(0, alertsListedPerEmail).map((a) => `- ${a.message}`);
+  const more = alerts.length - listed.length;
+  const rest = more > 0 ? `\n... and ${more} more: the console's Alerts page lists every one.\n` : "";
+  return { subject: `[MyOsicam] ${headline}`, text: `${headline}.\n\n${listed.join("\n")}\n${rest}\n${raisedAt}` };
 }
 
 export async function raiseRecoveries(db: Knex, enqueue: Enqueue, servers: ReadonlyArray<{ id: string; name: string }>): Promise<void> {
@@ -85,26 +111,25 @@ export function livenessJobs(options: {
       queue: alertEmailQueue,
       retryLimit: 5,
       async run(ctx) {
-        const alertId = Number((ctx.data as { alertId?: unknown } | null)?.alertId);
-        const alert = await selectAlert(db, alertId);
-        if (!alert || alert.emailed_at) return;
+        // Jobs queued before digests name one alert.
+        const data = (ctx.data ?? {}) as { alertIds?: unknown; alertId?: unknown };
+        const ids = (Array.isArray(data.alertIds) ? data.alertIds : [data.alertId]).map(Number).filter(Number.isSafeInteger);
+        const alerts = await selectAlertsToEmail(db, ids);
+        if (alerts.length === 0) return;
         const { route, recipients } = await readMailSettings(db, options.open);
         if (route.provider === "none") {
           await ctx.output("e-mail is not configured; the alert is shown in the console only");
           return;
         }
+        const sending = alerts.map((a) => a.id);
         try {
-          await sendMail(route, {
-            to: recipients,
-            subject: `[MyOsicam] ${alert.message.split(":")[0]}`,
-            text: `${alert.message}\n\nRaised at ${new Date(alert.raised_at).toISOString()}.\n`,
-          });
+          await sendMail(route, { to: recipients, ...alertEmail(alerts) });
         } catch (err) {
-          await markAlertEmailed(db, alertId, (err as Error).message);
+          await markAlertsEmailed(db, sending, (err as Error).message);
           throw err;
         }
-        await markAlertEmailed(db, alertId);
-        await ctx.output(`e-mailed to ${recipients.join(", ")}`);
+        await markAlertsEmailed(db, sending);
+        await ctx.output(`${sending.length === 1 ? "the alert" : `${sending.length} alerts in one message`} e-mailed to ${recipients.join(", ")}`);
       },
     },
   ];

@@ -380,15 +380,19 @@ export async function insertAlerts(db: Knex, alerts: ReadonlyArray<{ serverId: s
   return rows.map((r: { id: string | number }) => Number(r.id));
 }
 
-export async function selectAlert(
-  db: Knex,
-  id: number,
-): Promise<{ id: number; kind: string; message: string; raised_at: Date; emailed_at: Date | null } | undefined> {
-  return db("alerts").where({ id }).first();
+/** The alerts among `ids` not yet e-mailed, oldest first. */
+export async function selectAlertsToEmail(db: Knex, ids: readonly number[]): Promise<Array<{ id: number; kind: string; message: string; raised_at: Date }>> {
+  return db("alerts")
+    .whereRaw("id = any(?::bigint[])", [[...ids]])
+    .whereNull("emailed_at")
+    .orderBy("id")
+    .select("id", "kind", "message", "raised_at")
+    .then((rows: Array<{ id: string; kind: string; message: string; raised_at: Date }>) => rows.map((r) => ({ ...r, id: Number(r.id) })));
 }
 
-export async function markAlertEmailed(db: Knex, id: number, error?: string): Promise<void> {
+/** Records that the alerts were e-mailed, or why the last attempt failed. */
+export async function markAlertsEmailed(db: Knex, ids: readonly number[], error?: string): Promise<void> {
   await db("alerts")
-    .where({ id })
+    .whereRaw("id = any(?::bigint[])", [[...ids]])
     .update(error ? { email_error: error } : { emailed_at: db.fn.now(), email_error: null });
 }

@@ -11,6 +11,7 @@ import { writeMailSettings } from "../../services/lib/email/settings.js";
 import { createLogger } from "../../services/lib/log.js";
 import { createKeyring } from "../../services/lib/secrets/keyring.js";
 import { newKey } from "../helpers/keys.js";
+import { eventually } from "../helpers/eventually.js";
 import { unblocked } from "../helpers/unblocked.js";
 import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
 
@@ -28,12 +29,16 @@ const codeOf = (p: Promise<unknown>) =>
     () => "ok",
     (e: unknown) => Code[ConnectError.from(e).code],
   );
-/** Resolves once `count` mails arrived (that mention `about`, when given). */
+/** Resolves once `count` mails arrived (that mention `about`, when given); fails after 60 s instead of hanging. */
 const waitForMail = (count: number, about?: string) =>
-  new Promise<void>((resolve) => {
-    const check = () => (mails.filter((m) => about === undefined || m.body.includes(about)).length >= count ? resolve() : arrived.push(check));
-    check();
-  });
+  unblocked(
+    new Promise<void>((resolve) => {
+      const check = () => (mails.filter((m) => about === undefined || m.body.includes(about)).length >= count ? resolve() : arrived.push(check));
+      check();
+    }),
+    `${count} mail(s)${about ? ` about "${about}"` : ""}`,
+    60_000,
+  );
 
 async function enroll(server: string) {
   const { token } = await createInstallToken(panel.db, { server, createdBy: "test" });
@@ -156,6 +161,50 @@ test("a silent server becomes unreachable with exactly one alert and one e-mail;
   const deadline = Date.now() + 10_000;
   while ((await emailed()) < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   assert.is(await emailed(), 2, "both alerts are marked e-mailed");
+});
+
+test("servers going quiet in the same scan are one e-mail listing them (the first 100, and how many more), not one each", async () => {
+  // The panel's own network failed: 120 servers were last heard from at the same time.
+  await panel.db.raw(
+    `insert into servers (id, name, status, approved, created_by, last_seen_at)
+     select gen_random_uuid(), 'herd-' || lpad(n::text, 3, '0'), 'online', true, 'test', now() - interval '10 minutes' from generate_series(1, 120) as n`,
+  );
+  // Removed at the end: they count against this file's license of 10 servers.
+  try {
+    await panel
+      .db("servers")
+      .whereNot("name", "like", "herd-%")
+      .update({ last_seen_at: panel.db.raw("now()") });
+    const before = mails.length;
+    assert.is(await scanLiveness(panel.db, panel.host.enqueueJob.bind(null, "panel"), 1, 2), 120);
+    await waitForMail(1, "120 servers are unreachable");
+    // The raw message: quoted-printable, its long lines broken with "=" at the end.
+    const digest = mails.find((m) => m.body.includes("120 servers are unreachable"))!.body.replace(/=\r?\n/g, "");
+    assert.match(digest, /Subject: \[MyOsicam\] 120 servers are unreachable/);
+    assert.match(digest, /server herd-001 is unreachable/);
+    assert.match(digest, /server herd-100 is unreachable/);
+    assert.not.match(digest, /server herd-101 is unreachable/, "the rest are in the console");
+    assert.match(digest, /and 20 more: the console's Alerts page lists every one/);
+    // Every one of them is marked e-mailed by that one message (the job marks them right after the send).
+    await eventually(
+      async () =>
+        Number(
+          (
+            await panel
+              .db("alerts as a")
+              .join("servers as s", "s.id", "a.server_id")
+              .where("s.name", "like", "herd-%")
+              .whereNull("a.emailed_at")
+              .count({ n: "*" })
+          )[0]!.n,
+        ),
+      (unsent) => unsent === 0,
+      "every alert of the digest marked e-mailed",
+    );
+    assert.is(mails.slice(before).filter((m) => m.body.includes("herd-")).length, 1, "one message");
+  } finally {
+    await panel.db("servers").where("name", "like", "herd-%").delete();
+  }
 });
 
 test("after the panel itself was down, it judges no server silent until it has listened for the whole threshold", async () => {
