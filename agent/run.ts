@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { AgentHealth } from "../gen/myosicam/agent/v1/agent_pb.js";
-import { retryDelayMs, withJitter } from "../services/lib/backoff.js";
+import { busyRetryDelayMs, retryDelayMs, withJitter } from "../services/lib/backoff.js";
 import type { Logger } from "../services/lib/log.js";
 import { agentClient, type PanelEndpoint } from "./panel.js";
 import { PinMismatchError } from "../services/lib/pinned-certificate.js";
@@ -21,7 +21,7 @@ import { agentVersion } from "./version.js";
 /** Where a bootstrap re-run leaves a fresh install token for a running agent whose token was refused. */
 export const pendingTokenFile = (stateDir: string) => join(stateDir, "install-token");
 
-type Link = "starting" | "connected" | "unreachable" | "token_refused" | "clock_skew" | "incompatible";
+type Link = "starting" | "connected" | "busy" | "unreachable" | "token_refused" | "clock_skew" | "incompatible";
 
 /** The agent can never succeed without the operator: stop instead of retrying. */
 export class FatalAgentError extends Error {
@@ -71,6 +71,8 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
     link = next;
   };
 
+  // The panel's heartbeat interval, as its last answer said.
+  let intervalMs = 60_000;
   while (!signal.aborted) {
     let waitMs: number;
     try {
@@ -97,7 +99,8 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
       } else if (res.approved) syncer.retryIfFailed();
       // A pending agent gets no commands: the stream opens once it is approved.
       if (res.approved) openCommandStream();
-      waitMs = withJitter((res.heartbeatIntervalSeconds || 60) * 1000, 0.1);
+      intervalMs = (res.heartbeatIntervalSeconds || 60) * 1000;
+      waitMs = withJitter(intervalMs, 0.1);
     } catch (err) {
       if (signal.aborted) break;
       const e = ConnectError.from(err);
@@ -158,6 +161,10 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
           "error",
         );
         waitMs = retryDelayMs(e, failures++, retryBaseMs, retryCapMs);
+      } else if (busyRetryDelayMs(e, intervalMs) !== undefined) {
+        // Reachable but busy (it said when to come back): the next heartbeat within an interval.
+        change("busy", { reason: e.rawMessage }, "the panel is busy; the next heartbeat within one interval");
+        waitMs = busyRetryDelayMs(e, intervalMs)!;
       } else {
         change("unreachable", { reason: e.rawMessage }, "the panel is unreachable; retrying with backoff", "warn");
         waitMs = retryDelayMs(e, failures++, retryBaseMs, retryCapMs);

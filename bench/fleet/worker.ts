@@ -18,7 +18,7 @@ import { RegistrationService } from "../../gen/myosicam/agent/v1/registration_pb
 import type { InstanceRef } from "../../gen/myosicam/agent/v1/snapshot_pb.js";
 import { sendResult } from "../../agent/commands.js";
 import { retryBaseMs, retryCapMs } from "../../agent/timing.js";
-import { retryDelayMs, withJitter } from "../../services/lib/backoff.js";
+import { busyRetryDelayMs, retryDelayMs, withJitter } from "../../services/lib/backoff.js";
 import { createSignedTransport, createUnsignedTransport } from "../../services/lib/hmac/signing-client.js";
 import { GuardedHttp2SessionManager } from "../../services/lib/http2-session-manager.js";
 import type { AgentBehaviour, AgentSeed, FromWorker, ToWorker, WorkerReport } from "./protocol.js";
@@ -175,8 +175,10 @@ async function runAgent(url: string, ca: string, seed: AgentSeed, index: number,
         failures = 0;
       } catch (err) {
         if (stopping.signal.aborted) return;
-        // As the agent does: an unreachable panel is retried with backoff, not at the next interval.
-        waitMs = Math.min(waitMs, retryDelayMs(failed("Heartbeat", err), failures++, retryBaseMs, retryCapMs));
+        // As the agent does: a busy panel is called again within an interval, an unreachable one
+        // is retried with backoff.
+        const e = failed("Heartbeat", err);
+        waitMs = busyRetryDelayMs(e, behaviour.heartbeatSeconds * 1000) ?? Math.min(waitMs, retryDelayMs(e, failures++, retryBaseMs, retryCapMs));
       }
       if (!(await pause(waitMs))) return;
     }

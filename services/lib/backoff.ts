@@ -30,3 +30,18 @@ export function retryDelayMs(
   const hintMs = Math.min(hintSeconds * 1000, capMs);
   return Math.max(backoff, Math.floor(hintMs * (1 + random() / 2)));
 }
+
+/**
+ * When to send a periodic call (a heartbeat) again after the panel turned it away busy (a retry
+ * hint): at a random point between the hint and one interval. Retried on the hint alone, every
+ * refused agent would call every 5–7.5 s instead of once a minute, and a busy panel would get
+ * twelve times its usual calls and stay busy (seen at 10,000 agents after a fan-out); spread over
+ * the interval, the fleet's rate stays what the panel takes in steady state. Answers undefined
+ * without a hint (not busy: back off as when unreachable).
+ */
+export function busyRetryDelayMs(err: { metadata?: Headers } | undefined, intervalMs: number, random: () => number = Math.random): number | undefined {
+  const hintSeconds = Number(err?.metadata?.get("retry-after") ?? Number.NaN);
+  if (!Number.isFinite(hintSeconds) || hintSeconds <= 0) return undefined;
+  const hintMs = hintSeconds * 1000;
+  return Math.floor(hintMs + random() * Math.max(0, intervalMs - hintMs));
+}

@@ -1,7 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { fullJitterDelayMs, retryDelayMs } from "../../services/lib/backoff.js";
+import { busyRetryDelayMs, fullJitterDelayMs, retryDelayMs } from "../../services/lib/backoff.js";
 
 const test = suite("retry delays: full-jitter backoff and the panel's retry hint");
 
@@ -64,6 +64,28 @@ test("no hint, a garbage hint or no error: the backoff alone; a hint past the ca
     retryDelayMs(new ConnectError("x", Code.Unavailable, new Headers({ "retry-after": "3600" })), 0, 1000, 60_000, () => 0),
     60_000,
   );
+});
+
+test("a heartbeat turned away busy comes back between the hint and one interval, not on the hint alone", () => {
+  const busy = new ConnectError("busy", Code.Unavailable, new Headers({ "retry-after": "5" }));
+  assert.is(
+    busyRetryDelayMs(busy, 60_000, () => 0),
+    5000,
+  );
+  assert.is(
+    busyRetryDelayMs(busy, 60_000, () => 0.5),
+    32_500,
+  );
+  assert.is(
+    busyRetryDelayMs(busy, 60_000, () => 0.999),
+    59_945,
+  );
+  // An interval shorter than the hint: the hint.
+  assert.is(
+    busyRetryDelayMs(busy, 2000, () => 0.9),
+    5000,
+  );
+  assert.is(busyRetryDelayMs(new ConnectError("connection refused", Code.Unavailable), 60_000), undefined, "no hint: not busy");
 });
 
 test.run();
