@@ -4,6 +4,7 @@ import { RegistrationService } from "../../gen/myosicam/agent/v1/registration_pb
 import { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
 import type { Knex } from "../lib/db.js";
 import { createNonceRecorder } from "../lib/hmac/nonce-store.js";
+import { watchDeliveries } from "../lib/metrics.js";
 import type { ServiceDeps, ServiceModule } from "../lib/service-module.js";
 import { livenessJobs, raiseRecoveries } from "./alerts.js";
 import { createDownloadRoute } from "./downloads.js";
@@ -41,6 +42,7 @@ import { createAccountService } from "./account-service.js";
 import { currentStanding } from "../lib/licensing/check.js";
 import { requireQuota } from "../lib/licensing/standing.js";
 import { createServerService } from "./server-service.js";
+import { createDeliveryWindow, deliveryAnswerTimeoutMs } from "./delivery-window.js";
 import { createCommandClaimer, createCommandHub, createResultWriter, expireCommands } from "./commands.js";
 import { countLiveInstances, purgeResourceSamples, resourceRetentionDays } from "./sync.js";
 import { auditMalformedRegistrations, createAgentService, createAgentTrust, createRegistrationService } from "./service.js";
@@ -76,7 +78,19 @@ export function agentsRoutes(deps: ServiceDeps) {
   // Every panel process advances the rollouts; one at a time per rollout (its row is locked).
   const ticker = startRolloutTicker(deps.db, crypto, deps.log);
   deps.onStop(() => ticker.stop());
-  const agent = createAgentService({ writer, intervalSeconds: deps.config.agentHeartbeatIntervalSeconds, db: deps.db, crypto, hub, claimer, results });
+  const deliveries = createDeliveryWindow({ limit: deps.config.agentCommandsInFlight, answerTimeoutMs: deliveryAnswerTimeoutMs });
+  deps.onStop(async () => deliveries.stop());
+  watchDeliveries(deliveries.state);
+  const agent = createAgentService({
+    writer,
+    intervalSeconds: deps.config.agentHeartbeatIntervalSeconds,
+    db: deps.db,
+    crypto,
+    hub,
+    claimer,
+    results,
+    deliveries,
+  });
   // The operator API over this service's tables; the panel service authenticates, authorizes and
   // audits every call before these handlers run.
   const servers = createServerService({ db: deps.db, panelUrl: deps.panelUrl, certificate: deps.ownCertificate });

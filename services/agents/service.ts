@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import pLimit from "p-limit";
 import { Code, ConnectError, type Client, type HandlerContext, type Interceptor, type ServiceImpl } from "@connectrpc/connect";
-import { AccountChangeStatus, AgentHealth, CommandOutcome, type AgentService } from "../../gen/myosicam/agent/v1/agent_pb.js";
+import { AccountChangeStatus, AgentHealth, CommandOutcome, type AgentService, type Command } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import { RegistrationService } from "../../gen/myosicam/agent/v1/registration_pb.js";
 import type { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
 import type { Config } from "../lib/config.js";
@@ -14,6 +14,7 @@ import { currentStanding } from "../lib/licensing/check.js";
 import { requireQuota, type Usage } from "../lib/licensing/standing.js";
 import { createBatcher } from "../lib/batcher.js";
 import type { Logger } from "../lib/log.js";
+import type { DeliveryWindow } from "./delivery-window.js";
 import type { HeartbeatWriter } from "./heartbeats.js";
 import { hashToken } from "./install-tokens.js";
 import type { CommandClaimer, createCommandHub, createResultWriter } from "./commands.js";
@@ -377,6 +378,8 @@ export function createAgentService(deps: {
   hub: CommandHub;
   claimer: CommandClaimer;
   results: ResultWriter;
+  /** Flow control of delivery (delivery-window.ts): how many commands may wait for their results. */
+  deliveries: DeliveryWindow;
   keepaliveMs?: number;
 }): Partial<ServiceImpl<typeof AgentService>> {
   const syncs = pLimit(maxConcurrentSyncs);
@@ -431,36 +434,64 @@ export function createAgentService(deps: {
       });
       const onAbort = () => wake?.();
       ctx.signal.addEventListener("abort", onAbort, { once: true });
+      const keepalive = () => ({ message: { case: "keepalive" as const, value: { serverTime: timestampFromDate(new Date()) } } });
+      /**
+       * Waits for `ready` (a delivery turn) or, without one, for a notification; either way no longer
+       * than the keepalive interval, and not at all once the call is aborted.
+       */
+      const pause = (ready?: Promise<void>) =>
+        new Promise<"ready" | "woken" | "timeout">((resolve) => {
+          let settled = false;
+          const settle = (how: "ready" | "woken" | "timeout") => {
+            if (settled) return;
+            settled = true;
+            clearTimeout(timer);
+            wake = undefined;
+            resolve(how);
+          };
+          const timer = setTimeout(() => settle("timeout"), deps.keepaliveMs ?? keepaliveMs);
+          // While waiting for a turn a notification changes nothing: the claim comes anyway.
+          wake = () => (!ready || ctx.signal.aborted ? settle("woken") : undefined);
+          ready?.then(() => settle("ready"));
+          if (ctx.signal.aborted) settle("woken");
+        });
       try {
         // A first keepalive at once: the agent knows its stream is open, proxies see traffic.
-        yield { message: { case: "keepalive", value: { serverTime: timestampFromDate(new Date()) } } };
+        yield keepalive();
         for (;;) {
           woken = false;
-          for (const command of await deps.claimer.claim(caller.id, sent)) {
+          const turn = deps.deliveries.turn();
+          let commands: Command[];
+          try {
+            if (!turn.granted) {
+              while ((await pause(turn.ready)) === "timeout") yield keepalive();
+              ctx.signal.throwIfAborted();
+            }
+            commands = await deps.claimer.claim(caller.id, sent);
+            turn.delivered(commands.map((c) => c.id));
+          } finally {
+            turn.cancel();
+          }
+          for (const command of commands) {
             sent.add(command.id);
             yield { message: { case: "command", value: command } };
           }
           if (woken) continue;
-          const timedOut = await new Promise<boolean>((resolve) => {
-            const timer = setTimeout(() => resolve(true), deps.keepaliveMs ?? keepaliveMs);
-            wake = () => {
-              clearTimeout(timer);
-              resolve(false);
-            };
-            if (ctx.signal.aborted) wake();
-          });
-          wake = undefined;
+          const how = await pause();
           ctx.signal.throwIfAborted();
-          if (timedOut) yield { message: { case: "keepalive", value: { serverTime: timestampFromDate(new Date()) } } };
+          if (how === "timeout") yield keepalive();
         }
       } finally {
         ctx.signal.removeEventListener("abort", onAbort);
         unsubscribe();
+        // Commands of this stream still unanswered come again on its next one.
+        deps.deliveries.abandoned(sent);
       }
     },
     async reportResult(req, ctx) {
       const caller = ctx.values.get(callerKey);
       if (!caller) throw new ConnectError("results must be signed", Code.Unauthenticated);
+      deps.deliveries.answered(req.commandId);
       await deps.results.write({
         serverId: caller.id,
         commandId: req.commandId,

@@ -86,6 +86,8 @@ export interface Config {
   agentHeartbeatIntervalSeconds: number;
   /** Agents: missed heartbeats after which a server is unreachable. */
   agentMissedHeartbeats: number;
+  /** Agents: commands delivered and not yet answered, per panel process (delivery-window.ts). */
+  agentCommandsInFlight: number;
   /** Agents: new agents stay pending (heartbeat only) until an operator approves them. */
   requireAgentApproval: boolean;
   /** Failed registrations per source address and minute before further attempts are refused. */
@@ -141,6 +143,7 @@ export const configDefaults = {
   PANEL_CALLER_ID: "panel",
   AGENT_HEARTBEAT_INTERVAL_SECONDS: "60",
   AGENT_MISSED_HEARTBEATS: "3",
+  AGENT_COMMANDS_IN_FLIGHT: "500",
   REQUIRE_AGENT_APPROVAL: "false",
   REGISTRATION_FAILURES_PER_MINUTE: "10",
   AGENT_ARTIFACT_DIR: "./dist/agent",
@@ -232,6 +235,7 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
     jobPollIntervalSeconds: decimal(get, "JOB_POLL_INTERVAL_SECONDS", 0.5, 600),
     agentHeartbeatIntervalSeconds: integer(get, "AGENT_HEARTBEAT_INTERVAL_SECONDS", 1, 3600),
     agentMissedHeartbeats: integer(get, "AGENT_MISSED_HEARTBEATS", 1, 100),
+    agentCommandsInFlight: integer(get, "AGENT_COMMANDS_IN_FLIGHT", 1, 100_000),
     requireAgentApproval: boolean(get, "REQUIRE_AGENT_APPROVAL"),
     registrationFailuresPerMinute: integer(get, "REGISTRATION_FAILURES_PER_MINUTE", 1, 100_000),
     panelPublicUrl: httpsOrigin(optional, "PANEL_PUBLIC_URL", "https://panel.example.com:8443"),

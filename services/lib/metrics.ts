@@ -38,6 +38,24 @@ export const connectedAgents = new Gauge({
   registers: [processMetrics],
 });
 
+/** Where the delivery window's figures come from (set by the agents' service; one per process). */
+let deliveriesSource: (() => { inFlight: number; waiting: number }) | undefined;
+export const watchDeliveries = (source: () => { inFlight: number; waiting: number }) => {
+  deliveriesSource = source;
+};
+new Gauge({
+  name: "myosicam_command_deliveries",
+  help: "Commands delivered and not yet answered (in_flight), and command streams waiting for room to deliver (waiting): AGENT_COMMANDS_IN_FLIGHT",
+  labelNames: ["state"],
+  registers: [processMetrics],
+  collect() {
+    const figures = deliveriesSource?.();
+    if (!figures) return;
+    this.set({ state: "in_flight" }, figures.inFlight);
+    this.set({ state: "waiting" }, figures.waiting);
+  },
+});
+
 export const heartbeatBatchSize = new Histogram({
   name: "myosicam_heartbeat_batch_size",
   help: "Heartbeats written per database statement",
