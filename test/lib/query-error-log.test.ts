@@ -45,15 +45,21 @@ async function deadlock(): Promise<never> {
   throw failed.reason;
 }
 
-test("a deadlocked call is told to try again, and the log names the deadlock and its locks, not knex's statement", async () => {
+/** Calls a Register whose handler is `register`, through the request-context interceptor: the error and the logs. */
+async function callLogged(register: () => Promise<object>) {
   const logs = captureLogs();
-  const routes = (router: ConnectRouter) => router.service(RegistrationService, { register: deadlock });
+  const routes = (router: ConnectRouter) => router.service(RegistrationService, { register });
   const interceptors = [createRequestContextInterceptor(logs.log, new Map([[RegistrationService.typeName, "agents"]]))];
   const client = createClient(RegistrationService, createRouterTransport(routes, { router: { interceptors } }));
   const err = await client.register({}).then(
     () => undefined,
     (e: unknown) => ConnectError.from(e),
   );
+  return { err, logs };
+}
+
+test("a deadlocked call is told to try again, and the log names the deadlock and its locks, not knex's statement", async () => {
+  const { err, logs } = await callLogged(deadlock);
   assert.is(err?.code, Code.Aborted);
   assert.is(err?.rawMessage, "conflicting concurrent change; try again");
   const line = logs.lines().find((l) => l.msg === "rpc aborted by a conflicting change");
@@ -66,20 +72,10 @@ test("a deadlocked call is told to try again, and the log names the deadlock and
 });
 
 test("any other failed query is an error in PostgreSQL's words with its code", async () => {
-  const logs = captureLogs();
-  const routes = (router: ConnectRouter) =>
-    router.service(RegistrationService, {
-      async register() {
-        await db.raw("select hits from counters where id = ? and missing_column = 1", [1]);
-        return {};
-      },
-    });
-  const interceptors = [createRequestContextInterceptor(logs.log, new Map([[RegistrationService.typeName, "agents"]]))];
-  const client = createClient(RegistrationService, createRouterTransport(routes, { router: { interceptors } }));
-  const err = await client.register({}).then(
-    () => undefined,
-    (e: unknown) => ConnectError.from(e),
-  );
+  const { err, logs } = await callLogged(async () => {
+    await db.raw("select hits from counters where id = ? and missing_column = 1", [1]);
+    return {};
+  });
   assert.is(err?.code, Code.Internal);
   const line = logs.lines().find((l) => l.msg === "rpc failed");
   assert.ok(line, logs.text());
