@@ -157,9 +157,16 @@ test("a change set over 70,000 instances (17,500 servers with 4 each) can be rea
   assert.is(changeSet!.counts!.failed, 70_000);
   const { items } = await accounts.listChangeSetItems({ changeSetId, pageSize: 10 });
   assert.is(items.length, 10);
-  for await (const update of accounts.watchChangeSet({ changeSetId })) {
-    assert.is(update.changeSet!.counts!.failed, 70_000);
-    break;
+  // Connect's client does not end a stream left with `break`: it stays open until the call is
+  // aborted, and its deadline timer (which the abort does not clear) would keep this process alive.
+  const watching = new AbortController();
+  try {
+    for await (const update of accounts.watchChangeSet({ changeSetId }, { signal: watching.signal, timeoutMs: 0 })) {
+      assert.is(update.changeSet!.counts!.failed, 70_000);
+      break;
+    }
+  } finally {
+    watching.abort();
   }
 });
 
