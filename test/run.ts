@@ -7,10 +7,15 @@
  * Each file's wall time is printed, the slowest at the end (CI has 20 minutes), and a file whose
  * process stays alive well after its last test (a timer or socket left behind; one once cost CI
  * five minutes) is named with how long it lingered (MYOSICAM_TEST_LINGER_SECONDS, default 10).
+ *
+ * Files run two at a time (MYOSICAM_TEST_JOBS), each one's output printed whole when it ends: most
+ * files spend their time waiting on processes, sockets and PostgreSQL, so two share the machine's
+ * two cores well. A file that says `// npm test runs this file alone: <why>` in a line of its own
+ * (it measures load, or holds a whole fleet) runs with nothing beside it, its output as it comes.
  */
 import { spawn } from "node:child_process";
-import { chmod, mkdtemp, readdir, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { chmod, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { availableParallelism, tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import pino from "pino";
 import { startEmbeddedPostgres } from "../services/lib/embedded-postgres.js";
@@ -22,7 +27,8 @@ if (missing) {
   process.exit(1);
 }
 
-const pattern = new RegExp(process.argv[2] ? `${process.argv[2]}.*\\.test\\.ts$` : "\\.test\\.ts$");
+// Grouped, so that a pattern with alternatives (`a|b`) still has to name a test file.
+const pattern = new RegExp(process.argv[2] ? `(?:${process.argv[2]}).*\\.test\\.ts$` : "\\.test\\.ts$");
 // MYOSICAM_TEST_ROOT: another folder of tests (the runner's own test uses it).
 const testRoot = process.env.MYOSICAM_TEST_ROOT ?? "test";
 const files = (await readdir(testRoot, { recursive: true }))
@@ -32,9 +38,12 @@ const files = (await readdir(testRoot, { recursive: true }))
 
 const root = await mkdtemp(join(tmpdir(), "myosicam-test-"));
 await chmod(root, 0o711);
-const postgres = await startEmbeddedPostgres({ directory: join(root, "postgres"), port: 0, log: pino({ level: "silent" }) });
+// Files running side by side each open pools of their own (10 connections per panel).
+const postgres = await startEmbeddedPostgres({ directory: join(root, "postgres"), port: 0, log: pino({ level: "silent" }), maxConnections: 400 });
 
 const lingerLimitSeconds = Number(process.env.MYOSICAM_TEST_LINGER_SECONDS ?? 10);
+const jobs = Math.max(1, Number(process.env.MYOSICAM_TEST_JOBS) || Math.min(2, availableParallelism()));
+const runsAlone = /^\/\/ npm test runs this file alone\b/m;
 
 interface FileResult {
   file: string;
@@ -55,7 +64,8 @@ const count = (output: string, label: string) => {
   return line ? Number(/(\d+)\s*$/.exec(line)?.[1] ?? 0) : undefined;
 };
 
-async function runFile(file: string): Promise<FileResult> {
+/** Runs one test file; `live` prints its output as it comes, otherwise whole once it ends. */
+async function runFile(file: string, live: boolean): Promise<FileResult> {
   const started = performance.now();
   let summarisedAt: number | undefined;
   const child = spawn(process.execPath, ["--import", "tsx", file], {
@@ -69,14 +79,18 @@ async function runFile(file: string): Promise<FileResult> {
     // Only the new text (and what a chunk boundary may have split) is searched for the summary.
     if (summarisedAt === undefined && (stdout.slice(-16) + text).includes("Duration:")) summarisedAt = performance.now();
     stdout += text;
-    process.stdout.write(chunk);
+    if (live) process.stdout.write(chunk);
   });
   child.stderr.on("data", (chunk: Buffer) => {
     stderr += chunk.toString();
-    process.stderr.write(chunk);
+    if (live) process.stderr.write(chunk);
   });
   const code: number = await new Promise((resolve) => child.on("close", (c, signal) => resolve(c ?? (signal ? 128 : 1))));
   const ended = performance.now();
+  if (!live) {
+    process.stdout.write(stdout);
+    process.stderr.write(stderr);
+  }
   const timing = { seconds: (ended - started) / 1000, lingeredSeconds: summarisedAt === undefined ? 0 : (ended - summarisedAt) / 1000 };
   process.stdout.write(`  ${relative(testRoot, file)}: ${timing.seconds.toFixed(1)} s\n`);
   if (timing.lingeredSeconds > lingerLimitSeconds) {
@@ -99,8 +113,17 @@ async function runFile(file: string): Promise<FileResult> {
   return { file, passed, failed: total - passed, skipped, ...timing };
 }
 
+const alone: string[] = [];
+const shared: string[] = [];
+for (const file of files) (runsAlone.test(await readFile(file, "utf8")) ? alone : shared).push(file);
 const results: FileResult[] = [];
-for (const file of files) results.push(await runFile(file));
+for (const file of alone) results.push(await runFile(file, true));
+const next = shared.values();
+await Promise.all(
+  Array.from({ length: jobs }, async () => {
+    for (const file of next) results.push(await runFile(file, jobs === 1));
+  }),
+);
 await postgres.stop();
 await rm(root, { recursive: true, force: true });
 

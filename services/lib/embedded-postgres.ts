@@ -34,6 +34,8 @@ export interface EmbeddedPostgresOptions {
    * false (a CLI command), a running server is used as it is. Default true.
    */
   owner?: boolean;
+  /** Connections the server accepts (PostgreSQL's max_connections); default PostgreSQL's own, 100. */
+  maxConnections?: number;
 }
 
 const superuser = "postgres";
@@ -112,7 +114,13 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     startPostgresProcess({
       directory,
       port,
-      flags: ["-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="],
+      flags: [
+        "-c",
+        "listen_addresses=127.0.0.1",
+        "-c",
+        "unix_socket_directories=",
+        ...(options.maxConnections ? ["-c", `max_connections=${options.maxConnections}`] : []),
+      ],
       onLog: (line) => {
         recent.push(line.trim());
         if (recent.length > 20) recent.shift();
