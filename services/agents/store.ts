@@ -110,59 +110,68 @@ export async function revokeInstallToken(db: Knex, hash: string): Promise<boolea
 }
 
 /**
- * Consumes a token in one statement: of any number of concurrent attempts exactly one gets the
- * server id; the others get undefined.
+ * Consumes install tokens in one statement: of any number of concurrent attempts on one token
+ * exactly one gets its server id. Answers the server of each token consumed here, by token hash.
  */
-export async function consumeInstallToken(db: Knex, hash: string): Promise<string | undefined> {
-  const [row] = await db("install_tokens")
-    .where({ token_hash: hash })
+export async function consumeInstallTokens(db: Knex, hashes: string[]): Promise<Map<string, string>> {
+  const rows: Array<{ token_hash: string; server_id: string }> = await db("install_tokens")
+    .whereRaw("token_hash = any(?::text[])", [hashes] as never)
     .whereNull("consumed_at")
     .whereNull("revoked_at")
     .where("expires_at", ">", db.fn.now())
     .update({ consumed_at: db.fn.now() })
-    .returning("server_id");
-  return row?.server_id;
+    .returning(["token_hash", "server_id"]);
+  return new Map(rows.map((r) => [r.token_hash, r.server_id]));
 }
 
-/** Records the agent that registered for a server and its new (sealed) token; answers the row. */
-export async function recordRegistration(
-  db: Knex,
-  serverId: string,
-  agent: {
-    agentId: string;
-    hostname: string;
-    reportedIp: string;
-    seenIp: string;
-    os: string;
-    osVersion: string;
-    arch: string;
-    agentVersion: string;
-    agentToken: string;
-    approvalRequired: boolean;
-  },
-): Promise<ServerRow> {
-  const [row] = await db("servers")
-    .where({ id: serverId })
-    .update({
-      agent_id: agent.agentId,
-      hostname: agent.hostname,
-      reported_ip: agent.reportedIp,
-      seen_ip: agent.seenIp,
-      os: agent.os,
-      os_version: agent.osVersion,
-      arch: agent.arch,
-      agent_version: agent.agentVersion,
-      agent_token: agent.agentToken,
-      // A server approved once stays approved when its agent re-registers (token rotation).
-      approved: agent.approvalRequired ? db.raw("approved") : true,
-      status: agent.approvalRequired ? db.raw("case when approved then 'online' else 'pending' end") : "online",
-      registered_at: db.fn.now(),
-      last_seen_at: db.fn.now(),
-      unreachable_since: null,
-      updated_at: db.fn.now(),
-    })
-    .returning("*");
-  return row as ServerRow;
+/** What an agent reports when it registers, and its new (sealed) token. */
+export interface AgentRegistration {
+  agentId: string;
+  hostname: string;
+  reportedIp: string;
+  seenIp: string;
+  os: string;
+  osVersion: string;
+  arch: string;
+  agentVersion: string;
+  agentToken: string;
+  approvalRequired: boolean;
+}
+
+/**
+ * Records the agents that registered, each on its server with its new (sealed) token, in one
+ * statement; answers the rows by server id. A server named twice (two of its tokens used at once)
+ * gets one of the two, as when two registrations race.
+ */
+export async function recordRegistrations(db: Knex, registrations: Array<{ serverId: string; agent: AgentRegistration }>): Promise<Map<string, ServerRow>> {
+  const column = <K extends keyof AgentRegistration>(key: K) => registrations.map((r) => r.agent[key]);
+  const { rows } = await db.raw(
+    `update servers as s set
+       agent_id = r.agent_id, hostname = r.hostname, reported_ip = r.reported_ip, seen_ip = r.seen_ip,
+       os = r.os, os_version = r.os_version, arch = r.arch, agent_version = r.agent_version, agent_token = r.agent_token,
+       -- A server approved once stays approved when its agent re-registers (token rotation).
+       approved = case when r.approval_required then s.approved else true end,
+       status = case when not r.approval_required or s.approved then 'online' else 'pending' end,
+       registered_at = now(), last_seen_at = now(), unreachable_since = null, updated_at = now()
+     from unnest(?::uuid[], ?::uuid[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::boolean[])
+       as r(server_id, agent_id, hostname, reported_ip, seen_ip, os, os_version, arch, agent_version, agent_token, approval_required)
+     where s.id = r.server_id
+     returning s.*`,
+    [
+      registrations.map((r) => r.serverId),
+      column("agentId"),
+      column("hostname"),
+      column("reportedIp"),
+      column("seenIp"),
+      column("os"),
+      column("osVersion"),
+      column("arch"),
+      column("agentVersion"),
+      column("agentToken"),
+      column("approvalRequired"),
+    ] as never,
+  );
+  return new Map((rows as ServerRow[]).map((r) => [r.id, r]));
 }
 
 export async function approveServer(db: Knex, id: string): Promise<ServerRow | undefined> {

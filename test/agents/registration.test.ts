@@ -136,6 +136,33 @@ test("20 new servers registering at once with room for 5: exactly 5 are added, t
   await panel.setLicense(50);
 });
 
+test("a token tried several times at once takes one place in the quota: with room for 5, ten tries of one token and ten of their own add exactly 5", async () => {
+  const active = Number((await panel.db("servers").whereIn("status", ["online", "pending", "unreachable"]).count({ n: "*" }))[0]!.n);
+  await panel.setLicense(active + 5);
+  const shared = await issue("kappa-shared");
+  const own = await Promise.all(Array.from({ length: 10 }, (_, i) => issue(`kappa-${i}`)));
+  // Another replica holds the quota lock, so the tries gather and are counted together: those that
+  // find the shared token used must leave their place to the next ones.
+  const holder = await panel.db.transaction();
+  let outcomes: Promise<string[]>;
+  try {
+    await holder.raw("select pg_advisory_xact_lock(hashtext(?))", [serverQuotaLock]);
+    outcomes = Promise.all([...Array.from({ length: 10 }, () => shared), ...own].map((t) => codeOf(panel.registration().register(request(t)))));
+    await eventually(
+      async () =>
+        Number((await panel.db.raw("select count(*) as n from pg_stat_activity where wait_event_type = 'Lock' and wait_event = 'advisory'")).rows[0].n),
+      (n) => n >= 1,
+      "a registration waiting for the quota lock",
+    );
+  } finally {
+    await holder.commit();
+  }
+  assert.is((await outcomes).filter((o) => o === "ok").length, 5, (await outcomes).join(" "));
+  const after = Number((await panel.db("servers").whereIn("status", ["online", "pending", "unreachable"]).count({ n: "*" }))[0]!.n);
+  assert.is(after, active + 5, "the quota is used up, and holds");
+  await panel.setLicense(50);
+});
+
 test("a registration whose answer was lost is answered again for the same agent id, until its token heartbeats, is rotated or 10 minutes pass", async () => {
   const token = await issue("theta");
   const first = request(token);

@@ -106,26 +106,33 @@ function exceeds(quotas: Quotas, usage: Usage): boolean {
 }
 
 /**
- * Refuses growth the license does not allow: `usage` is what is in use now, `adding` what the
- * caller wants to add. ResourceExhausted naming the quota when it would be exceeded;
- * FailedPrecondition when the license is not usable at all.
+ * The refusal of growth the license does not allow, or undefined: `usage` is what is in use now,
+ * `adding` what the caller wants to add. ResourceExhausted naming the quota when it would be
+ * exceeded; FailedPrecondition when the license is not usable at all.
  */
-export function requireQuota(standing: LicenseStanding, usage: Usage, adding: Partial<Usage>): void {
-  if (!standing.usable) throw new ConnectError(`the panel's license does not allow this: ${standing.message}`, Code.FailedPrecondition);
+export function quotaRefusal(standing: LicenseStanding, usage: Usage, adding: Partial<Usage>): ConnectError | undefined {
+  if (!standing.usable) return new ConnectError(`the panel's license does not allow this: ${standing.message}`, Code.FailedPrecondition);
   const quotas = standing.quotas;
-  if (!quotas) return;
+  if (!quotas) return undefined;
   const servers = usage.servers + (adding.servers ?? 0);
   const instances = usage.instances + (adding.instances ?? 0);
   if ((adding.servers ?? 0) > 0 && quotas.maxServers > 0 && servers > quotas.maxServers) {
-    throw new ConnectError(
+    return new ConnectError(
       `license quota reached: ${usage.servers} of ${quotas.maxServers} servers in use (plan ${standing.planName ?? "?"}); remove a server or upgrade the license`,
       Code.ResourceExhausted,
     );
   }
   if ((adding.instances ?? 0) > 0 && quotas.maxInstances > 0 && instances > quotas.maxInstances) {
-    throw new ConnectError(
+    return new ConnectError(
       `license quota reached: ${usage.instances} of ${quotas.maxInstances} OScam instances in use (plan ${standing.planName ?? "?"}); remove an instance or upgrade the license`,
       Code.ResourceExhausted,
     );
   }
+  return undefined;
+}
+
+/** Throws `quotaRefusal`'s error, if there is one. */
+export function requireQuota(standing: LicenseStanding, usage: Usage, adding: Partial<Usage>): void {
+  const refusal = quotaRefusal(standing, usage, adding);
+  if (refusal) throw refusal;
 }
