@@ -116,6 +116,7 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
         continue;
       }
       const skew = e.code === Code.Unauthenticated ? clockSkewSeconds(e.metadata) : undefined;
+      const busyDelayMs = busyRetryDelayMs(e, intervalMs);
       if (skew !== undefined && Math.abs(skew) > suspiciousSkewSeconds) {
         // Not the token: this host's time. Retried as when unreachable, and the token kept.
         change(
@@ -161,10 +162,10 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
           "error",
         );
         waitMs = retryDelayMs(e, failures++, retryBaseMs, retryCapMs);
-      } else if (busyRetryDelayMs(e, intervalMs) !== undefined) {
+      } else if (busyDelayMs !== undefined) {
         // Reachable but busy (it said when to come back): the next heartbeat within an interval.
         change("busy", { reason: e.rawMessage }, "the panel is busy; the next heartbeat within one interval");
-        waitMs = busyRetryDelayMs(e, intervalMs)!;
+        waitMs = busyDelayMs;
       } else {
         change("unreachable", { reason: e.rawMessage }, "the panel is unreachable; retrying with backoff", "warn");
         waitMs = retryDelayMs(e, failures++, retryBaseMs, retryCapMs);

@@ -34,9 +34,9 @@ const headlines: Record<string, (count: number) => string> = {
 export function alertEmail(alerts: ReadonlyArray<{ kind: string; message: string; raised_at: Date }>): { subject: string; text: string } {
   const raisedAt = `Raised at ${new Date(alerts[0]!.raised_at).toISOString()}.\n`;
   if (alerts.length === 1) return { subject: `[MyOsicam] ${alerts[0]!.message.split(":")[0]}`, text: `${alerts[0]!.message}\n\n${raisedAt}` };
-  const kinds = new Set(alerts.map((a) => a.kind));
-  const [kind] = kinds;
-  const headline = kinds.size === 1 && headlines[kind!] ? headlines[kind!]!(alerts.length) : `${alerts.length} alerts`;
+  const [first] = alerts;
+  const oneKind = alerts.every((a) => a.kind === first!.kind) ? headlines[first!.kind] : undefined;
+  const headline = oneKind ? oneKind(alerts.length) : `${alerts.length} alerts`;
   const byName = [...alerts].sort((a, b) => a.message.localeCompare(b.message, "en", { numeric: true }));
   const listed = byName.slice(0, alertsListedPerEmail).map((a) => `- ${a.message}`);
   const more = alerts.length - listed.length;
