@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { mkdir, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
@@ -49,6 +49,42 @@ test("each file's time is printed with the slowest at the end, and a file whose 
     assert.match(stdout, /^lingered after their last test: lingers\.test\.ts \d+ s$/m);
     assert.not.match(stdout, /quick\.test\.ts: its process stayed alive/);
     assert.match(stdout, /^2 passed, 0 failed$/m);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("files run two at a time, and a file that says it runs alone has nothing beside it", async () => {
+  const dir = join(".scratch", `runner-jobs-${process.pid}`);
+  await mkdir(dir, { recursive: true });
+  const marks = resolve(dir, "marks");
+  await mkdir(marks);
+  // Each file marks when it starts and ends. The paired files pass only if each sees the other
+  // start while it runs (bounded: one after the other, the first gives up after 10 s).
+  const prelude = (name: string) =>
+    `import { suite } from "uvu";\nconst test = suite("file ${name}");\nimport { existsSync, writeFileSync } from "node:fs";\nimport { setTimeout as sleep } from "node:timers/promises";\n` +
+    `const mark = (what: string) => writeFileSync(${JSON.stringify(marks)} + "/${name}." + what, "");\n` +
+    `const seen = (file: string) => existsSync(${JSON.stringify(marks)} + "/" + file);\n` +
+    `const running = (other: string) => seen(other + ".started") && !seen(other + ".ended");\n`;
+  const paired = (name: string, other: string) =>
+    `${prelude(name)}test("${name} runs beside ${other}", async () => {\n  mark("started");\n  if (running("alone")) throw new Error("started beside the file that runs alone");\n` +
+    `  for (let i = 0; i < 500 && !seen("${other}.started"); i++) await sleep(20);\n  mark("ended");\n  if (!seen("${other}.started")) throw new Error("${other} did not run at the same time");\n});\ntest.run();\n`;
+  await writeFile(join(dir, "a.test.ts"), paired("a", "b"));
+  await writeFile(join(dir, "b.test.ts"), paired("b", "a"));
+  await writeFile(
+    join(dir, "alone.test.ts"),
+    `// npm test runs this file alone: it checks that nothing runs beside it.\n${prelude("alone")}test("nothing beside it", () => {\n  mark("started");\n  const beside = ["a", "b"].filter(running);\n  mark("ended");\n  if (beside.length > 0) throw new Error("ran beside " + beside.join(", "));\n});\ntest.run();\n`,
+  );
+  try {
+    const result = await run(process.execPath, ["--import", "tsx", "test/run.ts"], {
+      env: { ...process.env, MYOSICAM_TEST_ROOT: dir, MYOSICAM_TEST_JOBS: "2" },
+    }).catch((err: { stdout: string }) => err);
+    const stdout = (result as { stdout: string }).stdout;
+    assert.match(stdout, /^3 passed, 0 failed$/m);
+    // A file's output comes whole: from its suite's name to its time, nothing of the other file.
+    const whole = /file a\b[\s\S]*?a\.test\.ts: \d+\.\d s/.exec(stdout)?.[0] ?? "";
+    assert.match(whole, /Total: +1/);
+    assert.not.match(whole, /file b\b/);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
