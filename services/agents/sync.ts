@@ -15,8 +15,10 @@ export const resourceRetentionDays = 7;
  * Stores what an agent reports (DESIGN.md §3.4). Each snapshot replaces its instance's previous
  * state in one transaction: the instance row, its accounts (upserted by user name, the ones gone
  * from the file deleted; passwords sealed through CryptoService in one batch), the WebIF password
- * (sealed, in oscam_installs) and one resource reading (and one of the host). Instances the agent no longer lists are
- * marked gone, not deleted. Answers which listed instances the panel needs in full.
+ * (sealed, in oscam_installs) and one resource reading (and one of the host). Instances the agent
+ * no longer lists are marked gone, not deleted. Answers which listed instances the panel needs in
+ * full. Statements are few (eight for one instance, counting the transaction's own): a fleet's
+ * first syncs wait for each other, and each round trip is as slow as the panel's busiest moment.
  */
 export async function storeSync(db: Knex, crypto: Client<typeof CryptoService>, serverId: string, req: SyncRequest): Promise<{ resend: string[] }> {
   const names = new Set<string>();
@@ -28,40 +30,39 @@ export async function storeSync(db: Knex, crypto: Client<typeof CryptoService>, 
     if (!names.has(snapshot.ref!.name)) throw new ConnectError(`snapshot of "${snapshot.ref!.name}" is not in present`, Code.InvalidArgument);
     await storeSnapshot(db, crypto, serverId, snapshot);
   }
-  if (req.host) {
-    const h = req.host;
-    const load = h.load ? [h.load.one, h.load.five, h.load.fifteen] : [];
-    await db("host_resource_samples").insert({
-      server_id: serverId,
-      cpu_percent: h.cpuPercent,
-      memory_used_mb: h.memoryUsedMb,
-      memory_total_mb: h.memoryTotalMb,
-      disk_used_mb: h.diskUsedMb,
-      load_average: load,
-    });
-  }
-  // Instances the agent no longer reports are kept, marked gone.
-  await db("instances")
-    .where({ server_id: serverId })
-    .whereNull("gone_at")
-    .whereNotIn("name", [...names])
-    .update({ gone_at: db.fn.now() });
-  const stored = new Map<string, string>(
-    (
-      await db("instances")
-        .where({ server_id: serverId })
-        .whereIn("name", [...names])
-        .select("name", "content_hash")
-    ).map((r: { name: string; content_hash: string }) => [r.name, r.content_hash]),
+  // One statement: the host's reading, instances the agent no longer reports marked gone (kept,
+  // not deleted), listed ones that came back no longer gone, and the stored hash of each listed one.
+  // (Every part sees the rows as they were before it; none changes a content hash.)
+  const h = req.host;
+  const { rows: storedRows } = await db.raw(
+    `with host_sample as (
+       insert into host_resource_samples (server_id, cpu_percent, memory_used_mb, memory_total_mb, disk_used_mb, load_average)
+       select ?::uuid, ?::real, ?::real, ?::real, ?::real, ?::real[] where ?::boolean
+     ), went as (
+       update instances set gone_at = now() where server_id = ?::uuid and gone_at is null and not (name = any(?::text[]))
+     ), came_back as (
+       update instances set gone_at = null where server_id = ?::uuid and name = any(?::text[]) and gone_at is not null
+     )
+     select name, content_hash from instances where server_id = ?::uuid and name = any(?::text[])`,
+    [
+      serverId,
+      h?.cpuPercent ?? 0,
+      h?.memoryUsedMb ?? 0,
+      h?.memoryTotalMb ?? 0,
+      h?.diskUsedMb ?? 0,
+      h?.load ? [h.load.one, h.load.five, h.load.fifteen] : [],
+      h !== undefined,
+      serverId,
+      [...names],
+      serverId,
+      [...names],
+      serverId,
+      [...names],
+    ] as unknown as readonly Knex.RawBinding[],
   );
+  const stored = new Map<string, string>((storedRows as Array<{ name: string; content_hash: string }>).map((r) => [r.name, r.content_hash]));
   const sent = new Set(req.snapshots.map((s) => s.ref!.name));
   const resend = req.present.filter((ref) => !sent.has(ref.name) && stored.get(ref.name) !== ref.contentHash).map((ref) => ref.name);
-  // A listed instance that came back is no longer gone.
-  await db("instances")
-    .where({ server_id: serverId })
-    .whereIn("name", [...names])
-    .whereNotNull("gone_at")
-    .update({ gone_at: null });
   return { resend };
 }
 
@@ -72,7 +73,6 @@ async function storeSnapshot(db: Knex, crypto: Client<typeof CryptoService>, ser
     seen.add(a.user);
   }
   await db.transaction(async (trx) => {
-    const known = await trx("instances").where({ server_id: serverId, name: s.ref!.name }).first("id");
     const row = {
       server_id: serverId,
       name: s.ref!.name,
@@ -105,12 +105,14 @@ async function storeSnapshot(db: Knex, crypto: Client<typeof CryptoService>, ser
     // The key columns are not rewritten: an upsert that sets them locks the row as a key update,
     // which waits for every foreign key sharing it (a change set's items being stored).
     const { server_id: _serverId, name: _name, ...changed } = row;
+    // A row inserted here has no xmax; one the conflict updated has this transaction's.
     const [instance] = await trx("instances")
       .insert({ id: randomUUID(), ...row })
       .onConflict(["server_id", "name"])
       .merge(changed)
-      .returning("id");
+      .returning(["id", trx.raw("(xmax = 0) as inserted")]);
     const instanceId: string = instance.id;
+    const known = !instance.inserted;
 
     const existing = new Map<string, StoredAccount>(
       (
@@ -153,18 +155,24 @@ async function storeSnapshot(db: Knex, crypto: Client<typeof CryptoService>, ser
     const passwords = rows.map((r) => (r.account.password ? sealed[next++]! : null));
     // One statement for every account, columns passed as arrays (unnest): far cheaper than
     // thousands of bound row values. Rows whose values did not change are left alone (and keep
-    // their updated_at).
-    if (rows.length > 0) {
+    // their updated_at). The same statement deletes the accounts gone from the file (the two parts
+    // touch different user names).
+    const deleteGone = "delete from accounts where instance_id = ? and not (username = any(?::text[]))";
+    if (rows.length === 0) await trx.raw(deleteGone, [instanceId, [...seen]]);
+    else {
       await trx.raw(
-        `insert into accounts (id, instance_id, username, password, enabled, groups, caid, ident, expiry_date, unreadable_expiry, description, extra, updated_at)
-         select a.id, ?::uuid, a.username, a.password, a.enabled, coalesce(string_to_array(a.groups, ',')::integer[], '{}'), a.caid, a.ident, a.expiry_date, a.unreadable_expiry, a.description, a.extra, now()
-           from unnest(?::uuid[], ?::text[], ?::text[], ?::boolean[], ?::text[], ?::text[], ?::text[], ?::date[], ?::text[], ?::text[], ?::jsonb[])
-             as a(id, username, password, enabled, groups, caid, ident, expiry_date, unreadable_expiry, description, extra)
-         on conflict (instance_id, username) do update set password = excluded.password, enabled = excluded.enabled, groups = excluded.groups,
-           caid = excluded.caid, ident = excluded.ident, expiry_date = excluded.expiry_date, unreadable_expiry = excluded.unreadable_expiry,
-           description = excluded.description, extra = excluded.extra, updated_at = excluded.updated_at
-         where (accounts.password, accounts.enabled, accounts.groups, accounts.caid, accounts.ident, accounts.expiry_date, accounts.unreadable_expiry, accounts.description, accounts.extra)
-           is distinct from (excluded.password, excluded.enabled, excluded.groups, excluded.caid, excluded.ident, excluded.expiry_date, excluded.unreadable_expiry, excluded.description, excluded.extra)`,
+        `with upserted as (
+           insert into accounts (id, instance_id, username, password, enabled, groups, caid, ident, expiry_date, unreadable_expiry, description, extra, updated_at)
+           select a.id, ?::uuid, a.username, a.password, a.enabled, coalesce(string_to_array(a.groups, ',')::integer[], '{}'), a.caid, a.ident, a.expiry_date, a.unreadable_expiry, a.description, a.extra, now()
+             from unnest(?::uuid[], ?::text[], ?::text[], ?::boolean[], ?::text[], ?::text[], ?::text[], ?::date[], ?::text[], ?::text[], ?::jsonb[])
+               as a(id, username, password, enabled, groups, caid, ident, expiry_date, unreadable_expiry, description, extra)
+           on conflict (instance_id, username) do update set password = excluded.password, enabled = excluded.enabled, groups = excluded.groups,
+             caid = excluded.caid, ident = excluded.ident, expiry_date = excluded.expiry_date, unreadable_expiry = excluded.unreadable_expiry,
+             description = excluded.description, extra = excluded.extra, updated_at = excluded.updated_at
+           where (accounts.password, accounts.enabled, accounts.groups, accounts.caid, accounts.ident, accounts.expiry_date, accounts.unreadable_expiry, accounts.description, accounts.extra)
+             is distinct from (excluded.password, excluded.enabled, excluded.groups, excluded.caid, excluded.ident, excluded.expiry_date, excluded.unreadable_expiry, excluded.description, excluded.extra)
+         )
+         ${deleteGone}`,
         [
           instanceId,
           rows.map((r) => r.id),
@@ -178,10 +186,11 @@ async function storeSnapshot(db: Knex, crypto: Client<typeof CryptoService>, ser
           rows.map((r) => r.account.unreadableExpiry),
           rows.map((r) => r.account.description),
           rows.map((r) => JSON.stringify(r.account.extra.map((x) => ({ key: x.key, value: x.value })))),
+          instanceId,
+          [...seen],
         ] as unknown as readonly Knex.RawBinding[],
       );
     }
-    await trx.raw("delete from accounts where instance_id = ? and not (username = any(?::text[]))", [instanceId, [...seen]]);
     // What changed since the panel last saw this instance: a change set's doing, or drift.
     if (known) {
       const diffs = differences(existing, s.accounts, passwords);
@@ -201,16 +210,15 @@ async function storeSnapshot(db: Knex, crypto: Client<typeof CryptoService>, ser
           })
         ).envelope
       : null;
-    await trx("oscam_installs").where({ id: install.id }).update({ webif_password: password });
-
-    if (s.resources) {
-      await trx("resource_samples").insert({
-        instance_id: instanceId,
-        cpu_percent: s.resources.cpuPercent,
-        rss_mb: s.resources.rssMb,
-        disk_mb: s.resources.diskMb,
-      });
-    }
+    // The WebIF password and the resource reading in one statement.
+    const r = s.resources;
+    await trx.raw(
+      `with sample as (
+         insert into resource_samples (instance_id, cpu_percent, rss_mb, disk_mb) select ?::uuid, ?::real, ?::real, ?::real where ?::boolean
+       )
+       update oscam_installs set webif_password = ? where id = ?`,
+      [instanceId, r?.cpuPercent ?? 0, r?.rssMb ?? 0, r?.diskMb ?? 0, r !== undefined, password, install.id],
+    );
   });
 }
 

@@ -210,4 +210,36 @@ test("an instance the agent stops reporting is marked gone, not deleted; it come
   assert.equal(changed.resend, ["main", "new"], "the panel asks for what it does not have");
 });
 
+test("a snapshot replaces its instance's accounts: kept, changed, added and gone in one store; an empty file leaves none; the host's reading is kept", async () => {
+  const server = await panel.enroll("sync-replace");
+  const crypto = createClient(CryptoService, panel.host.transportFor(CryptoService));
+  const account = (user: string, description = "") => ({ user, password: `pw-${user}`, enabled: true, groups: [1], description });
+  const sync = (hash: string, accounts: ReturnType<typeof account>[]) =>
+    storeSync(
+      panel.db,
+      crypto,
+      server.id,
+      create(SyncRequestSchema, {
+        present: [{ name: "replace", contentHash: hash }],
+        snapshots: [{ ref: { name: "replace", contentHash: hash }, configDir: "/etc/oscam-replace", accounts }],
+        host: { cpuPercent: 12.5, memoryUsedMb: 900, memoryTotalMb: 2048, diskUsedMb: 5000, load: { one: 0.5, five: 0.25, fifteen: 0.125 } },
+      }),
+    );
+  const users = async () => {
+    const instance = await panel.db("instances").where({ server_id: server.id, name: "replace" }).first("id");
+    return (await panel.db("accounts").where({ instance_id: instance.id }).orderBy("username").select("username", "description")).map(
+      (r: { username: string; description: string }) => `${r.username}:${r.description}`,
+    );
+  };
+  await sync("a".repeat(64), [account("u1"), account("u2"), account("u3")]);
+  assert.equal(await users(), ["u1:", "u2:", "u3:"]);
+  await sync("b".repeat(64), [account("u1"), account("u3", "changed"), account("u4")]);
+  assert.equal(await users(), ["u1:", "u3:changed", "u4:"], "u2 is gone, u3 changed, u4 added");
+  await sync("c".repeat(64), []);
+  assert.equal(await users(), [], "an empty file leaves no account");
+  const readings = await panel.db("host_resource_samples").where({ server_id: server.id }).select("cpu_percent", "memory_total_mb", "load_average");
+  assert.is(readings.length, 3, "one host reading per sync");
+  assert.equal([readings[0].cpu_percent, readings[0].memory_total_mb, readings[0].load_average], [12.5, 2048, [0.5, 0.25, 0.125]]);
+});
+
 test.run();
