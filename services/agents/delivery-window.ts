@@ -22,10 +22,10 @@ export interface DeliveryTurn {
 }
 
 export interface DeliveryWindow {
-  /** A turn to deliver, in the order asked for. */
-  turn(): DeliveryTurn;
-  /** A command's result arrived: its room is free. */
-  answered(commandId: string): void;
+  /** A turn to deliver commands to this server, in the order asked for. */
+  turn(serverId: string): DeliveryTurn;
+  /** A command's result arrived from this server: its room is free (a result naming another server's command frees nothing). */
+  answered(serverId: string, commandId: string): void;
   /** The stream that delivered these ended: their room is free (they are delivered again on its next stream). */
   abandoned(commandIds: Iterable<string>): void;
   /** Commands delivered and not answered, and streams waiting for a turn. */
@@ -34,7 +34,8 @@ export interface DeliveryWindow {
 }
 
 export function createDeliveryWindow(options: { limit: number; answerTimeoutMs: number }): DeliveryWindow {
-  const outstanding = new Map<string, NodeJS.Timeout>();
+  /** Commands delivered and unanswered: the server each went to, and its answer timeout. */
+  const outstanding = new Map<string, { serverId: string; timer: NodeJS.Timeout }>();
   // Waiting turns, first asked first served (a Set keeps insertion order).
   const waiting = new Set<() => void>();
   let granted = 0;
@@ -47,13 +48,13 @@ export function createDeliveryWindow(options: { limit: number; answerTimeoutMs: 
     }
   };
   const release = (id: string) => {
-    const timer = outstanding.get(id);
-    if (!timer) return;
-    clearTimeout(timer);
+    const entry = outstanding.get(id);
+    if (!entry) return;
+    clearTimeout(entry.timer);
     outstanding.delete(id);
   };
   return {
-    turn() {
+    turn(serverId) {
       let state: "waiting" | "granted" | "done" = "waiting";
       let resolve!: () => void;
       const ready = new Promise<void>((r) => (resolve = r));
@@ -84,7 +85,7 @@ export function createDeliveryWindow(options: { limit: number; answerTimeoutMs: 
               pump();
             }, options.answerTimeoutMs);
             timer.unref();
-            outstanding.set(id, timer);
+            outstanding.set(id, { serverId, timer });
           }
           pump();
         },
@@ -95,8 +96,8 @@ export function createDeliveryWindow(options: { limit: number; answerTimeoutMs: 
         },
       };
     },
-    answered(commandId) {
-      if (!outstanding.has(commandId)) return;
+    answered(serverId, commandId) {
+      if (outstanding.get(commandId)?.serverId !== serverId) return;
       release(commandId);
       pump();
     },
@@ -106,7 +107,7 @@ export function createDeliveryWindow(options: { limit: number; answerTimeoutMs: 
     },
     state: () => ({ inFlight: outstanding.size, waiting: waiting.size }),
     stop() {
-      for (const timer of outstanding.values()) clearTimeout(timer);
+      for (const { timer } of outstanding.values()) clearTimeout(timer);
       outstanding.clear();
     },
   };

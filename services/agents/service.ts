@@ -488,7 +488,7 @@ export function createAgentService(deps: {
         yield keepalive();
         for (;;) {
           woken = false;
-          const turn = deps.deliveries.turn();
+          const turn = deps.deliveries.turn(caller.id);
           let commands: Command[];
           try {
             if (!turn.granted) {
@@ -519,7 +519,7 @@ export function createAgentService(deps: {
     async reportResult(req, ctx) {
       const caller = ctx.values.get(callerKey);
       if (!caller) throw new ConnectError("results must be signed", Code.Unauthenticated);
-      deps.deliveries.answered(req.commandId);
+      deps.deliveries.answered(caller.id, req.commandId);
       await deps.results.write({
         serverId: caller.id,
         commandId: req.commandId,
