@@ -286,9 +286,10 @@ export async function startHost(config: Config, services: readonly ServiceModule
 }
 
 /**
- * The checks before handlers for the services of one listener: the HMAC checks of those that
- * declare `signedCalls` (a gate before the body is read, and interceptors that verify signatures
- * and nonces), then each service's own `gate`.
+ * The checks before handlers for the services of one listener: each service's own `gate` (an
+ * operator session; a sync refused for the backlog, which costs nothing more that way), then the
+ * HMAC checks of those that declare `signedCalls` (a gate before the body is read, and
+ * interceptors that verify signatures and nonces).
  */
 function signedCallAuth(services: readonly ServiceModule[], depsOf: (s: ServiceModule) => ServiceDeps, skewSeconds: number, log: Logger) {
   const auths = services.flatMap((s) => {
@@ -309,7 +310,7 @@ function signedCallAuth(services: readonly ServiceModule[], depsOf: (s: ServiceM
       }),
     ];
   });
-  const gates = [...auths.map((a) => a.requestGate), ...services.flatMap((s) => (s.gate ? [s.gate(depsOf(s))] : []))];
+  const gates = [...services.flatMap((s) => (s.gate ? [s.gate(depsOf(s))] : [])), ...auths.map((a) => a.requestGate)];
   return {
     requestGate:
       gates.length === 0

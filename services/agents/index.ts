@@ -43,6 +43,7 @@ import { currentStanding } from "../lib/licensing/check.js";
 import { requireQuota } from "../lib/licensing/standing.js";
 import { createServerService } from "./server-service.js";
 import { createDeliveryWindow, deliveryAnswerTimeoutMs } from "./delivery-window.js";
+import { createSyncQueue, type SyncQueue, syncBacklogGate } from "./sync-queue.js";
 import { createCommandClaimer, createCommandHub, createResultWriter, expireCommands } from "./commands.js";
 import { countLiveInstances, purgeResourceSamples, resourceRetentionDays } from "./sync.js";
 import { auditMalformedRegistrations, createAgentService, createAgentTrust, createRegistrationService } from "./service.js";
@@ -61,6 +62,17 @@ const openEmailSecret = (deps: ServiceDeps) => async (envelope: string, column: 
  */
 /** For `myosicam release upload`, run on the panel host with its database (a release is tens of MB: not an RPC). */
 export { uploadRelease, type UploadOutcome } from "./releases.js";
+
+/**
+ * The sync queue of this process, shared by the service and its gate (the host hands each its own
+ * copy of the deps, with the same database).
+ */
+const syncQueues = new WeakMap<ServiceDeps["db"], SyncQueue>();
+function syncQueueOf(deps: ServiceDeps): SyncQueue {
+  let queue = syncQueues.get(deps.db);
+  if (!queue) syncQueues.set(deps.db, (queue = createSyncQueue(deps.log)));
+  return queue;
+}
 
 export function agentsRoutes(deps: ServiceDeps) {
   const crypto = cryptoOf(deps);
@@ -90,6 +102,7 @@ export function agentsRoutes(deps: ServiceDeps) {
     claimer,
     results,
     deliveries,
+    syncs: syncQueueOf(deps),
   });
   // The operator API over this service's tables; the panel service authenticates, authorizes and
   // audits every call before these handlers run.
@@ -184,6 +197,8 @@ export const agentsService: ServiceModule = {
       verifier: { findCaller: (id) => trust.findCaller(id), recordNonce: (id, nonce) => nonces.record(id, nonce) },
     };
   },
+  // A full sync queue refuses a sync before its signature is checked or its body read.
+  gate: (deps) => syncBacklogGate(syncQueueOf(deps)),
   interceptors: (deps) => [auditMalformedRegistrations(deps.db, deps.log)],
   httpRoutes: (deps) => [
     createDownloadRoute({

@@ -1,6 +1,5 @@
 import { randomBytes } from "node:crypto";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import pLimit from "p-limit";
 import { Code, ConnectError, type Client, type HandlerContext, type Interceptor, type ServiceImpl } from "@connectrpc/connect";
 import { AccountChangeStatus, AgentHealth, CommandOutcome, type AgentService, type Command } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import { RegistrationService } from "../../gen/myosicam/agent/v1/registration_pb.js";
@@ -15,6 +14,7 @@ import { quotaRefusal, type Usage } from "../lib/licensing/standing.js";
 import { createBatcher } from "../lib/batcher.js";
 import type { Logger } from "../lib/log.js";
 import type { DeliveryWindow } from "./delivery-window.js";
+import type { SyncQueue } from "./sync-queue.js";
 import type { HeartbeatWriter } from "./heartbeats.js";
 import { hashToken } from "./install-tokens.js";
 import type { CommandClaimer, createCommandHub, createResultWriter } from "./commands.js";
@@ -364,27 +364,6 @@ const healthNames: Record<AgentHealth, string> = {
   [AgentHealth.DEGRADED]: "degraded",
 };
 
-/** `AgentService`: Heartbeat, Sync, the command stream (Subscribe) and ReportResult. */
-/**
- * Syncs stored at once; the others wait their turn in memory. A sync holds a pool connection for its
- * whole transaction (a first snapshot of a few thousand accounts takes a while): without a limit,
- * 5,000 agents enrolling at once took all 10, and registrations waited a minute for one and timed
- * out (4,244 deadline_exceeded, "database unavailable"); with it, they were refused early with a
- * retry hint instead (5 timed out). docs/sizing.md.
- */
-export const maxConcurrentSyncs = 4;
-
-/**
- * Syncs that may wait for their turn; past that, a sync is refused at once with a retry hint (the
- * agent retries no sooner). Waiting syncs count as pending calls for admission control: when
- * 10,000 agents enrolled at once, first snapshots (and registrations) queued by the thousand, the
- * backlog tripped the panel's admission, and every call — heartbeats of agents already enrolled
- * among them — was refused for minutes. Bounded here (registrations too), a backlog of syncs is
- * refused alone. At ≈25 first snapshots a second, 64 waiting is a wait of a few seconds.
- */
-export const maxQueuedSyncs = 64;
-const syncRetryAfterSeconds = 5;
-
 /** Release downloads served at once by one panel process (each streams a few tens of MB from the database). */
 export const maxConcurrentDownloads = 8;
 const downloadRetryAfterSeconds = 15;
@@ -398,6 +377,7 @@ const accountChangeStatuses: Partial<Record<AccountChangeStatus, "applied" | "un
   [AccountChangeStatus.FAILED]: "failed",
 };
 
+/** `AgentService`: Heartbeat, Sync, the command stream (Subscribe) and ReportResult. */
 export function createAgentService(deps: {
   writer: HeartbeatWriter;
   intervalSeconds: number;
@@ -408,9 +388,10 @@ export function createAgentService(deps: {
   results: ResultWriter;
   /** Flow control of delivery (delivery-window.ts): how many commands may wait for their results. */
   deliveries: DeliveryWindow;
+  /** The syncs of this process (sync-queue.ts): its gate refuses a full queue before the signature is checked. */
+  syncs: SyncQueue;
   keepaliveMs?: number;
 }): Partial<ServiceImpl<typeof AgentService>> {
-  const syncs = pLimit(maxConcurrentSyncs);
   let downloading = 0;
   return {
     async *downloadRelease(req, ctx) {
@@ -542,15 +523,11 @@ export function createAgentService(deps: {
     async sync(req, ctx) {
       const caller = ctx.values.get(callerKey);
       if (!caller) throw new ConnectError("sync must be signed", Code.Unauthenticated);
-      if (syncs.pendingCount >= maxQueuedSyncs) {
-        throw new ConnectError(
-          `${syncs.activeCount + syncs.pendingCount} agents' syncs are being stored or waiting; try again in ${syncRetryAfterSeconds} s`,
-          Code.Unavailable,
-          new Headers({ "retry-after": String(syncRetryAfterSeconds) }),
-        );
-      }
+      // Its gate refused it if the queue was full when it came in; it may have filled since (or the call came in memory).
+      const refusal = deps.syncs.refusal();
+      if (refusal) throw refusal;
       // A caller that gave up while waiting for its turn is not stored for nothing.
-      return syncs(() => {
+      return deps.syncs.run(() => {
         ctx.signal.throwIfAborted();
         return storeSync(deps.db, deps.crypto, caller.id, req);
       });

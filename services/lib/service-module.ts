@@ -100,8 +100,9 @@ export interface ServiceModule {
    */
   signedCalls?(deps: ServiceDeps): SignedCalls;
   /**
-   * A check that runs for every call on this service's listener before the body is read (e.g. an
-   * operator session); it ignores calls of other services and throws a ConnectError to refuse.
+   * A check that runs for every call on this service's listener before the body is read and before
+   * any signature is checked (e.g. an operator session, a backlog); it ignores calls of other
+   * services and throws a ConnectError to refuse.
    */
   gate?(deps: ServiceDeps): (ctx: HandlerContext) => Promise<void>;
   /** Runs after migrations, before listening; throws (ConfigError for settings) to refuse start. */
