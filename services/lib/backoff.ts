@@ -12,6 +12,12 @@ export function withJitter(intervalMs: number, fraction: number, random: () => n
   return Math.round(intervalMs * (1 - fraction + 2 * fraction * random()));
 }
 
+/** The server's retry hint (`retry-after`, in seconds) in ms, or undefined without a usable one. */
+function retryHintMs(err: { metadata?: Headers } | undefined): number | undefined {
+  const hintSeconds = Number(err?.metadata?.get("retry-after") ?? Number.NaN);
+  return Number.isFinite(hintSeconds) && hintSeconds > 0 ? hintSeconds * 1000 : undefined;
+}
+
 /**
  * The wait before retrying after `err`: full-jitter backoff, but never less than the server's retry
  * hint (`retry-after`, in seconds, sent with `Unavailable` when the panel refuses work early under
@@ -25,10 +31,9 @@ export function retryDelayMs(
   random: () => number = Math.random,
 ): number {
   const backoff = fullJitterDelayMs(attempt, baseMs, capMs, random);
-  const hintSeconds = Number(err?.metadata?.get("retry-after") ?? Number.NaN);
-  if (!Number.isFinite(hintSeconds) || hintSeconds <= 0) return backoff;
-  const hintMs = Math.min(hintSeconds * 1000, capMs);
-  return Math.max(backoff, Math.floor(hintMs * (1 + random() / 2)));
+  const hintMs = retryHintMs(err);
+  if (hintMs === undefined) return backoff;
+  return Math.max(backoff, Math.floor(Math.min(hintMs, capMs) * (1 + random() / 2)));
 }
 
 /**
@@ -40,8 +45,7 @@ export function retryDelayMs(
  * without a hint (not busy: back off as when unreachable).
  */
 export function busyRetryDelayMs(err: { metadata?: Headers } | undefined, intervalMs: number, random: () => number = Math.random): number | undefined {
-  const hintSeconds = Number(err?.metadata?.get("retry-after") ?? Number.NaN);
-  if (!Number.isFinite(hintSeconds) || hintSeconds <= 0) return undefined;
-  const hintMs = hintSeconds * 1000;
+  const hintMs = retryHintMs(err);
+  if (hintMs === undefined) return undefined;
   return Math.floor(hintMs + random() * Math.max(0, intervalMs - hintMs));
 }

@@ -39,19 +39,12 @@ test("with room for 2, a command to 5 agents reaches 2 of them; each result lets
   );
   const crypto = createClient(CryptoService, panel.host.transportFor(CryptoService));
   const created = await createCommands(panel.db, crypto, { serverIds: agents.map((a) => a.id), kind: "resync", createdBy: "test" });
-  const delivered = async () =>
-    Number(
-      (
-        await panel
-          .db("commands")
-          .whereIn(
-            "id",
-            created.map((c) => c.id),
-          )
-          .where({ status: "delivered" })
-          .count({ n: "*" })
-      )[0]!.n,
+  const commands = () =>
+    panel.db("commands").whereIn(
+      "id",
+      created.map((c) => c.id),
     );
+  const delivered = async () => Number((await commands().where({ status: "delivered" }).count({ n: "*" }))[0]!.n);
   await eventually(
     async () => received.length,
     (n) => n >= 2,
@@ -73,13 +66,7 @@ test("with room for 2, a command to 5 agents reaches 2 of them; each result lets
     answered++;
     assert.ok(received.length <= answered + 2, `never more than 2 unanswered (${received.length} delivered, ${answered} answered)`);
   }
-  const statuses = await panel
-    .db("commands")
-    .whereIn(
-      "id",
-      created.map((c) => c.id),
-    )
-    .pluck("status");
+  const statuses = await commands().pluck("status");
   assert.equal(statuses, ["succeeded", "succeeded", "succeeded", "succeeded", "succeeded"]);
 });
 

@@ -68,23 +68,19 @@ test("no hint, a garbage hint or no error: the backoff alone; a hint past the ca
 
 test("a heartbeat turned away busy comes back between the hint and one interval, not on the hint alone", () => {
   const busy = new ConnectError("busy", Code.Unavailable, new Headers({ "retry-after": "5" }));
-  assert.is(
-    busyRetryDelayMs(busy, 60_000, () => 0),
-    5000,
-  );
-  assert.is(
-    busyRetryDelayMs(busy, 60_000, () => 0.5),
-    32_500,
-  );
-  assert.is(
-    busyRetryDelayMs(busy, 60_000, () => 0.999),
-    59_945,
-  );
-  // An interval shorter than the hint: the hint.
-  assert.is(
-    busyRetryDelayMs(busy, 2000, () => 0.9),
-    5000,
-  );
+  // [interval, random, delay]; an interval shorter than the hint: the hint.
+  const cases: Array<[number, number, number]> = [
+    [60_000, 0, 5000],
+    [60_000, 0.5, 32_500],
+    [60_000, 0.999, 59_945],
+    [2000, 0.9, 5000],
+  ];
+  for (const [intervalMs, random, delayMs] of cases)
+    assert.is(
+      busyRetryDelayMs(busy, intervalMs, () => random),
+      delayMs,
+      `interval ${intervalMs}, random ${random}`,
+    );
   assert.is(busyRetryDelayMs(new ConnectError("connection refused", Code.Unavailable), 60_000), undefined, "no hint: not busy");
 });
 
