@@ -135,6 +135,10 @@ test("GET /metrics answers Prometheus text with the generated bearer token only,
   }
   const panel = await getHttp2(`${report.listeners.panel.url}/metrics`, ca, { authorization: `Bearer ${token}` });
   assert.match(panel.body, /myosicam_command_queue_depth\{status="pending"\} \d+/);
+  // Open files are counted (off the event loop); figures that walk every handle at each scrape are not served.
+  const openFds = Number(/^myosicam_process_open_fds (\d+)$/m.exec(panel.body)?.[1]);
+  assert.ok(openFds >= 10, `myosicam_process_open_fds counts the process's open files (${openFds})`);
+  assert.not.match(panel.body, /myosicam_nodejs_active_(handles|resources)/);
   assert.match(panel.body, /myosicam_rpc_duration_seconds_count\{service="myosicam\.license\.v1\.LicenseService",method="ValidateLicense",code="ok"\} [1-9]/);
 });
 
