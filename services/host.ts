@@ -220,6 +220,7 @@ export async function startHost(config: Config, services: readonly ServiceModule
         tls,
         routes: routesOf(subset),
         heldStreams: subset.flatMap((s) => s.heldStreams ?? []),
+        ownQueues: subset.flatMap((s) => s.ownQueues ?? []),
         requestGate: auth.requestGate,
         httpRoutes: subset.flatMap((s) => s.httpRoutes?.(depsOf(s)) ?? []),
         metrics,

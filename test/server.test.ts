@@ -1,3 +1,4 @@
+import type { DescMethod } from "@bufbuild/protobuf";
 import { connect as http2Connect, constants as http2Constants, type Settings as Http2Settings } from "node:http2";
 import { Code, ConnectError, createClient, createRouterTransport, type ConnectRouter } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
@@ -170,7 +171,7 @@ test("admission control: past the pending-call limit a call is refused at once w
   answer();
   await Promise.all(waiting);
   assert.is((await registrations.register(registration)).serverId, "s");
-  assert.ok(logs.lines().some((l) => l.msg === "accepting new calls again" && l.refused === 1));
+  // When the log says refusing is over (5 s without a refusal): test/lib/admission.test.ts.
   abort.abort();
   await stream;
   await server.close(5_000);
@@ -209,6 +210,31 @@ test("admission control: a backlog that has waited too long is refused with a re
   assert.match((refused as ConnectError).rawMessage, /\d calls waiting, 2 of them over 0\.05 s/);
   answer();
   await Promise.all(waiting);
+  await server.close(5_000);
+});
+
+test("admission control leaves methods with a bounded queue of their own to it: their waiting calls are neither counted nor refused", async () => {
+  let answer!: () => void;
+  const answered = new Promise<void>((resolve) => (answer = resolve));
+  let arrived = 0;
+  const routes = (router: ConnectRouter) =>
+    router.service(RegistrationService, {
+      async register() {
+        arrived++;
+        await answered;
+        return { serverId: "s", agentToken: "t", heartbeatIntervalSeconds: 60 };
+      },
+    });
+  const { server } = await plainServer({ routes, maxPendingCalls: 1, ownQueues: [RegistrationService.method.register] });
+  const client = createClient(RegistrationService, createConnectTransport({ baseUrl: server.url, httpVersion: "2", nodeOptions: { ca: tls.cert } }));
+  const waiting = [1, 2, 3].map(() => client.register(registration));
+  await eventually(
+    async () => arrived,
+    (n) => n === 3,
+    "three registrations waiting in the handler, past a limit of one pending call",
+  );
+  answer();
+  assert.is((await Promise.all(waiting)).length, 3);
   await server.close(5_000);
 });
 
@@ -298,6 +324,7 @@ async function plainServer(
     maxConnections?: number;
     /** Serve Subscribe on the held-stream path (as the panel does for agents). */
     heldSubscribe?: boolean;
+    ownQueues?: DescMethod[];
   } = {},
 ) {
   const logs = options.logs ?? captureLogs();
@@ -322,6 +349,7 @@ async function plainServer(
     maxPendingCalls: options.maxPendingCalls,
     queueLimit: options.queueLimit,
     maxConnections: options.maxConnections,
+    ownQueues: options.ownQueues,
     ...(options.heldSubscribe ? { heldStreams: [AgentService.method.subscribe] } : {}),
   });
   return { server: await listen(0, "127.0.0.1"), logs, openCalls, heldCalls };

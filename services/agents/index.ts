@@ -187,6 +187,9 @@ export const agentsService: ServiceModule = {
   routes: agentsRoutes,
   // Every agent holds its command stream open for as long as it runs.
   heldStreams: [AgentService.method.subscribe],
+  // Syncs wait in the sync queue (sync-queue.ts: 4 stored at a time, 64 waiting, the rest refused
+  // by its gate); registrations in batches (at most 200 under way, the rest refused by the handler).
+  ownQueues: [AgentService.method.sync, RegistrationService.method.register],
   signedCalls(deps) {
     // Concurrent signed calls check their nonces together: one statement per few milliseconds.
     const nonces = createNonceRecorder(deps.db);

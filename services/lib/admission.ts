@@ -18,6 +18,8 @@ export interface QueueLimit {
 }
 export const defaultQueueLimit: QueueLimit = { calls: 256, waitMs: 5000 };
 
+/** Refusing ends (and the log says so) once this long has passed without a refusal. */
+const quietMs = 5000;
 /** The answer rate is counted over this window, in buckets of `rateBucketMs`. */
 const rateWindowMs = 5000;
 const rateBucketMs = 250;
@@ -34,8 +36,9 @@ const rateBucketMs = 250;
  * free slot of a schedule paced at the rate calls are being answered (at least 5 s away, at most
  * 60 s), so the refused come back about as fast as the panel can take them.
  *
- * The log says when refusing starts and, with how many were refused, when it ends — one line
- * each, not one per call. `now` (ms, monotonic) is for tests.
+ * The log says when refusing starts and, with how many were refused, when it has ended (5 s
+ * without a refusal) — one line each, not one per call nor one each time the backlog dips under
+ * the limit for a moment. `now` (ms, monotonic) is for tests.
  */
 export function createAdmission(options: { maxPendingCalls?: number; queueLimit?: QueueLimit; onRefused?: () => void; log: Logger; now?: () => number }) {
   const limit = options.maxPendingCalls ?? Number.POSITIVE_INFINITY;
@@ -48,6 +51,7 @@ export function createAdmission(options: { maxPendingCalls?: number; queueLimit?
   const pending = new Map<number, number>();
   let nextId = 0;
   let refusedSinceStart = 0;
+  let lastRefusedAt = Number.NEGATIVE_INFINITY;
   let backlogCheckedAt = Number.NEGATIVE_INFINITY;
   let oldBacklog = false;
   // Calls answered per bucket, and which bucket (its number since startedAt) each slot holds.
@@ -97,6 +101,13 @@ export function createAdmission(options: { maxPendingCalls?: number; queueLimit?
     if (waitMs > queue.waitMs) return `${pending.size} calls waiting, about ${(waitMs / 1000).toFixed(0)} s of work`;
     return undefined;
   };
+  /** Logs the end of a spell of refusing, once it is over (called when a call is taken on or answered). */
+  const refusingOver = (at: number) => {
+    if (refusedSinceStart > 0 && at - lastRefusedAt >= quietMs) {
+      options.log.info({ refused: refusedSinceStart, pending: pending.size }, "accepting new calls again");
+      refusedSinceStart = 0;
+    }
+  };
   /** The next slot of the refused callers' schedule, in whole seconds from `at`. */
   const retryAfterSeconds = (at: number) => {
     const slot = Math.max(at + admissionRetryAfterSeconds * 1000, nextSlot);
@@ -113,9 +124,11 @@ export function createAdmission(options: { maxPendingCalls?: number; queueLimit?
       const at = now();
       const why = pending.size >= limit ? `${pending.size} calls waiting` : backlog(at);
       if (why === undefined) {
+        refusingOver(at);
         pending.set(nextId, at);
         return { ticket: nextId++ };
       }
+      lastRefusedAt = at;
       if (refusedSinceStart++ === 0) {
         options.log.warn(
           { pending: pending.size, limit, queue, why },
@@ -144,10 +157,7 @@ export function createAdmission(options: { maxPendingCalls?: number; queueLimit?
       if (!pending.delete(ticket)) return;
       const at = now();
       countAnswer(at);
-      if (refusedSinceStart > 0 && pending.size <= limit / 2 && backlog(at) === undefined) {
-        options.log.info({ refused: refusedSinceStart, pending: pending.size }, "accepting new calls again");
-        refusedSinceStart = 0;
-      }
+      if (pending.size <= limit / 2 && backlog(at) === undefined) refusingOver(at);
     },
   };
 }

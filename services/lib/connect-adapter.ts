@@ -38,6 +38,8 @@ export interface AdapterOptions extends Partial<ConnectRouterOptions> {
    * the call uses the Connect protocol with binary messages, by connect otherwise.
    */
   heldStreams?: readonly DescMethod[];
+  /** Methods that bound their own queue: admission control neither refuses nor counts them. */
+  ownQueues?: readonly DescMethod[];
   log: Logger;
 }
 
@@ -61,6 +63,7 @@ export function createConnectAdapter(options: AdapterOptions) {
   const held = heldStreamsOf(router, options.routes, options.heldStreams ?? []);
   const heldOptions = { interceptors: options.interceptors ?? [], requestGate, maxTimeoutMs: options.maxTimeoutMs ?? 0 };
   const handlers = new Map(router.handlers.map((h) => [h.requestPath, h]));
+  const ownQueues = new Set((options.ownQueues ?? []).map((m) => `/${m.parent.typeName}/${m.name}`));
   let heldCalls = 0;
   // Each call's signal, so a shutdown can abort every open call. Not one shared shutdown signal:
   // every call would add a listener to it, and with a thousand open streams each new call pays
@@ -71,7 +74,7 @@ export function createConnectAdapter(options: AdapterOptions) {
     const handler = handlers.get((req.url ?? "").split("?", 2)[0] ?? "");
     if (!handler) return false;
     const values = options.contextValues(req);
-    const admitted = admission.admit();
+    const admitted = ownQueues.has(handler.requestPath) ? { ticket: undefined } : admission.admit();
     const ticket = "ticket" in admitted ? admitted.ticket : undefined;
     if ("refusal" in admitted) values.set(refusedKey, admitted.refusal);
     const digest: BodyDigest = { bytes: 0 };

@@ -40,6 +40,8 @@ export interface ServerOptions {
   interceptors: Interceptor[];
   /** Server-streaming methods that every agent holds open, served on a lean path (held-stream.ts). */
   heldStreams?: readonly DescMethod[];
+  /** Methods that bound their own queue: admission control leaves them to it (ServiceModule.ownQueues). */
+  ownQueues?: readonly DescMethod[];
   /** Runs after headers arrive, before the body is read; throw a ConnectError to refuse. */
   requestGate?: (ctx: HandlerContext) => void | Promise<void>;
   readiness: () => Promise<Readiness>;
@@ -113,6 +115,7 @@ export function createServer(options: ServerOptions) {
     queueLimit: options.queueLimit,
     onRefused: () => admissionRefusals.inc(),
     heldStreams: options.heldStreams,
+    ownQueues: options.ownQueues,
     log: options.log,
     contextValues: (req) => createContextValues().set(peerAddressKey, req.socket?.remoteAddress ?? ""),
   });

@@ -89,6 +89,13 @@ export interface ServiceModule {
   /** Server-streaming methods every agent holds open: served on a lean path (services/lib/held-stream.ts). */
   readonly heldStreams?: readonly DescMethod[];
   /**
+   * Methods whose calls wait in a bounded queue of the service's own, which refuses past its
+   * bound (a `gate` or the handler): admission control (services/lib/admission.ts) leaves them to
+   * it. Counted with the rest, their long waits by design (a first sync queued behind 64 others)
+   * would read as the whole listener's backlog and turn away heartbeats that would be answered at once.
+   */
+  readonly ownQueues?: readonly DescMethod[];
+  /**
    * Which master keys this service is handed in its config: "panel" (PANEL_ENCRYPTION_KEY pair,
    * only the crypto service; every other panel service asks CryptoService) or "admin"
    * (ADMIN_ENCRYPTION_KEY pair, only the admin service). Every other service sees neither.

@@ -86,7 +86,7 @@ test("a young backlog is refused before it grows old: when at the answer rate th
   );
 });
 
-test("with nothing answered yet, a burst past the queue limit's calls is refused; answering it ends the refusing, said once", () => {
+test("with nothing answered yet, a burst past the queue limit's calls is refused; the log says when refusing ends, once, after 5 s without a refusal", () => {
   const a = admissionAt({ queueLimit: { calls: 10, waitMs: 1000 } });
   // Nothing answered yet: the rate is taken to be the queue limit's, 10 calls a second.
   const tickets = a.take(11);
@@ -95,7 +95,12 @@ test("with nothing answered yet, a burst past the queue limit's calls is refused
   a.at(100);
   for (const t of tickets) a.admission.release(t);
   assert.ok(a.admit().ticket !== undefined, "taken on again once the burst is answered");
-  const again = a.logs.lines().filter((l) => l.msg === "accepting new calls again");
+  const ended = () => a.logs.lines().filter((l) => l.msg === "accepting new calls again");
+  assert.is(ended().length, 0, "a moment after the last refusal the spell is not yet said to be over");
+  a.at(5200);
+  a.take(1);
+  a.take(1);
+  const again = ended();
   assert.is(again.length, 1);
   assert.is(again[0]!.refused, 2);
 });
