@@ -91,7 +91,8 @@ interface Figures {
   heartbeatP50: number;
   heartbeatP99: number;
   dbWritesPerSecond: number;
-  fanOutSeconds: number;
+  /** Undefined when not every result was in within 300 s (a note says how many were): the run goes on to the restart. */
+  fanOutSeconds: number | undefined;
   restartBackSeconds: number;
   /** The panel's RSS once every agent is back after the restart: held agents without the first syncs' garbage. */
   restartedRssMb: number;
@@ -189,7 +190,8 @@ async function measure(agents: number): Promise<Figures> {
     const rampMs = (agents / ramp) * 1000;
     // From the first registration (the workers take a moment to start) to the last.
     await f.until("the first registration", (t) => t.registered > 0, 120_000);
-    const enrolMs = await f.until("every agent registered", (t) => t.registered === agents, rampMs + 300_000);
+    // Enrolment slows as the enrolled fleet takes the panel's share of the cores (from ≈20/s to ≈3/s at 10,000 here).
+    const enrolMs = await f.until("every agent registered", (t) => t.registered === agents, rampMs + 600_000);
     const enrolPerSecond = (agents - 1) / (enrolMs / 1000);
     const connectMs = await f.until("every agent synced with its stream open", (t) => t.synced >= agents && t.streamsOpen === agents, 600_000);
     const durations = await callDurations(stack.replicas[0]!.url, stack.ca);
@@ -272,23 +274,30 @@ async function measure(agents: number): Promise<Figures> {
         `  fan-out after ${((performance.now() - fanStart) / 1000).toFixed(0)} s: ${t.reported - reportedBefore} results, ${t.streamsOpen} streams open, ${t.refusedWithHint} refused with a hint so far`,
       );
     }, 15_000);
+    let fanOutSeconds: number | undefined;
     try {
       await f.until(`every agent's result of the fan-out`, (t) => t.reported - reportedBefore >= expected, 300_000);
+      // Results are in once the panel has stored every item as applied.
+      const deadline = Date.now() + 60_000;
+      for (;;) {
+        const [row] = await stack.db("change_set_items").where({ change_set_id: changeSet!.id, status: "applied" }).count({ n: "*" });
+        if (Number(row!.n) >= expected) break;
+        if (Date.now() > deadline) throw new Error(`only ${row!.n} of ${expected} fan-out items stored as applied a minute after the agents reported`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      fanOutSeconds = (performance.now() - fanStart) / 1000;
+      console.log(
+        `fan-out of one account change to ${expected} agents: every result stored after ${fanOutSeconds.toFixed(2)} s (planning and sending ${(planMs / 1000).toFixed(2)} s; up to ${fanPool.stop()} calls at once waited for a database connection)`,
+      );
+    } catch (err) {
+      // A fan-out that does not finish is a figure, not the end of the run: the restart is measured still.
+      const note = `fan-out NOT finished: ${(err as Error).message}; ${f.totals().reported - reportedBefore} of ${expected} results in (planning and sending ${(planMs / 1000).toFixed(2)} s); the restart below is measured with the rest still under way`;
+      console.log(note);
+      notes.push(note);
+      fanPool.stop();
     } finally {
       clearInterval(progress);
     }
-    // Results are in once the panel has stored every item as applied.
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      const [row] = await stack.db("change_set_items").where({ change_set_id: changeSet!.id, status: "applied" }).count({ n: "*" });
-      if (Number(row!.n) >= expected) break;
-      if (Date.now() > deadline) throw new Error(`only ${row!.n} of ${expected} fan-out items stored as applied a minute after the agents reported`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    const fanOutSeconds = (performance.now() - fanStart) / 1000;
-    console.log(
-      `fan-out of one account change to ${expected} agents: every result stored after ${fanOutSeconds.toFixed(2)} s (planning and sending ${(planMs / 1000).toFixed(2)} s; up to ${fanPool.stop()} calls at once waited for a database connection)`,
-    );
 
     // Restart: every agent's stream breaks at once and they all come back (the thundering herd).
     const refusedBefore = f.totals().refusedWithHint;
@@ -391,7 +400,7 @@ async function record(f: Figures) {
     f.cpuPercent.toFixed(0),
     `${f.heartbeatP50.toFixed(1)} / ${f.heartbeatP99.toFixed(1)}`,
     f.dbWritesPerSecond.toFixed(0),
-    f.fanOutSeconds.toFixed(1),
+    f.fanOutSeconds?.toFixed(1) ?? "not finished",
     f.restartBackSeconds.toFixed(0),
     f.refusedWithHint,
     f.restartedRssMb.toFixed(0),
