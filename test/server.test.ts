@@ -133,19 +133,10 @@ test("/metrics: not served without a token; with one, an agent's open command st
 test("admission control: past the pending-call limit a call is refused at once with Unavailable and a retry hint; open streams do not count; it accepts again once calls are answered", async () => {
   const logs = captureLogs();
   const { routes: streamRoutes, opened } = heldSubscribe();
-  // Registrations wait until the test lets them answer.
-  let answer!: () => void;
-  const answered = new Promise<void>((resolve) => (answer = resolve));
-  let arrived = 0;
+  const held = heldRegistrations();
   const routes = (router: ConnectRouter) => {
     streamRoutes(router);
-    router.service(RegistrationService, {
-      async register() {
-        arrived++;
-        await answered;
-        return { serverId: "s", agentToken: "t", heartbeatIntervalSeconds: 60 };
-      },
-    });
+    held.routes(router);
   };
   const { server } = await plainServer({ routes, logs, maxPendingCalls: 2, heldSubscribe: true });
   const transport = agentLikeTransport(server.url);
@@ -157,7 +148,7 @@ test("admission control: past the pending-call limit a call is refused at once w
   await opened;
   const waiting = [registrations.register(registration), registrations.register(registration)];
   await eventually(
-    async () => arrived,
+    async () => held.arrived(),
     (n) => n === 2,
     "two registrations waiting in the handler",
   );
@@ -166,9 +157,9 @@ test("admission control: past the pending-call limit a call is refused at once w
   assert.is((refused as ConnectError).code, Code.Unavailable);
   assert.is((refused as ConnectError).metadata.get("retry-after"), "5");
   assert.match((refused as ConnectError).rawMessage, /busy .*try again in 5 s/);
-  assert.is(arrived, 2, "the refused call never reached the handler");
+  assert.is(held.arrived(), 2, "the refused call never reached the handler");
   assert.ok(logs.lines().some((l) => String(l.msg).startsWith("overloaded: refusing new calls")));
-  answer();
+  held.answer();
   await Promise.all(waiting);
   assert.is((await registrations.register(registration)).serverId, "s");
   // When the log says refusing is over (5 s without a refusal): test/lib/admission.test.ts.
@@ -179,22 +170,12 @@ test("admission control: past the pending-call limit a call is refused at once w
 
 test("admission control: a backlog that has waited too long is refused with a retry hint, whatever the count limit", async () => {
   const logs = captureLogs();
-  let answer!: () => void;
-  const answered = new Promise<void>((resolve) => (answer = resolve));
-  let arrived = 0;
-  const routes = (router: ConnectRouter) =>
-    router.service(RegistrationService, {
-      async register() {
-        arrived++;
-        await answered;
-        return { serverId: "s", agentToken: "t", heartbeatIntervalSeconds: 60 };
-      },
-    });
+  const { routes, arrived, answer } = heldRegistrations();
   const { server } = await plainServer({ routes, logs, queueLimit: { calls: 2, waitMs: 50 } });
   const client = createClient(RegistrationService, createConnectTransport({ baseUrl: server.url, httpVersion: "2", nodeOptions: { ca: tls.cert } }));
   const waiting = [client.register(registration), client.register(registration)];
   await eventually(
-    async () => arrived,
+    async () => arrived(),
     (n) => n === 2,
     "two registrations waiting in the handler",
   );
@@ -214,22 +195,12 @@ test("admission control: a backlog that has waited too long is refused with a re
 });
 
 test("admission control leaves methods with a bounded queue of their own to it: their waiting calls are neither counted nor refused", async () => {
-  let answer!: () => void;
-  const answered = new Promise<void>((resolve) => (answer = resolve));
-  let arrived = 0;
-  const routes = (router: ConnectRouter) =>
-    router.service(RegistrationService, {
-      async register() {
-        arrived++;
-        await answered;
-        return { serverId: "s", agentToken: "t", heartbeatIntervalSeconds: 60 };
-      },
-    });
+  const { routes, arrived, answer } = heldRegistrations();
   const { server } = await plainServer({ routes, maxPendingCalls: 1, ownQueues: [RegistrationService.method.register] });
   const client = createClient(RegistrationService, createConnectTransport({ baseUrl: server.url, httpVersion: "2", nodeOptions: { ca: tls.cert } }));
   const waiting = [1, 2, 3].map(() => client.register(registration));
   await eventually(
-    async () => arrived,
+    async () => arrived(),
     (n) => n === 3,
     "three registrations waiting in the handler, past a limit of one pending call",
   );
@@ -311,6 +282,25 @@ const readUntilCancelled = (client: ReturnType<typeof createClient<typeof AgentS
       // reads until cancelled
     }
   })().catch(() => undefined);
+
+/** Registrations that wait in the handler until the test lets them answer; `arrived` counts them. */
+function heldRegistrations() {
+  let answer!: () => void;
+  const answered = new Promise<void>((resolve) => (answer = resolve));
+  let arrived = 0;
+  return {
+    routes: (router: ConnectRouter) =>
+      router.service(RegistrationService, {
+        async register() {
+          arrived++;
+          await answered;
+          return { serverId: "s", agentToken: "t", heartbeatIntervalSeconds: 60 };
+        },
+      }),
+    arrived: () => arrived,
+    answer: () => answer(),
+  };
+}
 
 /** A server on a free port; by default with a Register that answers at once, for the transport-level tests. */
 async function plainServer(
