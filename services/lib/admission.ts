@@ -20,13 +20,18 @@ export const defaultQueueLimit: QueueLimit = { calls: 256, waitMs: 5000 };
 
 /** Refusing ends (and the log says so) once this long has passed without a refusal. */
 const quietMs = 5000;
-/** The answer rate is counted over this window, in buckets of `rateBucketMs`. */
-const rateWindowMs = 5000;
-const rateBucketMs = 250;
+/**
+ * The answer rate says what the listener can do only once it has been busy this long: measured
+ * over a quiet moment it is what was asked of it, and a herd arriving at a lightly loaded replica
+ * would be refused for the small rate it had been answering (seen: 1,000 agents moving to the
+ * surviving replica told to come back over 25 s instead of being taken on in a few).
+ */
+const busyForMs = 1000;
 
 /**
  * Admission control. Counts the calls taken on and not yet answering (in arrival order); a new
- * call is refused when `maxPendingCalls` are pending, or when the backlog is too long (QueueLimit):
+ * call is refused when `maxPendingCalls` are pending, or when the backlog is too long (QueueLimit;
+ * the answer rate it uses is the one measured while the listener has been busy, `busyForMs`):
  * under a thundering herd the panel answers at once "come back later" instead of letting every
  * call wait until it times out.
  *
@@ -44,8 +49,7 @@ export function createAdmission(options: { maxPendingCalls?: number; queueLimit?
   const limit = options.maxPendingCalls ?? Number.POSITIVE_INFINITY;
   const queue = options.queueLimit ?? defaultQueueLimit;
   const now = options.now ?? (() => performance.now());
-  const startedAt = now();
-  // With nothing answered yet the rate is taken to be this: `queue.calls` within `queue.waitMs`.
+  // The answer rate is never taken to be less than this: `queue.calls` within `queue.waitMs`.
   const floorRatePerMs = queue.calls / queue.waitMs;
   // Start times by call, oldest first (a Map keeps insertion order; answered calls leave it).
   const pending = new Map<number, number>();
@@ -54,30 +58,24 @@ export function createAdmission(options: { maxPendingCalls?: number; queueLimit?
   let lastRefusedAt = Number.NEGATIVE_INFINITY;
   let backlogCheckedAt = Number.NEGATIVE_INFINITY;
   let oldBacklog = false;
-  // Calls answered per bucket, and which bucket (its number since startedAt) each slot holds.
-  const answeredIn = new Array<number>(rateWindowMs / rateBucketMs).fill(0);
-  const bucketOf = new Array<number>(rateWindowMs / rateBucketMs).fill(-1);
+  // Calls answered so far; and since when `queue.calls` or more have been pending, with the count then.
+  let answered = 0;
+  let busy: { since: number; answered: number } | undefined;
   // When the next refused caller is asked to come back (ms on `now`'s clock).
   let nextSlot = Number.NEGATIVE_INFINITY;
 
-  /** Calls answered per ms over the last `rateWindowMs` (or since the start, when shorter). */
-  const answerRatePerMs = (at: number) => {
-    const current = Math.floor((at - startedAt) / rateBucketMs);
-    let answered = 0;
-    for (let i = 0; i < answeredIn.length; i++) if (bucketOf[i]! > current - answeredIn.length) answered += answeredIn[i]!;
-    return answered / Math.max(rateBucketMs, Math.min(rateWindowMs, at - startedAt));
+  /** Notes whether the listener is busy: from `queue.calls` pending until under half of that. */
+  const watchBusy = (at: number) => {
+    if (busy === undefined && pending.size >= queue.calls) busy = { since: at, answered };
+    else if (busy !== undefined && pending.size < queue.calls / 2) busy = undefined;
   };
-  const countAnswer = (at: number) => {
-    const bucket = Math.floor((at - startedAt) / rateBucketMs);
-    const slot = bucket % answeredIn.length;
-    if (bucketOf[slot] !== bucket) {
-      bucketOf[slot] = bucket;
-      answeredIn[slot] = 0;
-    }
-    answeredIn[slot]!++;
+  /** Calls answered per ms while busy, once it has been busy `busyForMs`; undefined before. */
+  const busyRatePerMs = (at: number) => (busy !== undefined && at - busy.since >= busyForMs ? (answered - busy.answered) / (at - busy.since) : undefined);
+  /** How long the newest call would wait at the rate a busy listener answers, ms; undefined when it has not been busy long enough to say. */
+  const expectedWaitMs = (at: number) => {
+    const rate = busyRatePerMs(at);
+    return rate === undefined ? undefined : pending.size / Math.max(rate, floorRatePerMs);
   };
-  /** How long the newest call would wait at the rate calls are answered, ms. */
-  const expectedWaitMs = (at: number) => pending.size / Math.max(answerRatePerMs(at), floorRatePerMs);
   /** Whether `queue.calls` calls have waited longer than `queue.waitMs`; looked at no more than every 100 ms. */
   const backlogIsOld = (at: number) => {
     if (at - backlogCheckedAt < 100) return oldBacklog;
@@ -98,7 +96,7 @@ export function createAdmission(options: { maxPendingCalls?: number; queueLimit?
     if (pending.size < queue.calls) return undefined;
     if (backlogIsOld(at)) return `${pending.size} calls waiting, ${queue.calls} of them over ${queue.waitMs / 1000} s`;
     const waitMs = expectedWaitMs(at);
-    if (waitMs > queue.waitMs) return `${pending.size} calls waiting, about ${(waitMs / 1000).toFixed(0)} s of work`;
+    if (waitMs !== undefined && waitMs > queue.waitMs) return `${pending.size} calls waiting, about ${(waitMs / 1000).toFixed(0)} s of work`;
     return undefined;
   };
   /** Logs the end of a spell of refusing, once it is over (called when a call is taken on or answered). */
@@ -112,7 +110,7 @@ export function createAdmission(options: { maxPendingCalls?: number; queueLimit?
   const retryAfterSeconds = (at: number) => {
     const slot = Math.max(at + admissionRetryAfterSeconds * 1000, nextSlot);
     // The schedule goes at the answer rate: one refused caller back per answer the panel gives.
-    nextSlot = Math.min(slot, at + admissionRetryAfterMaxSeconds * 1000) + 1 / Math.max(answerRatePerMs(at), floorRatePerMs);
+    nextSlot = Math.min(slot, at + admissionRetryAfterMaxSeconds * 1000) + 1 / Math.max(busyRatePerMs(at) ?? 0, floorRatePerMs);
     return Math.min(admissionRetryAfterMaxSeconds, Math.round((slot - at) / 1000));
   };
   return {
@@ -122,10 +120,12 @@ export function createAdmission(options: { maxPendingCalls?: number; queueLimit?
      */
     admit(): { ticket: number } | { refusal: ConnectError } {
       const at = now();
+      watchBusy(at);
       const why = pending.size >= limit ? `${pending.size} calls waiting` : backlog(at);
       if (why === undefined) {
         refusingOver(at);
         pending.set(nextId, at);
+        watchBusy(at);
         return { ticket: nextId++ };
       }
       lastRefusedAt = at;
@@ -156,7 +156,8 @@ export function createAdmission(options: { maxPendingCalls?: number; queueLimit?
     release(ticket: number) {
       if (!pending.delete(ticket)) return;
       const at = now();
-      countAnswer(at);
+      answered++;
+      watchBusy(at);
       if (pending.size <= limit / 2 && backlog(at) === undefined) refusingOver(at);
     },
   };

@@ -39,15 +39,16 @@ const hintOf = (answer: { refusal?: { code: Code; metadata: Headers } }) => {
   return Number(answer.refusal!.metadata.get("retry-after"));
 };
 
-test("refused callers are told to come back at different times, paced at the rate calls are answered: from 5 s, never past 60 s", () => {
-  const a = admissionAt({ maxPendingCalls: 100 });
-  // In the first second 200 calls are answered: the panel answers 200 a second.
+test("refused callers are told to come back at different times, paced at the rate a busy listener answers: from 5 s, never past 60 s", () => {
+  const a = admissionAt({ maxPendingCalls: 100, queueLimit: { calls: 100, waitMs: 5000 } });
+  // Busy for a second (100 pending), answering 200 calls in it.
+  const tickets = a.take(100);
   for (let i = 0; i < 200; i++) {
     a.at(i * 5);
-    a.admission.release(a.take(1)[0]!);
+    a.admission.release(tickets.shift()!);
+    tickets.push(...a.take(1));
   }
   a.at(1000);
-  a.take(100);
   const hints = Array.from({ length: 20_000 }, () => hintOf(a.admit()));
   assert.is(hints[0], admissionRetryAfterSeconds, "the first refused is told the shortest wait");
   for (let i = 1; i < hints.length; i++) assert.ok(hints[i]! >= hints[i - 1]!, "no one is told to come back before someone refused earlier");
@@ -67,16 +68,18 @@ test("the schedule starts again from 5 s once it has passed", () => {
   assert.is(hintOf(a.admit()), admissionRetryAfterSeconds, "a refusal long after the last is told the shortest wait again");
 });
 
-test("a young backlog is refused before it grows old: when at the answer rate the newest call would wait longer than the queue limit", () => {
+test("a young backlog is refused before it grows old: when at the rate the busy listener answers the newest call would wait longer than the queue limit", () => {
   const a = admissionAt({ queueLimit: { calls: 10, waitMs: 1000 } });
-  // 112 answered in the last of 5 s: 22.4 a second.
+  // Busy (10 pending) for 5 s, answering 112 calls in it: 22.4 a second.
+  const tickets = a.take(10);
   for (let i = 0; i < 112; i++) {
-    a.at(4000 + i * 8);
-    a.admission.release(a.take(1)[0]!);
+    a.at(i * 44);
+    a.admission.release(tickets.shift()!);
+    tickets.push(...a.take(1));
   }
   a.at(5000);
-  // 22 pending is under 1 s of work: the 23rd is still taken on; with 23 pending it is more.
-  a.take(23);
+  // 22 pending is under 1 s of work: taken on; with 23 pending it is more.
+  a.take(13);
   const refused = a.admit();
   assert.is(hintOf(refused), admissionRetryAfterSeconds);
   assert.match(refused.refusal!.rawMessage, /busy \(23 calls waiting, about 1 s of work\)/);
@@ -86,18 +89,21 @@ test("a young backlog is refused before it grows old: when at the answer rate th
   );
 });
 
-test("with nothing answered yet, a burst past the queue limit's calls is refused; the log says when refusing ends, once, after 5 s without a refusal", () => {
-  const a = admissionAt({ queueLimit: { calls: 10, waitMs: 1000 } });
-  // Nothing answered yet: the rate is taken to be the queue limit's, 10 calls a second.
-  const tickets = a.take(11);
-  assert.ok(a.admit().refusal, "the 12th call of a burst with nothing answered yet is refused");
+test("a herd arriving after a quiet time is taken on for its size alone until the listener has been busy a second; the log says when refusing ends, once, after 5 s without a refusal", () => {
+  const a = admissionAt({ queueLimit: { calls: 10, waitMs: 5000 } });
+  // 40 at once with nothing answered: what the listener can do is not known yet.
+  const tickets = a.take(40);
+  a.at(1100);
+  // Busy a second and nothing answered: the rate is taken to be the queue limit's, 2 a second.
+  const refused = a.admit();
+  assert.match(refused.refusal!.rawMessage, /busy \(40 calls waiting, about 20 s of work\)/);
   assert.ok(a.admit().refusal);
-  a.at(100);
+  a.at(1200);
   for (const t of tickets) a.admission.release(t);
-  assert.ok(a.admit().ticket !== undefined, "taken on again once the burst is answered");
+  assert.ok(a.admit().ticket !== undefined, "taken on again once the herd is answered");
   const ended = () => a.logs.lines().filter((l) => l.msg === "accepting new calls again");
   assert.is(ended().length, 0, "a moment after the last refusal the spell is not yet said to be over");
-  a.at(5200);
+  a.at(6200);
   a.take(1);
   a.take(1);
   const again = ended();
