@@ -75,8 +75,7 @@ export interface Config {
   /**
    * Calls a listener takes on before it answers new ones `Unavailable` with a retry hint
    * (admission control: under a thundering herd, refuse early rather than time out; a backlog of
-   * 256 calls or more that waited, or at the rate calls are answered would wait, over 5 s is
-   * refused too, whatever this says).
+   * 256 calls waiting over 5 s is refused too, whatever this says).
    */
   rpcMaxPendingCalls: number;
   /** Largest accepted difference between a signed request's timestamp and this clock. */

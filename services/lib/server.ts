@@ -68,7 +68,7 @@ export interface ServerOptions {
    * times out. Unset: no count limit (the backlog rule still applies).
    */
   maxPendingCalls?: number;
-  /** When the calls waiting are a backlog and new ones are refused (default: 256 calls or more, with 5 s of waiting behind them or ahead). */
+  /** When a backlog is too old and new calls are refused (default: 256 calls waiting over 5 s). */
   queueLimit?: QueueLimit;
   /**
    * Connections held at most (from the process's open-file limit: see file-limit.ts); past it new
