@@ -98,8 +98,9 @@ const registrationsPerBatch = 100;
 
 /**
  * Registrations under way at once in one process; past that, one is refused at once with a retry
- * hint (the agent retries no sooner), so that an enrolment burst does not pile up as pending calls
- * until the panel's admission refuses every call, heartbeats of enrolled agents among them.
+ * hint (the agent retries no sooner), so that an enrolment burst is refused alone and not as part
+ * of the panel's backlog, heartbeats of enrolled agents with it (admission control leaves
+ * registrations to this bound: ServiceModule.ownQueues).
  */
 export const maxRegistrationsUnderWay = 200;
 const registrationRetryAfterSeconds = 5;

@@ -14,11 +14,12 @@ export const maxConcurrentSyncs = 4;
 
 /**
  * Syncs that may wait for their turn; past that, a sync is refused at once with a retry hint (the
- * agent retries no sooner). Waiting syncs count as pending calls for admission control: when
- * 10,000 agents enrolled at once, first snapshots (and registrations) queued by the thousand, the
- * backlog tripped the panel's admission, and every call — heartbeats of agents already enrolled
- * among them — was refused for minutes. Bounded here (registrations too), a backlog of syncs is
- * refused alone. At ≈25 first snapshots a second, 64 waiting is a wait of a few seconds.
+ * agent retries no sooner). When 10,000 agents enrolled at once, first snapshots (and
+ * registrations) queued by the thousand as pending calls, the backlog tripped the panel's
+ * admission, and every call — heartbeats of agents already enrolled among them — was refused for
+ * minutes. Bounded here (registrations too), a backlog of syncs is refused alone, and admission
+ * control leaves syncs to this queue (ServiceModule.ownQueues). At ≈25 first snapshots a second,
+ * 64 waiting is a wait of a few seconds.
  */
 export const maxQueuedSyncs = 64;
 const syncRetryAfterSeconds = 5;

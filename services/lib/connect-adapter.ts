@@ -63,7 +63,7 @@ export function createConnectAdapter(options: AdapterOptions) {
   const held = heldStreamsOf(router, options.routes, options.heldStreams ?? []);
   const heldOptions = { interceptors: options.interceptors ?? [], requestGate, maxTimeoutMs: options.maxTimeoutMs ?? 0 };
   const handlers = new Map(router.handlers.map((h) => [h.requestPath, h]));
-  const ownQueues = new Set((options.ownQueues ?? []).map((m) => `/${m.parent.typeName}/${m.name}`));
+  const ownQueues = new Set((options.ownQueues ?? []).map(requestPathOf));
   let heldCalls = 0;
   // Each call's signal, so a shutdown can abort every open call. Not one shared shutdown signal:
   // every call would add a listener to it, and with a thousand open streams each new call pays
@@ -174,6 +174,9 @@ export function createConnectAdapter(options: AdapterOptions) {
   };
 }
 
+/** The HTTP path a method's calls arrive on (what connect's router keys its handlers by). */
+const requestPathOf = (method: DescMethod) => `/${method.parent.typeName}/${method.name}`;
+
 /**
  * Mounts the routes on `router` and keeps, of the methods in `methods`, each one's implementation
  * (connect's router keeps only its own handler).
@@ -186,8 +189,7 @@ function heldStreamsOf(router: ConnectRouter, routes: (router: ConnectRouter) =>
     if (method.methodKind !== "server_streaming") throw new Error(`${method.parent.typeName}.${method.name} is not a server-streaming method`);
     // The held path applies the router's options (interceptors, limits); a service's own would be skipped there.
     if (opts !== undefined) throw new Error(`${method.parent.typeName}.${method.name} is held: mount its service without options of its own`);
-    if (typeof impl === "function")
-      held.set(`/${method.parent.typeName}/${method.name}`, { method: method as HeldStream["method"], impl: impl as HeldStream["impl"] });
+    if (typeof impl === "function") held.set(requestPathOf(method), { method: method as HeldStream["method"], impl: impl as HeldStream["impl"] });
   };
   const recording: ConnectRouter = {
     get handlers() {
@@ -209,8 +211,7 @@ function heldStreamsOf(router: ConnectRouter, routes: (router: ConnectRouter) =>
   } as ConnectRouter;
   routes(recording);
   for (const method of methods) {
-    if (!held.has(`/${method.parent.typeName}/${method.name}`))
-      throw new Error(`no implementation of ${method.parent.typeName}.${method.name} to hold streams for`);
+    if (!held.has(requestPathOf(method))) throw new Error(`no implementation of ${method.parent.typeName}.${method.name} to hold streams for`);
   }
   return held;
 }
