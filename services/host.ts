@@ -4,6 +4,7 @@ import { createRouterTransport, type ConnectRouter, type HandlerContext, type In
 import { createValidateInterceptor } from "@connectrpc/validate";
 import { connectionCapacity, openFileLimit } from "./lib/file-limit.js";
 import { createUnstorableValueInterceptor } from "./lib/unstorable-values.js";
+import type { BusySpell } from "./lib/admission.js";
 import { createDatabaseOutage } from "./lib/database-outage.js";
 import type { Logger } from "pino";
 import { ConfigError, type Config } from "./lib/config.js";
@@ -221,6 +222,7 @@ export async function startHost(config: Config, services: readonly ServiceModule
         routes: routesOf(subset),
         heldStreams: subset.flatMap((s) => s.heldStreams ?? []),
         ownQueues: subset.flatMap((s) => s.ownQueues ?? []),
+        onRefusalSpell: spellListeners(subset, depsOf),
         requestGate: auth.requestGate,
         httpRoutes: subset.flatMap((s) => s.httpRoutes?.(depsOf(s)) ?? []),
         metrics,
@@ -284,6 +286,15 @@ export async function startHost(config: Config, services: readonly ServiceModule
     await databases.close();
     throw err;
   }
+}
+
+/** Tells every service of a listener that listens for them of that listener's spells of refusing calls. */
+function spellListeners(services: readonly ServiceModule[], depsOf: (s: ServiceModule) => ServiceDeps): ((spell: BusySpell) => void) | undefined {
+  const listeners = services.flatMap((s) => s.onRefusalSpell?.(depsOf(s)) ?? []);
+  if (listeners.length === 0) return undefined;
+  return (spell) => {
+    for (const listener of listeners) listener(spell);
+  };
 }
 
 /**

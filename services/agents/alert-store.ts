@@ -1,4 +1,5 @@
 import type { Knex } from "../lib/db.js";
+import type { BusySpell } from "../lib/admission.js";
 import type { ServerScope } from "../lib/principal.js";
 import { whereInScope } from "./fleet-store.js";
 
@@ -67,6 +68,33 @@ export async function upsertMissedHeartbeats(db: Knex, missed: number): Promise<
     .insert({ singleton: true, missed_heartbeats: missed })
     .onConflict("singleton")
     .merge({ missed_heartbeats: missed, updated_at: db.fn.now() });
+}
+
+/** Stores where a spell of refusing calls stands (one row per spell, written again as it goes on). */
+export async function upsertBusySpell(db: Knex, id: string, spell: BusySpell): Promise<void> {
+  await db("panel_busy_spells")
+    .insert({ id, started_at: spell.startedAt, last_refused_at: spell.lastRefusedAt, refused: spell.refused, over: spell.over })
+    .onConflict("id")
+    .merge({
+      last_refused_at: db.raw("greatest(panel_busy_spells.last_refused_at, excluded.last_refused_at)"),
+      refused: db.raw("greatest(panel_busy_spells.refused, excluded.refused)"),
+      over: db.raw("panel_busy_spells.over or excluded.over"),
+    });
+}
+
+/** The spells of refusing calls, of every process, that were still going on `withinSeconds` ago. */
+export async function selectBusySpells(db: Knex, withinSeconds: number): Promise<Array<{ started_at: Date; last_refused_at: Date }>> {
+  return db("panel_busy_spells")
+    .where("last_refused_at", ">", db.raw("now() - make_interval(secs => ?)", [withinSeconds]))
+    .orderBy("started_at")
+    .select("started_at", "last_refused_at");
+}
+
+/** Deletes the spells over for longer than `olderThanSeconds`; answers how many. */
+export async function purgeBusySpells(db: Knex, olderThanSeconds: number): Promise<number> {
+  return db("panel_busy_spells")
+    .where("last_refused_at", "<", db.raw("now() - make_interval(secs => ?)", [olderThanSeconds]))
+    .delete();
 }
 
 /** The stored mail route without opening a secret: what GetEmailSettings answers. */

@@ -2,8 +2,8 @@ import type { Knex } from "../lib/db.js";
 import { sendMail } from "../lib/email/send.js";
 import { readMailSettings, type OpenSecret } from "../lib/email/settings.js";
 import type { JobDefinition } from "../lib/jobs/runner.js";
-import { selectMissedHeartbeats } from "./alert-store.js";
-import { insertAlerts, markAlertsEmailed, markUnreachable, selectAlertsToEmail } from "./store.js";
+import { purgeBusySpells, selectBusySpells, selectMissedHeartbeats } from "./alert-store.js";
+import { insertAlerts, markAlertsEmailed, markUnreachable, selectAlertsToEmail, type DeafSpan } from "./store.js";
 
 /** Queue of the alert e-mails: one job per set of alerts raised together, retried by the queue. */
 export const alertEmailQueue = "agents.alert-email";
@@ -52,13 +52,40 @@ export async function raiseRecoveries(db: Knex, enqueue: Enqueue, servers: Reado
   );
 }
 
+/** How long the record of a spell of refusing calls is kept: silence longer than that is an outage whatever the panel missed. */
+export const busySpellRetentionSeconds = 86_400;
+
+/**
+ * The times the panel could not hear its agents, from the spells in which any of its processes
+ * refused calls for load: from a spell's first refusal until one heartbeat interval after its last
+ * (a refused agent calls again within an interval), plus the 5 s a spell's record may lag behind.
+ * Overlapping spells (two replicas refusing together) are merged, so no time counts twice.
+ */
+export function deafSpans(spells: ReadonlyArray<{ started_at: Date; last_refused_at: Date }>, intervalSeconds: number): DeafSpan[] {
+  const lagMs = (intervalSeconds + 5) * 1000;
+  const spans = spells
+    .map((s) => ({ from: new Date(s.started_at), to: new Date(new Date(s.last_refused_at).getTime() + lagMs) }))
+    .sort((a, b) => a.from.getTime() - b.from.getTime());
+  const merged: DeafSpan[] = [];
+  for (const span of spans) {
+    const last = merged.at(-1);
+    if (last && span.from <= last.to) last.to = span.to > last.to ? span.to : last.to;
+    else merged.push({ ...span });
+  }
+  return merged;
+}
+
 /**
  * Marks servers silent for `missed` heartbeat intervals unreachable and raises one alert each.
- * The conditional UPDATE returns a server only on its transition, so an outage raises exactly one
- * alert however often (and on however many replicas) the scan runs.
+ * Silence while the panel was refusing calls (on any replica) does not count: an agent turned away
+ * with "busy, try again" was not silent, and a panel overloaded after a failover must not page
+ * anyone about the servers it could not hear. The conditional UPDATE returns a server only on its
+ * transition, so an outage raises exactly one alert however often (and on however many replicas)
+ * the scan runs.
  */
 export async function scanLiveness(db: Knex, enqueue: Enqueue, intervalSeconds: number, missed: number): Promise<number> {
-  const silent = await markUnreachable(db, intervalSeconds * missed);
+  const deaf = deafSpans(await selectBusySpells(db, busySpellRetentionSeconds), intervalSeconds);
+  const silent = await markUnreachable(db, intervalSeconds * missed, deaf);
   await raiseAlerts(
     db,
     enqueue,
@@ -104,7 +131,8 @@ export function livenessJobs(options: {
           return;
         }
         const count = await scanLiveness(db, options.enqueue, options.intervalSeconds, missed);
-        await ctx.output(`${count} servers became unreachable`);
+        const purged = await purgeBusySpells(db, busySpellRetentionSeconds);
+        await ctx.output(`${count} servers became unreachable${purged > 0 ? `; forgot ${purged} spells of refusing calls over a day ago` : ""}`);
       },
     },
     {

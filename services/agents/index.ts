@@ -34,6 +34,8 @@ import { alertAcknowledgement } from "./migrations/0008-alert-acknowledgement.js
 import { changeSets } from "./migrations/0011-change-sets.js";
 import { agentReleases } from "./migrations/0012-agent-releases.js";
 import { rollouts } from "./migrations/0013-rollouts.js";
+import { busySpells } from "./migrations/0014-busy-spells.js";
+import { createBusySpellRecorder } from "./busy-spells.js";
 import { RolloutService } from "../../gen/myosicam/panel/v1/rollout_pb.js";
 import { createRolloutService } from "./rollout-service.js";
 import { startRolloutTicker } from "./rollouts.js";
@@ -180,6 +182,7 @@ export const agentsService: ServiceModule = {
     changeSets,
     agentReleases,
     rollouts,
+    busySpells,
   ],
   // The agent tokens are sealed and opened by the key holder, in this process; the operator API's
   // authentication, authorization and audit are the panel service's, in this process too.
@@ -190,6 +193,12 @@ export const agentsService: ServiceModule = {
   // Syncs wait in the sync queue (sync-queue.ts: 4 stored at a time, 64 waiting, the rest refused
   // by its gate); registrations in batches (at most 200 under way, the rest refused by the handler).
   ownQueues: [AgentService.method.sync, RegistrationService.method.register],
+  // Written down for every replica's liveness scan: an agent refused while the panel was busy was not silent.
+  onRefusalSpell(deps) {
+    const spells = createBusySpellRecorder(deps.db, deps.log, deps.databaseOutage);
+    deps.onStop(() => spells.flush());
+    return (spell) => spells.record(spell);
+  },
   signedCalls(deps) {
     // Concurrent signed calls check their nonces together: one statement per few milliseconds.
     const nonces = createNonceRecorder(deps.db);

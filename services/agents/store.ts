@@ -354,19 +354,35 @@ export async function writeHeartbeats(db: Knex, beats: readonly HeartbeatWrite[]
   return (result.rows as Array<{ id: string; name: string; previous: string }>).filter((r) => r.previous === "unreachable");
 }
 
+/** A time the panel could not hear its agents (it was refusing calls): not counted as their silence. */
+export interface DeafSpan {
+  from: Date;
+  to: Date;
+}
+
 /**
- * Marks servers not heard from for `silentSeconds` unreachable; answers exactly those. A server
- * whose row is locked is skipped: its heartbeat is being written (so it is not silent), and
- * waiting for it would lock rows in another order than the heartbeat batch (a deadlock seen at
- * 10,000 agents). The next scan looks again. A row only shared by a foreign key (a command being
- * stored for the server) is not skipped: `for no key update` does not conflict with that.
+ * Marks servers not heard from for `silentSeconds` unreachable; answers exactly those. Time in
+ * `deaf` (spans that do not overlap) does not count as silence. A server whose row is locked is
+ * skipped: its heartbeat is being written (so it is not silent), and waiting for it would lock
+ * rows in another order than the heartbeat batch (a deadlock seen at 10,000 agents). The next scan
+ * looks again. A row only shared by a foreign key (a command being stored for the server) is not
+ * skipped: `for no key update` does not conflict with that.
  */
-export async function markUnreachable(db: Knex, silentSeconds: number): Promise<Array<{ id: string; name: string; last_seen_at: Date }>> {
-  const silent = db("servers")
-    .select("id")
-    .whereIn("status", ["pending", "online"])
-    .where("last_seen_at", "<", db.raw("now() - make_interval(secs => ?)", [silentSeconds]))
-    .orderBy("id")
+export async function markUnreachable(
+  db: Knex,
+  silentSeconds: number,
+  deaf: readonly DeafSpan[] = [],
+): Promise<Array<{ id: string; name: string; last_seen_at: Date }>> {
+  const silent = db("servers as s")
+    .select("s.id")
+    .whereIn("s.status", ["pending", "online"])
+    .where("s.last_seen_at", "<", db.raw("now() - make_interval(secs => ?)", [silentSeconds]))
+    .whereRaw(
+      `now() - s.last_seen_at - (select coalesce(sum(greatest(least(d.deaf_to, now()) - greatest(d.deaf_from, s.last_seen_at), interval '0')), interval '0')
+                                   from unnest(?::timestamptz[], ?::timestamptz[]) as d(deaf_from, deaf_to)) >= make_interval(secs => ?)`,
+      [deaf.map((d) => d.from.toISOString()), deaf.map((d) => d.to.toISOString()), silentSeconds] as unknown as readonly Knex.RawBinding[],
+    )
+    .orderBy("s.id")
     .forNoKeyUpdate()
     .skipLocked();
   return db("servers")

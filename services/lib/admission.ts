@@ -16,6 +16,32 @@ export const defaultQueueLimit: QueueLimit = { calls: 256, waitMs: 5000 };
 
 /** Refusing is over (and the log says so) once this long has passed without a refusal. */
 const quietMs = 5000;
+/** How often `onSpell` hears of a spell of refusing that goes on. */
+const spellReportMs = 5000;
+
+/**
+ * A spell of refusing: from the first refusal to the last one so far (ms, in admission's clock),
+ * and whether it is over (`quietMs` without a refusal since). Whoever judges agents by their
+ * silence needs it: while the panel turns calls away, a quiet agent may just have been refused.
+ */
+export interface RefusalSpell {
+  startedAt: number;
+  lastRefusedAt: number;
+  refused: number;
+  over: boolean;
+}
+
+/** A RefusalSpell on the wall clock, for what outlives the process (a database row, another replica). */
+export interface BusySpell extends Omit<RefusalSpell, "startedAt" | "lastRefusedAt"> {
+  startedAt: Date;
+  lastRefusedAt: Date;
+}
+
+/** A spell timed with admission's default clock, `performance.now()`, on the wall clock. */
+export function busySpellOf(spell: RefusalSpell): BusySpell {
+  const wall = (ms: number) => new Date(performance.timeOrigin + ms);
+  return { ...spell, startedAt: wall(spell.startedAt), lastRefusedAt: wall(spell.lastRefusedAt) };
+}
 
 /**
  * Admission control. Counts the calls taken on and not yet answering (in arrival order); a new
@@ -25,7 +51,15 @@ const quietMs = 5000;
  * refused, when it is over (5 s without a refusal) — one line each, not one per call nor one each
  * time the backlog dips under the limit for a moment. `now` (ms, monotonic) is for tests.
  */
-export function createAdmission(options: { maxPendingCalls?: number; queueLimit?: QueueLimit; onRefused?: () => void; log: Logger; now?: () => number }) {
+export function createAdmission(options: {
+  maxPendingCalls?: number;
+  queueLimit?: QueueLimit;
+  onRefused?: () => void;
+  /** Told when a spell of refusing starts, every 5 s while it goes on (at a refusal), and when it is over. */
+  onSpell?: (spell: RefusalSpell) => void;
+  log: Logger;
+  now?: () => number;
+}) {
   const limit = options.maxPendingCalls ?? Number.POSITIVE_INFINITY;
   const queue = options.queueLimit ?? defaultQueueLimit;
   const now = options.now ?? (() => performance.now());
@@ -33,7 +67,13 @@ export function createAdmission(options: { maxPendingCalls?: number; queueLimit?
   const pending = new Map<number, number>();
   let nextId = 0;
   let refusedSinceStart = 0;
+  let spellStartedAt = Number.NEGATIVE_INFINITY;
+  let spellReportedAt = Number.NEGATIVE_INFINITY;
   let lastRefusedAt = Number.NEGATIVE_INFINITY;
+  const reportSpell = (over: boolean) => {
+    spellReportedAt = lastRefusedAt;
+    options.onSpell?.({ startedAt: spellStartedAt, lastRefusedAt, refused: refusedSinceStart, over });
+  };
   let backlogCheckedAt = Number.NEGATIVE_INFINITY;
   let backlog = false;
   /** Whether `queue.calls` calls have waited longer than `queue.waitMs`; looked at no more than every 100 ms. */
@@ -56,6 +96,7 @@ export function createAdmission(options: { maxPendingCalls?: number; queueLimit?
   const refusingOver = (at: number) => {
     if (refusedSinceStart > 0 && at - lastRefusedAt >= quietMs) {
       options.log.info({ refused: refusedSinceStart, pending: pending.size }, "accepting new calls again");
+      reportSpell(true);
       refusedSinceStart = 0;
     }
   };
@@ -79,7 +120,9 @@ export function createAdmission(options: { maxPendingCalls?: number; queueLimit?
           { pending: pending.size, limit, queue },
           "overloaded: refusing new calls with a retry hint until the waiting ones are answered (RPC_MAX_PENDING_CALLS)",
         );
-      }
+        spellStartedAt = at;
+        reportSpell(false);
+      } else if (at - spellReportedAt >= spellReportMs) reportSpell(false);
       options.onRefused?.();
       // Refusals come by the thousand when it is busiest, and a stack trace is most of an error's
       // cost (2.4 % of the panel's CPU in a profile at 10,000 agents): a refusal goes without one.

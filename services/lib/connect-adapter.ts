@@ -6,7 +6,7 @@ import type { UniversalServerResponse } from "@connectrpc/connect/protocol";
 import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import { constants as http2Constants, type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
 import type { Logger } from "pino";
-import { createAdmission, type QueueLimit } from "./admission.js";
+import { createAdmission, type QueueLimit, type RefusalSpell } from "./admission.js";
 import { bodyTimeoutMessage, malformedBodyMessage, parseBinaryPrefix, shuttingDownMessage } from "./errors.js";
 import { serveHeldStream, servesHeldStream, type HeldStream } from "./held-stream.js";
 
@@ -33,6 +33,8 @@ export interface AdapterOptions extends Partial<ConnectRouterOptions> {
   queueLimit?: QueueLimit;
   /** Told of every call refused by admission control (a metric). */
   onRefused?: () => void;
+  /** Told of spells of refusing (their start, every 5 s while they go on, their end); times are `performance.now()`. */
+  onSpell?: (spell: RefusalSpell) => void;
   /**
    * Server-streaming methods every agent holds open: served on a lean path (held-stream.ts) when
    * the call uses the Connect protocol with binary messages, by connect otherwise.

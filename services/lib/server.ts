@@ -3,7 +3,7 @@ import { constants, createSecureServer, type Http2SecureServer, type Http2Sessio
 import type { AddressInfo } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { createContextValues, type ConnectRouter, type HandlerContext, type Interceptor } from "@connectrpc/connect";
-import type { QueueLimit } from "./admission.js";
+import { busySpellOf, type BusySpell, type QueueLimit } from "./admission.js";
 import { createConnectAdapter } from "./connect-adapter.js";
 import type { Logger } from "pino";
 import { peerAddressKey } from "./context-keys.js";
@@ -42,6 +42,8 @@ export interface ServerOptions {
   heldStreams?: readonly DescMethod[];
   /** Methods that bound their own queue: admission control leaves them to it (ServiceModule.ownQueues). */
   ownQueues?: readonly DescMethod[];
+  /** Told of spells of refusing calls (ServiceModule.onRefusalSpell): when one starts, every 5 s while it goes on, when it is over. */
+  onRefusalSpell?: (spell: BusySpell) => void;
   /** Runs after headers arrive, before the body is read; throw a ConnectError to refuse. */
   requestGate?: (ctx: HandlerContext) => void | Promise<void>;
   readiness: () => Promise<Readiness>;
@@ -103,6 +105,7 @@ export const securityHeaders: Readonly<Record<string, string>> = {
 /** Builds the server (no socket yet); `listen` binds it. Building is separate for tests. */
 export function createServer(options: ServerOptions) {
   let draining = false;
+  const { onRefusalSpell } = options;
 
   const adapter = createConnectAdapter({
     routes: options.routes,
@@ -114,6 +117,7 @@ export function createServer(options: ServerOptions) {
     maxPendingCalls: options.maxPendingCalls,
     queueLimit: options.queueLimit,
     onRefused: () => admissionRefusals.inc(),
+    onSpell: onRefusalSpell && ((spell) => onRefusalSpell(busySpellOf(spell))),
     heldStreams: options.heldStreams,
     ownQueues: options.ownQueues,
     log: options.log,

@@ -7,6 +7,7 @@ import type { Knex, Migration } from "./db.js";
 import type { HmacVerifierDeps } from "./hmac/verify.js";
 import type { JobDefinition } from "./jobs/runner.js";
 import type { Usage } from "./licensing/standing.js";
+import type { BusySpell } from "./admission.js";
 import type { HttpRoute } from "./server.js";
 
 /** The two databases; a service's tables live in exactly one. */
@@ -95,6 +96,12 @@ export interface ServiceModule {
    * would read as the whole listener's backlog and turn away heartbeats that would be answered at once.
    */
   readonly ownQueues?: readonly DescMethod[];
+  /**
+   * Told of the spells in which its listener refused calls for load (admission control): when one
+   * starts, every 5 s while it goes on, and when it is over. Whoever judges callers by their
+   * silence needs them: a caller turned away was not silent.
+   */
+  onRefusalSpell?(deps: ServiceDeps): (spell: BusySpell) => void;
   /**
    * Which master keys this service is handed in its config: "panel" (PANEL_ENCRYPTION_KEY pair,
    * only the crypto service; every other panel service asks CryptoService) or "admin"

@@ -247,6 +247,58 @@ test("after the panel itself was down, it judges no server silent until it has l
   );
 });
 
+test("silence while a panel process refused calls for load does not count, once however many replicas refused together", async () => {
+  // Three servers quiet for 10, 20 and 13 minutes; the other servers of this file heartbeat "now".
+  const quiet = new Map<string, string>();
+  for (const [name, minutes] of [
+    ["busy-quiet-10", 10],
+    ["busy-quiet-20", 20],
+    ["busy-quiet-13", 13],
+  ] as const) {
+    const res = await enroll(name);
+    await approveServer(panel.db, res.serverId);
+    await panel
+      .db("servers")
+      .where({ id: res.serverId })
+      .update({ last_seen_at: panel.db.raw("now() - make_interval(mins => ?)", [minutes]) });
+    quiet.set(name, res.serverId);
+  }
+  await panel
+    .db("servers")
+    .whereNotIn("id", [...quiet.values()])
+    .update({ last_seen_at: panel.db.raw("now()") });
+  // One replica refused calls from 9 minutes ago until 2 minutes ago, the other for a while in the
+  // middle of that.
+  const spell = (startedMinutesAgo: number, lastMinutesAgo: number) => ({
+    id: randomUUID(),
+    started_at: panel.db.raw("now() - make_interval(mins => ?)", [startedMinutesAgo]),
+    last_refused_at: panel.db.raw("now() - make_interval(mins => ?)", [lastMinutesAgo]),
+    refused: 1000,
+    over: true,
+  });
+  await panel.db("panel_busy_spells").insert([spell(9, 2), spell(7, 5)]);
+  try {
+    // With a 60 s interval a spell's deafness lasts until 65 s after its last refusal: 485 s, from
+    // 9 minutes ago to 55 s ago. 600 s - 485 s is under the 180 s threshold, 780 s - 485 s is not;
+    // with the overlap counted twice (670 s), the third server would stay online too.
+    assert.is(await scanLiveness(panel.db, panel.host.enqueueJob.bind(null, "panel"), 60, 3), 2);
+    const statuses = Object.fromEntries(
+      (
+        await panel
+          .db("servers")
+          .whereIn("id", [...quiet.values()])
+          .select("name", "status")
+      ).map((r: { name: string; status: string }) => [r.name, r.status]),
+    );
+    assert.equal(statuses, { "busy-quiet-10": "online", "busy-quiet-20": "unreachable", "busy-quiet-13": "unreachable" });
+    // Without the spells, the first one is silent too.
+    await panel.db("panel_busy_spells").delete();
+    assert.is(await scanLiveness(panel.db, panel.host.enqueueJob.bind(null, "panel"), 60, 3), 1);
+  } finally {
+    await panel.db("panel_busy_spells").delete();
+  }
+});
+
 test("the liveness scan does not wait for a server whose row is locked (its heartbeat being written): it marks the others and leaves that one to the next scan", async () => {
   const quiet = await enroll("locked-quiet-1");
   const writing = await enroll("locked-quiet-2");

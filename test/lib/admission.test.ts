@@ -1,14 +1,15 @@
 import { Code } from "@connectrpc/connect";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { admissionRetryAfterSeconds, createAdmission } from "../../services/lib/admission.js";
+import { admissionRetryAfterSeconds, createAdmission, type RefusalSpell } from "../../services/lib/admission.js";
 import { captureLogs } from "../helpers/log-capture.js";
 
 /** Admission control on a clock the test moves: no call waits in real time. */
 function admissionAt(options: { maxPendingCalls?: number; queueLimit?: { calls: number; waitMs: number } }) {
   let clock = 0;
   const logs = captureLogs();
-  const admission = createAdmission({ ...options, log: logs.log, now: () => clock });
+  const spells: RefusalSpell[] = [];
+  const admission = createAdmission({ ...options, log: logs.log, now: () => clock, onSpell: (s) => void spells.push(s) });
   const admit = () => {
     const answer = admission.admit();
     if ("refusal" in answer) return { refusal: answer.refusal };
@@ -18,6 +19,8 @@ function admissionAt(options: { maxPendingCalls?: number; queueLimit?: { calls: 
     admission,
     admit,
     logs,
+    /** What `onSpell` was told, in order. */
+    spells,
     /** Moves the clock to `ms`. */
     at(ms: number) {
       clock = ms;
@@ -72,6 +75,29 @@ test("the log says once when a spell of refusing is over, after 5 s without a re
   assert.is(ended().length, 1);
   assert.is(ended()[0]!.refused, 2);
   assert.is(a.logs.lines().filter((l) => String(l.msg).startsWith("overloaded: refusing new calls")).length, 1);
+});
+
+test("a spell of refusing is told when it starts, every 5 s while it goes on, and when it is over, with its first and last refusal", () => {
+  const a = admissionAt({ maxPendingCalls: 1 });
+  const [ticket] = a.take(1);
+  a.at(1000);
+  assert.ok(a.admit().refusal);
+  for (const at of [2000, 3000, 5999]) {
+    a.at(at);
+    assert.ok(a.admit().refusal);
+  }
+  assert.equal(a.spells, [{ startedAt: 1000, lastRefusedAt: 1000, refused: 1, over: false }], "refusals within 5 s of the last report are not told one by one");
+  a.at(6000);
+  assert.ok(a.admit().refusal);
+  assert.equal(a.spells.at(-1), { startedAt: 1000, lastRefusedAt: 6000, refused: 5, over: false });
+  a.admission.release(ticket!);
+  a.at(10_999);
+  a.admission.release(a.take(1)[0]!);
+  assert.is(a.spells.length, 2, "under 5 s after the last refusal it is not over");
+  a.at(11_000);
+  a.take(1);
+  assert.equal(a.spells.at(-1), { startedAt: 1000, lastRefusedAt: 6000, refused: 5, over: true });
+  assert.is(a.spells.length, 3);
 });
 
 test("a few slow calls are no backlog: fewer pending than the queue limit's calls are always taken on", () => {
