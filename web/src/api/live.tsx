@@ -36,7 +36,7 @@ const everything = [ServerService, FleetService, InstanceService, CommandService
  * One `FleetService.WatchEvents` stream for the whole console (connect-query has no streaming):
  * each event marks the cached answers it touches stale, so the queries on screen refetch in place
  * (keeping what they show until the new answer arrives: nothing jumps). A dropped stream resumes
- * from its last cursor with backoff; `reset` refreshes everything.
+ * from its last cursor with backoff; `reset` and the first answer refresh everything.
  */
 export function LiveUpdates({ children }: { children: ReactNode }) {
   const queryClient = useQueryClient();
@@ -63,7 +63,9 @@ export function LiveUpdates({ children }: { children: ReactNode }) {
       while (!abort.signal.aborted) {
         try {
           for await (const res of client.watchEvents({ after: cursor }, { signal: abort.signal })) {
-            if (attempt > 0 || res.reset) markStale(everything);
+            // The first stream starts at the panel's newest event, and what the page fetched before
+            // it was open may be older than that: refetched once, as after a reconnect or a reset.
+            if (cursor === 0n || attempt > 0 || res.reset) markStale(everything);
             attempt = 0;
             setState("live");
             cursor = res.cursor;
