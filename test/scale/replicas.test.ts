@@ -124,7 +124,10 @@ async function failover() {
   assert.is(await scanLiveness(s.db, async () => "none", heartbeatSeconds, missedHeartbeats), 0, "servers the liveness scan marks unreachable");
   const alarms = await s.db("alerts").where({ kind: "server_unreachable" }).count({ n: "*" });
   assert.is(Number(alarms[0]!.n), 0, "server_unreachable alerts raised by the replicas' own scans");
-  console.log(`  agents back on the survivor ${backSeconds.toFixed(1)} s after the kill; ${describe(f.totals())}`);
+  const spells = await s.db("panel_busy_spells").select(s.db.raw("count(*)::int as n, coalesce(sum(refused), 0)::int as refused"));
+  console.log(
+    `  agents back on the survivor ${backSeconds.toFixed(1)} s after the kill; spells of refusing calls (not counted as silence): ${spells[0].n}, ${spells[0].refused} calls refused; ${describe(f.totals())}`,
+  );
 }
 
 test.run();
