@@ -456,10 +456,11 @@ test("the alert it raised is acknowledged from Activity, and the open-alert coun
 test("an alert raised while a page loads, before its live stream is open, is counted all the same", async () => {
   // The live stream is held back until the page has fetched the open alerts (none), and the alert
   // is raised in between: the stream, opened after it, starts past its event. Another watcher (an
-  // operator's console elsewhere) keeps the panel's reading of events current.
+  // operator's console elsewhere) keeps the panel's reading of events current. No deadline: a
+  // stream's deadline timer outlives the stream and would keep this process alive after the tests.
   const otherWatcher = new AbortController();
   const seenElsewhere = (async () => {
-    for await (const res of owner.client(FleetService).watchEvents({ after: 0n }, { signal: otherWatcher.signal })) {
+    for await (const res of owner.client(FleetService).watchEvents({ after: 0n }, { signal: otherWatcher.signal, timeoutMs: 0 })) {
       if (res.events.some((e) => e.change.case === "alert" && e.change.value.message.endsWith("raised by the test"))) return;
     }
   })();
@@ -518,11 +519,17 @@ test("a session that ends while a page is open brings the operator back to sign-
   const ops = (await operators.listOperators({})).operators.find((o) => o.email === email)!;
   await operators.setOperatorDisabled({ operatorId: ops.id, disabled: true });
   await operators.setOperatorDisabled({ operatorId: ops.id, disabled: false });
-  await page.getByRole("link", { name: "Accounts" }).click();
-  await page.waitForURL(/\/login\?expired=1&next=%2Faccounts/);
+  // The next call of the page notices: the one the click makes, or one the page was making anyway
+  // (a refresh after a live event) if that comes first and takes the page to sign-in before the click.
+  await page
+    .getByRole("link", { name: "Accounts" })
+    .click({ timeout: 5_000 })
+    .catch(() => {});
+  await page.waitForURL(/\/login\?expired=1&next=(%2Faccounts|%2Factivity%3Ftab%3Dcommands)$/);
+  const next = new URL(page.url()).searchParams.get("next")!;
   assert.match(await page.getByRole("status").first().innerText(), /session ended/);
   await signIn(page, email, password);
-  await page.waitForURL(/\/accounts$/);
+  await page.waitForURL((url) => url.pathname + url.search === next);
 });
 
 test("sign out ends the session; too many wrong passwords are refused with the rate-limit message", async () => {
