@@ -64,15 +64,15 @@ export const busySpellRetentionSeconds = 86_400;
 export function deafSpans(spells: ReadonlyArray<{ started_at: Date; last_refused_at: Date }>, intervalSeconds: number): DeafSpan[] {
   const lagMs = (intervalSeconds + 5) * 1000;
   const spans = spells
-    .map((s) => ({ from: new Date(s.started_at), to: new Date(new Date(s.last_refused_at).getTime() + lagMs) }))
-    .sort((a, b) => a.from.getTime() - b.from.getTime());
-  const merged: DeafSpan[] = [];
+    .map((s) => ({ from: new Date(s.started_at).getTime(), to: new Date(s.last_refused_at).getTime() + lagMs }))
+    .sort((a, b) => a.from - b.from);
+  const merged: Array<{ from: number; to: number }> = [];
   for (const span of spans) {
     const last = merged.at(-1);
-    if (last && span.from <= last.to) last.to = span.to > last.to ? span.to : last.to;
+    if (last && span.from <= last.to) last.to = Math.max(last.to, span.to);
     else merged.push({ ...span });
   }
-  return merged;
+  return merged.map((m) => ({ from: new Date(m.from), to: new Date(m.to) }));
 }
 
 /**
