@@ -110,6 +110,17 @@ async function databaseWrites(stack: FleetStack): Promise<{ rows: number; commit
 }
 
 /**
+ * The spells in which the panel's processes refused calls for load during the run, as they wrote
+ * them down for the liveness scan: how many, the calls they refused, and the longest (seconds).
+ */
+async function refusalSpells(stack: FleetStack): Promise<{ spells: number; refused: number; longestSeconds: number }> {
+  const { rows } = await stack.db.raw(
+    "select count(*)::int as spells, coalesce(sum(refused), 0)::bigint as refused, coalesce(max(extract(epoch from last_refused_at - started_at)), 0)::float8 as longest from panel_busy_spells",
+  );
+  return { spells: rows[0].spells, refused: Number(rows[0].refused), longestSeconds: rows[0].longest };
+}
+
+/**
  * Watches the first panel's database pool once a second until `stop`, which answers the most
  * callers seen waiting for a connection at once (how close the pool came to its acquire timeout).
  */
@@ -314,6 +325,10 @@ async function measure(agents: number): Promise<Figures> {
     console.log(
       `restart: down ${(downMs / 1000).toFixed(1)} s, then every agent back within ${restartBackSeconds.toFixed(1)} s (target ≤ 300 s); ${refusedWithHint} calls refused early with a retry hint; RSS after ${restartedRss.toFixed(0)} MiB (JS heap ${(heapAfter.myosicam_nodejs_heap_size_total_bytes! / 2 ** 20).toFixed(0)} MiB, ${(heapAfter.myosicam_nodejs_heap_size_used_bytes! / 2 ** 20).toFixed(0)} MiB of it in use)`,
     );
+    const spells = await refusalSpells(stack);
+    const spellWords = `the panel refused calls for load in ${spells.spells} spells over the whole run (${spells.refused} calls, the longest spell ${spells.longestSeconds.toFixed(0)} s), not counted as the agents' silence`;
+    console.log(spellWords);
+    notes.push(spellWords);
     console.log(`fleet: ${describe(f.totals())}`);
     return {
       agents,

@@ -4,7 +4,8 @@ import { deafSpans } from "../../services/agents/alerts.js";
 
 const at = (s: number) => new Date(Date.UTC(2026, 0, 1) + s * 1000);
 const spell = (from: number, last: number) => ({ started_at: at(from), last_refused_at: at(last) });
-const seconds = (spans: ReturnType<typeof deafSpans>) => spans.map((s) => [(s.from.getTime() - at(0).getTime()) / 1000, (s.to.getTime() - at(0).getTime()) / 1000]);
+const seconds = (spans: ReturnType<typeof deafSpans>) =>
+  spans.map((s) => [(s.from.getTime() - at(0).getTime()) / 1000, (s.to.getTime() - at(0).getTime()) / 1000]);
 
 test("a spell is deaf from its first refusal until one interval and 5 s after its last", () => {
   assert.equal(seconds(deafSpans([spell(100, 200)], 60)), [[100, 265]]);
