@@ -60,12 +60,15 @@ export function LiveUpdates({ children }: { children: ReactNode }) {
     void (async () => {
       let cursor = 0n;
       let attempt = 0;
+      let firstAnswer = true;
       while (!abort.signal.aborted) {
         try {
           for await (const res of client.watchEvents({ after: cursor }, { signal: abort.signal })) {
             // The first stream starts at the panel's newest event, and what the page fetched before
             // it was open may be older than that: refetched once, as after a reconnect or a reset.
-            if (cursor === 0n || attempt > 0 || res.reset) markStale(everything);
+            // (Not by the cursor: on a panel without events yet it stays 0 through every keepalive.)
+            if (firstAnswer || attempt > 0 || res.reset) markStale(everything);
+            firstAnswer = false;
             attempt = 0;
             setState("live");
             cursor = res.cursor;
