@@ -61,10 +61,31 @@ export async function insertRows<Row>(
  * puts in front of them (placeholders only, but a batch's statement runs to tens of kilobytes).
  */
 export function queryErrorWords(err: unknown): string {
-  const message = err instanceof Error ? err.message : String(err);
+  const message = err instanceof Error ? err.message : wordsOfNonError(err);
   const words = /^(insert|update|delete|select|with)\b/i.test(message) && message.includes(" - ") ? message.slice(message.lastIndexOf(" - ") + 3) : message;
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === "string" ? `${words} (${code})` : words;
+}
+
+/**
+ * Something thrown that is not an Error, in words: its `message` when it has one, otherwise what it
+ * holds (cut at 300 characters), never "[object Object]" (a panel at 10,000 agents once logged
+ * that as the reason the database could not be reached).
+ */
+function wordsOfNonError(thrown: unknown): string {
+  if (typeof thrown !== "object" || thrown === null) return String(thrown);
+  const { message } = thrown as { message?: unknown };
+  if (typeof message === "string" && message) return message;
+  let text: string;
+  try {
+    text = JSON.stringify(thrown) ?? String(thrown);
+  } catch {
+    // Circular or otherwise unserialisable: its keys at least.
+    text = `{${Object.keys(thrown).join(", ")}}`;
+  }
+  const name = (thrown as { constructor?: { name?: unknown } }).constructor?.name;
+  const described = `${typeof name === "string" && name !== "Object" ? `${name} ` : ""}${text}`;
+  return described.length > 300 ? `${described.slice(0, 300)}…` : described;
 }
 
 /**
