@@ -109,6 +109,18 @@ async function runFile(file: string, live: boolean): Promise<FileResult> {
     const failed = Math.max(1, (total ?? passed + 1) - passed);
     return { file, passed, failed, skipped, ...timing, crash: total === undefined ? reason : code !== 0 && total === passed ? reason : undefined };
   }
+  // A `before` hook that throws fails every test of the file, and uvu prints neither a FAIL line
+  // nor the error (its runner returns from a `finally`).
+  if (total > 0 && passed === 0 && !/^\s*FAIL\b/m.test(out)) {
+    return {
+      file,
+      passed,
+      failed: total,
+      skipped,
+      ...timing,
+      crash: "its setup (a `before` hook) failed; uvu does not print why, see what the file wrote above",
+    };
+  }
   // uvu counts skipped tests apart from Total.
   return { file, passed, failed: total - passed, skipped, ...timing };
 }

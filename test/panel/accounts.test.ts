@@ -53,16 +53,24 @@ const syncedAfter = (server: string, name: string, since: Date) =>
   );
 
 test.before(async () => {
-  panel = await startPanelHost("accounts_api", { AGENT_HEARTBEAT_INTERVAL_SECONDS: "1" });
-  await panel.setLicense(10, 10);
-  owner = await ownerApi(panel);
-  // 3 agents, 5 instances, 20 accounts each.
-  fleet = await startAgentFleet(panel, { "acc-a": ["main", "backup"], "acc-b": ["main", "backup"], "acc-c": ["main"] });
-  await eventually(
-    () => panel.db("accounts").count<Array<{ n: string }>>({ n: "*" }),
-    ([r]) => Number(r!.n) === 100,
-    "every account synced",
-  );
+  try {
+    panel = await startPanelHost("accounts_api", { AGENT_HEARTBEAT_INTERVAL_SECONDS: "1" });
+    await panel.setLicense(10, 10);
+    owner = await ownerApi(panel);
+    // 3 agents, 5 instances, 20 accounts each.
+    fleet = await startAgentFleet(panel, { "acc-a": ["main", "backup"], "acc-b": ["main", "backup"], "acc-c": ["main"] });
+    // Three agent processes starting and syncing beside another test file: 20 s was once too short in CI.
+    await eventually(
+      () => panel.db("accounts").count<Array<{ n: string }>>({ n: "*" }),
+      ([r]) => Number(r!.n) === 100,
+      "every account synced",
+      60_000,
+    );
+  } catch (err) {
+    // uvu reports a failed `before` as every test failing, without the error: say it here.
+    console.error("the setup of this file failed:", err);
+    throw err;
+  }
 });
 test.after(async () => {
   await fleet?.stop();

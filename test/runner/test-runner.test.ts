@@ -32,6 +32,25 @@ test("a test file that crashes is reported as that file failing, and the run goe
   }
 });
 
+test("a file whose setup (a before hook) fails is reported as such, not as tests failing without a word", async () => {
+  const dir = join(".scratch", `runner-before-${process.pid}`);
+  await mkdir(dir, { recursive: true });
+  await writeFile(
+    join(dir, "setup.test.ts"),
+    `import { test } from "uvu";\ntest.before(() => { throw new Error("no database"); });\ntest("one", () => {});\ntest("two", () => {});\ntest.run();\n`,
+  );
+  try {
+    const result = await run(process.execPath, ["--import", "tsx", "test/run.ts"], { env: { ...process.env, MYOSICAM_TEST_ROOT: dir } }).catch(
+      (err: { stdout: string; code: number }) => err,
+    );
+    const stdout = (result as { stdout: string }).stdout;
+    assert.match(stdout, /^0 passed, 2 failed$/m);
+    assert.match(stdout, /setup\.test\.ts: 2 failed; the file did not finish:\s+its setup \(a `before` hook\) failed/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test("each file's time is printed with the slowest at the end, and a file whose process outlives its tests is named with how long", async () => {
   const dir = join(".scratch", `runner-linger-${process.pid}`);
   await mkdir(dir, { recursive: true });
