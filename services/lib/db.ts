@@ -68,24 +68,18 @@ export function queryErrorWords(err: unknown): string {
 }
 
 /**
- * Something thrown that is not an Error, in words: its `message` when it has one, otherwise what it
- * holds (cut at 300 characters), never "[object Object]" (a panel at 10,000 agents once logged
- * that as the reason the database could not be reached).
+ * Something thrown that is not an Error, in words: its `message` when it has one, otherwise what
+ * kind of thing it is and its keys, never "[object Object]" (a panel at 10,000 agents once logged
+ * that as the reason the database could not be reached). Not its values: it may hold settings
+ * with a password in them, and these words are logged.
  */
 function wordsOfNonError(thrown: unknown): string {
   if (typeof thrown !== "object" || thrown === null) return String(thrown);
   const { message } = thrown as { message?: unknown };
   if (typeof message === "string" && message) return message;
-  let text: string;
-  try {
-    text = JSON.stringify(thrown) ?? String(thrown);
-  } catch {
-    // Circular or otherwise unserialisable: its keys at least.
-    text = `{${Object.keys(thrown).join(", ")}}`;
-  }
   const name = (thrown as { constructor?: { name?: unknown } }).constructor?.name;
-  const described = `${typeof name === "string" && name !== "Object" ? `${name} ` : ""}${text}`;
-  return described.length > 300 ? `${described.slice(0, 300)}…` : described;
+  const keys = Object.keys(thrown).slice(0, 20).join(", ");
+  return `a thrown ${typeof name === "string" && name ? name : "object"} without a message${keys ? ` (keys: ${keys})` : ""}`;
 }
 
 /**
