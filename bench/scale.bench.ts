@@ -19,7 +19,7 @@ import { createClient } from "@connectrpc/connect";
 import { AccountService } from "../gen/myosicam/panel/v1/account_pb.js";
 import { describe, quantile, startFleet, type Fleet } from "./fleet/fleet.js";
 import { callDurations, panelTimings, poolWaiting, processUsage, scrapeMetrics } from "./fleet/panel-process.js";
-import { startFleetStack, type FleetStack } from "./fleet/stack.js";
+import { refusalSpells, startFleetStack, type FleetStack } from "./fleet/stack.js";
 import { connectionCapacity, openFileLimit, reservedDescriptors } from "../services/lib/file-limit.js";
 
 const parseFlags = () =>
@@ -107,17 +107,6 @@ async function databaseWrites(stack: FleetStack): Promise<{ rows: number; commit
     "select tup_inserted + tup_updated + tup_deleted as rows, xact_commit as commits from pg_stat_database where datname = current_database()",
   );
   return { rows: Number(rows[0].rows), commits: Number(rows[0].commits) };
-}
-
-/**
- * The spells in which the panel's processes refused calls for load during the run, as they wrote
- * them down for the liveness scan: how many, the calls they refused, and the longest (seconds).
- */
-async function refusalSpells(stack: FleetStack): Promise<{ spells: number; refused: number; longestSeconds: number }> {
-  const { rows } = await stack.db.raw(
-    "select count(*)::int as spells, coalesce(sum(refused), 0)::bigint as refused, coalesce(max(extract(epoch from last_refused_at - started_at)), 0)::float8 as longest from panel_busy_spells",
-  );
-  return { spells: rows[0].spells, refused: Number(rows[0].refused), longestSeconds: rows[0].longest };
 }
 
 /**
@@ -325,7 +314,7 @@ async function measure(agents: number): Promise<Figures> {
     console.log(
       `restart: down ${(downMs / 1000).toFixed(1)} s, then every agent back within ${restartBackSeconds.toFixed(1)} s (target ≤ 300 s); ${refusedWithHint} calls refused early with a retry hint; RSS after ${restartedRss.toFixed(0)} MiB (JS heap ${(heapAfter.myosicam_nodejs_heap_size_total_bytes! / 2 ** 20).toFixed(0)} MiB, ${(heapAfter.myosicam_nodejs_heap_size_used_bytes! / 2 ** 20).toFixed(0)} MiB of it in use)`,
     );
-    const spells = await refusalSpells(stack);
+    const spells = await refusalSpells(stack.db);
     const spellWords = `the panel refused calls for load in ${spells.spells} spells over the whole run (${spells.refused} calls, the longest spell ${spells.longestSeconds.toFixed(0)} s), not counted as the agents' silence`;
     console.log(spellWords);
     notes.push(spellWords);

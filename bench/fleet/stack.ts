@@ -178,6 +178,17 @@ export async function startFleetStack(options: StackOptions): Promise<FleetStack
  * certificate), connections are spread by least connections, a replica that stops answering is
  * taken out within 2 s and a connection that fails to reach one is sent to another.
  */
+/**
+ * The spells in which the panel's processes refused calls for load so far, as they wrote them down
+ * for the liveness scan: how many, the calls they refused, and the longest (seconds).
+ */
+export async function refusalSpells(db: Knex): Promise<{ spells: number; refused: number; longestSeconds: number }> {
+  const { rows } = await db.raw(
+    "select count(*)::int as spells, coalesce(sum(refused), 0)::bigint as refused, coalesce(max(extract(epoch from last_refused_at - started_at)), 0)::float8 as longest from panel_busy_spells",
+  );
+  return { spells: rows[0].spells, refused: Number(rows[0].refused), longestSeconds: rows[0].longest };
+}
+
 export function haproxyConfig(port: number, replicaPorts: readonly number[], maxConnections: number): string {
   return [
     "global",

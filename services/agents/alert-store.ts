@@ -86,7 +86,6 @@ export async function upsertBusySpell(db: Knex, id: string, spell: BusySpell): P
 export async function selectBusySpells(db: Knex, withinSeconds: number): Promise<Array<{ started_at: Date; last_refused_at: Date }>> {
   return db("panel_busy_spells")
     .where("last_refused_at", ">", db.raw("now() - make_interval(secs => ?)", [withinSeconds]))
-    .orderBy("started_at")
     .select("started_at", "last_refused_at");
 }
 

@@ -4,7 +4,7 @@ import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { describe, startFleet, type Fleet } from "../../bench/fleet/fleet.js";
 import { scrapeMetrics } from "../../bench/fleet/panel-process.js";
-import { startFleetStack, type FleetStack } from "../../bench/fleet/stack.js";
+import { refusalSpells, startFleetStack, type FleetStack } from "../../bench/fleet/stack.js";
 import { AccountService } from "../../gen/myosicam/panel/v1/account_pb.js";
 import { scanLiveness } from "../../services/agents/alerts.js";
 import { eventually } from "../helpers/eventually.js";
@@ -124,9 +124,9 @@ async function failover() {
   assert.is(await scanLiveness(s.db, async () => "none", heartbeatSeconds, missedHeartbeats), 0, "servers the liveness scan marks unreachable");
   const alarms = await s.db("alerts").where({ kind: "server_unreachable" }).count({ n: "*" });
   assert.is(Number(alarms[0]!.n), 0, "server_unreachable alerts raised by the replicas' own scans");
-  const spells = await s.db("panel_busy_spells").select(s.db.raw("count(*)::int as n, coalesce(sum(refused), 0)::int as refused"));
+  const spells = await refusalSpells(s.db);
   console.log(
-    `  agents back on the survivor ${backSeconds.toFixed(1)} s after the kill; spells of refusing calls (not counted as silence): ${spells[0].n}, ${spells[0].refused} calls refused; ${describe(f.totals())}`,
+    `  agents back on the survivor ${backSeconds.toFixed(1)} s after the kill; spells of refusing calls (not counted as silence): ${spells.spells}, ${spells.refused} calls refused; ${describe(f.totals())}`,
   );
 }
 
