@@ -1,13 +1,13 @@
-import type { DescMethod } from "@bufbuild/protobuf";
+import { create, type DescMethod, toBinary } from "@bufbuild/protobuf";
 import { connect as http2Connect, constants as http2Constants, type Settings as Http2Settings } from "node:http2";
-import { Code, ConnectError, createClient, createRouterTransport, type ConnectRouter } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, createRouterTransport, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { createValidateInterceptor } from "@connectrpc/validate";
 import { connect as tlsConnect } from "node:tls";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { AgentService } from "../gen/myosicam/agent/v1/agent_pb.js";
-import { RegistrationService } from "../gen/myosicam/agent/v1/registration_pb.js";
+import { RegisterRequestSchema, RegistrationService } from "../gen/myosicam/agent/v1/registration_pb.js";
 import { createRequestContextInterceptor } from "../services/lib/request-context.js";
 import { callMetrics, processMetrics } from "../services/lib/metrics.js";
 import { createServer, http2Limits } from "../services/lib/server.js";
@@ -315,6 +315,7 @@ async function plainServer(
     /** Serve Subscribe on the held-stream path (as the panel does for agents). */
     heldSubscribe?: boolean;
     ownQueues?: DescMethod[];
+    requestGate?: (ctx: HandlerContext) => Promise<void>;
   } = {},
 ) {
   const logs = options.logs ?? captureLogs();
@@ -340,6 +341,7 @@ async function plainServer(
     queueLimit: options.queueLimit,
     maxConnections: options.maxConnections,
     ownQueues: options.ownQueues,
+    requestGate: options.requestGate,
     ...(options.heldSubscribe ? { heldStreams: [AgentService.method.subscribe] } : {}),
   });
   return { server: await listen(0, "127.0.0.1"), logs, openCalls, heldCalls };
@@ -461,6 +463,55 @@ test("a request body that trickles in is answered 408 and closed after the body 
     assert.is(status, 408);
     assert.is(JSON.parse(body).code, "deadline_exceeded");
     assert.ok(logs.lines().some((l) => l.msg === "request body too slow: closed"));
+  } finally {
+    session.destroy();
+    await server.close(1000);
+  }
+});
+
+test("a body that arrived while the request gate waited its turn is read, not refused as too slow", async () => {
+  // The gate waits longer than the body may take (as a gate waiting for a database connection
+  // does when thousands of agents come back at once); the body was sent at once.
+  const { server, logs } = await plainServer({ bodyReadTimeoutMs: 300, requestGate: () => new Promise((resolve) => setTimeout(resolve, 900)) });
+  try {
+    const res = await createClient(RegistrationService, agentLikeTransport(server.url)).register(registration);
+    assert.is(res.serverId, "s");
+    assert.not.ok(logs.lines().some((l) => l.msg === "request body too slow: closed"));
+  } finally {
+    await server.close(1000);
+  }
+});
+
+test("a body cut off by the body read timeout is refused as too slow, never handed on as the whole body", async () => {
+  let invoked = 0;
+  const routes = (router: ConnectRouter) =>
+    router.service(RegistrationService, {
+      register: () => {
+        invoked++;
+        return { serverId: "s", agentToken: "t", heartbeatIntervalSeconds: 60 };
+      },
+    });
+  const { server, logs } = await plainServer({ routes, bodyReadTimeoutMs: 300 });
+  const session = http2Connect(server.url, { ca: tls.cert });
+  try {
+    // A Register message without its last field (agent_version, 7 bytes), which it sends last: what
+    // arrived parses as a whole message on its own, so only the cut tells it from a complete body.
+    const whole = toBinary(RegisterRequestSchema, create(RegisterRequestSchema, registration));
+    const stream = session.request({ ":method": "POST", ":path": "/myosicam.agent.v1.RegistrationService/Register", "content-type": "application/proto" });
+    stream.on("error", () => {});
+    stream.write(whole.subarray(0, whole.byteLength - 7));
+    const status = await new Promise<number>((resolve) => {
+      let code = 0;
+      stream.on("response", (h) => (code = Number(h[":status"])));
+      stream.on("close", () => resolve(code));
+      stream.resume();
+    });
+    assert.is(status, 408);
+    assert.ok(logs.lines().some((l) => l.msg === "request body too slow: closed"));
+    // The call is over for the server too: a registration from what arrived would have run by now.
+    const after = await createClient(RegistrationService, agentLikeTransport(server.url)).register(registration);
+    assert.is(after.serverId, "s");
+    assert.is(invoked, 1, "only the whole registration reached the implementation");
   } finally {
     session.destroy();
     await server.close(1000);

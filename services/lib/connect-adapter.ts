@@ -95,9 +95,13 @@ export function createConnectAdapter(options: AdapterOptions) {
     };
     const body = uReq.body as AsyncIterable<Uint8Array>;
     // A body that trickles in (one byte every few seconds) would hold the call for as long as the
-    // client likes: the whole body has to arrive within bodyReadTimeoutMs.
+    // client likes: the whole body has to arrive within bodyReadTimeoutMs of the panel starting to
+    // read it. Not of the call's start: the request gate may wait its turn first (a database
+    // connection, when thousands of agents come back at once), and a body that arrived in time and
+    // waited for the panel is not the caller's fault.
+    let bodyTimer: NodeJS.Timeout | undefined;
     let bodyTimedOut = false;
-    const bodyTimer = setTimeout(() => {
+    const bodyTooSlow = () => {
       bodyTimedOut = true;
       options.log.warn({ rpc: handler.method.name, peer: req.socket?.remoteAddress, timeoutMs: options.bodyReadTimeoutMs }, "request body too slow: closed");
       call.abort(new ConnectError(bodyTimeoutMessage, Code.DeadlineExceeded));
@@ -109,9 +113,10 @@ export function createConnectAdapter(options: AdapterOptions) {
       // HTTP/2: end the stream (its body will not be read); HTTP/1.1: the connection.
       if (req.stream) req.stream.close(http2Constants.NGHTTP2_CANCEL);
       else req.socket?.destroy();
-    }, options.bodyReadTimeoutMs);
-    bodyTimer.unref();
+    };
     uReq.body = (async function* () {
+      bodyTimer = setTimeout(bodyTooSlow, options.bodyReadTimeoutMs);
+      bodyTimer.unref();
       const hash = createHash("sha256");
       for await (const chunk of body) {
         digest.bytes += chunk.byteLength;
@@ -121,8 +126,13 @@ export function createConnectAdapter(options: AdapterOptions) {
         hash.update(chunk);
         yield chunk;
       }
-      digest.sha256 = hash.digest("hex");
       clearTimeout(bodyTimer);
+      // A stream this side closed (the timeout above, a shutdown) reads as a body that simply
+      // ended: what arrived is not the body that was sent, and its digest would turn a slow or
+      // cut call into a forged one ("bad_signature") or an empty request.
+      if (bodyTimedOut) throw new ConnectError(bodyTimeoutMessage, Code.DeadlineExceeded);
+      if (call.signal.aborted) throw ConnectError.from(call.signal.reason, Code.Canceled);
+      digest.sha256 = hash.digest("hex");
     })();
     const release = () => ticket !== undefined && admission.release(ticket);
     const heldStream = held.get(handler.requestPath);
