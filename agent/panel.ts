@@ -53,6 +53,18 @@ export function registrationClient(endpoint: PanelEndpoint, log: Logger) {
   return createClient(RegistrationService, transport);
 }
 
+/**
+ * How the agent's signed connection to the panel is timed: a deadline for each unary call, the
+ * HTTP/2 keepalive, and how long a new connection may take up to the end of its TLS handshake (a
+ * connection accepted and never answered is given up as an unanswered PING would be). The fleet
+ * emulator connects with exactly these, so that a benchmarked herd gives up and comes back as
+ * agents do.
+ */
+export function agentConnectionTiming(env: NodeJS.ProcessEnv = process.env) {
+  const ping = keepalive(env);
+  return { defaultTimeoutMs: 30_000, keepalive: ping, connectTimeoutMs: Math.max(5_000, ping.pingTimeoutMs) };
+}
+
 /** The signed AgentService client: caller id = server id, key = agent token. */
 export function agentClient(endpoint: PanelEndpoint, credentials: { serverId: string; token: string }, log: Logger) {
   const insecure = new URL(endpoint.url).protocol === "http:";
@@ -60,10 +72,7 @@ export function agentClient(endpoint: PanelEndpoint, credentials: { serverId: st
     baseUrl: endpoint.url,
     credentials: { callerId: credentials.serverId, secret: credentials.token },
     httpVersion: insecure ? "1.1" : "2",
-    defaultTimeoutMs: 30_000,
-    keepalive: keepalive(),
-    // A connection accepted and never answered is given up as an unanswered PING would be.
-    connectTimeoutMs: Math.max(5_000, keepalive().pingTimeoutMs),
+    ...agentConnectionTiming(),
     ...tlsOptions(endpoint),
   });
   if (!insecure) return createClient(AgentService, transport);

@@ -17,6 +17,7 @@ import { AccountChangeStatus, AgentHealth, AgentService, CommandOutcome, type He
 import { RegistrationService } from "../../gen/myosicam/agent/v1/registration_pb.js";
 import type { InstanceRef } from "../../gen/myosicam/agent/v1/snapshot_pb.js";
 import { sendResult } from "../../agent/commands.js";
+import { agentConnectionTiming } from "../../agent/panel.js";
 import { retryBaseMs, retryCapMs } from "../../agent/timing.js";
 import { busyRetryDelayMs, retryDelayMs, withJitter } from "../../services/lib/backoff.js";
 import { createSignedTransport, createUnsignedTransport } from "../../services/lib/hmac/signing-client.js";
@@ -115,7 +116,7 @@ async function runAgent(url: string, ca: string, seed: AgentSeed, index: number,
   if (!identity) return;
   const client: Client<typeof AgentService> = createClient(
     AgentService,
-    createSignedTransport({ baseUrl: url, credentials: { callerId: identity.serverId, secret: identity.agentToken }, ca }),
+    createSignedTransport({ baseUrl: url, credentials: { callerId: identity.serverId, secret: identity.agentToken }, ca, ...agentConnectionTiming() }),
   );
   const seedNumber = index * 7919 + seed.name.length;
   const startedAt = Date.now();
