@@ -4,8 +4,9 @@
  * sends the same content hash and the panel needs no snapshot again).
  */
 import { createHash } from "node:crypto";
-import { create, toBinary } from "@bufbuild/protobuf";
-import { type InstanceSnapshot, InstanceSnapshotSchema } from "../../gen/myosicam/agent/v1/snapshot_pb.js";
+import { clone, create, toBinary } from "@bufbuild/protobuf";
+import { type AccountChange, AccountOperation } from "../../gen/myosicam/agent/v1/agent_pb.js";
+import { AccountSchema, type InstanceSnapshot, InstanceSnapshotSchema, SettingSchema } from "../../gen/myosicam/agent/v1/snapshot_pb.js";
 
 /** A small deterministic generator (mulberry32): the same seed gives the same fleet. */
 export function seededRandom(seed: number): () => number {
@@ -65,4 +66,39 @@ export function instanceSnapshots(seed: number, instances: [number, number], acc
     snapshot.ref!.contentHash = createHash("sha256").update(toBinary(InstanceSnapshotSchema, snapshot)).digest("hex");
     return snapshot;
   });
+}
+
+/**
+ * An instance's snapshot after account changes, as the agent would read its edited oscam.user
+ * back: the fields a snapshot models (pwd, group, caid, ident, expdate, description, disabled)
+ * are set, any other key is kept among the account's extra settings; the content hash is new.
+ */
+export function withAccountChanges(snapshot: InstanceSnapshot, changes: readonly AccountChange[]): InstanceSnapshot {
+  const next = clone(InstanceSnapshotSchema, snapshot);
+  for (const change of changes) {
+    const at = next.accounts.findIndex((a) => a.user === change.user);
+    if (change.operation === AccountOperation.DELETE) {
+      if (at >= 0) next.accounts.splice(at, 1);
+      continue;
+    }
+    if (at < 0 && change.operation !== AccountOperation.ADD) continue;
+    const account = at >= 0 ? next.accounts[at]! : create(AccountSchema, { user: change.user, enabled: true });
+    if (at < 0) next.accounts.push(account);
+    if (change.operation === AccountOperation.DISABLE) account.enabled = false;
+    if (change.operation === AccountOperation.ENABLE) account.enabled = true;
+    for (const { key, value } of change.set) {
+      if (key === "pwd") account.password = value;
+      else if (key === "group") account.groups = value.split(",").map(Number).filter(Number.isInteger);
+      else if (key === "caid") account.caid = value;
+      else if (key === "ident") account.ident = value;
+      else if (key === "expdate") account.expiryDate = value;
+      else if (key === "description") account.description = value;
+      else if (key === "disabled") account.enabled = value !== "1";
+      else account.extra = [...account.extra.filter((s) => s.key !== key), create(SettingSchema, { key, value })];
+    }
+    for (const key of change.unset) account.extra = account.extra.filter((s) => s.key !== key);
+  }
+  next.ref!.contentHash = "";
+  next.ref!.contentHash = createHash("sha256").update(toBinary(InstanceSnapshotSchema, next)).digest("hex");
+  return next;
 }

@@ -15,7 +15,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { type Client, ConnectError, createClient } from "@connectrpc/connect";
 import { AccountChangeStatus, AgentHealth, AgentService, CommandOutcome, type HeartbeatRequest } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import { RegistrationService } from "../../gen/myosicam/agent/v1/registration_pb.js";
-import type { InstanceRef } from "../../gen/myosicam/agent/v1/snapshot_pb.js";
+import type { InstanceSnapshot } from "../../gen/myosicam/agent/v1/snapshot_pb.js";
 import { sendResult } from "../../agent/commands.js";
 import { agentConnectionTiming } from "../../agent/panel.js";
 import { retryBaseMs, retryCapMs } from "../../agent/timing.js";
@@ -23,7 +23,7 @@ import { busyRetryDelayMs, retryDelayMs, withJitter } from "../../services/lib/b
 import { createSignedTransport, createUnsignedTransport } from "../../services/lib/hmac/signing-client.js";
 import { GuardedHttp2SessionManager } from "../../services/lib/http2-session-manager.js";
 import type { AgentBehaviour, AgentSeed, FromWorker, ToWorker, WorkerReport } from "./protocol.js";
-import { instanceSnapshots } from "./snapshot.js";
+import { instanceSnapshots, withAccountChanges } from "./snapshot.js";
 
 const stopping = new AbortController();
 const send = (message: FromWorker) => process.send?.(message);
@@ -121,28 +121,41 @@ async function runAgent(url: string, ca: string, seed: AgentSeed, index: number,
   const seedNumber = index * 7919 + seed.name.length;
   const startedAt = Date.now();
 
-  // The first sync sends every snapshot; later ones only the hashes (the panel asks for what it lacks).
-  let present: InstanceRef[] = [];
-  /** Syncs; answers whether it was stored, and the refusal (with its retry hint) when not. */
-  const sync = async (full: boolean): Promise<{ stored: true } | { stored: false; refusal?: ConnectError }> => {
-    const snapshots = full || present.length === 0 ? instanceSnapshots(seedNumber, behaviour.instances, behaviour.accounts) : [];
-    if (snapshots.length > 0) present = snapshots.map((s) => ({ ...s.ref! }));
+  // What the agent's instances hold now (the seed's snapshots, with the account changes it
+  // applied), and the content hash of each as last stored by the panel.
+  let current: InstanceSnapshot[] = [];
+  const lastSent = new Map<string, string>();
+  let syncOwed = false;
+  const present = () => current.map((s) => ({ ...s.ref! }));
+  /**
+   * Syncs as the agent does: the hashes of every instance and the snapshots of those whose content
+   * the panel has not stored (all of them the first time; after an account change the changed one);
+   * the panel asks for any it lacks. A failed sync is owed and tried again after the next heartbeat.
+   * Answers whether it was stored, and the refusal (with its retry hint) when not.
+   */
+  const sync = async (): Promise<{ stored: true } | { stored: false; refusal?: ConnectError }> => {
+    if (current.length === 0) current = instanceSnapshots(seedNumber, behaviour.instances, behaviour.accounts);
+    const snapshots = current.filter((s) => lastSent.get(s.ref!.name) !== s.ref!.contentHash);
     try {
-      const res = await client.sync({ present, snapshots, host: hostReadings() }, { signal: stopping.signal, timeoutMs: 120_000 });
+      const res = await client.sync({ present: present(), snapshots, host: hostReadings() }, { signal: stopping.signal, timeoutMs: 120_000 });
+      for (const s of snapshots) lastSent.set(s.ref!.name, s.ref!.contentHash);
       if (res.resend.length > 0) {
         const resend = new Set(res.resend);
-        const again = instanceSnapshots(seedNumber, behaviour.instances, behaviour.accounts).filter((s) => resend.has(s.ref!.name));
-        await client.sync({ present, snapshots: again, host: hostReadings() }, { signal: stopping.signal, timeoutMs: 120_000 });
+        const again = current.filter((s) => resend.has(s.ref!.name));
+        await client.sync({ present: present(), snapshots: again, host: hostReadings() }, { signal: stopping.signal, timeoutMs: 120_000 });
+        for (const s of again) lastSent.set(s.ref!.name, s.ref!.contentHash);
       }
       period.synced++;
+      syncOwed = false;
       return { stored: true };
     } catch (err) {
+      syncOwed = true;
       return { stored: false, refusal: stopping.signal.aborted ? undefined : failed("Sync", err) };
     }
   };
   // As the agent does: a refused sync is tried again no sooner than the panel's retry hint.
   for (let attempt = 0; ; attempt++) {
-    const result = await sync(true);
+    const result = await sync();
     if (result.stored) break;
     if (!(await pause(retryDelayMs(result.refusal, attempt, retryBaseMs, retryCapMs)))) return;
   }
@@ -156,8 +169,8 @@ async function runAgent(url: string, ca: string, seed: AgentSeed, index: number,
       agentVersion: version,
       load: { one: 0.2, five: 0.15, fifteen: 0.1 },
       host: hostReadings(),
-      instances: present.map((ref, i) => ({
-        name: ref.name,
+      instances: current.map((snapshot, i) => ({
+        name: snapshot.ref!.name,
         resources: { cpuPercent: 1 + Math.random() * 3, rssMb: 30 + i, diskMb: 12 },
         runtime: { running: true, pid: 1000 + i, uptimeSeconds: 3600n },
       })),
@@ -174,6 +187,8 @@ async function runAgent(url: string, ca: string, seed: AgentSeed, index: number,
         await client.heartbeat(heartbeat(), { signal: stopping.signal, timeoutMs: 30_000 });
         period.heartbeatMs.push(elapsedMs(start));
         failures = 0;
+        // As the agent does: a sync that failed is tried again after the next heartbeat.
+        if (syncOwed) await sync();
       } catch (err) {
         if (stopping.signal.aborted) return;
         // As the agent does: a busy panel is called again within an interval, an unreachable one
@@ -186,7 +201,7 @@ async function runAgent(url: string, ca: string, seed: AgentSeed, index: number,
   })();
 
   const syncs = (async () => {
-    while (await pause(withJitter(behaviour.syncSeconds * 1000, 0.1))) await sync(false);
+    while (await pause(withJitter(behaviour.syncSeconds * 1000, 0.1))) await sync();
   })();
 
   const ranHere = new Set<string>();
@@ -231,6 +246,15 @@ async function runAgent(url: string, ca: string, seed: AgentSeed, index: number,
               await client.heartbeat(heartbeat(), { timeoutMs: 30_000 }).catch((err: unknown) => failed("Heartbeat", err));
             }
             continue;
+          }
+          // The agent syncs the instance it changed before it reports (a failed sync is retried with
+          // its next heartbeat, and the result goes out regardless).
+          if (command.payload.case === "applyAccounts") {
+            const at = current.findIndex((s) => s.ref!.name === command.instance);
+            if (at >= 0) {
+              current[at] = withAccountChanges(current[at]!, command.payload.value.changes);
+              await sync();
+            }
           }
           const accountResults =
             command.payload.case === "applyAccounts"
