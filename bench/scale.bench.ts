@@ -185,7 +185,9 @@ async function measure(agents: number): Promise<Figures> {
       deadlineMs: minutes * 60_000,
     });
     const f = fleet;
-    console.log(`${agents} agents in ${f.workers} worker processes, ramp ${ramp}/s, ${replicas} panel replica(s)${replicas > 1 ? " behind HAProxy" : ""}`);
+    console.log(
+      `${agents} agents in ${f.workers} worker processes${f.nice === undefined ? "" : ` (nice ${f.nice})`}, ramp ${ramp}/s, ${replicas} panel replica(s)${replicas > 1 ? " behind HAProxy" : ""}`,
+    );
     // The ramp alone takes agents/ramp seconds; every phase gets that and generous slack.
     const rampMs = (agents / ramp) * 1000;
     // From the first registration (the workers take a moment to start) to the last.

@@ -5,6 +5,7 @@
  * Everything it waits for has a deadline and fails with what it saw; `stop` always ends the workers.
  */
 import { type ChildProcess, fork } from "node:child_process";
+import { setPriority } from "node:os";
 import type { AgentBehaviour, AgentSeed, FromWorker, WorkerReport } from "./protocol.js";
 import { owned } from "../lib/owned-children.js";
 
@@ -19,7 +20,17 @@ export interface FleetOptions {
   behaviour: Omit<AgentBehaviour, "rampPerSecond">;
   /** The workers stop themselves after this long whatever happens (a hung run ends). */
   deadlineMs: number;
+  /** The workers' scheduling priority (nice); default `workerNice`. */
+  nice?: number;
 }
+
+/**
+ * The workers stand for agents on other hosts, so the panel and PostgreSQL get the CPU first:
+ * sharing two cores as equals, four workers at 10,000 agents took as much as the panel and
+ * PostgreSQL together and the panel's calls waited on a starved database. Their own latencies
+ * (part of what they measure) grow when they wait; the panel's view is printed beside them.
+ */
+export const workerNice = 10;
 
 export interface FleetTotals {
   registered: number;
@@ -34,6 +45,8 @@ export interface FleetTotals {
 export interface Fleet {
   readonly size: number;
   readonly workers: number;
+  /** The workers' nice value (undefined if the system did not allow it to be set). */
+  readonly nice: number | undefined;
   totals(): FleetTotals;
   /**
    * Heartbeat and registration latencies gathered since the last call (ms), then forgotten, with
@@ -83,6 +96,8 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
   };
 
   const children: ChildProcess[] = [];
+  const nice = options.nice ?? workerNice;
+  let niceSet = true;
   const exited: Array<Promise<void>> = [];
   for (let w = 0; w < workerCount; w++) {
     const share = options.agents.filter((_, i) => i % workerCount === w);
@@ -95,6 +110,13 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
       }),
     );
     children.push(child);
+    if (child.pid !== undefined) {
+      try {
+        setPriority(child.pid, nice);
+      } catch {
+        niceSet = false;
+      }
+    }
     exited.push(new Promise((resolve) => child.once("exit", () => resolve())));
     child.on("message", (m: FromWorker) => {
       if (m.type === "report") onReport(w, m);
@@ -122,6 +144,7 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
   return {
     size: options.agents.length,
     workers: workerCount,
+    nice: niceSet ? nice : undefined,
     totals: () => ({ ...totals, failures: { ...totals.failures } }),
     takeLatencies() {
       const taken = { heartbeatMs, registerMs, workerLoopDelayMaxMs };
