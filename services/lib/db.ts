@@ -92,11 +92,15 @@ export function loggableError(err: unknown): unknown {
   return { type: e.name, message: queryErrorWords(e), detail: e.detail, hint: e.hint, table: e.table, constraint: e.constraint };
 }
 
-/** How a pool stands: connections in use, idle, callers waiting for one, and its size; undefined once destroyed. */
-export function poolState(db: Knex): { used: number; free: number; waiting: number; size: number } | undefined {
-  const pool = (db.client as { pool?: { numUsed(): number; numFree(): number; numPendingAcquires(): number; max: number } }).pool;
+/**
+ * How a pool stands: connections in use, idle, being opened, callers waiting for one, and its
+ * size; undefined once destroyed. Connections being opened count against the size: a pool of 10
+ * with 2 in use and none free may be opening the other 8.
+ */
+export function poolState(db: Knex): { used: number; free: number; opening: number; waiting: number; size: number } | undefined {
+  const pool = (db.client as { pool?: { numUsed(): number; numFree(): number; numPendingCreates(): number; numPendingAcquires(): number; max: number } }).pool;
   if (!pool) return undefined;
-  return { used: pool.numUsed(), free: pool.numFree(), waiting: pool.numPendingAcquires(), size: pool.max };
+  return { used: pool.numUsed(), free: pool.numFree(), opening: pool.numPendingCreates(), waiting: pool.numPendingAcquires(), size: pool.max };
 }
 
 function migrationSource(migrations: readonly Migration[]): Knex.MigrationSource<Migration> {

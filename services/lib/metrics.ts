@@ -109,7 +109,7 @@ export function databaseMetrics(databases: ReadonlyArray<{ name: string; db: Kne
   const registry = new Registry();
   new Gauge({
     name: "myosicam_db_pool_connections",
-    help: "PostgreSQL pool connections by database and state (used, free, waiting for one)",
+    help: "PostgreSQL pool connections by database and state (used, free, opening; waiting: callers waiting for one)",
     labelNames: ["database", "state"],
     registers: [registry],
     collect() {
@@ -118,6 +118,7 @@ export function databaseMetrics(databases: ReadonlyArray<{ name: string; db: Kne
         if (!pool) continue;
         this.set({ database: name, state: "used" }, pool.used);
         this.set({ database: name, state: "free" }, pool.free);
+        this.set({ database: name, state: "opening" }, pool.opening);
         this.set({ database: name, state: "waiting" }, pool.waiting);
       }
     },
