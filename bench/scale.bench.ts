@@ -260,6 +260,7 @@ async function measure(agents: number): Promise<Figures> {
     const accounts = createClient(AccountService, await stack.operatorTransport());
     const reportedBefore = f.totals().reported;
     const fanPool = watchPool(stack);
+    f.takeLatencies();
     const fanStart = performance.now();
     const { changeSet } = await accounts.createChangeSet({
       description: `fan-out to ${agents} agents`,
@@ -299,14 +300,27 @@ async function measure(agents: number): Promise<Figures> {
       fanPool.stop();
     } finally {
       clearInterval(progress);
+      console.log(`  the emulator's workers' own loops were held up at most ${f.takeLatencies().workerLoopDelayMaxMs.toFixed(0)} ms during the fan-out`);
     }
 
     // Restart: every agent's stream breaks at once and they all come back (the thundering herd).
     const refusedBefore = f.totals().refusedWithHint;
     const { downMs } = await stack.restart(0, "SIGTERM");
     const restartedAt = performance.now();
-    await f.until("the restart noticed", (t) => t.streamsOpen < agents, 60_000).catch(() => {});
-    await f.until("every agent back after the restart", (t) => t.streamsOpen === agents, 300_000 + 60_000);
+    f.takeLatencies();
+    const comingBack = setInterval(() => {
+      const t = f.totals();
+      console.log(
+        `  restart after ${((performance.now() - restartedAt) / 1000).toFixed(0)} s: ${t.streamsOpen} streams open, ${t.refusedWithHint - refusedBefore} refused with a hint so far`,
+      );
+    }, 30_000);
+    try {
+      await f.until("the restart noticed", (t) => t.streamsOpen < agents, 60_000).catch(() => {});
+      await f.until("every agent back after the restart", (t) => t.streamsOpen === agents, 300_000 + 60_000);
+    } finally {
+      clearInterval(comingBack);
+      console.log(`  the emulator's workers' own loops were held up at most ${f.takeLatencies().workerLoopDelayMaxMs.toFixed(0)} ms since the restart`);
+    }
     const restartBackSeconds = (performance.now() - restartedAt) / 1000;
     const refusedWithHint = f.totals().refusedWithHint - refusedBefore;
     const restartedRss = (await panelsUsage(stack)).rssBytes / 2 ** 20;
