@@ -12,7 +12,7 @@ import type { UpgradeOutcome } from "./upgrade.js";
 import { applyConfig } from "./apply/apply-config.js";
 import { controlUnit, runCommand, type CommandRunner, type ServiceVerb } from "./apply/service-control.js";
 import type { DiscoveredInstance } from "./discovery/discover.js";
-import { retryBaseMs, retryCapMs } from "./timing.js";
+import { commandStreamSilenceMs, retryBaseMs, retryCapMs } from "./timing.js";
 import { agentVersion } from "./version.js";
 
 /** How many executed command ids (with their outcome) the agent remembers, across restarts too. */
@@ -197,6 +197,40 @@ export async function sendResult(send: () => Promise<unknown>, signal: AbortSign
  * ids survive restarts (`<state dir>/commands.json`). A result turned away for now is sent again
  * on the open stream (sendResult). Logs one line per change of state.
  */
+/**
+ * The messages of a server stream, ending it through `abort` (with a reason that says so) when none
+ * arrives within `silenceMs` of being waited for. Only the wait counts: the time the consumer
+ * spends on a message (running a command) does not.
+ */
+export async function* withSilenceLimit<T>(messages: AsyncIterable<T>, silenceMs: number, abort: (reason: ConnectError) => void): AsyncGenerator<T> {
+  const iterator = messages[Symbol.asyncIterator]();
+  try {
+    for (;;) {
+      const timer = setTimeout(
+        () =>
+          abort(
+            new ConnectError(
+              `the command stream carried nothing for ${Math.round(silenceMs / 1000)} s (the panel sends a keepalive every 25 s)`,
+              Code.Unavailable,
+            ),
+          ),
+        silenceMs,
+      );
+      let next: IteratorResult<T>;
+      try {
+        next = await iterator.next();
+      } finally {
+        clearTimeout(timer);
+      }
+      if (next.done) return;
+      yield next.value;
+    }
+  } finally {
+    // Not awaited: a stream hung in the middle of a read would hold this end with it.
+    iterator.return?.()?.catch(() => {});
+  }
+}
+
 export async function runCommandStream(options: {
   client: () => Client<typeof AgentService>;
   execute: CommandExecutor;
@@ -205,6 +239,8 @@ export async function runCommandStream(options: {
   signal: AbortSignal;
   /** An upgrade was switched to: the agent must exit so that its service manager starts the new version. */
   onRestart?: () => void;
+  /** How long the stream may be silent while the agent waits on it (default `commandStreamSilenceMs`). */
+  silenceMs?: number;
 }): Promise<void> {
   const { log, signal } = options;
   const file = join(options.stateDir, "commands.json");
@@ -220,8 +256,10 @@ export async function runCommandStream(options: {
   let failures = 0;
   while (!signal.aborted) {
     let refusal: ConnectError | undefined;
+    const silent = new AbortController();
     try {
-      for await (const res of options.client().subscribe({ agentVersion }, { signal, timeoutMs: 0 })) {
+      const stream = options.client().subscribe({ agentVersion }, { signal: AbortSignal.any([signal, silent.signal]), timeoutMs: 0 });
+      for await (const res of withSilenceLimit(stream, options.silenceMs ?? commandStreamSilenceMs, (reason) => silent.abort(reason))) {
         if (state !== "open") log.info("command stream open");
         state = "open";
         failures = 0;
@@ -256,7 +294,7 @@ export async function runCommandStream(options: {
       state = "broken";
     } catch (err) {
       if (signal.aborted) break;
-      refusal = ConnectError.from(err);
+      refusal = ConnectError.from(silent.signal.aborted ? silent.signal.reason : err);
       if (state !== "broken") log.warn({ reason: refusal.rawMessage }, "command stream broken; reconnecting with backoff");
       state = "broken";
     }

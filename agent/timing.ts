@@ -3,6 +3,14 @@ export const retryBaseMs = 1000;
 export const retryCapMs = 60_000;
 
 /**
+ * How long the command stream may go without a message before the agent takes it for lost and
+ * opens another: the panel sends one as soon as the stream is accepted and a keepalive every 25 s,
+ * so 90 s of silence is a call the panel never answered (or a proxy holding it), which HTTP/2
+ * PINGs cannot see since the connection itself is alive.
+ */
+export const commandStreamSilenceMs = 90_000;
+
+/**
  * HTTP/2 keepalive towards the panel: a PING every `intervalMs` while no data arrives, and the
  * connection (with the command stream on it) closed when none is answered within `timeoutMs`.
  * A black-holed or half-open connection is so found within interval + timeout (60 s by default)

@@ -16,9 +16,9 @@ import { type Client, ConnectError, createClient } from "@connectrpc/connect";
 import { AccountChangeStatus, AgentHealth, AgentService, CommandOutcome, type HeartbeatRequest } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import { RegistrationService } from "../../gen/myosicam/agent/v1/registration_pb.js";
 import type { InstanceSnapshot } from "../../gen/myosicam/agent/v1/snapshot_pb.js";
-import { sendResult } from "../../agent/commands.js";
+import { sendResult, withSilenceLimit } from "../../agent/commands.js";
 import { agentConnectionTiming } from "../../agent/panel.js";
-import { retryBaseMs, retryCapMs } from "../../agent/timing.js";
+import { commandStreamSilenceMs, retryBaseMs, retryCapMs } from "../../agent/timing.js";
 import { busyRetryDelayMs, retryDelayMs, withJitter } from "../../services/lib/backoff.js";
 import { createSignedTransport, createUnsignedTransport } from "../../services/lib/hmac/signing-client.js";
 import { GuardedHttp2SessionManager } from "../../services/lib/http2-session-manager.js";
@@ -210,8 +210,11 @@ async function runAgent(url: string, ca: string, seed: AgentSeed, index: number,
     while (!stopping.signal.aborted) {
       let open = false;
       let lastError: ConnectError | undefined;
+      // As the agent does: a stream that carries nothing for the silence limit is given up.
+      const silent = new AbortController();
       try {
-        for await (const message of client.subscribe({ agentVersion: version }, { signal: stopping.signal, timeoutMs: 0 })) {
+        const messages = client.subscribe({ agentVersion: version }, { signal: AbortSignal.any([stopping.signal, silent.signal]), timeoutMs: 0 });
+        for await (const message of withSilenceLimit(messages, commandStreamSilenceMs, (reason) => silent.abort(reason))) {
           if (!open) {
             open = true;
             streamsOpen++;
@@ -283,7 +286,7 @@ async function runAgent(url: string, ca: string, seed: AgentSeed, index: number,
         }
       } catch (err) {
         if (stopping.signal.aborted) break;
-        lastError = (err as { counted?: boolean }).counted ? (err as ConnectError) : failed("Subscribe", err);
+        lastError = (err as { counted?: boolean }).counted ? (err as ConnectError) : failed("Subscribe", silent.signal.aborted ? silent.signal.reason : err);
       } finally {
         if (open) streamsOpen--;
       }

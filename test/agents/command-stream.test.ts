@@ -97,4 +97,86 @@ test("a result refused for good, or turned away every time, breaks the stream: t
   }
 });
 
+/**
+ * A panel whose first `silentStreams` Subscribes are accepted and then never carry a message (a
+ * call it never answered); later ones deliver one command and stay open.
+ */
+function silentPanel(silentStreams: number) {
+  const calls = { subscribes: 0 };
+  const client = {
+    async *subscribe(_req: unknown, options: { signal: AbortSignal }) {
+      calls.subscribes++;
+      if (calls.subscribes > silentStreams) {
+        yield { message: { case: "command", value: { id: "cmd-1", kind: CommandKind.RESYNC, instance: "", payload: { case: undefined } } } };
+      }
+      // As a real stream: an aborted call ends at once, even when it was aborted before this read.
+      if (!options.signal.aborted) await new Promise((resolve) => options.signal.addEventListener("abort", resolve, { once: true }));
+      options.signal.throwIfAborted();
+    },
+    async reportResult() {
+      return {};
+    },
+  };
+  return { client: client as unknown as Client<typeof AgentService>, calls };
+}
+
+test("a stream that carries nothing for the silence limit is given up and opened again: its command then arrives", async () => {
+  const panel = silentPanel(1);
+  const dir = await makeTempDir("command-stream");
+  const halt = new AbortController();
+  let executed = 0;
+  const running = runCommandStream({
+    client: () => panel.client,
+    execute: async () => (executed++, { succeeded: true, failureCode: "", detail: "resynced" }),
+    stateDir: dir.path,
+    log: createLogger({ level: "silent" }),
+    signal: halt.signal,
+    silenceMs: 200,
+  });
+  try {
+    await eventually(
+      async () => executed,
+      (n) => n === 1,
+      "the command to arrive on the second stream",
+    );
+    assert.is(panel.calls.subscribes, 2);
+  } finally {
+    halt.abort();
+    await running;
+    await dir.remove();
+  }
+});
+
+test("a command that runs longer than the silence limit does not break its stream", async () => {
+  const panel = silentPanel(0);
+  const dir = await makeTempDir("command-stream");
+  const halt = new AbortController();
+  let executed = 0;
+  const running = runCommandStream({
+    client: () => panel.client,
+    // The stream carries nothing more while the command runs (the panel's keepalives are not read).
+    execute: async () => {
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      executed++;
+      return { succeeded: true, failureCode: "", detail: "resynced" };
+    },
+    stateDir: dir.path,
+    log: createLogger({ level: "silent" }),
+    signal: halt.signal,
+    silenceMs: 200,
+  });
+  try {
+    await eventually(
+      async () => executed,
+      (n) => n === 1,
+      "the long command to finish",
+    );
+    assert.is(panel.calls.subscribes, 1, "the stream the command came on was not given up while it ran");
+  } finally {
+    halt.abort();
+    await running;
+    await dir.remove();
+  }
+});
+
 test.run();
