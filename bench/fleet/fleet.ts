@@ -106,7 +106,8 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
         execArgv: ["--import", "tsx"],
         stdio: ["ignore", "inherit", "inherit", "ipc"],
         // Each worker holds thousands of connections; it needs no more heap than that.
-        env: { ...process.env, NODE_OPTIONS: "" },
+        // FLEET_WORKER_NODE_OPTIONS: e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the workers.
+        env: { ...process.env, NODE_OPTIONS: process.env.FLEET_WORKER_NODE_OPTIONS ?? "" },
       }),
     );
     children.push(child);
