@@ -32,17 +32,26 @@ function fakePanel(answers: Array<ConnectError | "ok">) {
 
 const busy = () => new ConnectError("the panel is busy; try again in 1 s", Code.Unavailable, new Headers({ "retry-after": "1" }));
 
-/** Runs the agent's command stream against `panel` until `stop`; counts the commands it ran. */
-async function streamAgainst(panel: ReturnType<typeof fakePanel>) {
+/**
+ * Runs the agent's command stream against `panel` until `stop`; counts the commands it ran (each
+ * taking `runMs`), with the silence limit given.
+ */
+async function streamAgainst(panel: { client: Client<typeof AgentService> }, options: { silenceMs?: number; runMs?: number; ran?: () => void } = {}) {
   const dir = await makeTempDir("command-stream");
   const halt = new AbortController();
   let executed = 0;
   const running = runCommandStream({
     client: () => panel.client,
-    execute: async () => (executed++, { succeeded: true, failureCode: "", detail: "resynced" }),
+    execute: async () => {
+      if (options.runMs) await new Promise((resolve) => setTimeout(resolve, options.runMs));
+      executed++;
+      options.ran?.();
+      return { succeeded: true, failureCode: "", detail: "resynced" };
+    },
     stateDir: dir.path,
     log: createLogger({ level: "silent" }),
     signal: halt.signal,
+    silenceMs: options.silenceMs,
   });
   return {
     executed: () => executed,
@@ -122,60 +131,33 @@ function silentPanel(silentStreams: number) {
 
 test("a stream that carries nothing for the silence limit is given up and opened again: its command then arrives", async () => {
   const panel = silentPanel(1);
-  const dir = await makeTempDir("command-stream");
-  const halt = new AbortController();
-  let executed = 0;
-  const running = runCommandStream({
-    client: () => panel.client,
-    execute: async () => (executed++, { succeeded: true, failureCode: "", detail: "resynced" }),
-    stateDir: dir.path,
-    log: createLogger({ level: "silent" }),
-    signal: halt.signal,
-    silenceMs: 200,
-  });
+  const agent = await streamAgainst(panel, { silenceMs: 200 });
   try {
     await eventually(
-      async () => executed,
+      async () => agent.executed(),
       (n) => n === 1,
       "the command to arrive on the second stream",
     );
     assert.is(panel.calls.subscribes, 2);
   } finally {
-    halt.abort();
-    await running;
-    await dir.remove();
+    await agent.stop();
   }
 });
 
 test("a command that runs longer than the silence limit does not break its stream", async () => {
+  // The stream carries nothing more while the command runs (the panel's keepalives are not read).
   const panel = silentPanel(0);
-  const dir = await makeTempDir("command-stream");
-  const halt = new AbortController();
-  let executed = 0;
-  const running = runCommandStream({
-    client: () => panel.client,
-    // The stream carries nothing more while the command runs (the panel's keepalives are not read).
-    execute: async () => {
-      await new Promise((resolve) => setTimeout(resolve, 600));
-      executed++;
-      return { succeeded: true, failureCode: "", detail: "resynced" };
-    },
-    stateDir: dir.path,
-    log: createLogger({ level: "silent" }),
-    signal: halt.signal,
-    silenceMs: 200,
-  });
+  let streamsWhenDone = 0;
+  const agent = await streamAgainst(panel, { silenceMs: 200, runMs: 600, ran: () => (streamsWhenDone = panel.calls.subscribes) });
   try {
     await eventually(
-      async () => executed,
+      async () => agent.executed(),
       (n) => n === 1,
       "the long command to finish",
     );
-    assert.is(panel.calls.subscribes, 1, "the stream the command came on was not given up while it ran");
+    assert.is(streamsWhenDone, 1, "the stream the command came on was not given up while it ran");
   } finally {
-    halt.abort();
-    await running;
-    await dir.remove();
+    await agent.stop();
   }
 });
 
