@@ -191,13 +191,6 @@ export async function sendResult(send: () => Promise<unknown>, signal: AbortSign
 }
 
 /**
- * The agent's command stream: one outbound server stream (Subscribe), reopened with full-jitter
- * backoff after an error and after a clean end. Commands run one at a time, in order. A command
- * id seen before (a redelivery) is acknowledged with its remembered outcome, not run again; the
- * ids survive restarts (`<state dir>/commands.json`). A result turned away for now is sent again
- * on the open stream (sendResult). Logs one line per change of state.
- */
-/**
  * The messages of a server stream, ending it through `abort` (with a reason that says so) when none
  * arrives within `silenceMs` of being waited for. Only the wait counts: the time the consumer
  * spends on a message (running a command) does not.
@@ -231,6 +224,13 @@ export async function* withSilenceLimit<T>(messages: AsyncIterable<T>, silenceMs
   }
 }
 
+/**
+ * The agent's command stream: one outbound server stream (Subscribe), reopened with full-jitter
+ * backoff after an error and after a clean end. Commands run one at a time, in order. A command
+ * id seen before (a redelivery) is acknowledged with its remembered outcome, not run again; the
+ * ids survive restarts (`<state dir>/commands.json`). A result turned away for now is sent again
+ * on the open stream (sendResult). Logs one line per change of state.
+ */
 export async function runCommandStream(options: {
   client: () => Client<typeof AgentService>;
   execute: CommandExecutor;

@@ -133,7 +133,7 @@ async function runAgent(url: string, ca: string, seed: AgentSeed, index: number,
    * the panel asks for any it lacks. A failed sync is owed and tried again after the next heartbeat.
    * Answers whether it was stored, and the refusal (with its retry hint) when not.
    */
-  const sync = async (): Promise<{ stored: true } | { stored: false; refusal?: ConnectError }> => {
+  const syncOnce = async (): Promise<{ stored: true } | { stored: false; refusal?: ConnectError }> => {
     if (current.length === 0) current = instanceSnapshots(seedNumber, behaviour.instances, behaviour.accounts);
     const snapshots = current.filter((s) => lastSent.get(s.ref!.name) !== s.ref!.contentHash);
     try {
@@ -152,6 +152,13 @@ async function runAgent(url: string, ca: string, seed: AgentSeed, index: number,
       syncOwed = true;
       return { stored: false, refusal: stopping.signal.aborted ? undefined : failed("Sync", err) };
     }
+  };
+  // One sync at a time, as the agent runs them (a sync asked for meanwhile runs after it).
+  let syncing: Promise<unknown> = Promise.resolve();
+  const sync = () => {
+    const turn = syncing.then(syncOnce);
+    syncing = turn;
+    return turn;
   };
   // As the agent does: a refused sync is tried again no sooner than the panel's retry hint.
   for (let attempt = 0; ; attempt++) {
