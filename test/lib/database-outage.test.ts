@@ -40,7 +40,7 @@ test("a pool whose every connection stays busy is reported as such, with the poo
     const [warning] = logs.lines().filter((l) => l.level === 40);
     assert.match(String(warning?.msg), /^every database connection stayed busy/);
     assert.match(String(warning?.reason), /^Knex: Timeout acquiring a connection/);
-    assert.equal(warning?.pools, [{ database: "panel", used: 1, free: 0, waiting: 0, size: 1 }]);
+    assert.equal(warning?.pools, [{ database: "panel", used: 1, free: 0, opening: 0, waiting: 0, size: 1 }]);
   } finally {
     release?.();
     await held;
