@@ -185,6 +185,9 @@ async function measure(agents: number): Promise<Figures> {
       deadlineMs: minutes * 60_000,
     });
     const f = fleet;
+    /** How long the workers' own loops stalled since the last look (a starved emulator is slow to answer too). */
+    const printStalls = (when: string) =>
+      console.log(`  the emulator's workers' own loops were held up at most ${f.takeLatencies().workerLoopDelayMaxMs.toFixed(0)} ms ${when}`);
     console.log(
       `${agents} agents in ${f.workers} worker processes${f.nice === undefined ? "" : ` (nice ${f.nice})`}, ramp ${ramp}/s, ${replicas} panel replica(s)${replicas > 1 ? " behind HAProxy" : ""}`,
     );
@@ -300,7 +303,7 @@ async function measure(agents: number): Promise<Figures> {
       fanPool.stop();
     } finally {
       clearInterval(progress);
-      console.log(`  the emulator's workers' own loops were held up at most ${f.takeLatencies().workerLoopDelayMaxMs.toFixed(0)} ms during the fan-out`);
+      printStalls("during the fan-out");
     }
 
     // Restart: every agent's stream breaks at once and they all come back (the thundering herd).
@@ -319,7 +322,7 @@ async function measure(agents: number): Promise<Figures> {
       await f.until("every agent back after the restart", (t) => t.streamsOpen === agents, 300_000 + 60_000);
     } finally {
       clearInterval(comingBack);
-      console.log(`  the emulator's workers' own loops were held up at most ${f.takeLatencies().workerLoopDelayMaxMs.toFixed(0)} ms since the restart`);
+      printStalls("since the restart");
     }
     const restartBackSeconds = (performance.now() - restartedAt) / 1000;
     const refusedWithHint = f.totals().refusedWithHint - refusedBefore;

@@ -174,11 +174,6 @@ export async function startFleetStack(options: StackOptions): Promise<FleetStack
 }
 
 /**
- * HAProxy in TCP mode: TLS passes through to the replicas untouched (agents keep pinning the panel's
- * certificate), connections are spread by least connections, a replica that stops answering is
- * taken out within 2 s and a connection that fails to reach one is sent to another.
- */
-/**
  * The spells in which the panel's processes refused calls for load so far, as they wrote them down
  * for the liveness scan: how many, the calls they refused, and the longest (seconds).
  */
@@ -189,6 +184,11 @@ export async function refusalSpells(db: Knex): Promise<{ spells: number; refused
   return { spells: rows[0].spells, refused: Number(rows[0].refused), longestSeconds: rows[0].longest };
 }
 
+/**
+ * HAProxy in TCP mode: TLS passes through to the replicas untouched (agents keep pinning the panel's
+ * certificate), connections are spread by least connections, a replica that stops answering is
+ * taken out within 2 s and a connection that fails to reach one is sent to another.
+ */
 export function haproxyConfig(port: number, replicaPorts: readonly number[], maxConnections: number): string {
   return [
     "global",
