@@ -18,7 +18,7 @@ import { parseArgs } from "node:util";
 import { createClient } from "@connectrpc/connect";
 import { AccountService } from "../gen/myosicam/panel/v1/account_pb.js";
 import { describe, quantile, startFleet, type Fleet } from "./fleet/fleet.js";
-import { callDurations, panelTimings, poolWaiting, processUsage, scrapeMetrics } from "./fleet/panel-process.js";
+import { callDurations, callTotals, durationsSince, panelTimings, poolWaiting, processUsage, scrapeMetrics } from "./fleet/panel-process.js";
 import { refusalSpells, startFleetStack, type FleetStack } from "./fleet/stack.js";
 import { connectionCapacity, openFileLimit, reservedDescriptors } from "../services/lib/file-limit.js";
 
@@ -264,6 +264,7 @@ async function measure(agents: number): Promise<Figures> {
     const reportedBefore = f.totals().reported;
     const fanPool = watchPool(stack);
     f.takeLatencies();
+    const callsBeforeFanOut = await callTotals(stack.replicas[0]!.url, stack.ca);
     const fanStart = performance.now();
     const { changeSet } = await accounts.createChangeSet({
       description: `fan-out to ${agents} agents`,
@@ -294,6 +295,18 @@ async function measure(agents: number): Promise<Figures> {
       fanOutSeconds = (performance.now() - fanStart) / 1000;
       console.log(
         `fan-out of one account change to ${expected} agents: every result stored after ${fanOutSeconds.toFixed(2)} s (planning and sending ${(planMs / 1000).toFixed(2)} s; up to ${fanPool.stop()} calls at once waited for a database connection)`,
+      );
+      clearInterval(progress);
+      const during = durationsSince(callsBeforeFanOut, await callTotals(stack.replicas[0]!.url, stack.ca));
+      console.log(
+        `  the first panel's mean time per successful call meanwhile: ${during.map((d) => `${d.method} ${d.meanMs.toFixed(0)} ms ×${d.calls}`).join(", ")}`,
+      );
+      // The agents resync the changed instance after reporting; the first sync that shows a change confirms it.
+      const confirmed = await confirmedAfter(stack.db, changeSet!.id, expected, 300_000);
+      console.log(
+        !confirmed.done
+          ? `  ${confirmed.count} of ${expected} changes confirmed by the agents' resyncs after 300 s`
+          : `  every change confirmed by the agents' resyncs after ${((performance.now() - fanStart) / 1000).toFixed(2)} s`,
       );
     } catch (err) {
       // A fan-out that does not finish is a figure, not the end of the run: the restart is measured still.
@@ -385,6 +398,18 @@ async function measure(agents: number): Promise<Figures> {
 }
 
 /** The last few distinct error-level lines of a panel's log and its database-outage warnings (with their cause), newest first. */
+/** Waits (at most `limitMs`) until `expected` items of the change set are confirmed by a sync; answers how many were. */
+async function confirmedAfter(db: FleetStack["db"], changeSetId: string, expected: number, limitMs: number): Promise<{ count: number; done: boolean }> {
+  const deadline = Date.now() + limitMs;
+  for (;;) {
+    const [row] = await db("change_set_items").where({ change_set_id: changeSetId, confirmed: true }).count({ n: "*" });
+    const count = Number(row!.n);
+    if (count >= expected) return { count, done: true };
+    if (Date.now() > deadline) return { count, done: false };
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 async function panelErrors(file: string): Promise<string[]> {
   const lines = (await readFile(file, "utf8").catch(() => "")).split("\n").slice(-20_000);
   const seen = new Set<string>();

@@ -123,13 +123,35 @@ async function metricsText(url: string, ca: string): Promise<string> {
 
 /** Mean server-side duration and count of each method's successful calls so far, from `/metrics`. */
 export async function callDurations(url: string, ca: string): Promise<Array<{ method: string; calls: number; meanMs: number }>> {
+  return durationsSince(new Map(), await callTotals(url, ca));
+}
+
+/** Successful calls by method so far, and the seconds they took inside the panel together. */
+export async function callTotals(url: string, ca: string): Promise<Map<string, { calls: number; seconds: number }>> {
   const text = await metricsText(url, ca);
-  const sums = new Map<string, number>();
-  const counts = new Map<string, number>();
+  const totals = new Map<string, { calls: number; seconds: number }>();
   for (const m of text.matchAll(/^myosicam_rpc_duration_seconds_(sum|count)\{[^}]*method="([^"]+)",code="ok"\} ([0-9.e+-]+)$/gm)) {
-    (m[1] === "sum" ? sums : counts).set(m[2]!, Number(m[3]));
+    const t = totals.get(m[2]!) ?? { calls: 0, seconds: 0 };
+    if (m[1] === "sum") t.seconds = Number(m[3]);
+    else t.calls = Number(m[3]);
+    totals.set(m[2]!, t);
   }
-  return [...counts].map(([method, calls]) => ({ method, calls, meanMs: ((sums.get(method) ?? 0) / calls) * 1000 })).sort((a, b) => b.calls - a.calls);
+  return totals;
+}
+
+/** The mean time per successful call of each method between two `callTotals`, most called first. */
+export function durationsSince(
+  before: ReadonlyMap<string, { calls: number; seconds: number }>,
+  after: ReadonlyMap<string, { calls: number; seconds: number }>,
+): Array<{ method: string; calls: number; meanMs: number }> {
+  return [...after]
+    .map(([method, a]) => {
+      const b = before.get(method) ?? { calls: 0, seconds: 0 };
+      const calls = a.calls - b.calls;
+      return { method, calls, meanMs: calls > 0 ? ((a.seconds - b.seconds) / calls) * 1000 : 0 };
+    })
+    .filter((d) => d.calls > 0)
+    .sort((a, b) => b.calls - a.calls);
 }
 
 /** Callers waiting for a connection of the panel database's pool, as `/metrics` shows it. */
