@@ -28,8 +28,6 @@ interface Outcome {
   restartRequiredKeys?: string[];
   /** apply_accounts: one result per change. */
   accountResults?: AccountChangeResult[];
-  /** The command may have changed the instance: a sync follows once the result is reported. */
-  resync?: boolean;
 }
 
 /** Of the remembered outcomes, only the newest keep their per-account results (they can be large). */
@@ -68,8 +66,7 @@ export type CommandExecutor = (command: Command) => Promise<Outcome>;
 
 /**
  * The executor: every command kind. A resync follows every change, so the panel sees the
- * instance as it is now: the outcome says so (`resync`) and the command stream syncs once the
- * result is reported.
+ * instance as it is now.
  */
 export function createExecutor(deps: {
   resync: () => Promise<void>;
@@ -80,11 +77,13 @@ export function createExecutor(deps: {
   /** upgrade_agent (agent/upgrade.ts). */
   upgrade?: (command: Command) => Promise<UpgradeOutcome>;
 }): CommandExecutor {
-  /** Runs `apply` on the command's instance, or says it is not on this host; a resync follows when it may have changed something. */
+  /** Runs `apply` on the command's instance, or says it is not on this host; `resync` afterwards when it changed something. */
   const onInstance = async (command: Command, apply: (instance: DiscoveredInstance) => Promise<Outcome>, resync = true): Promise<Outcome> => {
     const instance = (await deps.discover()).find((i) => i.name === command.instance);
     if (!instance) return { succeeded: false, failureCode: "instance_not_found", detail: `no OScam instance "${command.instance}" on this host` };
-    return { ...(await apply(instance)), resync };
+    const outcome = await apply(instance);
+    if (resync) await deps.resync().catch(() => {});
+    return outcome;
   };
   const missingPayload = (kind: string): Outcome => ({ succeeded: false, failureCode: "validation_failed", detail: `${kind} without its changes` });
   return async (command) => {
@@ -107,7 +106,9 @@ export function createExecutor(deps: {
       case CommandKind.START:
       case CommandKind.STOP:
       case CommandKind.RESTART: {
-        return { ...(await controlInstance(command, deps.discover, deps.run ?? runCommand)), resync: true };
+        const outcome = await controlInstance(command, deps.discover, deps.run ?? runCommand);
+        await deps.resync().catch(() => {});
+        return outcome;
       }
       case CommandKind.UPGRADE_AGENT: {
         if (!deps.upgrade) break;
@@ -240,14 +241,6 @@ export async function runCommandStream(options: {
   onRestart?: () => void;
   /** How long the stream may be silent while the agent waits on it (default `commandStreamSilenceMs`). */
   silenceMs?: number;
-  /**
-   * Syncs the instances, after the result of a command that may have changed one (`Outcome.resync`).
-   * After the result, not alongside or before: a result that waited for its resync waited in the
-   * panel's sync queue (a change to 1,000 servers had every result in after 6.5 s, now 4.6 s,
-   * docs/sizing.md); and a snapshot that arrives while the change is still in flight does not
-   * confirm it (8 of 1,000 were never confirmed), while one sent after the result finds it applied.
-   */
-  resync?: () => Promise<void>;
 }): Promise<void> {
   const { log, signal } = options;
   const file = join(options.stateDir, "commands.json");
@@ -295,7 +288,6 @@ export async function runCommandStream(options: {
           accountResults: accountResultsMessage(outcome.accountResults),
         };
         await sendResult(() => options.client().reportResult(result), signal);
-        if (outcome.resync) void options.resync?.().catch(() => {});
       }
       // A clean end (a panel restart, a proxy): reconnect like after an error.
       if (state !== "broken") log.warn("command stream ended; reconnecting");

@@ -64,7 +64,7 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
       restart = true;
       stopping.abort();
     };
-    streaming = runCommandStream({ client: () => client, execute, stateDir, log, signal, onRestart, resync: () => syncer.syncNow() });
+    streaming = runCommandStream({ client: () => client, execute, stateDir, log, signal, onRestart });
   };
   const change = (next: Link, fields: Record<string, unknown>, message: string, level: "info" | "warn" | "error" = "info") => {
     if (next !== link) log[level]({ panel: state.panelUrl, serverId: state.serverId, ...fields }, message);

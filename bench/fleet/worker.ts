@@ -275,10 +275,15 @@ async function runAgent(url: string, ca: string, seed: AgentSeed, index: number,
             }
             continue;
           }
-          // The change, made to the emulated instance; as the agent does, it is synced once the
-          // result is reported (below; a failed sync is tried again after the next heartbeat).
-          const changed = command.payload.case === "applyAccounts" ? current.findIndex((s) => s.ref!.name === command.instance) : -1;
-          if (changed >= 0 && command.payload.case === "applyAccounts") current[changed] = withAccountChanges(current[changed]!, command.payload.value.changes);
+          // The agent syncs the instance it changed before it reports (a failed sync is retried with
+          // its next heartbeat, and the result goes out regardless).
+          if (command.payload.case === "applyAccounts") {
+            const at = current.findIndex((s) => s.ref!.name === command.instance);
+            if (at >= 0) {
+              current[at] = withAccountChanges(current[at]!, command.payload.value.changes);
+              await sync();
+            }
+          }
           const accountResults =
             command.payload.case === "applyAccounts"
               ? command.payload.value.changes.map((change, i) => ({
@@ -303,7 +308,6 @@ async function runAgent(url: string, ca: string, seed: AgentSeed, index: number,
             stop,
           );
           period.reported++;
-          if (changed >= 0) void sync();
         }
       } catch (err) {
         if (stop.aborted) break;

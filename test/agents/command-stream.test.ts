@@ -36,10 +36,7 @@ const busy = () => new ConnectError("the panel is busy; try again in 1 s", Code.
  * Runs the agent's command stream against `panel` until `stop`; counts the commands it ran (each
  * taking `runMs`), with the silence limit given.
  */
-async function streamAgainst(
-  panel: { client: Client<typeof AgentService> },
-  options: { silenceMs?: number; runMs?: number; ran?: () => void; changes?: boolean; resync?: () => Promise<void> } = {},
-) {
+async function streamAgainst(panel: { client: Client<typeof AgentService> }, options: { silenceMs?: number; runMs?: number; ran?: () => void } = {}) {
   const dir = await makeTempDir("command-stream");
   const halt = new AbortController();
   let executed = 0;
@@ -49,13 +46,12 @@ async function streamAgainst(
       if (options.runMs) await new Promise((resolve) => setTimeout(resolve, options.runMs));
       executed++;
       options.ran?.();
-      return { succeeded: true, failureCode: "", detail: "resynced", resync: options.changes };
+      return { succeeded: true, failureCode: "", detail: "resynced" };
     },
     stateDir: dir.path,
     log: createLogger({ level: "silent" }),
     signal: halt.signal,
     silenceMs: options.silenceMs,
-    resync: options.resync,
   });
   return {
     executed: () => executed,
@@ -107,47 +103,6 @@ test("a result refused for good, or turned away every time, breaks the stream: t
     } finally {
       await agent.stop();
     }
-  }
-});
-
-test("a change is reported first and the resync that shows it follows (a result does not wait in the panel's sync queue)", async () => {
-  const events: string[] = [];
-  const panel = fakePanel([busy()]);
-  const report = panel.client.reportResult.bind(panel.client);
-  panel.client.reportResult = (async (...args: Parameters<typeof report>) => {
-    try {
-      const answer = await report(...args);
-      events.push("result stored");
-      return answer;
-    } catch (err) {
-      events.push("result turned away");
-      throw err;
-    }
-  }) as typeof report;
-  const agent = await streamAgainst(panel, { changes: true, resync: async () => void events.push("resync") });
-  try {
-    await eventually(
-      async () => events.length,
-      (n) => n >= 3,
-      "the resync",
-    );
-    assert.equal(events, ["result turned away", "result stored", "resync"]);
-  } finally {
-    await agent.stop();
-  }
-  // A command that changed nothing is not followed by a sync.
-  let resyncs = 0;
-  const quiet = fakePanel([]);
-  const unchanged = await streamAgainst(quiet, { resync: async () => void resyncs++ });
-  try {
-    await eventually(
-      async () => quiet.calls.results,
-      (n) => n >= 1,
-      "the result",
-    );
-    assert.is(resyncs, 0);
-  } finally {
-    await unchanged.stop();
   }
 });
 
