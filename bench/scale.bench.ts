@@ -301,7 +301,8 @@ async function measure(agents: number): Promise<Figures> {
       console.log(
         `  the first panel's mean time per successful call meanwhile: ${during.map((d) => `${d.method} ${d.meanMs.toFixed(0)} ms ×${d.calls}`).join(", ")}`,
       );
-      // The agents resync the changed instance after reporting; the first sync that shows a change confirms it.
+      // The first sync that shows a change confirms it: the agents' resyncs (the ones the sync queue
+      // turned away are sent again after the agent's next heartbeat).
       const confirmed = await confirmedAfter(stack.db, changeSet!.id, expected, 300_000);
       console.log(
         !confirmed.done
@@ -397,7 +398,6 @@ async function measure(agents: number): Promise<Figures> {
   }
 }
 
-/** The last few distinct error-level lines of a panel's log and its database-outage warnings (with their cause), newest first. */
 /** Waits (at most `limitMs`) until `expected` items of the change set are confirmed by a sync; answers how many were. */
 async function confirmedAfter(db: FleetStack["db"], changeSetId: string, expected: number, limitMs: number): Promise<{ count: number; done: boolean }> {
   const deadline = Date.now() + limitMs;
@@ -410,6 +410,7 @@ async function confirmedAfter(db: FleetStack["db"], changeSetId: string, expecte
   }
 }
 
+/** The last few distinct error-level lines of a panel's log and its database-outage warnings (with their cause), newest first. */
 async function panelErrors(file: string): Promise<string[]> {
   const lines = (await readFile(file, "utf8").catch(() => "")).split("\n").slice(-20_000);
   const seen = new Set<string>();

@@ -109,9 +109,9 @@ test("add, disable and delete: only those lines change, OScam reloads, the panel
     emulator.paths().every((p) => !/part=userconfig|files\.html/.test(p)),
     "no WebIF call that returns secrets",
   );
-  // The resync that follows the result shows it on the panel (the result does not wait for it).
+  // The resync shows it on the panel.
   const shown = (rows: Array<{ username: string; enabled: boolean }>) => JSON.stringify(rows.map((r) => [r.username, r.enabled]));
-  const rows = await eventually(
+  await eventually(
     () => panel.db("accounts").whereIn("username", ["newbox", "kitchen_vu", "bedroom"]).orderBy("username").select("username", "enabled"),
     (rows) =>
       shown(rows) ===
@@ -121,7 +121,6 @@ test("add, disable and delete: only those lines change, OScam reloads, the panel
       ]),
     "the resync: newbox added, bedroom disabled, kitchen_vu gone",
   );
-  assert.is(rows.length, 2);
   assert.ok(
     (await readdir(join(configDir(), ".myosicam-backups"))).some((f) => f.startsWith("oscam.user.")),
     "the previous version is kept",
