@@ -22,8 +22,10 @@ async function refusal(query: Promise<unknown>) {
 
 test("a pool whose every connection stays busy is reported as such, with the pool's figures and knex's own words", async () => {
   const database = await createTestDatabase("outage_pool");
-  // The same pool as the services', only smaller and quicker to give up.
-  const db = knex({ client: "pg", connection: database.url, pool: { min: 0, max: 1 }, acquireConnectionTimeout: 300, log: quietKnex });
+  // The same pool as the services', only smaller; it gives up quickly once its connection is held
+  // (not before: opening that connection took over 300 ms on a busy CI machine, and the
+  // transaction holding it was refused instead).
+  const db = knex({ client: "pg", connection: database.url, pool: { min: 0, max: 1 }, acquireConnectionTimeout: 30_000, log: quietKnex });
   const logs = captureLogs();
   const outage = createDatabaseOutage({ log: logs.log, databases: [{ name: "panel", db }] });
   let release!: () => void;
@@ -34,6 +36,7 @@ test("a pool whose every connection stays busy is reported as such, with the poo
   try {
     // The only connection is taken once the transaction's first query has run.
     while (!release) await new Promise((r) => setImmediate(r));
+    (db.client as { pool: { acquireTimeoutMillis: number } }).pool.acquireTimeoutMillis = 300;
     const err = await refusal(db.raw("select 2"));
     assert.equal(err.rawMessage, "the database is unavailable right now; try again shortly");
     assert.ok(outage.notice(err));
