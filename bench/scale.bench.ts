@@ -285,13 +285,8 @@ async function measure(agents: number): Promise<Figures> {
     try {
       await f.until(`every agent's result of the fan-out`, (t) => t.reported - reportedBefore >= expected, 300_000);
       // Results are in once the panel has stored every item as applied.
-      const deadline = Date.now() + 60_000;
-      for (;;) {
-        const [row] = await stack.db("change_set_items").where({ change_set_id: changeSet!.id, status: "applied" }).count({ n: "*" });
-        if (Number(row!.n) >= expected) break;
-        if (Date.now() > deadline) throw new Error(`only ${row!.n} of ${expected} fan-out items stored as applied a minute after the agents reported`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      const applied = await itemsReaching(stack.db, changeSet!.id, { status: "applied" }, expected, 60_000);
+      if (!applied.done) throw new Error(`only ${applied.count} of ${expected} fan-out items stored as applied a minute after the agents reported`);
       fanOutSeconds = (performance.now() - fanStart) / 1000;
       console.log(
         `fan-out of one account change to ${expected} agents: every result stored after ${fanOutSeconds.toFixed(2)} s (planning and sending ${(planMs / 1000).toFixed(2)} s; up to ${fanPool.stop()} calls at once waited for a database connection)`,
@@ -303,7 +298,7 @@ async function measure(agents: number): Promise<Figures> {
       );
       // The first sync that shows a change confirms it: the agents' resyncs (the ones the sync queue
       // turned away are sent again after the agent's next heartbeat).
-      const confirmed = await confirmedAfter(stack.db, changeSet!.id, expected, 300_000);
+      const confirmed = await itemsReaching(stack.db, changeSet!.id, { confirmed: true }, expected, 300_000);
       console.log(
         !confirmed.done
           ? `  ${confirmed.count} of ${expected} changes confirmed by the agents' resyncs after 300 s`
@@ -398,15 +393,23 @@ async function measure(agents: number): Promise<Figures> {
   }
 }
 
-/** Waits (at most `limitMs`) until `expected` items of the change set are confirmed by a sync; answers how many were. */
-async function confirmedAfter(db: FleetStack["db"], changeSetId: string, expected: number, limitMs: number): Promise<{ count: number; done: boolean }> {
+/** Waits (at most `limitMs`) until `expected` items of the change set match `where`; answers how many did. */
+async function itemsReaching(
+  db: FleetStack["db"],
+  changeSetId: string,
+  where: { status: "applied" } | { confirmed: true },
+  expected: number,
+  limitMs: number,
+): Promise<{ count: number; done: boolean }> {
   const deadline = Date.now() + limitMs;
   for (;;) {
-    const [row] = await db("change_set_items").where({ change_set_id: changeSetId, confirmed: true }).count({ n: "*" });
+    const [row] = await db("change_set_items")
+      .where({ change_set_id: changeSetId, ...where })
+      .count({ n: "*" });
     const count = Number(row!.n);
     if (count >= expected) return { count, done: true };
     if (Date.now() > deadline) return { count, done: false };
-    await new Promise((r) => setTimeout(r, 200));
+    await new Promise((r) => setTimeout(r, 50));
   }
 }
 
