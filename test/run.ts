@@ -7,6 +7,9 @@
  * Each file's wall time is printed, the slowest at the end (CI has 20 minutes), and a file whose
  * process stays alive well after its last test (a timer or socket left behind; one once cost CI
  * five minutes) is named with how long it lingered (MYOSICAM_TEST_LINGER_SECONDS, default 10).
+ * A file still running after MYOSICAM_TEST_FILE_SECONDS (default 360; four times that with
+ * FAULTS_LONG=1) is stopped with everything it started and fails with its name and what it was
+ * waiting on (test/stuck-file.ts): a hung file once held CI until it was killed from outside.
  *
  * Files run two at a time (MYOSICAM_TEST_JOBS), each one's output printed whole when it ends: most
  * files spend their time waiting on processes, sockets and PostgreSQL, so two share the machine's
@@ -14,11 +17,12 @@
  * (it measures load, or holds a whole fleet) runs with nothing beside it, its output as it comes.
  */
 import { spawn } from "node:child_process";
-import { chmod, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import pino from "pino";
 import { startEmbeddedPostgres } from "../services/lib/embedded-postgres.js";
+import { describeAndStop, reportFlags } from "./stuck-file.js";
 import { ensureSystemPackages } from "./system-packages.js";
 
 const missing = await ensureSystemPackages(process.stdout);
@@ -42,6 +46,10 @@ await chmod(root, 0o711);
 const postgres = await startEmbeddedPostgres({ directory: join(root, "postgres"), port: 0, log: pino({ level: "silent" }), maxConnections: 400 });
 
 const lingerLimitSeconds = Number(process.env.MYOSICAM_TEST_LINGER_SECONDS ?? 10);
+// The slowest file takes about 3 minutes on CI's two cores; the fault suites run 4 times longer with FAULTS_LONG=1.
+const fileLimitSeconds = Number(process.env.MYOSICAM_TEST_FILE_SECONDS) || (process.env.FAULTS_LONG === "1" ? 4 : 1) * 360;
+const reportDirectory = join(root, "reports");
+await mkdir(reportDirectory);
 const jobs = Math.max(1, Number(process.env.MYOSICAM_TEST_JOBS) || Math.min(2, availableParallelism()));
 const runsAlone = /^\/\/ npm test runs this file alone\b/m;
 
@@ -68,7 +76,7 @@ const count = (output: string, label: string) => {
 async function runFile(file: string, live: boolean): Promise<FileResult> {
   const started = performance.now();
   let summarisedAt: number | undefined;
-  const child = spawn(process.execPath, ["--import", "tsx", file], {
+  const child = spawn(process.execPath, [...reportFlags(reportDirectory), "--import", "tsx", file], {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, MYOSICAM_TEST_POSTGRES_URL: postgres.url("postgres"), FORCE_COLOR: "0" },
   });
@@ -85,7 +93,14 @@ async function runFile(file: string, live: boolean): Promise<FileResult> {
     stderr += chunk.toString();
     if (live) process.stderr.write(chunk);
   });
+  let stuck: Promise<string> | undefined;
+  const deadline = setTimeout(() => {
+    process.stdout.write(`  ${relative(testRoot, file)}: still running after ${fileLimitSeconds} s; stopping it\n`);
+    stuck = describeAndStop(child.pid!, reportDirectory);
+  }, fileLimitSeconds * 1000);
   const code: number = await new Promise((resolve) => child.on("close", (c, signal) => resolve(c ?? (signal ? 128 : 1))));
+  clearTimeout(deadline);
+  const stoppedBecause = stuck && `it did not finish within ${fileLimitSeconds} s (MYOSICAM_TEST_FILE_SECONDS) and was stopped; ${await stuck}`;
   const ended = performance.now();
   if (!live) {
     process.stdout.write(stdout);
@@ -102,6 +117,10 @@ async function runFile(file: string, live: boolean): Promise<FileResult> {
   const total = count(out, "Total:");
   const passed = count(out, "Passed:") ?? 0;
   const skipped = count(out, "Skipped:") ?? 0;
+  if (stoppedBecause) {
+    const failed = Math.max(1, (total ?? passed + 1) - passed);
+    return { file, passed, failed, skipped, ...timing, crash: stoppedBecause };
+  }
   if (total === undefined || code !== 0) {
     // uvu's reporter itself throws on an error that has a `details` array (every ConnectError), so
     // such a test ends the file without a FAIL line; a crash ends it without a summary.

@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
@@ -104,6 +105,37 @@ test("files run two at a time, and a file that says it runs alone has nothing be
     const whole = /file a\b[\s\S]*?a\.test\.ts: \d+\.\d s/.exec(stdout)?.[0] ?? "";
     assert.match(whole, /Total: +1/);
     assert.not.match(whole, /file b\b/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("a file still running at its deadline is stopped with everything it started, and fails with its name and what it waited on", async () => {
+  const dir = join(".scratch", `runner-deadline-${process.pid}`);
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, "quick.test.ts"), `import { test } from "uvu";\ntest("quick", () => {});\ntest.run();\n`);
+  // It starts a child process that would outlive it, prints its pid, then waits on a server nothing connects to.
+  await writeFile(
+    join(dir, "hangs.test.ts"),
+    `import { test } from "uvu";\nimport { spawn } from "node:child_process";\nimport { createServer } from "node:net";\n` +
+      `test("never ends", () => new Promise(() => {\n  const child = spawn("sleep", ["600"], { stdio: "ignore" });\n  console.log("child " + child.pid);\n` +
+      `  createServer().listen(0, "127.0.0.1");\n}));\ntest.run();\n`,
+  );
+  try {
+    const result = await run(process.execPath, ["--import", "tsx", "test/run.ts"], {
+      env: { ...process.env, MYOSICAM_TEST_ROOT: dir, MYOSICAM_TEST_FILE_SECONDS: "4" },
+    }).catch((err: { stdout: string; code: number }) => err);
+    const stdout = (result as { stdout: string }).stdout;
+    assert.is((result as { code?: number }).code, 1);
+    assert.match(stdout, /^1 passed, 1 failed$/m);
+    assert.match(stdout, /^ {2}hangs\.test\.ts: still running after 4 s; stopping it$/m);
+    assert.match(stdout, /hangs\.test\.ts: 1 failed; the file did not finish:\s+it did not finish within 4 s \(MYOSICAM_TEST_FILE_SECONDS\) and was stopped/);
+    const child = Number(/^child (\d+)$/m.exec(stdout)?.[1]);
+    assert.match(stdout, new RegExp(`processes under it:[\\s\\S]*?\\b${child} \\(under \\d+\\): sleep 600`));
+    assert.match(stdout, /what it was waiting on:[\s\S]*tcp \S+:\d+ → -/);
+    // Killed, it is gone or (until something reaps it) a zombie.
+    const state = existsSync(`/proc/${child}`) ? /\) (\S)/.exec(readFileSync(`/proc/${child}/stat`, "utf8"))?.[1] : "gone";
+    assert.ok(state === "gone" || state === "Z", `the child it started was killed with it (state ${state})`);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
