@@ -30,6 +30,9 @@ const heartbeatSeconds = 5;
 const seed = Number(process.env.FUZZ_SEED ?? Date.now() % 2 ** 31);
 
 let stack: UpProcess;
+const started = performance.now();
+/** Where the test is, on stderr: a run that hangs shows its last step (npm test prints the output of a file it stops). */
+const step = (what: string) => process.stderr.write(`panel-killed ${((performance.now() - started) / 1000).toFixed(1)} s: ${what}\n`);
 let fleet: Fleet | undefined;
 
 test.after(async () => {
@@ -85,10 +88,12 @@ test("SIGKILL at random points under load: no command lost or run twice, every a
     deadlineMs: 15 * 60_000,
   });
   const f = fleet;
+  step("fleet started");
   await f.until("every agent synced with its stream open", (t) => t.synced >= agents && t.streamsOpen === agents, 120_000);
   await eventually(connectedAgents, (n) => n === agents, "the panel to hold every agent's stream", 60_000);
   const serverIds = (await servers.listServers({ pageSize: 100 })).servers.map((s) => s.id);
   assert.is(serverIds.length, agents);
+  step("every agent synced and connected");
 
   // The stream of commands: one resync to a random server after another, as long as the test runs.
   const accepted: string[] = [];
@@ -113,13 +118,16 @@ test("SIGKILL at random points under load: no command lost or run twice, every a
     // A random point: between 0.5 and 4 s into a stretch of commands and heartbeats.
     await new Promise((r) => setTimeout(r, 500 + random.int(3500)));
     const killedAt = performance.now();
+    step(`kill ${k + 1}`);
     await stack.restart("SIGKILL");
+    step(`started again after kill ${k + 1}`);
     assert.ok((await postmasters()).length <= 1, `after restart ${k + 1}, one PostgreSQL serves the data directory: ${(await postmasters()).join("; ")}`);
     await eventually(connectedAgents, (n) => n === agents, `every agent back after kill ${k + 1}; ${describe(f.totals())}`, 60_000);
     backTimes.push((performance.now() - killedAt) / 1000);
   }
   sending = false;
   await sender;
+  step("commands stopped; waiting for every stored command to be final");
 
   // Every command the panel stored, whatever its caller was told, reaches a final state.
   const all = async () => {
@@ -154,9 +162,12 @@ test("SIGKILL at random points under load: no command lost or run twice, every a
   const succeededNotRun = stored.filter((c) => c.status === CommandStatus.SUCCEEDED && (runs.get(c.id)?.ran ?? 0) !== 1).map((c) => c.id);
   const alerts = await createClient(AlertService, transport).listAlerts({ kinds: [AlertKind.SERVER_UNREACHABLE], pageSize: 500 });
 
+  step("stopping the fleet");
   await f.stop();
   fleet = undefined;
+  step("stopping the panel");
   await stack.stop();
+  step("stopped");
   const leftBehind = await stack.processesOnDataDir();
   console.log(
     `faults: panel SIGKILLed ${kills} times under load (FUZZ_SEED=${seed}): ${lost.length} of ${accepted.length} accepted commands lost (${stored.length} stored, ${refused} calls refused while it was down), ` +
