@@ -265,6 +265,7 @@ async function measure(agents: number): Promise<Figures> {
     const fanPool = watchPool(stack);
     f.takeLatencies();
     const callsBeforeFanOut = await callTotals(stack.replicas[0]!.url, stack.ca);
+    const fanStartDb: Date = (await stack.db.raw("select now() as at")).rows[0].at;
     const fanStart = performance.now();
     const { changeSet } = await accounts.createChangeSet({
       description: `fan-out to ${agents} agents`,
@@ -285,7 +286,11 @@ async function measure(agents: number): Promise<Figures> {
     try {
       await f.until(`every agent's result of the fan-out`, (t) => t.reported - reportedBefore >= expected, 300_000);
       // Results are in once the panel has stored every item as applied.
-      const applied = await itemsReaching(stack.db, changeSet!.id, { status: "applied" }, expected, 60_000);
+      const applied = await countReaching(
+        () => rowCount(stack.db("change_set_items").where({ change_set_id: changeSet!.id, status: "applied" }).count({ n: "*" })),
+        expected,
+        60_000,
+      );
       if (!applied.done) throw new Error(`only ${applied.count} of ${expected} fan-out items stored as applied a minute after the agents reported`);
       fanOutSeconds = (performance.now() - fanStart) / 1000;
       console.log(
@@ -296,13 +301,17 @@ async function measure(agents: number): Promise<Figures> {
       console.log(
         `  the first panel's mean time per successful call meanwhile: ${during.map((d) => `${d.method} ${d.meanMs.toFixed(0)} ms ×${d.calls}`).join(", ")}`,
       );
-      // The first sync that shows a change confirms it: the agents' resyncs (the ones the sync queue
-      // turned away are sent again after the agent's next heartbeat).
-      const confirmed = await itemsReaching(stack.db, changeSet!.id, { confirmed: true }, expected, 300_000);
+      // The results updated the account table; each agent's resync follows its result (the ones
+      // the sync queue turned away are sent again after the agent's next heartbeat).
+      const resynced = await countReaching(
+        () => rowCount(stack.db("instances").where({ name: "main" }).where("synced_at", ">", fanStartDb).count({ n: "*" })),
+        expected,
+        300_000,
+      );
       console.log(
-        !confirmed.done
-          ? `  ${confirmed.count} of ${expected} changes confirmed by the agents' resyncs after 300 s`
-          : `  every change confirmed by the agents' resyncs after ${((performance.now() - fanStart) / 1000).toFixed(2)} s`,
+        !resynced.done
+          ? `  ${resynced.count} of ${expected} agents' resyncs after the change stored within 300 s`
+          : `  every agent's resync after the change stored after ${((performance.now() - fanStart) / 1000).toFixed(2)} s`,
       );
     } catch (err) {
       // A fan-out that does not finish is a figure, not the end of the run: the restart is measured still.
@@ -393,25 +402,18 @@ async function measure(agents: number): Promise<Figures> {
   }
 }
 
-/** Waits (at most `limitMs`) until `expected` items of the change set match `where`; answers how many did. */
-async function itemsReaching(
-  db: FleetStack["db"],
-  changeSetId: string,
-  where: { status: "applied" } | { confirmed: true },
-  expected: number,
-  limitMs: number,
-): Promise<{ count: number; done: boolean }> {
+/** Waits (at most `limitMs`) until `count()` reaches `expected`, polling; answers the last count. */
+async function countReaching(count: () => Promise<number>, expected: number, limitMs: number): Promise<{ count: number; done: boolean }> {
   const deadline = Date.now() + limitMs;
   for (;;) {
-    const [row] = await db("change_set_items")
-      .where({ change_set_id: changeSetId, ...where })
-      .count({ n: "*" });
-    const count = Number(row!.n);
-    if (count >= expected) return { count, done: true };
-    if (Date.now() > deadline) return { count, done: false };
+    const n = await count();
+    if (n >= expected) return { count: n, done: true };
+    if (Date.now() > deadline) return { count: n, done: false };
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+const rowCount = async (query: Promise<Array<Record<string, unknown>>>) => Number((await query)[0]!.n);
 
 /** The last few distinct error-level lines of a panel's log and its database-outage warnings (with their cause), newest first. */
 async function panelErrors(file: string): Promise<string[]> {
