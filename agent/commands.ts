@@ -28,6 +28,11 @@ interface Outcome {
   restartRequiredKeys?: string[];
   /** apply_accounts: one result per change. */
   accountResults?: AccountChangeResult[];
+  /**
+   * The instance may have changed and the result shows how (each applied account as it now is):
+   * the command stream syncs once the result is reported, not before (see `onInstance`).
+   */
+  resyncAfterResult?: boolean;
 }
 
 /** Of the remembered outcomes, only the newest keep their per-account results (they can be large). */
@@ -58,6 +63,7 @@ function accountResultsMessage(results: readonly AccountChangeResult[] | undefin
     before: entriesMessage(r.before),
     after: entriesMessage(r.after),
     followedBy: r.followedBy ?? "",
+    account: r.account,
   }));
 }
 
@@ -70,6 +76,8 @@ export type CommandExecutor = (command: Command) => Promise<Outcome>;
  */
 export function createExecutor(deps: {
   resync: () => Promise<void>;
+  /** Resolves when the sync under way now (if any) has ended. */
+  syncSettled: () => Promise<void>;
   discover: () => Promise<DiscoveredInstance[]>;
   run?: CommandRunner;
   /** Changes written that OScam has not loaded, shared with the syncer. */
@@ -77,13 +85,26 @@ export function createExecutor(deps: {
   /** upgrade_agent (agent/upgrade.ts). */
   upgrade?: (command: Command) => Promise<UpgradeOutcome>;
 }): CommandExecutor {
-  /** Runs `apply` on the command's instance, or says it is not on this host; `resync` afterwards when it changed something. */
-  const onInstance = async (command: Command, apply: (instance: DiscoveredInstance) => Promise<Outcome>, resync = true): Promise<Outcome> => {
+  /**
+   * Runs `apply` on the command's instance, or says it is not on this host; then a resync when it
+   * may have changed something: `before` the result is reported, or `after` it for a result that
+   * itself shows the change (account changes of a change set). A result that waits for its resync
+   * waits in the panel's sync queue: a change to 1,000 servers took 6.5 s instead of about 4
+   * (docs/sizing.md). A sync that was under way is let end first, so a snapshot read before the
+   * change never reaches the panel after its result.
+   */
+  const onInstance = async (
+    command: Command,
+    apply: (instance: DiscoveredInstance) => Promise<Outcome>,
+    resync: "before" | "after" | "none" = "before",
+  ): Promise<Outcome> => {
     const instance = (await deps.discover()).find((i) => i.name === command.instance);
     if (!instance) return { succeeded: false, failureCode: "instance_not_found", detail: `no OScam instance "${command.instance}" on this host` };
     const outcome = await apply(instance);
-    if (resync) await deps.resync().catch(() => {});
-    return outcome;
+    if (resync === "before") await deps.resync().catch(() => {});
+    if (resync !== "after") return outcome;
+    await deps.syncSettled();
+    return { ...outcome, resyncAfterResult: true };
   };
   const missingPayload = (kind: string): Outcome => ({ succeeded: false, failureCode: "validation_failed", detail: `${kind} without its changes` });
   return async (command) => {
@@ -95,14 +116,18 @@ export function createExecutor(deps: {
       case CommandKind.APPLY_ACCOUNTS:
         if (payload.case !== "applyAccounts") return missingPayload("apply_accounts");
         // Per-change results are for change sets (independent changes); an all-or-nothing command is answered as a whole.
-        return onInstance(command, async (i) => {
-          const outcome = await applyAccounts(i, payload.value, deps.unloaded);
-          return payload.value.independent ? outcome : { ...outcome, accountResults: undefined };
-        });
+        return onInstance(
+          command,
+          async (i) => {
+            const outcome = await applyAccounts(i, payload.value, deps.unloaded);
+            return payload.value.independent ? outcome : { ...outcome, accountResults: undefined };
+          },
+          payload.value.independent ? "after" : "before",
+        );
       case CommandKind.APPLY_CONFIG:
         return payload.case === "applyConfig" ? onInstance(command, (i) => applyConfig(i, payload.value)) : missingPayload("apply_config");
       case CommandKind.RELOAD:
-        return onInstance(command, (i) => reloadInstanceUsers(i, deps.unloaded), false);
+        return onInstance(command, (i) => reloadInstanceUsers(i, deps.unloaded), "none");
       case CommandKind.START:
       case CommandKind.STOP:
       case CommandKind.RESTART: {
@@ -241,6 +266,8 @@ export async function runCommandStream(options: {
   onRestart?: () => void;
   /** How long the stream may be silent while the agent waits on it (default `commandStreamSilenceMs`). */
   silenceMs?: number;
+  /** Syncs the instances, once the result of a command that asks for it (`resyncAfterResult`) is reported. */
+  resync?: () => Promise<void>;
 }): Promise<void> {
   const { log, signal } = options;
   const file = join(options.stateDir, "commands.json");
@@ -288,6 +315,7 @@ export async function runCommandStream(options: {
           accountResults: accountResultsMessage(outcome.accountResults),
         };
         await sendResult(() => options.client().reportResult(result), signal);
+        if (outcome.resyncAfterResult) void options.resync?.();
       }
       // A clean end (a panel restart, a proxy): reconnect like after an error.
       if (state !== "broken") log.warn("command stream ended; reconnecting");

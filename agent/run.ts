@@ -56,6 +56,7 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
     if (streaming) return;
     const execute = createExecutor({
       resync: () => syncer.syncNow(),
+      syncSettled: () => syncer.settled(),
       discover: () => discoverInstances({ ...discovery, probeWebif: false }),
       unloaded,
       upgrade: (command) => upgradeAgent(command, { client: () => client, log }),
@@ -64,7 +65,7 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
       restart = true;
       stopping.abort();
     };
-    streaming = runCommandStream({ client: () => client, execute, stateDir, log, signal, onRestart });
+    streaming = runCommandStream({ client: () => client, execute, stateDir, log, signal, onRestart, resync: () => syncer.syncNow() });
   };
   const change = (next: Link, fields: Record<string, unknown>, message: string, level: "info" | "warn" | "error" = "info") => {
     if (next !== link) log[level]({ panel: state.panelUrl, serverId: state.serverId, ...fields }, message);

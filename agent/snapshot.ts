@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { create, toBinary } from "@bufbuild/protobuf";
-import { InstanceSnapshotSchema, type InstanceSnapshot } from "../gen/myosicam/agent/v1/snapshot_pb.js";
+import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import { type AccountSchema, InstanceSnapshotSchema, type InstanceSnapshot } from "../gen/myosicam/agent/v1/snapshot_pb.js";
 import type { DiscoveredInstance } from "./discovery/discover.js";
 import type { createResourceSampler } from "./discovery/resources.js";
 import { readConfFile, webifPassword, type ConfView } from "./oscam/conf-file.js";
@@ -15,6 +15,24 @@ import type { UnloadedChanges } from "./unloaded-changes.js";
 const accountFields = new Set(["user", "pwd", "disabled", "group", "caid", "ident", "expdate", "description"]);
 
 type Sampler = ReturnType<typeof createResourceSampler>;
+
+/** An account of oscam.user as snapshots (and the results of account changes) carry it. */
+export function accountMessage(a: Account): MessageInitShape<typeof AccountSchema> {
+  return {
+    user: a.user.slice(0, 128),
+    password: a.pwd.slice(0, 256),
+    enabled: !a.disabled,
+    groups: a.group,
+    caid: a.raw.caid ?? "",
+    ident: a.raw.ident ?? "",
+    expiryDate: a.expdateValid ? (a.expdate ?? "") : "",
+    unreadableExpiry: a.expdateValid ? "" : (a.raw.expdate ?? "").slice(0, 128),
+    description: a.description.slice(0, 1024),
+    extra: Object.entries(a.raw)
+      .filter(([k]) => !accountFields.has(k))
+      .map(([key, value]) => ({ section: "account", key: key.slice(0, 64), value: value.slice(0, 4096) })),
+  };
+}
 
 /** A snapshot and what could not be read for it (shown by `discover --print`, logged by the agent). */
 export interface BuiltSnapshot {
@@ -83,22 +101,7 @@ export async function buildSnapshot(instance: DiscoveredInstance, sampler: Sampl
     pidFile: instance.pidFile,
     version: instance.version ?? "",
     config: { readerCount, ports, settings, readersLoaded: instance.readers?.loaded, readersEnabled: instance.readers?.enabled },
-    accounts: accounts
-      .filter((a) => a.user !== "")
-      .map((a) => ({
-        user: a.user.slice(0, 128),
-        password: a.pwd.slice(0, 256),
-        enabled: !a.disabled,
-        groups: a.group,
-        caid: a.raw.caid ?? "",
-        ident: a.raw.ident ?? "",
-        expiryDate: a.expdateValid ? (a.expdate ?? "") : "",
-        unreadableExpiry: a.expdateValid ? "" : (a.raw.expdate ?? "").slice(0, 128),
-        description: a.description.slice(0, 1024),
-        extra: Object.entries(a.raw)
-          .filter(([k]) => !accountFields.has(k))
-          .map(([key, value]) => ({ section: "account", key: key.slice(0, 64), value: value.slice(0, 4096) })),
-      })),
+    accounts: accounts.filter((a) => a.user !== "").map(accountMessage),
     webif: {
       host: instance.webif.host,
       port: instance.webif.port,

@@ -25,6 +25,8 @@ export function createSyncer(options: { client: () => Client<typeof AgentService
   const lastSent = new Map<string, string>();
   const watchers = new Map<string, FSWatcher>();
   let running: Promise<void> | undefined;
+  /** The pass under way (or the last one): what `settled` waits for. */
+  let pass: Promise<void> = Promise.resolve();
   let again = false;
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
@@ -87,7 +89,8 @@ export function createSyncer(options: { client: () => Client<typeof AgentService
       try {
         do {
           again = false;
-          await syncOnce();
+          pass = syncOnce();
+          await pass;
         } while (again && !stopped);
       } catch (err) {
         if (stopped) return;
@@ -115,6 +118,15 @@ export function createSyncer(options: { client: () => Client<typeof AgentService
   return {
     /** Syncs now (the first sync after start, or a `resync`); resolves when it finished. */
     syncNow: () => run(),
+    /**
+     * Resolves when the pass under way now (if any) has ended, however it ended: a snapshot it
+     * read before a change the agent just made then reaches the panel before that change's result.
+     */
+    settled: () =>
+      pass.then(
+        () => {},
+        () => {},
+      ),
     trigger,
     /**
      * Resource readings for a heartbeat: the host's, and each instance of the last sync (CPU %

@@ -3,7 +3,11 @@ import { join } from "node:path";
 import { AccountOperation, type ApplyAccounts } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import type { DiscoveredInstance } from "../discovery/discover.js";
 import { readConfFile, webifPassword } from "../oscam/conf-file.js";
-import { OscamParseError, parseOscamFile, printOscamFile } from "../oscam/document.js";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { AccountSchema } from "../../gen/myosicam/agent/v1/snapshot_pb.js";
+import { OscamParseError, parseOscamFile, printOscamFile, scanOscamFile } from "../oscam/document.js";
+import { readUserFile } from "../oscam/user-file.js";
+import { accountMessage } from "../snapshot.js";
 import { type AccountChange, type AccountEntries, type ChangeReport, editAccounts } from "../oscam/account-edits.js";
 import { OscamEditError } from "../oscam/edit.js";
 import type { UnloadedChanges } from "../unloaded-changes.js";
@@ -27,6 +31,8 @@ export interface AccountChangeResult {
   before?: AccountEntries;
   after?: AccountEntries;
   followedBy?: string;
+  /** Applied, and the account is in the file: the account as OScam now reads it (as a snapshot carries it). */
+  account?: MessageInitShape<typeof AccountSchema>;
 }
 
 const ops: Record<AccountOperation, AccountChange["op"] | undefined> = {
@@ -115,7 +121,7 @@ export async function applyAccounts(instance: DiscoveredInstance, payload: Apply
   const reload = await reloadUsersOf(instance);
   if (reload.ok) {
     unloaded?.loaded(instance.configDir);
-    return partly({ succeeded: true, failureCode: "", detail: `${written} and reloaded by OScam`, accountResults: results() });
+    return partly({ succeeded: true, failureCode: "", detail: `${written} and reloaded by OScam`, accountResults: withAccounts(results(), payload, after) });
   }
   if (!reload.attempted) {
     // No reload is possible (WebIF off or read-only, OScam not running): the file stays; OScam reads it when it (re)starts.
@@ -140,6 +146,27 @@ export async function applyAccounts(instance: DiscoveredInstance, payload: Apply
   const detail = `${written}, but OScam did not reload it (${reload.detail}); the previous oscam.user was put back, and OScam did not reload that either (${again.detail}): it holds what it last loaded until it reloads or restarts`;
   // The first refusal names the cause (a wrong WebIF password stays webif_auth_failed).
   return { succeeded: false, failureCode: reload.code, detail, accountResults: allFailed(reports, reload.code, detail) };
+}
+
+/**
+ * The applied results with the account each leaves in `file` (as OScam reads it), so the panel
+ * shows the change without waiting for a snapshot. An account the file does not show (deleted)
+ * gets none; nor does any when the file cannot be read as OScam would (then the resync tells).
+ */
+function withAccounts(results: AccountChangeResult[], payload: ApplyAccounts, file: Buffer): AccountChangeResult[] {
+  let accounts: ReturnType<typeof readUserFile>["accounts"];
+  try {
+    accounts = readUserFile(scanOscamFile(file, "oscam.user")).accounts;
+  } catch (err) {
+    if (err instanceof OscamParseError) return results;
+    throw err;
+  }
+  // Names as OScam loads them are unique (it renames a duplicate, and so does readUserFile).
+  const byUser = new Map(accounts.map((a) => [a.user, a]));
+  return results.map((r) => {
+    const account = r.status === "applied" ? byUser.get(payload.changes[r.index]?.user ?? "") : undefined;
+    return account ? { ...r, account: accountMessage(account) } : r;
+  });
 }
 
 /** What a failed file operation ran into, in words an operator acts on (the errno code after it). */

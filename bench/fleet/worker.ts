@@ -12,8 +12,16 @@
 import { randomUUID } from "node:crypto";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
+import type { MessageInitShape } from "@bufbuild/protobuf";
 import { type Client, ConnectError, createClient } from "@connectrpc/connect";
-import { AccountChangeStatus, AgentHealth, AgentService, CommandOutcome, type HeartbeatRequest } from "../../gen/myosicam/agent/v1/agent_pb.js";
+import {
+  type AccountChangeResultSchema,
+  AccountChangeStatus,
+  AgentHealth,
+  AgentService,
+  CommandOutcome,
+  type HeartbeatRequest,
+} from "../../gen/myosicam/agent/v1/agent_pb.js";
 import { RegistrationService } from "../../gen/myosicam/agent/v1/registration_pb.js";
 import type { InstanceSnapshot } from "../../gen/myosicam/agent/v1/snapshot_pb.js";
 import { sendResult, withSilenceLimit } from "../../agent/commands.js";
@@ -275,25 +283,28 @@ async function runAgent(url: string, ca: string, seed: AgentSeed, index: number,
             }
             continue;
           }
-          // The agent syncs the instance it changed before it reports (a failed sync is retried with
-          // its next heartbeat, and the result goes out regardless).
+          // As the agent does for a change set's changes: the result carries each account as it
+          // now is and goes first, once a sync under way has ended; the resync follows it.
+          let accountResults: MessageInitShape<typeof AccountChangeResultSchema>[] = [];
+          let resync = false;
           if (command.payload.case === "applyAccounts") {
+            const changes = command.payload.value.changes;
             const at = current.findIndex((s) => s.ref!.name === command.instance);
-            if (at >= 0) {
-              current[at] = withAccountChanges(current[at]!, command.payload.value.changes);
-              await sync();
+            const changed = at >= 0 ? withAccountChanges(current[at]!, changes) : undefined;
+            if (changed) {
+              current[at] = changed;
+              resync = true;
+              await syncing;
             }
+            accountResults = changes.map((change, i) => ({
+              index: i,
+              status: AccountChangeStatus.APPLIED,
+              detail: "emulated",
+              before: { entries: [{ key: "user", value: change.user }] },
+              after: { entries: [{ key: "user", value: change.user }, ...change.set] },
+              account: changed?.accounts.find((a) => a.user === change.user),
+            }));
           }
-          const accountResults =
-            command.payload.case === "applyAccounts"
-              ? command.payload.value.changes.map((change, i) => ({
-                  index: i,
-                  status: AccountChangeStatus.APPLIED,
-                  detail: "emulated",
-                  before: { entries: [{ key: "user", value: change.user }] },
-                  after: { entries: [{ key: "user", value: change.user }, ...change.set] },
-                }))
-              : [];
           // The agent's own sending: a result turned away for now is sent again on the open stream;
           // past its attempts (or refused for good) the stream is opened again (after backoff), the
           // panel delivers the command again and it is acknowledged without a second run. Every
@@ -308,6 +319,7 @@ async function runAgent(url: string, ca: string, seed: AgentSeed, index: number,
             stop,
           );
           period.reported++;
+          if (resync) void sync();
         }
       } catch (err) {
         if (stop.aborted) break;

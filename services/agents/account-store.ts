@@ -1,3 +1,6 @@
+import type { Client } from "@connectrpc/connect";
+import type { Account } from "../../gen/myosicam/agent/v1/snapshot_pb.js";
+import type { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
 import type { Knex } from "../lib/db.js";
 import { badPageToken } from "../lib/paging.js";
 import type { ServerScope } from "../lib/principal.js";
@@ -279,4 +282,64 @@ export async function countDriftedAccounts(db: Knex, ids: readonly string[]): Pr
     .groupBy("h.instance_id")
     .select("h.instance_id", db.raw("count(distinct h.username)::int as n"));
   return new Map(rows.map((r: { instance_id: string; n: number }) => [r.instance_id, r.n]));
+}
+
+/**
+ * Stores accounts as an agent reported them (a snapshot's, or those a change's result shows),
+ * each under its row `id` on its instance: passwords sealed through CryptoService in one batch (an
+ * unchanged one comes back as the stored envelope `current`, so its row is not rewritten). One
+ * statement for every account, columns passed as arrays (unnest): far cheaper than thousands of
+ * bound row values. Rows whose values did not change are left alone (and keep their updated_at).
+ * `alongside` is a statement run in the same one. Answers each row's password as stored.
+ */
+export async function upsertReportedAccounts(
+  trx: Knex,
+  crypto: Client<typeof CryptoService>,
+  rows: ReadonlyArray<{ id: string; instanceId: string; current: string; account: Account }>,
+  alongside?: { sql: string; bindings: readonly unknown[] },
+): Promise<Array<string | null>> {
+  const sealed = rows.some((r) => r.account.password)
+    ? (
+        await crypto.encryptBatch({
+          items: rows
+            .filter((r) => r.account.password)
+            .map((r) => ({
+              plaintext: Buffer.from(r.account.password, "utf8"),
+              context: { table: "accounts", column: "password", rowId: r.id },
+              current: r.current,
+            })),
+        })
+      ).envelopes
+    : [];
+  let next = 0;
+  const passwords = rows.map((r) => (r.account.password ? sealed[next++]! : null));
+  if (rows.length === 0) {
+    if (alongside) await trx.raw(alongside.sql, alongside.bindings as Knex.RawBinding[]);
+    return passwords;
+  }
+  const upsert = `insert into accounts (id, instance_id, username, password, enabled, groups, caid, ident, expiry_date, unreadable_expiry, description, extra, updated_at)
+    select a.id, a.instance_id, a.username, a.password, a.enabled, coalesce(string_to_array(a.groups, ',')::integer[], '{}'), a.caid, a.ident, a.expiry_date, a.unreadable_expiry, a.description, a.extra, now()
+      from unnest(?::uuid[], ?::uuid[], ?::text[], ?::text[], ?::boolean[], ?::text[], ?::text[], ?::text[], ?::date[], ?::text[], ?::text[], ?::jsonb[])
+        as a(id, instance_id, username, password, enabled, groups, caid, ident, expiry_date, unreadable_expiry, description, extra)
+    on conflict (instance_id, username) do update set password = excluded.password, enabled = excluded.enabled, groups = excluded.groups,
+      caid = excluded.caid, ident = excluded.ident, expiry_date = excluded.expiry_date, unreadable_expiry = excluded.unreadable_expiry,
+      description = excluded.description, extra = excluded.extra, updated_at = excluded.updated_at
+    where (accounts.password, accounts.enabled, accounts.groups, accounts.caid, accounts.ident, accounts.expiry_date, accounts.unreadable_expiry, accounts.description, accounts.extra)
+      is distinct from (excluded.password, excluded.enabled, excluded.groups, excluded.caid, excluded.ident, excluded.expiry_date, excluded.unreadable_expiry, excluded.description, excluded.extra)`;
+  await trx.raw(alongside ? `with upserted as (${upsert}) ${alongside.sql}` : upsert, [
+    rows.map((r) => r.id),
+    rows.map((r) => r.instanceId),
+    rows.map((r) => r.account.user),
+    passwords,
+    rows.map((r) => r.account.enabled),
+    rows.map((r) => r.account.groups.join(",")),
+    rows.map((r) => r.account.caid),
+    rows.map((r) => r.account.ident),
+    rows.map((r) => r.account.expiryDate || null),
+    rows.map((r) => r.account.unreadableExpiry),
+    rows.map((r) => r.account.description),
+    rows.map((r) => JSON.stringify(r.account.extra.map((x) => ({ key: x.key, value: x.value })))),
+    ...(alongside?.bindings ?? []),
+  ] as unknown as readonly Knex.RawBinding[]);
+  return passwords;
 }

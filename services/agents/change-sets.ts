@@ -1,10 +1,12 @@
 import { randomUUID } from "node:crypto";
 import type { JsonValue } from "@bufbuild/protobuf";
 import type { Client } from "@connectrpc/connect";
+import type { Account } from "../../gen/myosicam/agent/v1/snapshot_pb.js";
 import type { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
 import type { Knex } from "../lib/db.js";
 import type { AgentChange, Entries, ItemOperationName, PlannedItem } from "./account-plans.js";
 import { checkPayload, insertCommands } from "./commands.js";
+import { upsertReportedAccounts } from "./account-store.js";
 
 /**
  * Change sets as stored (AccountService): one row per change set, one per account it touches,
@@ -217,6 +219,24 @@ export interface AccountResultInput {
   before?: Record<string, string>;
   after?: Record<string, string>;
   followedBy: string;
+  /** Applied and still in the file: the account as the agent now reads it (a snapshot's fields). */
+  account?: Account;
+}
+
+/** The class of the advisory locks taken per server by what writes its accounts (two-key form: its own key space). */
+const accountViewLockClass = 0x61636374;
+
+/**
+ * Serialises, per server, what writes the panel's view of its accounts: a snapshot being stored,
+ * and the results of its account changes (which update the view too). Each locks accounts and
+ * change set items, in opposite orders; without this they deadlock. Taken first in the transaction.
+ */
+export async function lockAccountViews(trx: Knex, serverIds: readonly string[]): Promise<void> {
+  if (serverIds.length === 0) return;
+  await trx.raw("select pg_advisory_xact_lock(?, k.h) from (select distinct hashtext(s) as h from unnest(?::text[]) as s order by 1) as k", [
+    accountViewLockClass,
+    [...serverIds],
+  ] as unknown as readonly Knex.RawBinding[]);
 }
 
 const withoutPassword = (entries: Record<string, string> | undefined): Entries | null => {
@@ -229,7 +249,9 @@ const withoutPassword = (entries: Record<string, string> | undefined): Entries |
  * Records the per-account answers of apply_accounts reports (in the caller's transaction): each
  * item's status, and for each applied change a history row with the keys before and after (the
  * previous password sealed, for Revert). Only items of the reporting server's commands, and only
- * once (a repeated report changes nothing).
+ * once (a repeated report changes nothing). An applied change whose answer carries the account as
+ * it now is (or that deleted it) updates the panel's view of it at once, and is confirmed: the
+ * resync that follows then finds nothing new (an agent that sends no account resyncs first).
  */
 export async function recordAccountResults(
   trx: Knex,
@@ -238,6 +260,10 @@ export async function recordAccountResults(
 ): Promise<void> {
   const withResults = reports.filter((r) => r.accountResults.length > 0);
   if (withResults.length === 0) return;
+  await lockAccountViews(
+    trx,
+    withResults.map((r) => r.serverId),
+  );
   const { rows: items } = await trx.raw(
     `select it.id, it.instance_id, it.username, it.operation, it.change_set_id, it.command_id, it.change_index, cs.created_by
        from change_set_items it
@@ -250,8 +276,10 @@ export async function recordAccountResults(
   );
   const byPosition = new Map<string, AccountResultInput>();
   for (const r of withResults) for (const a of r.accountResults) byPosition.set(`${r.commandId}/${a.index}`, a);
-  const updates: Array<{ id: string; status: string; failureCode: string; detail: string }> = [];
+  const updates: Array<{ id: string; status: string; failureCode: string; detail: string; confirmed: boolean }> = [];
   const history: Array<Record<string, unknown> & { passwordBefore?: string }> = [];
+  const shown: Array<{ instanceId: string; account: Account }> = [];
+  const deleted: Array<{ instanceId: string; username: string }> = [];
   for (const item of items as Array<{
     id: string;
     instance_id: string;
@@ -264,7 +292,12 @@ export async function recordAccountResults(
   }>) {
     const result = byPosition.get(`${item.command_id}/${item.change_index}`);
     if (!result) continue;
-    updates.push({ id: item.id, status: result.status, failureCode: result.failureCode, detail: result.detail });
+    // The view follows the answer only when it says what the account now is.
+    const account = result.status === "applied" && result.account?.user === item.username ? result.account : undefined;
+    const gone = result.status === "applied" && item.operation === "delete" && !result.after;
+    if (account) shown.push({ instanceId: item.instance_id, account });
+    if (gone) deleted.push({ instanceId: item.instance_id, username: item.username });
+    updates.push({ id: item.id, status: result.status, failureCode: result.failureCode, detail: result.detail, confirmed: !!account || gone });
     if (result.status !== "applied") continue;
     const passwordBefore = result.before?.pwd;
     const passwordChanged = (result.before?.pwd ?? null) !== (result.after?.pwd ?? null);
@@ -285,18 +318,21 @@ export async function recordAccountResults(
   }
   if (updates.length > 0) {
     await trx.raw(
-      `update change_set_items it set status = u.status, failure_code = u.failure_code, detail = u.detail, updated_at = now()
-         from unnest(?::bigint[], ?::text[], ?::text[], ?::text[]) as u(id, status, failure_code, detail) where it.id = u.id`,
+      `update change_set_items it set status = u.status, failure_code = u.failure_code, detail = u.detail, confirmed = it.confirmed or u.confirmed, updated_at = now()
+         from unnest(?::bigint[], ?::text[], ?::text[], ?::text[], ?::boolean[]) as u(id, status, failure_code, detail, confirmed) where it.id = u.id`,
       [
         updates.map((u) => u.id),
         updates.map((u) => u.status),
         updates.map((u) => u.failureCode),
         updates.map((u) => u.detail.slice(0, 4000)),
+        updates.map((u) => u.confirmed),
       ] as unknown as readonly Knex.RawBinding[],
     );
   }
   await insertHistory(trx, crypto, history);
-  // The accounts the panel changed carry who changed them (a creation's row may arrive with the next sync).
+  await showReportedAccounts(trx, crypto, shown, deleted);
+  // The accounts the panel changed carry who changed them (a creation's row arrives with the next
+  // sync when its answer did not carry it).
   const applied = history.filter((h) => h.after !== null);
   if (applied.length > 0) {
     await trx.raw(
@@ -311,6 +347,37 @@ export async function recordAccountResults(
       ] as unknown as readonly Knex.RawBinding[],
     );
   }
+}
+
+/** The view of accounts as results show them now: `shown` stored (passwords sealed), `deleted` removed. */
+async function showReportedAccounts(
+  trx: Knex,
+  crypto: Client<typeof CryptoService>,
+  shown: ReadonlyArray<{ instanceId: string; account: Account }>,
+  deleted: ReadonlyArray<{ instanceId: string; username: string }>,
+): Promise<void> {
+  if (deleted.length > 0) {
+    await trx.raw(
+      "delete from accounts a using unnest(?::uuid[], ?::text[]) as d(instance_id, username) where a.instance_id = d.instance_id and a.username = d.username",
+      [deleted.map((d) => d.instanceId), deleted.map((d) => d.username)] as unknown as readonly Knex.RawBinding[],
+    );
+  }
+  if (shown.length === 0) return;
+  const { rows: stored } = await trx.raw(
+    "select a.id, a.instance_id, a.username, a.password from accounts a join unnest(?::uuid[], ?::text[]) as k(instance_id, username) on a.instance_id = k.instance_id and a.username = k.username",
+    [shown.map((s) => s.instanceId), shown.map((s) => s.account.user)] as unknown as readonly Knex.RawBinding[],
+  );
+  const byKey = new Map(
+    (stored as Array<{ id: string; instance_id: string; username: string; password: string | null }>).map((r) => [`${r.instance_id}\u0000${r.username}`, r]),
+  );
+  await upsertReportedAccounts(
+    trx,
+    crypto,
+    shown.map((s) => {
+      const row = byKey.get(`${s.instanceId}\u0000${s.account.user}`);
+      return { id: row?.id ?? randomUUID(), instanceId: s.instanceId, current: row?.password ?? "", account: s.account };
+    }),
+  );
 }
 
 /** Inserts history rows; a previous password is sealed under the row's own id. */

@@ -517,6 +517,7 @@ export function createAgentService(deps: {
           before: a.before && Object.fromEntries(a.before.entries.map((kv) => [kv.key, kv.value])),
           after: a.after && Object.fromEntries(a.after.entries.map((kv) => [kv.key, kv.value])),
           followedBy: a.followedBy,
+          account: a.account,
         })),
       });
       return {};

@@ -5,8 +5,8 @@ import type { Account, InstanceSnapshot } from "../../gen/myosicam/agent/v1/snap
 import type { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
 import type { Knex } from "../lib/db.js";
 import { entriesOfFields } from "./account-plans.js";
-import type { AccountRow } from "./account-store.js";
-import { attributeSyncedChanges, type SyncedDifference } from "./change-sets.js";
+import { type AccountRow, upsertReportedAccounts } from "./account-store.js";
+import { attributeSyncedChanges, lockAccountViews, type SyncedDifference } from "./change-sets.js";
 
 /** How long resource readings are kept (the retention job deletes older ones). */
 export const resourceRetentionDays = 7;
@@ -17,8 +17,9 @@ export const resourceRetentionDays = 7;
  * from the file deleted; passwords sealed through CryptoService in one batch), the WebIF password
  * (sealed, in oscam_installs) and one resource reading (and one of the host). Instances the agent
  * no longer lists are marked gone, not deleted. Answers which listed instances the panel needs in
- * full. Statements are few (eight for one instance, counting the transaction's own): a fleet's
- * first syncs wait for each other, and each round trip is as slow as the panel's busiest moment.
+ * full. Statements are few (nine for one instance, counting the transaction's own and the lock
+ * that keeps the results of the server's account changes out meanwhile): a fleet's first syncs
+ * wait for each other, and each round trip is as slow as the panel's busiest moment.
  */
 export async function storeSync(db: Knex, crypto: Client<typeof CryptoService>, serverId: string, req: SyncRequest): Promise<{ resend: string[] }> {
   const names = new Set<string>();
@@ -73,6 +74,7 @@ async function storeSnapshot(db: Knex, crypto: Client<typeof CryptoService>, ser
     seen.add(a.user);
   }
   await db.transaction(async (trx) => {
+    await lockAccountViews(trx, [serverId]);
     const row = {
       server_id: serverId,
       name: s.ref!.name,
@@ -135,62 +137,13 @@ async function storeSnapshot(db: Knex, crypto: Client<typeof CryptoService>, ser
     );
     const rows = s.accounts.map((a) => {
       const stored = existing.get(a.user);
-      return { id: stored?.id ?? randomUUID(), current: stored?.password ?? "", account: a };
+      return { id: stored?.id ?? randomUUID(), instanceId, current: stored?.password ?? "", account: a };
     });
-    // An unchanged password comes back as the stored envelope, so its row is not rewritten below.
-    const sealed = rows.some((r) => r.account.password)
-      ? (
-          await crypto.encryptBatch({
-            items: rows
-              .filter((r) => r.account.password)
-              .map((r) => ({
-                plaintext: Buffer.from(r.account.password, "utf8"),
-                context: { table: "accounts", column: "password", rowId: r.id },
-                current: r.current,
-              })),
-          })
-        ).envelopes
-      : [];
-    let next = 0;
-    const passwords = rows.map((r) => (r.account.password ? sealed[next++]! : null));
-    // One statement for every account, columns passed as arrays (unnest): far cheaper than
-    // thousands of bound row values. Rows whose values did not change are left alone (and keep
-    // their updated_at). The same statement deletes the accounts gone from the file (the two parts
-    // touch different user names).
-    const deleteGone = "delete from accounts where instance_id = ? and not (username = any(?::text[]))";
-    if (rows.length === 0) await trx.raw(deleteGone, [instanceId, [...seen]]);
-    else {
-      await trx.raw(
-        `with upserted as (
-           insert into accounts (id, instance_id, username, password, enabled, groups, caid, ident, expiry_date, unreadable_expiry, description, extra, updated_at)
-           select a.id, ?::uuid, a.username, a.password, a.enabled, coalesce(string_to_array(a.groups, ',')::integer[], '{}'), a.caid, a.ident, a.expiry_date, a.unreadable_expiry, a.description, a.extra, now()
-             from unnest(?::uuid[], ?::text[], ?::text[], ?::boolean[], ?::text[], ?::text[], ?::text[], ?::date[], ?::text[], ?::text[], ?::jsonb[])
-               as a(id, username, password, enabled, groups, caid, ident, expiry_date, unreadable_expiry, description, extra)
-           on conflict (instance_id, username) do update set password = excluded.password, enabled = excluded.enabled, groups = excluded.groups,
-             caid = excluded.caid, ident = excluded.ident, expiry_date = excluded.expiry_date, unreadable_expiry = excluded.unreadable_expiry,
-             description = excluded.description, extra = excluded.extra, updated_at = excluded.updated_at
-           where (accounts.password, accounts.enabled, accounts.groups, accounts.caid, accounts.ident, accounts.expiry_date, accounts.unreadable_expiry, accounts.description, accounts.extra)
-             is distinct from (excluded.password, excluded.enabled, excluded.groups, excluded.caid, excluded.ident, excluded.expiry_date, excluded.unreadable_expiry, excluded.description, excluded.extra)
-         )
-         ${deleteGone}`,
-        [
-          instanceId,
-          rows.map((r) => r.id),
-          rows.map((r) => r.account.user),
-          passwords,
-          rows.map((r) => r.account.enabled),
-          rows.map((r) => r.account.groups.join(",")),
-          rows.map((r) => r.account.caid),
-          rows.map((r) => r.account.ident),
-          rows.map((r) => r.account.expiryDate || null),
-          rows.map((r) => r.account.unreadableExpiry),
-          rows.map((r) => r.account.description),
-          rows.map((r) => JSON.stringify(r.account.extra.map((x) => ({ key: x.key, value: x.value })))),
-          instanceId,
-          [...seen],
-        ] as unknown as readonly Knex.RawBinding[],
-      );
-    }
+    // The same statement deletes the accounts gone from the file (the two parts touch different user names).
+    const passwords = await upsertReportedAccounts(trx, crypto, rows, {
+      sql: "delete from accounts where instance_id = ? and not (username = any(?::text[]))",
+      bindings: [instanceId, [...seen]],
+    });
     // What changed since the panel last saw this instance: a change set's doing, or drift.
     if (known) {
       const diffs = differences(existing, s.accounts, passwords);

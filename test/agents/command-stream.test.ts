@@ -1,13 +1,27 @@
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { CommandKind, type AgentService } from "../../gen/myosicam/agent/v1/agent_pb.js";
-import { runCommandStream } from "../../agent/commands.js";
+import { randomUUID } from "node:crypto";
+import { cp, readFile, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { create } from "@bufbuild/protobuf";
+import {
+  AccountChangeStatus,
+  AccountOperation,
+  type AgentService,
+  CommandKind,
+  CommandSchema,
+  type ReportResultRequest,
+} from "../../gen/myosicam/agent/v1/agent_pb.js";
+import { createExecutor, runCommandStream } from "../../agent/commands.js";
+import { discoverInstances } from "../../agent/discovery/discover.js";
+import { startOscamEmulator } from "../oscam-emulator/emulator.js";
 import { createLogger } from "../../services/lib/log.js";
 import { makeTempDir } from "../helpers/cli.js";
 import { eventually } from "../helpers/eventually.js";
 
 const test = suite("the agent's command stream and the results it sends");
+const fixtures = resolve(import.meta.dirname, "../fixtures/oscam");
 
 /**
  * A panel as the stream sees it: each Subscribe delivers one command and then stays open;
@@ -158,6 +172,98 @@ test("a command that runs longer than the silence limit does not break its strea
     assert.is(streamsWhenDone, 1, "the stream the command came on was not given up while it ran");
   } finally {
     await agent.stop();
+  }
+});
+
+test("a change set's changes: the result carries each account as OScam now reads it and goes before the resync, once a sync under way has ended", async () => {
+  const dir = await makeTempDir("result-first");
+  const configDir = join(dir.path, "main");
+  await cp(join(fixtures, "main"), configDir, { recursive: true });
+  const emulator = await startOscamEmulator({ configDir, user: "admin", password: "dev-webif-Pw!main-7f3c" });
+  const conf = join(configDir, "oscam.conf");
+  await writeFile(conf, (await readFile(conf, "utf8")).replace(/^(httpport\s*=\s*)\d+/m, `$1${emulator.port}`));
+  // What happened, in order: the sync under way ending, the result, the resync.
+  const events: string[] = [];
+  let endSync!: () => void;
+  const syncUnderWay = new Promise<void>((resolve) => {
+    endSync = () => {
+      events.push("the sync under way ended");
+      resolve();
+    };
+  });
+  let reported: ReportResultRequest | undefined;
+  const command = create(CommandSchema, {
+    id: randomUUID(),
+    kind: CommandKind.APPLY_ACCOUNTS,
+    instance: "main",
+    payload: {
+      case: "applyAccounts",
+      value: {
+        independent: true,
+        changes: [
+          { operation: AccountOperation.UPDATE, user: "bedroom", set: [{ key: "expdate", value: "2031-01-31" }] },
+          { operation: AccountOperation.DELETE, user: "kitchen_vu" },
+        ],
+      },
+    },
+  });
+  const client = {
+    async *subscribe(_req: unknown, options: { signal: AbortSignal }) {
+      yield { message: { case: "command", value: command } };
+      await new Promise((resolve) => options.signal.addEventListener("abort", resolve, { once: true }));
+    },
+    async reportResult(req: ReportResultRequest) {
+      events.push("result");
+      reported = req;
+      return {};
+    },
+  } as unknown as Client<typeof AgentService>;
+  const halt = new AbortController();
+  const resync = async () => {
+    events.push("resync");
+  };
+  const running = runCommandStream({
+    client: () => client,
+    execute: createExecutor({
+      resync,
+      syncSettled: () => syncUnderWay,
+      discover: () => discoverInstances({ configDirs: [configDir], unitDirs: [], procRoot: join(dir.path, "no-proc") }),
+    }),
+    stateDir: join(dir.path, "state"),
+    log: createLogger({ level: "silent" }),
+    signal: halt.signal,
+    resync,
+  });
+  try {
+    await eventually(
+      async () => emulator.reloads(),
+      (n) => n === 1,
+      "OScam told to reload the written file",
+    );
+    // A window for an agent that does not wait to show it (it would report within milliseconds);
+    // the order checked below is what proves the waiting.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(events, [], "nothing is reported while a sync that may have read the file before the change is under way");
+    endSync();
+    await eventually(
+      async () => events.length,
+      (n) => n === 3,
+      "the result and then the resync",
+    );
+    assert.equal(events, ["the sync under way ended", "result", "resync"]);
+    const [updated, deleted] = reported!.accountResults;
+    assert.is(updated!.status, AccountChangeStatus.APPLIED);
+    assert.is(updated!.account?.user, "bedroom");
+    assert.is(updated!.account?.expiryDate, "2031-01-31");
+    assert.is(updated!.account?.password, "br-Kd81mQzp", "the account as the file has it, password included (sealed by the panel)");
+    assert.equal(updated!.account?.groups, [1]);
+    assert.is(deleted!.status, AccountChangeStatus.APPLIED);
+    assert.is(deleted!.account, undefined, "a deleted account is in no file");
+  } finally {
+    halt.abort();
+    await running;
+    await emulator.stop();
+    await dir.remove();
   }
 });
 

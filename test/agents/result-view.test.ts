@@ -1,0 +1,211 @@
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import {
+  AccountChangeStatus,
+  type AgentService,
+  type Command,
+  CommandOutcome,
+  type ReportResultRequestSchema,
+  SyncRequestSchema,
+} from "../../gen/myosicam/agent/v1/agent_pb.js";
+import type { AccountSchema } from "../../gen/myosicam/agent/v1/snapshot_pb.js";
+import { AccountService } from "../../gen/myosicam/panel/v1/account_pb.js";
+import type { Client } from "@connectrpc/connect";
+import { eventually } from "../helpers/eventually.js";
+import { ownerApi, type OperatorApi } from "../helpers/operator-api.js";
+import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
+
+const test = suite("the account table follows the results of a change set's changes, before the resync that shows them");
+
+let panel: PanelHost;
+let owner: OperatorApi;
+let agent: { id: string; client: Client<typeof AgentService> };
+let instanceId: string;
+const accounts = () => owner.client(AccountService);
+
+type AccountInit = MessageInitShape<typeof AccountSchema> & { user: string };
+const account = (a: AccountInit) => ({
+  enabled: true,
+  groups: [1],
+  caid: "",
+  ident: "",
+  expiryDate: "",
+  unreadableExpiry: "",
+  description: "",
+  extra: [],
+  ...a,
+});
+/** The agent's view of its one instance: these accounts, under a hash that changes with them. */
+const sync = (list: AccountInit[]) => {
+  const hash = Buffer.from(JSON.stringify(list)).toString("hex").padEnd(64, "0").slice(-64);
+  return agent.client.sync(
+    create(SyncRequestSchema, {
+      present: [{ name: "main", contentHash: hash }],
+      snapshots: [{ ref: { name: "main", contentHash: hash }, configDir: "/etc/oscam", accounts: list.map(account) }],
+    }),
+  );
+};
+const row = (user: string) => panel.db("accounts").where({ instance_id: instanceId, username: user }).first();
+const outsideChanges = async () => Number((await panel.db("account_history").where({ instance_id: instanceId, source: "outside" }).count({ n: "*" }))[0]!.n);
+
+/** The next command of the agent's stream (the stream is left at once). */
+async function nextCommand(): Promise<Command> {
+  const stop = new AbortController();
+  try {
+    for await (const m of agent.client.subscribe({ agentVersion: "0.1.0" }, { signal: stop.signal, timeoutMs: 0 })) {
+      if (m.message.case === "command") return m.message.value;
+    }
+  } finally {
+    stop.abort();
+  }
+  throw new Error("the stream ended without a command");
+}
+
+/** Creates a change set over the named accounts and answers the command that carries it. */
+async function changeSet(users: string[], edits: Parameters<ReturnType<typeof accounts>["createChangeSet"]>[0]["edits"]): Promise<Command> {
+  await accounts().createChangeSet({
+    description: `test: ${users.join(", ")}`,
+    selection: { selection: { case: "keys", value: { keys: users.map((user) => ({ instanceId, user })) } } },
+    edits,
+  });
+  return nextCommand();
+}
+
+const report = (command: Command, results: MessageInitShape<typeof ReportResultRequestSchema>["accountResults"]) =>
+  agent.client.reportResult({ commandId: command.id, outcome: CommandOutcome.SUCCEEDED, detail: "written and reloaded by OScam", accountResults: results });
+
+test.before(async () => {
+  try {
+    panel = await startPanelHost("result_view");
+    await panel.setLicense(10, 10);
+    owner = await ownerApi(panel);
+    agent = await panel.enroll("result-view");
+    await sync([
+      { user: "alice", password: "al-Old-1", expiryDate: "2030-01-01" },
+      { user: "bob", password: "bo-Old-1" },
+      { user: "carol", password: "ca-Old-1" },
+    ]);
+    instanceId = (await panel.db("instances").where({ server_id: agent.id, name: "main" }).first()).id;
+  } catch (err) {
+    console.error("the setup of this file failed:", err);
+    throw err;
+  }
+});
+test.after(async () => {
+  await panel?.stop();
+});
+
+test("an applied change's result carrying the account updates the table at once (password sealed), a delete removes the row, and the resync finds nothing outside the panel", async () => {
+  const extend = await changeSet(["alice"], [{ edit: { case: "extendExpiryDays", value: 30 } }, { edit: { case: "setPassword", value: "al-New-2" } }]);
+  await report(extend, [
+    {
+      index: 0,
+      status: AccountChangeStatus.APPLIED,
+      before: {
+        entries: [
+          { key: "pwd", value: "al-Old-1" },
+          { key: "expdate", value: "2030-01-01" },
+        ],
+      },
+      after: {
+        entries: [
+          { key: "pwd", value: "al-New-2" },
+          { key: "expdate", value: "2030-01-31" },
+        ],
+      },
+      account: account({ user: "alice", password: "al-New-2", expiryDate: "2030-01-31" }),
+    },
+  ]);
+  const remove = await changeSet(["carol"], [{ edit: { case: "delete", value: {} } }]);
+  await report(remove, [{ index: 0, status: AccountChangeStatus.APPLIED, before: { entries: [{ key: "pwd", value: "ca-Old-1" }] }, followedBy: "" }]);
+
+  // No sync since: the table shows the results.
+  const alice = await row("alice");
+  assert.is((await accounts().revealPassword({ accountId: alice.id })).password, "al-New-2", "the new password, sealed and opened again");
+  assert.not.ok(alice.password.includes("al-New-2"), "stored only as an envelope");
+  assert.ok(alice.change_set_id, "the change set that changed it");
+  assert.not.ok(alice.drifted);
+  assert.is(await row("carol"), undefined, "the deleted account is gone from the table");
+  const listed = await accounts().listAccounts({ filter: { instanceIds: [instanceId] }, pageSize: 10 });
+  assert.equal(
+    listed.accounts.map((a) => [a.user, a.expiryDate]),
+    [
+      ["alice", "2030-01-31"],
+      ["bob", ""],
+    ],
+  );
+
+  // The resync shows the same: nothing to explain, nothing outside the panel.
+  await sync([
+    { user: "alice", password: "al-New-2", expiryDate: "2030-01-31" },
+    { user: "bob", password: "bo-Old-1" },
+  ]);
+  assert.is(await outsideChanges(), 0, "no change outside the panel recorded");
+  assert.not.ok((await row("alice")).drifted);
+  const items = await panel.db("change_set_items").where({ instance_id: instanceId }).select("username", "status", "confirmed").orderBy("username");
+  assert.equal(
+    items.map((i) => [i.username, i.status, i.confirmed]),
+    [
+      ["alice", "applied", true],
+      ["carol", "applied", true],
+    ],
+  );
+});
+
+test("a result without the account (an older agent) leaves the table to the resync, which the change set still explains", async () => {
+  const disable = await changeSet(["bob"], [{ edit: { case: "disable", value: {} } }]);
+  await report(disable, [
+    {
+      index: 0,
+      status: AccountChangeStatus.APPLIED,
+      before: { entries: [{ key: "pwd", value: "bo-Old-1" }] },
+      after: {
+        entries: [
+          { key: "pwd", value: "bo-Old-1" },
+          { key: "disabled", value: "1" },
+        ],
+      },
+    },
+  ]);
+  assert.ok((await row("bob")).enabled, "the table waits for the snapshot");
+  await sync([
+    { user: "alice", password: "al-New-2", expiryDate: "2030-01-31" },
+    { user: "bob", password: "bo-Old-1", enabled: false },
+  ]);
+  const bob = await eventually(
+    () => row("bob"),
+    (r) => !r.enabled,
+    "the resync's view of bob",
+  );
+  assert.not.ok(bob.drifted, "explained by the change set, not drift");
+  assert.is(await outsideChanges(), 0);
+});
+
+test("a result whose account is not the item's user, or of a failed change, leaves the table alone", async () => {
+  const change = await changeSet(["alice"], [{ edit: { case: "setDescription", value: "front room" } }]);
+  await report(change, [
+    {
+      index: 0,
+      status: AccountChangeStatus.APPLIED,
+      before: { entries: [] },
+      after: { entries: [{ key: "description", value: "front room" }] },
+      account: account({ user: "mallory", password: "x", description: "front room" }),
+    },
+  ]);
+  assert.is(await row("mallory"), undefined, "no row for an account the change was not about");
+  assert.is((await row("alice")).description, "", "alice waits for the resync");
+  const failing = await changeSet(["bob"], [{ edit: { case: "setDescription", value: "bedroom" } }]);
+  await report(failing, [
+    {
+      index: 0,
+      status: AccountChangeStatus.FAILED,
+      failureCode: "validation_failed",
+      detail: "refused",
+      account: account({ user: "bob", password: "bo-Old-1", description: "bedroom" }),
+    },
+  ]);
+  assert.is((await row("bob")).description, "", "a failed change shows nothing");
+});
+
+test.run();
