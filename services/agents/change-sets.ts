@@ -278,8 +278,11 @@ export async function recordAccountResults(
   for (const r of withResults) for (const a of r.accountResults) byPosition.set(`${r.commandId}/${a.index}`, a);
   const updates: Array<{ id: string; status: string; failureCode: string; detail: string; confirmed: boolean }> = [];
   const history: Array<Record<string, unknown> & { passwordBefore?: string }> = [];
-  const shown: Array<{ instanceId: string; account: Account }> = [];
-  const deleted: Array<{ instanceId: string; username: string }> = [];
+  // What the results say each account now is (undefined: deleted), in the order the agents made
+  // the changes: reports in arrival order (an agent reports its commands one after the other),
+  // changes in their command's order. The last word on an account is what the table shows.
+  const reportOrder = new Map(withResults.map((r, i) => [r.commandId, i]));
+  const views: Array<{ order: [number, number]; instanceId: string; username: string; account: Account | undefined }> = [];
   for (const item of items as Array<{
     id: string;
     instance_id: string;
@@ -295,8 +298,9 @@ export async function recordAccountResults(
     // The view follows the answer only when it says what the account now is.
     const account = result.status === "applied" && result.account?.user === item.username ? result.account : undefined;
     const gone = result.status === "applied" && item.operation === "delete" && !result.after;
-    if (account) shown.push({ instanceId: item.instance_id, account });
-    if (gone) deleted.push({ instanceId: item.instance_id, username: item.username });
+    if (account || gone) {
+      views.push({ order: [reportOrder.get(item.command_id)!, item.change_index], instanceId: item.instance_id, username: item.username, account });
+    }
     updates.push({ id: item.id, status: result.status, failureCode: result.failureCode, detail: result.detail, confirmed: !!account || gone });
     if (result.status !== "applied") continue;
     const passwordBefore = result.before?.pwd;
@@ -330,7 +334,14 @@ export async function recordAccountResults(
     );
   }
   await insertHistory(trx, crypto, history);
-  await showReportedAccounts(trx, crypto, shown, deleted);
+  views.sort((a, b) => a.order[0] - b.order[0] || a.order[1] - b.order[1]);
+  const last = new Map(views.map((v) => [`${v.instanceId}\u0000${v.username}`, v]));
+  await showReportedAccounts(
+    trx,
+    crypto,
+    [...last.values()].flatMap((v) => (v.account ? [{ instanceId: v.instanceId, account: v.account }] : [])),
+    [...last.values()].filter((v) => !v.account),
+  );
   // The accounts the panel changed carry who changed them (a creation's row arrives with the next
   // sync when its answer did not carry it).
   const applied = history.filter((h) => h.after !== null);

@@ -4,14 +4,15 @@ import * as assert from "uvu/assert";
 import {
   AccountChangeStatus,
   type AgentService,
-  type Command,
   CommandOutcome,
   type ReportResultRequestSchema,
   SyncRequestSchema,
 } from "../../gen/myosicam/agent/v1/agent_pb.js";
-import type { AccountSchema } from "../../gen/myosicam/agent/v1/snapshot_pb.js";
+import { AccountSchema } from "../../gen/myosicam/agent/v1/snapshot_pb.js";
+import { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
+import { recordAccountResults } from "../../services/agents/change-sets.js";
 import { AccountService } from "../../gen/myosicam/panel/v1/account_pb.js";
-import type { Client } from "@connectrpc/connect";
+import { type Client, createClient } from "@connectrpc/connect";
 import { eventually } from "../helpers/eventually.js";
 import { ownerApi, type OperatorApi } from "../helpers/operator-api.js";
 import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
@@ -49,30 +50,18 @@ const sync = (list: AccountInit[]) => {
 const row = (user: string) => panel.db("accounts").where({ instance_id: instanceId, username: user }).first();
 const outsideChanges = async () => Number((await panel.db("account_history").where({ instance_id: instanceId, source: "outside" }).count({ n: "*" }))[0]!.n);
 
-/** The next command of the agent's stream (the stream is left at once). */
-async function nextCommand(): Promise<Command> {
-  const stop = new AbortController();
-  try {
-    for await (const m of agent.client.subscribe({ agentVersion: "0.1.0" }, { signal: stop.signal, timeoutMs: 0 })) {
-      if (m.message.case === "command") return m.message.value;
-    }
-  } finally {
-    stop.abort();
-  }
-  throw new Error("the stream ended without a command");
-}
-
 /** Creates a change set over the named accounts and answers the command that carries it. */
-async function changeSet(users: string[], edits: Parameters<ReturnType<typeof accounts>["createChangeSet"]>[0]["edits"]): Promise<Command> {
-  await accounts().createChangeSet({
+async function changeSet(users: string[], edits: Parameters<ReturnType<typeof accounts>["createChangeSet"]>[0]["edits"]): Promise<{ id: string }> {
+  const { changeSet: created } = await accounts().createChangeSet({
     description: `test: ${users.join(", ")}`,
     selection: { selection: { case: "keys", value: { keys: users.map((user) => ({ instanceId, user })) } } },
     edits,
   });
-  return nextCommand();
+  const item = await panel.db("change_set_items").where({ change_set_id: created!.id }).whereNotNull("command_id").first();
+  return { id: item.command_id };
 }
 
-const report = (command: Command, results: MessageInitShape<typeof ReportResultRequestSchema>["accountResults"]) =>
+const report = (command: { id: string }, results: MessageInitShape<typeof ReportResultRequestSchema>["accountResults"]) =>
   agent.client.reportResult({ commandId: command.id, outcome: CommandOutcome.SUCCEEDED, detail: "written and reloaded by OScam", accountResults: results });
 
 test.before(async () => {
@@ -206,6 +195,36 @@ test("a result whose account is not the item's user, or of a failed change, leav
     },
   ]);
   assert.is((await row("bob")).description, "", "a failed change shows nothing");
+});
+
+test("results of two changes to one account stored in one batch: the table shows the one the agent made last", async () => {
+  const first = await changeSet(["bob"], [{ edit: { case: "setDescription", value: "first" } }]);
+  const second = await changeSet(["bob"], [{ edit: { case: "setDescription", value: "second" } }]);
+  const result = (command: { id: string }, description: string) => ({
+    serverId: agent.id,
+    commandId: command.id,
+    accountResults: [
+      {
+        index: 0,
+        status: "applied" as const,
+        failureCode: "",
+        detail: "",
+        before: {},
+        after: { description },
+        followedBy: "",
+        account: create(AccountSchema, account({ user: "bob", password: "bo-Old-1", enabled: false, description })),
+      },
+    ],
+  });
+  const crypto = createClient(CryptoService, panel.host.transportFor(CryptoService));
+  // In the order they arrived: the first command's report, then the second's.
+  await panel.db.transaction((trx) => recordAccountResults(trx, crypto, [result(first, "first"), result(second, "second")]));
+  assert.is((await row("bob")).description, "second");
+  // The other way round: whatever order the database finds the items in, arrival order decides.
+  const third = await changeSet(["bob"], [{ edit: { case: "setDescription", value: "third" } }]);
+  const fourth = await changeSet(["bob"], [{ edit: { case: "setDescription", value: "fourth" } }]);
+  await panel.db.transaction((trx) => recordAccountResults(trx, crypto, [result(fourth, "fourth"), result(third, "third")]));
+  assert.is((await row("bob")).description, "third");
 });
 
 test.run();
