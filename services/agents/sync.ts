@@ -154,12 +154,14 @@ async function storeSnapshot(db: Knex, crypto: Client<typeof CryptoService>, ser
       .insert({ id: randomUUID(), server_id: serverId, instance_name: s.ref!.name, webif_username: s.webif?.username ?? null })
       .onConflict(["server_id", "instance_name"])
       .merge({ webif_username: s.webif?.username ?? null, updated_at: trx.fn.now() })
-      .returning("id");
+      .returning(["id", "webif_password"]);
+    // An unchanged password comes back as the stored envelope, and its row is not rewritten.
     const password = s.webif?.password
       ? (
           await crypto.encrypt({
             plaintext: Buffer.from(s.webif.password, "utf8"),
             context: { table: "oscam_installs", column: "webif_password", rowId: install.id },
+            current: install.webif_password ?? "",
           })
         ).envelope
       : null;
@@ -169,8 +171,8 @@ async function storeSnapshot(db: Knex, crypto: Client<typeof CryptoService>, ser
       `with sample as (
          insert into resource_samples (instance_id, cpu_percent, rss_mb, disk_mb) select ?::uuid, ?::real, ?::real, ?::real where ?::boolean
        )
-       update oscam_installs set webif_password = ? where id = ?`,
-      [instanceId, r?.cpuPercent ?? 0, r?.rssMb ?? 0, r?.diskMb ?? 0, r !== undefined, password, install.id],
+       update oscam_installs set webif_password = ? where id = ? and webif_password is distinct from ?`,
+      [instanceId, r?.cpuPercent ?? 0, r?.rssMb ?? 0, r?.diskMb ?? 0, r !== undefined, password, install.id, password],
     );
   });
 }

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
@@ -38,12 +39,21 @@ const account = (a: AccountInit) => ({
   ...a,
 });
 /** The agent's view of its one instance: these accounts, under a hash that changes with them. */
-const sync = (list: AccountInit[]) => {
-  const hash = Buffer.from(JSON.stringify(list)).toString("hex").padEnd(64, "0").slice(-64);
+const sync = (list: AccountInit[], webifPassword = "") => {
+  const hash = createHash("sha256")
+    .update(JSON.stringify([list, webifPassword]))
+    .digest("hex");
   return agent.client.sync(
     create(SyncRequestSchema, {
       present: [{ name: "main", contentHash: hash }],
-      snapshots: [{ ref: { name: "main", contentHash: hash }, configDir: "/etc/oscam", accounts: list.map(account) }],
+      snapshots: [
+        {
+          ref: { name: "main", contentHash: hash },
+          configDir: "/etc/oscam",
+          accounts: list.map(account),
+          webif: { host: "127.0.0.1", port: 8888, username: "admin", password: webifPassword },
+        },
+      ],
     }),
   );
 };
@@ -225,6 +235,25 @@ test("results of two changes to one account stored in one batch: the table shows
   const fourth = await changeSet(["bob"], [{ edit: { case: "setDescription", value: "fourth" } }]);
   await panel.db.transaction((trx) => recordAccountResults(trx, crypto, [result(fourth, "fourth"), result(third, "third")]));
   assert.is((await row("bob")).description, "third");
+});
+
+test("a resync with the same WebIF password keeps its stored envelope (not rewritten); a new password is sealed anew", async () => {
+  const accountsNow = [
+    { user: "alice", password: "al-New-2", expiryDate: "2030-01-31" },
+    { user: "bob", password: "bo-Old-1", enabled: false },
+  ];
+  const install = () => panel.db("oscam_installs").where({ server_id: agent.id, instance_name: "main" }).first();
+  await sync(accountsNow, "wp-First-1");
+  const first = await install();
+  await sync([...accountsNow, { user: "erin", password: "er-1" }], "wp-First-1");
+  const again = await install();
+  assert.is(again.webif_password, first.webif_password, "the same envelope");
+  await sync(accountsNow, "wp-Second-2");
+  const changed = await install();
+  assert.is.not(changed.webif_password, first.webif_password);
+  const crypto = createClient(CryptoService, panel.host.transportFor(CryptoService));
+  const opened = await crypto.decrypt({ envelope: changed.webif_password, context: { table: "oscam_installs", column: "webif_password", rowId: changed.id } });
+  assert.is(Buffer.from(opened.plaintext).toString("utf8"), "wp-Second-2");
 });
 
 test.run();
