@@ -229,7 +229,9 @@ const accountViewLockClass = 0x61636374;
 /**
  * Serialises, per server, what writes the panel's view of its accounts: a snapshot being stored,
  * and the results of its account changes (which update the view too). Each locks accounts and
- * change set items, in opposite orders; without this they deadlock. Taken first in the transaction.
+ * change set items, in opposite orders, so the two could deadlock; and a result committed while a
+ * snapshot is being stored would confirm the change the snapshot then finds unexplained against
+ * the view it read before: a false change outside the panel. Taken first in the transaction.
  */
 export async function lockAccountViews(trx: Knex, serverIds: readonly string[]): Promise<void> {
   if (serverIds.length === 0) return;
