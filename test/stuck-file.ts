@@ -7,6 +7,7 @@
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { processArgv } from "../agent/discovery/processes.js";
 
 /** Node flags a test file runs with so that SIGUSR2 writes a diagnostic report into `directory`. */
 export const reportFlags = (directory: string) => ["--report-on-signal", "--report-signal=SIGUSR2", `--report-directory=${directory}`, "--report-compact"];
@@ -20,7 +21,7 @@ export async function descendants(pid: number): Promise<{ pid: number; parent: n
     // The name (in parentheses) may hold spaces: the fields after it are counted from its end.
     const parent = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
     if (!parent) continue;
-    const command = (await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "")).replaceAll("\0", " ").trim();
+    const command = ((await processArgv("/proc", Number(entry))) ?? []).join(" ");
     all.push({ pid: Number(entry), parent, command });
   }
   const found: typeof all = [];
