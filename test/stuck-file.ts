@@ -8,6 +8,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { processArgv } from "../agent/discovery/processes.js";
+import { parentPid } from "./helpers/processes.js";
 
 /** Node flags a test file runs with so that SIGUSR2 writes a diagnostic report into `directory`. */
 export const reportFlags = (directory: string) => ["--report-on-signal", "--report-signal=SIGUSR2", `--report-directory=${directory}`, "--report-compact"];
@@ -17,9 +18,7 @@ export async function descendants(pid: number): Promise<{ pid: number; parent: n
   const all: { pid: number; parent: number; command: string }[] = [];
   for (const entry of await readdir("/proc").catch(() => [] as string[])) {
     if (!/^\d+$/.test(entry)) continue;
-    const stat = await readFile(`/proc/${entry}/stat`, "utf8").catch(() => "");
-    // The name (in parentheses) may hold spaces: the fields after it are counted from its end.
-    const parent = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    const parent = await parentPid(Number(entry));
     if (!parent) continue;
     const command = ((await processArgv("/proc", Number(entry))) ?? []).join(" ");
     all.push({ pid: Number(entry), parent, command });
