@@ -1,3 +1,5 @@
+import { signedAtHeader } from "../services/lib/hmac/signing-client.js";
+
 /** Backoff while the panel cannot be reached: full jitter from 1 s, capped at 60 s. */
 export const retryBaseMs = 1000;
 export const retryCapMs = 60_000;
@@ -26,14 +28,18 @@ export function keepalive(env: NodeJS.ProcessEnv = process.env): { pingIntervalM
 }
 
 /**
- * How far this host's clock is from the panel's, in seconds (positive: this host is ahead), from
- * the Date header of the panel's answer; undefined without one. The panel accepts signed calls
+ * How far this host's clock is from the panel's, in seconds (positive: this host is ahead): the
+ * time the request was signed with (noted by the signing client; else `now`) against the Date
+ * header of the panel's answer; undefined without one. The panel accepts signed calls
  * only within HMAC_SKEW_SECONDS (300 s by default) of its own time, and says no more than
  * "signature rejected": the agent finds the reason itself.
  */
 export function clockSkewSeconds(headers: Headers, now = Date.now()): number | undefined {
   const panelTime = Date.parse(headers.get("date") ?? "");
-  return Number.isNaN(panelTime) ? undefined : Math.round((now - panelTime) / 1000);
+  if (Number.isNaN(panelTime)) return undefined;
+  // The time the refused request was signed with, when the signing client noted it.
+  const signedAt = Number(headers.get(signedAtHeader) || Number.NaN) * 1000;
+  return Math.round(((Number.isFinite(signedAt) ? signedAt : now) - panelTime) / 1000);
 }
 
 /** A skew past this is named as the likely reason a signed call was refused. */

@@ -4,9 +4,10 @@ import type { AddressInfo } from "node:net";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
-import { createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
+import { clockSkewSeconds } from "../../agent/timing.js";
 import { AgentService, SubscribeRequestSchema } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import { RegistrationService } from "../../gen/myosicam/agent/v1/registration_pb.js";
 import { signingHeaders } from "../../services/lib/hmac/canonical.js";
@@ -272,6 +273,27 @@ test("timestamps 301 s off are refused even with a valid signature; 299 s off ar
   } finally {
     trust.clock.stoppedAt = undefined;
   }
+});
+
+test("a refusal's clock skew is measured from the time the call was signed with, so a clock put right while it was under way still shows it", async () => {
+  // Signed 10 minutes behind, answered by a clock already right: what an agent sees when NTP steps
+  // its clock between signing a heartbeat and reading the refusal.
+  const behind = createSignedTransport({
+    baseUrl: server.url,
+    credentials: { callerId: "panel", secret },
+    ca: tls.cert,
+    nowSeconds: () => Date.now() / 1000 - 600,
+  });
+  const error = await createClient(LicenseService, behind)
+    .getPlanCatalog({})
+    .then(
+      () => undefined,
+      (err: unknown) => ConnectError.from(err),
+    );
+  assert.is(error?.code, Code.Unauthenticated);
+  assert.is(lastReason(), "skew");
+  const skew = clockSkewSeconds(error!.metadata);
+  assert.ok(skew !== undefined && skew <= -598 && skew >= -602, `about 600 s behind, got ${skew}`);
 });
 
 test("a replayed request is refused even with every header identical", async () => {

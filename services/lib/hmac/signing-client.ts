@@ -8,7 +8,7 @@ import type { Duplex } from "node:stream";
 import * as tls from "node:tls";
 import type * as http2 from "node:http2";
 import { GuardedHttp2SessionManager } from "../http2-session-manager.js";
-import { signingHeaders } from "./canonical.js";
+import { hmacHeaders, signingHeaders } from "./canonical.js";
 
 /** Who signs: a caller id and its secret (a service caller's secret, or an agent's token). */
 export interface SigningCredentials {
@@ -52,12 +52,25 @@ export function createSigningHttpClient(
   credentials: () => SigningCredentials,
   nowSeconds: () => number = () => Date.now() / 1000,
 ): UniversalClientFn {
-  return wholeBodyClient(inner, (header, url, body) => {
-    const { callerId, secret } = credentials();
-    const signed = signingHeaders({ callerId, secret, procedure: new URL(url).pathname, body, nowSeconds: nowSeconds() });
-    for (const [name, value] of Object.entries(signed)) header.set(name, value);
-  });
+  return async (req) => {
+    let signedAt = "";
+    const response = await wholeBodyClient(inner, (header, url, body) => {
+      const { callerId, secret } = credentials();
+      const signed = signingHeaders({ callerId, secret, procedure: new URL(url).pathname, body, nowSeconds: nowSeconds() });
+      for (const [name, value] of Object.entries(signed)) header.set(name, value);
+      signedAt = signed[hmacHeaders.timestamp] ?? "";
+    })(req);
+    response.header.set(signedAtHeader, signedAt);
+    return response;
+  };
 }
+
+/**
+ * Set by the signing client on every answer it receives (never sent): the X-Timestamp the request
+ * was signed with. A refusal's clock skew is measured from it, not from the time the answer came:
+ * a clock put right while the call was under way would otherwise hide the skew the panel saw.
+ */
+export const signedAtHeader = "x-myosicam-signed-at";
 
 export interface SignedTransportOptions {
   baseUrl: string;
