@@ -24,7 +24,7 @@ test.before(async () => {
     `import { replaceConfigFile } from ${JSON.stringify(resolve(import.meta.dirname, "../../agent/apply/config-file.ts"))};
      const [file, text] = [process.argv[2]!, process.argv[3]!];
      process.stdout.write("go\\n");
-     (async () => { for (;;) await replaceConfigFile(file, Buffer.from(text)); })();`,
+     (async () => { for (;;) { await replaceConfigFile(file, Buffer.from(text)); process.stdout.write("w"); } })();`,
   );
   await build({ entryPoints: [join(dir.path, "writer.ts")], bundle: true, platform: "node", format: "cjs", outfile: child, logLevel: "error" });
 });
@@ -39,7 +39,21 @@ test("killed 200 times while writing: the file is always the old or the new vers
   for (let i = 0; i < 200; i++) {
     const target = i % 2 === 0 ? newText : oldText;
     const proc = spawn(process.execPath, [child, file, target], { stdio: ["ignore", "pipe", "inherit"] });
-    await new Promise<void>((r) => proc.stdout!.once("data", () => r()));
+    // Every tenth child writes one whole file first (however slow the machine): some kills then
+    // fall in a write that replaces a complete one, and the run cannot pass without any write done.
+    const firstWrite = i % 10 === 0;
+    let output = "";
+    await new Promise<void>((r) => {
+      const seen = (chunk: Buffer) => {
+        output += chunk.toString();
+        if (output.includes("go\n") && (!firstWrite || output.includes("w"))) {
+          proc.stdout!.off("data", seen);
+          r();
+        }
+      };
+      proc.stdout!.on("data", seen);
+    });
+    proc.stdout!.resume();
     // Kill at a random point of its write loop.
     await new Promise((r) => setTimeout(r, randomInt(0, 15)));
     proc.kill("SIGKILL");
