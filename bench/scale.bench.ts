@@ -283,20 +283,27 @@ async function measure(agents: number): Promise<Figures> {
       );
     }, 15_000);
     let fanOutSeconds: number | undefined;
+    // Results are in once the panel has stored every item as applied: timed by polling its
+    // database, not by the emulator's counts (its workers report once a second, later when their
+    // loops are busy, which added up to 2 s to a fan-out of a few seconds).
+    const polling = new AbortController();
+    const stored = countReaching(
+      () => rowCount(stack.db("change_set_items").where({ change_set_id: changeSet!.id, status: "applied" }).count({ n: "*" })),
+      expected,
+      300_000,
+      polling.signal,
+    ).then((r) => ({ ...r, at: performance.now() }));
     try {
       await f.until(`every agent's result of the fan-out`, (t) => t.reported - reportedBefore >= expected, 300_000);
-      // Results are in once the panel has stored every item as applied.
-      const applied = await countReaching(
-        () => rowCount(stack.db("change_set_items").where({ change_set_id: changeSet!.id, status: "applied" }).count({ n: "*" })),
-        expected,
-        60_000,
-      );
+      setTimeout(() => polling.abort(), 60_000).unref();
+      const applied = await stored;
       if (!applied.done) throw new Error(`only ${applied.count} of ${expected} fan-out items stored as applied a minute after the agents reported`);
-      fanOutSeconds = (performance.now() - fanStart) / 1000;
+      fanOutSeconds = (applied.at - fanStart) / 1000;
       console.log(
         `fan-out of one account change to ${expected} agents: every result stored after ${fanOutSeconds.toFixed(2)} s (planning and sending ${(planMs / 1000).toFixed(2)} s; up to ${fanPool.stop()} calls at once waited for a database connection)`,
       );
       clearInterval(progress);
+      console.log(`  ${await fanOutTimeline(stack, changeSet!.id, fanStartDb)}`);
       const during = durationsSince(callsBeforeFanOut, await callTotals(stack.replicas[0]!.url, stack.ca));
       console.log(
         `  the first panel's mean time per successful call meanwhile: ${during.map((d) => `${d.method} ${d.meanMs.toFixed(0)} ms ×${d.calls}`).join(", ")}`,
@@ -320,6 +327,7 @@ async function measure(agents: number): Promise<Figures> {
       notes.push(note);
       fanPool.stop();
     } finally {
+      polling.abort();
       clearInterval(progress);
       printStalls("during the fan-out");
     }
@@ -402,14 +410,48 @@ async function measure(agents: number): Promise<Figures> {
   }
 }
 
-/** Waits (at most `limitMs`) until `count()` reaches `expected`, polling; answers the last count. */
-async function countReaching(count: () => Promise<number>, expected: number, limitMs: number): Promise<{ count: number; done: boolean }> {
+/**
+ * Where a fan-out's time went, by PostgreSQL's clock from the moment it was asked for: when its
+ * commands were stored, delivered (each claim's transaction) and their results written (each
+ * batch's transaction), as first / median / last and how many transactions each took.
+ */
+async function fanOutTimeline(stack: FleetStack, changeSetId: string, start: Date): Promise<string> {
+  const rows: Array<{ created_at: Date; delivered_at: Date | null; finished_at: Date | null }> = await stack
+    .db("commands as c")
+    .whereIn("c.id", stack.db("change_set_items").where({ change_set_id: changeSetId }).whereNotNull("command_id").select("command_id"))
+    .select("c.created_at", "c.delivered_at", "c.finished_at");
+  const phase = (name: string, times: Array<Date | null>) => {
+    const at = times.filter((t): t is Date => t !== null).map((t) => (t.getTime() - start.getTime()) / 1000);
+    const transactions = new Set(at).size;
+    if (at.length === 0) return `${name} none`;
+    return `${name} ${quantile(at, 0).toFixed(2)} / ${quantile(at, 0.5).toFixed(2)} / ${quantile(at, 1).toFixed(2)} s in ${transactions} transaction${transactions === 1 ? "" : "s"}`;
+  };
+  const phases = [
+    phase(
+      "stored",
+      rows.map((r) => r.created_at),
+    ),
+    phase(
+      "delivered",
+      rows.map((r) => r.delivered_at),
+    ),
+    phase(
+      "results written",
+      rows.map((r) => r.finished_at),
+    ),
+  ];
+  return `timeline of the fan-out's ${rows.length} commands (PostgreSQL's clock, first / median / last, from the request): ${phases.join("; ")}`;
+}
+
+/** Waits (at most `limitMs`, or until `signal` aborts) until `count()` reaches `expected`, polling every 20 ms; answers the last count. */
+async function countReaching(count: () => Promise<number>, expected: number, limitMs: number, signal?: AbortSignal): Promise<{ count: number; done: boolean }> {
   const deadline = Date.now() + limitMs;
+  let n = 0;
   for (;;) {
-    const n = await count();
+    n = await count().catch(() => n);
     if (n >= expected) return { count: n, done: true };
-    if (Date.now() > deadline) return { count: n, done: false };
-    await new Promise((r) => setTimeout(r, 50));
+    if (Date.now() > deadline || signal?.aborted) return { count: n, done: false };
+    await new Promise((r) => setTimeout(r, 20));
   }
 }
 
