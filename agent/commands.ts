@@ -266,8 +266,8 @@ export async function runCommandStream(options: {
   onRestart?: () => void;
   /** How long the stream may be silent while the agent waits on it (default `commandStreamSilenceMs`). */
   silenceMs?: number;
-  /** Syncs the instances, once the result of a command that asks for it (`resyncAfterResult`) is reported. */
-  resync?: () => Promise<void>;
+  /** Asks for a sync of the instances, once the result of a command that asks for it (`resyncAfterResult`) is reported. */
+  resync?: () => unknown;
 }): Promise<void> {
   const { log, signal } = options;
   const file = join(options.stateDir, "commands.json");

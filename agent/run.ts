@@ -12,7 +12,7 @@ import { machineKey, openToken, readState, type AgentState } from "./state.js";
 import { hostUptimeSeconds, loadAverage } from "./system.js";
 import { discoverInstances, type DiscoveryOptions } from "./discovery/discover.js";
 import { createExecutor, runCommandStream } from "./commands.js";
-import { clockSkewSeconds, retryBaseMs, retryCapMs, suspiciousSkewSeconds } from "./timing.js";
+import { clockSkewSeconds, resyncDelayMs, retryBaseMs, retryCapMs, suspiciousSkewSeconds } from "./timing.js";
 import { createSyncer } from "./sync.js";
 import { createUnloadedChanges } from "./unloaded-changes.js";
 import { confirmUpgrade, upgradeAgent } from "./upgrade.js";
@@ -41,6 +41,8 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
   const signal = AbortSignal.any([options.signal, stopping.signal]);
   let restart = false;
   let upgradeChecked = false;
+  // A wrong MYOSICAM_AGENT_RESYNC_SPREAD_SECONDS is said at start, not after the first change.
+  resyncDelayMs();
   let state = await loadRegisteredState(stateDir);
   let client = clientFor(state, await machineKey(stateDir), log);
   const discovery: DiscoveryOptions = { ...options.discovery, configDirs: [...(state.oscamDirs ?? []), ...(options.discovery?.configDirs ?? [])] };
@@ -65,7 +67,7 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
       restart = true;
       stopping.abort();
     };
-    streaming = runCommandStream({ client: () => client, execute, stateDir, log, signal, onRestart, resync: () => syncer.syncNow() });
+    streaming = runCommandStream({ client: () => client, execute, stateDir, log, signal, onRestart, resync: () => syncer.later(resyncDelayMs()) });
   };
   const change = (next: Link, fields: Record<string, unknown>, message: string, level: "info" | "warn" | "error" = "info") => {
     if (next !== link) log[level]({ panel: state.panelUrl, serverId: state.serverId, ...fields }, message);

@@ -16,7 +16,8 @@ const watchedFiles = new Set(["oscam.conf", "oscam.user", "oscam.server"]);
 
 /**
  * Keeps the panel's picture of this host's OScam instances current: a sync on start, after any
- * change of an instance's config files (debounced), and on request. A snapshot is sent only when
+ * change of an instance's config files (debounced), on request, and some time after a change the
+ * agent made and reported (`later`). A snapshot is sent only when
  * its content hash differs from what was last sent, or when the panel asks for it (`resend`).
  * Syncs never overlap; a trigger during a sync runs one more afterwards.
  */
@@ -104,14 +105,20 @@ export function createSyncer(options: { client: () => Client<typeof AgentService
   };
   let failed = false;
 
-  /** Asks for a sync after `delayMs` (later triggers within the delay are folded into it). */
+  /** No sync is started by a trigger before this time (epoch ms): the hold `later` asks for. */
+  let heldUntil = 0;
+
+  /** Asks for a sync after `delayMs`, or when a hold ends (later triggers within the delay are folded into it). */
   const trigger = (delayMs = 0) => {
     if (stopped) return;
     if (timer) clearTimeout(timer);
-    timer = setTimeout(() => {
-      timer = undefined;
-      void run();
-    }, delayMs);
+    timer = setTimeout(
+      () => {
+        timer = undefined;
+        void run();
+      },
+      Math.max(delayMs, heldUntil - Date.now()),
+    );
     timer.unref();
   };
 
@@ -128,6 +135,17 @@ export function createSyncer(options: { client: () => Client<typeof AgentService
         () => {},
       ),
     trigger,
+    /**
+     * A sync in `delayMs` and, meanwhile, none started by a trigger (a config file's change is
+     * folded into it): what follows a change the agent made itself and whose result already showed
+     * the panel each account as it now is, so that the snapshots of a fleet-wide change do not all
+     * reach the panel with its results. A hold under way is kept, not extended: changes arriving
+     * one after the other cannot put the sync off for good.
+     */
+    later(delayMs: number) {
+      if (heldUntil <= Date.now()) heldUntil = Date.now() + delayMs;
+      trigger(0);
+    },
     /**
      * Resource readings for a heartbeat: the host's, and each instance of the last sync (CPU %
      * since the previous reading). A process that ended reads as zero until the next sync.

@@ -44,3 +44,19 @@ export function clockSkewSeconds(headers: Headers, now = Date.now()): number | u
 
 /** A skew past this is named as the likely reason a signed call was refused. */
 export const suspiciousSkewSeconds = 60;
+
+/**
+ * How long after reporting a change set's change (whose result carries each account as it now is)
+ * the agent sends its resync: at random between 2 s and MYOSICAM_AGENT_RESYNC_SPREAD_SECONDS
+ * (default 60; 0: at once), so that the snapshots of a change to the whole fleet reach the panel
+ * spread over a minute instead of with the results (docs/sizing.md).
+ */
+export function resyncDelayMs(env: NodeJS.ProcessEnv = process.env, random = Math.random): number {
+  const raw = env.MYOSICAM_AGENT_RESYNC_SPREAD_SECONDS;
+  const seconds = raw === undefined || raw === "" ? 60 : Number(raw);
+  if (!Number.isInteger(seconds) || seconds < 0 || seconds > 3600) {
+    throw new Error(`MYOSICAM_AGENT_RESYNC_SPREAD_SECONDS must be a whole number of seconds between 0 and 3600, got "${raw}"`);
+  }
+  const least = Math.min(2, seconds);
+  return Math.round((least + random() * (seconds - least)) * 1000);
+}

@@ -26,7 +26,7 @@ import { RegistrationService } from "../../gen/myosicam/agent/v1/registration_pb
 import type { InstanceSnapshot } from "../../gen/myosicam/agent/v1/snapshot_pb.js";
 import { sendResult, withSilenceLimit } from "../../agent/commands.js";
 import { agentConnectionTiming } from "../../agent/panel.js";
-import { commandStreamSilenceMs, retryBaseMs, retryCapMs } from "../../agent/timing.js";
+import { commandStreamSilenceMs, resyncDelayMs, retryBaseMs, retryCapMs } from "../../agent/timing.js";
 import { busyRetryDelayMs, retryDelayMs, withJitter } from "../../services/lib/backoff.js";
 import { createSignedTransport, createUnsignedTransport } from "../../services/lib/hmac/signing-client.js";
 import { GuardedHttp2SessionManager } from "../../services/lib/http2-session-manager.js";
@@ -186,6 +186,17 @@ async function runAgent(url: string, ca: string, seed: AgentSeed, index: number,
     syncing = turn;
     return turn;
   };
+  // As the agent does after a change it reported: one resync some time later (resyncDelayMs),
+  // changes reported meanwhile folded into it.
+  let resyncHeld = false;
+  const syncLater = () => {
+    if (resyncHeld) return;
+    resyncHeld = true;
+    void pause(resyncDelayMs(), stop).then((go) => {
+      resyncHeld = false;
+      if (go) void sync();
+    });
+  };
   // As the agent does: a refused sync is tried again no sooner than the panel's retry hint.
   for (let attempt = 0; ; attempt++) {
     const result = await sync();
@@ -319,7 +330,7 @@ async function runAgent(url: string, ca: string, seed: AgentSeed, index: number,
             stop,
           );
           period.reported++;
-          if (resync) void sync();
+          if (resync) syncLater();
         }
       } catch (err) {
         if (stop.aborted) break;
