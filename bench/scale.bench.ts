@@ -426,20 +426,17 @@ async function fanOutTimeline(stack: FleetStack, changeSetId: string, start: Dat
     if (at.length === 0) return `${name} none`;
     return `${name} ${quantile(at, 0).toFixed(2)} / ${quantile(at, 0.5).toFixed(2)} / ${quantile(at, 1).toFixed(2)} s in ${transactions} transaction${transactions === 1 ? "" : "s"}`;
   };
-  const phases = [
+  const columns = [
+    ["stored", "created_at"],
+    ["delivered", "delivered_at"],
+    ["results written", "finished_at"],
+  ] as const;
+  const phases = columns.map(([name, column]) =>
     phase(
-      "stored",
-      rows.map((r) => r.created_at),
+      name,
+      rows.map((r) => r[column]),
     ),
-    phase(
-      "delivered",
-      rows.map((r) => r.delivered_at),
-    ),
-    phase(
-      "results written",
-      rows.map((r) => r.finished_at),
-    ),
-  ];
+  );
   return `timeline of the fan-out's ${rows.length} commands (PostgreSQL's clock, first / median / last, from the request): ${phases.join("; ")}`;
 }
 
