@@ -18,13 +18,22 @@ export async function processArgv(procRoot: string, pid: number): Promise<string
   return raw.toString("utf8").replace(/\0$/, "").split("\0");
 }
 
+/**
+ * The fields of `/proc/<pid>/stat` after the command name, or undefined when the process is gone:
+ * [0] is field 3 (state), [1] field 4 (parent pid), [11] and [12] fields 14 and 15 (user and
+ * system time), [19] field 22 (start time).
+ */
+export async function processStatFields(procRoot: string, pid: number): Promise<string[] | undefined> {
+  const stat = await readFile(join(procRoot, String(pid), "stat"), "utf8").catch(() => undefined);
+  // The command name (field 2) may contain spaces and parentheses: count fields after the last ')'.
+  return stat ? stat.slice(stat.lastIndexOf(")") + 2).split(" ") : undefined;
+}
+
 /** Seconds since `pid` started, from /proc/<pid>/stat (field 22, clock ticks since boot) and /proc/uptime. */
 export async function processUptime(procRoot: string, pid: number): Promise<number | undefined> {
-  const stat = await readFile(join(procRoot, String(pid), "stat"), "utf8").catch(() => undefined);
+  const fields = await processStatFields(procRoot, pid);
   const uptime = await readFile(join(procRoot, "uptime"), "utf8").catch(() => undefined);
-  if (!stat || !uptime) return undefined;
-  // The command name (field 2) may contain spaces and parentheses: count fields after the last ')'.
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  if (!fields || !uptime) return undefined;
   const startTicks = Number(fields[19]);
   const hostUptime = Number(uptime.split(" ")[0]);
   if (!Number.isFinite(startTicks) || !Number.isFinite(hostUptime)) return undefined;

@@ -1,15 +1,15 @@
 import { readdir, readFile, stat, statfs } from "node:fs/promises";
 import { join } from "node:path";
 import { freemem, loadavg, totalmem } from "node:os";
+import { processStatFields } from "./processes.js";
 
 /** Clock ticks per second of /proc times (USER_HZ; 100 on every Linux the agent targets). */
 const ticksPerSecond = 100;
 
 /** CPU time of a process in ticks (utime + stime, /proc/<pid>/stat fields 14 and 15). */
 async function processTicks(procRoot: string, pid: number): Promise<number | undefined> {
-  const text = await readFile(join(procRoot, String(pid), "stat"), "utf8").catch(() => undefined);
-  if (!text) return undefined;
-  const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  const fields = await processStatFields(procRoot, pid);
+  if (!fields) return undefined;
   const ticks = Number(fields[11]) + Number(fields[12]);
   return Number.isFinite(ticks) ? ticks : undefined;
 }

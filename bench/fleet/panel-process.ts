@@ -3,6 +3,7 @@
  * --services crypto,jobs,agents,panel`), so that its RSS and CPU are the panel's alone and a
  * restart is a real one. Its log goes to `<dataDir>/panel.log`.
  */
+import { processStatFields } from "../../agent/discovery/processes.js";
 import { type ChildProcess, spawn } from "node:child_process";
 import { createWriteStream } from "node:fs";
 import { readFile } from "node:fs/promises";
@@ -87,9 +88,8 @@ export async function startPanelProcess(options: { dataDir: string; env: Record<
 export async function processUsage(pid: number): Promise<{ rssBytes: number; cpuSeconds: number }> {
   const status = await readFile(`/proc/${pid}/status`, "utf8");
   const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
-  // Fields after the command name (which may hold spaces) start at ") ".
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const fields = await processStatFields("/proc", pid);
+  if (!fields) throw new Error(`process ${pid} is gone`);
   const ticks = Number(fields[11]) + Number(fields[12]);
   return { rssBytes: rssKb * 1024, cpuSeconds: ticks / 100 };
 }
