@@ -48,9 +48,13 @@ export function runCli(args: string[], env: Record<string, string>, cwd = repo, 
   return runEntry("cli/main.ts", args, env, cwd, input);
 }
 
-/** Runs the agent (`myosicam-agent`) the same way. */
+/**
+ * Runs the agent (`myosicam-agent`) the same way. Its resync after a reported change comes at once
+ * unless `env` says otherwise: a test that edits a file by hand right after a change set must not
+ * wait up to a minute for the hold that spreads a fleet's resyncs (resync-later.test.ts tests it).
+ */
 export function runAgentCli(args: string[], env: Record<string, string>, input?: string): CliProcess {
-  return runEntry("agent/main.ts", args, env, repo, input);
+  return runEntry("agent/main.ts", args, { MYOSICAM_AGENT_RESYNC_SPREAD_SECONDS: "0", ...env }, repo, input);
 }
 
 function runEntry(entry: string, args: string[], env: Record<string, string>, cwd: string, input?: string): CliProcess {
