@@ -2,7 +2,9 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
-import { AccountChangeStatus, CommandKind, CommandOutcome, type AgentService, type Command } from "../gen/myosicam/agent/v1/agent_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { AccountChangeStatus, AccountOperation, CommandKind, CommandOutcome, type AgentService, type Command } from "../gen/myosicam/agent/v1/agent_pb.js";
+import { type Account, AccountSchema } from "../gen/myosicam/agent/v1/snapshot_pb.js";
 import { writeFileAtomic } from "../services/lib/atomic-file.js";
 import { retryDelayMs } from "../services/lib/backoff.js";
 import type { Logger } from "../services/lib/log.js";
@@ -33,6 +35,8 @@ interface Outcome {
    * the command stream syncs once the result is reported, not before (see `onInstance`).
    */
   resyncAfterResult?: boolean;
+  /** apply_accounts of a change set: what the change did to the instance's content hash (`ownChange`), when the agent could tell. */
+  contentHash?: { before: string; after: string };
 }
 
 /** Of the remembered outcomes, only the newest keep their per-account results (they can be large). */
@@ -67,6 +71,26 @@ function accountResultsMessage(results: readonly AccountChangeResult[] | undefin
   }));
 }
 
+/**
+ * The accounts an apply_accounts command changed, as its results show them to the panel: each
+ * applied change's user with the account it now is, or undefined when it deleted it. Undefined when
+ * an applied change shows neither (the panel's view then waits for the resync).
+ */
+function changedAccounts(command: Command, results: readonly AccountChangeResult[] | undefined): Map<string, Account | undefined> | undefined {
+  if (command.payload.case !== "applyAccounts" || !results) return undefined;
+  const changes = command.payload.value.changes;
+  const changed = new Map<string, Account | undefined>();
+  for (const r of results) {
+    if (r.status !== "applied") continue;
+    const change = changes[r.index];
+    if (!change) return undefined;
+    if (r.account) changed.set(change.user, create(AccountSchema, r.account));
+    else if (change.operation === AccountOperation.DELETE && !r.after) changed.set(change.user, undefined);
+    else return undefined;
+  }
+  return changed;
+}
+
 /** What the agent can run; a kind it cannot is reported as failed, never as done. */
 export type CommandExecutor = (command: Command) => Promise<Outcome>;
 
@@ -84,6 +108,8 @@ export function createExecutor(deps: {
   unloaded?: UnloadedChanges;
   /** upgrade_agent (agent/upgrade.ts). */
   upgrade?: (command: Command) => Promise<UpgradeOutcome>;
+  /** What an account change made the instance's content hash, if only its accounts changed (the syncer's `ownChange`). */
+  ownChange?: (instance: DiscoveredInstance, changed: ReadonlyMap<string, Account | undefined>) => Promise<{ before: string; after: string } | undefined>;
 }): CommandExecutor {
   /**
    * Runs `apply` on the command's instance, or says it is not on this host; then a resync when it
@@ -104,7 +130,9 @@ export function createExecutor(deps: {
     if (resync === "before") await deps.resync().catch(() => {});
     if (resync !== "after") return outcome;
     await deps.syncSettled();
-    return { ...outcome, resyncAfterResult: true };
+    const changed = changedAccounts(command, outcome.accountResults);
+    const contentHash = changed && (await deps.ownChange?.(instance, changed).catch(() => undefined));
+    return { ...outcome, resyncAfterResult: true, ...(contentHash ? { contentHash } : {}) };
   };
   const missingPayload = (kind: string): Outcome => ({ succeeded: false, failureCode: "validation_failed", detail: `${kind} without its changes` });
   return async (command) => {
@@ -313,6 +341,7 @@ export async function runCommandStream(options: {
           detail: outcome.detail,
           restartRequiredKeys: outcome.restartRequiredKeys ?? [],
           accountResults: accountResultsMessage(outcome.accountResults),
+          contentHash: outcome.contentHash,
         };
         await sendResult(() => options.client().reportResult(result), signal);
         if (outcome.resyncAfterResult) void options.resync?.();

@@ -59,6 +59,7 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
     const execute = createExecutor({
       resync: () => syncer.syncNow(),
       syncSettled: () => syncer.settled(),
+      ownChange: (instance, changed) => syncer.ownChange(instance, changed),
       discover: () => discoverInstances({ ...discovery, probeWebif: false }),
       unloaded,
       upgrade: (command) => upgradeAgent(command, { client: () => client, log }),

@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
-import { type AccountSchema, InstanceSnapshotSchema, type InstanceSnapshot } from "../gen/myosicam/agent/v1/snapshot_pb.js";
+import { clone, create, equals, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import { type Account as AccountMessage, AccountSchema, InstanceSnapshotSchema, type InstanceSnapshot } from "../gen/myosicam/agent/v1/snapshot_pb.js";
 import type { DiscoveredInstance } from "./discovery/discover.js";
 import type { createResourceSampler } from "./discovery/resources.js";
 import { readConfFile, webifPassword, type ConfView } from "./oscam/conf-file.js";
@@ -32,6 +32,62 @@ export function accountMessage(a: Account): MessageInitShape<typeof AccountSchem
       .filter(([k]) => !accountFields.has(k))
       .map(([key, value]) => ({ section: "account", key: key.slice(0, 64), value: value.slice(0, 4096) })),
   };
+}
+
+/** The accounts of oscam.user's bytes as a snapshot carries them; throws OscamParseError for a file OScam would not read. */
+function snapshotAccounts(bytes: Buffer): Array<MessageInitShape<typeof AccountSchema>> {
+  return readUserFile(scanOscamFile(bytes, "oscam.user"))
+    .accounts.filter((a) => a.user !== "")
+    .map(accountMessage);
+}
+
+/**
+ * The content hash of a snapshot (SyncRequest.present): over everything but the resource readings,
+ * the uptime and the hash itself, so an unchanged instance is not resent.
+ */
+export function contentHashOf(snapshot: InstanceSnapshot): string {
+  const content = {
+    ...snapshot,
+    ref: snapshot.ref && { ...snapshot.ref, contentHash: "" },
+    resources: undefined,
+    runtime: snapshot.runtime && { ...snapshot.runtime, uptimeSeconds: 0n },
+  };
+  return createHash("sha256").update(toBinary(InstanceSnapshotSchema, content)).digest("hex");
+}
+
+/**
+ * The snapshot an instance has after an account change the agent made itself, when `last` (the
+ * snapshot last sent) and the accounts now in `userFile` differ only in the accounts the change's
+ * results show: `changed` holds each applied change's user with the account its result carries
+ * (undefined: deleted). Everything but the accounts is taken from `last` (a later sync reads it
+ * again and sends its snapshot if anything else differs). Undefined when any other account
+ * differs (a hand edit meanwhile), the file cannot be read as OScam would, or a name repeats.
+ */
+export function snapshotAfterOwnChange(
+  last: InstanceSnapshot,
+  userFile: Buffer,
+  changed: ReadonlyMap<string, AccountMessage | undefined>,
+): InstanceSnapshot | undefined {
+  let accounts: AccountMessage[];
+  try {
+    accounts = snapshotAccounts(userFile).map((a) => create(AccountSchema, a));
+  } catch (err) {
+    if (err instanceof OscamParseError) return undefined;
+    throw err;
+  }
+  const before = new Map(last.accounts.map((a) => [a.user, a]));
+  const now = new Map(accounts.map((a) => [a.user, a]));
+  if (before.size !== last.accounts.length || now.size !== accounts.length) return undefined;
+  for (const a of accounts) {
+    const expected = changed.has(a.user) ? changed.get(a.user) : before.get(a.user);
+    if (!expected || !equals(AccountSchema, expected, a)) return undefined;
+  }
+  for (const user of before.keys()) if (!now.has(user) && !(changed.has(user) && changed.get(user) === undefined)) return undefined;
+  for (const [user, account] of changed) if (account && !now.has(user)) return undefined;
+  const next = clone(InstanceSnapshotSchema, last);
+  next.accounts = accounts;
+  next.ref!.contentHash = contentHashOf(next);
+  return next;
 }
 
 /** A snapshot and what could not be read for it (shown by `discover --print`, logged by the agent). */
@@ -72,11 +128,11 @@ export async function buildSnapshot(instance: DiscoveredInstance, sampler: Sampl
       if (!problems.includes(err.message)) problems.push(err.message);
     }
   }
-  let accounts: Account[] = [];
+  let accounts: Array<MessageInitShape<typeof AccountSchema>> = [];
   const userBytes = await readIfPresent(dir, "oscam.user").catch((e: Error) => (problems.push(e.message), undefined));
   if (userBytes) {
     try {
-      accounts = readUserFile(scanOscamFile(userBytes, "oscam.user")).accounts;
+      accounts = snapshotAccounts(userBytes);
     } catch (err) {
       if (!(err instanceof OscamParseError)) throw err;
       problems.push(err.message);
@@ -101,7 +157,7 @@ export async function buildSnapshot(instance: DiscoveredInstance, sampler: Sampl
     pidFile: instance.pidFile,
     version: instance.version ?? "",
     config: { readerCount, ports, settings, readersLoaded: instance.readers?.loaded, readersEnabled: instance.readers?.enabled },
-    accounts: accounts.filter((a) => a.user !== "").map(accountMessage),
+    accounts,
     webif: {
       host: instance.webif.host,
       port: instance.webif.port,
@@ -114,10 +170,7 @@ export async function buildSnapshot(instance: DiscoveredInstance, sampler: Sampl
     runtime: { running: instance.running, pid: instance.pid ?? 0, uptimeSeconds: BigInt(instance.uptimeSeconds ?? 0) },
     problems: problems.slice(0, 64).map((p) => p.slice(0, 1024)),
   });
-  const hash = createHash("sha256")
-    .update(toBinary(InstanceSnapshotSchema, { ...snapshot, runtime: snapshot.runtime && { ...snapshot.runtime, uptimeSeconds: 0n } }))
-    .digest("hex");
-  snapshot.ref!.contentHash = hash;
+  snapshot.ref!.contentHash = contentHashOf(snapshot);
   const resources = await sampler.instance(instance.pid, [instance.configDir, instance.tempDir]);
   snapshot.resources = { $typeName: "myosicam.agent.v1.InstanceResources", ...resources };
   return { snapshot, problems };

@@ -1,12 +1,15 @@
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { findOscamProcesses, type OscamProcess } from "./discovery/processes.js";
 import { currentRuntime } from "./discovery/runtime.js";
 import { watch, type FSWatcher } from "node:fs";
 import type { Client } from "@connectrpc/connect";
 import type { AgentService } from "../gen/myosicam/agent/v1/agent_pb.js";
+import type { Account, InstanceSnapshot } from "../gen/myosicam/agent/v1/snapshot_pb.js";
 import type { Logger } from "../services/lib/log.js";
 import { discoverInstances, type DiscoveryOptions } from "./discovery/discover.js";
 import { createResourceSampler } from "./discovery/resources.js";
-import { buildSnapshot } from "./snapshot.js";
+import { buildSnapshot, snapshotAfterOwnChange } from "./snapshot.js";
 import type { UnloadedChanges } from "./unloaded-changes.js";
 
 /** Quiet time after a config file changes before the agent syncs (editors write in bursts). */
@@ -23,7 +26,8 @@ const watchedFiles = new Set(["oscam.conf", "oscam.user", "oscam.server"]);
  */
 export function createSyncer(options: { client: () => Client<typeof AgentService>; discovery: DiscoveryOptions; log: Logger; unloaded?: UnloadedChanges }) {
   const sampler = createResourceSampler(options.discovery.procRoot);
-  const lastSent = new Map<string, string>();
+  /** The snapshot last sent of each instance (or, after a change the agent made, what the panel holds once it stored the result). */
+  const lastSent = new Map<string, InstanceSnapshot>();
   const watchers = new Map<string, FSWatcher>();
   let running: Promise<void> | undefined;
   /** The pass under way (or the last one): what `settled` waits for. */
@@ -43,14 +47,14 @@ export function createSyncer(options: { client: () => Client<typeof AgentService
     for (const b of built)
       for (const problem of b.problems) options.log.warn({ instance: b.snapshot.ref!.name, problem }, "part of an instance could not be read");
     const present = built.map((b) => ({ name: b.snapshot.ref!.name, contentHash: b.snapshot.ref!.contentHash }));
-    const changed = built.filter((b) => lastSent.get(b.snapshot.ref!.name) !== b.snapshot.ref!.contentHash).map((b) => b.snapshot);
+    const changed = built.filter((b) => lastSent.get(b.snapshot.ref!.name)?.ref?.contentHash !== b.snapshot.ref!.contentHash).map((b) => b.snapshot);
     const host = await sampler.host();
     const res = await options.client().sync({ present, snapshots: changed, host }, { timeoutMs: 120_000, signal: stopping.signal });
-    for (const s of changed) lastSent.set(s.ref!.name, s.ref!.contentHash);
+    for (const s of changed) lastSent.set(s.ref!.name, s);
     if (res.resend.length > 0) {
       const resend = built.filter((b) => res.resend.includes(b.snapshot.ref!.name)).map((b) => b.snapshot);
       await options.client().sync({ present, snapshots: resend }, { timeoutMs: 120_000, signal: stopping.signal });
-      for (const s of resend) lastSent.set(s.ref!.name, s.ref!.contentHash);
+      for (const s of resend) lastSent.set(s.ref!.name, s);
     }
     synced = instances.map((i) => ({
       name: i.name,
@@ -145,6 +149,26 @@ export function createSyncer(options: { client: () => Client<typeof AgentService
     later(delayMs: number) {
       if (heldUntil <= Date.now()) heldUntil = Date.now() + delayMs;
       trigger(0);
+    },
+    /**
+     * What an account change the agent just made did to an instance's content hash, for its result
+     * (ReportResultRequest.content_hash): when oscam.user, read again, differs from the snapshot
+     * last sent only in `changed` (each applied change's user and the account its result carries,
+     * undefined when deleted). The instance's snapshot is then taken to be the panel's too, so the
+     * resync after the result sends none unless something else changed; a panel that did not take
+     * the new hash asks for the snapshot (`resend`). Call it once a sync under way has settled.
+     */
+    async ownChange(
+      instance: { name: string; configDir: string },
+      changed: ReadonlyMap<string, Account | undefined>,
+    ): Promise<{ before: string; after: string } | undefined> {
+      const last = lastSent.get(instance.name);
+      if (!last) return undefined;
+      const userFile = await readFile(join(instance.configDir, "oscam.user")).catch(() => undefined);
+      const next = userFile && snapshotAfterOwnChange(last, userFile, changed);
+      if (!next) return undefined;
+      lastSent.set(instance.name, next);
+      return { before: last.ref!.contentHash, after: next.ref!.contentHash };
     },
     /**
      * Resource readings for a heartbeat: the host's, and each instance of the last sync (CPU %

@@ -296,16 +296,27 @@ async function runAgent(url: string, ca: string, seed: AgentSeed, index: number,
           }
           // As the agent does for a change set's changes: the result carries each account as it
           // now is and goes first, once a sync under way has ended; the resync follows it.
+          // As the agent, it says what the change did to the instance's content hash when it was
+          // applied to the snapshot last sent and shows every account it changed: the panel takes
+          // the new hash, and the resync then sends none.
           let accountResults: MessageInitShape<typeof AccountChangeResultSchema>[] = [];
           let resync = false;
+          let contentHash: { before: string; after: string } | undefined;
           if (command.payload.case === "applyAccounts") {
             const changes = command.payload.value.changes;
             const at = current.findIndex((s) => s.ref!.name === command.instance);
-            const changed = at >= 0 ? withAccountChanges(current[at]!, changes) : undefined;
-            if (changed) {
+            const previous = at >= 0 ? current[at]! : undefined;
+            const changed = previous && withAccountChanges(previous, changes);
+            if (previous && changed) {
               current[at] = changed;
               resync = true;
               await syncing;
+              const name = changed.ref!.name;
+              const shown = changes.every((c) => changed.accounts.some((a) => a.user === c.user));
+              if (shown && lastSent.get(name) === previous.ref!.contentHash) {
+                contentHash = { before: previous.ref!.contentHash, after: changed.ref!.contentHash };
+                lastSent.set(name, changed.ref!.contentHash);
+              }
             }
             accountResults = changes.map((change, i) => ({
               index: i,
@@ -323,7 +334,10 @@ async function runAgent(url: string, ca: string, seed: AgentSeed, index: number,
           await sendResult(
             () =>
               client
-                .reportResult({ commandId: command.id, outcome: CommandOutcome.SUCCEEDED, detail: "emulated", accountResults }, { timeoutMs: 30_000 })
+                .reportResult(
+                  { commandId: command.id, outcome: CommandOutcome.SUCCEEDED, detail: "emulated", accountResults, contentHash },
+                  { timeoutMs: 30_000 },
+                )
                 .catch((err: unknown) => {
                   throw Object.assign(failed("ReportResult", err), { counted: true });
                 }),

@@ -253,12 +253,14 @@ const withoutPassword = (entries: Record<string, string> | undefined): Entries |
  * previous password sealed, for Revert). Only items of the reporting server's commands, and only
  * once (a repeated report changes nothing). An applied change whose answer carries the account as
  * it now is (or that deleted it) updates the panel's view of it at once, and is confirmed: the
- * resync that follows then finds nothing new (an agent that sends no account resyncs first).
+ * resync that follows then finds nothing new (an agent that sends no account resyncs first). A
+ * report's content hash change is taken once the view shows all of its applied changes
+ * (adoptContentHashes), so that resync needs no snapshot.
  */
 export async function recordAccountResults(
   trx: Knex,
   crypto: Client<typeof CryptoService>,
-  reports: ReadonlyArray<{ serverId: string; commandId: string; accountResults: readonly AccountResultInput[] }>,
+  reports: ReadonlyArray<{ serverId: string; commandId: string; accountResults: readonly AccountResultInput[]; contentHash?: ContentHashChange }>,
 ): Promise<void> {
   const withResults = reports.filter((r) => r.accountResults.length > 0);
   if (withResults.length === 0) return;
@@ -285,6 +287,8 @@ export async function recordAccountResults(
   // changes in their command's order. The last word on an account is what the table shows.
   const reportOrder = new Map(withResults.map((r, i) => [r.commandId, i]));
   const views: Array<{ order: [number, number]; instanceId: string; username: string; account: Account | undefined }> = [];
+  /** Per command, how many of its applied changes the view follows. */
+  const shown = new Map<string, number>();
   for (const item of items as Array<{
     id: string;
     instance_id: string;
@@ -302,6 +306,7 @@ export async function recordAccountResults(
     const gone = result.status === "applied" && item.operation === "delete" && !result.after;
     if (account || gone) {
       views.push({ order: [reportOrder.get(item.command_id)!, item.change_index], instanceId: item.instance_id, username: item.username, account });
+      shown.set(item.command_id, (shown.get(item.command_id) ?? 0) + 1);
     }
     updates.push({ id: item.id, status: result.status, failureCode: result.failureCode, detail: result.detail, confirmed: !!account || gone });
     if (result.status !== "applied") continue;
@@ -344,6 +349,10 @@ export async function recordAccountResults(
     [...last.values()].flatMap((v) => (v.account ? [{ instanceId: v.instanceId, account: v.account }] : [])),
     [...last.values()].filter((v) => !v.account),
   );
+  await adoptContentHashes(
+    trx,
+    withResults.filter((r) => r.contentHash && (shown.get(r.commandId) ?? 0) === r.accountResults.filter((a) => a.status === "applied").length),
+  );
   // The accounts the panel changed carry who changed them (a creation's row arrives with the next
   // sync when its answer did not carry it).
   const applied = history.filter((h) => h.after !== null);
@@ -357,6 +366,44 @@ export async function recordAccountResults(
         applied.map((h) => h.username),
         applied.map((h) => h.actor),
         applied.map((h) => h.change_set_id),
+      ] as unknown as readonly Knex.RawBinding[],
+    );
+  }
+}
+
+/** What an agent says its change did to the instance's content hash (ReportResultRequest.content_hash). */
+export interface ContentHashChange {
+  before: string;
+  after: string;
+}
+
+/**
+ * Takes each report's `after` as its instance's content hash where the panel held `before`: the
+ * agent found the instance, read again after the change, different from the snapshot it last
+ * sent only in the accounts the results show, and the view now shows every one of them (the
+ * caller passes only such reports). The resync that follows then sends no snapshot; a panel that
+ * held another hash asks for it. Two reports of one server in a batch are taken in their order,
+ * one statement per turn, since the second starts from the first one's `after`.
+ */
+async function adoptContentHashes(trx: Knex, reports: ReadonlyArray<{ serverId: string; commandId: string; contentHash?: ContentHashChange }>) {
+  const turns: Array<Array<(typeof reports)[number]>> = [];
+  const seen = new Map<string, number>();
+  for (const r of reports) {
+    const turn = seen.get(r.serverId) ?? 0;
+    seen.set(r.serverId, turn + 1);
+    (turns[turn] ??= []).push(r);
+  }
+  for (const turn of turns) {
+    await trx.raw(
+      `update instances i set content_hash = h.after
+         from unnest(?::uuid[], ?::uuid[], ?::text[], ?::text[]) as h(command_id, server_id, before, after)
+         join commands c on c.id = h.command_id and c.server_id = h.server_id
+        where i.server_id = c.server_id and i.name = c.instance and i.content_hash = h.before and i.gone_at is null`,
+      [
+        turn.map((r) => r.commandId),
+        turn.map((r) => r.serverId),
+        turn.map((r) => r.contentHash!.before),
+        turn.map((r) => r.contentHash!.after),
       ] as unknown as readonly Knex.RawBinding[],
     );
   }

@@ -6,7 +6,7 @@ import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { ApplyAccountsSchema, ApplyConfigSchema, CommandKind, CommandSchema, UpgradeAgentSchema, type Command } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import type { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
 import { createBatcher } from "../lib/batcher.js";
-import { type AccountResultInput, recordAccountResults } from "./change-sets.js";
+import { type AccountResultInput, type ContentHashChange, recordAccountResults } from "./change-sets.js";
 import { createPgListener } from "../lib/pg-listener.js";
 import { insertRows, type Knex } from "../lib/db.js";
 import type { Logger } from "../lib/log.js";
@@ -377,6 +377,8 @@ export interface CommandResult {
   restartRequiredKeys: readonly string[];
   /** apply_accounts: the agent's answer per change. */
   accountResults?: readonly AccountResultInput[];
+  /** apply_accounts: what the change did to the instance's content hash, when the agent could tell. */
+  contentHash?: ContentHashChange;
 }
 
 /**
@@ -432,7 +434,9 @@ export function createResultWriter(db: Knex, crypto: Client<typeof CryptoService
           trx,
           crypto,
           items.flatMap((r, i) =>
-            outcomes[i] === true && r.accountResults?.length ? [{ serverId: r.serverId, commandId: r.commandId, accountResults: r.accountResults }] : [],
+            outcomes[i] === true && r.accountResults?.length
+              ? [{ serverId: r.serverId, commandId: r.commandId, accountResults: r.accountResults, contentHash: r.contentHash }]
+              : [],
           ),
         );
         return outcomes;

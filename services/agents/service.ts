@@ -519,6 +519,7 @@ export function createAgentService(deps: {
           followedBy: a.followedBy,
           account: a.account,
         })),
+        contentHash: req.contentHash && { before: req.contentHash.before, after: req.contentHash.after },
       });
       return {};
     },

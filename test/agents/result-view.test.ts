@@ -256,4 +256,79 @@ test("a resync with the same WebIF password keeps its stored envelope (not rewri
   assert.is(Buffer.from(opened.plaintext).toString("utf8"), "wp-Second-2");
 });
 
+test("a result's content hash change is taken when the panel holds its `before` (so the resync needs no snapshot), in arrival order within a batch; from another hash, or with an account the view cannot follow, it is not", async () => {
+  const storedHash = async () => (await panel.db("instances").where({ id: instanceId }).first()).content_hash as string;
+  const hashOf = (text: string) => createHash("sha256").update(text).digest("hex");
+  const alice = (description: string) => account({ user: "alice", password: "al-New-2", expiryDate: "2030-01-31", description });
+  const applied = (description: string, withAccount = true) => ({
+    index: 0,
+    status: AccountChangeStatus.APPLIED,
+    before: { entries: [] },
+    after: { entries: [{ key: "description", value: description }] },
+    ...(withAccount ? { account: alice(description) } : {}),
+  });
+  const describe = (description: string) => changeSet(["alice"], [{ edit: { case: "setDescription", value: description } }]);
+  const resendFor = async (hash: string) => (await agent.client.sync({ present: [{ name: "main", contentHash: hash }] })).resend;
+
+  const held = await storedHash();
+  const hall = await describe("hall");
+  await agent.client.reportResult({
+    commandId: hall.id,
+    outcome: CommandOutcome.SUCCEEDED,
+    detail: "written and reloaded by OScam",
+    accountResults: [applied("hall")],
+    contentHash: { before: held, after: hashOf("hall") },
+  });
+  assert.is(await storedHash(), hashOf("hall"));
+  assert.equal(await resendFor(hashOf("hall")), [], "the panel holds the instance as the agent has it: no snapshot asked for");
+  assert.is((await row("alice")).description, "hall");
+
+  const porch = await describe("porch");
+  await agent.client.reportResult({
+    commandId: porch.id,
+    outcome: CommandOutcome.SUCCEEDED,
+    detail: "written and reloaded by OScam",
+    accountResults: [applied("porch")],
+    contentHash: { before: hashOf("a snapshot the panel never stored"), after: hashOf("porch") },
+  });
+  assert.is(await storedHash(), hashOf("hall"), "from a hash the panel does not hold: not taken");
+  assert.equal(await resendFor(hashOf("porch")), ["main"], "the resync is asked for its snapshot");
+  assert.is((await row("alice")).description, "porch", "the account itself still follows the result");
+
+  const attic = await describe("attic");
+  await agent.client.reportResult({
+    commandId: attic.id,
+    outcome: CommandOutcome.SUCCEEDED,
+    detail: "written and reloaded by OScam",
+    accountResults: [applied("attic", false)],
+    contentHash: { before: hashOf("hall"), after: hashOf("attic") },
+  });
+  assert.is(await storedHash(), hashOf("hall"), "an applied change the view cannot follow: the hash waits for the snapshot too");
+
+  // Two reports of one instance in one batch: the second starts from the first one's `after`.
+  const crypto = createClient(CryptoService, panel.host.transportFor(CryptoService));
+  const first = await describe("cellar");
+  const second = await describe("garden");
+  const result = (command: { id: string }, description: string, before: string) => ({
+    serverId: agent.id,
+    commandId: command.id,
+    accountResults: [
+      {
+        index: 0,
+        status: "applied" as const,
+        failureCode: "",
+        detail: "",
+        before: {},
+        after: { description },
+        followedBy: "",
+        account: create(AccountSchema, alice(description)),
+      },
+    ],
+    contentHash: { before, after: hashOf(description) },
+  });
+  await panel.db.transaction((trx) => recordAccountResults(trx, crypto, [result(first, "cellar", hashOf("hall")), result(second, "garden", hashOf("cellar"))]));
+  assert.is(await storedHash(), hashOf("garden"));
+  assert.is((await row("alice")).description, "garden");
+});
+
 test.run();

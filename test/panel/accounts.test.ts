@@ -262,6 +262,41 @@ test("create on several instances at once, delete, and revert re-creates the acc
   for (const i of fleet.instances) assert.ok((await i.userFile()).equals(before.get(`${i.server}/${i.name}`)!), `${i.server}/${i.name} is byte-identical`);
 });
 
+test("after a change set's change the panel takes the instance's new content hash from the result, and the agent's resync sends no snapshot", async () => {
+  const agent = fleet.agents[0]!;
+  const instance = () =>
+    panel
+      .db("instances")
+      .where({ server_id: fleet.serverIds.get("acc-a"), name: "main" })
+      .first();
+  const syncs = () => agent.stderr().match(/"msg":"synced with the panel"/g)?.length ?? 0;
+  const before = await instance();
+  const syncsBefore = syncs();
+  const instanceId = await instanceIdOf("acc-a", "main");
+  const change = await accounts().createChangeSet({
+    selection: { selection: { case: "keys", value: { keys: [{ instanceId, user: "livingroom" }] } } },
+    edits: [{ edit: { case: "setDescription", value: "Living room, new box" } }],
+  });
+  assert.is((await watchToEnd(change.changeSet!.id)).status, ChangeSetStatus.APPLIED);
+  const after = await instance();
+  assert.is.not(after.content_hash, before.content_hash, "the hash the result said the change made");
+  // The resync that follows the result (at once in tests) finds the hash the panel holds.
+  const log = await eventually(
+    async () => agent.stderr(),
+    (text) => (text.match(/"msg":"synced with the panel"/g)?.length ?? 0) > syncsBefore,
+    "the resync after the result",
+  );
+  const resyncs = log
+    .split("\n")
+    .filter((line) => line.includes('"msg":"synced with the panel"'))
+    .slice(syncsBefore);
+  assert.ok(resyncs.length > 0 && resyncs.every((line) => line.includes('"sent":0')), resyncs.join("\n"));
+  const now = await instance();
+  assert.is(now.content_hash, after.content_hash);
+  assert.equal(now.synced_at, before.synced_at, "no snapshot stored since the one before the change");
+  assert.is((await accounts().listAccounts({ filter: { instanceIds: [instanceId], query: "livingroom" } })).accounts[0]?.description, "Living room, new box");
+});
+
 test("a hand edit on a server shows as drift and as a change outside the panel, until acknowledged", async () => {
   const instance = fleet.instance("acc-b", "main");
   const since = new Date();
