@@ -84,7 +84,8 @@ function changedAccounts(command: Command, results: readonly AccountChangeResult
     if (r.status !== "applied") continue;
     const change = changes[r.index];
     if (!change) return undefined;
-    if (r.account) changed.set(change.user, create(AccountSchema, r.account));
+    // The panel's view follows an account only under the change's own name.
+    if (r.account?.user === change.user) changed.set(change.user, create(AccountSchema, r.account));
     else if (change.operation === AccountOperation.DELETE && !r.after) changed.set(change.user, undefined);
     else return undefined;
   }
@@ -229,11 +230,10 @@ const resultAttempts = 5;
  * reconnected (a TLS handshake apiece) that would keep the panel busy. The panel takes a result
  * sent twice as once. Past `resultAttempts` the error breaks the stream (the command comes again).
  */
-export async function sendResult(send: () => Promise<unknown>, signal: AbortSignal): Promise<void> {
+export async function sendResult<T>(send: () => Promise<T>, signal: AbortSignal): Promise<T> {
   for (let attempt = 0; ; attempt++) {
     try {
-      await send();
-      return;
+      return await send();
     } catch (err) {
       const e = ConnectError.from(err);
       const forNow = e.code === Code.Unavailable || e.code === Code.DeadlineExceeded;
@@ -294,8 +294,12 @@ export async function runCommandStream(options: {
   onRestart?: () => void;
   /** How long the stream may be silent while the agent waits on it (default `commandStreamSilenceMs`). */
   silenceMs?: number;
-  /** Asks for a sync of the instances, once the result of a command that asks for it (`resyncAfterResult`) is reported. */
-  resync?: () => unknown;
+  /**
+   * The result of a command that asks for a sync after it (`resyncAfterResult`) is reported:
+   * whether it said what the change made the instance's hash (`claimed`), and whether the panel
+   * took that hash (then it holds the instance as it is, and no sync needs to follow).
+   */
+  changeReported?: (change: { instance: string; claimed: boolean; taken: boolean }) => unknown;
 }): Promise<void> {
   const { log, signal } = options;
   const file = join(options.stateDir, "commands.json");
@@ -343,8 +347,14 @@ export async function runCommandStream(options: {
           accountResults: accountResultsMessage(outcome.accountResults),
           contentHash: outcome.contentHash,
         };
-        await sendResult(() => options.client().reportResult(result), signal);
-        if (outcome.resyncAfterResult) void options.resync?.();
+        const answer = await sendResult(() => options.client().reportResult(result), signal);
+        if (outcome.resyncAfterResult) {
+          void options.changeReported?.({
+            instance: command.instance,
+            claimed: !!outcome.contentHash,
+            taken: !!outcome.contentHash && answer.contentHashTaken,
+          });
+        }
       }
       // A clean end (a panel restart, a proxy): reconnect like after an error.
       if (state !== "broken") log.warn("command stream ended; reconnecting");

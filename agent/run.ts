@@ -68,7 +68,14 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
       restart = true;
       stopping.abort();
     };
-    streaming = runCommandStream({ client: () => client, execute, stateDir, log, signal, onRestart, resync: () => syncer.later(resyncDelayMs()) });
+    // After a change set's change: nothing more when the panel took the instance's new hash from the
+    // result; otherwise a sync 2–60 s later (with the snapshot, if the panel did not take the hash).
+    const changeReported = ({ instance, claimed, taken }: { instance: string; claimed: boolean; taken: boolean }) => {
+      if (taken) return;
+      if (claimed) syncer.forget(instance);
+      syncer.later(resyncDelayMs());
+    };
+    streaming = runCommandStream({ client: () => client, execute, stateDir, log, signal, onRestart, changeReported });
   };
   const change = (next: Link, fields: Record<string, unknown>, message: string, level: "info" | "warn" | "error" = "info") => {
     if (next !== link) log[level]({ panel: state.panelUrl, serverId: state.serverId, ...fields }, message);

@@ -20,8 +20,10 @@ const watchedFiles = new Set(["oscam.conf", "oscam.user", "oscam.server"]);
 /**
  * Keeps the panel's picture of this host's OScam instances current: a sync on start, after any
  * change of an instance's config files (debounced), on request, and some time after a change the
- * agent made and reported (`later`). A snapshot is sent only when
- * its content hash differs from what was last sent, or when the panel asks for it (`resend`).
+ * agent made and reported when the panel did not take the instance's new hash from its result
+ * (`later`). A snapshot is sent only when its content hash differs from what was last sent, or
+ * when the panel asks for it (`resend`). A config file's change that changes nothing the panel
+ * holds (the agent's own write of a change the panel took, a file saved as it was) sends nothing.
  * Syncs never overlap; a trigger during a sync runs one more afterwards.
  */
 export function createSyncer(options: { client: () => Client<typeof AgentService>; discovery: DiscoveryOptions; log: Logger; unloaded?: UnloadedChanges }) {
@@ -40,7 +42,11 @@ export function createSyncer(options: { client: () => Client<typeof AgentService
   /** The instances of the last successful sync: what heartbeats take readings of. */
   let synced: Array<{ name: string; pid?: number; dirs: string[]; pidFile: string; configDir: string }> = [];
 
-  const syncOnce = async () => {
+  /** The instance names of the last sync the panel took. */
+  let lastPresent = "";
+
+  /** One pass: `always` sends the hashes even when nothing changed (a request, a retry, a resync after a change). */
+  const syncOnce = async (always: boolean) => {
     const instances = await discoverInstances({ ...options.discovery, probeWebif: options.discovery.probeWebif ?? true });
     const built = [];
     for (const instance of instances) built.push(await buildSnapshot(instance, sampler, options.unloaded));
@@ -48,6 +54,15 @@ export function createSyncer(options: { client: () => Client<typeof AgentService
       for (const problem of b.problems) options.log.warn({ instance: b.snapshot.ref!.name, problem }, "part of an instance could not be read");
     const present = built.map((b) => ({ name: b.snapshot.ref!.name, contentHash: b.snapshot.ref!.contentHash }));
     const changed = built.filter((b) => lastSent.get(b.snapshot.ref!.name)?.ref?.contentHash !== b.snapshot.ref!.contentHash).map((b) => b.snapshot);
+    const names = present
+      .map((p) => p.name)
+      .sort()
+      .join("\u0000");
+    if (!always && changed.length === 0 && names === lastPresent) {
+      remember(instances);
+      options.log.debug({ instances: present.length }, "nothing changed that the panel does not hold: no sync sent");
+      return;
+    }
     const host = await sampler.host();
     const res = await options.client().sync({ present, snapshots: changed, host }, { timeoutMs: 120_000, signal: stopping.signal });
     for (const s of changed) lastSent.set(s.ref!.name, s);
@@ -56,6 +71,13 @@ export function createSyncer(options: { client: () => Client<typeof AgentService
       await options.client().sync({ present, snapshots: resend }, { timeoutMs: 120_000, signal: stopping.signal });
       for (const s of resend) lastSent.set(s.ref!.name, s);
     }
+    lastPresent = names;
+    remember(instances);
+    options.log.info({ instances: present.length, sent: changed.length + res.resend.length }, "synced with the panel");
+  };
+
+  /** The instances a pass found: what heartbeats take readings of, and whose config dirs are watched. */
+  const remember = (instances: Awaited<ReturnType<typeof discoverInstances>>) => {
     synced = instances.map((i) => ({
       name: i.name,
       pid: i.running ? i.pid : undefined,
@@ -63,7 +85,6 @@ export function createSyncer(options: { client: () => Client<typeof AgentService
       pidFile: i.pidFile,
       configDir: i.configDir,
     }));
-    options.log.info({ instances: present.length, sent: changed.length + res.resend.length }, "synced with the panel");
     watchConfigDirs(instances.map((i) => i.configDir));
   };
 
@@ -85,7 +106,10 @@ export function createSyncer(options: { client: () => Client<typeof AgentService
     }
   };
 
-  const run = () => {
+  /** Whether the next pass sends the hashes even when nothing changed. */
+  let alwaysNext = false;
+  const run = (always: boolean) => {
+    if (always) alwaysNext = true;
     if (running) {
       again = true;
       return running;
@@ -94,7 +118,9 @@ export function createSyncer(options: { client: () => Client<typeof AgentService
       try {
         do {
           again = false;
-          pass = syncOnce();
+          const always = alwaysNext;
+          alwaysNext = false;
+          pass = syncOnce(always);
           await pass;
         } while (again && !stopped);
       } catch (err) {
@@ -112,14 +138,19 @@ export function createSyncer(options: { client: () => Client<typeof AgentService
   /** No sync is started by a trigger before this time (epoch ms): the hold `later` asks for. */
   let heldUntil = 0;
 
+  /** Whether the pass the timer starts sends the hashes even when nothing changed. */
+  let alwaysOnTimer = false;
   /** Asks for a sync after `delayMs`, or when a hold ends (later triggers within the delay are folded into it). */
-  const trigger = (delayMs = 0) => {
+  const trigger = (delayMs = 0, always = false) => {
     if (stopped) return;
+    if (always) alwaysOnTimer = true;
     if (timer) clearTimeout(timer);
     timer = setTimeout(
       () => {
         timer = undefined;
-        void run();
+        const sendAnyway = alwaysOnTimer;
+        alwaysOnTimer = false;
+        void run(sendAnyway);
       },
       Math.max(delayMs, heldUntil - Date.now()),
     );
@@ -128,7 +159,7 @@ export function createSyncer(options: { client: () => Client<typeof AgentService
 
   return {
     /** Syncs now (the first sync after start, or a `resync`); resolves when it finished. */
-    syncNow: () => run(),
+    syncNow: () => run(true),
     /**
      * Resolves when the pass under way now (if any) has ended, however it ended: a snapshot it
      * read before a change the agent just made then reaches the panel before that change's result.
@@ -142,13 +173,21 @@ export function createSyncer(options: { client: () => Client<typeof AgentService
     /**
      * A sync in `delayMs` and, meanwhile, none started by a trigger (a config file's change is
      * folded into it): what follows a change the agent made itself and whose result already showed
-     * the panel each account as it now is, so that the snapshots of a fleet-wide change do not all
-     * reach the panel with its results. A hold under way is kept, not extended: changes arriving
-     * one after the other cannot put the sync off for good.
+     * the panel each account as it now is, when the panel did not take the instance's new hash, so
+     * that the snapshots of a fleet-wide change do not all reach the panel with its results. It
+     * sends the hashes even if nothing changed. A hold under way is kept, not extended: changes
+     * arriving one after the other cannot put the sync off for good.
      */
     later(delayMs: number) {
       if (heldUntil <= Date.now()) heldUntil = Date.now() + delayMs;
-      trigger(0);
+      trigger(0, true);
+    },
+    /**
+     * The panel did not take the hash `ownChange` worked out for this instance: the next sync sends
+     * its snapshot whatever its hash.
+     */
+    forget(name: string) {
+      lastSent.delete(name);
     },
     /**
      * What an account change the agent just made did to an instance's content hash, for its result
@@ -200,7 +239,7 @@ export function createSyncer(options: { client: () => Client<typeof AgentService
     retryIfFailed() {
       if (failed) {
         failed = false;
-        trigger();
+        trigger(0, true);
       }
     },
     stop() {

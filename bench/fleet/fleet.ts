@@ -36,6 +36,8 @@ export interface FleetTotals {
   registered: number;
   synced: number;
   reported: number;
+  /** Results after which the agent owed a resync (the panel did not take the instance's new hash). */
+  resyncsOwed: number;
   refusedWithHint: number;
   streamsOpen: number;
   failures: Record<string, number>;
@@ -66,7 +68,7 @@ export function defaultWorkers(agents: number): number {
 
 export async function startFleet(options: FleetOptions): Promise<Fleet> {
   const workerCount = Math.max(1, Math.min(options.workers ?? defaultWorkers(options.agents.length), options.agents.length));
-  const totals: FleetTotals = { registered: 0, synced: 0, reported: 0, refusedWithHint: 0, streamsOpen: 0, failures: {}, lastErrors: [] };
+  const totals: FleetTotals = { registered: 0, synced: 0, reported: 0, resyncsOwed: 0, refusedWithHint: 0, streamsOpen: 0, failures: {}, lastErrors: [] };
   const streamsByWorker = new Array<number>(workerCount).fill(0);
   let heartbeatMs: number[] = [];
   let registerMs: number[] = [];
@@ -80,6 +82,7 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
     totals.registered += r.registered;
     totals.synced += r.synced;
     totals.reported += r.reported;
+    totals.resyncsOwed += r.resyncsOwed;
     totals.refusedWithHint += r.refusedWithHint;
     streamsByWorker[worker] = r.streamsOpen;
     totals.streamsOpen = streamsByWorker.reduce((a, b) => a + b, 0);

@@ -38,6 +38,8 @@ export interface WorkerReport {
   redelivered: string[];
   /** Results the panel acknowledged. */
   reported: number;
+  /** Of those, results of a change after which a resync was owed (the panel did not take the instance's new hash). */
+  resyncsOwed: number;
   /** Failed calls by "procedure: code". */
   failures: Record<string, number>;
   /** Of those, calls refused early with a retry hint (admission control). */

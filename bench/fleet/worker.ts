@@ -62,6 +62,7 @@ const fresh = (): Omit<WorkerReport, "type" | "streamsOpen" | "loopDelayMaxMs"> 
   ran: [],
   redelivered: [],
   reported: 0,
+  resyncsOwed: 0,
   failures: {},
   refusedWithHint: 0,
   lastErrors: [],
@@ -298,7 +299,7 @@ async function runAgent(url: string, ca: string, seed: AgentSeed, index: number,
           // now is and goes first, once a sync under way has ended; the resync follows it.
           // As the agent, it says what the change did to the instance's content hash when it was
           // applied to the snapshot last sent and shows every account it changed: the panel takes
-          // the new hash, and the resync then sends none.
+          // the new hash, and no resync follows.
           let accountResults: MessageInitShape<typeof AccountChangeResultSchema>[] = [];
           let resync = false;
           let contentHash: { before: string; after: string } | undefined;
@@ -331,7 +332,7 @@ async function runAgent(url: string, ca: string, seed: AgentSeed, index: number,
           // past its attempts (or refused for good) the stream is opened again (after backoff), the
           // panel delivers the command again and it is acknowledged without a second run. Every
           // failed attempt is counted here.
-          await sendResult(
+          const answer = await sendResult(
             () =>
               client
                 .reportResult(
@@ -344,7 +345,13 @@ async function runAgent(url: string, ca: string, seed: AgentSeed, index: number,
             stop,
           );
           period.reported++;
-          if (resync) syncLater();
+          // As the agent does: nothing more when the panel took the new hash; otherwise a resync
+          // later, with the snapshot if the panel did not take the hash.
+          if (resync && !(contentHash && answer.contentHashTaken)) {
+            if (contentHash) lastSent.delete(command.instance);
+            period.resyncsOwed++;
+            syncLater();
+          }
         }
       } catch (err) {
         if (stop.aborted) break;

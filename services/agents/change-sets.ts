@@ -255,15 +255,15 @@ const withoutPassword = (entries: Record<string, string> | undefined): Entries |
  * it now is (or that deleted it) updates the panel's view of it at once, and is confirmed: the
  * resync that follows then finds nothing new (an agent that sends no account resyncs first). A
  * report's content hash change is taken once the view shows all of its applied changes
- * (adoptContentHashes), so that resync needs no snapshot.
+ * (adoptContentHashes), so that no sync needs to follow: answers the commands whose hash was taken.
  */
 export async function recordAccountResults(
   trx: Knex,
   crypto: Client<typeof CryptoService>,
   reports: ReadonlyArray<{ serverId: string; commandId: string; accountResults: readonly AccountResultInput[]; contentHash?: ContentHashChange }>,
-): Promise<void> {
+): Promise<Set<string>> {
   const withResults = reports.filter((r) => r.accountResults.length > 0);
-  if (withResults.length === 0) return;
+  if (withResults.length === 0) return new Set();
   await lockAccountViews(
     trx,
     withResults.map((r) => r.serverId),
@@ -349,7 +349,7 @@ export async function recordAccountResults(
     [...last.values()].flatMap((v) => (v.account ? [{ instanceId: v.instanceId, account: v.account }] : [])),
     [...last.values()].filter((v) => !v.account),
   );
-  await adoptContentHashes(
+  const taken = await adoptContentHashes(
     trx,
     withResults.filter((r) => r.contentHash && (shown.get(r.commandId) ?? 0) === r.accountResults.filter((a) => a.status === "applied").length),
   );
@@ -369,6 +369,7 @@ export async function recordAccountResults(
       ] as unknown as readonly Knex.RawBinding[],
     );
   }
+  return taken;
 }
 
 /** What an agent says its change did to the instance's content hash (ReportResultRequest.content_hash). */
@@ -385,7 +386,11 @@ export interface ContentHashChange {
  * held another hash asks for it. Two reports of one server in a batch are taken in their order,
  * one statement per turn, since the second starts from the first one's `after`.
  */
-async function adoptContentHashes(trx: Knex, reports: ReadonlyArray<{ serverId: string; commandId: string; contentHash?: ContentHashChange }>) {
+async function adoptContentHashes(
+  trx: Knex,
+  reports: ReadonlyArray<{ serverId: string; commandId: string; contentHash?: ContentHashChange }>,
+): Promise<Set<string>> {
+  const taken = new Set<string>();
   const turns: Array<Array<(typeof reports)[number]>> = [];
   const seen = new Map<string, number>();
   for (const r of reports) {
@@ -394,11 +399,12 @@ async function adoptContentHashes(trx: Knex, reports: ReadonlyArray<{ serverId: 
     (turns[turn] ??= []).push(r);
   }
   for (const turn of turns) {
-    await trx.raw(
+    const { rows } = await trx.raw(
       `update instances i set content_hash = h.after
          from unnest(?::uuid[], ?::uuid[], ?::text[], ?::text[]) as h(command_id, server_id, before, after)
          join commands c on c.id = h.command_id and c.server_id = h.server_id
-        where i.server_id = c.server_id and i.name = c.instance and i.content_hash = h.before and i.gone_at is null`,
+        where i.server_id = c.server_id and i.name = c.instance and i.content_hash = h.before and i.gone_at is null
+        returning h.command_id`,
       [
         turn.map((r) => r.commandId),
         turn.map((r) => r.serverId),
@@ -406,7 +412,9 @@ async function adoptContentHashes(trx: Knex, reports: ReadonlyArray<{ serverId: 
         turn.map((r) => r.contentHash!.after),
       ] as unknown as readonly Knex.RawBinding[],
     );
+    for (const r of rows as Array<{ command_id: string }>) taken.add(r.command_id);
   }
+  return taken;
 }
 
 /** The view of accounts as results show them now: `shown` stored (passwords sealed), `deleted` removed. */

@@ -421,16 +421,21 @@ export async function recordResults(db: Knex, results: readonly CommandResult[])
   );
 }
 
+/** What storing a result answers: whether the panel took the instance's content hash it carried. */
+export interface StoredResult {
+  contentHashTaken: boolean;
+}
+
 /**
  * Coalesces ReportResult writes: the results that arrive while one transaction runs go into the
  * next. A result and its per-account answers (change set items, history) commit together.
  */
 export function createResultWriter(db: Knex, crypto: Client<typeof CryptoService>) {
-  return createBatcher<CommandResult, true>({
+  return createBatcher<CommandResult, StoredResult>({
     write: (items) =>
       db.transaction(async (trx) => {
         const outcomes = await recordResults(trx, items);
-        await recordAccountResults(
+        const taken = await recordAccountResults(
           trx,
           crypto,
           items.flatMap((r, i) =>
@@ -439,7 +444,7 @@ export function createResultWriter(db: Knex, crypto: Client<typeof CryptoService
               : [],
           ),
         );
-        return outcomes;
+        return outcomes.map((o, i) => (o === true ? { contentHashTaken: taken.has(items[i]!.commandId) } : o));
       }),
     windowMs: 0,
     maxItems: 1000,

@@ -502,7 +502,7 @@ export function createAgentService(deps: {
       const caller = ctx.values.get(callerKey);
       if (!caller) throw new ConnectError("results must be signed", Code.Unauthenticated);
       deps.deliveries.answered(caller.id, req.commandId);
-      await deps.results.write({
+      const stored = await deps.results.write({
         serverId: caller.id,
         commandId: req.commandId,
         succeeded: req.outcome === CommandOutcome.SUCCEEDED,
@@ -521,7 +521,7 @@ export function createAgentService(deps: {
         })),
         contentHash: req.contentHash && { before: req.contentHash.before, after: req.contentHash.after },
       });
-      return {};
+      return { contentHashTaken: stored.contentHashTaken };
     },
     async sync(req, ctx) {
       const caller = ctx.values.get(callerKey);

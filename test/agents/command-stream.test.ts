@@ -232,7 +232,9 @@ test("a change set's changes: the result carries each account as OScam now reads
     stateDir: join(dir.path, "state"),
     log: createLogger({ level: "silent" }),
     signal: halt.signal,
-    resync,
+    changeReported: () => {
+      events.push("change reported");
+    },
   });
   try {
     await eventually(
@@ -248,9 +250,9 @@ test("a change set's changes: the result carries each account as OScam now reads
     await eventually(
       async () => events.length,
       (n) => n === 3,
-      "the result and then the resync",
+      "the result and then what follows it",
     );
-    assert.equal(events, ["the sync under way ended", "result", "resync"]);
+    assert.equal(events, ["the sync under way ended", "result", "change reported"]);
     const [updated, deleted] = reported!.accountResults;
     assert.is(updated!.status, AccountChangeStatus.APPLIED);
     assert.is(updated!.account?.user, "bedroom");

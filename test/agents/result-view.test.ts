@@ -256,7 +256,7 @@ test("a resync with the same WebIF password keeps its stored envelope (not rewri
   assert.is(Buffer.from(opened.plaintext).toString("utf8"), "wp-Second-2");
 });
 
-test("a result's content hash change is taken when the panel holds its `before` (so the resync needs no snapshot), in arrival order within a batch; from another hash, or with an account the view cannot follow, it is not", async () => {
+test("a result's content hash change is taken when the panel holds its `before` (the agent is told: no sync needs to follow), in arrival order within a batch; from another hash, or with an account the view cannot follow, it is not", async () => {
   const storedHash = async () => (await panel.db("instances").where({ id: instanceId }).first()).content_hash as string;
   const hashOf = (text: string) => createHash("sha256").update(text).digest("hex");
   const alice = (description: string) => account({ user: "alice", password: "al-New-2", expiryDate: "2030-01-31", description });
@@ -272,7 +272,7 @@ test("a result's content hash change is taken when the panel holds its `before` 
 
   const held = await storedHash();
   const hall = await describe("hall");
-  await agent.client.reportResult({
+  const hallAnswer = await agent.client.reportResult({
     commandId: hall.id,
     outcome: CommandOutcome.SUCCEEDED,
     detail: "written and reloaded by OScam",
@@ -280,11 +280,12 @@ test("a result's content hash change is taken when the panel holds its `before` 
     contentHash: { before: held, after: hashOf("hall") },
   });
   assert.is(await storedHash(), hashOf("hall"));
+  assert.ok(hallAnswer.contentHashTaken, "the agent is told: no sync needs to follow");
   assert.equal(await resendFor(hashOf("hall")), [], "the panel holds the instance as the agent has it: no snapshot asked for");
   assert.is((await row("alice")).description, "hall");
 
   const porch = await describe("porch");
-  await agent.client.reportResult({
+  const porchAnswer = await agent.client.reportResult({
     commandId: porch.id,
     outcome: CommandOutcome.SUCCEEDED,
     detail: "written and reloaded by OScam",
@@ -292,11 +293,12 @@ test("a result's content hash change is taken when the panel holds its `before` 
     contentHash: { before: hashOf("a snapshot the panel never stored"), after: hashOf("porch") },
   });
   assert.is(await storedHash(), hashOf("hall"), "from a hash the panel does not hold: not taken");
+  assert.not.ok(porchAnswer.contentHashTaken, "the agent is told, and sends the snapshot");
   assert.equal(await resendFor(hashOf("porch")), ["main"], "the resync is asked for its snapshot");
   assert.is((await row("alice")).description, "porch", "the account itself still follows the result");
 
   const attic = await describe("attic");
-  await agent.client.reportResult({
+  const atticAnswer = await agent.client.reportResult({
     commandId: attic.id,
     outcome: CommandOutcome.SUCCEEDED,
     detail: "written and reloaded by OScam",
@@ -304,6 +306,16 @@ test("a result's content hash change is taken when the panel holds its `before` 
     contentHash: { before: hashOf("hall"), after: hashOf("attic") },
   });
   assert.is(await storedHash(), hashOf("hall"), "an applied change the view cannot follow: the hash waits for the snapshot too");
+  assert.not.ok(atticAnswer.contentHashTaken);
+  const again = await agent.client.reportResult({
+    commandId: hall.id,
+    outcome: CommandOutcome.SUCCEEDED,
+    detail: "written and reloaded by OScam",
+    accountResults: [applied("hall")],
+    contentHash: { before: held, after: hashOf("hall") },
+  });
+  assert.not.ok(again.contentHashTaken, "a report sent again changes nothing");
+  assert.is(await storedHash(), hashOf("hall"));
 
   // Two reports of one instance in one batch: the second starts from the first one's `after`.
   const crypto = createClient(CryptoService, panel.host.transportFor(CryptoService));

@@ -1,4 +1,4 @@
-import { cp } from "node:fs/promises";
+import { appendFile, cp } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { Client } from "@connectrpc/connect";
 import { suite } from "uvu";
@@ -8,6 +8,7 @@ import { createSyncer } from "../../agent/sync.js";
 import { resyncDelayMs } from "../../agent/timing.js";
 import { createLogger } from "../../services/lib/log.js";
 import { makeTempDir } from "../helpers/cli.js";
+import { eventually } from "../helpers/eventually.js";
 
 const test = suite("the agent's resync after a change it reported: later, spread, and never put off for good");
 const fixtures = resolve(import.meta.dirname, "../fixtures/oscam");
@@ -28,13 +29,19 @@ async function recordingSyncer() {
   const syncer = createSyncer({
     client: () => client,
     discovery: { configDirs: [join(dir.path, "main")], unitDirs: [join(dir.path, "no-units")], probeWebif: false },
-    log: createLogger({ level: "silent" }),
+    log: createLogger({ level: "debug", destination: { write: (line: string) => void lines.push(line) } }),
   });
+  const lines: string[] = [];
   const nextCall = () => new Promise<void>((r) => (called = r));
+  let edits = 0;
   return {
     syncer,
     calls,
     nextCall,
+    /** How many passes found nothing to send (and sent nothing). */
+    skipped: () => lines.filter((l) => l.includes("no sync sent")).length,
+    /** Changes oscam.user as a hand edit would (a new account at the end). */
+    edit: () => appendFile(join(dir.path, "main", "oscam.user"), `\n[account]\nuser = by-hand-${++edits}\npwd = x\n`),
     async close() {
       syncer.stop();
       await dir.remove();
@@ -74,6 +81,7 @@ test("once the hold has ended, a trigger syncs at its own pace again", async () 
     r.syncer.later(200);
     await next;
     next = r.nextCall();
+    await r.edit();
     const asked = Date.now();
     r.syncer.trigger(0);
     await next;
@@ -107,6 +115,35 @@ test("the resync's delay: between 2 s and MYOSICAM_AGENT_RESYNC_SPREAD_SECONDS (
   );
   for (const bad of ["-1", "1.5", "soon", "3601"]) {
     assert.throws(() => resyncDelayMs({ MYOSICAM_AGENT_RESYNC_SPREAD_SECONDS: bad }), /MYOSICAM_AGENT_RESYNC_SPREAD_SECONDS must be a whole number/);
+  }
+});
+
+test("a trigger that finds nothing changed sends nothing; one after a hand edit sends it; a request, a retry and a resync later send the hashes anyway", async () => {
+  const r = await recordingSyncer();
+  try {
+    await r.syncer.syncNow();
+    assert.is(r.calls.length, 1);
+    // The file saved as it was (or the agent's own write of a change the panel took): no call.
+    r.syncer.trigger(0);
+    await eventually(
+      async () => r.skipped(),
+      (n) => n === 1,
+      "the pass that found nothing changed",
+    );
+    assert.is(r.calls.length, 1, "nothing the panel does not hold: nothing sent");
+    await r.edit();
+    let next = r.nextCall();
+    r.syncer.trigger(0);
+    await next;
+    assert.is(r.calls.length, 2, "a hand edit is sent");
+    await r.syncer.syncNow();
+    assert.is(r.calls.length, 3, "a request (start, a resync command) sends the hashes though nothing changed");
+    next = r.nextCall();
+    r.syncer.later(0);
+    await next;
+    assert.is(r.calls.length, 4, "so does the resync after a change the panel did not take");
+  } finally {
+    await r.close();
   }
 });
 

@@ -4,6 +4,8 @@ import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { AccountService, AccountState, ChangeSetStatus, ChangeSource, ItemStatus, type ChangeSet } from "../../gen/myosicam/panel/v1/account_pb.js";
 import { InstanceService } from "../../gen/myosicam/panel/v1/instance_pb.js";
+import { CommandService, CommandStatus } from "../../gen/myosicam/panel/v1/command_pb.js";
+import { CommandKind } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import { Role } from "../../gen/myosicam/panel/v1/common_pb.js";
 import { ConnectError } from "@connectrpc/connect";
 import { startAgentFleet, type AgentFleet } from "../helpers/agent-fleet.js";
@@ -262,16 +264,12 @@ test("create on several instances at once, delete, and revert re-creates the acc
   for (const i of fleet.instances) assert.ok((await i.userFile()).equals(before.get(`${i.server}/${i.name}`)!), `${i.server}/${i.name} is byte-identical`);
 });
 
-test("after a change set's change the panel takes the instance's new content hash from the result, and the agent's resync sends no snapshot", async () => {
+test("after a change set's change the panel takes the instance's new content hash from the result: no snapshot follows, and a resync finds the panel holding the instance as it is", async () => {
   const agent = fleet.agents[0]!;
-  const instance = () =>
-    panel
-      .db("instances")
-      .where({ server_id: fleet.serverIds.get("acc-a"), name: "main" })
-      .first();
-  const syncs = () => agent.stderr().match(/"msg":"synced with the panel"/g)?.length ?? 0;
+  const serverId = fleet.serverIds.get("acc-a")!;
+  const instance = () => panel.db("instances").where({ server_id: serverId, name: "main" }).first();
+  const syncLines = () => agent.stderr().match(/.*"msg":"synced with the panel".*/g) ?? [];
   const before = await instance();
-  const syncsBefore = syncs();
   const instanceId = await instanceIdOf("acc-a", "main");
   const change = await accounts().createChangeSet({
     selection: { selection: { case: "keys", value: { keys: [{ instanceId, user: "livingroom" }] } } },
@@ -280,21 +278,29 @@ test("after a change set's change the panel takes the instance's new content has
   assert.is((await watchToEnd(change.changeSet!.id)).status, ChangeSetStatus.APPLIED);
   const after = await instance();
   assert.is.not(after.content_hash, before.content_hash, "the hash the result said the change made");
-  // The resync that follows the result (at once in tests) finds the hash the panel holds.
-  const log = await eventually(
-    async () => agent.stderr(),
-    (text) => (text.match(/"msg":"synced with the panel"/g)?.length ?? 0) > syncsBefore,
-    "the resync after the result",
+  assert.is((await accounts().listAccounts({ filter: { instanceIds: [instanceId], query: "livingroom" } })).accounts[0]?.description, "Living room, new box");
+  // A resync command sends the hashes of what the agent reads now: the panel asks for no snapshot.
+  const syncsBefore = syncLines().length;
+  const [resync] = (await owner.client(CommandService).sendCommand({ targets: [{ serverId }], kind: CommandKind.RESYNC })).commands;
+  await eventually(
+    async () => (await owner.client(CommandService).getCommand({ commandId: resync!.id })).command,
+    (c) => c?.status === CommandStatus.SUCCEEDED,
+    "the resync command",
   );
-  const resyncs = log
-    .split("\n")
-    .filter((line) => line.includes('"msg":"synced with the panel"'))
-    .slice(syncsBefore);
-  assert.ok(resyncs.length > 0 && resyncs.every((line) => line.includes('"sent":0')), resyncs.join("\n"));
+  const resyncs = (
+    await eventually(
+      async () => syncLines(),
+      (lines) => lines.length > syncsBefore,
+      "the resync's log line",
+    )
+  ).slice(syncsBefore);
+  assert.ok(
+    resyncs.every((line) => line.includes('"sent":0')),
+    resyncs.join("\n"),
+  );
   const now = await instance();
   assert.is(now.content_hash, after.content_hash);
   assert.equal(now.synced_at, before.synced_at, "no snapshot stored since the one before the change");
-  assert.is((await accounts().listAccounts({ filter: { instanceIds: [instanceId], query: "livingroom" } })).accounts[0]?.description, "Living room, new box");
 });
 
 test("a hand edit on a server shows as drift and as a change outside the panel, until acknowledged", async () => {
