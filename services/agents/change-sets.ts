@@ -382,9 +382,10 @@ export interface ContentHashChange {
  * Takes each report's `after` as its instance's content hash where the panel held `before`: the
  * agent found the instance, read again after the change, different from the snapshot it last
  * sent only in the accounts the results show, and the view now shows every one of them (the
- * caller passes only such reports). The resync that follows then sends no snapshot; a panel that
- * held another hash asks for it. Two reports of one server in a batch are taken in their order,
- * one statement per turn, since the second starts from the first one's `after`.
+ * caller passes only such reports). Its answer tells the agent, and no sync follows the change;
+ * where the panel held another hash, the agent sends the snapshot. Two reports of one server in a
+ * batch are taken in their order, one statement per turn, since the second starts from the first
+ * one's `after`. Answers the commands whose hash was taken.
  */
 async function adoptContentHashes(
   trx: Knex,

@@ -71,6 +71,25 @@ async function changeSet(users: string[], edits: Parameters<ReturnType<typeof ac
   return { id: item.command_id };
 }
 
+/** A report as the result writer hands it to recordAccountResults: one applied change, carrying the account as it now is. */
+const storedReport = (command: { id: string }, shown: AccountInit, contentHash?: { before: string; after: string }) => ({
+  serverId: agent.id,
+  commandId: command.id,
+  accountResults: [
+    {
+      index: 0,
+      status: "applied" as const,
+      failureCode: "",
+      detail: "",
+      before: {},
+      after: { description: shown.description ?? "" },
+      followedBy: "",
+      account: create(AccountSchema, account(shown)),
+    },
+  ],
+  contentHash,
+});
+
 const report = (command: { id: string }, results: MessageInitShape<typeof ReportResultRequestSchema>["accountResults"]) =>
   agent.client.reportResult({ commandId: command.id, outcome: CommandOutcome.SUCCEEDED, detail: "written and reloaded by OScam", accountResults: results });
 
@@ -210,22 +229,7 @@ test("a result whose account is not the item's user, or of a failed change, leav
 test("results of two changes to one account stored in one batch: the table shows the one the agent made last", async () => {
   const first = await changeSet(["bob"], [{ edit: { case: "setDescription", value: "first" } }]);
   const second = await changeSet(["bob"], [{ edit: { case: "setDescription", value: "second" } }]);
-  const result = (command: { id: string }, description: string) => ({
-    serverId: agent.id,
-    commandId: command.id,
-    accountResults: [
-      {
-        index: 0,
-        status: "applied" as const,
-        failureCode: "",
-        detail: "",
-        before: {},
-        after: { description },
-        followedBy: "",
-        account: create(AccountSchema, account({ user: "bob", password: "bo-Old-1", enabled: false, description })),
-      },
-    ],
-  });
+  const result = (command: { id: string }, description: string) => storedReport(command, { user: "bob", password: "bo-Old-1", enabled: false, description });
   const crypto = createClient(CryptoService, panel.host.transportFor(CryptoService));
   // In the order they arrived: the first command's report, then the second's.
   await panel.db.transaction((trx) => recordAccountResults(trx, crypto, [result(first, "first"), result(second, "second")]));
@@ -268,52 +272,37 @@ test("a result's content hash change is taken when the panel holds its `before` 
     ...(withAccount ? { account: alice(description) } : {}),
   });
   const describe = (description: string) => changeSet(["alice"], [{ edit: { case: "setDescription", value: description } }]);
+  /** Reports one change of alice's description, with what it says the change did to the hash. */
+  const reportDescription = (command: { id: string }, description: string, contentHash: { before: string; after: string }, withAccount = true) =>
+    agent.client.reportResult({
+      commandId: command.id,
+      outcome: CommandOutcome.SUCCEEDED,
+      detail: "written and reloaded by OScam",
+      accountResults: [applied(description, withAccount)],
+      contentHash,
+    });
   const resendFor = async (hash: string) => (await agent.client.sync({ present: [{ name: "main", contentHash: hash }] })).resend;
 
   const held = await storedHash();
   const hall = await describe("hall");
-  const hallAnswer = await agent.client.reportResult({
-    commandId: hall.id,
-    outcome: CommandOutcome.SUCCEEDED,
-    detail: "written and reloaded by OScam",
-    accountResults: [applied("hall")],
-    contentHash: { before: held, after: hashOf("hall") },
-  });
+  const hallAnswer = await reportDescription(hall, "hall", { before: held, after: hashOf("hall") });
   assert.is(await storedHash(), hashOf("hall"));
   assert.ok(hallAnswer.contentHashTaken, "the agent is told: no sync needs to follow");
   assert.equal(await resendFor(hashOf("hall")), [], "the panel holds the instance as the agent has it: no snapshot asked for");
   assert.is((await row("alice")).description, "hall");
 
   const porch = await describe("porch");
-  const porchAnswer = await agent.client.reportResult({
-    commandId: porch.id,
-    outcome: CommandOutcome.SUCCEEDED,
-    detail: "written and reloaded by OScam",
-    accountResults: [applied("porch")],
-    contentHash: { before: hashOf("a snapshot the panel never stored"), after: hashOf("porch") },
-  });
+  const porchAnswer = await reportDescription(porch, "porch", { before: hashOf("a snapshot the panel never stored"), after: hashOf("porch") });
   assert.is(await storedHash(), hashOf("hall"), "from a hash the panel does not hold: not taken");
   assert.not.ok(porchAnswer.contentHashTaken, "the agent is told, and sends the snapshot");
   assert.equal(await resendFor(hashOf("porch")), ["main"], "the resync is asked for its snapshot");
   assert.is((await row("alice")).description, "porch", "the account itself still follows the result");
 
   const attic = await describe("attic");
-  const atticAnswer = await agent.client.reportResult({
-    commandId: attic.id,
-    outcome: CommandOutcome.SUCCEEDED,
-    detail: "written and reloaded by OScam",
-    accountResults: [applied("attic", false)],
-    contentHash: { before: hashOf("hall"), after: hashOf("attic") },
-  });
+  const atticAnswer = await reportDescription(attic, "attic", { before: hashOf("hall"), after: hashOf("attic") }, false);
   assert.is(await storedHash(), hashOf("hall"), "an applied change the view cannot follow: the hash waits for the snapshot too");
   assert.not.ok(atticAnswer.contentHashTaken);
-  const again = await agent.client.reportResult({
-    commandId: hall.id,
-    outcome: CommandOutcome.SUCCEEDED,
-    detail: "written and reloaded by OScam",
-    accountResults: [applied("hall")],
-    contentHash: { before: held, after: hashOf("hall") },
-  });
+  const again = await reportDescription(hall, "hall", { before: held, after: hashOf("hall") });
   assert.not.ok(again.contentHashTaken, "a report sent again changes nothing");
   assert.is(await storedHash(), hashOf("hall"));
 
@@ -321,23 +310,8 @@ test("a result's content hash change is taken when the panel holds its `before` 
   const crypto = createClient(CryptoService, panel.host.transportFor(CryptoService));
   const first = await describe("cellar");
   const second = await describe("garden");
-  const result = (command: { id: string }, description: string, before: string) => ({
-    serverId: agent.id,
-    commandId: command.id,
-    accountResults: [
-      {
-        index: 0,
-        status: "applied" as const,
-        failureCode: "",
-        detail: "",
-        before: {},
-        after: { description },
-        followedBy: "",
-        account: create(AccountSchema, alice(description)),
-      },
-    ],
-    contentHash: { before, after: hashOf(description) },
-  });
+  const result = (command: { id: string }, description: string, before: string) =>
+    storedReport(command, alice(description), { before, after: hashOf(description) });
   await panel.db.transaction((trx) => recordAccountResults(trx, crypto, [result(first, "cellar", hashOf("hall")), result(second, "garden", hashOf("cellar"))]));
   assert.is(await storedHash(), hashOf("garden"));
   assert.is((await row("alice")).description, "garden");
