@@ -32,7 +32,7 @@ interface Outcome {
   accountResults?: AccountChangeResult[];
   /**
    * The instance may have changed and the result shows how (each applied account as it now is):
-   * the command stream syncs once the result is reported, not before (see `onInstance`).
+   * what follows is decided once the result is reported, not before (`changeReported`).
    */
   resyncAfterResult?: boolean;
   /** apply_accounts of a change set: what the change did to the instance's content hash (`ownChange`), when the agent could tell. */
@@ -97,7 +97,8 @@ export type CommandExecutor = (command: Command) => Promise<Outcome>;
 
 /**
  * The executor: every command kind. A resync follows every change, so the panel sees the
- * instance as it is now.
+ * instance as it is now, unless the change's result already showed the panel all of it (the
+ * panel took the instance's new hash: `changeReported`).
  */
 export function createExecutor(deps: {
   resync: () => Promise<void>;
@@ -115,9 +116,10 @@ export function createExecutor(deps: {
   /**
    * Runs `apply` on the command's instance, or says it is not on this host; then a resync when it
    * may have changed something: `before` the result is reported, or `after` it for a result that
-   * itself shows the change (account changes of a change set). A result that waits for its resync
-   * waits in the panel's sync queue: a change to 1,000 servers took 6.5 s instead of about 4
-   * (docs/sizing.md). A sync that was under way is let end first, so a snapshot read before the
+   * itself shows the change (account changes of a change set: that result also says what the
+   * change made the instance's hash, when it can, and no sync follows if the panel took it). A
+   * result that waits for its resync waits in the panel's sync queue: a change to 1,000 servers
+   * took 6.5 s instead of about 4 (docs/sizing.md). A sync that was under way is let end first, so a snapshot read before the
    * change never reaches the panel after its result.
    */
   const onInstance = async (

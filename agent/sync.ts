@@ -193,9 +193,10 @@ export function createSyncer(options: { client: () => Client<typeof AgentService
      * What an account change the agent just made did to an instance's content hash, for its result
      * (ReportResultRequest.content_hash): when oscam.user, read again, differs from the snapshot
      * last sent only in `changed` (each applied change's user and the account its result carries,
-     * undefined when deleted). The instance's snapshot is then taken to be the panel's too, so the
-     * resync after the result sends none unless something else changed; a panel that did not take
-     * the new hash asks for the snapshot (`resend`). Call it once a sync under way has settled.
+     * undefined when deleted). The instance's snapshot is then taken to be the panel's too: no sync
+     * follows when the panel took the hash, and a later pass sends nothing unless something else
+     * changed; when the panel did not take it (`forget`), the next sync sends the snapshot. Call it
+     * once a sync under way has settled.
      */
     async ownChange(
       instance: { name: string; configDir: string },
