@@ -99,8 +99,8 @@ test("the database pool size is 10 unless set, and only a whole number from 2 to
   }
 });
 
-test("a panel process delivers 500 commands ahead of their results unless AGENT_COMMANDS_IN_FLIGHT says otherwise (1 to 100000)", () => {
-  assert.is(loadConfig({}).agentCommandsInFlight, 500);
+test("a panel process delivers 1000 commands ahead of their results unless AGENT_COMMANDS_IN_FLIGHT says otherwise (1 to 100000)", () => {
+  assert.is(loadConfig({}).agentCommandsInFlight, 1000);
   assert.is(loadConfig({ AGENT_COMMANDS_IN_FLIGHT: "2000" }).agentCommandsInFlight, 2000);
   for (const bad of ["0", "100001", "many"]) assert.is(refusal({ AGENT_COMMANDS_IN_FLIGHT: bad }).setting, "AGENT_COMMANDS_IN_FLIGHT");
 });
