@@ -297,11 +297,12 @@ export async function runCommandStream(options: {
   /** How long the stream may be silent while the agent waits on it (default `commandStreamSilenceMs`). */
   silenceMs?: number;
   /**
-   * The result of a command that asks for a sync after it (`resyncAfterResult`) is reported:
-   * whether it said what the change made the instance's hash (`claimed`), and whether the panel
-   * took that hash (then it holds the instance as it is, and no sync needs to follow).
+   * The result of a command that asks for a sync after it (`resyncAfterResult`) is reported, with
+   * what became of the instance's hash it carried: `taken` by the panel (which then holds the
+   * instance as it is: no sync needs to follow), `refused` (the panel held another), or `none`
+   * carried.
    */
-  changeReported?: (change: { instance: string; claimed: boolean; taken: boolean }) => unknown;
+  changeReported?: (change: { instance: string; hash: "taken" | "refused" | "none" }) => unknown;
 }): Promise<void> {
   const { log, signal } = options;
   const file = join(options.stateDir, "commands.json");
@@ -351,11 +352,8 @@ export async function runCommandStream(options: {
         };
         const answer = await sendResult(() => options.client().reportResult(result), signal);
         if (outcome.resyncAfterResult) {
-          void options.changeReported?.({
-            instance: command.instance,
-            claimed: !!outcome.contentHash,
-            taken: !!outcome.contentHash && answer.contentHashTaken,
-          });
+          const hash = !outcome.contentHash ? "none" : answer.contentHashTaken ? "taken" : "refused";
+          void options.changeReported?.({ instance: command.instance, hash });
         }
       }
       // A clean end (a panel restart, a proxy): reconnect like after an error.

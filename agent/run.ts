@@ -70,9 +70,9 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
     };
     // After a change set's change: nothing more when the panel took the instance's new hash from the
     // result; otherwise a sync 2–60 s later (with the snapshot, if the panel did not take the hash).
-    const changeReported = ({ instance, claimed, taken }: { instance: string; claimed: boolean; taken: boolean }) => {
-      if (taken) return;
-      if (claimed) syncer.forget(instance);
+    const changeReported = ({ instance, hash }: { instance: string; hash: "taken" | "refused" | "none" }) => {
+      if (hash === "taken") return;
+      if (hash === "refused") syncer.forget(instance);
       syncer.later(resyncDelayMs());
     };
     streaming = runCommandStream({ client: () => client, execute, stateDir, log, signal, onRestart, changeReported });
