@@ -386,6 +386,10 @@ export interface ContentHashChange {
  * where the panel held another hash, the agent sends the snapshot. Two reports of one server in a
  * batch are taken in their order, one statement per turn, since the second starts from the first
  * one's `after`. Answers the commands whose hash was taken.
+ *
+ * Taking the hash moves `synced_at` too: it says when the panel's copy of the instance was last
+ * brought up to date from the agent (the console's "Synced"), and a change whose hash was taken
+ * is followed by no snapshot that would move it.
  */
 async function adoptContentHashes(
   trx: Knex,
@@ -401,7 +405,7 @@ async function adoptContentHashes(
   }
   for (const turn of turns) {
     const { rows } = await trx.raw(
-      `update instances i set content_hash = h.after
+      `update instances i set content_hash = h.after, synced_at = now()
          from unnest(?::uuid[], ?::uuid[], ?::text[], ?::text[]) as h(command_id, server_id, before, after)
          join commands c on c.id = h.command_id and c.server_id = h.server_id
         where i.server_id = c.server_id and i.name = c.instance and i.content_hash = h.before and i.gone_at is null

@@ -21,6 +21,7 @@ import type { CommandClaimer, createCommandHub, createResultWriter } from "./com
 import { storeSync } from "./sync.js";
 import { readReleaseChunks, selectRelease } from "./releases.js";
 import { agentIncompatibility } from "../lib/releases/compatibility.js";
+import { instanceSnapshotsStored } from "../lib/metrics.js";
 import {
   type AgentRegistration,
   consumeInstallTokens,
@@ -530,10 +531,12 @@ export function createAgentService(deps: {
       const refusal = deps.syncs.refusal();
       if (refusal) throw refusal;
       // A caller that gave up while waiting for its turn is not stored for nothing.
-      return deps.syncs.run(() => {
+      const answer = await deps.syncs.run(() => {
         ctx.signal.throwIfAborted();
         return storeSync(deps.db, deps.crypto, caller.id, req);
       });
+      instanceSnapshotsStored.inc(req.snapshots.length);
+      return answer;
     },
     async heartbeat(req, ctx) {
       const caller = ctx.values.get(callerKey);

@@ -51,6 +51,12 @@ export const admissionRefusals = new Counter({
   registers: [processMetrics],
 });
 
+export const instanceSnapshotsStored = new Counter({
+  name: "myosicam_instance_snapshots_stored_total",
+  help: "Instance snapshots (every account and setting of one OScam instance) agents sent in Sync and this process stored; a sync of unchanged instances sends only their hashes and counts nothing",
+  registers: [processMetrics],
+});
+
 export const connectedAgents = new Gauge({
   name: "myosicam_connected_agents",
   help: "Agents holding their command stream (AgentService.Subscribe) open on this process",

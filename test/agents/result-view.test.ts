@@ -262,6 +262,7 @@ test("a resync with the same WebIF password keeps its stored envelope (not rewri
 
 test("a result's content hash change is taken when the panel holds its `before` (the agent is told: no sync needs to follow), in arrival order within a batch; from another hash, or with an account the view cannot follow, it is not", async () => {
   const storedHash = async () => (await panel.db("instances").where({ id: instanceId }).first()).content_hash as string;
+  const syncedAt = async () => ((await panel.db("instances").where({ id: instanceId }).first()).synced_at as Date).getTime();
   const hashOf = (text: string) => createHash("sha256").update(text).digest("hex");
   const alice = (description: string) => account({ user: "alice", password: "al-New-2", expiryDate: "2030-01-31", description });
   const applied = (description: string, withAccount = true) => ({
@@ -284,9 +285,16 @@ test("a result's content hash change is taken when the panel holds its `before` 
   const resendFor = async (hash: string) => (await agent.client.sync({ present: [{ name: "main", contentHash: hash }] })).resend;
 
   const held = await storedHash();
+  // As if the snapshot had been stored an hour ago: taking the hash says the panel holds the instance now.
+  await panel
+    .db("instances")
+    .where({ id: instanceId })
+    .update({ synced_at: panel.db.raw("now() - interval '1 hour'") });
+  const syncedBefore = await syncedAt();
   const hall = await describe("hall");
   const hallAnswer = await reportDescription(hall, "hall", { before: held, after: hashOf("hall") });
   assert.is(await storedHash(), hashOf("hall"));
+  assert.ok((await syncedAt()) - syncedBefore >= 3_600_000 - 60_000, "the instance shows as synced when its hash was taken");
   assert.ok(hallAnswer.contentHashTaken, "the agent is told: no sync needs to follow");
   assert.equal(await resendFor(hashOf("hall")), [], "the panel holds the instance as the agent has it: no snapshot asked for");
   assert.is((await row("alice")).description, "hall");
@@ -294,6 +302,7 @@ test("a result's content hash change is taken when the panel holds its `before` 
   const porch = await describe("porch");
   const porchAnswer = await reportDescription(porch, "porch", { before: hashOf("a snapshot the panel never stored"), after: hashOf("porch") });
   assert.is(await storedHash(), hashOf("hall"), "from a hash the panel does not hold: not taken");
+  const syncedAfterHall = await syncedAt();
   assert.not.ok(porchAnswer.contentHashTaken, "the agent is told, and sends the snapshot");
   assert.equal(await resendFor(hashOf("porch")), ["main"], "the resync is asked for its snapshot");
   assert.is((await row("alice")).description, "porch", "the account itself still follows the result");
@@ -301,6 +310,7 @@ test("a result's content hash change is taken when the panel holds its `before` 
   const attic = await describe("attic");
   const atticAnswer = await reportDescription(attic, "attic", { before: hashOf("hall"), after: hashOf("attic") }, false);
   assert.is(await storedHash(), hashOf("hall"), "an applied change the view cannot follow: the hash waits for the snapshot too");
+  assert.is(await syncedAt(), syncedAfterHall, "a hash not taken does not move the time of the last sync");
   assert.not.ok(atticAnswer.contentHashTaken);
   const again = await reportDescription(hall, "hall", { before: held, after: hashOf("hall") });
   assert.not.ok(again.contentHashTaken, "a report sent again changes nothing");

@@ -10,6 +10,7 @@ import { SyncRequestSchema } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
 import { createInstallToken } from "../../services/agents/install-tokens.js";
 import { purgeResourceSamples, storeSync } from "../../services/agents/sync.js";
+import { instanceSnapshotsStored } from "../../services/lib/metrics.js";
 import { createKeyring } from "../../services/lib/secrets/keyring.js";
 import { leakedCanaries, plantCanaries } from "../helpers/canaries.js";
 import { eventually } from "../helpers/eventually.js";
@@ -33,6 +34,7 @@ const open = (envelope: string, table: string, column: string, rowId: string) =>
 const configDir = () => join(dir.path, "oscam/main");
 const env = { MYOSICAM_ALLOW_INSECURE: "1" };
 
+const snapshotsStored = async () => (await instanceSnapshotsStored.get()).values[0]?.value ?? 0;
 const syncLines = () =>
   agent
     .stderr()
@@ -130,6 +132,7 @@ test("no canary is in any byte the agent sent, in the panel's database, or in an
 
 test("changing one account in the file leads to exactly one re-sync with that change, and only its row is rewritten", async () => {
   const before = syncRequests.length;
+  const snapshotsBefore = await snapshotsStored();
   const rowsBefore = new Map<string, { password: string; updated_at: Date }>(
     (await panel.db("accounts").select("username", "password", "updated_at")).map((r: { username: string; password: string; updated_at: Date }) => [
       r.username,
@@ -154,6 +157,7 @@ test("changing one account in the file leads to exactly one re-sync with that ch
   assert.is(bedroom.description, "Bedroom, moved");
   assert.is(syncRequests.length - before, 1, "one Sync request for one change");
   assert.is(syncLines().length, 2);
+  assert.is((await snapshotsStored()) - snapshotsBefore, 1, "one snapshot counted on /metrics (myosicam_instance_snapshots_stored_total)");
   for (const row of await panel.db("accounts").select("username", "password", "updated_at")) {
     const earlier = rowsBefore.get(row.username)!;
     assert.is(row.password, earlier.password, `${row.username}: an unchanged password keeps its envelope`);
