@@ -17,6 +17,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { createClient } from "@connectrpc/connect";
 import { AccountService } from "../gen/myosicam/panel/v1/account_pb.js";
+import { cpuSample, cpuShares } from "./fleet/cpu-shares.js";
 import { describe, quantile, startFleet, type Fleet } from "./fleet/fleet.js";
 import { callDurations, callTotals, durationsSince, panelTimings, poolWaiting, processUsage, scrapeMetrics } from "./fleet/panel-process.js";
 import { refusalSpells, startFleetStack, type FleetStack } from "./fleet/stack.js";
@@ -188,6 +189,9 @@ async function measure(agents: number): Promise<Figures> {
     /** How long the workers' own loops stalled since the last look (a starved emulator is slow to answer too). */
     const printStalls = (when: string) =>
       console.log(`  the emulator's workers' own loops were held up at most ${f.takeLatencies().workerLoopDelayMaxMs.toFixed(0)} ms ${when}`);
+    /** CPU used so far by the panel, PostgreSQL and the emulator: who took the cores in a phase. */
+    const cores = cpus().length;
+    const cpuNow = () => cpuSample({ panelPids: stack.replicas.map((r) => r.pid), postgresDir: join(stack.root, "pg"), emulatorPids: f.pids });
     console.log(
       `${agents} agents in ${f.workers} worker processes${f.nice === undefined ? "" : ` (nice ${f.nice})`}, ramp ${ramp}/s, ${replicas} panel replica(s)${replicas > 1 ? " behind HAProxy" : ""}`,
     );
@@ -213,6 +217,7 @@ async function measure(agents: number): Promise<Figures> {
     // The panel's own view starts here too (its loop-lag figure starts over at each scrape).
     const timings0 = await panelTimings(stack.replicas[0]!.url, stack.ca, "Heartbeat", 0.1);
     const usage0 = await panelsUsage(stack);
+    const cpuSteady0 = await cpuNow();
     const writes0 = await databaseWrites(stack);
     const t0 = performance.now();
     let peakRss = usage0.rssBytes;
@@ -227,6 +232,7 @@ async function measure(agents: number): Promise<Figures> {
     clearInterval(sampler);
     const steadyPoolWaiting = steadyPool.stop();
     const usage1 = await panelsUsage(stack);
+    const cpuSteady1 = await cpuNow();
     const memory = await scrapeMetrics(stack.replicas[0]!.url, stack.ca, ["myosicam_nodejs_heap_size_used_bytes", "myosicam_nodejs_external_memory_bytes"]);
     const writes1 = await databaseWrites(stack);
     const seconds = (performance.now() - t0) / 1000;
@@ -255,6 +261,7 @@ async function measure(agents: number): Promise<Figures> {
       `  where the time went: inside the first panel ${serverSlow} of ${serverCalls} heartbeats took over 100 ms (${((serverSlow / Math.max(1, serverCalls)) * 100).toFixed(2)} %), ` +
         `its event loop was held up at most ${timings1.loopLagMaxMs.toFixed(0)} ms, up to ${steadyPoolWaiting} calls at once waited for a database connection, ${slowWrites} of its ${writes} batched heartbeat writes took over 100 ms in PostgreSQL; the emulator's workers' own loops at most ${workerLoopDelayMaxMs.toFixed(0)} ms (counted in the agents' latencies)`,
     );
+    console.log(`  CPU at steady state: ${cpuShares(cpuSteady0, cpuSteady1, cores)}`);
     console.log(
       `  of the first panel's memory: JS heap in use ${(memory.myosicam_nodejs_heap_size_used_bytes! / 2 ** 20).toFixed(0)} MiB, external ${(memory.myosicam_nodejs_external_memory_bytes! / 2 ** 20).toFixed(0)} MiB; the rest is native (TLS, HTTP/2 sessions) and heap not yet returned`,
     );
@@ -268,6 +275,11 @@ async function measure(agents: number): Promise<Figures> {
     f.takeLatencies();
     const callsBeforeFanOut = await callTotals(stack.replicas[0]!.url, stack.ca);
     const fanStartDb: Date = (await stack.db.raw("select now() as at")).rows[0].at;
+    const cpuFan0 = await cpuNow();
+    // Counted by the panel as it stores them (`synced_at` moves for a content hash taken from a result too).
+    const snapshotsStored = async () =>
+      (await scrapeMetrics(stack.replicas[0]!.url, stack.ca, ["myosicam_instance_snapshots_stored_total"])).myosicam_instance_snapshots_stored_total!;
+    const snapshotsBefore = await snapshotsStored();
     const fanStart = performance.now();
     const { changeSet } = await accounts.createChangeSet({
       description: `fan-out to ${agents} agents`,
@@ -299,12 +311,14 @@ async function measure(agents: number): Promise<Figures> {
       await f.until(`every agent's result of the fan-out`, (t) => t.reported - reportedBefore >= expected, 300_000);
       setTimeout(() => polling.abort(), 60_000).unref();
       const applied = await stored;
+      const cpuFan1 = await cpuNow();
       if (!applied.done) throw new Error(`only ${applied.count} of ${expected} fan-out items stored as applied a minute after the agents reported`);
       fanOutSeconds = (applied.at - fanStart) / 1000;
       console.log(
         `fan-out of one account change to ${expected} agents: every result stored after ${fanOutSeconds.toFixed(2)} s (planning and sending ${(planMs / 1000).toFixed(2)} s; up to ${fanPool.stop()} calls at once waited for a database connection)`,
       );
       clearInterval(progress);
+      console.log(`  CPU during the fan-out: ${cpuShares(cpuFan0, cpuFan1, cores)}`);
       console.log(`  ${await fanOutTimeline(stack, changeSet!.id, fanStartDb)}`);
       const during = durationsSince(callsBeforeFanOut, await callTotals(stack.replicas[0]!.url, stack.ca));
       console.log(
@@ -323,7 +337,7 @@ async function measure(agents: number): Promise<Figures> {
             () => true,
             () => false,
           ));
-      const snapshots = await rowCount(stack.db("instances").where({ name: "main" }).where("synced_at", ">", fanStartDb).count({ n: "*" }));
+      const snapshots = (await snapshotsStored()) - snapshotsBefore;
       console.log(
         `  the panel took the instance's new content hash from ${expected - owed} of ${expected} results (no resync follows those); ` +
           (owed === 0
@@ -331,7 +345,7 @@ async function measure(agents: number): Promise<Figures> {
             : resynced
               ? `the ${owed} resyncs owed were answered after ${((performance.now() - fanStart) / 1000).toFixed(2)} s`
               : `${f.totals().synced - syncedBefore} of the ${owed} resyncs owed answered within 300 s`) +
-          `; ${snapshots} snapshots of the changed instances stored since the change`,
+          `; ${snapshots} snapshots stored since the change`,
       );
     } catch (err) {
       // A fan-out that does not finish is a figure, not the end of the run: the restart is measured still.
@@ -349,6 +363,7 @@ async function measure(agents: number): Promise<Figures> {
     const refusedBefore = f.totals().refusedWithHint;
     const { downMs } = await stack.restart(0, "SIGTERM");
     const restartedAt = performance.now();
+    const cpuBack0 = await cpuNow();
     f.takeLatencies();
     const comingBack = setInterval(() => {
       const t = f.totals();
@@ -364,6 +379,7 @@ async function measure(agents: number): Promise<Figures> {
       printStalls("since the restart");
     }
     const restartBackSeconds = (performance.now() - restartedAt) / 1000;
+    console.log(`  CPU while the agents came back: ${cpuShares(cpuBack0, await cpuNow(), cores)}`);
     const refusedWithHint = f.totals().refusedWithHint - refusedBefore;
     const restartedRss = (await panelsUsage(stack)).rssBytes / 2 ** 20;
     // How much of that RSS is the JS heap V8 holds, and how much of it is in use: the rest is native

@@ -49,6 +49,8 @@ export interface Fleet {
   readonly workers: number;
   /** The workers' nice value (undefined if the system did not allow it to be set). */
   readonly nice: number | undefined;
+  /** The workers' process ids (for their CPU time). */
+  readonly pids: readonly number[];
   totals(): FleetTotals;
   /**
    * Heartbeat and registration latencies gathered since the last call (ms), then forgotten, with
@@ -149,6 +151,7 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
     size: options.agents.length,
     workers: workerCount,
     nice: niceSet ? nice : undefined,
+    pids: children.flatMap((c) => (c.pid === undefined ? [] : [c.pid])),
     totals: () => ({ ...totals, failures: { ...totals.failures } }),
     takeLatencies() {
       const taken = { heartbeatMs, registerMs, workerLoopDelayMaxMs };
