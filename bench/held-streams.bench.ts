@@ -7,7 +7,11 @@
  * a process freed is not returned to the system, so a second measurement in the same process
  * would reuse it).
  *
- *   npm run bench -- held-streams [--streams 2000] [--rounds 3]
+ *   npm run bench -- held-streams [--streams 2000] [--rounds 3] [--sync-accounts 0]
+ *
+ * `--sync-accounts N`: each connection first carries one Sync of an instance with N accounts (an
+ * agent's first sync), then holds its stream: what a connection keeps of a large message it
+ * carried (over TLS alone, as many bytes).
  */
 import { execFileSync, fork } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -26,20 +30,23 @@ import { loadTlsIdentity } from "../services/lib/tls.js";
 import { stopAfter } from "./lib/deadline.js";
 import { everydayServerOptions } from "../test/helpers/server-options.js";
 import { owned } from "./lib/owned-children.js";
+import { syncBody } from "./lib/sync-body.js";
 
 stopAfter("held-streams", 10);
 
-const flag = (name: string, fallback: number) => {
+const flag = (name: string, fallback: number, least = 1) => {
   const at = process.argv.indexOf(`--${name}`);
   const value = at === -1 ? fallback : Number(process.argv[at + 1]);
-  if (!Number.isInteger(value) || value < 1) {
-    console.error(`held-streams: --${name} takes a whole number of 1 or more, got ${process.argv[at + 1] ?? "nothing"}`);
+  if (!Number.isInteger(value) || value < least) {
+    console.error(`held-streams: --${name} takes a whole number of ${least} or more, got ${process.argv[at + 1] ?? "nothing"}`);
     process.exit(2);
   }
   return value;
 };
 const streams = flag("streams", 2000);
 const rounds = flag("rounds", 3);
+const syncAccounts = flag("sync-accounts", 0, 0);
+const syncBytes = syncAccounts > 0 ? syncBody(syncAccounts).byteLength : 0;
 const serving = process.argv.includes("--serve") ? process.argv[process.argv.indexOf("--serve") + 1] : undefined;
 
 const log = createLogger({ level: "silent" });
@@ -54,6 +61,7 @@ const routes = (router: ConnectRouter) =>
       await new Promise((resolve) => ctx.signal.addEventListener("abort", resolve, { once: true }));
       ctx.signal.throwIfAborted();
     },
+    sync: () => ({}),
   });
 
 const measured = () => {
@@ -68,7 +76,7 @@ const measured = () => {
 /** Opens `count` held streams from a child process; answers once all have their first message, and a way to end them. */
 async function holdStreams(url: string, count: number, kind: "tls" | "stream"): Promise<() => Promise<void>> {
   const child = owned(
-    fork(join(import.meta.dirname, "lib/held-stream-clients.ts"), [url, String(count), tls.certFile, kind], {
+    fork(join(import.meta.dirname, "lib/held-stream-clients.ts"), [url, String(count), tls.certFile, kind, String(syncAccounts)], {
       execArgv: ["--import", "tsx"],
       stdio: ["ignore", "inherit", "inherit", "ipc"],
     }),
@@ -105,11 +113,33 @@ async function serve(mode: Mode): Promise<{ url: string; close(): Promise<void> 
         }),
       ),
     );
-  if (mode === "tls") return listening(createTlsServer(options, (socket) => socket.on("error", () => undefined).write("\0")));
+  if (mode === "tls") {
+    return listening(
+      createTlsServer(options, (socket) => {
+        socket.on("error", () => undefined);
+        // Its first byte once the sync's bytes are in (at once without them).
+        let unread = syncBytes;
+        if (unread === 0) socket.write("\0");
+        else
+          socket.on("data", (chunk: Buffer) => {
+            unread -= chunk.byteLength;
+            if (unread === 0) socket.write("\0");
+          });
+      }),
+    );
+  }
   if (mode === "http2") {
     // ALPN by callback, as the panel's listeners choose it (a protocol list pins a 64 KiB pool slab per connection).
     const server = createSecureServer({ ...options, ALPNCallback: chooseApplicationProtocol });
-    server.on("stream", (stream) => {
+    server.on("stream", (stream, headers) => {
+      if (headers[":path"]?.endsWith("/Sync")) {
+        stream.on("data", () => undefined);
+        stream.on("end", () => {
+          stream.respond({ ":status": 200, "content-type": "application/proto" });
+          stream.end();
+        });
+        return;
+      }
       stream.respond({ ":status": 200, "content-type": "application/connect+proto" });
       stream.write(Buffer.from([0, 0, 0, 0, 2, 0x0a, 0]));
     });
@@ -151,16 +181,20 @@ try {
     console.log(JSON.stringify(await costPerStream(serving as Mode)));
   } else {
     console.log(
-      `${streams} held Subscribe streams, each on its own TLS + HTTP/2 connection from another process (load average ${loadavg()
+      `${streams} held Subscribe streams, each on its own TLS + HTTP/2 connection from another process${syncAccounts > 0 ? `, each connection carrying a Sync of ${syncAccounts} accounts (${(syncBytes / 1024).toFixed(1)} KiB) first` : ""} (load average ${loadavg()
         .map((l) => l.toFixed(2))
         .join(" ")})`,
     );
     const measure = (mode: Mode) =>
       JSON.parse(
-        execFileSync(process.execPath, ["--expose-gc", "--import", "tsx", import.meta.filename, "--serve", mode, "--streams", String(streams)], {
-          encoding: "utf8",
-          timeout: 300_000,
-        }).trim(),
+        execFileSync(
+          process.execPath,
+          ["--expose-gc", "--import", "tsx", import.meta.filename, "--serve", mode, "--streams", String(streams), "--sync-accounts", String(syncAccounts)],
+          {
+            encoding: "utf8",
+            timeout: 300_000,
+          },
+        ).trim(),
       ) as { rss: number; heap: number };
     console.log("  KiB per connection, RSS / JS heap:");
     for (let round = 1; round <= rounds; round++) {

@@ -3,18 +3,23 @@
  * connections, each holding one binary Connect `Subscribe` call (as the agent does), tells its
  * parent once every stream has its first message, and holds them until it is killed.
  *
- *   held-stream-clients.ts <url> <count> <ca file> [tls|stream]
+ *   held-stream-clients.ts <url> <count> <ca file> [tls|stream] [sync accounts]
  *
  * `tls`: a TLS connection each and nothing more (it counts once the server's first byte arrives).
+ * With `sync accounts` above 0, each connection first carries one Sync of an instance with that
+ * many accounts (as an agent's first sync), answered before the stream is opened; over `tls`, as
+ * many bytes, which the server acknowledges with its first byte.
  */
 import { readFileSync } from "node:fs";
 import { connect, type ClientHttp2Session } from "node:http2";
 import { connect as tlsConnect, type TLSSocket } from "node:tls";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { AgentService, SubscribeRequestSchema } from "../../gen/myosicam/agent/v1/agent_pb.js";
+import { syncBody } from "./sync-body.js";
 
-const [url, countText, caFile, kind = "stream"] = process.argv.slice(2);
+const [url, countText, caFile, kind = "stream", syncAccounts = "0"] = process.argv.slice(2);
 const count = Number(countText);
+const sync = Number(syncAccounts) > 0 ? syncBody(Number(syncAccounts)) : undefined;
 const ca = readFileSync(caFile!, "utf8");
 const message = toBinary(SubscribeRequestSchema, create(SubscribeRequestSchema, { agentVersion: "0.1.0" }));
 const body = Buffer.alloc(5 + message.length);
@@ -34,6 +39,7 @@ for (let i = 0; i < count; i++) {
     const socket = tlsConnect({ host: hostname, port: Number(port), ca, servername: "localhost" });
     held.push(socket);
     socket.once("data", opened);
+    if (sync) socket.write(sync);
     socket.on("error", (err) => {
       console.error(`a TLS client connection failed: ${err.message}`);
       process.exit(1);
@@ -46,6 +52,7 @@ for (let i = 0; i < count; i++) {
     console.error(`a held-stream client connection failed: ${err.message}`);
     process.exit(1);
   });
+  if (sync) await synced(session, sync);
   const stream = session.request({
     ":method": "POST",
     ":path": `/${AgentService.typeName}/${AgentService.method.subscribe.name}`,
@@ -54,4 +61,19 @@ for (let i = 0; i < count; i++) {
   stream.once("data", opened);
   stream.on("error", () => undefined);
   stream.end(body);
+}
+
+/** One unary Sync on the session, read to its end (its answer is not looked at). */
+function synced(session: ClientHttp2Session, request: Uint8Array): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const call = session.request({
+      ":method": "POST",
+      ":path": `/${AgentService.typeName}/${AgentService.method.sync.name}`,
+      "content-type": "application/proto",
+    });
+    call.on("data", () => undefined);
+    call.once("end", resolve);
+    call.once("error", reject);
+    call.end(request);
+  });
 }
