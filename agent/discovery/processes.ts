@@ -9,7 +9,8 @@ export interface OscamProcess extends OscamArgs {
   uptimeSeconds?: number;
 }
 
-const clockTicks = 100;
+/** Clock ticks per second in /proc/<pid>/stat times (USER_HZ: 100 on Linux). */
+export const clockTicks = 100;
 
 /** argv of a process from `/proc/<pid>/cmdline` (NUL-separated), or undefined when it is gone. */
 export async function processArgv(procRoot: string, pid: number): Promise<string[] | undefined> {

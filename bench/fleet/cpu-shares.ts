@@ -4,9 +4,7 @@
  */
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { processStatFields } from "../../agent/discovery/processes.js";
-
-const clockTicks = 100;
+import { clockTicks, processStatFields } from "../../agent/discovery/processes.js";
 
 export interface CpuSample {
   /** Seconds of CPU used so far by the panel processes, by PostgreSQL (server and backends) and by the emulator's workers. */

@@ -3,7 +3,7 @@
  * --services crypto,jobs,agents,panel`), so that its RSS and CPU are the panel's alone and a
  * restart is a real one. Its log goes to `<dataDir>/panel.log`.
  */
-import { processStatFields } from "../../agent/discovery/processes.js";
+import { clockTicks, processStatFields } from "../../agent/discovery/processes.js";
 import { type ChildProcess, spawn } from "node:child_process";
 import { createWriteStream } from "node:fs";
 import { readFile } from "node:fs/promises";
@@ -91,7 +91,7 @@ export async function processUsage(pid: number): Promise<{ rssBytes: number; cpu
   const fields = await processStatFields("/proc", pid);
   if (!fields) throw new Error(`process ${pid} is gone`);
   const ticks = Number(fields[11]) + Number(fields[12]);
-  return { rssBytes: rssKb * 1024, cpuSeconds: ticks / 100 };
+  return { rssBytes: rssKb * 1024, cpuSeconds: ticks / clockTicks };
 }
 
 /** The metrics token every fleet panel is started with (stack.ts). */
