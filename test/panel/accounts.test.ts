@@ -270,6 +270,7 @@ test("after a change set's change the panel takes the instance's new content has
   const instance = () => panel.db("instances").where({ server_id: serverId, name: "main" }).first();
   const syncLines = () => agent.stderr().match(/.*"msg":"synced with the panel".*/g) ?? [];
   const before = await instance();
+  const syncsBeforeChange = syncLines().length;
   const instanceId = await instanceIdOf("acc-a", "main");
   const change = await accounts().createChangeSet({
     selection: { selection: { case: "keys", value: { keys: [{ instanceId, user: "livingroom" }] } } },
@@ -278,6 +279,7 @@ test("after a change set's change the panel takes the instance's new content has
   assert.is((await watchToEnd(change.changeSet!.id)).status, ChangeSetStatus.APPLIED);
   const after = await instance();
   assert.is.not(after.content_hash, before.content_hash, "the hash the result said the change made");
+  assert.ok(after.synced_at > before.synced_at, "the instance shows as synced when the hash was taken");
   assert.is((await accounts().listAccounts({ filter: { instanceIds: [instanceId], query: "livingroom" } })).accounts[0]?.description, "Living room, new box");
   // A resync command sends the hashes of what the agent reads now: the panel asks for no snapshot.
   const syncsBefore = syncLines().length;
@@ -300,7 +302,12 @@ test("after a change set's change the panel takes the instance's new content has
   );
   const now = await instance();
   assert.is(now.content_hash, after.content_hash);
-  assert.equal(now.synced_at, before.synced_at, "no snapshot stored since the one before the change");
+  assert.equal(now.synced_at, after.synced_at, "moved by no snapshot since");
+  const sinceChange = syncLines().slice(syncsBeforeChange);
+  assert.ok(
+    sinceChange.every((line) => line.includes('"sent":0')),
+    `no snapshot sent since the change:\n${sinceChange.join("\n")}`,
+  );
 });
 
 test("a hand edit on a server shows as drift and as a change outside the panel, until acknowledged", async () => {
