@@ -93,6 +93,9 @@ function changedAccounts(command: Command, results: readonly AccountChangeResult
 }
 
 /** What the agent can run; a kind it cannot is reported as failed, never as done. */
+/** What became of the content hash a change's result carried: taken by the panel, refused, or none carried. */
+export type ReportedHash = "taken" | "refused" | "none";
+
 export type CommandExecutor = (command: Command) => Promise<Outcome>;
 
 /**
@@ -119,8 +122,8 @@ export function createExecutor(deps: {
    * itself shows the change (account changes of a change set: that result also says what the
    * change made the instance's hash, when it can, and no sync follows if the panel took it). A
    * result that waits for its resync waits in the panel's sync queue: a change to 1,000 servers
-   * took 6.5 s instead of about 4 (docs/sizing.md). A sync that was under way is let end first, so a snapshot read before the
-   * change never reaches the panel after its result.
+   * took 6.5 s instead of about 4 (docs/sizing.md). A sync that was under way is let end first,
+   * so a snapshot read before the change never reaches the panel after its result.
    */
   const onInstance = async (
     command: Command,
@@ -302,7 +305,7 @@ export async function runCommandStream(options: {
    * instance as it is: no sync needs to follow), `refused` (the panel held another), or `none`
    * carried.
    */
-  changeReported?: (change: { instance: string; hash: "taken" | "refused" | "none" }) => unknown;
+  changeReported?: (change: { instance: string; hash: ReportedHash }) => unknown;
 }): Promise<void> {
   const { log, signal } = options;
   const file = join(options.stateDir, "commands.json");
@@ -352,7 +355,7 @@ export async function runCommandStream(options: {
         };
         const answer = await sendResult(() => options.client().reportResult(result), signal);
         if (outcome.resyncAfterResult) {
-          const hash = !outcome.contentHash ? "none" : answer.contentHashTaken ? "taken" : "refused";
+          const hash: ReportedHash = !outcome.contentHash ? "none" : answer.contentHashTaken ? "taken" : "refused";
           void options.changeReported?.({ instance: command.instance, hash });
         }
       }

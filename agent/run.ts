@@ -11,7 +11,7 @@ import { registerAgent } from "./register.js";
 import { machineKey, openToken, readState, type AgentState } from "./state.js";
 import { hostUptimeSeconds, loadAverage } from "./system.js";
 import { discoverInstances, type DiscoveryOptions } from "./discovery/discover.js";
-import { createExecutor, runCommandStream } from "./commands.js";
+import { createExecutor, type ReportedHash, runCommandStream } from "./commands.js";
 import { clockSkewSeconds, resyncDelayMs, retryBaseMs, retryCapMs, suspiciousSkewSeconds } from "./timing.js";
 import { createSyncer } from "./sync.js";
 import { createUnloadedChanges } from "./unloaded-changes.js";
@@ -70,7 +70,7 @@ export async function runAgent(options: { stateDir: string; log: Logger; signal:
     };
     // After a change set's change: nothing more when the panel took the instance's new hash from the
     // result; otherwise a sync 2–60 s later (with the snapshot, if the panel did not take the hash).
-    const changeReported = ({ instance, hash }: { instance: string; hash: "taken" | "refused" | "none" }) => {
+    const changeReported = ({ instance, hash }: { instance: string; hash: ReportedHash }) => {
       if (hash === "taken") return;
       if (hash === "refused") syncer.forget(instance);
       syncer.later(resyncDelayMs());
