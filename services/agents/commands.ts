@@ -8,7 +8,7 @@ import type { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
 import { createBatcher } from "../lib/batcher.js";
 import { type AccountResultInput, type ContentHashChange, recordAccountResults } from "./change-sets.js";
 import { createPgListener } from "../lib/pg-listener.js";
-import { insertRows, type Knex } from "../lib/db.js";
+import { insertRows, queryErrorWords, type Knex } from "../lib/db.js";
 import type { Logger } from "../lib/log.js";
 import { agentIncompatibility } from "../lib/releases/compatibility.js";
 
@@ -452,25 +452,57 @@ export function createResultWriter(db: Knex, crypto: Client<typeof CryptoService
 }
 
 /**
- * One LISTEN connection per process: wakes the streams of the servers a NOTIFY names. If the
- * connection drops it reconnects; streams also look for work at every keepalive, so nothing
- * waits longer than that for a lost notification.
+ * The servers with a command some stream of theirs should claim: one not delivered yet, or one
+ * delivered more than `staleSeconds` ago and still unanswered (its stream may have died before the
+ * agent got it; a stream that sent it skips it).
  */
-export function createCommandHub(url: string, log: Logger) {
+export async function selectServersWithDueCommands(db: Knex, staleSeconds: number): Promise<string[]> {
+  const { rows } = await db.raw(
+    `select distinct server_id from commands
+      where deadline > now()
+        and (status = 'pending' or (status = 'delivered' and delivered_at < now() - make_interval(secs => ?)))`,
+    [staleSeconds],
+  );
+  return (rows as Array<{ server_id: string }>).map((r) => r.server_id);
+}
+
+/**
+ * Wakes the streams of the servers a command is announced for: one LISTEN connection per process
+ * for the announcements (NOTIFY), reconnecting when it drops and then waking every stream. What a
+ * lost announcement would leave waiting (a silently dead connection, a claim that lost a race
+ * with another stream of the same agent) is found by a sweep every `sweepMs`: one query per
+ * process for the servers with a due command, whose streams here are woken. Streams claim only
+ * when woken: 10,000 held streams each claiming at its keepalive made 400 statements a second.
+ */
+export function createCommandHub(db: Knex, url: string, log: Logger, sweepMs: number) {
   const waiting = new Map<string, Set<() => void>>();
+  const wakeServer = (serverId: string) => {
+    for (const wake of waiting.get(serverId) ?? []) wake();
+  };
   const listener = createPgListener({
     url,
     channel: commandChannel,
     log,
     what: "command notifications",
-    onNotify: (serverId) => {
-      for (const wake of waiting.get(serverId) ?? []) wake();
-    },
+    onNotify: wakeServer,
     // Whatever was announced while not listening: wake everyone to look.
     onConnect: () => {
       for (const set of waiting.values()) for (const wake of set) wake();
     },
   });
+  let sweeping = false;
+  const sweep = async () => {
+    if (sweeping || waiting.size === 0) return;
+    sweeping = true;
+    try {
+      for (const serverId of await selectServersWithDueCommands(db, sweepMs / 1000)) wakeServer(serverId);
+    } catch (err) {
+      log.warn({ reason: queryErrorWords(err) }, "could not look for commands due; the next sweep tries again");
+    } finally {
+      sweeping = false;
+    }
+  };
+  let sweeper: NodeJS.Timeout | undefined;
   let started = false;
   return {
     /** Registers a stream's wake-up; answers the function that unregisters it. */
@@ -478,6 +510,7 @@ export function createCommandHub(url: string, log: Logger) {
       if (!started) {
         started = true;
         listener.start();
+        sweeper = setInterval(() => void sweep(), sweepMs).unref();
       }
       const set = waiting.get(serverId) ?? waiting.set(serverId, new Set()).get(serverId)!;
       set.add(wake);
@@ -486,6 +519,11 @@ export function createCommandHub(url: string, log: Logger) {
         if (set.size === 0) waiting.delete(serverId);
       };
     },
-    stop: () => listener.stop(),
+    /** Looks for commands due now (as the timer does every `sweepMs`); resolves when done. */
+    sweep,
+    stop: () => {
+      if (sweeper) clearInterval(sweeper);
+      return listener.stop();
+    },
   };
 }

@@ -48,7 +48,7 @@ import { createDeliveryWindow, deliveryAnswerTimeoutMs } from "./delivery-window
 import { createSyncQueue, type SyncQueue, syncBacklogGate } from "./sync-queue.js";
 import { createCommandClaimer, createCommandHub, createResultWriter, expireCommands } from "./commands.js";
 import { countLiveInstances, purgeResourceSamples, resourceRetentionDays } from "./sync.js";
-import { auditMalformedRegistrations, createAgentService, createAgentTrust, createRegistrationService } from "./service.js";
+import { auditMalformedRegistrations, createAgentService, createAgentTrust, createRegistrationService, keepaliveMs } from "./service.js";
 import { countActiveServers } from "./store.js";
 
 const cryptoOf = (deps: ServiceDeps) => createClient(CryptoService, deps.transportFor(CryptoService));
@@ -81,7 +81,7 @@ export function agentsRoutes(deps: ServiceDeps) {
   const writer = createHeartbeatWriter(deps.db, deps.log, (servers) => raiseRecoveries(deps.db, deps.enqueueJob, servers), deps.databaseOutage);
   deps.onStop(() => writer.stop());
   const registration = createRegistrationService({ db: deps.db, config: deps.config, crypto, currentUsage: deps.currentUsage, log: deps.log });
-  const hub = createCommandHub(deps.dbUrl, deps.log);
+  const hub = createCommandHub(deps.db, deps.dbUrl, deps.log, keepaliveMs);
   deps.onStop(() => hub.stop());
   const fleetHub = createFleetEventHub(deps.db, deps.dbUrl, deps.log);
   deps.onStop(() => fleetHub.stop());

@@ -487,10 +487,13 @@ export function createAgentService(deps: {
             sent.add(command.id);
             yield { message: { case: "command", value: command } };
           }
-          if (woken) continue;
-          const how = await pause();
+          // Claims again only when woken (an announcement, or the hub's sweep): a keepalive is
+          // no reason to ask the database.
+          while (!woken && (await pause()) === "timeout") {
+            ctx.signal.throwIfAborted();
+            yield keepalive();
+          }
           ctx.signal.throwIfAborted();
-          if (how === "timeout") yield keepalive();
         }
       } finally {
         ctx.signal.removeEventListener("abort", onAbort);
