@@ -35,6 +35,7 @@ import { changeSets } from "./migrations/0011-change-sets.js";
 import { agentReleases } from "./migrations/0012-agent-releases.js";
 import { rollouts } from "./migrations/0013-rollouts.js";
 import { busySpells } from "./migrations/0014-busy-spells.js";
+import { heartbeatsInPlace } from "./migrations/0015-heartbeats-in-place.js";
 import { createBusySpellRecorder } from "./busy-spells.js";
 import { RolloutService } from "../../gen/myosicam/panel/v1/rollout_pb.js";
 import { createRolloutService } from "./rollout-service.js";
@@ -183,6 +184,7 @@ export const agentsService: ServiceModule = {
     agentReleases,
     rollouts,
     busySpells,
+    heartbeatsInPlace,
   ],
   // The agent tokens are sealed and opened by the key holder, in this process; the operator API's
   // authentication, authorization and audit are the panel service's, in this process too.

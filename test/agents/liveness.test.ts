@@ -6,7 +6,7 @@ import * as assert from "uvu/assert";
 import { AgentHealth } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import { livenessJobs, livenessQueue, scanLiveness } from "../../services/agents/alerts.js";
 import { createInstallToken } from "../../services/agents/install-tokens.js";
-import { approveServer, markUnreachable } from "../../services/agents/store.js";
+import { approveServer, markUnreachable, writeHeartbeats } from "../../services/agents/store.js";
 import { writeMailSettings } from "../../services/lib/email/settings.js";
 import { createLogger } from "../../services/lib/log.js";
 import { createKeyring } from "../../services/lib/secrets/keyring.js";
@@ -339,6 +339,37 @@ test("the liveness scan does not wait for a server whose row is locked (its hear
     [writing.serverId],
     "the next scan marks it",
   );
+});
+
+test("a heartbeat rewrites its server's row in place: no index of the servers gets an entry for it (a HOT update)", async () => {
+  const res = await enroll("in-place-1");
+  await approveServer(panel.db, res.serverId);
+  // This backend's counters, read before and after within one transaction (they also hold earlier
+  // transactions' counts until they are flushed, which never happens inside a transaction).
+  const counters = async (trx: typeof panel.db) => {
+    const { rows } = await trx.raw("select n_tup_upd as updated, n_tup_hot_upd as hot from pg_stat_xact_user_tables where relname = 'servers'");
+    return { updated: Number(rows[0].updated), hot: Number(rows[0].hot) };
+  };
+  const beat = (i: number) => ({
+    serverId: res.serverId,
+    at: new Date(Date.now() + i * 1000),
+    uptimeSeconds: 100 + i,
+    health: "ok",
+    agentVersion: "0.1.0",
+    load: [0.5, 0.4, 0.3],
+    instances: [],
+  });
+  // The first may move the row to a page with room (enrolment filled its page).
+  await writeHeartbeats(panel.db, [beat(0)]);
+  const { before, after } = await panel.db.transaction(async (trx) => {
+    const before = await counters(trx);
+    for (let i = 1; i <= 10; i++) await writeHeartbeats(trx, [beat(i)]);
+    return { before, after: await counters(trx) };
+  });
+  assert.is(after.updated - before.updated, 10);
+  assert.is(after.hot - before.hot, 10, "every heartbeat's update was heap-only");
+  const row = await panel.db("servers").where({ id: res.serverId }).first("uptime_seconds", "last_seen_at");
+  assert.is(Number(row.uptime_seconds), 110, "the last heartbeat is what the row holds");
 });
 
 test("the SMTP password is stored sealed and never logged", async () => {
