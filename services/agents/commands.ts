@@ -8,7 +8,7 @@ import type { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
 import { createBatcher } from "../lib/batcher.js";
 import { type AccountResultInput, type ContentHashChange, recordAccountResults } from "./change-sets.js";
 import { createPgListener } from "../lib/pg-listener.js";
-import { insertRows, queryErrorWords, type Knex } from "../lib/db.js";
+import { insertRows, prepared, queryErrorWords, type Knex } from "../lib/db.js";
 import type { Logger } from "../lib/log.js";
 import { agentIncompatibility } from "../lib/releases/compatibility.js";
 
@@ -268,8 +268,9 @@ export async function claimCommandsFor(db: Knex, crypto: Client<typeof CryptoSer
   const first = new Map<string, ClaimRequest>();
   for (const r of requests) if (!first.has(r.serverId)) first.set(r.serverId, r);
   const asked = [...first.values()];
-  const { rows } = await db.raw(
-    `update commands c set status = 'delivered', delivered_at = now(), attempts = c.attempts + 1
+  const { rows } = await prepared(
+    db.raw(
+      `update commands c set status = 'delivered', delivered_at = now(), attempts = c.attempts + 1
       where c.id in (select due.id
                        from unnest(?::uuid[], ?::text[]) as r(server_id, sent)
                        cross join lateral (
@@ -279,7 +280,9 @@ export async function claimCommandsFor(db: Knex, crypto: Client<typeof CryptoSer
                           order by created_at limit 100
                           for update skip locked) due)
       returning c.*`,
-    [asked.map((r) => r.serverId), asked.map((r) => [...r.sentOnThisStream].join(","))] as unknown as readonly Knex.RawBinding[],
+      [asked.map((r) => r.serverId), asked.map((r) => [...r.sentOnThisStream].join(","))] as unknown as readonly Knex.RawBinding[],
+    ),
+    "claim_commands",
   );
   const due = (rows as Array<CommandRow & { server_id: string; created_at: Date }>).sort((a, b) => a.created_at.getTime() - b.created_at.getTime());
   const withPayload = due.filter((r) => r.payload);

@@ -1,4 +1,4 @@
-import { insertRows, type Knex } from "../lib/db.js";
+import { insertRows, prepared, type Knex } from "../lib/db.js";
 
 /** A server's status: `new` until an agent registers for it. */
 export type ServerStatus = "new" | "pending" | "online" | "unreachable" | "revoked";
@@ -40,9 +40,12 @@ export async function selectServersTrust(
   db: Knex,
   ids: readonly string[],
 ): Promise<Array<Pick<ServerRow, "id" | "status" | "approved" | "agent_token"> | undefined>> {
-  const rows = await db("servers")
-    .select("id", "status", "approved", "agent_token")
-    .whereIn("id", [...new Set(ids)]);
+  const rows = await prepared(
+    db("servers")
+      .select("id", "status", "approved", "agent_token")
+      .whereRaw("id = any(?::uuid[])", [[...new Set(ids)]]),
+    "servers_trust",
+  );
   const byId = new Map(rows.map((r: ServerRow) => [r.id, r]));
   return ids.map((id) => byId.get(id));
 }
@@ -284,7 +287,6 @@ export interface HeartbeatWrite {
  */
 export async function writeHeartbeats(db: Knex, beats: readonly HeartbeatWrite[]): Promise<Array<{ id: string; name: string }>> {
   if (beats.length === 0) return [];
-  const values = beats.map(() => "(?::uuid, ?::timestamptz, ?::bigint, ?::text, ?::text, ?::real[])").join(", ");
   const hosts = beats.filter((b) => b.host);
   const readings = beats.flatMap((b) => b.instances.map((i) => ({ serverId: b.serverId, at: b.at.toISOString(), ...i })));
   const runtimes = readings.filter((r) => r.runtime);
@@ -294,8 +296,12 @@ export async function writeHeartbeats(db: Knex, beats: readonly HeartbeatWrite[]
   // also waits for the share lock a command's or an instance's foreign key takes on its server,
   // and a fan-out storing commands for every server then deadlocked with heartbeats (seen with two
   // replicas: the change set was refused "conflicting concurrent change").
-  const result = await db.raw(
-    `with beat(id, at, uptime, health, version, load) as (values ${values}),
+  // One text whatever the batch's size (the beats as arrays): a prepared statement.
+  const result = await prepared(
+    db.raw(
+      `with beat(id, at, uptime, health, version, load) as (
+            select id, at, uptime, health, version, load::real[]
+              from unnest(?::uuid[], ?::timestamptz[], ?::bigint[], ?::text[], ?::text[], ?::text[]) as b(id, at, uptime, health, version, load)),
           before as (select s.id, s.status from servers s join beat b on b.id = s.id order by s.id for no key update of s),
           updated as (
             update servers s set
@@ -330,26 +336,34 @@ export async function writeHeartbeats(db: Knex, beats: readonly HeartbeatWrite[]
               join updated u on u.id = r.server_id
              where i.server_id = r.server_id and i.name = r.name and i.gone_at is null)
      select id, name, previous from updated`,
-    [
-      ...beats.flatMap((b) => [b.serverId, b.at.toISOString(), b.uptimeSeconds, b.health, b.agentVersion, b.load]),
-      hosts.map((b) => b.serverId),
-      hosts.map((b) => b.at.toISOString()),
-      hosts.map((b) => b.host!.cpuPercent),
-      hosts.map((b) => b.host!.memoryUsedMb),
-      hosts.map((b) => b.host!.memoryTotalMb),
-      hosts.map((b) => b.host!.diskUsedMb),
-      readings.map((r) => r.serverId),
-      readings.map((r) => r.name),
-      readings.map((r) => r.at),
-      readings.map((r) => r.cpuPercent),
-      readings.map((r) => r.rssMb),
-      readings.map((r) => r.diskMb),
-      runtimes.map((r) => r.serverId),
-      runtimes.map((r) => r.name),
-      runtimes.map((r) => r.runtime!.running),
-      runtimes.map((r) => r.runtime!.pid),
-      runtimes.map((r) => r.runtime!.uptimeSeconds),
-    ] as unknown as readonly Knex.RawBinding[],
+      [
+        beats.map((b) => b.serverId),
+        beats.map((b) => b.at.toISOString()),
+        beats.map((b) => b.uptimeSeconds),
+        beats.map((b) => b.health),
+        beats.map((b) => b.agentVersion),
+        // Each server's load as an array literal of its own (arrays of arrays must be rectangular).
+        beats.map((b) => `{${b.load.map((l) => String(l)).join(",")}}`),
+        hosts.map((b) => b.serverId),
+        hosts.map((b) => b.at.toISOString()),
+        hosts.map((b) => b.host!.cpuPercent),
+        hosts.map((b) => b.host!.memoryUsedMb),
+        hosts.map((b) => b.host!.memoryTotalMb),
+        hosts.map((b) => b.host!.diskUsedMb),
+        readings.map((r) => r.serverId),
+        readings.map((r) => r.name),
+        readings.map((r) => r.at),
+        readings.map((r) => r.cpuPercent),
+        readings.map((r) => r.rssMb),
+        readings.map((r) => r.diskMb),
+        runtimes.map((r) => r.serverId),
+        runtimes.map((r) => r.name),
+        runtimes.map((r) => r.runtime!.running),
+        runtimes.map((r) => r.runtime!.pid),
+        runtimes.map((r) => r.runtime!.uptimeSeconds),
+      ] as unknown as readonly Knex.RawBinding[],
+    ),
+    "heartbeats",
   );
   return (result.rows as Array<{ id: string; name: string; previous: string }>).filter((r) => r.previous === "unreachable");
 }

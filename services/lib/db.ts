@@ -31,6 +31,19 @@ export function createDatabase(url: string, log: Logger, poolMax = 10): Knex {
   });
 }
 
+/**
+ * Makes `query` a named prepared statement: PostgreSQL parses and plans it once per connection,
+ * then only binds and runs it. For the small statements every agent call makes (its server's
+ * trust row, its nonce, the heartbeat batch), planning took PostgreSQL longer than running them
+ * (docs/sizing.md). The text must be the same at every call, lists passed as array parameters
+ * rather than spelled out (`in (…)`, `values …`): pg refuses one name for two texts. A
+ * connection pooler in front of PostgreSQL must keep prepared statements (PgBouncer 1.21 or
+ * later with `max_prepared_statements`, or session pooling).
+ */
+export function prepared<Query extends Knex.ChainableInterface>(query: Query, name: string): Query {
+  return query.options({ name: `myosicam_${name}` });
+}
+
 /** The most parameters PostgreSQL's protocol takes in one statement (a 16-bit count). */
 const maxParameters = 65_535;
 

@@ -1,5 +1,5 @@
 import { createBatcher } from "../batcher.js";
-import type { Knex, Migration } from "../db.js";
+import { prepared, type Knex, type Migration } from "../db.js";
 
 /**
  * `hmac_nonces`: every (caller, nonce) accepted within the replay window (DESIGN.md §3.1);
@@ -99,12 +99,15 @@ export async function recordNonce(db: Knex, callerId: string, nonce: string): Pr
  */
 export async function recordNonces(db: Knex, items: ReadonlyArray<{ callerId: string; nonce: string }>): Promise<boolean[]> {
   if (items.length === 0) return [];
-  const { rows } = await db.raw(
-    `insert into hmac_nonces (caller_id, nonce)
-     select caller_id, nonce from unnest(?::text[], ?::text[]) as n(caller_id, nonce)
-     on conflict (caller_id, nonce) do nothing
-     returning caller_id, nonce`,
-    [items.map((i) => i.callerId), items.map((i) => i.nonce)] as unknown as readonly Knex.RawBinding[],
+  const { rows } = await prepared(
+    db.raw(
+      `insert into hmac_nonces (caller_id, nonce)
+       select caller_id, nonce from unnest(?::text[], ?::text[]) as n(caller_id, nonce)
+       on conflict (caller_id, nonce) do nothing
+       returning caller_id, nonce`,
+      [items.map((i) => i.callerId), items.map((i) => i.nonce)] as unknown as readonly Knex.RawBinding[],
+    ),
+    "nonces",
   );
   const fresh = new Set((rows as Array<{ caller_id: string; nonce: string }>).map((r) => `${r.caller_id}\n${r.nonce}`));
   return items.map((i) => fresh.delete(`${i.callerId}\n${i.nonce}`));
