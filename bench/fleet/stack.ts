@@ -53,6 +53,8 @@ export interface StackOptions {
   env?: Record<string, string>;
   /** The HAProxy binary (required with more than one replica). */
   haproxy?: string;
+  /** More PostgreSQL settings (`--pg-statements`: the statistics of every statement). */
+  postgresSettings?: Readonly<Record<string, string>>;
 }
 
 export async function startFleetStack(options: StackOptions): Promise<FleetStack> {
@@ -64,7 +66,7 @@ export async function startFleetStack(options: StackOptions): Promise<FleetStack
     await rm(root, { recursive: true, force: true });
   };
   try {
-    const postgres = await startEmbeddedPostgres({ directory: join(root, "pg"), port: 0, log: quiet });
+    const postgres = await startEmbeddedPostgres({ directory: join(root, "pg"), port: 0, log: quiet, settings: options.postgresSettings });
     stopping.push(() => postgres.stop());
     await postgres.ensureDatabase("panel");
     const db = createDatabase(postgres.url("panel"), quiet, 4);

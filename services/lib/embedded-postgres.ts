@@ -36,6 +36,8 @@ export interface EmbeddedPostgresOptions {
   owner?: boolean;
   /** Connections the server accepts (PostgreSQL's max_connections); default PostgreSQL's own, 100. */
   maxConnections?: number;
+  /** More server settings (`-c name=value`), e.g. the benchmarks' `pg_stat_statements`. */
+  settings?: Readonly<Record<string, string>>;
 }
 
 const superuser = "postgres";
@@ -120,6 +122,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
         "-c",
         "unix_socket_directories=",
         ...(options.maxConnections ? ["-c", `max_connections=${options.maxConnections}`] : []),
+        ...Object.entries(options.settings ?? {}).flatMap(([name, value]) => ["-c", `${name}=${value}`]),
       ],
       onLog: (line) => {
         recent.push(line.trim());
