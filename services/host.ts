@@ -171,6 +171,7 @@ export async function startHost(config: Config, services: readonly ServiceModule
       config: configFor(s),
       db: databases.get(s.database),
       dbUrl: databases.url(s.database),
+      genericPlanDb: () => databases.genericPlans(s.database),
       log: log.child({ svc: s.name }),
       ownCertificate: tls.cert,
       transportFor,

@@ -79,7 +79,8 @@ function syncQueueOf(deps: ServiceDeps): SyncQueue {
 
 export function agentsRoutes(deps: ServiceDeps) {
   const crypto = cryptoOf(deps);
-  const writer = createHeartbeatWriter(deps.db, deps.log, (servers) => raiseRecoveries(deps.db, deps.enqueueJob, servers), deps.databaseOutage);
+  // The statements every agent call makes run on the pool that plans them once (db.ts, `prepared`).
+  const writer = createHeartbeatWriter(deps.genericPlanDb(), deps.log, (servers) => raiseRecoveries(deps.db, deps.enqueueJob, servers), deps.databaseOutage);
   deps.onStop(() => writer.stop());
   const registration = createRegistrationService({ db: deps.db, config: deps.config, crypto, currentUsage: deps.currentUsage, log: deps.log });
   const hub = createCommandHub(deps.db, deps.dbUrl, deps.log, keepaliveMs);
@@ -88,7 +89,7 @@ export function agentsRoutes(deps: ServiceDeps) {
   deps.onStop(() => fleetHub.stop());
   const results = createResultWriter(deps.db, crypto);
   deps.onStop(() => results.stop());
-  const claimer = createCommandClaimer(deps.db, crypto);
+  const claimer = createCommandClaimer(deps.genericPlanDb(), crypto);
   deps.onStop(() => claimer.stop());
   // Every panel process advances the rollouts; one at a time per rollout (its row is locked).
   const ticker = startRolloutTicker(deps.db, crypto, deps.log);
@@ -203,9 +204,9 @@ export const agentsService: ServiceModule = {
   },
   signedCalls(deps) {
     // Concurrent signed calls check their nonces together: one statement per few milliseconds.
-    const nonces = createNonceRecorder(deps.db);
+    const nonces = createNonceRecorder(deps.genericPlanDb());
     deps.onStop(() => nonces.stop());
-    const trust = createAgentTrust(deps.db, cryptoOf(deps));
+    const trust = createAgentTrust(deps.genericPlanDb(), cryptoOf(deps));
     return {
       services: [AgentService],
       verifier: { findCaller: (id) => trust.findCaller(id), recordNonce: (id, nonce) => nonces.record(id, nonce) },

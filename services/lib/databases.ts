@@ -16,6 +16,11 @@ export interface OpenDatabases {
   get(name: DatabaseName): Knex;
   /** The connection URL of an open database (for libraries that keep their own pool). */
   url(name: DatabaseName): string;
+  /**
+   * A second, small pool on an open database whose connections plan each prepared statement once
+   * (`genericPlans`): for the statements every agent call makes. Opened on first use.
+   */
+  genericPlans(name: DatabaseName): Knex;
   readonly embedded?: EmbeddedPostgres;
   /** Destroys the pools, then stops the embedded server; idempotent. */
   close(): Promise<void>;
@@ -37,12 +42,13 @@ export async function openDatabases(
   const settings: Record<DatabaseName, string> = { panel: "DATABASE_URL", admin: "ADMIN_DATABASE_URL" };
   let embedded: EmbeddedPostgres | undefined;
   const pools = new Map<DatabaseName, Knex>();
+  const genericPlanPools = new Map<DatabaseName, Knex>();
   const urls = new Map<DatabaseName, string>();
   let closed = false;
   const close = async () => {
     if (closed) return;
     closed = true;
-    await Promise.all([...pools.values()].map((db) => db.destroy()));
+    await Promise.all([...pools.values(), ...genericPlanPools.values()].map((db) => db.destroy()));
     await embedded?.stop();
   };
   try {
@@ -86,10 +92,27 @@ export async function openDatabases(
       if (!url) throw new Error(`the ${name} database is not open in this process`);
       return url;
     },
+    genericPlans(name) {
+      const url = urls.get(name);
+      if (!url) throw new Error(`the ${name} database is not open in this process`);
+      let db = genericPlanPools.get(name);
+      if (!db)
+        genericPlanPools.set(
+          name,
+          (db = createDatabase(url, log.child({ database: name, pool: "generic plans" }), genericPlanPoolSize, { genericPlans: true })),
+        );
+      return db;
+    },
     embedded,
     close,
   };
 }
+
+/**
+ * Connections of the generic-plan pool: one each for the batchers that use it (trust rows,
+ * nonces, heartbeats, claims), which write one batch at a time.
+ */
+export const genericPlanPoolSize = 4;
 
 /** Applies `migrations` to the database; logs what it applied. */
 export async function migrateDatabase(db: Knex, name: DatabaseName, migrations: readonly Migration[], log: Logger) {

@@ -13,12 +13,24 @@ export interface Migration {
   up(db: Knex): Promise<void>;
 }
 
-/** Opens a pool on a PostgreSQL URL. The pool connects lazily; `checkDatabase` proves it works. */
-export function createDatabase(url: string, log: Logger, poolMax = 10): Knex {
+/**
+ * Opens a pool on a PostgreSQL URL. The pool connects lazily; `checkDatabase` proves it works.
+ * `genericPlans`: its connections plan each prepared statement once and reuse that plan
+ * (`plan_cache_mode=force_generic_plan`), for the pool of the statements every agent call makes
+ * (see `prepared`); every other statement is better planned for its parameters.
+ */
+export function createDatabase(url: string, log: Logger, poolMax = 10, options: { genericPlans?: boolean } = {}): Knex {
   return knex({
     client: "pg",
     connection: url,
-    pool: { min: 0, max: poolMax },
+    pool: {
+      min: 0,
+      max: poolMax,
+      ...(options.genericPlans && {
+        afterCreate: (connection: { query(sql: string, done: (err: Error | null) => void): void }, done: (err: Error | null, connection: unknown) => void) =>
+          connection.query("set plan_cache_mode = force_generic_plan", (err) => done(err, connection)),
+      }),
+    },
     acquireConnectionTimeout: 10_000,
     // knex warns with stack traces for conditions our callers already report in words
     // (e.g. "connection refused"); keep its chatter for debugging only.
@@ -32,13 +44,14 @@ export function createDatabase(url: string, log: Logger, poolMax = 10): Knex {
 }
 
 /**
- * Makes `query` a named prepared statement: PostgreSQL parses and plans it once per connection,
- * then only binds and runs it. For the small statements every agent call makes (its server's
- * trust row, its nonce, the heartbeat batch), planning took PostgreSQL longer than running them
- * (docs/sizing.md). The text must be the same at every call, lists passed as array parameters
- * rather than spelled out (`in (…)`, `values …`): pg refuses one name for two texts. A
- * connection pooler in front of PostgreSQL must keep prepared statements (PgBouncer 1.21 or
- * later with `max_prepared_statements`, or session pooling).
+ * Makes `query` a named prepared statement: PostgreSQL parses it once per connection, then only
+ * binds and runs it; on a pool opened with `genericPlans` it is planned once too. For the small
+ * statements every agent call makes (its server's trust row, its nonce, the heartbeat batch, the
+ * claim), planning took PostgreSQL longer than running them, and PostgreSQL's own choice kept
+ * planning the trust row and the heartbeat batch at every call: the plan for a batch of one
+ * server is costed below the generic one (docs/sizing.md). The text must be the same at every
+ * call, lists passed as array parameters rather than spelled out (`in (…)`, `values …`): pg
+ * refuses one name for two texts. A connection pooler in front of PostgreSQL must keep sessions.
  */
 export function prepared<Query extends Knex.ChainableInterface>(query: Query, name: string): Query {
   return query.options({ name: `myosicam_${name}` });

@@ -33,6 +33,8 @@ export interface ServiceDeps {
   db: Knex;
   /** That database's URL, for a dedicated connection (e.g. LISTEN). */
   dbUrl: string;
+  /** A small pool on that database that plans each prepared statement once (OpenDatabases.genericPlans), opened on first use. */
+  genericPlanDb(): Knex;
   /** The service's logger (`svc` bound). */
   log: Logger;
   /**

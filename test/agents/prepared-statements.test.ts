@@ -9,15 +9,18 @@ import { createDatabase, type Knex } from "../../services/lib/db.js";
 import { recordNonces } from "../../services/lib/hmac/nonce-store.js";
 import { startPanelHost, type PanelHost } from "../helpers/panel-host.js";
 
-const test = suite("the statements every agent call makes are prepared once per connection, whatever the size of their batch");
+const test = suite("the statements every agent call makes are prepared and planned once per connection, whatever the size of their batch");
 
 let panel: PanelHost;
-/** A pool of one connection: every statement below runs on it, so its prepared statements can be listed. */
+/**
+ * A generic-plan pool (as the agents service's) of one connection: every statement below runs on
+ * it, so its prepared statements and how often each was planned can be listed.
+ */
 let one: Knex;
 const servers: string[] = [];
 test.before(async () => {
   panel = await startPanelHost("prepared_statements");
-  one = createDatabase(panel.config.databaseUrl!, panel.logs.log, 1);
+  one = createDatabase(panel.config.databaseUrl!, panel.logs.log, 1, { genericPlans: true });
   for (let i = 0; i < 40; i++) {
     const id = randomUUID();
     await panel.db("servers").insert({ id, name: `prepared-${i}`, status: "online", approved: true, created_by: "test" });
@@ -29,8 +32,12 @@ test.after(async () => {
   await panel.stop();
 });
 
-/** The statements prepared on that connection so far. */
-const preparedNames = async () => (await one.raw("select name from pg_prepared_statements")).rows.map((r: { name: string }) => r.name) as string[];
+/** The statements prepared on that connection so far, each with how often it was planned for its parameters. */
+const preparedNames = async () => {
+  const { rows } = await one.raw("select name, custom_plans from pg_prepared_statements");
+  for (const r of rows as Array<{ name: string; custom_plans: string }>) assert.is(Number(r.custom_plans), 0, `${r.name} is planned once, not for each call`);
+  return (rows as Array<{ name: string }>).map((r) => r.name);
+};
 
 const beat = (serverId: string, n: number): HeartbeatWrite => ({
   serverId,

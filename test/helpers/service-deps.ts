@@ -5,6 +5,7 @@ export function soloServiceDeps(deps: Pick<ServiceDeps, "config" | "db" | "log">
   return {
     ...deps,
     dbUrl: "",
+    genericPlanDb: () => deps.db,
     ownCertificate: "",
     adminUrl: () => deps.config.adminUrl ?? "https://127.0.0.1:8444",
     panelUrl: () => deps.config.panelPublicUrl ?? "https://127.0.0.1:8443",
