@@ -1,4 +1,4 @@
-import { insertRows, prepared, type Knex } from "../lib/db.js";
+import { asReal, insertRows, prepared, type Knex } from "../lib/db.js";
 
 /** A server's status: `new` until an agent registers for it. */
 export type ServerStatus = "new" | "pending" | "online" | "unreachable" | "revoked";
@@ -343,19 +343,19 @@ export async function writeHeartbeats(db: Knex, beats: readonly HeartbeatWrite[]
         beats.map((b) => b.health),
         beats.map((b) => b.agentVersion),
         // Each server's load as an array literal of its own (arrays of arrays must be rectangular).
-        beats.map((b) => `{${b.load.map((l) => String(l)).join(",")}}`),
+        beats.map((b) => `{${b.load.map((l) => String(asReal(l))).join(",")}}`),
         hosts.map((b) => b.serverId),
         hosts.map((b) => b.at.toISOString()),
-        hosts.map((b) => b.host!.cpuPercent),
-        hosts.map((b) => b.host!.memoryUsedMb),
-        hosts.map((b) => b.host!.memoryTotalMb),
-        hosts.map((b) => b.host!.diskUsedMb),
+        hosts.map((b) => asReal(b.host!.cpuPercent)),
+        hosts.map((b) => asReal(b.host!.memoryUsedMb)),
+        hosts.map((b) => asReal(b.host!.memoryTotalMb)),
+        hosts.map((b) => asReal(b.host!.diskUsedMb)),
         readings.map((r) => r.serverId),
         readings.map((r) => r.name),
         readings.map((r) => r.at),
-        readings.map((r) => r.cpuPercent),
-        readings.map((r) => r.rssMb),
-        readings.map((r) => r.diskMb),
+        readings.map((r) => asReal(r.cpuPercent)),
+        readings.map((r) => asReal(r.rssMb)),
+        readings.map((r) => asReal(r.diskMb)),
         runtimes.map((r) => r.serverId),
         runtimes.map((r) => r.name),
         runtimes.map((r) => r.runtime!.running),

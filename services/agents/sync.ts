@@ -3,7 +3,7 @@ import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import type { SyncRequest } from "../../gen/myosicam/agent/v1/agent_pb.js";
 import type { Account, InstanceSnapshot } from "../../gen/myosicam/agent/v1/snapshot_pb.js";
 import type { CryptoService } from "../../gen/myosicam/crypto/v1/crypto_pb.js";
-import type { Knex } from "../lib/db.js";
+import { asReal, type Knex } from "../lib/db.js";
 import { entriesOfFields } from "./account-plans.js";
 import { type AccountRow, upsertReportedAccounts } from "./account-store.js";
 import { attributeSyncedChanges, lockAccountViews, type SyncedDifference } from "./change-sets.js";
@@ -47,11 +47,11 @@ export async function storeSync(db: Knex, crypto: Client<typeof CryptoService>, 
      select name, content_hash from instances where server_id = ?::uuid and name = any(?::text[])`,
     [
       serverId,
-      h?.cpuPercent ?? 0,
-      h?.memoryUsedMb ?? 0,
-      h?.memoryTotalMb ?? 0,
-      h?.diskUsedMb ?? 0,
-      h?.load ? [h.load.one, h.load.five, h.load.fifteen] : [],
+      asReal(h?.cpuPercent ?? 0),
+      asReal(h?.memoryUsedMb ?? 0),
+      asReal(h?.memoryTotalMb ?? 0),
+      asReal(h?.diskUsedMb ?? 0),
+      h?.load ? [h.load.one, h.load.five, h.load.fifteen].map(asReal) : [],
       h !== undefined,
       serverId,
       [...names],
@@ -172,7 +172,7 @@ async function storeSnapshot(db: Knex, crypto: Client<typeof CryptoService>, ser
          insert into resource_samples (instance_id, cpu_percent, rss_mb, disk_mb) select ?::uuid, ?::real, ?::real, ?::real where ?::boolean
        )
        update oscam_installs set webif_password = ? where id = ? and webif_password is distinct from ?`,
-      [instanceId, r?.cpuPercent ?? 0, r?.rssMb ?? 0, r?.diskMb ?? 0, r !== undefined, password, install.id, password],
+      [instanceId, asReal(r?.cpuPercent ?? 0), asReal(r?.rssMb ?? 0), asReal(r?.diskMb ?? 0), r !== undefined, password, install.id, password],
     );
   });
 }

@@ -57,6 +57,14 @@ export function prepared<Query extends Knex.ChainableInterface>(query: Query, na
   return query.options({ name: `myosicam_${name}` });
 }
 
+/**
+ * A double as PostgreSQL's `real` (4 bytes) holds it. Validation bounds readings below real's
+ * largest value, but one nearer zero than real's smallest (4.3e-78, as the protocol fuzzer sent)
+ * made PostgreSQL refuse the whole statement ("out of range for type real"); rounded here to the
+ * nearest real, it is stored as the column would hold it (0 there).
+ */
+export const asReal = (value: number): number => Math.fround(value);
+
 /** The most parameters PostgreSQL's protocol takes in one statement (a 16-bit count). */
 const maxParameters = 65_535;
 

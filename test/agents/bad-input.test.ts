@@ -117,6 +117,26 @@ test("resource readings beyond what the panel can store (1e308 % CPU, 10^13 MB) 
   assert.match(disk!.rawMessage, /disk_used_mb/);
 });
 
+test("readings nearer zero than PostgreSQL's real holds (4.3e-78, as the fuzzer sent) are stored as the column holds them, in a sync and a heartbeat, not refused as internal", async () => {
+  const agent = await enroll("tiny-readings");
+  const host = { cpuPercent: 4.3e-78, memoryUsedMb: 1e-40, memoryTotalMb: 2048, diskUsedMb: 1e-300, load: { one: 1e-50, five: 0.5, fifteen: 4.3e-78 } };
+  await agent.client.sync({ host });
+  await agent.client.heartbeat({ ...heartbeat, host, load: host.load });
+  const samples = await panel
+    .db("host_resource_samples")
+    .where({ server_id: agent.id })
+    .select("cpu_percent", "memory_used_mb", "memory_total_mb", "disk_used_mb", "load_average");
+  assert.is(samples.length, 2, "one reading from the sync, one from the heartbeat");
+  for (const sample of samples) {
+    assert.is(sample.cpu_percent, 0);
+    assert.ok(sample.memory_used_mb > 0 && sample.memory_used_mb < 1e-39, `a value real holds stays (${sample.memory_used_mb})`);
+    assert.is(sample.memory_total_mb, 2048);
+    assert.is(sample.disk_used_mb, 0);
+    assert.equal(sample.load_average, [0, 0.5, 0]);
+  }
+  assert.equal((await panel.db("servers").where({ id: agent.id }).first("load_average")).load_average, [0, 0.5, 0]);
+});
+
 test("a stream's request that does not parse, or is marked compressed with no compression named, is InvalidArgument, not internal", async () => {
   const agent = await enroll("stream-garbage");
   const procedure = "/myosicam.agent.v1.AgentService/Subscribe";
