@@ -532,7 +532,12 @@ test("a session that ends while a page is open brings the operator back to sign-
     .catch(() => {});
   await page.waitForURL(/\/login\?expired=1&next=(%2Faccounts|%2Factivity%3Ftab%3Dcommands)$/);
   const next = new URL(page.url()).searchParams.get("next")!;
-  assert.match(await page.getByRole("status").first().innerText(), /session ended/);
+  // The sign-in page says why, once it has rendered its notice (another status may come first).
+  await page
+    .getByRole("status")
+    .filter({ hasText: /session ended/ })
+    .first()
+    .waitFor({ timeout: 10_000 });
   await signIn(page, email, password);
   await page.waitForURL((url) => url.pathname + url.search === next);
 });
