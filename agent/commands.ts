@@ -92,10 +92,10 @@ function changedAccounts(command: Command, results: readonly AccountChangeResult
   return changed;
 }
 
-/** What the agent can run; a kind it cannot is reported as failed, never as done. */
 /** What became of the content hash a change's result carried: taken by the panel, refused, or none carried. */
 export type ReportedHash = "taken" | "refused" | "none";
 
+/** What the agent can run; a kind it cannot is reported as failed, never as done. */
 export type CommandExecutor = (command: Command) => Promise<Outcome>;
 
 /**
